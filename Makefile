@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine: `make testnet` and `make test`.
+# Everything is installed into the checkout: .venv for Python, node_modules for anvil and solc.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NPM := node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test lint typecheck unit testnet bench clean
+
+install: $(STAMP_PY) $(STAMP_NPM)
+
+$(STAMP_PY): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(STAMP_NPM): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(STAMP_PY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP_PY)
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+test: install lint typecheck unit
+
+testnet: install
+	$(VENV)/bin/tkms testnet up
+
+bench: install
+	$(PY) -m mpc.bench
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (DESIGN §4)."""

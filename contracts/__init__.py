@@ -1,0 +1,1 @@
+"""Governance contracts: Solidity sources, compiled artifacts, typed chain client (DESIGN §5)."""

@@ -1,0 +1,19 @@
+"""The `tkms` entry point only dispatches: no command prints help and exits 2."""
+
+from __future__ import annotations
+
+import pytest
+
+import tkms
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tkms.main([]) == 2
+    assert "usage: tkms" in capsys.readouterr().out
+
+
+def test_unknown_command_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        tkms.main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
