@@ -16,6 +16,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from attest.errors import AttestError
+
 __all__ = [
     "DSTACK_RUNTIME_EVENT_TYPE",
     "EventLogEntry",
@@ -31,12 +33,15 @@ SHA384_LEN = 48
 MAX_EVENTS = 65536
 
 
-class EventLogError(ValueError):
+class EventLogError(AttestError):
     """An event log is malformed. `where` names the entry (index) or byte offset that failed."""
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+    def diagnostics(self) -> str:
+        return f"malformed event log: {self}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attest._eventlog import DSTACK_RUNTIME_EVENT_TYPE, SHA384_LEN, EventLogEntry, EventLogError
+from attest.errors import AttestError
 
 __all__ = [
     "ReplayError",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 
-class ReplayError(ValueError):
+class ReplayError(AttestError):
     """The event log does not reproduce the quote's RTMRs, or an event's digest is inconsistent.
 
     `rtmr` is the register index concerned (None when the failure is not about one register).
@@ -42,6 +43,12 @@ class ReplayError(ValueError):
     def __init__(self, message: str, *, rtmr: int | None = None) -> None:
         self.rtmr = rtmr
         super().__init__(message)
+
+    def diagnostics(self) -> str:
+        return (
+            f"event log does not match the quote: {self}; the log may be incomplete, "
+            "reordered or altered"
+        )
 
 
 @dataclass(frozen=True, slots=True)
