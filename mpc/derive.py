@@ -1,0 +1,242 @@
+"""Coordinator-free, verifiable, encrypted key derivation for apps (DESIGN §3.4).
+
+The app makes an ephemeral key pair (a, E = a·G1) and asks every node for a partial of the
+same request. Node i computes H = hash_to_G1(dst, message), sigma_i = x_i·H, a DLEQ proof
+that log_G1(V_i) == log_H(sigma_i), and ElGamal-encrypts sigma_i to E: Y = y·G1,
+Z = sigma_i + y·E. The app decrypts sigma_i = Z - a·Y, verifies the proof against V_i from
+chain data, and combines any t valid partials with Lagrange coefficients into
+sigma = x·H, where x is the group secret nobody holds. A relay sees only ciphertexts; a
+wrong partial fails its proof and names its node.
+
+The same partials serve identity-based encryption keys (dst = DST_IBE, message = app_id).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
+from mpc.dst import DST_IBE, DST_KDF
+from mpc.encoding import frame
+from mpc.errors import EncodingError, InvalidPartial, NotEnoughShares, ProtocolMisuse
+from mpc.group import (
+    G1,
+    G1_SIZE,
+    G2,
+    Rng,
+    Scalar,
+    hash_to_g1_point,
+    pairing_product_is_one,
+)
+from mpc.sharing import Share, lagrange_coefficients_at_zero
+from mpc.types import Epoch, Generation, MemberIndex
+
+_PARTIAL_LABEL = b"tkms-partial:v1"
+
+
+class KeyKind(enum.IntEnum):
+    """What a derived sigma is for; each kind hashes to G1 under its own DST."""
+
+    KDF = 1
+    IBE = 2
+
+    @property
+    def dst(self) -> bytes:
+        return DST_KDF if self is KeyKind.KDF else DST_IBE
+
+
+def kdf_message(app_id: bytes, purpose: bytes) -> bytes:
+    """msg = encode(app_id, purpose) for app key derivation."""
+    return frame(b"tkms-kdf-msg:v1", app_id, purpose)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """One key an app asks for: `kind` selects the DST, `message` is what gets hashed."""
+
+    kind: KeyKind
+    message: bytes
+    _point: list[G1] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def app_key(cls, app_id: bytes, purpose: bytes) -> KeyRequest:
+        return cls(KeyKind.KDF, kdf_message(app_id, purpose))
+
+    @classmethod
+    def ibe_key(cls, app_id: bytes) -> KeyRequest:
+        return cls(KeyKind.IBE, app_id)
+
+    def point(self) -> G1:
+        """H = hash_to_G1(dst, message), computed once per request object."""
+        if not self._point:
+            self._point.append(hash_to_g1_point(self.message, self.kind.dst))
+        return self._point[0]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkContext:
+    """Which network, key generation and committee epoch a partial belongs to."""
+
+    chain_id: int
+    contract: bytes
+    generation: Generation
+    epoch: Epoch
+
+    def __post_init__(self) -> None:
+        if len(self.contract) != 20:
+            raise ProtocolMisuse(f"contract address must be 20 bytes, got {len(self.contract)}")
+
+
+def _proof_context(
+    network: NetworkContext, member: int, requester: G1, request: KeyRequest
+) -> bytes:
+    return frame(
+        _PARTIAL_LABEL,
+        network.chain_id.to_bytes(32, "big"),
+        network.contract,
+        network.generation.to_bytes(8, "big"),
+        network.epoch.to_bytes(8, "big"),
+        member.to_bytes(4, "big"),
+        requester.to_bytes(),
+        request.kind.dst,
+        request.message,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralKey:
+    """The requester's ElGamal key pair (a, E = a·G1). Secret: its repr hides `a`."""
+
+    secret: Scalar
+    public: G1
+
+    @classmethod
+    def generate(cls, rng: Rng) -> EphemeralKey:
+        a = Scalar.random(rng)
+        return cls(secret=a, public=G1.base_mul(a))
+
+    def __repr__(self) -> str:
+        return f"EphemeralKey(public={self.public!r}, <redacted>)"
+
+
+_PARTIAL_SIZE = 8 + 8 + 4 + 2 * G1_SIZE + PROOF_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptedPartial:
+    """A node's answer for one key request: (generation, epoch, member, Y, Z, proof)."""
+
+    generation: Generation
+    epoch: Epoch
+    member: MemberIndex
+    y: G1
+    z: G1
+    proof: DleqProof
+
+    def to_bytes(self) -> bytes:
+        return (
+            self.generation.to_bytes(8, "big")
+            + self.epoch.to_bytes(8, "big")
+            + self.member.to_bytes(4, "big")
+            + self.y.to_bytes()
+            + self.z.to_bytes()
+            + self.proof.to_bytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "partial") -> EncryptedPartial:
+        if len(data) != _PARTIAL_SIZE:
+            raise EncodingError(what, f"expected {_PARTIAL_SIZE} bytes, got {len(data)}")
+        member = int.from_bytes(data[16:20], "big")
+        if member == 0:
+            raise EncodingError(what, "member index 0 is not valid")
+        y_end = 20 + G1_SIZE
+        z_end = y_end + G1_SIZE
+        return cls(
+            generation=Generation(int.from_bytes(data[0:8], "big")),
+            epoch=Epoch(int.from_bytes(data[8:16], "big")),
+            member=MemberIndex(member),
+            y=G1.from_bytes(data[20:y_end], f"{what} Y"),
+            z=G1.from_bytes(data[y_end:z_end], f"{what} Z"),
+            proof=DleqProof.from_bytes(data[z_end:], f"{what} proof"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedPartial:
+    """A decrypted partial sigma_i = x_i·H whose DLEQ proof verified."""
+
+    member: MemberIndex
+    sigma: G1
+
+
+def derive_partial(
+    share: Share,
+    request: KeyRequest,
+    *,
+    requester: G1,
+    network: NetworkContext,
+    rng: Rng,
+    verification_key: G1 | None = None,
+) -> EncryptedPartial:
+    """Node side: compute, prove and encrypt sigma_i for `request` to `requester` (E)."""
+    if requester.is_identity():
+        raise ProtocolMisuse("the requester key must not be the identity")
+    h = request.point()
+    x = share.value
+    vk = verification_key if verification_key is not None else G1.base_mul(x)
+    sigma = h * x
+    context = _proof_context(network, share.member, requester, request)
+    proof = prove_dleq(x, h, vk=vk, sigma=sigma, context=context, rng=rng)
+    y = Scalar.random(rng)
+    return EncryptedPartial(
+        generation=network.generation,
+        epoch=network.epoch,
+        member=share.member,
+        y=G1.base_mul(y),
+        z=sigma + requester * y,
+        proof=proof,
+    )
+
+
+def open_partial(
+    partial: EncryptedPartial,
+    request: KeyRequest,
+    *,
+    ephemeral: EphemeralKey,
+    verification_key: G1,
+    network: NetworkContext,
+) -> VerifiedPartial:
+    """App side: decrypt a partial and verify its proof; InvalidPartial names the member."""
+    if partial.generation != network.generation or partial.epoch != network.epoch:
+        raise InvalidPartial(
+            partial.member,
+            f"for generation {partial.generation} epoch {partial.epoch}, "
+            f"expected generation {network.generation} epoch {network.epoch}",
+        )
+    sigma = partial.z - partial.y * ephemeral.secret
+    context = _proof_context(network, partial.member, ephemeral.public, request)
+    if not is_valid_dleq(
+        partial.proof, request.point(), vk=verification_key, sigma=sigma, context=context
+    ):
+        raise InvalidPartial(partial.member, "DLEQ proof does not verify against its key")
+    return VerifiedPartial(member=partial.member, sigma=sigma)
+
+
+def combine_partials(partials: Sequence[VerifiedPartial], threshold: int) -> G1:
+    """sigma = Σ λ_i·sigma_i over the first `threshold` partials (distinct members)."""
+    unique: dict[int, G1] = {}
+    for p in partials:
+        unique.setdefault(p.member, p.sigma)
+    if len(unique) < threshold:
+        raise NotEnoughShares(len(unique), threshold, "too few distinct valid partials")
+    members = list(unique)[:threshold]
+    lambdas = lagrange_coefficients_at_zero(members)
+    return G1.msm([unique[m] for m in members], [lambdas[m] for m in members])
+
+
+def is_consistent_with_group_key(sigma: G1, request: KeyRequest, group_key: G2) -> bool:
+    """e(sigma, G2) == e(H, PK2): the combined value is x·H for the network's key."""
+    return pairing_product_is_one([(sigma, G2.generator()), (-request.point(), group_key)])
