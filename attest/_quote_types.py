@@ -152,7 +152,7 @@ class Quote:
             certs = x509.load_pem_x509_certificates(self.pck_chain_pem.rstrip(b"\0"))
         except ValueError as exc:
             raise QuoteParseError(
-                f"PCK certificate chain is not valid PEM: {exc}",
+                f"PCK certificate chain cannot be parsed as PEM X.509 certificates: {exc}",
                 offset=self.signed_length,
                 field="pck_cert_chain",
             ) from exc

@@ -1,0 +1,175 @@
+"""DCAP collateral: load it from dcap-qvl's QuoteCollateralV3 JSON, or fetch it from a PCCS
+with an on-disk cache keyed by (FMSPC, PCK CA).
+
+Nothing here verifies collateral: `verify_quote` hands it to dcap-qvl, which checks the
+signatures over the exact `tcb_info`/`qe_identity` text, the issuer chains, the CRLs and the
+validity windows against an explicit `now`. The cache therefore never has to be trusted; a
+tampered cache file only makes verification fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dcap_qvl
+from cryptography import x509
+
+from attest.errors import CollateralError
+
+_REQUIRED_KEYS = (
+    "pck_crl_issuer_chain",
+    "root_ca_crl",
+    "pck_crl",
+    "tcb_info_issuer_chain",
+    "tcb_info",
+    "tcb_info_signature",
+    "qe_identity_issuer_chain",
+    "qe_identity",
+    "qe_identity_signature",
+)
+_FMSPC = re.compile(r"^[0-9A-F]{12}$")
+
+# (pccs_url, raw quote) -> dcap-qvl collateral; swapped in tests, never the network there.
+Fetcher = Callable[[str, bytes], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Collateral:
+    """Collateral in dcap-qvl's shape, plus the decoded (still unverified) JSON documents."""
+
+    json_text: str
+    qvl: Any = field(repr=False, compare=False)
+    tcb_info: Mapping[str, Any] = field(repr=False, compare=False)
+    qe_identity: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def fmspc(self) -> str:
+        """FMSPC the TCB info is for (upper-case hex)."""
+        return str(self.tcb_info.get("fmspc", "")).upper()
+
+    @property
+    def next_update(self) -> int:
+        """Earliest `nextUpdate` of TCB info, QE identity and both CRLs, as unix seconds:
+        after it, verification fails and the cache must refresh."""
+        doc = json.loads(self.json_text)
+        times = [
+            _unix(self.tcb_info.get("nextUpdate"), "tcb_info.nextUpdate"),
+            _unix(self.qe_identity.get("nextUpdate"), "qe_identity.nextUpdate"),
+        ]
+        for name in ("pck_crl", "root_ca_crl"):
+            try:
+                crl = x509.load_der_x509_crl(bytes.fromhex(doc[name]))
+            except ValueError as exc:
+                raise CollateralError(f"{name} is not a hex DER CRL: {exc}") from exc
+            if crl.next_update_utc is not None:
+                times.append(int(crl.next_update_utc.timestamp()))
+        return min(times)
+
+
+def _unix(value: Any, where: str) -> int:
+    try:
+        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
+    except ValueError as exc:
+        raise CollateralError(f"{where} is not an RFC 3339 time: {value!r}") from exc
+
+
+def collateral_from_json(text: str, *, where: str = "collateral") -> Collateral:
+    """Parse dcap-qvl's QuoteCollateralV3 JSON (as in ``*_collateral.json`` files)."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CollateralError(f"{where}: invalid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise CollateralError(f"{where}: expected a JSON object")
+    missing = [k for k in _REQUIRED_KEYS if k not in doc]
+    if missing:
+        raise CollateralError(f"{where}: missing field(s) {', '.join(missing)}")
+    try:
+        qvl = dcap_qvl.QuoteCollateralV3.from_json(text)
+    except ValueError as exc:
+        raise CollateralError(f"{where}: not dcap-qvl QuoteCollateralV3 JSON ({exc})") from exc
+    return Collateral(
+        json_text=text,
+        qvl=qvl,
+        tcb_info=_inner_json(doc["tcb_info"], f"{where}: tcb_info"),
+        qe_identity=_inner_json(doc["qe_identity"], f"{where}: qe_identity"),
+    )
+
+
+def _inner_json(text: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(text, str):
+        raise CollateralError(f"{where} must be the signed JSON text, as a string")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CollateralError(f"{where}: invalid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise CollateralError(f"{where}: expected a JSON object")
+    return doc
+
+
+def load_collateral(path: Path) -> Collateral:
+    """Read a collateral JSON file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CollateralError(f"cannot read collateral file {path}: {exc}") from exc
+    return collateral_from_json(text, where=str(path))
+
+
+def _default_fetcher(pccs_url: str, raw_quote: bytes) -> Any:
+    return asyncio.run(dcap_qvl.get_collateral(pccs_url, raw_quote))
+
+
+def cache_key(raw_quote: bytes) -> str:
+    """``<FMSPC>-<ca>``: collateral depends on the platform family and the PCK issuing CA."""
+    try:
+        parsed = dcap_qvl.parse_quote(raw_quote)
+        fmspc, ca = parsed.fmspc().upper(), parsed.ca().lower()
+    except ValueError as exc:
+        raise CollateralError(f"cannot read FMSPC/CA from the quote: {exc}") from exc
+    if not _FMSPC.match(fmspc) or ca not in ("platform", "processor"):
+        raise CollateralError(f"unexpected FMSPC {fmspc!r} or PCK CA {ca!r} in the quote")
+    return f"{fmspc}-{ca}"
+
+
+def fetch_collateral(
+    raw_quote: bytes,
+    *,
+    pccs_url: str,
+    cache_dir: Path,
+    now: int,
+    fetcher: Fetcher = _default_fetcher,
+) -> Collateral:
+    """Collateral for this quote: from `cache_dir` while still valid at `now`, else the PCCS.
+
+    A fetched document is written to the cache atomically (temp file + rename).
+    """
+    path = cache_dir / f"{cache_key(raw_quote)}.json"
+    if path.is_file():
+        try:
+            cached = load_collateral(path)
+            if cached.next_update >= now:
+                return cached
+        except CollateralError:
+            pass  # unreadable cache entries are replaced by a fresh fetch
+    try:
+        fetched = fetcher(pccs_url, raw_quote)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise CollateralError(f"fetching collateral from {pccs_url} failed: {exc}") from exc
+    collateral = collateral_from_json(fetched.to_json(), where=f"collateral from {pccs_url}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".collateral-", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(collateral.json_text)
+    os.replace(tmp, path)
+    return collateral
