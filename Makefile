@@ -19,7 +19,7 @@ $(STAMP_PY): pyproject.toml
 	touch $@
 
 $(STAMP_NPM): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint: $(STAMP_PY)

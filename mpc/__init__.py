@@ -1,1 +1,81 @@
-"""Threshold cryptography over BLS12-381, pure and sans-I/O (DESIGN §3)."""
+"""Threshold cryptography over BLS12-381, pure and sans-I/O (DESIGN §3).
+
+No sockets, files or clocks: randomness is injected (`rng`), and protocol state machines are
+fed with messages and return messages. `mpc.group` is the only module that touches the
+arkworks backend.
+"""
+
+from mpc.derive import (
+    EncryptedPartial,
+    EphemeralKey,
+    KeyKind,
+    KeyRequest,
+    NetworkContext,
+    VerifiedPartial,
+    combine_partials,
+    derive_partial,
+    is_consistent_with_group_key,
+    kdf_message,
+    open_partial,
+)
+from mpc.dleq import DleqProof, prove_dleq, verify_dleq
+from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_SIG
+from mpc.errors import (
+    DecryptionError,
+    EncodingError,
+    InvalidPartial,
+    InvalidProof,
+    MpcError,
+    NotEnoughShares,
+    PhaseError,
+    ProtocolMisuse,
+)
+from mpc.group import G1, G2, GT, Scalar, hash_to_g1, hash_to_g1_point, pairing
+from mpc.keyschedule import derive_app_seed, derive_child_key
+from mpc.sharing import Polynomial, PublicPolynomial, Share, recover_secret
+from mpc.types import Epoch, Generation, MemberIndex
+
+__all__ = [
+    "DST_CHALLENGE",
+    "DST_IBE",
+    "DST_KDF",
+    "DST_SIG",
+    "G1",
+    "G2",
+    "GT",
+    "DecryptionError",
+    "DleqProof",
+    "EncodingError",
+    "EncryptedPartial",
+    "EphemeralKey",
+    "Epoch",
+    "Generation",
+    "InvalidPartial",
+    "InvalidProof",
+    "KeyKind",
+    "KeyRequest",
+    "MemberIndex",
+    "MpcError",
+    "NetworkContext",
+    "NotEnoughShares",
+    "PhaseError",
+    "Polynomial",
+    "ProtocolMisuse",
+    "PublicPolynomial",
+    "Scalar",
+    "Share",
+    "VerifiedPartial",
+    "combine_partials",
+    "derive_app_seed",
+    "derive_child_key",
+    "derive_partial",
+    "hash_to_g1",
+    "hash_to_g1_point",
+    "is_consistent_with_group_key",
+    "kdf_message",
+    "open_partial",
+    "pairing",
+    "prove_dleq",
+    "recover_secret",
+    "verify_dleq",
+]
