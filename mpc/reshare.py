@@ -1,0 +1,240 @@
+"""Resharing and refresh (DESIGN §3.3): the same group key, a new committee and/or threshold.
+
+Two roles. A `ReshareDealer` is an old member i: it deals g_i with g_i(0) = s_i and degree t'-1
+(commitments D_i, P_i = s_i·G2) and answers complaints. A `ReshareReceiver` is a new member j:
+it judges the deals and computes its new share. A node in both committees runs both.
+
+Legal phase changes (any other (phase, call) pair raises `PhaseError` and changes nothing):
+
+    ReshareDealer:    DEAL     --deal()--------------> DEALT
+                      DEALT    --on_complaints()-----> FINISHED
+    ReshareReceiver:  DEAL     --on_deals()----------> COMPLAIN | FAILED
+                      COMPLAIN --on_complaints()-----> JUSTIFY
+                      JUSTIFY  --on_justifications()-> FINISHED | FAILED
+
+Checks beyond the DKG's (`mpc.dealing`): D_{i,0} must equal V_i, old member i's verification
+key under the old public polynomial stated in the session context (never taken from a
+dealer), and the complaint rules are the same. QUAL' needs at least t_old dealers, the OLD
+threshold, else the run fails.
+
+The λ set: exactly the first t_old dealers of QUAL' by index. Every member computes the same
+QUAL' from board data, so they all pick the same set; t_old points determine the old
+polynomial, so more would add cost and no security. With λ the Lagrange coefficients at 0 over
+that set: s'_j = Σ λ_i·g_i(j), A'_k = Σ λ_i·D_{i,k}, PK2' = Σ λ_i·P_i. The run fails unless
+A'_0 == PK1 and PK2' == PK2 of the previous committee: the group key never changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from mpc.dealenc import DealKeyPair, DealPublicKey
+from mpc.dealing import (
+    DealJudge,
+    DealOutput,
+    Fault,
+    Input,
+    Phase,
+    StateMachine,
+    Transitions,
+    check_recipient_keys,
+    evaluate_at_index,
+    make_deal,
+    make_justifications,
+)
+from mpc.dkg import DkgFailure, DkgResult, compute_digest
+from mpc.errors import ProtocolMisuse
+from mpc.group import G1, G2, Rng, Scalar
+from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
+from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.sharing import Polynomial, PublicPolynomial, Share, lagrange_coefficients_at_zero
+from mpc.types import MemberIndex
+
+DEALER_TRANSITIONS: Final[Transitions] = {
+    (Phase.DEAL, Input.DEAL): frozenset({Phase.DEALT}),
+    (Phase.DEALT, Input.COMPLAINTS): frozenset({Phase.FINISHED}),
+}
+RECEIVER_TRANSITIONS: Final[Transitions] = {
+    (Phase.DEAL, Input.DEALS): frozenset({Phase.COMPLAIN, Phase.FAILED}),
+    (Phase.COMPLAIN, Input.COMPLAINTS): frozenset({Phase.JUSTIFY}),
+    (Phase.JUSTIFY, Input.JUSTIFICATIONS): frozenset({Phase.FINISHED, Phase.FAILED}),
+}
+
+
+def _previous(context: SessionContext) -> PreviousCommittee:
+    if context.kind is SessionKind.DKG or context.previous is None:
+        raise ProtocolMisuse("resharing needs a RESHARE or REFRESH session")
+    return context.previous
+
+
+class ReshareDealer(StateMachine):
+    """Old member `me` dealing its share `share` to the new committee."""
+
+    TRANSITIONS = DEALER_TRANSITIONS
+    __slots__ = ("_context", "_me", "_poly", "_rng", "_session_id")
+
+    def __init__(
+        self, context: SessionContext, me: MemberIndex, share: Share, rng: Rng = os.urandom
+    ) -> None:
+        previous = _previous(context)
+        if not 1 <= me <= len(previous.members):
+            raise ProtocolMisuse(f"old member index {me} outside 1..{len(previous.members)}")
+        if share.member != me:
+            raise ProtocolMisuse(f"share of member {share.member} given to dealer {me}")
+        if G1.base_mul(share.value) != evaluate_at_index(previous.public.commitments, me):
+            raise ProtocolMisuse("our share is not on the previous committee's public polynomial")
+        super().__init__()
+        self._context, self._me, self._rng = context, me, rng
+        self._session_id = context.session_id
+        # The polynomial is fixed now (not in deal()) so the secret is never held twice.
+        self._poly = Polynomial.random(context.threshold - 1, rng, secret=share.value)
+
+    @property
+    def session_id(self) -> bytes:
+        return self._session_id
+
+    def deal(self, recipient_keys: Sequence[DealPublicKey]) -> DealOutput:
+        """The public deal and one encrypted share per new member (in new-committee order)."""
+        self._require(Input.DEAL)
+        check_recipient_keys(self._context, recipient_keys)
+        out = make_deal(
+            self._context, self._session_id, self._me, self._poly, recipient_keys, self._rng
+        )
+        self._enter(Input.DEAL, Phase.DEALT)
+        return out
+
+    def on_complaints(self, complaints: Iterable[Complaint]) -> tuple[Justification, ...]:
+        """Answer the complaints against us that come from new members of this session."""
+        self._require(Input.COMPLAINTS)
+        n = self._context.n
+        accusers = [
+            c.accuser
+            for c in complaints
+            if c.session_id == self._session_id and c.dealer == self._me and c.accuser <= n
+        ]
+        out = make_justifications(self._session_id, self._me, self._poly, accusers)
+        self._enter(Input.COMPLAINTS, Phase.FINISHED)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Combined:
+    public: PublicPolynomial
+    pk2: G2
+
+
+class ReshareReceiver(StateMachine):
+    """New member `me` receiving a share of the unchanged group key."""
+
+    TRANSITIONS = RECEIVER_TRANSITIONS
+    __slots__ = ("_context", "_judge", "_me", "_outcome", "_previous", "_session_id")
+
+    def __init__(
+        self,
+        context: SessionContext,
+        me: MemberIndex,
+        deal_key: DealKeyPair,
+        rng: Rng = os.urandom,
+    ) -> None:
+        previous = _previous(context)
+        if not 1 <= me <= context.n:
+            raise ProtocolMisuse(f"new member index {me} outside 1..{context.n}")
+        super().__init__()
+        self._context, self._me, self._previous = context, me, previous
+        self._session_id = context.session_id
+        self._outcome: DkgResult | DkgFailure | None = None
+        old_public = previous.public.commitments
+        self._judge = DealJudge(
+            context=context,
+            session_id=self._session_id,
+            me=me,
+            deal_key=deal_key,
+            expected_constant=lambda i: evaluate_at_index(old_public, i),
+            rng=rng,
+        )
+
+    @property
+    def session_id(self) -> bytes:
+        return self._session_id
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        return self._judge.faults
+
+    @property
+    def outcome(self) -> DkgResult | DkgFailure | None:
+        return self._outcome
+
+    def on_deals(
+        self, deals: Iterable[DealPublic], shares: Iterable[EncryptedShare]
+    ) -> tuple[Complaint, ...]:
+        """Judge the old members' deals and our shares; return our complaints."""
+        self._require(Input.DEALS)
+        complaints = self._judge.judge_deals(deals, shares)
+        if len(self._judge.deals) < self._previous.threshold:
+            self._fail(Input.DEALS, self._too_few())
+        else:
+            self._enter(Input.DEALS, Phase.COMPLAIN)
+        return complaints
+
+    def on_complaints(self, complaints: Iterable[Complaint]) -> None:
+        """Take every complaint on the board (the dealers answer them)."""
+        self._require(Input.COMPLAINTS)
+        self._judge.judge_complaints(complaints)
+        self._enter(Input.COMPLAINTS, Phase.JUSTIFY)
+
+    def on_justifications(self, justifications: Iterable[Justification]) -> DkgResult | DkgFailure:
+        """Take every justification on the board; decide QUAL' and the new share."""
+        self._require(Input.JUSTIFICATIONS)
+        self._judge.judge_justifications(justifications)
+        qual = self._judge.qual
+        old_t = self._previous.threshold
+        if len(qual) < old_t:
+            return self._fail(Input.JUSTIFICATIONS, self._too_few())
+        chosen = qual[:old_t]
+        lambdas = lagrange_coefficients_at_zero(chosen)
+        combined = self._combine(chosen, [lambdas[i] for i in chosen])
+        if combined.public.public_key != self._previous.public.public_key:
+            return self._fail(Input.JUSTIFICATIONS, "A'_0 differs from the group key PK1")
+        if combined.pk2 != self._previous.pk2:
+            return self._fail(Input.JUSTIFICATIONS, "the combined P differs from PK2")
+        shares = self._judge.shares
+        share = None
+        if all(i in shares for i in chosen):
+            share = Share(self._me, sum((lambdas[i] * shares[i] for i in chosen), Scalar(0)))
+        result = DkgResult(
+            session_id=self._session_id,
+            member=self._me,
+            qual=qual,
+            share=share,
+            public=combined.public,
+            pk2=combined.pk2,
+            digest=compute_digest(self._session_id, qual, combined.public, combined.pk2),
+            faults=self._judge.faults,
+        )
+        self._outcome = result
+        self._enter(Input.JUSTIFICATIONS, Phase.FINISHED)
+        return result
+
+    def _combine(self, chosen: Sequence[MemberIndex], lambdas: Sequence[Scalar]) -> _Combined:
+        deals = [self._judge.deals[i] for i in chosen]
+        public = PublicPolynomial(
+            tuple(
+                G1.msm([d.commitments.commitments[k] for d in deals], lambdas)
+                for k in range(self._context.threshold)
+            )
+        )
+        return _Combined(public=public, pk2=G2.msm([d.p for d in deals], lambdas))
+
+    def _too_few(self) -> str:
+        have, need = len(self._judge.qual), self._previous.threshold
+        return f"only {have} qualified old dealers, need the old threshold {need}"
+
+    def _fail(self, what: Input, reason: str) -> DkgFailure:
+        failure = DkgFailure(qual=self._judge.qual, reason=reason, faults=self._judge.faults)
+        self._outcome = failure
+        self._enter(what, Phase.FAILED)
+        return failure
