@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dcap_qvl
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -99,6 +99,21 @@ def verify_quote(
     `root_ca_der` replaces Intel's SGX Root CA as trust anchor (private PKIs, tests).
     Raises `QuoteParseError`, `VerificationError` or `PolicyError`; returns only on accept.
     """
+    authentic = verify_quote_authenticity(quote_bytes, collateral, now=now, root_ca_der=root_ca_der)
+    # (4) policy
+    policy.verify(authentic)
+    names = policy.names if isinstance(policy, AllOf) else (policy.name,)
+    return replace(authentic, checks=authentic.checks + tuple(f"policy:{n}" for n in names))
+
+
+def verify_quote_authenticity(
+    quote_bytes: bytes, collateral: Collateral, *, now: int, root_ca_der: bytes | None = None
+) -> VerifiedQuote:
+    """Steps 1-3 only: the quote is genuine and its TCB status known, but no policy ran.
+
+    For reporting (the CLI shows the TCB status of a quote the policy rejects); a caller
+    deciding about key release must use `verify_quote`.
+    """
     # (1) structure
     quote = parse_quote(quote_bytes)
     _check_chain_root(quote, root_ca_der)
@@ -125,19 +140,6 @@ def verify_quote(
         status, advisories, ppid = _own_tcb(quote, collateral)
         tcb_source = "tkms"
     checks.append("dcap-qvl")
-    verified = VerifiedQuote(
-        quote=quote,
-        tcb_status=status,
-        advisory_ids=advisories,
-        ppid=ppid,
-        fmspc=collateral.fmspc,
-        checks=(),
-        tcb_source=tcb_source,
-    )
-    # (4) policy
-    policy.verify(verified)
-    names = policy.names if isinstance(policy, AllOf) else (policy.name,)
-    checks.extend(f"policy:{n}" for n in names)
     return VerifiedQuote(
         quote=quote,
         tcb_status=status,

@@ -4,7 +4,8 @@ Formats (detected from the content, not the file name):
 - binary: the raw quote bytes (starts with the little-endian version 4 or 5);
 - hex text: one hex string, optionally ``0x``-prefixed, whitespace ignored;
 - JSON: an object with a hex ``quote`` field and, optionally, ``event_log`` (a JSON string or
-  list, as dstack's GetQuote response has it), kept as-is for the event-log code.
+  list, as dstack's GetQuote response has it) and ``vm_config``, kept as text for the
+  event-log and identity code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class EvidenceInput:
     quote: bytes
     event_log: str | None
     source_format: str
+    vm_config: str | None = None
 
 
 def decode_quote_text(text: str, *, where: str) -> bytes:
@@ -73,11 +75,14 @@ def _load_json(data: bytes, path: Path) -> EvidenceInput:
         raise EvidenceInputError(f"{path}: invalid JSON ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("quote"), str):
         raise EvidenceInputError(f"{path}: JSON must be an object with a hex string 'quote'")
-    event_log = doc.get("event_log")
+    event_log, vm_config = doc.get("event_log"), doc.get("vm_config")
     if event_log is not None and not isinstance(event_log, str):
         event_log = json.dumps(event_log)
+    if vm_config is not None and not isinstance(vm_config, str):
+        vm_config = json.dumps(vm_config)
     return EvidenceInput(
         quote=decode_quote_text(doc["quote"], where=f"{path}: field 'quote'"),
         event_log=event_log,
         source_format="json",
+        vm_config=vm_config,
     )
