@@ -1,0 +1,222 @@
+"""Node configuration: a TOML file, overridable by environment variables.
+
+Every key is `section.key` in the file and `TKMS_<SECTION>_<KEY>` in the environment (upper
+case), e.g. `chain.rpc_url` / `TKMS_CHAIN_RPC_URL`. The environment wins. A problem is a
+`ConfigError` naming the key, the source (file or variable) and what is wrong with it; an
+unknown key is an error too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from node.errors import ConfigError
+
+TEE_PROVIDERS: Final = ("simulator", "tdx")
+SEALING_PROVIDERS: Final = ("file", "dstack")
+LOG_FORMATS: Final = ("console", "json")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainConfig:
+    rpc_url: str
+    governance: str
+    max_head_age_seconds: float = 60.0
+    poll_interval_seconds: float = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    public: str = "127.0.0.1:0"
+    metrics: str = "127.0.0.1:0"
+    admin_socket: str = ""  # default: <data_dir>/admin.sock
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    requests_per_second_per_app: float = 100.0
+    burst_per_app: int = 200
+    max_keys_per_request: int = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    data_dir: Path
+    chain: ChainConfig
+    listen: ListenConfig
+    limits: LimitsConfig
+    tee: str = "simulator"
+    sealing: str = "file"
+    log_format: str = "console"
+    log_level: str = "info"
+
+    @property
+    def admin_socket(self) -> Path:
+        return (
+            Path(self.listen.admin_socket)
+            if self.listen.admin_socket
+            else self.data_dir / "admin.sock"
+        )
+
+
+# (section, key) -> (parser, required); section "" holds the top-level keys.
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("must be a number")
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    else:
+        raise ValueError("must be a whole number")
+    if number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return str(value)
+
+    return parse
+
+
+def _url(value: object) -> str:
+    text = _text(value)
+    if not text.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError("must be an http(s) or ws(s) URL")
+    return text
+
+
+def _address(value: object) -> str:
+    text = _text(value)
+    body = text[2:] if text.startswith("0x") else ""
+    if len(body) != 40 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    return text
+
+
+def _hostport(value: object) -> str:
+    text = _text(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port")
+    return text
+
+
+def _any_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] = {
+    "": {
+        "data_dir": (_text, True),
+        "tee": (_choice(TEE_PROVIDERS), False),
+        "sealing": (_choice(SEALING_PROVIDERS), False),
+        "log_format": (_choice(LOG_FORMATS), False),
+        "log_level": (_choice(("debug", "info", "warning", "error")), False),
+    },
+    "chain": {
+        "rpc_url": (_url, True),
+        "governance": (_address, True),
+        "max_head_age_seconds": (_number, False),
+        "poll_interval_seconds": (_number, False),
+    },
+    "listen": {
+        "public": (_hostport, False),
+        "metrics": (_hostport, False),
+        "admin_socket": (_any_text, False),
+    },
+    "limits": {
+        "requests_per_second_per_app": (_number, False),
+        "burst_per_app": (_count, False),
+        "max_keys_per_request": (_count, False),
+    },
+}
+
+
+def _env_name(section: str, key: str) -> str:
+    return "_".join(p for p in ("TKMS", section.upper(), key.upper()) if p)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read `path` (may be None: environment only) and apply `TKMS_*` overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(str(path), "file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    source = str(path) if path is not None else "environment"
+
+    values: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
+    for name, value in raw.items():
+        if isinstance(value, dict):
+            if name not in SCHEMA or not name:
+                raise ConfigError(name, f"unknown section in {source}")
+            for key, item in value.items():
+                if key not in SCHEMA[name]:
+                    raise ConfigError(f"{name}.{key}", f"unknown key in {source}")
+                values[name][key] = (item, source)
+        elif name in SCHEMA[""]:
+            values[""][name] = (value, source)
+        else:
+            raise ConfigError(name, f"unknown key in {source}")
+
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            variable = _env_name(section, key)
+            if variable in env:
+                values[section][key] = (env[variable], f"environment variable {variable}")
+
+    parsed: dict[str, dict[str, Any]] = {section: {} for section in SCHEMA}
+    for section, keys in SCHEMA.items():
+        for key, (parse, required) in keys.items():
+            dotted = f"{section}.{key}" if section else key
+            if key not in values[section]:
+                if required:
+                    raise ConfigError(
+                        dotted, f"required (set it in the file or {_env_name(section, key)})"
+                    )
+                continue
+            value, origin = values[section][key]
+            try:
+                parsed[section][key] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(dotted, f"{exc}, got {value!r} (from {origin})") from None
+
+    top = parsed[""]
+    return NodeConfig(
+        data_dir=Path(top.pop("data_dir")),
+        chain=ChainConfig(**parsed["chain"]),
+        listen=ListenConfig(**parsed["listen"]),
+        limits=LimitsConfig(**parsed["limits"]),
+        **top,
+    )

@@ -1,0 +1,106 @@
+"""Node configuration: TOML, environment overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.config import load_config
+from node.errors import ConfigError
+
+GOOD = """
+data_dir = "/var/lib/tkms"
+tee = "simulator"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+max_head_age_seconds = 30
+
+[listen]
+public = "127.0.0.1:7000"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_values_and_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD), environ={})
+    assert cfg.data_dir == Path("/var/lib/tkms")
+    assert cfg.chain.max_head_age_seconds == 30.0
+    assert cfg.chain.poll_interval_seconds == 0.5
+    assert cfg.listen.public == "127.0.0.1:7000"
+    assert cfg.sealing == "file"
+    assert cfg.admin_socket == Path("/var/lib/tkms/admin.sock")
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {"TKMS_CHAIN_RPC_URL": "http://10.0.0.1:8545", "TKMS_LIMITS_BURST_PER_APP": "7"}
+    cfg = load_config(write(tmp_path, GOOD), environ=env)
+    assert cfg.chain.rpc_url == "http://10.0.0.1:8545"
+    assert cfg.limits.burst_per_app == 7
+
+
+def test_environment_only(tmp_path: Path) -> None:
+    env = {
+        "TKMS_DATA_DIR": str(tmp_path),
+        "TKMS_CHAIN_RPC_URL": "http://127.0.0.1:1",
+        "TKMS_CHAIN_GOVERNANCE": "0x" + "ab" * 20,
+    }
+    assert load_config(None, environ=env).data_dir == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (
+            GOOD.replace('tee = "simulator"', 'tee = "sgx"'),
+            {},
+            "config tee: must be one of simulator, tdx",
+        ),
+        (
+            GOOD.replace("max_head_age_seconds = 30", "max_head_age_seconds = -1"),
+            {},
+            "chain.max_head_age_seconds: must be greater than zero",
+        ),
+        (
+            GOOD.replace('"0x5FbDB2315678afecb367f032d93F642f64180aa3"', '"0x1234"'),
+            {},
+            "chain.governance: must be a 0x-prefixed 20-byte hex address, got '0x1234'",
+        ),
+        (
+            GOOD.replace('rpc_url = "http://127.0.0.1:8545"', ""),
+            {},
+            r"chain.rpc_url: required \(set it in the file or TKMS_CHAIN_RPC_URL\)",
+        ),
+        (GOOD + "\n[chain2]\nx = 1\n", {}, "config chain2: unknown section"),
+        (GOOD.replace("[listen]", '[listen]\npublick = "x"'), {}, "listen.publick: unknown key"),
+        (
+            GOOD,
+            {"TKMS_LISTEN_PUBLIC": "nohost"},
+            "listen.public: must be host:port, got 'nohost' "
+            "\\(from environment variable TKMS_LISTEN_PUBLIC\\)",
+        ),
+        (
+            GOOD,
+            {"TKMS_LIMITS_BURST_PER_APP": "lots"},
+            "limits.burst_per_app: must be a whole number",
+        ),
+        ("data_dir = [", {}, "not valid TOML"),
+    ],
+)
+def test_errors_name_the_key_and_source(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ=env)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml", environ={})
