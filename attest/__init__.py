@@ -17,6 +17,14 @@ from attest._eventlog import (
     event_log_to_json,
     parse_event_log,
 )
+from attest._evidence import (
+    EvidenceError,
+    QuoteVerifier,
+    VerifiedEvidence,
+    is_simulator_quote,
+    make_quote_verifier,
+    verify_evidence,
+)
 from attest._identity import (
     AppIdentity,
     IdentityError,
@@ -28,6 +36,13 @@ from attest._identity import (
 from attest._quote import parse_quote
 from attest._quote_pck import PckInfo, read_pck_info
 from attest._quote_types import QeReport, Quote, QuoteHeader, QuoteSignature, TdReport
+from attest._ratls import (
+    RaTlsAttestation,
+    RaTlsError,
+    create_ratls_certificate,
+    read_ratls_certificate,
+    verify_ratls_certificate,
+)
 from attest._replay import (
     ReplayedRtmrs,
     ReplayError,
@@ -52,8 +67,21 @@ from attest.policy import (
     TcbStatusIn,
     default_policy,
 )
+from attest.providers import SimulatorAllowed
 
 __all__ = [
+    "EvidenceError",
+    "QuoteVerifier",
+    "RaTlsAttestation",
+    "RaTlsError",
+    "SimulatorAllowed",
+    "VerifiedEvidence",
+    "create_ratls_certificate",
+    "is_simulator_quote",
+    "make_quote_verifier",
+    "read_ratls_certificate",
+    "verify_evidence",
+    "verify_ratls_certificate",
     "DSTACK_RUNTIME_EVENT_TYPE",
     "AllOf",
     "AppIdentity",
