@@ -208,3 +208,41 @@ def test_evidence_formats(attestation_data: Path, tmp_path: Path) -> None:
         load_evidence(bad)
     with pytest.raises(EvidenceInputError, match="cannot read quote file"):
         load_evidence(tmp_path / "missing")
+
+
+def test_public_names_are_exported() -> None:
+    import attest
+
+    mine = {
+        "AllOf",
+        "AttestError",
+        "Collateral",
+        "CollateralError",
+        "NoServiceTd",
+        "NotDebugTd",
+        "PckInfo",
+        "Policy",
+        "PolicyError",
+        "QeReport",
+        "Quote",
+        "QuoteHeader",
+        "QuoteParseError",
+        "QuoteSignature",
+        "SeptVeDisabled",
+        "TcbStatusIn",
+        "TdReport",
+        "UnsupportedQuoteError",
+        "VerificationError",
+        "VerifiedQuote",
+        "collateral_from_json",
+        "default_policy",
+        "fetch_collateral",
+        "load_collateral",
+        "parse_quote",
+        "read_pck_info",
+        "verify_quote",
+    }
+    assert mine <= set(attest.__all__)
+    assert len(attest.__all__) == len(set(attest.__all__))
+    for name in attest.__all__:
+        assert getattr(attest, name) is not None

@@ -1,0 +1,31 @@
+"""`python -m attest.bench` runs on the real data and prints `name: value unit` lines."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def test_bench_prints_the_four_measurements(attestation_data: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "attest.bench"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO_ROOT,
+        env={"TKMS_SHARED": str(attestation_data.parent.parent), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    names = [line.split(":")[0] for line in lines]
+    assert names[0] == "parse"
+    assert names[1] == "full verification with collateral"
+    assert names[2].startswith("event-log replay")
+    assert names[3].startswith("RA-TLS certificate verification")
+    for line in lines[:3]:
+        assert re.fullmatch(r"[^:]+: \d+\.\d+ (µs|ms)", line), line
