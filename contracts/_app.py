@@ -1,0 +1,122 @@
+"""Typed clients of one app's AppAuth controller and of the AppAuthFactory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+
+from contracts._artifacts import load_artifact
+from contracts._hexargs import parse_address, parse_bytes32
+from contracts._tx import Receipt, Transactor, call, logs_of, require_sender
+from contracts._types import AppBootInfo, AuthDecision, BlockRef
+
+IAPP_AUTH_INTERFACE_ID = bytes.fromhex("1e079198")
+
+
+class _Client:
+    artifact = ""
+
+    def __init__(self, w3: Web3, address: str, transactor: Transactor | None = None) -> None:
+        self.w3 = w3
+        self.address = parse_address(self.argument, address)
+        self.contract: Contract = w3.eth.contract(
+            address=self.address,
+            abi=load_artifact(self.artifact).abi,
+        )
+        self.transactor = transactor
+
+    argument = "address"
+
+    def _read(self, name: str, *args: Any, block: BlockRef) -> Any:
+        return call(self.contract.functions[name](*args), block)
+
+    def _send(self, name: str, *args: Any) -> Receipt:
+        return require_sender(self.transactor, name).send(self.contract.functions[name](*args))
+
+
+class AppAuthClient(_Client):
+    """The AppAuth whose address is `app_id`."""
+
+    artifact = "AppAuth"
+    argument = "app_id"
+
+    def get_owner(self, *, block: BlockRef = "latest") -> str:
+        return str(self._read("owner", block=block))
+
+    def is_compose_hash_allowed(self, compose_hash: bytes, *, block: BlockRef = "latest") -> bool:
+        value = parse_bytes32("compose_hash", compose_hash)
+        return bool(self._read("allowedComposeHashes", value, block=block))
+
+    def is_device_allowed(self, device_id: bytes, *, block: BlockRef = "latest") -> bool:
+        return bool(
+            self._read("allowedDevices", parse_bytes32("device_id", device_id), block=block)
+        )
+
+    def get_allow_any_device(self, *, block: BlockRef = "latest") -> bool:
+        return bool(self._read("allowAnyDevice", block=block))
+
+    def get_require_tcb_up_to_date(self, *, block: BlockRef = "latest") -> bool:
+        return bool(self._read("requireTcbUpToDate", block=block))
+
+    def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
+        return bool(self._read("supportsInterface", interface_id, block=block))
+
+    def is_app_allowed(self, info: AppBootInfo, *, block: BlockRef = "latest") -> AuthDecision:
+        allowed, reason = self._read("isAppAllowed", info.to_abi(), block=block)
+        return AuthDecision(bool(allowed), str(reason))
+
+    def send_add_compose_hash(self, compose_hash: bytes) -> Receipt:
+        return self._send("addComposeHash", parse_bytes32("compose_hash", compose_hash))
+
+    def send_remove_compose_hash(self, compose_hash: bytes) -> Receipt:
+        return self._send("removeComposeHash", parse_bytes32("compose_hash", compose_hash))
+
+    def send_add_device(self, device_id: bytes) -> Receipt:
+        return self._send("addDevice", parse_bytes32("device_id", device_id))
+
+    def send_remove_device(self, device_id: bytes) -> Receipt:
+        return self._send("removeDevice", parse_bytes32("device_id", device_id))
+
+    def send_set_allow_any_device(self, allow_any: bool) -> Receipt:
+        return self._send("setAllowAnyDevice", allow_any)
+
+    def send_set_require_tcb_up_to_date(self, require: bool) -> Receipt:
+        return self._send("setRequireTcbUpToDate", require)
+
+    def send_transfer_ownership(self, new_owner: str) -> Receipt:
+        return self._send("transferOwnership", parse_address("new_owner", new_owner))
+
+    def send_accept_ownership(self) -> Receipt:
+        return self._send("acceptOwnership")
+
+
+class AppFactoryClient(_Client):
+    """The AppAuthFactory: deploys one AppAuth per app and registers it with the governance."""
+
+    artifact = "AppAuthFactory"
+    argument = "app_factory"
+
+    def get_governance(self, *, block: BlockRef = "latest") -> str:
+        return str(self._read("governance", block=block))
+
+    def send_deploy_app(
+        self,
+        *,
+        compose_hashes: Sequence[bytes] = (),
+        device_ids: Sequence[bytes] = (),
+        allow_any_device: bool = False,
+        require_tcb_up_to_date: bool = True,
+    ) -> tuple[Receipt, str]:
+        """Deploys and registers an app owned by the sender; returns the receipt and app_id."""
+        hashes = [parse_bytes32(f"compose_hashes[{i}]", h) for i, h in enumerate(compose_hashes)]
+        devices = [parse_bytes32(f"device_ids[{i}]", d) for i, d in enumerate(device_ids)]
+        receipt = self._send(
+            "deployAndRegister", hashes, devices, allow_any_device, require_tcb_up_to_date
+        )
+        decoder = self.contract.events.AppDeployed()
+        (log,) = logs_of(receipt, self.address, decoder.topic)
+        app_id = str(decoder.process_log(log)["args"]["appId"])
+        return receipt, app_id

@@ -1,0 +1,190 @@
+"""Handlers of the `tkms chain ...` and `tkms app ...` commands (parsers are in cli.py).
+
+Exit status: 0 success (for `app check`: allowed), 1 the chain refused or `app check` denied,
+2 malformed input (the message names the argument). Errors go to stderr as `error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from web3 import HTTPProvider, Web3
+
+from contracts._accounts import account_from_key, anvil_account
+from contracts._anvil import anvil_command
+from contracts._app import AppAuthClient, AppFactoryClient
+from contracts._audit import read_history
+from contracts._deploy import deploy
+from contracts._governance import GovernanceClient
+from contracts._hexargs import parse_address, parse_bytes32
+from contracts._tx import Receipt, Transactor
+from contracts._types import AppBootInfo
+from contracts.errors import ContractsError, InvalidInput
+
+Handler = Callable[[argparse.Namespace], int]
+
+EXIT_OK, EXIT_REFUSED, EXIT_INPUT = 0, 1, 2
+
+
+def guarded(handler: Handler) -> Handler:
+    """Turns our errors into a one-line message and an exit status."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except InvalidInput as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        except ContractsError as exc:
+            print(f"error: {exc.diagnostics()}", file=sys.stderr)
+            return EXIT_REFUSED
+
+    return run
+
+
+def emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
+    print(json.dumps(document, indent=2) if args.json else text)
+
+
+def connect(rpc: str) -> Web3:
+    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30}))
+    if not w3.is_connected():
+        raise InvalidInput("--rpc", f"no Ethereum JSON-RPC answer at {rpc}")
+    return w3
+
+
+def signer(w3: Web3, args: argparse.Namespace) -> Transactor:
+    if args.private_key is not None:
+        return Transactor(w3, account_from_key(args.private_key, "--private-key"))
+    return Transactor(w3, anvil_account(args.anvil_account, "--anvil-account"))
+
+
+def existing_contract(w3: Web3, argument: str, value: str) -> str:
+    address = parse_address(argument, value)
+    if not w3.eth.get_code(address):
+        raise InvalidInput(argument, f"no contract at {address} on this chain")
+    return address
+
+
+def governance_client(
+    w3: Web3, args: argparse.Namespace, tx: Transactor | None
+) -> GovernanceClient:
+    return GovernanceClient(w3, existing_contract(w3, "--governance", args.governance), tx)
+
+
+def tx_fields(receipt: Receipt) -> dict[str, Any]:
+    return {"tx_hash": receipt.tx_hash, "block": receipt.block}
+
+
+def run_anvil(args: argparse.Namespace) -> int:
+    command = anvil_command(args.port, block_time=args.block_time)
+    print(f"anvil on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return EXIT_OK
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    deployment = deploy(signer(w3, args), allow_simulator=args.allow_simulator)
+    document = {"governance": deployment.governance, "app_factory": deployment.app_factory}
+    emit(
+        args, document, f"governance  {deployment.governance}\napp_factory {deployment.app_factory}"
+    )
+    return EXIT_OK
+
+
+def run_os_image(allow: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        w3 = connect(args.rpc)
+        governance = governance_client(w3, args, signer(w3, args))
+        image = parse_bytes32("--os-image-hash", args.os_image_hash)
+        if allow:
+            receipt = governance.send_add_os_image(image)
+        else:
+            receipt = governance.send_remove_os_image(image)
+        verb = "allowed" if allow else "revoked"
+        document = {"os_image_hash": "0x" + image.hex(), "allowed": allow, **tx_fields(receipt)}
+        emit(args, document, f"{verb} OS image 0x{image.hex()} (tx {receipt.tx_hash})")
+        return EXIT_OK
+
+    return run
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    address = existing_contract(w3, "--governance", args.governance)
+    history = read_history(w3, address, from_block=args.from_block)
+    if args.json:
+        print(json.dumps([event.to_json() for event in history], indent=2))
+    else:
+        for event in history:
+            print(event.to_line())
+    return EXIT_OK
+
+
+def run_register(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    tx = signer(w3, args)
+    governance = governance_client(w3, args, None)
+    hashes = [parse_bytes32("--compose-hash", h) for h in args.compose_hash]
+    devices = [parse_bytes32("--device-id", d) for d in args.device_id]
+    factory_address = governance.get_app_factory()
+    if int(factory_address, 16) == 0:
+        raise InvalidInput("--governance", "this governance has no app factory set")
+    factory = AppFactoryClient(w3, factory_address, tx)
+    receipt, app_id = factory.send_deploy_app(
+        compose_hashes=hashes, device_ids=devices, allow_any_device=args.any_device
+    )
+    emit(args, {"app_id": app_id, **tx_fields(receipt)}, f"app_id {app_id}")
+    return EXIT_OK
+
+
+def run_compose(allow: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        w3 = connect(args.rpc)
+        app_id = existing_contract(w3, "--app-id", args.app_id)
+        app = AppAuthClient(w3, app_id, signer(w3, args))
+        compose_hash = parse_bytes32("--compose-hash", args.compose_hash)
+        if allow:
+            receipt = app.send_add_compose_hash(compose_hash)
+        else:
+            receipt = app.send_remove_compose_hash(compose_hash)
+        verb = "allowed" if allow else "revoked"
+        document = {
+            "app_id": app_id,
+            "compose_hash": "0x" + compose_hash.hex(),
+            "allowed": allow,
+            **tx_fields(receipt),
+        }
+        emit(args, document, f"{verb} compose hash 0x{compose_hash.hex()} for {app_id}")
+        return EXIT_OK
+
+    return run
+
+
+def run_check(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    governance = governance_client(w3, args, None)
+    info = AppBootInfo(
+        app_id=parse_address("--app-id", args.app_id),
+        compose_hash=parse_bytes32("--compose-hash", args.compose_hash),
+        device_id=parse_bytes32("--device-id", args.device_id),
+        os_image_hash=parse_bytes32("--os-image-hash", args.os_image_hash),
+        tcb_status=args.tcb_status,
+    )
+    block = w3.eth.block_number
+    decision = governance.is_app_allowed(info, block=block)
+    document = {"allowed": decision.allowed, "reason": decision.reason}
+    text = "allowed" if decision.allowed else f"denied: {decision.reason}"
+    emit(args, document, f"{text} (block {block})")
+    return EXIT_OK if decision.allowed else EXIT_REFUSED

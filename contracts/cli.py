@@ -1,0 +1,127 @@
+"""`tkms chain ...` (local chain, deployment, audit) and `tkms app ...` (register, govern, check).
+
+`register` is called once per command name this package owns: "chain" and "app".
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from contracts import _commands as commands
+
+ZERO32 = "0x" + "00" * 32
+
+
+def register(subparsers: Any, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+    if name == "chain":
+        _register_chain(sub)
+    elif name == "app":
+        _register_app(sub)
+    else:
+        raise ValueError(f"contracts.cli registers 'chain' and 'app', not {name!r}")
+
+
+def _rpc(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc", required=True, metavar="URL", help="Ethereum JSON-RPC URL")
+
+
+def _governance(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--governance", required=True, metavar="ADDR", help="KmsGovernance address")
+
+
+def _key(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--private-key", metavar="HEX", help="signing key (32 bytes hex)")
+    group.add_argument(
+        "--anvil-account", type=int, metavar="N", help="anvil's well-known account N (0-9)"
+    )
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _leaf(sub: Any, name: str, help_text: str, handler: commands.Handler) -> Any:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=commands.guarded(handler))
+    return parser
+
+
+def _register_chain(sub: Any) -> None:
+    anvil = _leaf(sub, "anvil", "run a local anvil chain in the foreground", commands.run_anvil)
+    anvil.add_argument("--port", type=int, default=8545, help="port on 127.0.0.1 (default 8545)")
+    anvil.add_argument("--block-time", type=float, metavar="S", help="mine every S seconds")
+
+    deploy = _leaf(sub, "deploy", "deploy KmsGovernance and its app factory", commands.run_deploy)
+    _rpc(deploy)
+    _key(deploy)
+    deploy.add_argument(
+        "--allow-simulator", action="store_true", help="accept simulated TEEs (testnets only)"
+    )
+    _json(deploy)
+
+    for verb, allow in (("allow", True), ("revoke", False)):
+        image = _leaf(
+            sub,
+            f"{verb}-os-image",
+            f"{verb} an OS image hash (owner only)",
+            commands.run_os_image(allow),
+        )
+        _rpc(image)
+        _governance(image)
+        _key(image)
+        image.add_argument("--os-image-hash", required=True, metavar="HEX")
+        _json(image)
+
+    audit = _leaf(
+        sub, "audit", "the governance history from events, oldest first", commands.run_audit
+    )
+    _rpc(audit)
+    _governance(audit)
+    audit.add_argument("--from-block", type=int, default=0, metavar="N")
+    _json(audit)
+
+
+def _register_app(sub: Any) -> None:
+    register_app = _leaf(
+        sub, "register", "deploy an AppAuth owned by you and register it", commands.run_register
+    )
+    _rpc(register_app)
+    _governance(register_app)
+    _key(register_app)
+    register_app.add_argument(
+        "--compose-hash", action="append", default=[], metavar="HEX", help="repeatable"
+    )
+    register_app.add_argument(
+        "--device-id", action="append", default=[], metavar="HEX", help="repeatable"
+    )
+    register_app.add_argument("--any-device", action="store_true", help="allow every device")
+    _json(register_app)
+
+    for verb, allow in (("allow", True), ("revoke", False)):
+        compose = _leaf(
+            sub,
+            f"{verb}-compose",
+            f"{verb} a compose hash for an app (app owner only)",
+            commands.run_compose(allow),
+        )
+        _rpc(compose)
+        _key(compose)
+        compose.add_argument("--app-id", required=True, metavar="HEX")
+        compose.add_argument("--compose-hash", required=True, metavar="HEX")
+        _json(compose)
+
+    check = _leaf(
+        sub, "check", "ask the governance whether an app identity may get keys", commands.run_check
+    )
+    _rpc(check)
+    _governance(check)
+    check.add_argument("--app-id", required=True, metavar="HEX")
+    check.add_argument("--compose-hash", required=True, metavar="HEX")
+    check.add_argument("--device-id", default=ZERO32, metavar="HEX")
+    check.add_argument("--tcb-status", default="UpToDate", metavar="S")
+    check.add_argument("--os-image-hash", default=ZERO32, metavar="HEX")
+    _json(check)

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import "./IAppAuth.sol";
+import "./Owned2Step.sol";
+
+/// @title The controller of one app; its address is the app_id.
+/// @notice The app owner decides which compose hashes (code and configuration) may receive keys,
+///         on which devices, and whether the TCB must be up to date. Adding and removing are the
+///         same kind of single owner call.
+contract AppAuth is Owned2Step, IAppAuth {
+    bytes4 private constant ERC165_ID = 0x01ffc9a7;
+
+    mapping(bytes32 => bool) public allowedComposeHashes;
+    mapping(bytes32 => bool) public allowedDevices;
+    bool public allowAnyDevice;
+    bool public requireTcbUpToDate;
+
+    event ComposeHashAdded(bytes32 indexed composeHash);
+    event ComposeHashRemoved(bytes32 indexed composeHash);
+    event DeviceAdded(bytes32 indexed deviceId);
+    event DeviceRemoved(bytes32 indexed deviceId);
+    event AllowAnyDeviceSet(bool allowAny);
+    event TcbRequirementSet(bool requireUpToDate);
+
+    constructor(
+        address initialOwner,
+        bytes32[] memory composeHashes,
+        bytes32[] memory deviceIds,
+        bool allowAnyDevice_,
+        bool requireTcbUpToDate_
+    ) Owned2Step(initialOwner) {
+        for (uint256 i = 0; i < composeHashes.length; i++) {
+            allowedComposeHashes[composeHashes[i]] = true;
+            emit ComposeHashAdded(composeHashes[i]);
+        }
+        for (uint256 i = 0; i < deviceIds.length; i++) {
+            allowedDevices[deviceIds[i]] = true;
+            emit DeviceAdded(deviceIds[i]);
+        }
+        allowAnyDevice = allowAnyDevice_;
+        emit AllowAnyDeviceSet(allowAnyDevice_);
+        requireTcbUpToDate = requireTcbUpToDate_;
+        emit TcbRequirementSet(requireTcbUpToDate_);
+    }
+
+    function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
+        return interfaceId == ERC165_ID || interfaceId == type(IAppAuth).interfaceId;
+    }
+
+    function addComposeHash(bytes32 composeHash) external onlyOwner {
+        allowedComposeHashes[composeHash] = true;
+        emit ComposeHashAdded(composeHash);
+    }
+
+    function removeComposeHash(bytes32 composeHash) external onlyOwner {
+        allowedComposeHashes[composeHash] = false;
+        emit ComposeHashRemoved(composeHash);
+    }
+
+    function addDevice(bytes32 deviceId) external onlyOwner {
+        allowedDevices[deviceId] = true;
+        emit DeviceAdded(deviceId);
+    }
+
+    function removeDevice(bytes32 deviceId) external onlyOwner {
+        allowedDevices[deviceId] = false;
+        emit DeviceRemoved(deviceId);
+    }
+
+    function setAllowAnyDevice(bool allowAny) external onlyOwner {
+        allowAnyDevice = allowAny;
+        emit AllowAnyDeviceSet(allowAny);
+    }
+
+    function setRequireTcbUpToDate(bool requireUpToDate) external onlyOwner {
+        requireTcbUpToDate = requireUpToDate;
+        emit TcbRequirementSet(requireUpToDate);
+    }
+
+    function isAppAllowed(AppBootInfo calldata bootInfo)
+        external
+        view
+        returns (bool isAllowed, string memory reason)
+    {
+        // A controller answers only for its own app: a node asking about another app_id has a bug.
+        if (bootInfo.appId != address(this)) return (false, "App id does not match this controller");
+        if (!allowedComposeHashes[bootInfo.composeHash]) return (false, "Compose hash not allowed");
+        if (!allowAnyDevice && !allowedDevices[bootInfo.deviceId]) return (false, "Device not allowed");
+        if (requireTcbUpToDate && keccak256(bytes(bootInfo.tcbStatus)) != keccak256("UpToDate")) {
+            return (false, "TCB status is not up to date");
+        }
+        return (true, "");
+    }
+}

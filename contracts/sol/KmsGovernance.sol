@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import "./IAppAuth.sol";
+import "./Owned2Step.sol";
+import "./GovernancePolicy.sol";
+import "./NodeRegistry.sol";
+import "./EpochManager.sol";
+
+/// @title The governance of a tkms network (DESIGN §5).
+/// @notice Platform policy, the node registry, epochs and generations, and the app registry.
+///         `isAppAllowed` answers for any registered app: platform checks here, then the app's own
+///         controller (an AppAuth, or any contract implementing dstack's IAppAuth) decides.
+contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
+    enum AppStatus {
+        None,
+        Registered,
+        Removed
+    }
+
+    bytes4 private constant ERC165_ID = 0x01ffc9a7;
+
+    mapping(address => AppStatus) public appStatus;
+    /// @notice Where tools find the factory that deploys AppAuth controllers for this governance.
+    address public appFactory;
+
+    event AppFactorySet(address indexed appFactory);
+    event AppRegistered(address indexed appId, address indexed registrar);
+    event AppRemoved(address indexed appId);
+
+    error NotAContract(address appId);
+    error AppAlreadyRegistered(address appId);
+    error AppRemovedByOwner(address appId);
+    error AppNotRegistered(address appId);
+
+    constructor(address initialOwner, bool allowSimulator, uint64 retirementWindowBlocks)
+        Owned2Step(initialOwner)
+    {
+        _setSimulatorAllowed(allowSimulator);
+        _allowTcbStatus("UpToDate");
+        _setRetirementWindow(retirementWindowBlocks);
+    }
+
+    function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
+        return interfaceId == ERC165_ID || interfaceId == type(IAppAuth).interfaceId;
+    }
+
+    function setAppFactory(address factory) external onlyOwner {
+        appFactory = factory;
+        emit AppFactorySet(factory);
+    }
+
+    /// @notice Open to anyone, as in dstack: an app's own controller decides who boots it. Only
+    ///         the owner can bring back an app the owner removed.
+    function registerApp(address appId) external {
+        if (appId.code.length == 0) revert NotAContract(appId);
+        AppStatus status = appStatus[appId];
+        if (status == AppStatus.Registered) revert AppAlreadyRegistered(appId);
+        if (status == AppStatus.Removed && msg.sender != owner) revert AppRemovedByOwner(appId);
+        appStatus[appId] = AppStatus.Registered;
+        emit AppRegistered(appId, msg.sender);
+    }
+
+    function removeApp(address appId) external onlyOwner {
+        if (appStatus[appId] != AppStatus.Registered) revert AppNotRegistered(appId);
+        appStatus[appId] = AppStatus.Removed;
+        emit AppRemoved(appId);
+    }
+
+    function isAppAllowed(AppBootInfo calldata bootInfo)
+        external
+        view
+        returns (bool isAllowed, string memory reason)
+    {
+        AppStatus status = appStatus[bootInfo.appId];
+        if (status == AppStatus.None) return (false, "App not registered");
+        if (status == AppStatus.Removed) return (false, "App removed by governance");
+        (isAllowed, reason) = _checkPlatform(bootInfo);
+        if (!isAllowed) return (isAllowed, reason);
+        try IAppAuth(bootInfo.appId).isAppAllowed(bootInfo) returns (bool allowed, string memory why) {
+            return (allowed, why);
+        } catch {
+            return (false, "App controller call failed");
+        }
+    }
+}
