@@ -118,11 +118,14 @@ def run_dkg(
     *,
     silent: Collection[int] = (),
     context: SessionContext | None = None,
-    **hooks: Tamper[object],
+    tamper_deals: Tamper[DealPublic] = _identity,
+    tamper_shares: Tamper[EncryptedShare] = _identity,
+    tamper_complaints: Tamper[Complaint] = _identity,
+    tamper_justifications: Tamper[Justification] = _identity,
 ) -> Run:
     """A full DKG with members 1..n; `silent` members never deal but take part otherwise."""
     ctx = context or make_context(n, t)
-    h = Hooks(**hooks)  # type: ignore[arg-type]
+    h = Hooks(tamper_deals, tamper_shares, tamper_complaints, tamper_justifications)
     members = {
         i: DkgMember(
             ctx, MemberIndex(i), deal_key(ctx.members[i - 1]), seeded_rng(rng_seed * 1000 + i)
@@ -191,14 +194,17 @@ def run_reshare(
     members: Sequence[bytes] | None = None,
     silent: Collection[int] = (),
     context: SessionContext | None = None,
-    **hooks: Tamper[object],
+    tamper_deals: Tamper[DealPublic] = _identity,
+    tamper_shares: Tamper[EncryptedShare] = _identity,
+    tamper_complaints: Tamper[Complaint] = _identity,
+    tamper_justifications: Tamper[Justification] = _identity,
 ) -> Run:
     """Reshare the key of `before` to members 1..new_n (`silent` old members do not deal)."""
     prev, old_shares = previous_committee(before)
     ctx = context or make_context(
         new_n, new_t, epoch=before.context.epoch + 1, kind=kind, members=members, previous=prev
     )
-    h = Hooks(**hooks)  # type: ignore[arg-type]
+    h = Hooks(tamper_deals, tamper_shares, tamper_complaints, tamper_justifications)
     dealers = {
         i: ReshareDealer(ctx, MemberIndex(i), s, seeded_rng(rng_seed * 1000 + i))
         for i, s in old_shares.items()
