@@ -26,7 +26,7 @@ from attest._eventlog import EventLogEntry, parse_event_log
 from attest._identity import AppIdentity, compute_app_identity, has_runtime_events
 from attest._quote import parse_quote
 from attest._quote_types import Quote
-from attest._replay import ReplayedRtmrs, replay_rtmrs, verify_replay
+from attest._replay import ReplayedRtmrs, verify_replay
 from attest.errors import AttestError, CollateralError
 from attest.policy import Policy
 from attest.providers._simulator_ca import simulator_root_public_key_der
@@ -122,8 +122,8 @@ def make_quote_verifier(
 
 
 def _replay_indices(entries: Sequence[EventLogEntry]) -> tuple[int, ...]:
-    counts = replay_rtmrs(entries).counts
-    return tuple(i for i in range(4) if counts[i] or i == 3)
+    present = {e.imr for e in entries}
+    return tuple(i for i in range(4) if i in present or i == 3)
 
 
 def verify_evidence(

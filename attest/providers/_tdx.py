@@ -168,5 +168,8 @@ class TdxProvider:
             lines = self.runtime_log.read_text().splitlines()
         except FileNotFoundError:
             lines = []
-        runtime = parse_event_log([json.loads(line) for line in lines if line.strip()])
-        return (*boot, *runtime)
+        try:
+            items = [json.loads(line) for line in lines if line.strip()]
+        except ValueError as exc:
+            raise ProviderError(f"runtime log {self.runtime_log} is corrupt: {exc}") from None
+        return (*boot, *parse_event_log(items))

@@ -128,3 +128,14 @@ def test_extend_refuses_other_registers_and_reports_io(tmp_path: Path) -> None:
 def test_both_providers_satisfy_the_interface(tmp_path: Path) -> None:
     providers: list[TeeProvider] = [SimulatorProvider(), _provider(tmp_path, FakeTsm(bytes))]
     assert [p.name for p in providers] == ["simulator", "tdx"]
+
+
+def test_corrupt_runtime_log_is_reported(tmp_path: Path, attestation_data: Path) -> None:
+    tdx = _provider(tmp_path, FakeTsm(lambda rd: b""))
+    (tmp_path / "CCEL").write_bytes((attestation_data / "dstack" / "ccel.bin").read_bytes())
+    tdx.runtime_log.parent.mkdir(parents=True)
+    tdx.runtime_log.write_text('{"imr": 3,\n')
+    with pytest.raises(ProviderError, match="runtime log .* is corrupt"):
+        tdx.event_log()
+    with pytest.raises(ProviderError, match="cannot read the CCEL table"):
+        TdxProvider(ccel_path=tmp_path / "absent").event_log()
