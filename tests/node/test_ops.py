@@ -1,0 +1,110 @@
+"""Rate limiting, health computation, metrics and the status HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from node.errors import RateLimited
+from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
+from node.metrics import NodeMetrics
+from node.ratelimit import RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_allows_burst_then_refills() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
+    app, other = b"\x01" * 20, b"\x02" * 20
+    limiter.take(app, 2)
+    limiter.take(app, 1)
+    with pytest.raises(RateLimited, match=r"app 0x0101.* exceeded 2 key requests/s \(burst 3\)"):
+        limiter.take(app)
+    limiter.take(other, 3)  # apps have separate buckets
+    clock.now += 0.5  # one token back
+    limiter.take(app)
+    with pytest.raises(RateLimited):
+        limiter.take(app)
+    clock.now += 100
+    limiter.take(app, 3)  # refilled, but never beyond the burst
+    with pytest.raises(RateLimited):
+        limiter.take(app)
+
+
+def test_rate_limiter_refusal_spends_nothing() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=1.0, burst=2, clock=clock)
+    with pytest.raises(RateLimited):
+        limiter.take(b"a", 3)
+    limiter.take(b"a", 2)
+
+
+def test_rate_limiter_forgets_idle_apps_when_full() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=1.0, burst=1, clock=clock, max_apps=2)
+    limiter.take(b"a")
+    limiter.take(b"b")
+    clock.now += 10
+    limiter.take(b"c")
+    assert len(limiter._buckets) == 1
+
+
+BASE = HealthInputs(
+    has_share=True, chain_head_age=1, max_head_age=30, members=5, threshold=3, peers_reachable=4
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "health", "reason"),
+    [
+        ({}, Health.NORMAL, "ok"),
+        ({"peers_reachable": 3}, Health.DEGRADED, "4 of 5 members reachable"),
+        ({"peers_reachable": 2}, Health.DEGRADED, "3 of 5 members reachable"),
+        ({"peers_reachable": 1}, Health.DOWN, "only 2 of 5 members reachable, threshold 3"),
+        ({"chain_head_age": 20}, Health.DEGRADED, "chain view lagging"),
+        ({"chain_head_age": 31}, Health.DOWN, "chain view stale"),
+        ({"has_share": False}, Health.DOWN, "no active key share"),
+        ({"draining": True}, Health.DOWN, "draining"),
+    ],
+)
+def test_health(changes: dict[str, object], health: Health, reason: str) -> None:
+    import dataclasses
+
+    got, why = compute_health(dataclasses.replace(BASE, **changes))  # type: ignore[arg-type]
+    assert got is health
+    assert reason in why
+
+
+def test_status_http_endpoint_serves_health_and_metrics() -> None:
+    metrics = NodeMetrics()
+    metrics.requests.labels("DerivePartial", "ok").inc(3)
+    state = {"health": "NORMAL"}
+    server = StatusHttpServer(
+        "127.0.0.1", 0, lambda: HealthReport(state["health"], "why", 2, 1), metrics.render
+    )
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert 'tkms_requests_total{method="DerivePartial",result="ok"} 3.0' in body
+        health = json.loads(urllib.request.urlopen(f"{base}/health", timeout=5).read())
+        assert health == {"health": "NORMAL", "reason": "why", "epoch": 2, "generation": 1}
+        state["health"] = "DOWN"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/health", timeout=5)
+        assert err.value.code == 503
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/nope", timeout=5)
+        assert err.value.code == 404
+    finally:
+        server.stop()
