@@ -210,3 +210,22 @@ def test_parse_error_is_documented_type(booted: tuple[SimulatorProvider, bytes])
     _, raw = booted
     with pytest.raises(QuoteParseError):
         parse_quote(raw[:1000])
+
+
+def test_providers_public_surface() -> None:
+    import attest.providers as providers
+
+    assert set(providers.__all__) == {
+        "ConfigfsKernel",
+        "ProviderError",
+        "SimulatorAllowed",
+        "SimulatorConfig",
+        "SimulatorProvider",
+        "TdxProvider",
+        "TeeProvider",
+        "policy_allows_simulator",
+        "simulator_root_ca",
+        "simulator_root_public_key_der",
+        "verify_simulator_quote",
+    }
+    assert all(getattr(providers, name) is not None for name in providers.__all__)
