@@ -128,9 +128,16 @@ def parse_ccel(data: bytes) -> tuple[EventLogEntry, ...]:
                 where=f"CCEL offset {start + 8}",
             )
         sha384: bytes | None = None
+        seen: set[int] = set()
         for _ in range(count):
             alg_at = r.pos
             alg = r.u16("digest algorithmId")
+            if alg in seen:
+                raise EventLogError(
+                    f"digest algorithm {alg:#x} appears twice in one record",
+                    where=f"CCEL offset {alg_at}",
+                )
+            seen.add(alg)
             if alg not in sizes:
                 raise EventLogError(
                     f"digest algorithm {alg:#x} not declared in the Spec ID header",

@@ -116,3 +116,10 @@ def test_truncated_real_logs_raise_only_event_log_error(
 def test_random_bytes_raise_only_event_log_error(data: bytes) -> None:
     with contextlib.suppress(EventLogError):
         parse_ccel(_spec_header([(0xC, 48)]) + data)
+
+
+def test_duplicate_digest_in_one_record_is_rejected() -> None:
+    header = _spec_header([(4, 20), (0xC, 48)])
+    rec = _record(1, 7, [(0xC, b"\x01" * 48), (0xC, b"\x02" * 48)], b"")
+    with pytest.raises(EventLogError, match=f"CCEL offset {len(header) + 62}: .* appears twice"):
+        parse_ccel(header + rec)

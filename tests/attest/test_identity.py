@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from attest import parse_quote, read_pck_info
+from attest import TdReport, parse_quote, read_pck_info
 from attest._eventlog import DSTACK_RUNTIME_EVENT_TYPE, EventLogEntry, parse_event_log
 from attest._identity import (
     AppIdentity,
@@ -129,3 +131,61 @@ def test_bad_key_provider_payload(attestation_data: Path) -> None:
             compute_app_identity([_runtime("key-provider", payload)], td, ppid=None)
     with pytest.raises(IdentityError, match="no usable os_image_hash"):
         compute_app_identity([_runtime("app-id", b"a")], td, ppid=None, vm_config="[]")
+
+
+_NAMES = ["app-id", "compose-hash", "instance-id", "key-provider", "boot-mr-done", "system-ready"]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([*_NAMES, "x"]), st.binary(max_size=40), st.sampled_from([1, 2])),
+        min_size=1,
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_random_runtime_logs_give_identity_or_identity_error(
+    events: list[tuple[str, bytes, int]], boot: bool
+) -> None:
+    entries = [
+        EventLogEntry(
+            imr=3,
+            event_type=DSTACK_RUNTIME_EVENT_TYPE,
+            digest=b"",
+            event=n,
+            event_payload=p,
+            version=v,
+        )
+        for n, p, v in events
+    ]
+    td = TdReport(**{name: bytes(n) for name, n in _TD_SIZES.items()})
+    try:
+        ident = compute_app_identity(entries, td, ppid=None, boottime_mr=boot)
+    except IdentityError:
+        return
+    names = [n for n, _, _ in events]
+    if "app-id" in names and (
+        "system-ready" not in names or names.index("app-id") < names.index("system-ready")
+    ):
+        assert ident.app_id == events[names.index("app-id")][1]
+    else:
+        assert ident.app_id == b""
+
+
+_TD_SIZES = {
+    "tee_tcb_svn": 16,
+    "mr_seam": 48,
+    "mr_signer_seam": 48,
+    "seam_attributes": 8,
+    "td_attributes": 8,
+    "xfam": 8,
+    "mr_td": 48,
+    "mr_config_id": 48,
+    "mr_owner": 48,
+    "mr_owner_config": 48,
+    "rtmr0": 48,
+    "rtmr1": 48,
+    "rtmr2": 48,
+    "rtmr3": 48,
+    "report_data": 64,
+}
