@@ -104,3 +104,22 @@ def test_errors_name_the_key_and_source(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_endpoint_string_round_trip_and_errors() -> None:
+    from node.endpoints import Endpoints
+    from node.errors import InvalidRequest
+
+    e = Endpoints.parse("kms=127.0.0.1:7001,peer=127.0.0.1:7002")
+    assert (e.kms, e.peer) == ("127.0.0.1:7001", "127.0.0.1:7002")
+    assert Endpoints.parse(str(e)) == e
+    for bad, message in [
+        ("kms=127.0.0.1:7001", "missing peer"),
+        ("kms=a:1,peer=b:2,kms=c:3", "kms given twice"),
+        ("kms=a:1,web=b:2", "unknown part 'web=b:2'"),
+        ("kms=a:0,peer=b:2", "port in 1..65535"),
+        ("kms=a:1,peer=b", "expected HOST:PORT"),
+        ("", "1..256 bytes"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            Endpoints.parse(bad)
