@@ -127,7 +127,11 @@ def load_collateral(path: Path) -> Collateral:
 
 
 def _default_fetcher(pccs_url: str, raw_quote: bytes) -> Any:
-    return asyncio.run(dcap_qvl.get_collateral(pccs_url, raw_quote))
+    async def fetch() -> Any:
+        # dcap-qvl's future must be created inside a running event loop
+        return await dcap_qvl.get_collateral(pccs_url, raw_quote)
+
+    return asyncio.run(fetch())
 
 
 def cache_key(raw_quote: bytes) -> str:

@@ -17,15 +17,25 @@ from typing import Any, TypeVar
 
 from attest._ccel import parse_ccel
 from attest._collateral import Collateral, fetch_collateral, load_collateral
-from attest._dcap import verify_quote_authenticity
+from attest._dcap import VerifiedQuote, verify_quote_authenticity
 from attest._eventlog import EventLogEntry, EventLogError, parse_event_log
+from attest._evidence import is_simulator_quote
 from attest._identity import compute_app_identity, has_runtime_events
 from attest._quote import parse_quote
 from attest._quote_input import EvidenceInputError, load_evidence
 from attest._quote_pck import read_pck_info
+from attest._quote_types import Quote
 from attest._replay import verify_replay
-from attest.errors import AttestError, CollateralError, QuoteParseError, UnsupportedQuoteError
+from attest.errors import (
+    AttestError,
+    CollateralError,
+    PolicyError,
+    QuoteParseError,
+    UnsupportedQuoteError,
+    VerificationError,
+)
 from attest.policy import TCB_STATUSES, AllOf, default_policy
+from attest.providers import SimulatorAllowed, verify_simulator_quote
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
 T = TypeVar("T")
@@ -61,6 +71,11 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     verify.add_argument("--allow-debug", action="store_true", help="accept debug TDs")
     verify.add_argument("--allow-service-td", action="store_true", help="accept MR_SERVICETD")
     verify.add_argument(
+        "--allow-simulator",
+        action="store_true",
+        help="UNSAFE: accept quotes from the tkms simulator (anyone can forge them)",
+    )
+    verify.add_argument(
         "--accept-tcb",
         action="append",
         choices=TCB_STATUSES,
@@ -95,7 +110,8 @@ def evaluate(args: argparse.Namespace, *, now: int) -> tuple[int, dict[str, Any]
     except QuoteParseError as exc:
         raise _Unusable(f"{args.quote}: {exc}") from exc
     entries = _event_log(args.event_log, evidence.event_log)
-    collateral = _load(lambda: _collateral(args, evidence.quote, now))
+    simulator = _is_simulator(quote)
+    collateral = None if simulator else _load(lambda: _collateral(args, evidence.quote, now))
     report.update(
         quote_version=quote.version,
         mrtd=quote.td_report.mr_td.hex(),
@@ -106,7 +122,10 @@ def evaluate(args: argparse.Namespace, *, now: int) -> tuple[int, dict[str, Any]
     reasons: list[str] = []
     ppid = read_pck_info(quote).ppid
     try:
-        authentic = verify_quote_authenticity(evidence.quote, collateral, now=now)
+        if collateral is None:
+            authentic = _verify_simulator(args, evidence.quote, now)
+        else:
+            authentic = verify_quote_authenticity(evidence.quote, collateral, now=now)
         report["tcb_status"] = authentic.tcb_status
         report["advisory_ids"] = list(authentic.advisory_ids)
         ppid = authentic.ppid
@@ -165,6 +184,29 @@ def _policy(args: argparse.Namespace) -> AllOf:
         allow_debug=args.allow_debug,
         allow_service_td=args.allow_service_td,
     )
+
+
+def _is_simulator(quote: Quote) -> bool:
+    try:
+        return is_simulator_quote(quote)
+    except ValueError:  # a root certificate whose key does not parse is not the simulator's
+        return False
+
+
+def _verify_simulator(args: argparse.Namespace, raw: bytes, now: int) -> VerifiedQuote:
+    """Simulator quotes verify against the simulator root, and only with --allow-simulator."""
+    if not args.allow_simulator:
+        raise PolicyError(
+            "simulator quote (chained to the public tkms simulator root CA); not accepted "
+            "without --allow-simulator",
+            check="simulator-allowed",
+            found="simulator quote",
+            expected="hardware TDX quote",
+        )
+    try:
+        return verify_simulator_quote(raw, now=now, policy=AllOf([SimulatorAllowed()]))
+    except ValueError as exc:  # malformed key material inside a simulator chain
+        raise VerificationError(f"simulator quote invalid: {exc}", reason=str(exc)) from exc
 
 
 def _collateral(args: argparse.Namespace, raw_quote: bytes, now: int) -> Collateral:

@@ -231,3 +231,22 @@ def test_text_output(attestation_data: Path) -> None:
         "90d7a4a13e14c536ec6c9c3c8fa87077"
     )
     assert f"  mrtd: {mrtd}" in lines
+
+
+def test_simulator_quotes_need_allow_simulator(tmp_path: Path) -> None:
+    from attest import event_log_to_json
+    from attest.providers import SimulatorProvider
+
+    provider = SimulatorProvider()
+    provider.extend_rtmr(3, "system-preparing", b"")
+    quote = provider.get_quote(bytes(range(64)))
+    evidence = tmp_path / "sim.json"
+    evidence.write_text(
+        json.dumps({"quote": quote.hex(), "event_log": event_log_to_json(provider.event_log())})
+    )
+    code, report = tkms(evidence)
+    assert code == 1 and report["reason"].startswith("simulator quote")
+    assert report["replayed"] is True
+    code, report = tkms(evidence, "--allow-simulator")
+    assert (code, report["accepted"], report["tcb_status"]) == (0, True, "UpToDate")
+    assert report["report_data"] == bytes(range(64)).hex()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +126,16 @@ def test_real_dcap_qvl_fetch_against_a_closed_local_port(
     attestation_data: Path, tmp_path: Path
 ) -> None:
     """The default fetcher is dcap-qvl's own client; a refused local connection surfaces as
-    CollateralError and nothing is cached."""
-    import socket
-
+    CollateralError naming the request, and nothing is cached."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     quote = (attestation_data / "dcap-qvl/tdx_quote").read_bytes()
-    with pytest.raises(CollateralError, match=rf"fetching collateral from http://127.0.0.1:{port}"):
+    with pytest.raises(
+        CollateralError,
+        match=rf"fetching collateral from http://127.0.0.1:{port} failed: .*error sending "
+        rf"request for url \(http://127.0.0.1:{port}/sgx/certification/v4/pckcrl",
+    ):
         fetch_collateral(quote, pccs_url=f"http://127.0.0.1:{port}", cache_dir=tmp_path, now=NOW_A)
     assert list(tmp_path.iterdir()) == []
 
