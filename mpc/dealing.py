@@ -55,6 +55,20 @@ class Input(enum.Enum):
 Transitions = Mapping[tuple[Phase, Input], frozenset[Phase]]
 
 
+def state_diagram(table: Transitions) -> str:
+    """A Mermaid state diagram of `table`; docs/mpc-dkg.md embeds these and a test compares."""
+    order = list(Phase)
+    lines = ["stateDiagram-v2", "    [*] --> DEAL"]
+    finals: set[Phase] = set()
+    for (phase, what), targets in table.items():
+        for target in sorted(targets, key=order.index):
+            lines.append(f"    {phase.name} --> {target.name}: {what.value}()")
+            if target in (Phase.FINISHED, Phase.FAILED):
+                finals.add(target)
+    lines += [f"    {p.name} --> [*]" for p in sorted(finals, key=order.index)]
+    return "\n".join(lines)
+
+
 class FaultKind(enum.Enum):
     """Why a peer is blamed. Deal faults name the dealer; complaint faults the accuser."""
 
