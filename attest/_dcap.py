@@ -114,6 +114,8 @@ def verify_quote_authenticity(
     For reporting (the CLI shows the TCB status of a quote the policy rejects); a caller
     deciding about key release must use `verify_quote`.
     """
+    if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now < 2**63:
+        raise ValueError(f"now must be unix seconds as a non-negative int, got {now!r}")
     # (1) structure
     quote = parse_quote(quote_bytes)
     _check_chain_root(quote, root_ca_der)

@@ -229,3 +229,9 @@ def test_custom_root_must_match_the_embedded_root(quote_a: bytes, collateral_a: 
         verify_quote(
             quote_a, collateral_a, now=NOW_A, policy=default_policy(), root_ca_der=b"not a root"
         )
+
+
+@pytest.mark.parametrize("now", [-1, 2**64, True, 1751328000.5, "1751328000"])
+def test_now_must_be_unix_seconds(quote_a: bytes, collateral_a: Collateral, now: object) -> None:
+    with pytest.raises(ValueError, match="now must be unix seconds as a non-negative int"):
+        verify_quote(quote_a, collateral_a, now=now, policy=default_policy())  # type: ignore[arg-type]
