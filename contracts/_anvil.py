@@ -39,6 +39,8 @@ def find_anvil() -> Path:
     """$TKMS_ANVIL, else the binary `make install` put in node_modules, else anvil on PATH."""
     override = os.environ.get("TKMS_ANVIL")
     if override:
+        if not Path(override).is_file():
+            raise AnvilError(f"TKMS_ANVIL={override}: no such file")
         return Path(override)
     for candidate in _CANDIDATES:
         if candidate.is_file() and os.access(candidate, os.X_OK):

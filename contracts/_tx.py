@@ -138,6 +138,10 @@ class Transactor:
             tx = fn.build_transaction(base)  # type: ignore[arg-type]
         except ContractLogicError as exc:
             raise TransactionFailed(name, revert_of(exc), None) from None
+        if gas is None:
+            # Estimates can fall short when storage refunds are involved (re-registering a node
+            # rewrites its slots): a margin costs nothing unused and avoids out-of-gas reverts.
+            tx["gas"] = int(tx["gas"]) * 5 // 4 + 20_000
         signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -27,7 +27,7 @@ SOLC_VERSION = "0.8.37"
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
-    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
 
 
@@ -76,6 +76,7 @@ def compile_sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict[str, Any]]:
             "sourceHashes": hashes,
             "abi": compiled["abi"],
             "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
+            "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
         }
     return documents
 
@@ -107,7 +108,7 @@ def check_artifacts(
         except (OSError, ValueError) as exc:
             stale.append(f"{path.name}: unreadable ({exc})")
             continue
-        for key in ("abi", "bytecode", "sourceHashes", "compiler"):
+        for key in ("abi", "bytecode", "deployedBytecode", "sourceHashes", "compiler"):
             if committed.get(key) != document[key]:
                 stale.append(f"{path.name}: {key} differs from the sources")
     if stale:

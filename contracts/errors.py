@@ -56,6 +56,8 @@ class Revert:
     def __str__(self) -> str:
         if self.name == "Error" and "message" in self.args:
             return str(self.args["message"])
+        if self.name == "unknown":
+            return f"unknown error {self.raw}"
         inner = ", ".join(f"{key}={_show(value)}" for key, value in self.args.items())
         return f"{self.name}({inner})"
 
