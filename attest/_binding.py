@@ -8,6 +8,7 @@ Labels:
 ``ratls-cert:``     DER SubjectPublicKeyInfo of an RA-TLS certificate's key (dstack)
 ``tkms-kdf:v1:``    the 48-byte compressed G1 point E of a key-derivation request
 ``tkms-node:v1:``   a node's registration keys, framed as below
+``tkms-sign:v1:``   an app public key to be certified by a threshold signature
 ``app-data:``       dstack's app-defined data (read-only compatibility)
 ``kms-root-ca:``    dstack's KMS root CA key (read-only compatibility)
 =================  ==============================================================
@@ -55,6 +56,8 @@ class BindingLabel(Enum):
     RATLS_CERT = b"ratls-cert:"
     KDF_V1 = b"tkms-kdf:v1:"
     NODE_V1 = b"tkms-node:v1:"
+    #: an app public key the network is asked to certify (threshold signature, DESIGN §3.5)
+    SIGN_V1 = b"tkms-sign:v1:"
     #: dstack's other content types, for reading dstack evidence.
     DSTACK_APP_DATA = b"app-data:"
     DSTACK_KMS_ROOT_CA = b"kms-root-ca:"

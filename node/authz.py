@@ -1,0 +1,223 @@
+"""The key-release authorization pipeline (DESIGN §6.3), steps numbered as there.
+
+(1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`;
+(5) chain: the chain view is fresh, else fail closed (UNAVAILABLE);
+(6) approval: `isAppAllowed(AppBootInfo)` at the view's head, cached by (identity, head);
+(7) ownership: every requested key belongs to the evidence's app_id;
+(8) rate: the app's token bucket.
+Each step counts its outcome in `tkms_authz_steps{step, outcome}`. A refusal raises
+`PolicyDenied` (PERMISSION_DENIED) naming the step and the reason; it never says more than the
+caller could learn from the chain, and never anything secret.
+
+Verified evidence is cached for a short time by the digest of (quote, event log, binding), so
+an app that reuses its ephemeral key and quote for a burst of requests is verified once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from attest import AllOf, AttestError, BindingLabel, Collateral, default_policy
+from attest._evidence import EvidenceError, VerifiedEvidence, make_quote_verifier, verify_evidence
+from attest.providers._simulator_verify import SimulatorAllowed
+from contracts import AppBootInfo, AuthDecision
+from node.chainview import ChainView
+from node.errors import NotReady, PolicyDenied
+from node.logs import get_logger
+from node.metrics import NodeMetrics
+from node.ratelimit import RateLimiter
+
+log = get_logger("tkms.node.authz")
+
+#: Asks governance whether an app may boot/get keys, at a given block.
+ApprovalCheck = Callable[[AppBootInfo, int], AuthDecision]
+
+_STEP_NAMES = {
+    "quote": "evidence",
+    "replay": "replay",
+    "identity": "identity",
+    "binding": "binding",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    quote: bytes
+    event_log: str
+    vm_config: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """An app that passed every step, and the chain view it was judged against."""
+
+    app_id: bytes
+    evidence: VerifiedEvidence
+    view: ChainView
+
+
+def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
+    identity = evidence.identity
+    if identity is None:
+        raise PolicyDenied("step 3 (identity): the event log has no dstack app identity")
+    vq = evidence.verified_quote
+    return AppBootInfo(
+        app_id="0x" + identity.app_id.hex(),
+        compose_hash=identity.compose_hash,
+        instance_id="0x" + (identity.instance_id or bytes(20)).hex(),
+        device_id=identity.device_id,
+        mr_aggregated=identity.mr_aggregated,
+        mr_system=identity.mr_system,
+        os_image_hash=identity.os_image_hash,
+        tcb_status=vq.tcb_status,
+        advisory_ids=tuple(vq.advisory_ids),
+    )
+
+
+class Authorizer:
+    def __init__(
+        self,
+        *,
+        view: Callable[[], ChainView | None],
+        approve: ApprovalCheck,
+        max_head_age: float,
+        limiter: RateLimiter,
+        metrics: NodeMetrics,
+        collateral: Collateral | None = None,
+        clock: Callable[[], float] = time.time,
+        evidence_ttl: float = 60.0,
+        cache_size: int = 4096,
+    ) -> None:
+        self._view = view
+        self._approve = approve
+        self._max_head_age = max_head_age
+        self._limiter = limiter
+        self._metrics = metrics
+        self._collateral = collateral
+        self._clock = clock
+        self._ttl = evidence_ttl
+        self._cache_size = cache_size
+        self._evidence_cache: OrderedDict[bytes, tuple[float, VerifiedEvidence]] = OrderedDict()
+        self._approval_cache: OrderedDict[tuple[bytes, int], AuthDecision] = OrderedDict()
+
+    def _count(self, step: str, outcome: str) -> None:
+        self._metrics.pipeline.labels(step, outcome).inc()
+
+    def _deny(self, step: str, reason: str) -> PolicyDenied:
+        self._count(step, "denied")
+        log.info("key_release_denied", step=step, reason=reason)
+        return PolicyDenied(f"{step}: {reason}")
+
+    def _verify(
+        self, evidence: Evidence, binding: tuple[BindingLabel, bytes], view: ChainView
+    ) -> VerifiedEvidence:
+        digest = hashlib.sha256(
+            b"".join(
+                len(p).to_bytes(4, "big") + p
+                for p in (evidence.quote, evidence.event_log.encode(), binding[0].value, binding[1])
+            )
+            + (b"\x01" if view.simulator_allowed else b"\x00")
+        ).digest()
+        now = self._clock()
+        cached = self._evidence_cache.get(digest)
+        if cached is not None and now - cached[0] < self._ttl:
+            self._count("evidence", "cached")
+            return cached[1]
+        checks = [*default_policy().checks]
+        if view.simulator_allowed:
+            checks.append(SimulatorAllowed())
+        verifier = make_quote_verifier(
+            now=int(now), policy=AllOf(checks), collateral=self._collateral
+        )
+        try:
+            verified = verify_evidence(
+                evidence.quote,
+                evidence.event_log,
+                verify_quote=verifier,
+                binding=binding,
+                vm_config=evidence.vm_config or None,
+            )
+        except EvidenceError as exc:
+            step = _STEP_NAMES.get(exc.step, exc.step)
+            self._metrics.attestations.labels("rejected", "unknown").inc()
+            raise self._deny(step, str(exc.cause)) from None
+        except AttestError as exc:
+            raise self._deny("evidence", str(exc)) from None
+        self._metrics.attestations.labels(
+            "accepted", "simulator" if verified.simulated else "tdx"
+        ).inc()
+        for step in ("evidence", "replay", "identity", "binding"):
+            self._count(step, "ok")
+        self._evidence_cache[digest] = (now, verified)
+        if len(self._evidence_cache) > self._cache_size:
+            self._evidence_cache.popitem(last=False)
+        return verified
+
+    def fresh_view(self) -> ChainView:
+        """(5) The current chain view, or NotReady when it is missing or stale (fail closed)."""
+        view = self._view()
+        if view is None:
+            self._count("chain", "stale")
+            raise NotReady("no chain view yet: the node has not reached the chain")
+        age = view.head_age(self._clock())
+        if age > self._max_head_age:
+            self._count("chain", "stale")
+            raise NotReady(
+                f"chain view is stale: head {view.head} is {age:.0f}s old "
+                f"(bound {self._max_head_age:.0f}s); refusing to release keys"
+            )
+        self._count("chain", "ok")
+        return view
+
+    def authorize(
+        self,
+        evidence: Evidence,
+        *,
+        binding: tuple[BindingLabel, bytes],
+        app_ids: Sequence[bytes],
+        cost: int,
+    ) -> Authorized:
+        view = self.fresh_view()
+        verified = self._verify(evidence, binding, view)  # (1-4)
+        info = boot_info(verified)
+        identity = verified.identity
+        assert identity is not None  # boot_info refused a missing identity
+        # (6) approval at the view's head, cached per block
+        key = (hashlib.sha256(repr(info).encode()).digest(), view.head)
+        decision = self._approval_cache.get(key)
+        if decision is None:
+            try:
+                decision = self._approve(info, view.head)
+            except Exception as exc:  # a chain call that fails must not release keys
+                self._count("approval", "error")
+                raise NotReady(
+                    f"cannot ask governance about app 0x{identity.app_id.hex()}: {exc}"
+                ) from None
+            self._approval_cache[key] = decision
+            if len(self._approval_cache) > self._cache_size:
+                self._approval_cache.popitem(last=False)
+        if not decision.allowed:
+            raise self._deny(
+                "approval", f"app 0x{identity.app_id.hex()}: {decision.reason or 'not allowed'}"
+            )
+        self._count("approval", "ok")
+        # (7) ownership
+        for app_id in app_ids:
+            if app_id != identity.app_id:
+                raise self._deny(
+                    "ownership",
+                    f"app 0x{identity.app_id.hex()} asked for a key of app 0x{app_id.hex()}",
+                )
+        self._count("ownership", "ok")
+        # (8) rate
+        try:
+            self._limiter.take(identity.app_id, cost)
+        except Exception:
+            self._count("rate", "limited")
+            raise
+        self._count("rate", "ok")
+        return Authorized(app_id=identity.app_id, evidence=verified, view=view)

@@ -1,0 +1,224 @@
+"""The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial (DESIGN §6.2).
+
+The servicer decodes and bounds every field, runs the authorization pipeline, calls the pure
+`mpc` functions and encodes the answer. One edge (`_edge`) maps errors to status codes:
+`NodeError` subclasses carry theirs, malformed bytes are INVALID_ARGUMENT, and anything
+unexpected is INTERNAL with a log event (never with secrets).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import grpc
+
+from attest import BindingLabel
+from mpc import G1, EncodingError, Generation, KeyRequest, NetworkContext, derive_partial
+from mpc.group import Rng
+from mpc.sharing import Share
+from mpc.tsig import app_pubkey_statement, sign_partial
+from mpc.types import Epoch
+from node.authz import Authorizer, Evidence
+from node.chainview import Committee
+from node.errors import InvalidRequest, NodeError, NotReady
+from node.logs import get_logger
+from node.metrics import NodeMetrics
+from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+
+log = get_logger("tkms.node.kms")
+
+MAX_QUOTE: Final = 64 * 1024
+MAX_EVENT_LOG: Final = 1024 * 1024
+MAX_VM_CONFIG: Final = 64 * 1024
+MAX_PURPOSE: Final = 256
+MAX_SIGNED_KEY: Final = 1024
+APP_ID_SIZE: Final = 20
+
+ShareLookup = Callable[[int], tuple[Committee, Share] | None]
+"""generation (0 = latest) -> the active committee of that generation and this node's share."""
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def _edge(
+    method: Callable[[KmsServicer, Req, Ctx], Awaitable[Resp]],
+) -> Callable[[KmsServicer, Req, Ctx], Awaitable[Resp]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: KmsServicer, request: Req, context: Ctx) -> Resp:
+        start = time.perf_counter()
+        code: grpc.StatusCode = grpc.StatusCode.OK
+        message = ""
+        try:
+            return await method(self, request, context)
+        except NodeError as exc:
+            code, message = exc.grpc_code, str(exc)
+        except EncodingError as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except Exception:
+            log.exception("rpc_failed", method=name)
+            code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error"
+        finally:
+            self._metrics.latency.labels(name).observe(time.perf_counter() - start)
+            self._metrics.requests.labels(
+                name, "ok" if code is grpc.StatusCode.OK else code.name
+            ).inc()
+        await context.abort(code, message)
+
+    return wrapper
+
+
+def _evidence(msg: common_pb2.Evidence) -> Evidence:
+    if not msg.quote:
+        raise InvalidRequest("evidence.quote is empty")
+    if len(msg.quote) > MAX_QUOTE:
+        raise InvalidRequest(f"evidence.quote is {len(msg.quote)} bytes, at most {MAX_QUOTE}")
+    if len(msg.event_log) > MAX_EVENT_LOG:
+        raise InvalidRequest(f"evidence.event_log is over {MAX_EVENT_LOG} bytes")
+    if len(msg.vm_config) > MAX_VM_CONFIG:
+        raise InvalidRequest(f"evidence.vm_config is over {MAX_VM_CONFIG} bytes")
+    return Evidence(quote=bytes(msg.quote), event_log=msg.event_log, vm_config=msg.vm_config)
+
+
+def _key_request(i: int, msg: kms_pb2.KeyRequest) -> KeyRequest:
+    if len(msg.app_id) != APP_ID_SIZE:
+        raise InvalidRequest(f"keys[{i}].app_id must be {APP_ID_SIZE} bytes, got {len(msg.app_id)}")
+    app_id = bytes(msg.app_id)
+    if msg.kind == kms_pb2.KeyRequest.KIND_KDF:
+        if len(msg.purpose) > MAX_PURPOSE:
+            raise InvalidRequest(
+                f"keys[{i}].purpose is {len(msg.purpose)} bytes, at most {MAX_PURPOSE}"
+            )
+        return KeyRequest.app_key(app_id, bytes(msg.purpose))
+    if msg.kind == kms_pb2.KeyRequest.KIND_IBE:
+        if msg.purpose:
+            raise InvalidRequest(f"keys[{i}].purpose must be empty for KIND_IBE")
+        return KeyRequest.ibe_key(app_id)
+    raise InvalidRequest(f"keys[{i}].kind {msg.kind} is not KIND_KDF or KIND_IBE")
+
+
+class KmsServicer(kms_pb2_grpc.KmsServicer):
+    def __init__(
+        self,
+        *,
+        authorizer: Authorizer,
+        shares: ShareLookup,
+        metrics: NodeMetrics,
+        max_keys: int,
+        rng: Rng = os.urandom,
+    ) -> None:
+        self._authz = authorizer
+        self._shares = shares
+        self._metrics = metrics
+        self._max_keys = max_keys
+        self._rng = rng
+
+    def _share(self, generation: int) -> tuple[Committee, Share]:
+        found = self._shares(generation)
+        if found is None:
+            which = "the latest generation" if generation == 0 else f"generation {generation}"
+            raise NotReady(f"this node holds no active key share for {which}")
+        return found
+
+    @_edge
+    async def GetMeta(
+        self, request: kms_pb2.GetMetaRequest, context: Ctx
+    ) -> kms_pb2.GetMetaResponse:
+        view = self._authz.fresh_view()
+        committee, share = self._share(0)
+        return kms_pb2.GetMetaResponse(
+            chain_id=view.chain_id,
+            governance=view.governance,
+            generation=committee.generation,
+            epoch=committee.epoch,
+            threshold=committee.threshold,
+            members=[
+                common_pb2.Member(
+                    index=k,
+                    node_address=m.address,
+                    endpoint=m.kms_endpoint,
+                    verification_key=committee.verification_key(k).to_bytes(),
+                )
+                for k, m in enumerate(committee.members, start=1)
+            ],
+            group_public_key_g1=committee.public.public_key.to_bytes(),
+            group_public_key_g2=committee.pk2.to_bytes(),
+            my_index=share.member,
+        )
+
+    @_edge
+    async def DerivePartial(
+        self, request: kms_pb2.DerivePartialRequest, context: Ctx
+    ) -> kms_pb2.DerivePartialResponse:
+        evidence = _evidence(request.evidence)
+        requester = G1.from_bytes(bytes(request.requester_key), "requester_key")
+        if not 1 <= len(request.keys) <= self._max_keys:
+            raise InvalidRequest(
+                f"keys: between 1 and {self._max_keys} key requests, got {len(request.keys)}"
+            )
+        keys = [_key_request(i, k) for i, k in enumerate(request.keys)]
+        authorized = self._authz.authorize(
+            evidence,
+            binding=(BindingLabel.KDF_V1, requester.to_bytes()),
+            app_ids=[bytes(k.app_id) for k in request.keys],
+            cost=len(keys),
+        )
+        committee, share = self._share(request.generation)
+        network = NetworkContext(
+            chain_id=authorized.view.chain_id,
+            contract=authorized.view.governance,
+            generation=Generation(committee.generation),
+            epoch=Epoch(committee.epoch),
+        )
+        vk = committee.verification_key(share.member)
+        partials = []
+        for key in keys:
+            p = derive_partial(
+                share, key, requester=requester, network=network, rng=self._rng, verification_key=vk
+            )
+            self._metrics.partials.labels(key.kind.name).inc()
+            partials.append(
+                kms_pb2.Partial(
+                    generation=p.generation,
+                    epoch=p.epoch,
+                    member=p.member,
+                    y=p.y.to_bytes(),
+                    z=p.z.to_bytes(),
+                    proof=p.proof.to_bytes(),
+                )
+            )
+        return kms_pb2.DerivePartialResponse(partials=partials)
+
+    @_edge
+    async def SignPartial(
+        self, request: kms_pb2.SignPartialRequest, context: Ctx
+    ) -> kms_pb2.SignPartialResponse:
+        evidence = _evidence(request.evidence)
+        key = bytes(request.public_key)
+        if not 1 <= len(key) <= MAX_SIGNED_KEY:
+            raise InvalidRequest(f"public_key must be 1..{MAX_SIGNED_KEY} bytes, got {len(key)}")
+        authorized = self._authz.authorize(
+            evidence, binding=(BindingLabel.SIGN_V1, key), app_ids=[], cost=1
+        )
+        committee, share = self._share(request.generation)
+        statement = app_pubkey_statement(
+            authorized.view.chain_id, authorized.view.governance, authorized.app_id, key
+        )
+        vk = committee.verification_key(share.member)
+        partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
+        self._metrics.partials.labels("SIG").inc()
+        return kms_pb2.SignPartialResponse(
+            generation=committee.generation,
+            epoch=committee.epoch,
+            member=partial.member,
+            statement=statement,
+            sigma=partial.sigma.to_bytes(),
+            proof=partial.proof.to_bytes(),
+        )
