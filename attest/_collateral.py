@@ -149,23 +149,31 @@ def cache_key(raw_quote: bytes) -> str:
 def fetch_collateral(
     raw_quote: bytes,
     *,
-    pccs_url: str,
+    pccs_url: str | None,
     cache_dir: Path,
     now: int,
     fetcher: Fetcher = _default_fetcher,
 ) -> Collateral:
     """Collateral for this quote: from `cache_dir` while still valid at `now`, else the PCCS.
 
-    A fetched document is written to the cache atomically (temp file + rename).
+    The cache holds ``<FMSPC>-<ca>.json`` files (see `cache_key`); a fetched document is
+    written atomically (temp file + rename). With ``pccs_url=None`` the directory is the only
+    source (offline nodes: operators drop collateral files in), and a missing or expired
+    entry is an error.
     """
-    path = cache_dir / f"{cache_key(raw_quote)}.json"
+    key = cache_key(raw_quote)
+    path = cache_dir / f"{key}.json"
+    problem = f"no collateral file {path.name} in {cache_dir}"
     if path.is_file():
         try:
             cached = load_collateral(path)
             if cached.next_update >= now:
                 return cached
-        except CollateralError:
-            pass  # unreadable cache entries are replaced by a fresh fetch
+            problem = f"collateral {path} expired at {cached.next_update} (now {now})"
+        except CollateralError as exc:
+            problem = str(exc)  # unreadable entries are replaced by a fresh fetch
+    if pccs_url is None:
+        raise CollateralError(f"{problem}, and no PCCS URL to fetch it from")
     try:
         fetched = fetcher(pccs_url, raw_quote)
     except (ValueError, RuntimeError, OSError) as exc:

@@ -63,8 +63,8 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--collateral-cache",
         type=Path,
         metavar="DIR",
-        default=Path.home() / ".cache" / "tkms" / "collateral",
-        help="cache for --pccs-url (default: ~/.cache/tkms/collateral)",
+        help="collateral cache, <FMSPC>-<ca>.json files; alone: offline, files only "
+        "(default with --pccs-url: ~/.cache/tkms/collateral)",
     )
     verify.add_argument("--now", type=int, metavar="UNIX_SECONDS", help="default: the clock")
     verify.add_argument("--event-log", type=Path, metavar="FILE", help="dstack JSON or CCEL")
@@ -212,11 +212,15 @@ def _verify_simulator(args: argparse.Namespace, raw: bytes, now: int) -> Verifie
 def _collateral(args: argparse.Namespace, raw_quote: bytes, now: int) -> Collateral:
     if args.collateral is not None:
         return load_collateral(args.collateral)
-    if args.pccs_url is not None:
+    cache = args.collateral_cache
+    if args.pccs_url is not None or cache is not None:
+        default = Path.home() / ".cache" / "tkms" / "collateral"
         return fetch_collateral(
-            raw_quote, pccs_url=args.pccs_url, cache_dir=args.collateral_cache, now=now
+            raw_quote, pccs_url=args.pccs_url, cache_dir=cache or default, now=now
         )
-    raise _Unusable("no collateral: pass --collateral FILE or --pccs-url URL")
+    raise _Unusable(
+        "no collateral: pass --collateral FILE, --pccs-url URL or --collateral-cache DIR"
+    )
 
 
 def _event_log(path: Path | None, embedded: str | None) -> Sequence[EventLogEntry] | None:

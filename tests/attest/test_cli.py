@@ -194,8 +194,13 @@ def test_rejections_and_unusable_input(attestation_data: Path, tmp_path: Path) -
     assert code == 2 and report["reason"].startswith("cannot read quote file")
     code, report = tkms(quote, "--now", "1751328000")
     assert code == 2 and report["reason"] == (
-        "no collateral: pass --collateral FILE or --pccs-url URL"
+        "no collateral: pass --collateral FILE, --pccs-url URL or --collateral-cache DIR"
     )
+    code, report = tkms(quote, "--collateral-cache", tmp_path, "--now", "1751328000")
+    assert code == 2 and report["reason"].startswith("no collateral file B0C06F000000-platform")
+    (tmp_path / "B0C06F000000-platform.json").write_text(collateral.read_text())
+    code, report = tkms(quote, "--collateral-cache", tmp_path, "--now", "1751328000")
+    assert (code, report["tcb_status"]) == (0, "UpToDate")
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     code, report = tkms(quote, "--collateral", bad, "--now", "1751328000")

@@ -146,3 +146,18 @@ def test_unacceptable_td_attribute_bits_are_refused_first(attestation_data: Path
     collateral = load_collateral(attestation_data / COLLATERAL_A)
     with pytest.raises(PolicyError, match=r"set bit\(s\) 29 that tkms never accepts"):
         verify_quote(bytes(raw), collateral, now=NOW_A, policy=default_policy())
+
+
+def test_offline_directory_mode(attestation_data: Path, tmp_path: Path) -> None:
+    quote = (attestation_data / "dcap-qvl/tdx_quote").read_bytes()
+    with pytest.raises(
+        CollateralError, match=r"no collateral file B0C06F000000-platform.json in .*no PCCS URL"
+    ):
+        fetch_collateral(quote, pccs_url=None, cache_dir=tmp_path, now=NOW_A)
+    source = (attestation_data / COLLATERAL_A).read_text()
+    (tmp_path / "B0C06F000000-platform.json").write_text(source)
+    assert fetch_collateral(quote, pccs_url=None, cache_dir=tmp_path, now=NOW_A).fmspc == (
+        "B0C06F000000"
+    )
+    with pytest.raises(CollateralError, match=r"expired at 1752919235 \(now 1752919236\)"):
+        fetch_collateral(quote, pccs_url=None, cache_dir=tmp_path, now=1752919236)
