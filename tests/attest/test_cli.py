@@ -174,7 +174,7 @@ def test_policy_flags(
 def test_rejections_and_unusable_input(attestation_data: Path, tmp_path: Path) -> None:
     collateral = attestation_data / "dcap-qvl/tdx_quote_collateral.json"
     quote = attestation_data / "dcap-qvl/tdx_quote"
-    code, report = tkms(quote, "--collateral", collateral, "--now", "1752969600", entry_point=True)
+    code, report = tkms(quote, "--collateral", collateral, "--now", "1752969600")
     assert code == 1 and report["reason"].startswith("collateral expired")
     code, report = tkms(
         attestation_data / "dcap-qvl/sgx_quote",
@@ -186,9 +186,7 @@ def test_rejections_and_unusable_input(attestation_data: Path, tmp_path: Path) -
     assert code == 1 and "SGX quotes are not accepted by tkms" in report["reason"]
     truncated = tmp_path / "short.bin"
     truncated.write_bytes(quote.read_bytes()[:1000])
-    code, report = tkms(
-        truncated, "--collateral", collateral, "--now", "1751328000", entry_point=True
-    )
+    code, report = tkms(truncated, "--collateral", collateral, "--now", "1751328000")
     assert code == 2 and "quote truncated at offset 1000" in report["reason"]
     code, report = tkms(tmp_path / "missing", "--collateral", collateral)
     assert code == 2 and report["reason"].startswith("cannot read quote file")
