@@ -30,7 +30,6 @@ from typing import Final
 
 from mpc.dealenc import DealKeyPair, DealPublicKey
 from mpc.dealing import (
-    DealJudge,
     DealOutput,
     Fault,
     Input,
@@ -45,6 +44,7 @@ from mpc.dealing import (
 from mpc.encoding import frame
 from mpc.errors import ProtocolMisuse
 from mpc.group import G1, G2, Rng
+from mpc.judge import DealJudge
 from mpc.messages import Complaint, Confirmation, DealPublic, EncryptedShare, Justification
 from mpc.session import SessionContext, SessionKind
 from mpc.sharing import Polynomial, PublicPolynomial, Share, sum_public_polynomials

@@ -33,7 +33,6 @@ from typing import Final
 
 from mpc.dealenc import DealKeyPair, DealPublicKey
 from mpc.dealing import (
-    DealJudge,
     DealOutput,
     Fault,
     Input,
@@ -48,6 +47,7 @@ from mpc.dealing import (
 from mpc.dkg import DkgFailure, DkgResult, compute_digest
 from mpc.errors import ProtocolMisuse
 from mpc.group import G1, G2, Rng, Scalar
+from mpc.judge import DealJudge
 from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
 from mpc.sharing import Polynomial, PublicPolynomial, Share, lagrange_coefficients_at_zero
