@@ -169,10 +169,10 @@ class DealJudge:
             problem: tuple[FaultKind, str] | None = None
             if not got:
                 problem = (FaultKind.MISSING_DEAL, "no deal published")
-            elif len({g.to_bytes() for g in got}) > 1:
+            elif len(got) > 1 and len(distinct := {g.to_bytes() for g in got}) > 1:
                 problem = (
                     FaultKind.EQUIVOCATION,
-                    f"{len({g.to_bytes() for g in got})} different deals",
+                    f"{len(distinct)} different deals",
                 )
             elif got[0].commitments.threshold != t:
                 problem = (

@@ -19,7 +19,7 @@ from typing import Final
 
 from mpc.encoding import frame
 from mpc.errors import EncodingError, ProtocolMisuse
-from mpc.group import G2, G2_SIZE
+from mpc.group import G1, G2, G2_SIZE, pairing_product_is_one
 from mpc.sharing import PublicPolynomial
 from mpc.types import Epoch, Generation
 
@@ -67,6 +67,11 @@ class PreviousCommittee:
                 f"previous committee: threshold {self.threshold} but the public polynomial "
                 f"has {self.public.threshold} commitments"
             )
+        # Governance data that contradicts itself must stop the run before anyone deals.
+        if not pairing_product_is_one(
+            [(self.public.public_key, G2.generator()), (-G1.generator(), self.pk2)]
+        ):
+            raise ProtocolMisuse("previous committee: PK2 does not match A_0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -169,9 +169,12 @@ def test_session_contexts_round_trip_and_every_field_changes_the_id() -> None:
 def test_a_reshare_context_binds_the_old_threshold_and_polynomial() -> None:
     ctx = reshare_context()
     assert ctx.previous is not None
-    other_poly = Polynomial.random(2, seeded_rng(4)).commitments()
+    other = Polynomial.random(2, seeded_rng(4))
     changed = dataclasses.replace(
-        ctx, previous=dataclasses.replace(ctx.previous, public=other_poly)
+        ctx,
+        previous=dataclasses.replace(
+            ctx.previous, public=other.commitments(), pk2=G2.base_mul(other.secret)
+        ),
     )
     assert changed.session_id != ctx.session_id
     with pytest.raises(ProtocolMisuse, match="threshold 2 but the public polynomial has 3"):
@@ -252,3 +255,14 @@ def test_random_bodies_are_rejected_or_canonical(data: bytes) -> None:
     except EncodingError:
         return
     assert ctx.to_bytes() == data
+
+
+def test_a_previous_committee_whose_pk2_contradicts_its_key_is_refused() -> None:
+    poly = Polynomial.random(1, seeded_rng(6))
+    with pytest.raises(ProtocolMisuse, match="previous committee: PK2 does not match A_0"):
+        PreviousCommittee(
+            members=CTX.members[:2],
+            threshold=2,
+            public=poly.commitments(),
+            pk2=G2.base_mul(poly.secret + 1),
+        )
