@@ -35,12 +35,20 @@ def _available_commands() -> list[tuple[str, str, str]]:
     return available
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (`only`) one with just that command's subtree registered.
+
+    Importing a package's CLI can pull in web3 or grpc; registering only the chosen command
+    keeps `tkms attest ...` from paying for the others.
+    """
     parser = argparse.ArgumentParser(
         prog="tkms", description="Threshold KMS for confidential containers."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, package, help_text in _available_commands():
+        if only is not None and name != only:
+            subparsers.add_parser(name, help=help_text)
+            continue
         try:
             module = importlib.import_module(f"{package}.cli")
         except ModuleNotFoundError:
@@ -50,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = {name for name, _, _ in COMMANDS}
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in known else None)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

@@ -1,0 +1,225 @@
+"""The app's client of the KMS network: ask every member, verify, combine t partials (DESIGN §7).
+
+The client knows the committee (index, endpoint, verification key V_i), the threshold, the
+network context and PK2 — from chain, or from a node's GetMeta checked against chain. It sends
+the same request to all members concurrently and returns as soon as t partials verify; nodes
+that fail, time out or lie are named in the result and in the error when fewer than t answer.
+
+Evidence comes from a callable, so the app decides how to obtain a quote binding its
+ephemeral key E (report_data = SHA-512("tkms-kdf:v1:" ‖ E)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from attest import BindingLabel, compute_report_data
+from mpc import (
+    G1,
+    G2,
+    EncryptedPartial,
+    EphemeralKey,
+    InvalidPartial,
+    KeyKind,
+    KeyRequest,
+    MpcError,
+    NetworkContext,
+    VerifiedPartial,
+    combine_partials,
+    open_partial,
+)
+from mpc.dleq import DleqProof
+from mpc.types import Epoch, Generation, MemberIndex
+from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+
+#: Given report_data, returns (quote, event log JSON) from the app's TEE.
+EvidenceSource = Callable[[bytes], tuple[bytes, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    index: int
+    endpoint: str
+    verification_key: G1
+
+
+@dataclass(frozen=True, slots=True)
+class Committee:
+    network: NetworkContext
+    threshold: int
+    members: tuple[Member, ...]
+    group_key: G2
+
+
+@dataclass(frozen=True, slots=True)
+class AppKeyRequest:
+    """What the app asks for: an app key (`purpose`) or its IBE identity key (`ibe=True`)."""
+
+    app_id: bytes
+    purpose: bytes = b""
+    ibe: bool = False
+
+    def to_request(self) -> KeyRequest:
+        return (
+            KeyRequest.ibe_key(self.app_id)
+            if self.ibe
+            else KeyRequest.app_key(self.app_id, self.purpose)
+        )
+
+
+class DerivationError(Exception):
+    """Fewer than t members answered with valid partials; `failures` names each node's fault."""
+
+    def __init__(
+        self, have: int, need: int, failures: dict[int, str], endpoints: dict[int, str]
+    ) -> None:
+        detail = ", ".join(
+            f"node-{i} ({endpoints[i]}) {why}" for i, why in sorted(failures.items())
+        )
+        super().__init__(f"only {have} of {need} needed partials: {detail or 'no answers'}")
+        self.have = have
+        self.need = need
+        self.failures = failures
+
+
+@dataclass(slots=True)
+class DerivationResult:
+    sigmas: list[G1]
+    answered: list[int]
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+class KmsClient:
+    def __init__(
+        self,
+        committee: Committee,
+        evidence: EvidenceSource,
+        *,
+        timeout: float = 10.0,
+        channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
+    ) -> None:
+        self.committee = committee
+        self._evidence = evidence
+        self._timeout = timeout
+        self._channel_factory = channel
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._ephemeral: EphemeralKey | None = None
+        self._quote: tuple[bytes, str] | None = None
+
+    def _stub(self, endpoint: str) -> kms_pb2_grpc.KmsStub:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = self._channel_factory(endpoint)
+        return kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
+        """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
+        if self._ephemeral is None or self._quote is None:
+            self._ephemeral = EphemeralKey.generate(os.urandom)
+            report_data = compute_report_data(
+                BindingLabel.KDF_V1, self._ephemeral.public.to_bytes()
+            )
+            self._quote = self._evidence(report_data)
+        return self._ephemeral, self._quote
+
+    async def _ask(
+        self, member: Member, request: kms_pb2.DerivePartialRequest
+    ) -> kms_pb2.DerivePartialResponse:
+        response: kms_pb2.DerivePartialResponse = await self._stub(member.endpoint).DerivePartial(
+            request, timeout=self._timeout
+        )
+        return response
+
+    async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult:
+        """sigma = x·H for each key, from the first t members whose partials all verify."""
+        if not keys:
+            raise ValueError("derive needs at least one key")
+        eph, (quote, event_log) = self._session()
+        net = self.committee.network
+        requests = [k.to_request() for k in keys]
+        message = kms_pb2.DerivePartialRequest(
+            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            requester_key=eph.public.to_bytes(),
+            generation=net.generation,
+            keys=[
+                kms_pb2.KeyRequest(
+                    kind=kms_pb2.KeyRequest.KIND_IBE
+                    if r.kind is KeyKind.IBE
+                    else kms_pb2.KeyRequest.KIND_KDF,
+                    app_id=k.app_id,
+                    purpose=k.purpose,
+                )
+                for k, r in zip(keys, requests, strict=True)
+            ],
+        )
+        need = self.committee.threshold
+        verified: dict[int, list[VerifiedPartial]] = {}
+        failures: dict[int, str] = {}
+        tasks = {asyncio.ensure_future(self._ask(m, message)): m for m in self.committee.members}
+        pending = set(tasks)
+        try:
+            while pending and len(verified) < need:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    member = tasks[task]
+                    try:
+                        verified[member.index] = self._open(member, task.result(), requests, eph)
+                    except grpc.aio.AioRpcError as exc:
+                        failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
+                    except (InvalidPartial, MpcError) as exc:
+                        failures[member.index] = f"proof invalid: {exc}"
+        finally:
+            for task in pending:
+                task.cancel()
+        if len(verified) < need:
+            endpoints = {m.index: m.endpoint for m in self.committee.members}
+            raise DerivationError(len(verified), need, failures, endpoints)
+        chosen = sorted(verified)[:need]
+        sigmas = [
+            combine_partials([verified[i][k] for i in chosen], need) for k in range(len(requests))
+        ]
+        return DerivationResult(sigmas=sigmas, answered=chosen, failures=failures)
+
+    def _open(
+        self,
+        member: Member,
+        response: kms_pb2.DerivePartialResponse,
+        requests: Sequence[KeyRequest],
+        eph: EphemeralKey,
+    ) -> list[VerifiedPartial]:
+        if len(response.partials) != len(requests):
+            raise InvalidPartial(
+                member.index, f"{len(response.partials)} partials for {len(requests)} keys"
+            )
+        out = []
+        for p, request in zip(response.partials, requests, strict=True):
+            if p.member != member.index:
+                raise InvalidPartial(member.index, f"answered as member {p.member}")
+            partial = EncryptedPartial(
+                generation=Generation(p.generation),
+                epoch=Epoch(p.epoch),
+                member=MemberIndex(p.member),
+                y=G1.from_bytes(p.y, "partial Y"),
+                z=G1.from_bytes(p.z, "partial Z"),
+                proof=DleqProof.from_bytes(p.proof),
+            )
+            out.append(
+                open_partial(
+                    partial,
+                    request,
+                    ephemeral=eph,
+                    verification_key=member.verification_key,
+                    network=self.committee.network,
+                )
+            )
+        return out

@@ -1,0 +1,34 @@
+"""What an app's boot measures into RTMR3, as dstack's boot does (DESIGN §4.3, §7).
+
+system-preparing, app-id, compose-hash = SHA-256(app-compose.json bytes), instance-id,
+boot-mr-done, key-provider = {"name": "kms", "id": <governance address>}, system-ready
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from attest.providers import TeeProvider
+
+
+def compose_hash(compose: bytes) -> bytes:
+    return hashlib.sha256(compose).digest()
+
+
+def measure_app_boot(
+    provider: TeeProvider, *, app_id: bytes, compose: bytes, instance_id: bytes, kms_id: str
+) -> None:
+    if len(app_id) != 20 or len(instance_id) != 20:
+        raise ValueError("app_id and instance_id must be 20 bytes")
+    events = [
+        ("system-preparing", b""),
+        ("app-id", app_id),
+        ("compose-hash", compose_hash(compose)),
+        ("instance-id", instance_id),
+        ("boot-mr-done", b""),
+        ("key-provider", json.dumps({"name": "kms", "id": kms_id}).encode()),
+        ("system-ready", b""),
+    ]
+    for name, payload in events:
+        provider.extend_rtmr(3, name, payload)
