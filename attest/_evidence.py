@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from attest._binding import BindingLabel, verify_report_data
@@ -89,14 +91,16 @@ def is_simulator_quote(quote: Quote) -> bool:
     """True when the quote's PCK chain ends in the simulator root CA (unverified)."""
     try:
         certs = quote.pck_certificates()
-    except AttestError:
+    except (AttestError, x509.InvalidVersion):
         return False
     if not certs:
         return False
-    spki = (
-        certs[-1]
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        key = certs[-1].public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False  # not the simulator's key; DCAP verification will reject the chain
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return spki == simulator_root_public_key_der()
 

@@ -14,6 +14,9 @@ and `decode_mr_tdx`; runtime events from `cc-eventlog`):
 * device_id = SHA-256(PPID) from the PCK certificate (SHA-256 of nothing when there is no PPID).
 * os_image_hash: from the VM config (`vm_config.os_image_hash`) as dstack does; when no VM
   config is given, the payload of the ``os-image-hash`` runtime event newer dstack OS images emit.
+  The VM config is supplied by the host and is not measured: `os_image_hash_source` says which
+  one was used, and a "vm_config" value means something only together with the measurements
+  (MRTD, RTMR0-2, i.e. mr_system) that governance pins for that image.
 
 Only call this on entries that `verify_replay` accepted against the same quote: the identity
 is only as good as the log it is read from.
@@ -71,6 +74,9 @@ class AppIdentity:
     os_image_hash: bytes
     key_provider_info: bytes
     key_provider: KeyProvider | None
+    #: Where os_image_hash came from: "vm_config" (host-supplied, NOT measured: trust it only
+    #: together with MRTD/RTMR0-2, e.g. via mr_system), "event" (measured in RTMR3) or "none".
+    os_image_hash_source: str = "none"
 
     def to_json_dict(self) -> dict[str, object]:
         """Hex strings, and the key provider as an object (or None)."""
@@ -89,6 +95,7 @@ class AppIdentity:
         }
         kp = self.key_provider
         out["key_provider"] = None if kp is None else {"name": kp.name, "id": kp.id}
+        out["os_image_hash_source"] = self.os_image_hash_source
         return out
 
 
@@ -145,15 +152,16 @@ def _key_provider(info: bytes) -> KeyProvider | None:
     return KeyProvider(name=doc["name"], id=doc["id"])
 
 
-def _os_image_hash(events: Sequence[EventLogEntry], vm_config: str | None) -> bytes:
+def _os_image_hash(events: Sequence[EventLogEntry], vm_config: str | None) -> tuple[bytes, str]:
     if vm_config is None:
-        return _find(events, "os-image-hash")
+        measured = _find(events, "os-image-hash")
+        return measured, "event" if measured else "none"
     try:
         doc = json.loads(vm_config)
         text = doc.get("os_image_hash", "") if isinstance(doc, dict) else None
         if not isinstance(text, str):
             raise ValueError("os_image_hash is not a string")
-        return bytes.fromhex(text.removeprefix("0x"))
+        return bytes.fromhex(text.removeprefix("0x")), "vm_config"
     except ValueError as exc:
         raise IdentityError(f"vm_config has no usable os_image_hash: {exc}") from None
 
@@ -181,6 +189,7 @@ def compute_app_identity(
     # dstack leaves the three owner/config registers out when all are zero (older CVMs).
     if any(x != _ZERO48 for x in (r.mr_config_id, r.mr_owner, r.mr_owner_config)):
         aggregated += r.mr_config_id + r.mr_owner + r.mr_owner_config
+    os_image_hash, os_image_source = _os_image_hash(events, vm_config)
     return AppIdentity(
         app_id=_find(events, "app-id"),
         compose_hash=_find(events, "compose-hash"),
@@ -188,7 +197,8 @@ def compute_app_identity(
         device_id=hashlib.sha256(ppid or b"").digest(),
         mr_system=mr_system,
         mr_aggregated=hashlib.sha256(aggregated).digest(),
-        os_image_hash=_os_image_hash(events, vm_config),
+        os_image_hash=os_image_hash,
         key_provider_info=info,
         key_provider=_key_provider(info),
+        os_image_hash_source=os_image_source,
     )

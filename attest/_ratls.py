@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -198,14 +199,17 @@ def _load(cert: x509.Certificate | bytes) -> x509.Certificate:
         if cert.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(cert)
         return x509.load_der_x509_certificate(cert)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise RaTlsError(f"not an X.509 certificate: {exc}") from None
 
 
 def read_ratls_certificate(cert: x509.Certificate | bytes) -> RaTlsAttestation:
     """Extract the (unverified) evidence from an RA-TLS certificate (PEM, DER or parsed)."""
     cert = _load(cert)
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise RaTlsError(f"certificate public key is malformed: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise RaTlsError("RA-TLS certificate key is not an EC key")
     quote_ext, log_ext = _ext(cert, OID_QUOTE), _ext(cert, OID_EVENT_LOG)

@@ -21,7 +21,7 @@ import hmac
 import logging
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -74,9 +74,14 @@ def _verify_sig(key: ec.EllipticCurvePublicKey, raw_sig: bytes, data: bytes, wha
 
 def _check_chain(pem: bytes, now: int) -> ec.EllipticCurvePublicKey:
     try:
-        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
-    except ValueError as exc:
-        raise _fail("pck-chain", f"PCK chain is not PEM: {exc}") from None
+        return _chain_key(pem, now)
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        # cryptography raises these for certificates that parse but hold bad keys or fields.
+        raise _fail("pck-chain", f"PCK chain is malformed: {exc}") from None
+
+
+def _chain_key(pem: bytes, now: int) -> ec.EllipticCurvePublicKey:
+    certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
     if len(certs) != 2:
         raise _fail("pck-chain", f"PCK chain has {len(certs)} certificates, expected 2")
     leaf, root = certs
@@ -92,7 +97,7 @@ def _check_chain(pem: bytes, now: int) -> ec.EllipticCurvePublicKey:
     try:
         root.verify_directly_issued_by(root)
         leaf.verify_directly_issued_by(root)
-    except (InvalidSignature, ValueError, TypeError) as exc:
+    except InvalidSignature as exc:
         raise _fail("pck-chain", f"certificate chain signature invalid ({exc})") from None
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):

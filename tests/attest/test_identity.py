@@ -56,6 +56,7 @@ def test_quote_report_identity(attestation_data: Path) -> None:
     assert ident.os_image_hash == b""  # this OS emits no os-image-hash event; use vm_config
     with_vm, _, _ = _identity_of(attestation_data, "quote-report.json", vm_config=doc["vm_config"])
     assert with_vm.os_image_hash.hex().startswith("14ad42d0")
+    assert (ident.os_image_hash_source, with_vm.os_image_hash_source) == ("none", "vm_config")
 
 
 def test_mr_aggregated_and_device_id_follow_dstack(attestation_data: Path) -> None:
@@ -81,6 +82,7 @@ def test_tdx_lite_identity_and_mr_config_id(attestation_data: Path) -> None:
     assert ident.compose_hash.hex().endswith("aade77caa9")
     assert ident.key_provider is not None and ident.key_provider.name == "kms"
     assert ident.os_image_hash.hex().startswith("07a2388c")  # from the os-image-hash event
+    assert ident.os_image_hash_source == "event"
     mr_config_id = td_field(raw, "mr_config_id")
     assert mr_config_id == expected_mr_config_id(ident.compose_hash)
     f = [td_field(raw, n) for n in ("mr_td", "rt_mr0", "rt_mr1", "rt_mr2", "rt_mr3")]

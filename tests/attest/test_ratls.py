@@ -10,9 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attest import AttestError
 from attest._evidence import EvidenceError, make_quote_verifier
 from attest._ratls import (
     OID_APP_ID,
@@ -214,3 +215,29 @@ def test_random_attestation_bytes_raise_only_codec_error(data: bytes) -> None:
 
 def test_app_id_oid_is_dstacks() -> None:
     assert OID_APP_ID.dotted_string == "1.3.6.1.4.1.62397.1.3"
+
+
+@settings(max_examples=50)
+@given(st.data())
+def test_corrupted_certificates_fail_cleanly(sim: SimulatorProvider, data: st.DataObject) -> None:
+    der = _CERT_DER.setdefault("der", _der_cert(sim))
+    bad = bytearray(der)
+    i = data.draw(st.integers(0, len(der) - 1))
+    bad[i] ^= data.draw(st.integers(1, 255))
+    try:
+        verify_ratls_certificate(bytes(bad), verify_quote=VERIFY)
+    except AttestError:
+        return
+    # Accepted: then the evidence and the bound key are untouched (only signature/metadata bytes
+    # of the certificate itself changed, which the TLS stack checks).
+    att = read_ratls_certificate(bytes(bad))
+    assert att.public_key_der == read_ratls_certificate(der).public_key_der
+    assert att.quote == read_ratls_certificate(der).quote
+
+
+_CERT_DER: dict[str, bytes] = {}
+
+
+def _der_cert(sim: SimulatorProvider) -> bytes:
+    cert = create_ratls_certificate(_key(), sim, app_id=APP_ID)
+    return cert.public_bytes(serialization.Encoding.DER)
