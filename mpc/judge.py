@@ -28,6 +28,10 @@ from mpc.session import SessionContext
 from mpc.types import MemberIndex
 
 
+def _fault(member: MemberIndex, kind: FaultKind, detail: str) -> Fault:
+    return Fault(member=member, kind=kind, detail=detail)
+
+
 class DealJudge:
     """Judges the deals of one run from the point of view of receiver `me`.
 
@@ -98,11 +102,7 @@ class DealJudge:
         faults: list[Fault] = []
         candidates = self._public_checks(deals, faults)
         for dealer in self._inconsistent_p(candidates):
-            faults.append(
-                Fault(
-                    member=dealer, kind=FaultKind.INCONSISTENT_G2, detail="e(C_0, G2) != e(G1, P)"
-                )
-            )
+            faults.append(_fault(dealer, FaultKind.INCONSISTENT_G2, "e(C_0, G2) != e(G1, P)"))
             del candidates[dealer]
         received: dict[MemberIndex, list[bytes]] = {}
         for s in shares:
@@ -122,7 +122,7 @@ class DealJudge:
                 continue
             kind = FaultKind.BAD_SHARE if options else FaultKind.MISSING_SHARE
             detail = "share not on commitments" if options else "no share received"
-            faults.append(Fault(member=dealer, kind=kind, detail=detail))
+            faults.append(_fault(dealer, kind, detail))
             complaints.append(
                 Complaint(session_id=self._session_id, accuser=self._me, dealer=dealer)
             )
@@ -146,57 +146,42 @@ class DealJudge:
         for d in deals:
             if d.session_id != self._session_id:
                 faults.append(
-                    Fault(
-                        member=d.dealer,
-                        kind=FaultKind.WRONG_SESSION,
-                        detail="deal from another session",
-                    )
+                    _fault(d.dealer, FaultKind.WRONG_SESSION, "deal from another session")
                 )
             elif d.dealer > count:
-                faults.append(
-                    Fault(
-                        member=d.dealer,
-                        kind=FaultKind.UNKNOWN_MEMBER,
-                        detail=f"dealer index outside 1..{count}",
-                    )
-                )
+                detail = f"dealer index outside 1..{count}"
+                faults.append(_fault(d.dealer, FaultKind.UNKNOWN_MEMBER, detail))
             else:
                 by_dealer.setdefault(d.dealer, []).append(d)
         candidates: dict[MemberIndex, DealPublic] = {}
-        t = self._context.threshold
         for dealer in map(MemberIndex, range(1, count + 1)):
             got = by_dealer.get(dealer, [])
-            problem: tuple[FaultKind, str] | None = None
-            if not got:
-                problem = (FaultKind.MISSING_DEAL, "no deal published")
-            elif len(got) > 1 and len(distinct := {g.to_bytes() for g in got}) > 1:
-                problem = (
-                    FaultKind.EQUIVOCATION,
-                    f"{len(distinct)} different deals",
-                )
-            elif got[0].commitments.threshold != t:
-                problem = (
-                    FaultKind.WRONG_COMMITMENT_COUNT,
-                    f"{got[0].commitments.threshold} commitments, expected {t}",
-                )
-            elif self._expected_constant is not None and got[
-                0
-            ].commitments.public_key != self._expected_constant(dealer):
-                problem = (
-                    FaultKind.WRONG_CONSTANT_TERM,
-                    "D_0 is not the dealer's verification key V_i",
-                )
-            elif not is_valid_knowledge_proof(
-                got[0].proof,
-                got[0].commitments.public_key,
-                binding=pok_binding(self._context, self._session_id, dealer),
-            ):
-                problem = (FaultKind.BAD_PROOF, "proof of knowledge of a_0 does not verify")
+            problem = self._first_problem(dealer, got)
             if problem is None:
                 candidates[dealer] = got[0]
             else:
-                faults.append(Fault(member=dealer, kind=problem[0], detail=problem[1]))
+                faults.append(_fault(dealer, *problem))
         return candidates
+
+    def _first_problem(
+        self, dealer: MemberIndex, got: list[DealPublic]
+    ) -> tuple[FaultKind, str] | None:
+        """The first public check that `dealer`'s deal(s) fail, in the documented order."""
+        if not got:
+            return FaultKind.MISSING_DEAL, "no deal published"
+        if len(got) > 1 and len(distinct := {g.to_bytes() for g in got}) > 1:
+            return FaultKind.EQUIVOCATION, f"{len(distinct)} different deals"
+        deal, t = got[0], self._context.threshold
+        if deal.commitments.threshold != t:
+            detail = f"{deal.commitments.threshold} commitments, expected {t}"
+            return FaultKind.WRONG_COMMITMENT_COUNT, detail
+        c0 = deal.commitments.public_key
+        if self._expected_constant is not None and c0 != self._expected_constant(dealer):
+            return FaultKind.WRONG_CONSTANT_TERM, "D_0 is not the dealer's verification key V_i"
+        binding = pok_binding(self._context, self._session_id, dealer)
+        if not is_valid_knowledge_proof(deal.proof, c0, binding=binding):
+            return FaultKind.BAD_PROOF, "proof of knowledge of a_0 does not verify"
+        return None
 
     def _inconsistent_p(self, deals: Mapping[MemberIndex, DealPublic]) -> list[MemberIndex]:
         """Dealers whose P is not a_0·G2, i.e. e(C_0, G2) != e(G1, P).
@@ -226,21 +211,11 @@ class DealJudge:
         faults, pending = [], set()
         for c in complaints:
             if c.session_id != self._session_id:
-                faults.append(
-                    Fault(
-                        member=c.accuser,
-                        kind=FaultKind.WRONG_SESSION,
-                        detail="complaint from another session",
-                    )
-                )
+                detail = "complaint from another session"
+                faults.append(_fault(c.accuser, FaultKind.WRONG_SESSION, detail))
             elif c.accuser > n:
-                faults.append(
-                    Fault(
-                        member=c.accuser,
-                        kind=FaultKind.UNKNOWN_MEMBER,
-                        detail=f"accuser index outside 1..{n}",
-                    )
-                )
+                detail = f"accuser index outside 1..{n}"
+                faults.append(_fault(c.accuser, FaultKind.UNKNOWN_MEMBER, detail))
             elif c.dealer in self._deals:  # complaints against excluded dealers need no answer
                 pending.add((c.dealer, c.accuser))
         self._faults.extend(faults)
@@ -266,16 +241,11 @@ class DealJudge:
                 continue
             excluded.add(dealer)
             if (dealer, accuser) in wrong:
-                kind, detail = (
-                    FaultKind.BAD_JUSTIFICATION,
-                    f"share revealed for member {accuser} is not on the commitments",
-                )
+                detail = f"share revealed for member {accuser} is not on the commitments"
+                faults.append(_fault(dealer, FaultKind.BAD_JUSTIFICATION, detail))
             else:
-                kind, detail = (
-                    FaultKind.UNANSWERED_COMPLAINT,
-                    f"no justification for the complaint of member {accuser}",
-                )
-            faults.append(Fault(member=dealer, kind=kind, detail=detail))
+                detail = f"no justification for the complaint of member {accuser}"
+                faults.append(_fault(dealer, FaultKind.UNANSWERED_COMPLAINT, detail))
         shares = dict(self._shares)
         for (dealer, accuser), value in answered.items():
             if accuser == self._me:  # a justified share replaces the one we could not open
