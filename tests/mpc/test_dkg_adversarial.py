@@ -208,3 +208,19 @@ def test_up_to_t_minus_1_bad_dealers_are_all_excluded(data: st.DataObject) -> No
     run = run_dkg(n, t, rng_seed=data.draw(st.integers(0, 2**16)), **composed)
     first = assert_consistent(run, expect_members=range(1, n + 1))
     assert set(first.qual) == set(range(1, n + 1)) - bad
+
+
+def test_the_batched_pairing_check_finds_each_inconsistent_dealer() -> None:
+    # Two bad P among seven deals: the batch fails, the per-dealer fallback names both.
+    run = run_dkg(7, 3, rng_seed=32, tamper_deals=compose(inconsistent_p(2), inconsistent_p(6)))
+    first = assert_consistent(run, expect_members=range(1, 8))
+    assert first.qual == (1, 3, 4, 5, 7)
+    bad = {(f.member, f.kind) for f in run.outcomes[1].faults}
+    assert bad == {(2, FaultKind.INCONSISTENT_G2), (6, FaultKind.INCONSISTENT_G2)}
+
+
+def test_local_faults_alone_exclude_nobody() -> None:
+    assert {k for k in FaultKind if k.is_local} == {FaultKind.BAD_SHARE, FaultKind.MISSING_SHARE}
+    run = run_dkg(N, T, rng_seed=33, tamper_shares=corrupt_ciphertext(3, 1))
+    assert assert_consistent(run).qual == (1, 2, 3, 4, 5)
+    assert (3, FaultKind.BAD_SHARE) in faults_of(run, 1)

@@ -113,19 +113,20 @@ def test_fewer_than_the_old_threshold_of_dealers_fails(silent: set[int]) -> None
     assert failure.reason == "only 2 qualified old dealers, need the old threshold 3"
 
 
-def impostor(run: Run, ctx_n: int, ctx_t: int, dealer: int) -> tuple[DealOutput, Run]:
+def impostor(before: Run, n: int, t: int, dealer: int) -> DealOutput:
     """Old member `dealer` deals a fresh random secret instead of its share."""
-    prev, _ = previous_committee(run)
-    ctx = make_context(ctx_n, ctx_t, epoch=2, kind=SessionKind.RESHARE, previous=prev)
+    prev, _ = previous_committee(before)
+    ctx = make_context(
+        n, t, epoch=before.context.epoch + 1, kind=SessionKind.RESHARE, previous=prev
+    )
     keys = [deal_key(a).public_key for a in ctx.members]
-    poly = Polynomial.random(ctx_t - 1, seeded_rng(7))
-    out = make_deal(ctx, ctx.session_id, MemberIndex(dealer), poly, keys, seeded_rng(8))
-    return out, run
+    poly = Polynomial.random(t - 1, seeded_rng(7))
+    return make_deal(ctx, ctx.session_id, MemberIndex(dealer), poly, keys, seeded_rng(8))
 
 
 def test_a_dealer_that_does_not_deal_its_own_share_is_excluded() -> None:
     start = run_dkg(5, 3, rng_seed=49)
-    out, _ = impostor(start, 4, 3, dealer=2)
+    out = impostor(start, 4, 3, dealer=2)
 
     def swap_deal(deals: list[DealPublic]) -> list[DealPublic]:
         return [out.public if d.dealer == 2 else d for d in deals]
