@@ -1,0 +1,316 @@
+"""A local network of real processes: anvil, the governance contracts, and N `tkms node run`.
+
+Used by the testnet commands and by the integration tests. Everything binds 127.0.0.1 on free
+ports; every process it starts is stopped by `down()` (and by the context manager).
+
+Steps of `up()`: start anvil with interval mining (phase deadlines are block numbers, so the
+chain must move on its own) -> deploy with simulators allowed -> for each node: create its
+identity and evidence, fund it, register it, approve it, allow its KMS measurement -> start
+the node processes -> propose the DKG epoch -> wait until it is active and every node healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from attest import compute_app_identity, parse_event_log, parse_quote, read_pck_info
+from contracts import (
+    AppAuthClient,
+    AppFactoryClient,
+    EpochKind,
+    EpochStatus,
+    GovernanceClient,
+    Transactor,
+    anvil_account,
+)
+from contracts._anvil import Anvil, free_port
+from contracts._deploy import Deployment, deploy
+from node.cli import REGISTRATION_FILE
+from node.endpoints import Endpoints
+
+OWNER_ACCOUNT = 0
+FUNDER_ACCOUNT = 1
+DEFAULT_PHASES = (4, 4, 4, 8)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class NodeProcess:
+    index: int
+    dir: Path
+    address: str
+    endpoints: Endpoints
+    status_port: int
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return (
+            self.process.pid if self.process is not None and self.process.poll() is None else None
+        )
+
+    def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.status_port}/health", timeout=timeout
+            ) as r:
+                return dict(json.loads(r.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read() or b"{}"))
+        except (OSError, ValueError):
+            return None
+
+
+@dataclass
+class Cluster:
+    root: Path
+    block_time: float = 1.0
+    phases: tuple[int, int, int, int] = DEFAULT_PHASES
+    progress: Progress = _quiet
+    anvil: Anvil | None = None
+    deployment: Deployment | None = None
+    nodes: list[NodeProcess] = field(default_factory=list)
+    max_head_age: float = 30.0
+
+    # -- chain ------------------------------------------------------------------------
+
+    def start_chain(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = (self.root / "anvil.log").open("ab")
+        self.anvil = Anvil(block_time=self.block_time, log=log).start()
+        self.progress(f"anvil up at {self.anvil.rpc_url}")
+        self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
+        self.progress(f"governance deployed at {self.deployment.governance}")
+
+    @property
+    def rpc_url(self) -> str:
+        assert self.anvil is not None, "chain not started"
+        return self.anvil.rpc_url
+
+    def w3(self) -> Web3:
+        assert self.anvil is not None, "chain not started"
+        return self.anvil.web3()
+
+    def owner_transactor(self) -> Transactor:
+        return Transactor(self.w3(), anvil_account(OWNER_ACCOUNT))
+
+    def governance(self, transactor: Transactor | None = None) -> GovernanceClient:
+        assert self.deployment is not None
+        return GovernanceClient(
+            self.w3(), self.deployment.governance, transactor or self.owner_transactor()
+        )
+
+    # -- nodes ------------------------------------------------------------------------
+
+    def create_node(self, *, tee: str = "simulator") -> NodeProcess:
+        """Identity, evidence, funding, registration, approval and config of a new node."""
+        assert self.deployment is not None
+        index = len(self.nodes) + 1
+        node_dir = self.root / f"node{index}"
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tkms",
+                "node",
+                "init",
+                "--dir",
+                str(node_dir),
+                "--tee",
+                tee,
+                "--json",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(
+                f"tkms node init for node {index} failed: {out.stderr.decode().strip()}"
+            )
+        registration = json.loads((node_dir / REGISTRATION_FILE).read_text())
+        endpoints = Endpoints(kms=f"127.0.0.1:{free_port()}", peer=f"127.0.0.1:{free_port()}")
+        status_port = free_port()
+        self._fund(registration["address"])
+        self._register(node_dir, registration, endpoints)
+        governance = self.governance()
+        info = governance.get_node(registration["address"])
+        governance.send_approve_node(registration["address"], info.registration_hash)
+        self._allow_measurement(registration)
+        config = node_dir / "node.toml"
+        config.write_text(
+            f'data_dir = "{node_dir}"\ntee = "{tee}"\nsealing = "file"\nlog_format = "json"\n\n'
+            f'[chain]\nrpc_url = "{self.rpc_url}"\ngovernance = "{self.deployment.governance}"\n'
+            f"max_head_age_seconds = {self.max_head_age}\npoll_interval_seconds = 0.5\n\n"
+            f'[listen]\npublic = "{endpoints.kms}"\npeer = "{endpoints.peer}"\n'
+            f'metrics = "127.0.0.1:{status_port}"\n'
+        )
+        record = NodeProcess(
+            index=index,
+            dir=node_dir,
+            address=registration["address"],
+            endpoints=endpoints,
+            status_port=status_port,
+            config_path=config,
+            log_path=node_dir / "node.log",
+        )
+        self.nodes.append(record)
+        self.progress(f"node {index} registered as {record.address}")
+        return record
+
+    def _fund(self, address: str) -> None:
+        w3 = self.w3()
+        funder = anvil_account(FUNDER_ACCOUNT)
+        tx = funder.sign_transaction(
+            {
+                "to": address,
+                "value": 100 * 10**18,
+                "gas": 21000,
+                "gasPrice": w3.eth.gas_price,
+                "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
+                "chainId": w3.eth.chain_id,
+            }
+        )
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60
+        )
+
+    def _register(self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints) -> None:
+        from node.identity import load_identity
+        from node.sealing import open_sealer
+
+        identity = load_identity(node_dir, open_sealer("file", node_dir))
+        own = self.governance(Transactor(self.w3(), identity.eth_account))
+        own.send_register_node(
+            operator=identity.eth_account.address,
+            endpoint=str(endpoints),
+            tls_key_hash=identity.tls_key_hash,
+            deal_key=identity.deal_public_key,
+            evidence_hash=bytes.fromhex(registration["evidence_hash"]),
+        )
+
+    def _allow_measurement(self, registration: dict[str, Any]) -> None:
+        quote = parse_quote(bytes.fromhex(registration["evidence"]["quote"]))
+        entries = parse_event_log(registration["evidence"]["event_log"])
+        ppid = read_pck_info(quote).ppid if quote.signature.pck_chain_pem else None
+        identity = compute_app_identity(entries, quote.td_report, ppid=ppid)
+        governance = self.governance()
+        if not governance.is_kms_measurement_allowed(identity.mr_aggregated):
+            governance.send_add_kms_measurement(identity.mr_aggregated)
+
+    def start_node(self, node: NodeProcess) -> None:
+        if node.pid is not None:
+            return
+        log = node.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        node.process = subprocess.Popen(
+            [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
+        proc = node.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    # -- epochs -----------------------------------------------------------------------
+
+    def propose(self, kind: EpochKind, members: Sequence[NodeProcess], threshold: int) -> int:
+        _, epoch = self.governance().send_propose_epoch(
+            kind, [m.address for m in members], threshold, self.phases
+        )
+        self.progress(
+            f"epoch {epoch} ({kind.name}) proposed: {len(members)} members, threshold {threshold}"
+        )
+        return epoch
+
+    def wait_epoch(self, epoch: int, timeout: float = 120.0) -> None:
+        governance = self.governance()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = governance.get_epoch(epoch)
+            if info.status is EpochStatus.ACTIVE:
+                self.progress(f"epoch {epoch} active")
+                return
+            if info.status is EpochStatus.FAILED:
+                raise RuntimeError(f"epoch {epoch} failed; see the node logs under {self.root}")
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"epoch {epoch} not active after {timeout:.0f}s; see the node logs under {self.root}"
+        )
+
+    def wait_healthy(
+        self,
+        nodes: Sequence[NodeProcess],
+        timeout: float = 60.0,
+        accept: tuple[str, ...] = ("NORMAL",),
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(nodes)
+        while waiting and time.monotonic() < deadline:
+            for node in list(waiting):
+                if node.process is not None and node.process.poll() is not None:
+                    code = node.process.returncode
+                    raise RuntimeError(f"node {node.index} exited with {code}; see {node.log_path}")
+                health = node.health()
+                if health is not None and health.get("health") in accept:
+                    waiting.remove(node)
+            time.sleep(0.3)
+        if waiting:
+            names = ", ".join(f"node {n.index} ({n.log_path})" for n in waiting)
+            raise TimeoutError(f"not healthy after {timeout:.0f}s: {names}")
+
+    # -- apps -------------------------------------------------------------------------
+
+    def register_app(self, compose_hashes: Sequence[bytes], *, any_device: bool = True) -> str:
+        assert self.deployment is not None
+        factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
+        _, app_id = factory.send_deploy_app(
+            compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
+        )
+        return app_id
+
+    def app(self, app_id: str) -> AppAuthClient:
+        return AppAuthClient(self.w3(), app_id, self.owner_transactor())
+
+    # -- all --------------------------------------------------------------------------
+
+    def down(self) -> None:
+        for node in self.nodes:
+            self.stop_node(node)
+        if self.anvil is not None:
+            self.anvil.stop()
+            self.anvil = None
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
