@@ -1,0 +1,256 @@
+"""Channels to peers and deal delivery (DESIGN §6.4): fetch, verify, pin, retry.
+
+For each peer the client fetches the certificate its peer endpoint serves, verifies it with
+`node.ratls` (attested, registered as *that* peer, allowed KMS measurement), and opens a
+secure channel whose only trust root is that certificate (the pin), presenting the node's own
+RA-TLS certificate as client certificate, with the target name overridden to the fixed
+`PEER_TLS_NAME`. Channels are cached per peer and dropped when the registry entry changes or
+a call fails with UNAVAILABLE (the peer may have restarted with a new certificate).
+
+`send_deal` retries UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (and an
+unreachable endpoint) with bounded exponential backoff and jitter until `deadline`;
+re-delivery is safe because the receiver acknowledges a duplicate as not stored. A server
+certificate that does not verify, or an answer such as INVALID_ARGUMENT, is final. Every
+error names the peer and its endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from grpc import aio
+
+from attest import Collateral, Policy, default_policy
+from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied, Unauthenticated
+from node.identity import NodeIdentity
+from node.logs import get_logger
+from node.peer_service import EpochStatusReply, ViewSource
+from node.ratls import (
+    PEER_TLS_NAME,
+    KmsAllowed,
+    PeerRecord,
+    PeerVerifier,
+    fetch_peer_certificate,
+)
+from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+
+__all__ = ["PeerClient"]
+
+log = get_logger("tkms.node.peer_client")
+
+T = TypeVar("T")
+
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_ERRORS: dict[grpc.StatusCode, type[NodeError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PolicyDenied,
+    grpc.StatusCode.UNAVAILABLE: NotReady,
+    grpc.StatusCode.DEADLINE_EXCEEDED: NotReady,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: NotReady,
+}
+
+
+def _name(peer: PeerRecord) -> str:
+    return f"peer 0x{peer.address.hex()} at {peer.peer_endpoint or '(no endpoint)'}"
+
+
+@dataclass(slots=True)
+class _Pinned:
+    endpoint: str
+    tls_key_hash: bytes
+    channel: aio.Channel
+    stub: peer_pb2_grpc.PeerStub
+
+
+class PeerClient:
+    """The `PeerTransport` of the epoch manager, over pinned mutual RA-TLS channels."""
+
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        cert_pem: bytes,
+        key_pem: bytes,
+        view: ViewSource,
+        kms_allowed: KmsAllowed,
+        policy: Policy | None = None,
+        collateral: Collateral | None = None,
+        clock: Callable[[], float] = time.time,
+        rpc_timeout: float = 5.0,
+        deadline: float = 60.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        fetch_timeout: float = 3.0,
+        reachable_ttl: float = 120.0,
+    ) -> None:
+        self.address = identity.eth_address
+        self._cert_pem, self._key_pem, self._view = cert_pem, key_pem, view
+        self._verifier = PeerVerifier(
+            policy=policy or default_policy(),
+            kms_allowed=kms_allowed,
+            collateral=collateral,
+            clock=clock,
+        )
+        self.rpc_timeout, self.deadline, self.fetch_timeout = rpc_timeout, deadline, fetch_timeout
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.reachable_ttl = reachable_ttl
+        self._pinned: dict[bytes, _Pinned] = {}
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._last_ok: dict[bytes, float] = {}
+
+    # -- channels -------------------------------------------------------------------------
+
+    async def _connect(self, peer: PeerRecord) -> _Pinned:
+        name = _name(peer)
+        if not peer.peer_endpoint:
+            raise NotReady(f"{name}: no peer endpoint registered")
+        view = self._view()
+        if view is None:
+            raise NotReady(f"{name}: no chain view yet")
+        try:
+            pem = await fetch_peer_certificate(peer.peer_endpoint, timeout=self.fetch_timeout)
+        except NotReady as exc:
+            raise NotReady(f"{name}: {exc}") from None
+        try:
+            owner = await asyncio.to_thread(self._verifier.verify, pem, view)
+        except NodeError as exc:
+            log.warning("peer_refused", peer=name, stage="server-certificate", reason=str(exc))
+            raise type(exc)(f"{name}: server certificate refused: {exc}") from None
+        if owner.address != peer.address:
+            reason = f"registry: the endpoint serves the certificate of 0x{owner.address.hex()}"
+            log.warning("peer_refused", peer=name, stage="server-certificate", reason=reason)
+            raise Unauthenticated(f"{name}: server certificate refused: {reason}")
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=pem, private_key=self._key_pem, certificate_chain=self._cert_pem
+        )
+        channel = aio.secure_channel(
+            peer.peer_endpoint,
+            credentials,
+            options=[("grpc.ssl_target_name_override", PEER_TLS_NAME)],
+        )
+        stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+        return _Pinned(peer.peer_endpoint, peer.tls_key_hash, channel, stub)
+
+    async def _stub(self, peer: PeerRecord) -> peer_pb2_grpc.PeerStub:
+        lock = self._locks.setdefault(peer.address, asyncio.Lock())
+        async with lock:
+            pinned = self._pinned.get(peer.address)
+            if pinned is not None and (pinned.endpoint, pinned.tls_key_hash) == (
+                peer.peer_endpoint,
+                peer.tls_key_hash,
+            ):
+                return pinned.stub
+            await self._drop(peer.address)
+            pinned = await self._connect(peer)
+            self._pinned[peer.address] = pinned
+            return pinned.stub
+
+    async def _drop(self, address: bytes) -> None:
+        pinned = self._pinned.pop(address, None)
+        if pinned is not None:
+            await pinned.channel.close()
+
+    async def close(self) -> None:
+        """Close every cached channel."""
+        for address in list(self._pinned):
+            await self._drop(address)
+
+    def reachable_count(self) -> int:
+        """Peers that answered a call within the last `reachable_ttl` seconds."""
+        now = time.monotonic()
+        return sum(1 for t in self._last_ok.values() if now - t < self.reachable_ttl)
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        peer: PeerRecord,
+        what: str,
+        call: Callable[[peer_pb2_grpc.PeerStub, float], Awaitable[T]],
+    ) -> T:
+        """Run `call` with retries (module docstring) until it succeeds or `deadline` passes."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.deadline
+        name, attempt = _name(peer), 0
+        while True:
+            attempt += 1
+            try:
+                stub = await self._stub(peer)
+                timeout = max(0.05, min(self.rpc_timeout, give_up - loop.time()))
+                result = await call(stub, timeout)
+                self._last_ok[peer.address] = time.monotonic()
+                return result
+            except aio.AioRpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    await self._drop(peer.address)  # refetch and re-pin on the next attempt
+                error: NodeError = _ERRORS.get(code, NodeError)(
+                    f"{what} to {name} failed: {code.name}: {details}"
+                )
+                retry = code in _RETRYABLE
+            except NotReady as exc:
+                error, retry = NotReady(f"{what} to {name} failed: {exc}"), True
+            delay = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
+            delay *= random.uniform(0.5, 1.0)
+            if not retry or loop.time() + delay >= give_up:
+                log.warning(
+                    "peer_call_failed", peer=name, call=what, attempts=attempt, reason=str(error)
+                )
+                raise error
+            log.info("peer_call_retry", peer=name, call=what, attempt=attempt, reason=str(error))
+            await asyncio.sleep(delay)
+
+    async def send_deal(
+        self, peer: PeerRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
+    ) -> bool:
+        """Deliver a deal (with retries); True if the peer stored it, False if it had it."""
+        request = peer_pb2.DealRequest(
+            epoch=epoch, dealer=dealer, recipient=recipient, ciphertext=ciphertext
+        )
+
+        async def deal(stub: peer_pb2_grpc.PeerStub, timeout: float) -> bool:
+            ack: peer_pb2.DealAck = await stub.Deal(request, timeout=timeout)
+            return bool(ack.stored)
+
+        return await self._call(peer, f"deal (epoch {epoch}, dealer {dealer})", deal)
+
+    async def deliver_deal(
+        self, peer: PeerRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
+    ) -> None:
+        """`PeerTransport.deliver_deal`: retries inside; raises a `NodeError` when it gives up."""
+        stored = await self.send_deal(peer, epoch, dealer, recipient, ciphertext)
+        log.info(
+            "deal_delivered",
+            peer=_name(peer),
+            epoch=epoch,
+            dealer=dealer,
+            recipient=recipient,
+            stored=stored,
+        )
+
+    async def epoch_status(self, peer: PeerRecord, epoch: int) -> EpochStatusReply:
+        """What `peer` knows about `epoch` (for catch-up), with the same retries."""
+        request = peer_pb2.EpochStatusRequest(epoch=epoch)
+
+        async def status(stub: peer_pb2_grpc.PeerStub, timeout: float) -> EpochStatusReply:
+            reply: peer_pb2.EpochStatusResponse = await stub.EpochStatus(request, timeout=timeout)
+            return EpochStatusReply(
+                epoch=reply.epoch,
+                phase=reply.phase,
+                deals_received_from=tuple(reply.deals_received_from),
+            )
+
+        return await self._call(peer, f"epoch status ({epoch})", status)

@@ -1,0 +1,463 @@
+"""The `Peer` gRPC service over mutual RA-TLS, and the gate in front of it (DESIGN §6.4).
+
+grpcio has no custom certificate verifier, so authentication has two layers:
+
+* TLS: `grpc.dynamic_ssl_server_credentials` with client authentication required and, as
+  trust roots, the certificates of the registered nodes, each fetched from the node's peer
+  endpoint and verified (`node.ratls`) before it is added (`TrustBundle`, refreshed by
+  `PeerServer.run` when the registry changes, periodically, and sooner while a peer is
+  missing). A caller whose certificate is not in the bundle fails the handshake.
+* Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
+  presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
+  the request: a `Deal` must come from the dealer it names (a node delivers deals only as
+  itself), an `EpochStatus` from a dealer or member of the epoch it asks about.
+
+Every refusal is logged as ``peer_refused`` with the peer and the reason, and answered with
+the error's gRPC code and the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn, cast
+
+import grpc
+from grpc import aio
+
+from attest import Collateral, Policy, default_policy
+from contracts import GovernanceClient
+from node.chainview import RPC_ERRORS
+from node.errors import InvalidRequest, NodeError, NotReady, Unauthenticated
+from node.identity import NodeIdentity
+from node.logs import get_logger
+from node.ratls import (
+    KmsAllowed,
+    PeerRecord,
+    PeerRegistry,
+    PeerVerifier,
+    fetch_peer_certificate,
+)
+from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+
+__all__ = [
+    "CURRENT_PEER",
+    "EpochRoster",
+    "EpochStatusReply",
+    "PeerAuthInterceptor",
+    "PeerGate",
+    "PeerServer",
+    "PeerServicer",
+    "TrustBundle",
+    "chain_roster",
+]
+
+log = get_logger("tkms.node.peer")
+
+DEAL_METHOD = "/tkms.v1.Peer/Deal"
+STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
+#: A deal is one HPKE ciphertext of a share (~1.2 KB); anything far larger is not a deal.
+MAX_CIPHERTEXT = 16 * 1024
+MAX_MESSAGE = 64 * 1024
+
+#: The authenticated peer of the call being handled (set by `PeerAuthInterceptor`).
+CURRENT_PEER: contextvars.ContextVar[PeerRecord] = contextvars.ContextVar("tkms_peer")
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRoster:
+    """Who takes part in an epoch: addresses, dealer k is dealers[k-1], member k members[k-1]."""
+
+    epoch: int
+    dealers: tuple[bytes, ...]
+    members: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EpochStatusReply:
+    """What this node knows about an epoch (the `EpochStatus` answer)."""
+
+    epoch: int
+    phase: str
+    deals_received_from: tuple[int, ...]
+
+
+ViewSource = Callable[[], PeerRegistry[PeerRecord] | None]
+OnDeal = Callable[[int, int, int, bytes], bool]
+StatusFn = Callable[[int], EpochStatusReply]
+RosterFn = Callable[[int], EpochRoster | None]
+
+
+def _hex(address: bytes) -> str:
+    return "0x" + address.hex()
+
+
+class PeerGate:
+    """Authenticates a call's certificate and authorizes its request (module docstring)."""
+
+    def __init__(self, *, view: ViewSource, verifier: PeerVerifier, roster: RosterFn) -> None:
+        self._view, self._verifier, self._roster = view, verifier, roster
+
+    async def admit(
+        self, method: str, request: Any, context: aio.ServicerContext[Any, Any]
+    ) -> PeerRecord:
+        """The caller's registry record, or abort the call (and log ``peer_refused``)."""
+        who = context.peer()
+        try:
+            view = self._view()
+            if view is None:
+                raise NotReady("no chain view yet")
+            pems = list(context.auth_context().get("x509_pem_cert", ()))
+            if not pems:
+                raise Unauthenticated("certificate: the caller presented no client certificate")
+            record = await asyncio.to_thread(self._verifier.verify, pems[0], view)
+            who = f"{_hex(record.address)} ({who})"
+            await self._authorize(method, request, record)
+        except NodeError as exc:
+            log.warning("peer_refused", peer=who, method=method, reason=str(exc))
+            await _abort(context, exc, f"peer refused: {exc}")
+        return record
+
+    async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
+        if method not in (DEAL_METHOD, STATUS_METHOD):
+            raise Unauthenticated(f"authorization: no rule for method {method}")
+        epoch = int(request.epoch)
+        roster = await asyncio.to_thread(self._roster, epoch)
+        if roster is None:
+            raise NotReady(f"epoch {epoch} is not known to this node (yet)")
+        me = record.address
+        if method == DEAL_METHOD:
+            if me not in roster.dealers:
+                raise Unauthenticated(f"authorization: {_hex(me)} is not a dealer of epoch {epoch}")
+            index = roster.dealers.index(me) + 1
+            if int(request.dealer) != index:
+                raise Unauthenticated(
+                    f"authorization: {_hex(me)} is dealer {index} of epoch {epoch} "
+                    f"but the deal claims dealer {request.dealer}"
+                )
+        elif me not in roster.dealers and me not in roster.members:
+            raise Unauthenticated(
+                f"authorization: {_hex(me)} is neither a dealer nor a member of epoch {epoch}"
+            )
+
+
+async def _abort(context: aio.ServicerContext[Any, Any], exc: NodeError, message: str) -> NoReturn:
+    await context.abort(exc.grpc_code, message)
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover
+
+
+Behavior = Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class PeerAuthInterceptor(aio.ServerInterceptor):
+    """Runs `PeerGate.admit` before every unary handler and binds `CURRENT_PEER`."""
+
+    def __init__(self, gate: PeerGate) -> None:
+        self._gate = gate
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown method: grpc answers UNIMPLEMENTED; nothing else exists
+        inner = cast(Behavior, handler.unary_unary)
+        method, gate = handler_call_details.method, self._gate
+
+        async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            peer = await gate.admit(method, request, context)
+            token = CURRENT_PEER.set(peer)
+            try:
+                return await inner(request, context)
+            finally:
+                CURRENT_PEER.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
+
+    def __init__(self, *, on_deal: OnDeal, epoch_status: StatusFn) -> None:
+        self._on_deal, self._status = on_deal, epoch_status
+
+    async def Deal(
+        self, request: peer_pb2.DealRequest, context: aio.ServicerContext[Any, Any]
+    ) -> peer_pb2.DealAck:
+        peer = _hex(CURRENT_PEER.get().address)
+        args = {"epoch": request.epoch, "dealer": request.dealer, "recipient": request.recipient}
+        try:
+            if not 0 < len(request.ciphertext) <= MAX_CIPHERTEXT:
+                raise InvalidRequest(
+                    f"ciphertext of {len(request.ciphertext)} bytes (expected 1..{MAX_CIPHERTEXT})"
+                )
+            stored = self._on_deal(
+                request.epoch, request.dealer, request.recipient, request.ciphertext
+            )
+        except NodeError as exc:
+            log.warning("deal_rejected", peer=peer, reason=str(exc), **args)
+            await _abort(context, exc, f"deal from {peer} rejected: {exc}")
+        except Exception as exc:  # anything unexpected: INTERNAL, logged, no details out
+            log.error("peer_handler_failed", peer=peer, method="Deal", error=type(exc).__name__)
+            await _abort(context, NodeError(), f"deal from {peer}: internal error")
+        log.info("deal_received", peer=peer, stored=stored, **args)
+        return peer_pb2.DealAck(stored=stored)
+
+    async def EpochStatus(
+        self, request: peer_pb2.EpochStatusRequest, context: aio.ServicerContext[Any, Any]
+    ) -> peer_pb2.EpochStatusResponse:
+        peer = _hex(CURRENT_PEER.get().address)
+        try:
+            reply = self._status(request.epoch)
+        except NodeError as exc:
+            await _abort(context, exc, f"epoch status for {peer}: {exc}")
+        except Exception as exc:
+            log.error(
+                "peer_handler_failed", peer=peer, method="EpochStatus", error=type(exc).__name__
+            )
+            await _abort(context, NodeError(), f"epoch status for {peer}: internal error")
+        return peer_pb2.EpochStatusResponse(
+            epoch=reply.epoch, phase=reply.phase, deals_received_from=reply.deals_received_from
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    """A peer certificate admitted to the bundle, and the registry entry it was checked for."""
+
+    address: bytes
+    endpoint: str
+    tls_key_hash: bytes
+    cert_pem: bytes
+
+
+class TrustBundle:
+    """The server's TLS configuration: its own pair plus the verified peer certificates.
+
+    grpc calls `fetch` (from its own threads) at every handshake; it returns a new
+    configuration only when the bundle changed since the last one it handed out.
+    """
+
+    def __init__(self, certificate: tuple[bytes, bytes]) -> None:
+        self._cert, self._key = certificate
+        self._trusted: dict[bytes, Trusted] = {}
+        self._lock = threading.Lock()
+        self._version = self._served = 0
+
+    def trusted(self) -> Mapping[bytes, Trusted]:
+        with self._lock:
+            return dict(self._trusted)
+
+    def replace(self, trusted: Mapping[bytes, Trusted]) -> bool:
+        """Install a new set of trusted peers; True if it differs from the current one."""
+        with self._lock:
+            if dict(trusted) == self._trusted:
+                return False
+            self._trusted, self._version = dict(trusted), self._version + 1
+            return True
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        with self._lock:
+            # Our own certificate is always a root: grpc needs a non-empty bundle, and a
+            # node calling itself is harmless.
+            roots = b"".join([self._cert, *(t.cert_pem for t in self._trusted.values())])
+            self._served = self._version
+        return grpc.ssl_server_certificate_configuration([(self._key, self._cert)], roots)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            changed = self._served != self._version
+        return self.configuration() if changed else None
+
+
+class PeerServer:
+    """The peer port: a grpc.aio server with the dynamic mTLS bundle and the gate.
+
+    `start()` binds (port 0 picks a free one) and returns the port; `run()` keeps the trust
+    bundle current until cancelled; `stop()` shuts down.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: NodeIdentity,
+        cert_pem: bytes,
+        key_pem: bytes,
+        view: ViewSource,
+        on_deal: OnDeal,
+        epoch_status: StatusFn,
+        roster: RosterFn,
+        kms_allowed: KmsAllowed,
+        policy: Policy | None = None,
+        collateral: Collateral | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+        refresh_interval: float = 60.0,
+        retry_interval: float = 2.0,
+        fetch_timeout: float = 3.0,
+    ) -> None:
+        self.address = identity.eth_address
+        self._view = view
+        self._verifier = PeerVerifier(
+            policy=policy or default_policy(),
+            kms_allowed=kms_allowed,
+            collateral=collateral,
+            clock=clock,
+        )
+        self.bundle = TrustBundle((cert_pem, key_pem))
+        self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
+        self._servicer = PeerServicer(on_deal=on_deal, epoch_status=epoch_status)
+        self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
+        self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout
+        self._server: aio.Server | None = None
+        self.port = 0
+
+    def reachable_count(self) -> int:
+        """Registered peers whose certificate verified at the last refresh."""
+        return len(self.bundle.trusted())
+
+    async def start(self, listen: str = "127.0.0.1:0") -> int:
+        """Bind `listen` (port 0: any free port) and serve; returns the bound port."""
+        server = aio.server(
+            interceptors=[PeerAuthInterceptor(self._gate)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE)],
+        )
+        peer_pb2_grpc.add_PeerServicer_to_server(  # type: ignore[no-untyped-call]
+            self._servicer, server
+        )
+        # grpc's stub says the fetcher never returns None; at run time None means "unchanged".
+        fetcher = cast(Callable[[], grpc.ServerCertificateConfiguration], self.bundle.fetch)
+        credentials = grpc.dynamic_ssl_server_credentials(
+            self.bundle.configuration(), fetcher, require_client_authentication=True
+        )
+        self.port = server.add_secure_port(listen, credentials)
+        if self.port == 0:
+            raise NotReady(f"cannot bind the peer port {listen}")
+        await server.start()
+        self._server = server
+        log.info("peer_server_started", listen=listen, port=self.port)
+        return self.port
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    async def refresh(self) -> None:
+        """Fetch, verify and trust the certificate of every registered peer (in parallel).
+
+        A peer whose certificate fails verification is dropped and logged ``peer_refused``;
+        one that cannot be reached keeps its previous certificate, if any, until it answers.
+        """
+        view = self._view()
+        if view is None:
+            return
+        current = self.bundle.trusted()
+        peers = [r for a, r in view.nodes.items() if a != self.address and r.peer_endpoint]
+        results = await asyncio.gather(
+            *(self._admit(r, view, current.get(r.address)) for r in peers)
+        )
+        trusted = {t.address: t for t in results if t is not None}
+        if self.bundle.replace(trusted):
+            log.info("peer_trust_updated", peers=sorted(_hex(a) for a in trusted))
+
+    async def _admit(
+        self, record: PeerRecord, view: PeerRegistry[PeerRecord], old: Trusted | None
+    ) -> Trusted | None:
+        endpoint = record.peer_endpoint
+        same = old is not None and (old.endpoint, old.tls_key_hash) == (
+            endpoint,
+            record.tls_key_hash,
+        )
+        try:
+            try:
+                pem = await fetch_peer_certificate(endpoint, timeout=self.fetch_timeout)
+            except NotReady:
+                if old is None or not same:
+                    raise
+                pem = old.cert_pem
+            owner = await asyncio.to_thread(self._verifier.verify, pem, view)
+            if owner.address != record.address:
+                raise Unauthenticated(
+                    f"registry: {endpoint} serves the certificate of {_hex(owner.address)}"
+                )
+        except NotReady as exc:
+            log.info(
+                "peer_unreachable", peer=_hex(record.address), endpoint=endpoint, reason=str(exc)
+            )
+            return old if same else None
+        except NodeError as exc:
+            log.warning(
+                "peer_refused",
+                peer=_hex(record.address),
+                endpoint=endpoint,
+                stage="trust-bundle",
+                reason=str(exc),
+            )
+            return None
+        return Trusted(record.address, endpoint, record.tls_key_hash, pem)
+
+    def _registry_key(self, view: PeerRegistry[PeerRecord]) -> object:
+        nodes = sorted((r.address, r.peer_endpoint, r.tls_key_hash) for r in view.nodes.values())
+        return (tuple(nodes), view.simulator_allowed)
+
+    async def run(self) -> None:
+        """Keep the bundle current: on registry change, every `refresh_interval`, and every
+        `retry_interval` while a registered peer is missing. Runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        last: object = None
+        due = 0.0
+        while True:
+            view = self._view()
+            if view is not None:
+                key = self._registry_key(view)
+                if key != last or loop.time() >= due:
+                    await self.refresh()
+                    last = key
+                    missing = set(view.nodes) - {self.address} - set(self.bundle.trusted())
+                    wait = self.retry_interval if missing else self.refresh_interval
+                    due = loop.time() + wait
+            await asyncio.sleep(self.poll_interval)
+
+
+def chain_roster(client: GovernanceClient) -> RosterFn:
+    """A `RosterFn` reading an epoch's dealers and members from governance (blocking; the
+    gate calls it in a thread). An epoch's lists never change once proposed, so they are
+    cached; an epoch the chain does not know yet is not."""
+    cache: dict[int, EpochRoster] = {}
+    lock = threading.Lock()
+
+    def roster(epoch: int) -> EpochRoster | None:
+        with lock:
+            if epoch in cache:
+                return cache[epoch]
+        if epoch <= 0:
+            return None
+        try:
+            info = client.get_epoch(epoch)
+        except RPC_ERRORS:
+            return None  # unknown to us for now: the caller gets UNAVAILABLE and retries
+        if not info.members:
+            return None
+        found = EpochRoster(
+            epoch=epoch,
+            dealers=tuple(bytes.fromhex(a.removeprefix("0x")) for a in info.dealers),
+            members=tuple(bytes.fromhex(a.removeprefix("0x")) for a in info.members),
+        )
+        with lock:
+            cache[epoch] = found
+        return found
+
+    return roster

@@ -1,0 +1,286 @@
+"""The node's RA-TLS certificate, and the check every peer certificate must pass (DESIGN §6.4).
+
+A node's certificate is a standard RA-TLS certificate (attest) for its sealed TLS key:
+report_data = SHA-512("ratls-cert:" || SPKI DER), dstack's extensions, self-signed, with the
+fixed DNS name `PEER_TLS_NAME` so that peers dial it with ``grpc.ssl_target_name_override``
+(endpoints are IP addresses or arbitrary host names; the name proves nothing, the pin does).
+
+`verify_peer_certificate` accepts a certificate only if, in this order (cheap checks first, so
+an unregistered caller cannot make us verify quotes):
+
+1. ``certificate``  it parses and is valid at `now`;
+2. ``registry``     SHA-256 of its SPKI is the TLS key hash of an approved node in the view;
+3. ``evidence``     its RA-TLS evidence verifies (quote, replay, identity, key binding);
+                    simulator quotes only when the view says ``simulatorAllowed``;
+4. ``identity``     the evidence carries a dstack identity (mr_aggregated is what is approved);
+5. ``measurement``  `kms_allowed(evidence)` (the node asks governance) does not raise.
+
+Every refusal raises `Unauthenticated` whose message starts with the step name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeVar, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from attest import (
+    AllOf,
+    AttestError,
+    Collateral,
+    Policy,
+    SimulatorAllowed,
+    VerifiedEvidence,
+    create_ratls_certificate,
+    is_simulator_quote,
+    make_quote_verifier,
+    parse_quote,
+    read_ratls_certificate,
+    verify_ratls_certificate,
+)
+from attest.providers import TeeProvider
+from node.errors import NodeError, NotReady, Unauthenticated
+from node.identity import NodeIdentity
+
+__all__ = [
+    "PEER_TLS_NAME",
+    "KmsAllowed",
+    "PeerRecord",
+    "PeerRegistry",
+    "PeerVerifier",
+    "fetch_peer_certificate",
+    "make_node_certificate",
+    "spki_hash",
+    "verify_peer_certificate",
+]
+
+#: The DNS name in every node certificate; clients override the target name to it.
+PEER_TLS_NAME = "tkms-node"
+#: Node certificates are re-made at every start; a year only bounds a forgotten process.
+CERT_LIFETIME = dt.timedelta(days=365)
+
+#: Asks governance whether the evidence's KMS measurement (OS image, TCB) is allowed; raises
+#: (`PolicyDenied` with the chain's reason) when it is not.
+KmsAllowed = Callable[[VerifiedEvidence], None]
+
+
+class PeerRecord(Protocol):
+    """What this module needs of a registry entry (`node.chainview.NodeRecord`)."""
+
+    @property
+    def address(self) -> bytes: ...
+    @property
+    def peer_endpoint(self) -> str: ...
+    @property
+    def tls_key_hash(self) -> bytes: ...
+
+
+R_co = TypeVar("R_co", bound=PeerRecord, covariant=True)
+
+
+class PeerRegistry(Protocol[R_co]):
+    """What this module needs of a chain snapshot (`node.chainview.ChainView`)."""
+
+    @property
+    def nodes(self) -> Mapping[bytes, R_co]: ...
+    @property
+    def simulator_allowed(self) -> bool: ...
+
+
+R = TypeVar("R", bound=PeerRecord)
+
+
+def make_node_certificate(identity: NodeIdentity, provider: TeeProvider) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM): a fresh RA-TLS certificate for the node's TLS key.
+
+    The key PEM is what grpcio needs to serve and to present the certificate; keep it in
+    memory only (it is the sealed TLS key).
+    """
+    address = "0x" + identity.eth_address.hex()
+    now = dt.datetime.now(dt.UTC)
+    cert = create_ratls_certificate(
+        identity.tls_key,
+        provider,
+        subject=f"tkms-node {address}",
+        alt_names=[PEER_TLS_NAME],
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + CERT_LIFETIME,
+    )
+    key_pem = identity.tls_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def spki_hash(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo DER (the on-chain TLS key hash)."""
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).digest()
+
+
+def _load(cert_pem: bytes, now: int) -> x509.Certificate:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise Unauthenticated(f"certificate: not a PEM X.509 certificate ({exc})") from None
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        raise Unauthenticated(
+            f"certificate: not valid at {when.isoformat()} (valid "
+            f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+        )
+    return cert
+
+
+def _registered(cert: x509.Certificate, view: PeerRegistry[R]) -> R:
+    key_hash = spki_hash(cert)
+    for record in view.nodes.values():
+        if record.tls_key_hash == key_hash:
+            return record
+    raise Unauthenticated(f"registry: TLS key {key_hash.hex()} is not the key of any approved node")
+
+
+def _evidence(
+    cert: x509.Certificate,
+    view: PeerRegistry[R],
+    policy: Policy,
+    now: int,
+    collateral: Collateral | None,
+) -> VerifiedEvidence:
+    try:
+        quote = parse_quote(read_ratls_certificate(cert).quote)
+        simulated = is_simulator_quote(quote)
+        if simulated and not view.simulator_allowed:
+            raise Unauthenticated(
+                "evidence: simulator quote, but governance has simulatorAllowed = false"
+            )
+        if simulated:
+            policy = AllOf([policy, SimulatorAllowed()])
+        verifier = make_quote_verifier(now=now, policy=policy, collateral=collateral)
+        return verify_ratls_certificate(cert, verify_quote=verifier)
+    except AttestError as exc:
+        raise Unauthenticated(f"evidence: {exc}") from None
+
+
+def verify_peer_certificate(
+    cert_pem: bytes,
+    view: PeerRegistry[R],
+    *,
+    policy: Policy,
+    now: int,
+    kms_allowed: KmsAllowed,
+    collateral: Collateral | None = None,
+) -> R:
+    """The approved node `cert_pem` belongs to; raises `Unauthenticated` naming the step.
+
+    Steps in the module docstring. `collateral` is needed for hardware quotes (DCAP).
+    `NotReady` from `kms_allowed` (the chain cannot be asked) propagates unchanged.
+    """
+    cert = _load(cert_pem, now)  # (1)
+    record = _registered(cert, view)  # (2)
+    evidence = _evidence(cert, view, policy, now, collateral)  # (3)
+    if evidence.identity is None:  # (4)
+        raise Unauthenticated(
+            "identity: the evidence has no dstack runtime events, so no KMS measurement"
+        )
+    try:  # (5)
+        kms_allowed(evidence)
+    except NotReady:
+        raise
+    except NodeError as exc:
+        raise Unauthenticated(
+            f"measurement: mr_aggregated {evidence.identity.mr_aggregated.hex()} "
+            f"not allowed for KMS nodes: {exc}"
+        ) from None
+    return record
+
+
+class PeerVerifier:
+    """`verify_peer_certificate` with the node's settings and a small per-view cache.
+
+    A hit needs the same certificate bytes and the very same view snapshot (views are
+    immutable and replaced on every change) no older than `ttl` seconds, so a revocation on
+    chain takes effect with the next view.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        kms_allowed: KmsAllowed,
+        collateral: Collateral | None = None,
+        clock: Callable[[], float] = time.time,
+        ttl: float = 60.0,
+        max_entries: int = 256,
+    ) -> None:
+        self.policy, self.kms_allowed, self.collateral = policy, kms_allowed, collateral
+        self.clock, self.ttl, self.max_entries = clock, ttl, max_entries
+        self._cache: OrderedDict[bytes, tuple[object, PeerRecord, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify(self, cert_pem: bytes, view: PeerRegistry[R]) -> R:
+        """The node the certificate belongs to, or `Unauthenticated` with the reason."""
+        digest, now = hashlib.sha256(cert_pem).digest(), self.clock()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] is view and now - hit[2] < self.ttl:
+            return cast("R", hit[1])
+        record = verify_peer_certificate(
+            cert_pem,
+            view,
+            policy=self.policy,
+            now=int(now),
+            kms_allowed=self.kms_allowed,
+            collateral=self.collateral,
+        )
+        with self._lock:
+            self._cache[digest] = (view, record, now)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return record
+
+
+async def fetch_peer_certificate(endpoint: str, *, timeout: float) -> bytes:
+    """The certificate (PEM) the peer at `endpoint` serves, NOT verified: verify it, then pin it.
+
+    TLS 1.3 only: the server's certificate arrives before it checks ours, so we need not
+    present one (Python's ssl loads keys only from files, and the TLS key stays in memory).
+    """
+    host, _, port = endpoint.rpartition(":")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # we only read the certificate; the pin verifies
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.set_alpn_protocols(["h2"])
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, int(port), ssl=context, server_hostname=PEER_TLS_NAME),
+            timeout,
+        )
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise NotReady(
+            f"cannot fetch the certificate of {endpoint}: {exc or 'timed out'}"
+        ) from None
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    if not der:
+        raise NotReady(f"{endpoint} presented no TLS certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode()
