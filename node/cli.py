@@ -97,21 +97,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     if args.fund_from_anvil_account is not None:
         from web3 import HTTPProvider, Web3
 
-        from contracts import anvil_account
-
-        w3 = Web3(HTTPProvider(args.rpc))
-        funder = anvil_account(args.fund_from_anvil_account, "--fund-from-anvil-account")
-        tx = funder.sign_transaction(
-            {
-                "to": identity.eth_account.address,
-                "value": 100 * 10**18,
-                "gas": 21000,
-                "gasPrice": w3.eth.gas_price,
-                "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
-                "chainId": w3.eth.chain_id,
-            }
+        fund_from_anvil(
+            Web3(HTTPProvider(args.rpc)), identity.eth_account.address, args.fund_from_anvil_account
         )
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction))
     client = _governance(args.rpc, args.governance, identity.eth_account)
     receipt = client.send_register_node(
         operator=args.operator or identity.eth_account.address,
@@ -134,6 +122,26 @@ def cmd_register(args: argparse.Namespace) -> int:
         "next: the governance owner approves it with `tkms node approve`",
     )
     return 0
+
+
+def fund_from_anvil(w3: Any, address: str, index: int, wei: int = 100 * 10**18) -> None:
+    """Development chains only: send `wei` from anvil's well-known account `index`."""
+    from web3 import Web3
+
+    from contracts import anvil_account
+
+    funder = anvil_account(index, "--fund-from-anvil-account")
+    tx = funder.sign_transaction(
+        {
+            "to": Web3.to_checksum_address(address),
+            "value": wei,
+            "gas": 21000,
+            "gasPrice": w3.eth.gas_price,
+            "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
+            "chainId": w3.eth.chain_id,
+        }
+    )
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from contracts import (
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
-from node.cli import REGISTRATION_FILE
+from node.cli import REGISTRATION_FILE, fund_from_anvil
 from node.endpoints import Endpoints
 
 OWNER_ACCOUNT = 0
@@ -177,21 +177,7 @@ class Cluster:
         return record
 
     def _fund(self, address: str) -> None:
-        w3 = self.w3()
-        funder = anvil_account(FUNDER_ACCOUNT)
-        tx = funder.sign_transaction(
-            {
-                "to": address,
-                "value": 100 * 10**18,
-                "gas": 21000,
-                "gasPrice": w3.eth.gas_price,
-                "nonce": w3.eth.get_transaction_count(funder.address, "pending"),
-                "chainId": w3.eth.chain_id,
-            }
-        )
-        w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60
-        )
+        fund_from_anvil(self.w3(), address, FUNDER_ACCOUNT)
 
     def _register(self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints) -> None:
         from node.identity import load_identity
