@@ -92,7 +92,9 @@ class Run:
 
     context: SessionContext
     outcomes: dict[int, DkgResult | DkgFailure] = field(default_factory=dict)
-    board: dict[str, list[object]] = field(default_factory=dict)
+    deals: list[DealPublic] = field(default_factory=list)  # as delivered, after tampering
+    complaints: list[Complaint] = field(default_factory=list)
+    justifications: list[Justification] = field(default_factory=list)
 
     @property
     def results(self) -> dict[int, DkgResult]:
@@ -166,11 +168,7 @@ def _drive(
             m.on_justifications(justifications)
         assert m.outcome is not None
         run.outcomes[i] = m.outcome
-    run.board = {
-        "deals": list(deals),
-        "complaints": list(complaints),
-        "justifications": list(justifications),
-    }
+    run.deals, run.complaints, run.justifications = deals, complaints, justifications
     return run
 
 

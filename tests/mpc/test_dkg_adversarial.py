@@ -105,7 +105,7 @@ def test_a_falsely_accused_dealer_that_justifies_stays_in_qual() -> None:
     run = run_dkg(N, T, rng_seed=23, tamper_complaints=add_complaint(CTX.session_id, 4, 2))
     first = assert_consistent(run, expect_members=range(1, N + 1))
     assert first.qual == (1, 2, 3, 4, 5)
-    assert [(j.dealer, j.accuser) for j in run.board["justifications"]] == [(2, 4)]  # type: ignore[attr-defined]
+    assert [(j.dealer, j.accuser) for j in run.justifications] == [(2, 4)]
     assert not any(f.member == 2 for f in run.outcomes[1].faults)
 
 
@@ -141,17 +141,17 @@ def test_complaints_from_outside_the_committee_or_session_are_faults_and_get_no_
     run = run_dkg(N, T, rng_seed=26, tamper_complaints=stray)
     first = assert_consistent(run, expect_members=range(1, N + 1))
     assert first.qual == (1, 2, 3, 4, 5)
-    assert run.board["justifications"] == []  # a share for index 9 would leak a point of f_2
+    assert run.justifications == []  # a share for index 9 would leak a point of f_2
     assert {(9, FaultKind.UNKNOWN_MEMBER), (3, FaultKind.WRONG_SESSION)} <= faults_of(run, 1)
 
 
 def test_deals_replayed_from_another_epoch_count_for_nothing() -> None:
     old = make_context(N, T, epoch=1)
     new = make_context(N, T, epoch=2)
-    replayed = run_dkg(N, T, rng_seed=27, context=old).board["deals"]
+    replayed = run_dkg(N, T, rng_seed=27, context=old).deals
 
     def replay(deals: list[DealPublic]) -> list[DealPublic]:
-        return [*deals[:2], *replayed[2:]]  # type: ignore[list-item]
+        return [*deals[:2], *replayed[2:]]
 
     run = run_dkg(N, T, rng_seed=28, context=new, tamper_deals=replay)
     assert not run.results
@@ -183,7 +183,7 @@ def test_duplicate_shares_one_valid_are_accepted() -> None:
 
     run = run_dkg(N, T, rng_seed=31, tamper_shares=twice)
     assert assert_consistent(run).qual == (1, 2, 3, 4, 5)
-    assert not run.board["complaints"]
+    assert not run.complaints
 
 
 KINDS = sorted(EXPECTED)

@@ -21,6 +21,7 @@ from mpc.errors import PhaseError
 from mpc.messages import DealPublic, EncryptedShare
 from mpc.reshare import DEALER_TRANSITIONS, RECEIVER_TRANSITIONS, ReshareDealer, ReshareReceiver
 from mpc.session import SessionContext, SessionKind
+from mpc.sharing import Share
 from mpc.types import MemberIndex
 from tests.mpc.harness import deal_key, make_context, previous_committee, run_dkg, seeded_rng
 
@@ -50,7 +51,7 @@ def dkg_board() -> Board:
 DKG = dkg_board()
 
 
-def reshare_board() -> tuple[Board, dict[int, object]]:
+def reshare_board() -> tuple[Board, dict[int, Share]]:
     before = run_dkg(3, 2, rng_seed=5)
     prev, shares = previous_committee(before)
     ctx = make_context(3, 2, epoch=2, kind=SessionKind.RESHARE, previous=prev)
@@ -68,15 +69,13 @@ RESHARE, OLD_SHARES = reshare_board()
 def call(machine: StateMachine, what: Input, board: Board, *, empty: bool = False) -> None:
     """Drive one input; `empty` feeds a board with no deals (the way to FAILED)."""
     keys = [deal_key(a).public_key for a in board.context.members]
-    m: object = machine
+    method = getattr(machine, what.value)  # Input values are the method names
     if what is Input.DEAL:
-        m.deal(keys)  # type: ignore[attr-defined]
+        method(keys)
     elif what is Input.DEALS:
-        m.on_deals([] if empty else board.deals, board.shares)  # type: ignore[attr-defined]
-    elif what is Input.COMPLAINTS:
-        m.on_complaints([])  # type: ignore[attr-defined]
+        method([] if empty else board.deals, board.shares)
     else:
-        m.on_justifications([])  # type: ignore[attr-defined]
+        method([])
 
 
 @dataclass
@@ -116,7 +115,7 @@ ROLES = [
     Role(
         "ReshareDealer",
         DEALER_TRANSITIONS,
-        lambda: ReshareDealer(RESHARE.context, MemberIndex(1), OLD_SHARES[1], seeded_rng(1)),  # type: ignore[arg-type]
+        lambda: ReshareDealer(RESHARE.context, MemberIndex(1), OLD_SHARES[1], seeded_rng(1)),
         RESHARE,
         [Input.DEAL, Input.COMPLAINTS],
         {

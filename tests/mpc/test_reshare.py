@@ -175,7 +175,7 @@ def test_a_wrong_share_justified_by_the_old_dealer_is_used() -> None:
     run = run_reshare(start, 5, 3, rng_seed=54, context=ctx, tamper_shares=wrong_share(ctx, 1, 5))
     now = assert_consistent(run, expect_members=range(1, 6))
     assert now.qual == (1, 2, 3, 4)
-    assert [(j.dealer, j.accuser) for j in run.board["justifications"]] == [(1, 5)]  # type: ignore[attr-defined]
+    assert [(j.dealer, j.accuser) for j in run.justifications] == [(1, 5)]
 
 
 def test_join_and_leave_are_reshares_to_another_member_list() -> None:
