@@ -8,44 +8,102 @@
 
 Reads are `get_*`/`is_*` with `block=`; writes are `send_*` and raise TransactionFailed with
 the transaction hash and the decoded custom error.
+Names load on first use (PEP 562), so `tkms attest ...`, which builds every package's parser,
+never pays for importing web3.
 """
 
-from contracts._accounts import ANVIL_MNEMONIC, account_from_key, anvil_account
-from contracts._anvil import Anvil, find_anvil, free_port
-from contracts._app import IAPP_AUTH_INTERFACE_ID, AppAuthClient, AppFactoryClient
-from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
-from contracts._audit import AuditEvent, AuditReader, read_history
-from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
-from contracts._governance import GovernanceClient
-from contracts._tx import Receipt, Transactor, decode_revert
-from contracts._types import (
-    AppBootInfo,
-    AppStatus,
-    AuthDecision,
-    BlockRef,
-    ComplaintInfo,
-    DealInfo,
-    EpochInfo,
-    EpochKind,
-    EpochStatus,
-    FailReason,
-    GenerationInfo,
-    GenerationStatus,
-    NodeInfo,
-    NodeStatus,
-    Phase,
-)
-from contracts.errors import (
-    AnvilError,
-    ArtifactError,
-    CallReverted,
-    ChainError,
-    CompileError,
-    ContractsError,
-    InvalidInput,
-    Revert,
-    TransactionFailed,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contracts._accounts import ANVIL_MNEMONIC, account_from_key, anvil_account
+    from contracts._anvil import Anvil, find_anvil, free_port
+    from contracts._app import IAPP_AUTH_INTERFACE_ID, AppAuthClient, AppFactoryClient
+    from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
+    from contracts._audit import AuditEvent, AuditReader, read_history
+    from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._governance import GovernanceClient
+    from contracts._tx import Receipt, Transactor, decode_revert
+    from contracts._types import (
+        AppBootInfo,
+        AppStatus,
+        AuthDecision,
+        BlockRef,
+        ComplaintInfo,
+        DealInfo,
+        EpochInfo,
+        EpochKind,
+        EpochStatus,
+        FailReason,
+        GenerationInfo,
+        GenerationStatus,
+        NodeInfo,
+        NodeStatus,
+        Phase,
+    )
+    from contracts.errors import (
+        AnvilError,
+        ArtifactError,
+        CallReverted,
+        ChainError,
+        CompileError,
+        ContractsError,
+        InvalidInput,
+        Revert,
+        TransactionFailed,
+    )
+
+_MODULES: dict[str, str] = {
+    "ANVIL_MNEMONIC": "contracts._accounts",
+    "ARTIFACT_DIR": "contracts._artifacts",
+    "Anvil": "contracts._anvil",
+    "AnvilError": "contracts.errors",
+    "AppAuthClient": "contracts._app",
+    "AppBootInfo": "contracts._types",
+    "AppFactoryClient": "contracts._app",
+    "AppStatus": "contracts._types",
+    "Artifact": "contracts._artifacts",
+    "ArtifactError": "contracts.errors",
+    "AuditEvent": "contracts._audit",
+    "AuditReader": "contracts._audit",
+    "AuthDecision": "contracts._types",
+    "BlockRef": "contracts._types",
+    "CallReverted": "contracts.errors",
+    "ChainError": "contracts.errors",
+    "CompileError": "contracts.errors",
+    "ComplaintInfo": "contracts._types",
+    "ContractsError": "contracts.errors",
+    "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
+    "DealInfo": "contracts._types",
+    "Deployment": "contracts._deploy",
+    "EpochInfo": "contracts._types",
+    "EpochKind": "contracts._types",
+    "EpochStatus": "contracts._types",
+    "FailReason": "contracts._types",
+    "GenerationInfo": "contracts._types",
+    "GenerationStatus": "contracts._types",
+    "GovernanceClient": "contracts._governance",
+    "IAPP_AUTH_INTERFACE_ID": "contracts._app",
+    "InvalidInput": "contracts.errors",
+    "NodeInfo": "contracts._types",
+    "NodeStatus": "contracts._types",
+    "Phase": "contracts._types",
+    "Receipt": "contracts._tx",
+    "Revert": "contracts.errors",
+    "SOURCE_DIR": "contracts._artifacts",
+    "TransactionFailed": "contracts.errors",
+    "Transactor": "contracts._tx",
+    "account_from_key": "contracts._accounts",
+    "anvil_account": "contracts._accounts",
+    "decode_revert": "contracts._tx",
+    "deploy": "contracts._deploy",
+    "find_anvil": "contracts._anvil",
+    "free_port": "contracts._anvil",
+    "load_artifact": "contracts._artifacts",
+    "read_history": "contracts._audit",
+}
 
 __all__ = [
     "ANVIL_MNEMONIC",
@@ -96,3 +154,12 @@ __all__ = [
     "load_artifact",
     "read_history",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'contracts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,14 +1,17 @@
 """`tkms chain ...` (local chain, deployment, audit) and `tkms app ...` (register, govern, check).
 
-`register` is called once per command name this package owns: "chain" and "app".
+`register` is called once per command name this package owns: "chain" and "app". Handlers
+import their module (and web3) only when they run, so building the parser stays cheap.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from typing import Any
 
-from contracts import _commands as commands
+Handler = Callable[[argparse.Namespace], int]
 
 ZERO32 = "0x" + "00" * 32
 
@@ -44,18 +47,32 @@ def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _leaf(sub: Any, name: str, help_text: str, handler: commands.Handler) -> Any:
+def _lazy(function: str, *factory_args: bool) -> Handler:
+    """A handler that imports contracts._commands when called and runs `function` there."""
+
+    def handler(args: argparse.Namespace) -> int:
+        commands = importlib.import_module("contracts._commands")
+        target = getattr(commands, function)
+        if factory_args:
+            target = target(*factory_args)
+        run: Handler = commands.guarded(target)
+        return run(args)
+
+    return handler
+
+
+def _leaf(sub: Any, name: str, help_text: str, handler: Handler) -> Any:
     parser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.set_defaults(handler=commands.guarded(handler))
+    parser.set_defaults(handler=handler)
     return parser
 
 
 def _register_chain(sub: Any) -> None:
-    anvil = _leaf(sub, "anvil", "run a local anvil chain in the foreground", commands.run_anvil)
+    anvil = _leaf(sub, "anvil", "run a local anvil chain in the foreground", _lazy("run_anvil"))
     anvil.add_argument("--port", type=int, default=8545, help="port on 127.0.0.1 (default 8545)")
     anvil.add_argument("--block-time", type=float, metavar="S", help="mine every S seconds")
 
-    deploy = _leaf(sub, "deploy", "deploy KmsGovernance and its app factory", commands.run_deploy)
+    deploy = _leaf(sub, "deploy", "deploy KmsGovernance and its app factory", _lazy("run_deploy"))
     _rpc(deploy)
     _key(deploy)
     deploy.add_argument(
@@ -68,7 +85,7 @@ def _register_chain(sub: Any) -> None:
             sub,
             f"{verb}-os-image",
             f"{verb} an OS image hash (owner only)",
-            commands.run_os_image(allow),
+            _lazy("run_os_image", allow),
         )
         _rpc(image)
         _governance(image)
@@ -77,7 +94,7 @@ def _register_chain(sub: Any) -> None:
         _json(image)
 
     audit = _leaf(
-        sub, "audit", "the governance history from events, oldest first", commands.run_audit
+        sub, "audit", "the governance history from events, oldest first", _lazy("run_audit")
     )
     _rpc(audit)
     _governance(audit)
@@ -87,7 +104,7 @@ def _register_chain(sub: Any) -> None:
 
 def _register_app(sub: Any) -> None:
     register_app = _leaf(
-        sub, "register", "deploy an AppAuth owned by you and register it", commands.run_register
+        sub, "register", "deploy an AppAuth owned by you and register it", _lazy("run_register")
     )
     _rpc(register_app)
     _governance(register_app)
@@ -106,7 +123,7 @@ def _register_app(sub: Any) -> None:
             sub,
             f"{verb}-compose",
             f"{verb} a compose hash for an app (app owner only)",
-            commands.run_compose(allow),
+            _lazy("run_compose", allow),
         )
         _rpc(compose)
         _key(compose)
@@ -115,7 +132,7 @@ def _register_app(sub: Any) -> None:
         _json(compose)
 
     check = _leaf(
-        sub, "check", "ask the governance whether an app identity may get keys", commands.run_check
+        sub, "check", "ask the governance whether an app identity may get keys", _lazy("run_check")
     )
     _rpc(check)
     _governance(check)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import subprocess
+import sys
 
 import pytest
 from eth_abi.abi import encode
@@ -105,7 +108,24 @@ def test_register_refuses_unknown_command_names() -> None:
         register(parser.add_subparsers(), "node", "help")
 
 
-def test_public_surface_is_exactly_all() -> None:
-    public = {name for name in vars(contracts) if not name.startswith("_")}
-    modules = {"errors", "cli", "compile"}
-    assert public - modules == set(contracts.__all__)
+def test_public_surface_is_exactly_all_and_every_name_resolves() -> None:
+    assert set(contracts._MODULES) == set(contracts.__all__)
+    for name in contracts.__all__:
+        assert getattr(contracts, name) is getattr(
+            importlib.import_module(contracts._MODULES[name]), name
+        )
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = contracts.nope
+
+
+def test_building_the_cli_does_not_import_web3() -> None:
+    code = (
+        "import argparse, sys, contracts.cli as c\n"
+        "sub = argparse.ArgumentParser().add_subparsers()\n"
+        "c.register(sub, 'chain', ''); c.register(sub, 'app', '')\n"
+        "print('web3' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,304 @@
+"""`tkms chain ...` and `tkms app ...` end to end: real processes against a real anvil."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tkms
+from contracts import Anvil, free_port
+from contracts._anvil import is_ready
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = "0x" + "ab" * 32
+IMAGE = "0x" + "00" * 32
+
+
+def tkms_command() -> list[str]:
+    script = Path(sys.executable).parent / "tkms"
+    return [str(script)] if script.exists() else [sys.executable, str(REPO / "tkms.py")]
+
+
+def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*tkms_command(), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == expect, result.stderr
+    return result
+
+
+def run_json(*args: str, expect: int = 0) -> Any:
+    return json.loads(run(*args, "--json", expect=expect).stdout)
+
+
+def test_deploy_register_check_revoke_audit_walkthrough(anvil: Anvil) -> None:
+    """Real processes, one per step (each pays web3's import: keep the count small)."""
+    rpc = ("--rpc", anvil.rpc_url)
+    deployed = run_json("chain", "deploy", *rpc, "--anvil-account", "0", "--allow-simulator")
+    assert set(deployed) == {"governance", "app_factory"}
+    governance = ("--governance", deployed["governance"])
+    registered = run_json(
+        "app",
+        "register",
+        *rpc,
+        *governance,
+        "--anvil-account",
+        "1",
+        "--compose-hash",
+        COMPOSE,
+        "--any-device",
+    )
+    app = ("--app-id", registered["app_id"])
+    check = ("app", "check", *rpc, *governance, *app, "--compose-hash", COMPOSE)
+    assert run_json(*check, expect=1) == {"allowed": False, "reason": "OS image is not allowed"}
+    run(
+        "chain",
+        "allow-os-image",
+        *rpc,
+        *governance,
+        "--anvil-account",
+        "0",
+        "--os-image-hash",
+        IMAGE,
+    )
+    assert run_json(*check) == {"allowed": True, "reason": ""}
+    run("app", "revoke-compose", *rpc, *app, "--anvil-account", "1", "--compose-hash", COMPOSE)
+    assert run_json(*check, expect=1) == {"allowed": False, "reason": "Compose hash not allowed"}
+
+    history = run_json("chain", "audit", *rpc, *governance)
+    events = [(e["source"], e["event"]) for e in history]
+    assert events[:5] == [
+        ("governance", "OwnershipTransferred"),
+        ("governance", "SimulatorAllowedSet"),
+        ("governance", "TcbStatusAllowed"),
+        ("governance", "RetirementWindowSet"),
+        ("governance", "AppFactorySet"),
+    ]
+    assert events[-3:] == [
+        ("governance", "AppRegistered"),
+        ("governance", "OsImageAdded"),
+        ("app", "ComposeHashRemoved"),
+    ]
+    blocks = [e["block"] for e in history]
+    assert blocks == sorted(blocks)
+    assert history[-1]["args"] == {"composeHash": COMPOSE}
+    assert history[-1]["sender"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def test_text_output_and_refusals_in_process(
+    anvil: Anvil, deployed: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rpc, governance = ["--rpc", anvil.rpc_url], ["--governance", deployed["governance"]]
+    assert (
+        tkms.main(
+            [
+                "app",
+                "register",
+                *rpc,
+                *governance,
+                "--anvil-account",
+                "1",
+                "--compose-hash",
+                COMPOSE,
+                "--device-id",
+                "0x" + "de" * 32,
+            ]
+        )
+        == 0
+    )
+    app_id = capsys.readouterr().out.split()[1]
+    check = ["app", "check", *rpc, *governance, "--app-id", app_id, "--compose-hash", COMPOSE]
+    assert tkms.main([*check, "--tcb-status", "OutOfDate"]) == 1
+    assert capsys.readouterr().out.startswith("denied: OS image is not allowed (block ")
+    assert (
+        tkms.main(
+            [
+                "app",
+                "revoke-compose",
+                *rpc,
+                "--app-id",
+                app_id,
+                "--anvil-account",
+                "0",
+                "--compose-hash",
+                COMPOSE,
+            ]
+        )
+        == 1
+    )
+    refused = capsys.readouterr()
+    assert refused.err.startswith(
+        "error: removeComposeHash: reverted before sending: "
+        "NotOwner(caller=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266)"
+    )
+    assert (
+        tkms.main(
+            [
+                "chain",
+                "allow-os-image",
+                *rpc,
+                *governance,
+                "--anvil-account",
+                "0",
+                "--os-image-hash",
+                IMAGE,
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(f"allowed OS image {IMAGE} (tx 0x")
+    assert tkms.main([*check, "--device-id", "0x" + "de" * 32]) == 0
+    assert capsys.readouterr().out.startswith("allowed (block ")
+    assert tkms.main([*check]) == 1
+    assert capsys.readouterr().out.startswith("denied: Device not allowed")
+    assert tkms.main(["chain", "audit", *rpc, *governance]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert f"governance {deployed['governance']} OsImageAdded osImageHash={IMAGE}" in last
+    assert last.endswith("(by 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266)")
+
+
+def test_chain_anvil_runs_in_the_foreground_until_interrupted() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*tkms_command(), "chain", "anvil", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not is_ready(f"http://127.0.0.1:{port}") and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            time.sleep(0.05)
+        assert is_ready(f"http://127.0.0.1:{port}")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert f"anvil on http://127.0.0.1:{port}" in output
+
+
+@pytest.fixture(scope="module")
+def deployed(anvil: Anvil) -> dict[str, str]:
+    return run_json("chain", "deploy", "--rpc", anvil.rpc_url, "--anvil-account", "0")  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["chain", "deploy", "--private-key", "0x1234"], "--private-key: expected 32 bytes, got 2"),
+        (["chain", "deploy", "--anvil-account", "12"], "--anvil-account: must be 0..9, got 12"),
+        (
+            ["app", "register", "--governance", "0x1234", "--anvil-account", "1"],
+            "--governance: expected 20 bytes, got 2",
+        ),
+        (
+            [
+                "app",
+                "register",
+                "--governance",
+                "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                "--anvil-account",
+                "1",
+            ],
+            "--governance: no contract at 0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        ),
+        (
+            [
+                "app",
+                "register",
+                "--governance",
+                "GOV",
+                "--anvil-account",
+                "1",
+                "--compose-hash",
+                "0xabcdef",
+            ],
+            "--compose-hash: expected 32 bytes, got 3",
+        ),
+        (
+            [
+                "app",
+                "allow-compose",
+                "--app-id",
+                "0x" + "12" * 20,
+                "--compose-hash",
+                COMPOSE,
+                "--anvil-account",
+                "1",
+            ],
+            "--app-id: no contract at 0x1212121212121212121212121212121212121212",
+        ),
+        (
+            [
+                "app",
+                "check",
+                "--governance",
+                "GOV",
+                "--app-id",
+                "0x" + "12" * 20,
+                "--compose-hash",
+                COMPOSE,
+                "--device-id",
+                "xyz",
+            ],
+            "--device-id: odd number of hex digits",
+        ),
+        (
+            [
+                "app",
+                "check",
+                "--governance",
+                "GOV",
+                "--app-id",
+                "0x" + "12" * 20,
+                "--compose-hash",
+                "0x12",
+            ],
+            "--compose-hash: expected 32 bytes, got 1",
+        ),
+    ],
+)
+def test_malformed_input_names_the_argument_and_exits_2(
+    anvil: Anvil,
+    deployed: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    argv = [a.replace("GOV", deployed["governance"]) for a in argv]
+    assert tkms.main([*argv[:2], "--rpc", anvil.rpc_url, *argv[2:]]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and message in captured.err
+    assert captured.out == ""
+
+
+def test_unreachable_rpc_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert tkms.main(["chain", "deploy", "--rpc", url, "--anvil-account", "0"]) == 2
+    assert f"error: --rpc: no Ethereum JSON-RPC answer at {url}" in capsys.readouterr().err
+
+
+def test_one_signing_option_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        tkms.main(
+            [
+                "chain",
+                "deploy",
+                "--rpc",
+                "http://x",
+                "--anvil-account",
+                "0",
+                "--private-key",
+                "0x" + "11" * 32,
+            ]
+        )
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
