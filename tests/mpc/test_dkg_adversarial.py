@@ -224,3 +224,16 @@ def test_local_faults_alone_exclude_nobody() -> None:
     run = run_dkg(N, T, rng_seed=33, tamper_shares=corrupt_ciphertext(3, 1))
     assert assert_consistent(run).qual == (1, 2, 3, 4, 5)
     assert (3, FaultKind.BAD_SHARE) in faults_of(run, 1)
+
+
+def test_copying_another_dealers_deal_fails_the_proof_of_knowledge() -> None:
+    # The rogue-key defence: dealer 3 republishes dealer 2's commitments and proof as its own.
+    def copy(deals: list[DealPublic]) -> list[DealPublic]:
+        two = next(d for d in deals if d.dealer == 2)
+        return [
+            dataclasses.replace(two, dealer=MemberIndex(3)) if d.dealer == 3 else d for d in deals
+        ]
+
+    run = run_dkg(N, T, rng_seed=34, tamper_deals=copy)
+    assert assert_consistent(run).qual == (1, 2, 4, 5)
+    assert (3, FaultKind.BAD_PROOF) in faults_of(run, 5)
