@@ -29,7 +29,7 @@ from attest import (
     parse_quote,
     read_ratls_certificate,
 )
-from attest.providers import SimulatorProvider
+from attest.providers import SimulatorProvider, TeeProvider
 from node.chainview import ChainView, NodeRecord
 from node.errors import NotReady, PolicyDenied, Unauthenticated
 from node.identity import NodeIdentity
@@ -132,7 +132,7 @@ def key_pem_of(identity: NodeIdentity) -> bytes:
     )
 
 
-def attested_node(provider: SimulatorProvider | None = None) -> PeerNode:
+def attested_node(provider: TeeProvider | None = None) -> PeerNode:
     identity = NodeIdentity.generate()
     cert, key = make_node_certificate(identity, provider or attested_provider())
     return PeerNode(identity, cert, key, identity.tls_key_hash)
@@ -221,7 +221,7 @@ def test_refuses_a_certificate_without_evidence() -> None:
 
 def test_refuses_evidence_bound_to_another_key() -> None:
     other = NodeIdentity.generate()
-    node = attested_node(OtherKeyProvider(attested_provider(), other.tls_spki_der))  # type: ignore[arg-type]
+    node = attested_node(OtherKeyProvider(attested_provider(), other.tls_spki_der))
     view = make_view({node.address: node.record()})
     with pytest.raises(Unauthenticated, match=r"^evidence: .*step 4 \(report_data binding\)"):
         _verify(node, view, AllowList())

@@ -1,0 +1,450 @@
+"""The Peer service over real mutual RA-TLS on 127.0.0.1: who gets in, who is refused, and why.
+
+Every node here is simulator-attested, serves its certificate on a real peer port (port 0),
+and sees the chain through its own `ChainView` (so a test can change one node's view).
+Refusals are asserted by their reason, both in the caller's error and in the server's
+``peer_refused`` log event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+from structlog.testing import capture_logs
+
+from node.chainview import ChainView
+from node.errors import InvalidRequest, NotReady, Unauthenticated
+from node.identity import NodeIdentity
+from node.peer_client import PeerClient
+from node.peer_service import EpochRoster, EpochStatusReply, PeerServer
+from node.ratls import PEER_TLS_NAME
+from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+from tests.node.test_ratls import (
+    AllowList,
+    OtherKeyProvider,
+    PeerNode,
+    attested_node,
+    attested_provider,
+    key_pem_of,
+    make_view,
+    mr_aggregated_of,
+    self_signed,
+)
+
+EPOCH = 7
+CIPHERTEXT = b"\xc7" * 1200
+
+
+class Inbox:
+    """Stands in for EpochManager.on_deal / status: stores deals, flags duplicates."""
+
+    def __init__(self, me: int) -> None:
+        self.me = me
+        self.deals: dict[tuple[int, int, int], bytes] = {}
+        self.calls: list[tuple[int, int, int, bytes]] = []
+
+    def on_deal(self, epoch: int, dealer: int, recipient: int, ciphertext: bytes) -> bool:
+        self.calls.append((epoch, dealer, recipient, ciphertext))
+        if recipient != self.me:
+            raise InvalidRequest(f"recipient {recipient} is not this node (member {self.me})")
+        key = (epoch, dealer, recipient)
+        if key in self.deals:
+            return False
+        self.deals[key] = ciphertext
+        return True
+
+    def status(self, epoch: int) -> EpochStatusReply:
+        got = sorted(d for (e, d, _) in self.deals if e == epoch)
+        return EpochStatusReply(epoch=epoch, phase="deal", deals_received_from=tuple(got))
+
+
+class Net:
+    """Nodes with peer servers and clients; one view per node; one roster for epoch 7."""
+
+    def __init__(self) -> None:
+        self.views: dict[bytes, ChainView] = {}
+        self.servers: dict[bytes, PeerServer] = {}
+        self.clients: dict[bytes, PeerClient] = {}
+        self.inboxes: dict[bytes, Inbox] = {}
+        # every attested_provider() boots the same way: one approved KMS measurement
+        self.allow = AllowList(mr_aggregated_of(attested_node().cert_pem))
+        self.roster: EpochRoster | None = None
+
+    async def add(self, node: PeerNode, member: int = 0, **timing: float) -> PeerNode:
+        addr = node.address
+        inbox = self.inboxes[addr] = Inbox(member)
+        server = PeerServer(
+            identity=node.identity,
+            cert_pem=node.cert_pem,
+            key_pem=node.key_pem,
+            view=lambda: self.views.get(addr),
+            on_deal=inbox.on_deal,
+            epoch_status=inbox.status,
+            roster=lambda e: self.roster if self.roster and e == self.roster.epoch else None,
+            kms_allowed=self.allow,
+            fetch_timeout=2.0,
+            poll_interval=0.05,
+            retry_interval=0.2,
+        )
+        port = await server.start("127.0.0.1:0")
+        node.endpoint = f"127.0.0.1:{port}"
+        self.servers[addr] = server
+        self.clients[addr] = PeerClient(
+            identity=node.identity,
+            cert_pem=node.cert_pem,
+            key_pem=node.key_pem,
+            view=lambda: self.views.get(addr),
+            kms_allowed=self.allow,
+            rpc_timeout=2.0,
+            deadline=timing.get("deadline", 0.6),
+            backoff_initial=0.05,
+            backoff_max=0.3,
+        )
+        return node
+
+    def publish(self, *nodes: PeerNode, simulator_allowed: bool = True) -> ChainView:
+        """Register `nodes` and give every node the same view."""
+        view = make_view(
+            {n.address: n.record() for n in nodes}, simulator_allowed=simulator_allowed
+        )
+        for addr in self.servers:
+            self.views[addr] = view
+        return view
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        await asyncio.gather(*(s.stop(None) for s in self.servers.values()))
+
+
+@asynccontextmanager
+async def network() -> AsyncIterator[Net]:
+    net = Net()
+    try:
+        yield net
+    finally:
+        await net.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 25))
+
+
+async def two_nodes(net: Net) -> tuple[PeerNode, PeerNode]:
+    """A receives (member 1), B deals (dealer 1); both registered, attested, trusted by A."""
+    a = await net.add(attested_node(), member=1)
+    b = await net.add(attested_node(), member=2)
+    net.publish(a, b)
+    net.roster = EpochRoster(EPOCH, dealers=(b.address, a.address), members=(a.address, b.address))
+    await net.servers[a.address].refresh()
+    return a, b
+
+
+def refusals(logs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(e["reason"]) for e in logs if e["event"] == "peer_refused"]
+
+
+# -- the accepted path ----------------------------------------------------------------------------
+
+
+def test_attested_registered_dealer_delivers_and_duplicates_are_not_stored() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            client = net.clients[b.address]
+            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is True
+            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is False
+            await client.deliver_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert net.inboxes[a.address].calls == [(EPOCH, 1, 1, CIPHERTEXT)] * 3
+            status = await client.epoch_status(a.record(), EPOCH)
+            assert status == EpochStatusReply(EPOCH, "deal", (1,))
+            assert client.reachable_count() == 1
+            assert net.servers[a.address].reachable_count() == 1
+
+    run(test)
+
+
+def test_deal_rejected_by_the_epoch_manager_is_invalid_argument_and_not_retried() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            rejected = r"INVALID_ARGUMENT: deal from 0x[0-9a-f]{40} rejected: recipient 2 is not"
+            with capture_logs() as logs, pytest.raises(InvalidRequest, match=rejected):
+                await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 2, CIPHERTEXT)
+            assert len(net.inboxes[a.address].calls) == 1
+            assert [e["event"] for e in logs].count("deal_rejected") == 1
+            with pytest.raises(InvalidRequest, match=r"ciphertext of 0 bytes"):
+                await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, b"")
+
+    run(test)
+
+
+def test_a_dealer_not_yet_trusted_gets_in_once_the_bundle_refreshes() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            b = await net.add(attested_node(), member=2, deadline=10.0)
+            net.roster = EpochRoster(EPOCH, dealers=(b.address,), members=(a.address,))
+            net.publish(a, b)  # A has not fetched B's certificate: B's handshakes fail
+            refresher = asyncio.create_task(net.servers[a.address].run())
+            try:
+                stored = await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            finally:
+                refresher.cancel()
+            assert stored is True
+            assert set(net.servers[a.address].bundle.trusted()) == {b.address}
+
+    run(test)
+
+
+# -- refusals at the call (certificate in the bundle, but the request or the view says no) --------
+
+
+def test_node_outside_the_epoch_is_refused() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            c = await net.add(attested_node())
+            net.publish(a, b, c)
+            await net.servers[a.address].refresh()
+            client = net.clients[c.address]
+            with capture_logs() as logs:
+                not_dealer = (
+                    r"UNAUTHENTICATED: peer refused: authorization: 0x[0-9a-f]{40} is not a"
+                )
+                with pytest.raises(Unauthenticated, match=not_dealer + " dealer of epoch 7"):
+                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                with pytest.raises(
+                    Unauthenticated, match=r"is neither a dealer nor a member of epoch 7"
+                ):
+                    await client.epoch_status(a.record(), EPOCH)
+            assert net.inboxes[a.address].calls == []
+            assert [r.split(":")[0] for r in refusals(logs)] == ["authorization"] * 2
+
+    run(test)
+
+
+def test_peer_claiming_another_dealer_index_is_refused() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            with (
+                capture_logs() as logs,
+                pytest.raises(
+                    Unauthenticated, match=r"is dealer 1 of epoch 7 but the deal claims dealer 2"
+                ),
+            ):
+                await net.clients[b.address].send_deal(a.record(), EPOCH, 2, 1, CIPHERTEXT)
+            assert net.inboxes[a.address].calls == []
+            claim = "is dealer 1 of epoch 7 but the deal claims dealer 2"
+            assert refusals(logs) == [f"authorization: 0x{b.address.hex()} {claim}"]
+
+    run(test)
+
+
+def test_unknown_epoch_is_unavailable_so_the_dealer_retries() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            with pytest.raises(
+                NotReady, match=r"UNAVAILABLE: peer refused: epoch 8 is not known to this node"
+            ):
+                await net.clients[b.address].send_deal(a.record(), 8, 1, 1, CIPHERTEXT)
+
+    run(test)
+
+
+def test_view_change_is_enforced_before_the_bundle_refreshes() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            client = net.clients[b.address]
+            # governance turns simulators off: A's gate refuses at once, its bundle later
+            net.views[a.address] = make_view(
+                {n.address: n.record() for n in (a, b)}, simulator_allowed=False
+            )
+            with capture_logs() as logs:
+                with pytest.raises(
+                    Unauthenticated,
+                    match=r"evidence: simulator quote, but governance has simulatorAllowed = false",
+                ):
+                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                # B is deregistered: its key is no longer any approved node's
+                net.views[a.address] = make_view({a.address: a.record()})
+                with pytest.raises(
+                    Unauthenticated,
+                    match=r"registry: TLS key [0-9a-f]{64} is not the key of any approved node",
+                ):
+                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                await net.servers[a.address].refresh()
+                # the bundle only guards new handshakes: B's open connection meets the gate
+                with pytest.raises(Unauthenticated, match=r"registry: TLS key"):
+                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert net.inboxes[a.address].calls == []
+            assert len(refusals(logs)) == 3  # deregistered: dropped from the bundle silently
+            assert net.servers[a.address].bundle.trusted() == {}
+            await client.close()  # a new connection fails the handshake
+            unavailable = rf"to peer 0x{a.address.hex()} at {a.endpoint} failed: UNAVAILABLE"
+            with pytest.raises(NotReady, match=unavailable):
+                await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+
+    run(test)
+
+
+# -- refusals at the handshake (the certificate never enters the bundle; the reason is logged) ----
+
+
+async def _refused_at_handshake(
+    net: Net, a: PeerNode, bad: PeerNode, reason: str, *, simulator_allowed: bool = True
+) -> None:
+    net.roster = EpochRoster(EPOCH, dealers=(bad.address,), members=(a.address,))
+    net.publish(a, bad, simulator_allowed=simulator_allowed)
+    # the bad node's own client trusts A (its view allows simulators), so only A can refuse
+    net.views[bad.address] = make_view({n.address: n.record() for n in (a, bad)})
+    with capture_logs() as logs:
+        await net.servers[a.address].refresh()
+    assert bad.address not in net.servers[a.address].bundle.trusted()
+    entries = [e for e in logs if e["event"] == "peer_refused"]
+    assert len(entries) == 1
+    assert entries[0]["peer"] == f"0x{bad.address.hex()}" and entries[0]["stage"] == "trust-bundle"
+    assert reason in entries[0]["reason"]
+    with pytest.raises(NotReady, match="UNAVAILABLE"):
+        await net.clients[bad.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+    assert net.inboxes[a.address].calls == []
+
+
+def test_self_signed_certificate_without_evidence_is_refused() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            identity = NodeIdentity.generate()
+            bad = PeerNode(
+                identity, self_signed(identity.tls_key), key_pem_of(identity), identity.tls_key_hash
+            )
+            await net.add(bad)
+            await _refused_at_handshake(net, a, bad, "evidence: certificate carries no attestation")
+
+    run(test)
+
+
+def test_evidence_bound_to_another_key_is_refused() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            other = NodeIdentity.generate()
+            bad = await net.add(
+                attested_node(OtherKeyProvider(attested_provider(), other.tls_spki_der))
+            )
+            await _refused_at_handshake(net, a, bad, "step 4 (report_data binding)")
+
+    run(test)
+
+
+def test_certificate_whose_key_is_not_registered_is_refused() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            bad = attested_node()
+            bad.registered_key_hash = NodeIdentity.generate().tls_key_hash  # chain has another key
+            await net.add(bad)
+            await _refused_at_handshake(net, a, bad, "is not the key of any approved node")
+
+    run(test)
+
+
+def test_simulator_evidence_is_refused_where_simulators_are_not_allowed() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            bad = await net.add(attested_node())
+            await _refused_at_handshake(
+                net, a, bad, "simulatorAllowed = false", simulator_allowed=False
+            )
+
+    run(test)
+
+
+def test_caller_without_a_client_certificate_fails_the_handshake() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, _ = await two_nodes(net)
+            credentials = grpc.ssl_channel_credentials(root_certificates=a.cert_pem)
+            options = [("grpc.ssl_target_name_override", PEER_TLS_NAME)]
+            async with aio.secure_channel(a.endpoint, credentials, options=options) as channel:
+                stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+                with pytest.raises(aio.AioRpcError) as info:
+                    await stub.Deal(
+                        peer_pb2.DealRequest(
+                            epoch=EPOCH, dealer=1, recipient=1, ciphertext=CIPHERTEXT
+                        ),
+                        timeout=2,
+                    )
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert net.inboxes[a.address].calls == []
+
+    run(test)
+
+
+# -- the client side --------------------------------------------------------------------------
+
+
+def test_client_refuses_a_server_whose_certificate_does_not_verify() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a = await net.add(attested_node(), member=1)
+            identity = NodeIdentity.generate()
+            bad = await net.add(
+                PeerNode(
+                    identity,
+                    self_signed(identity.tls_key),
+                    key_pem_of(identity),
+                    identity.tls_key_hash,
+                )
+            )
+            net.publish(a, bad)
+            started = time.monotonic()
+            refused = rf"peer 0x{bad.address.hex()} at {bad.endpoint}: server certificate refused: "
+            refused += "evidence: certificate carries no attestation"
+            with capture_logs() as logs, pytest.raises(Unauthenticated, match=refused):
+                await net.clients[a.address].send_deal(bad.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert time.monotonic() - started < 1.0  # final, not retried
+            assert net.inboxes[bad.address].calls == []
+            assert [e["stage"] for e in logs if e["event"] == "peer_refused"] == [
+                "server-certificate"
+            ]
+            # an endpoint that serves another registered node's certificate is refused too
+            impostor = bad.record().__class__(
+                **{**_fields(bad.record()), "peer_endpoint": a.endpoint}
+            )
+            with pytest.raises(
+                Unauthenticated, match=rf"serves the certificate of 0x{a.address.hex()}"
+            ):
+                await net.clients[a.address].send_deal(impostor, EPOCH, 1, 1, CIPHERTEXT)
+
+    run(test)
+
+
+def test_unreachable_peer_gives_up_at_the_deadline_naming_peer_and_endpoint() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            await net.servers[a.address].stop(None)
+            started = time.monotonic()
+            gave_up = rf"to peer 0x{a.address.hex()} at {a.endpoint} failed: .*cannot fetch the"
+            with capture_logs() as logs, pytest.raises(NotReady, match=gave_up + " certificate"):
+                await net.clients[b.address].deliver_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert 0.3 < time.monotonic() - started < 3.0
+            assert sum(e["event"] == "peer_call_retry" for e in logs) >= 2
+
+    run(test)
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__slots__}
