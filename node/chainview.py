@@ -1,0 +1,422 @@
+"""What the node knows about the chain: immutable `ChainView` snapshots and the `ChainWatcher`.
+
+A view is read at one block (`head`): every field comes from reads pinned to that block, so a
+decision taken from a view is a decision about one consistent chain state. Views never change;
+the watcher replaces its `view` by a newer one.
+
+Rules of this module:
+
+* Chain bytes are decoded strictly (`mpc.group`). A committee whose public polynomial or PK2
+  does not decode, has the wrong length, or whose PK2 does not match A_0 is left out of the
+  view with a logged reason (`committee_unusable`): the Kms service then has no committee for
+  that generation and answers UNAVAILABLE, never with a wrong key. A node whose registration
+  cannot be parsed is left out of `nodes` (`node_record_invalid`); as a committee member it
+  keeps its place with empty endpoints, so one bad registration cannot disable a committee.
+* The board of one epoch (`read_setup`, `read_deals`, `read_board`) turns the chain's deals,
+  complaints and justifications into `mpc.messages`. A deal or justification that does not
+  decode is left out, which every honest node does alike, so they still agree on QUAL.
+* web3 calls block, so the watcher runs them in a thread (`asyncio.to_thread`). On an RPC
+  error it keeps the old view, which ages (`head_age`); the error is logged once per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from contracts import (
+    ContractsError,
+    EpochInfo,
+    EpochKind,
+    GenerationStatus,
+    GovernanceClient,
+    NodeInfo,
+    NodeStatus,
+)
+from mpc.dealenc import DealPublicKey
+from mpc.errors import EncodingError, MpcError
+from mpc.group import G1, G1_SIZE, G2, G2_SIZE, Scalar, pairing_product_is_one
+from mpc.messages import Complaint, DealPublic, Justification
+from mpc.schnorr import SchnorrProof
+from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.sharing import PublicPolynomial
+from mpc.types import Epoch, Generation, MemberIndex
+from node.endpoints import Endpoints
+from node.errors import InvalidRequest
+from node.logs import get_logger
+
+DEAL_KEY_SIZE: Final = 1216
+ADDRESS_SIZE: Final = 20
+_log = get_logger("tkms.chain")
+
+#: What a failed chain read can raise: our client's errors, web3's, and transport errors
+#: (requests' exceptions derive from OSError).
+RPC_ERRORS: Final = (ContractsError, Web3Exception, OSError, ValueError, TimeoutError)
+
+
+def to_address_bytes(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != ADDRESS_SIZE:
+        raise ValueError(f"address {address!r} is not 20 bytes")
+    return raw
+
+
+def to_checksum(address: bytes) -> str:
+    return str(Web3.to_checksum_address(address))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """An approved node in the registry (endpoints are empty if its registration is bad)."""
+
+    address: bytes  # 20 bytes
+    kms_endpoint: str  # host:port
+    peer_endpoint: str  # host:port
+    tls_key_hash: bytes  # SHA-256 of the node's TLS SubjectPublicKeyInfo DER
+    deal_public_key: bytes  # 1216 bytes (mpc.dealenc)
+
+
+@dataclass(frozen=True, slots=True)
+class Committee:
+    """The ACTIVE epoch of one generation; member k (1-based) is members[k-1]."""
+
+    generation: int
+    epoch: int
+    threshold: int
+    members: tuple[NodeRecord, ...]
+    public: PublicPolynomial  # A_0..A_{t-1}; A_0 = PK1
+    pk2: G2
+
+    def index_of(self, address: bytes) -> int | None:
+        for k, member in enumerate(self.members, start=1):
+            if member.address == address:
+                return k
+        return None
+
+    def verification_key(self, index: int) -> G1:
+        """V_i = Σ_k i^k·A_k of member `index` (1..n)."""
+        if not 1 <= index <= len(self.members):
+            raise InvalidRequest(f"member index {index} outside 1..{len(self.members)}")
+        return self.public.verification_key(MemberIndex(index))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainView:
+    """One consistent snapshot of the governance contract at block `head`."""
+
+    chain_id: int
+    governance: bytes  # 20 bytes
+    head: int
+    head_timestamp: int  # block timestamp (unix seconds)
+    latest_generation: int  # 0 before the first DKG
+    committees: Mapping[int, Committee]  # every generation that is Active or Retiring
+    running_epoch: int  # 0 when none
+    nodes: Mapping[bytes, NodeRecord]  # approved nodes by address
+    simulator_allowed: bool
+
+    def committee(self, generation: int = 0) -> Committee | None:
+        """The committee of `generation` (0 = latest), or None if it has none usable."""
+        return self.committees.get(generation or self.latest_generation)
+
+    def head_age(self, now: float) -> float:
+        return max(0.0, now - self.head_timestamp)
+
+
+def node_record(info: NodeInfo, *, strict: bool) -> NodeRecord | None:
+    """The record of a registered node; None (strict) or empty endpoints if it is malformed."""
+    address = to_address_bytes(info.address)
+    problem = ""
+    kms = peer = ""
+    try:
+        endpoints = Endpoints.parse(info.endpoint)
+        kms, peer = endpoints.kms, endpoints.peer
+    except InvalidRequest as exc:
+        problem = str(exc)
+    if len(info.deal_key) != DEAL_KEY_SIZE:
+        problem = f"deal key is {len(info.deal_key)} bytes, expected {DEAL_KEY_SIZE}"
+    if problem:
+        _log.warning("node_record_invalid", node=info.address, reason=problem)
+        if strict:
+            return None
+    return NodeRecord(
+        address=address,
+        kms_endpoint=kms,
+        peer_endpoint=peer,
+        tls_key_hash=info.tls_key_hash,
+        deal_public_key=info.deal_key,
+    )
+
+
+def decode_public(
+    points: tuple[bytes, ...], threshold: int, pk2: bytes
+) -> tuple[PublicPolynomial, G2]:
+    """Strictly decode an activated epoch's public polynomial and PK2 (raises EncodingError)."""
+    if len(points) != threshold or any(len(p) != G1_SIZE for p in points):
+        raise EncodingError("public polynomial", f"expected {threshold} points of {G1_SIZE} bytes")
+    public = PublicPolynomial.from_bytes(b"".join(points), threshold, "public polynomial")
+    if len(pk2) != G2_SIZE:
+        raise EncodingError("PK2", f"expected {G2_SIZE} bytes, got {len(pk2)}")
+    key2 = G2.from_bytes(pk2, "PK2")
+    if not pairing_product_is_one([(public.public_key, G2.generator()), (-G1.generator(), key2)]):
+        raise EncodingError("PK2", "does not match A_0 (e(A_0, G2) != e(G1, PK2))")
+    return public, key2
+
+
+class _Reader:
+    """Reads views; caches the decoded public data of activated epochs (they never change)."""
+
+    def __init__(self, client: GovernanceClient) -> None:
+        self._client = client
+        self._decoded: dict[int, tuple[PublicPolynomial, G2] | None] = {}
+        self._chain_id: int | None = None
+
+    def read(self, previous: ChainView | None) -> ChainView:
+        c = self._client
+        block = c.w3.eth.get_block("latest")
+        head = int(block["number"])
+        if previous is not None and previous.head == head:
+            return previous
+        if self._chain_id is None:
+            self._chain_id = int(c.w3.eth.chain_id)
+        latest = c.get_latest_generation(block=head)
+        nodes: dict[bytes, NodeRecord] = {}
+        for address in c.get_nodes(block=head):
+            info = c.get_node(address, block=head)
+            if info.status is NodeStatus.APPROVED:
+                record = node_record(info, strict=True)
+                if record is not None:
+                    nodes[record.address] = record
+        committees: dict[int, Committee] = {}
+        for generation in range(1, latest + 1):
+            committee = self._committee(generation, head, nodes)
+            if committee is not None:
+                committees[generation] = committee
+        return ChainView(
+            chain_id=self._chain_id,
+            governance=to_address_bytes(c.address),
+            head=head,
+            head_timestamp=int(block["timestamp"]),
+            latest_generation=latest,
+            committees=MappingProxyType(committees),
+            running_epoch=c.get_running_epoch(block=head),
+            nodes=MappingProxyType(nodes),
+            simulator_allowed=c.get_simulator_allowed(block=head),
+        )
+
+    def _committee(
+        self, generation: int, head: int, nodes: Mapping[bytes, NodeRecord]
+    ) -> Committee | None:
+        c = self._client
+        info = c.get_generation(generation, block=head)
+        if info.status not in (GenerationStatus.ACTIVE, GenerationStatus.RETIRING):
+            return None
+        epoch = c.get_epoch(info.active_epoch, block=head)
+        if info.active_epoch not in self._decoded:
+            try:
+                self._decoded[info.active_epoch] = decode_public(
+                    epoch.public_polynomial, epoch.threshold, epoch.pk2
+                )
+            except EncodingError as exc:
+                _log.error(
+                    "committee_unusable", generation=generation, epoch=epoch.epoch, reason=str(exc)
+                )
+                self._decoded[info.active_epoch] = None
+        decoded = self._decoded[info.active_epoch]
+        if decoded is None:
+            return None
+        members = []
+        for address in epoch.members:
+            raw = to_address_bytes(address)
+            record = nodes.get(raw) or node_record(c.get_node(address, block=head), strict=False)
+            assert record is not None  # strict=False always gives a record
+            members.append(record)
+        return Committee(
+            generation=generation,
+            epoch=info.active_epoch,
+            threshold=epoch.threshold,
+            members=tuple(members),
+            public=decoded[0],
+            pk2=decoded[1],
+        )
+
+
+class ChainWatcher:
+    """Polls the chain every `poll_interval` seconds and publishes the newest `view`."""
+
+    def __init__(self, client: GovernanceClient, *, poll_interval: float) -> None:
+        self.view: ChainView | None = None
+        self._reader = _Reader(client)
+        self._poll_interval = poll_interval
+        self._changed = asyncio.Condition()
+        self._failing = False
+
+    async def poll_once(self) -> ChainView | None:
+        """Read the chain once; on an RPC error keep (and return) the old view."""
+        try:
+            view = await asyncio.to_thread(self._reader.read, self.view)
+        except RPC_ERRORS as exc:
+            if not self._failing:
+                _log.warning("chain_unreachable", error=str(exc), kept_head=self._head())
+                self._failing = True
+            return self.view
+        if self._failing:
+            _log.info("chain_reachable", head=view.head)
+            self._failing = False
+        if self.view is None or view.head > self.view.head:
+            self.view = view
+            async with self._changed:
+                self._changed.notify_all()
+        return self.view
+
+    async def run(self) -> None:
+        """Forever: poll, publish, sleep. An RPC error keeps the old view (it ages)."""
+        while True:
+            started = time.monotonic()
+            await self.poll_once()
+            await asyncio.sleep(max(0.0, self._poll_interval - (time.monotonic() - started)))
+
+    async def wait_for_view(self, predicate: Callable[[ChainView], bool]) -> ChainView:
+        """The first view (current or future) for which `predicate` holds."""
+        async with self._changed:
+            while True:
+                view = self.view
+                if view is not None and predicate(view):
+                    return view
+                await self._changed.wait()
+
+    def _head(self) -> int | None:
+        return None if self.view is None else self.view.head
+
+
+# The board of one epoch: chain records as mpc messages (blocking; run in a thread)
+
+_SESSION_KINDS: Final = {
+    EpochKind.DKG: SessionKind.DKG,
+    EpochKind.ROTATE: SessionKind.DKG,
+    EpochKind.RESHARE: SessionKind.RESHARE,
+    EpochKind.REFRESH: SessionKind.REFRESH,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """A running epoch as read from chain, and the session every message of it is bound to."""
+
+    info: EpochInfo
+    context: SessionContext
+    session_id: bytes
+    keys: tuple[DealPublicKey, ...] | None  # the members' deal keys; None if one is malformed
+    no_deal: str  # why we could not deal to every member ("" if we can)
+
+    @property
+    def fresh_key(self) -> bool:
+        """DKG or ROTATE: every member deals a fresh secret."""
+        return self.context.kind is SessionKind.DKG
+
+    def dealer_index(self, address: str) -> int:
+        lowered = [d.lower() for d in self.info.dealers]
+        return lowered.index(address.lower()) + 1 if address.lower() in lowered else 0
+
+    def member_address(self, index: int) -> str:
+        return self.info.members[index - 1]
+
+    def dealer_address(self, index: int) -> str:
+        return self.info.dealers[index - 1]
+
+
+def read_setup(client: GovernanceClient, view: ChainView, epoch: int) -> Board:
+    """Everything needed to take part in `epoch` (raises MpcError if chain data is malformed)."""
+    info = client.get_epoch(epoch, block=view.head)
+    previous = None
+    if info.kind in (EpochKind.RESHARE, EpochKind.REFRESH):
+        old = client.get_epoch(info.previous_epoch, block=view.head)
+        public, pk2 = decode_public(old.public_polynomial, old.threshold, old.pk2)
+        previous = PreviousCommittee(
+            members=tuple(to_address_bytes(m) for m in old.members),
+            threshold=old.threshold,
+            public=public,
+            pk2=pk2,
+        )
+    context = SessionContext(
+        chain_id=view.chain_id,
+        contract=view.governance,
+        epoch=Epoch(epoch),
+        kind=_SESSION_KINDS[info.kind],
+        generation=Generation(info.generation),
+        threshold=info.threshold,
+        members=tuple(to_address_bytes(m) for m in info.members),
+        previous=previous,
+    )
+    keys: list[DealPublicKey] = []
+    no_deal = ""
+    for k, member in enumerate(info.members, start=1):
+        raw = client.get_node(member, block=view.head).deal_key
+        try:
+            keys.append(DealPublicKey.from_bytes(raw, f"deal key of member {k}"))
+        except EncodingError as exc:
+            no_deal = str(exc)
+    return Board(
+        info=info,
+        context=context,
+        session_id=context.session_id,
+        keys=None if no_deal else tuple(keys),
+        no_deal=no_deal,
+    )
+
+
+def read_deals(client: GovernanceClient, board: Board) -> list[DealPublic]:
+    """The deals on chain; one that does not decode is left out (as if missing)."""
+    deals = []
+    for k, dealer in enumerate(board.info.dealers, start=1):
+        deal = client.get_deal(board.info.epoch, dealer)
+        if deal.submitted_at == 0:
+            continue
+        try:
+            commitments = tuple(
+                G1.from_bytes(c, f"deal of dealer {k}: C_{j}")
+                for j, c in enumerate(deal.commitments)
+            )
+            deals.append(
+                DealPublic(
+                    session_id=board.session_id,
+                    dealer=MemberIndex(k),
+                    commitments=PublicPolynomial(commitments),
+                    p=G2.from_bytes(deal.pk2_part, f"deal of dealer {k}: P"),
+                    proof=SchnorrProof.from_bytes(deal.proof, f"deal of dealer {k}: proof"),
+                )
+            )
+        except MpcError as exc:
+            _log.warning("deal_undecodable", epoch=board.info.epoch, dealer=k, reason=str(exc))
+    return deals
+
+
+def read_board(
+    client: GovernanceClient, board: Board
+) -> tuple[list[Complaint], list[Justification]]:
+    """The complaints on chain, and the justifications answering them."""
+    members = [m.lower() for m in board.info.members]
+    dealers = [d.lower() for d in board.info.dealers]
+    complaints, justifications = [], []
+    for c in client.get_complaints(board.info.epoch):
+        # The contract only accepts complaints from members against dealers.
+        accuser = MemberIndex(members.index(c.accuser.lower()) + 1)
+        dealer = MemberIndex(dealers.index(c.accused.lower()) + 1)
+        complaints.append(Complaint(session_id=board.session_id, accuser=accuser, dealer=dealer))
+        if not c.justified:
+            continue
+        try:
+            share = Scalar.from_bytes(c.share, f"justification of dealer {dealer}")
+        except EncodingError as exc:
+            _log.warning("justification_undecodable", epoch=board.info.epoch, reason=str(exc))
+            continue
+        justifications.append(
+            Justification(session_id=board.session_id, dealer=dealer, accuser=accuser, share=share)
+        )
+    return complaints, justifications
