@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from mpc.dealenc import DealKeyPair, DealPublicKey
@@ -89,7 +88,7 @@ class ReshareDealer(StateMachine):
         super().__init__()
         self._context, self._me, self._rng = context, me, rng
         self._session_id = context.session_id
-        # The polynomial is fixed now (not in deal()) so the secret is never held twice.
+        # Fixed here, once: the deal and every later justification come from this polynomial.
         self._poly = Polynomial.random(context.threshold - 1, rng, secret=share.value)
 
     @property
@@ -118,12 +117,6 @@ class ReshareDealer(StateMachine):
         out = make_justifications(self._session_id, self._me, self._poly, accusers)
         self._enter(Input.COMPLAINTS, Phase.FINISHED)
         return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Combined:
-    public: PublicPolynomial
-    pk2: G2
 
 
 class ReshareReceiver(StateMachine):
@@ -196,10 +189,10 @@ class ReshareReceiver(StateMachine):
             return self._fail(Input.JUSTIFICATIONS, self._too_few())
         chosen = qual[:old_t]
         lambdas = lagrange_coefficients_at_zero(chosen)
-        combined = self._combine(chosen, [lambdas[i] for i in chosen])
-        if combined.public.public_key != self._previous.public.public_key:
+        public, pk2 = self._combine(chosen, [lambdas[i] for i in chosen])
+        if public.public_key != self._previous.public.public_key:
             return self._fail(Input.JUSTIFICATIONS, "A'_0 differs from the group key PK1")
-        if combined.pk2 != self._previous.pk2:
+        if pk2 != self._previous.pk2:
             return self._fail(Input.JUSTIFICATIONS, "the combined P differs from PK2")
         shares = self._judge.shares
         share = None
@@ -210,16 +203,19 @@ class ReshareReceiver(StateMachine):
             member=self._me,
             qual=qual,
             share=share,
-            public=combined.public,
-            pk2=combined.pk2,
-            digest=compute_digest(self._session_id, qual, combined.public, combined.pk2),
+            public=public,
+            pk2=pk2,
+            digest=compute_digest(self._session_id, qual, public, pk2),
             faults=self._judge.faults,
         )
         self._outcome = result
         self._enter(Input.JUSTIFICATIONS, Phase.FINISHED)
         return result
 
-    def _combine(self, chosen: Sequence[MemberIndex], lambdas: Sequence[Scalar]) -> _Combined:
+    def _combine(
+        self, chosen: Sequence[MemberIndex], lambdas: Sequence[Scalar]
+    ) -> tuple[PublicPolynomial, G2]:
+        """A'_k = Σ λ_i·D_{i,k} and Σ λ_i·P_i over the λ set."""
         deals = [self._judge.deals[i] for i in chosen]
         public = PublicPolynomial(
             tuple(
@@ -227,7 +223,7 @@ class ReshareReceiver(StateMachine):
                 for k in range(self._context.threshold)
             )
         )
-        return _Combined(public=public, pk2=G2.msm([d.p for d in deals], lambdas))
+        return public, G2.msm([d.p for d in deals], lambdas)
 
     def _too_few(self) -> str:
         have, need = len(self._judge.qual), self._previous.threshold
