@@ -38,40 +38,30 @@ def run_json(*args: str, expect: int = 0) -> Any:
     return json.loads(run(*args, "--json", expect=expect).stdout)
 
 
-def test_deploy_register_check_revoke_audit_walkthrough(anvil: Anvil) -> None:
-    """Real processes, one per step (each pays web3's import: keep the count small)."""
+def test_deploy_register_check_revoke_audit_walkthrough(
+    anvil: Anvil, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real processes for the main steps (each pays ~1.5 s of web3 import: keep them few)."""
     rpc = ("--rpc", anvil.rpc_url)
     deployed = run_json("chain", "deploy", *rpc, "--anvil-account", "0", "--allow-simulator")
     assert set(deployed) == {"governance", "app_factory"}
     governance = ("--governance", deployed["governance"])
-    registered = run_json(
-        "app",
-        "register",
-        *rpc,
-        *governance,
-        "--anvil-account",
-        "1",
-        "--compose-hash",
-        COMPOSE,
-        "--any-device",
-    )
+    register = ("app", "register", *rpc, *governance, "--anvil-account", "1")
+    registered = run_json(*register, "--compose-hash", COMPOSE, "--any-device")
     app = ("--app-id", registered["app_id"])
-    check = ("app", "check", *rpc, *governance, *app, "--compose-hash", COMPOSE)
-    assert run_json(*check, expect=1) == {"allowed": False, "reason": "OS image is not allowed"}
-    run(
-        "chain",
-        "allow-os-image",
-        *rpc,
-        *governance,
-        "--anvil-account",
-        "0",
-        "--os-image-hash",
-        IMAGE,
-    )
+    allow_image = ("--anvil-account", "0", "--os-image-hash", IMAGE)
+    run("chain", "allow-os-image", *rpc, *governance, *allow_image)
+    check = ["app", "check", *rpc, *governance, *app, "--compose-hash", COMPOSE]
     assert run_json(*check) == {"allowed": True, "reason": ""}
-    run("app", "revoke-compose", *rpc, *app, "--anvil-account", "1", "--compose-hash", COMPOSE)
-    assert run_json(*check, expect=1) == {"allowed": False, "reason": "Compose hash not allowed"}
-
+    # Further steps in process: the same code without another interpreter start.
+    revoke = ["app", "revoke-compose", *rpc, *app, "--anvil-account", "1"]
+    assert tkms.main([*revoke, "--compose-hash", COMPOSE]) == 0
+    capsys.readouterr()
+    assert tkms.main([*check, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {
+        "allowed": False,
+        "reason": "Compose hash not allowed",
+    }
     history = run_json("chain", "audit", *rpc, *governance)
     events = [(e["source"], e["event"]) for e in history]
     assert events[:5] == [
