@@ -53,6 +53,7 @@ __all__ = [
     "PeerServer",
     "PeerServicer",
     "TrustBundle",
+    "Trusted",
     "chain_roster",
 ]
 
@@ -120,6 +121,10 @@ class PeerGate:
         except NodeError as exc:
             log.warning("peer_refused", peer=who, method=method, reason=str(exc))
             await _abort(context, exc, f"peer refused: {exc}")
+        except Exception as exc:  # a bug or an unforeseen input: refuse, never let it through
+            reason = f"internal error while authenticating ({type(exc).__name__})"
+            log.error("peer_refused", peer=who, method=method, reason=reason)
+            await _abort(context, NodeError(), f"peer refused: {reason}")
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:

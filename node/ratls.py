@@ -32,7 +32,9 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar, cast
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest import (
     AllOf,
@@ -135,6 +137,12 @@ def _load(cert_pem: bytes, now: int) -> x509.Certificate:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise Unauthenticated(f"certificate: not a PEM X.509 certificate ({exc})") from None
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise Unauthenticated(f"certificate: unusable public key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Unauthenticated(f"certificate: key is {type(key).__name__}, not ECDSA P-256")
     when = dt.datetime.fromtimestamp(now, dt.UTC)
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
         raise Unauthenticated(

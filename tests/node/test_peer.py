@@ -371,7 +371,7 @@ def test_simulator_evidence_is_refused_where_simulators_are_not_allowed() -> Non
     run(test)
 
 
-def test_caller_without_a_client_certificate_fails_the_handshake() -> None:
+def test_caller_without_a_client_certificate_or_unregistered_fails_the_handshake() -> None:
     async def test() -> None:
         async with network() as net:
             a, _ = await two_nodes(net)
@@ -387,6 +387,11 @@ def test_caller_without_a_client_certificate_fails_the_handshake() -> None:
                         timeout=2,
                     )
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            # an attested node that is not registered is not in the bundle either
+            stranger = await net.add(attested_node())
+            net.views[stranger.address] = net.views[a.address]
+            with pytest.raises(NotReady, match="UNAVAILABLE"):
+                await net.clients[stranger.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
             assert net.inboxes[a.address].calls == []
 
     run(test)

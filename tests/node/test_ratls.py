@@ -305,3 +305,26 @@ def test_spki_hash_is_the_registered_form() -> None:
     identity = NodeIdentity.generate()
     cert = x509.load_pem_x509_certificate(self_signed(identity.tls_key))
     assert spki_hash(cert) == hashlib.sha256(identity.tls_spki_der).digest()
+
+
+def test_refuses_a_key_that_is_not_ecdsa_p256() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ed")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, None)
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(Unauthenticated, match=r"^certificate: key is Ed25519PublicKey, not ECDSA"):
+        verify_peer_certificate(
+            pem, make_view({}), policy=POLICY, now=int(time.time()), kms_allowed=AllowList()
+        )
