@@ -245,14 +245,23 @@ class PeerVerifier:
             hit = self._cache.get(digest)
         if hit is not None and hit[0] is view and now - hit[2] < self.ttl:
             return cast("R", hit[1])
-        record = verify_peer_certificate(
-            cert_pem,
-            view,
-            policy=self.policy,
-            now=int(now),
-            kms_allowed=self.kms_allowed,
-            collateral=self.collateral,
-        )
+        try:
+            record = verify_peer_certificate(
+                cert_pem,
+                view,
+                policy=self.policy,
+                now=int(now),
+                kms_allowed=self.kms_allowed,
+                collateral=self.collateral,
+            )
+        except NodeError:
+            raise
+        except Exception as exc:
+            # Certificates come from the network: whatever a parser below us trips on is a
+            # refusal of that certificate, never a crash of the task that asked.
+            raise Unauthenticated(
+                f"certificate: could not be processed ({type(exc).__name__}: {exc})"
+            ) from exc
         with self._lock:
             self._cache[digest] = (view, record, now)
             self._cache.move_to_end(digest)

@@ -328,3 +328,15 @@ def test_refuses_a_key_that_is_not_ecdsa_p256() -> None:
         verify_peer_certificate(
             pem, make_view({}), policy=POLICY, now=int(time.time()), kms_allowed=AllowList()
         )
+
+
+def test_verifier_turns_an_unexpected_failure_into_a_refusal() -> None:
+    node = attested_node()
+
+    def broken(evidence: VerifiedEvidence) -> None:
+        raise KeyError("surprise")
+
+    verifier = PeerVerifier(policy=POLICY, kms_allowed=broken)
+    view = make_view({node.address: node.record()})
+    with pytest.raises(Unauthenticated, match=r"^certificate: could not be processed \(KeyError"):
+        verifier.verify(node.cert_pem, view)
