@@ -150,7 +150,7 @@ class Quote:
         """The PCK chain parsed with `cryptography` (leaf, intermediate, root). Unverified."""
         try:
             certs = x509.load_pem_x509_certificates(self.pck_chain_pem.rstrip(b"\0"))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise QuoteParseError(
                 f"PCK certificate chain cannot be parsed as PEM X.509 certificates: {exc}",
                 offset=self.signed_length,

@@ -7,7 +7,14 @@ Hierarchy::
     │   └── UnsupportedQuoteError    well-formed, but a kind tkms does not accept (SGX, v3, P-384)
     ├── CollateralError              collateral missing, malformed, or could not be fetched
     ├── VerificationError            DCAP verification failed (signature, chain, TCB, time)
-    └── PolicyError                  verified, but tkms policy rejects it (found vs expected)
+    ├── PolicyError                  verified, but tkms policy rejects it (found vs expected)
+    ├── EventLogError                a JSON or CCEL event log is malformed (entry/offset)
+    ├── ReplayError                  the event log does not replay to the quote's RTMRs
+    ├── IdentityError                no dstack identity can be derived from the log
+    ├── BindingError                 report_data does not bind the expected key
+    ├── ProviderError                the TEE (configfs-tsm, RTMR sysfs) failed
+    ├── RaTlsError                   an RA-TLS certificate is malformed or inconsistent
+    └── EvidenceError                the combined check failed; `step` names which
 
 Every message names the field (and byte offset for parse errors) and, where a value was
 compared, both the value found and the value expected.
