@@ -9,6 +9,7 @@ Refusals are asserted by their reason, both in the caller's error and in the ser
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -371,27 +372,49 @@ def test_simulator_evidence_is_refused_where_simulators_are_not_allowed() -> Non
     run(test)
 
 
-def test_caller_without_a_client_certificate_or_unregistered_fails_the_handshake() -> None:
+def test_caller_without_a_client_certificate_or_unregistered_fails_the_handshake(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    async def grpc_core_log_after(call: Awaitable[object], reason: str) -> None:
+        """Run `call`; the refusal never reaches Python, so find `reason` in grpc's TLS log."""
+        capfd.readouterr()
+        await call
+        if os.environ.get("GRPC_VERBOSITY", "").upper() in ("ERROR", "NONE"):
+            return  # grpc was told not to log handshake failures
+        seen = ""
+        for _ in range(20):
+            seen += capfd.readouterr().err
+            if reason in seen:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"grpc logged no {reason}: {seen!r}")
+
     async def test() -> None:
         async with network() as net:
             a, _ = await two_nodes(net)
+            stranger = await net.add(attested_node())  # attested, but not registered
+            net.views[stranger.address] = net.views[a.address]
+            await net.clients[stranger.address]._stub(a.record())  # fetch and pin A first
             credentials = grpc.ssl_channel_credentials(root_certificates=a.cert_pem)
             options = [("grpc.ssl_target_name_override", PEER_TLS_NAME)]
-            async with aio.secure_channel(a.endpoint, credentials, options=options) as channel:
-                stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
-                with pytest.raises(aio.AioRpcError) as info:
-                    await stub.Deal(
-                        peer_pb2.DealRequest(
-                            epoch=EPOCH, dealer=1, recipient=1, ciphertext=CIPHERTEXT
-                        ),
-                        timeout=2,
-                    )
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-            # an attested node that is not registered is not in the bundle either
-            stranger = await net.add(attested_node())
-            net.views[stranger.address] = net.views[a.address]
-            with pytest.raises(NotReady, match="UNAVAILABLE"):
-                await net.clients[stranger.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            request = peer_pb2.DealRequest(
+                epoch=EPOCH, dealer=1, recipient=1, ciphertext=CIPHERTEXT
+            )
+
+            async def without_certificate() -> None:
+                async with aio.secure_channel(a.endpoint, credentials, options=options) as ch:
+                    stub = peer_pb2_grpc.PeerStub(ch)  # type: ignore[no-untyped-call]
+                    with pytest.raises(aio.AioRpcError) as info:
+                        await stub.Deal(request, timeout=2)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+            async def unregistered() -> None:
+                client = net.clients[stranger.address]
+                with pytest.raises(NotReady, match="UNAVAILABLE"):
+                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+
+            await grpc_core_log_after(without_certificate(), "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+            await grpc_core_log_after(unregistered(), "CERTIFICATE_VERIFY_FAILED")
             assert net.inboxes[a.address].calls == []
 
     run(test)
