@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._tx import Receipt, Transactor, decode_revert
     from contracts._types import (
@@ -71,6 +72,7 @@ _MODULES: dict[str, str] = {
     "AuthDecision": "contracts._types",
     "BlockRef": "contracts._types",
     "CallReverted": "contracts.errors",
+    "ChainEvent": "contracts._events",
     "ChainError": "contracts.errors",
     "CompileError": "contracts.errors",
     "ComplaintInfo": "contracts._types",
@@ -99,6 +101,7 @@ _MODULES: dict[str, str] = {
     "anvil_account": "contracts._accounts",
     "decode_revert": "contracts._tx",
     "deploy": "contracts._deploy",
+    "fetch_events": "contracts._events",
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
     "load_artifact": "contracts._artifacts",
@@ -124,6 +127,7 @@ __all__ = [
     "AuthDecision",
     "BlockRef",
     "CallReverted",
+    "ChainEvent",
     "ChainError",
     "CompileError",
     "ComplaintInfo",
@@ -149,6 +153,7 @@ __all__ = [
     "anvil_account",
     "decode_revert",
     "deploy",
+    "fetch_events",
     "find_anvil",
     "free_port",
     "load_artifact",

@@ -14,6 +14,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from contracts._artifacts import load_artifact
+from contracts._events import ChainEvent, fetch_events
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, Transactor, call, logs_of, require_sender
 from contracts._types import (
@@ -80,6 +81,16 @@ class GovernanceClient:
             dict(decoder.process_log(log)["args"])
             for log in logs_of(receipt, self.address, decoder.topic)
         ]
+
+    def get_events(
+        self, from_block: int, to_block: int | None = None, *, names: Sequence[str] = ()
+    ) -> list[ChainEvent]:
+        """This contract's events in [from_block, to_block], oldest first, optionally by name.
+
+        The chain watcher of a node feeds these (EpochProposed, DealSubmitted, ...) to its
+        state machines; `to_block` should be the block its other reads are pinned to.
+        """
+        return fetch_events(self.w3, [self.address], from_block, to_block, names=names)
 
     # Ownership
     def get_owner(self, *, block: BlockRef = "latest") -> str:

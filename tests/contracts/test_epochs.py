@@ -93,6 +93,19 @@ def test_dkg_runs_through_every_phase_and_activates_generation_1(
     with pytest.raises(TransactionFailed, match=r"EpochNotRunning\(epoch=1, status=2\)"):
         as_signer(3).send_confirm(epoch, DIGEST, poly.points, poly.pk2)
 
+    # What a node's chain watcher reads: the epoch's events, oldest first, filtered by name.
+    events = governance.get_events(info.proposed_at, names=["DealSubmitted", "EpochActivated"])
+    assert [(e.event, e.args["epoch"]) for e in events] == [("DealSubmitted", 1)] * 3 + [
+        ("EpochActivated", 1)
+    ]
+    assert [e.args["dealer"] for e in events[:3]] == committee[:3]
+    assert events[3].args["publicPolynomial"] == b"".join(poly.points)
+    everything = governance.get_events(info.proposed_at, done.finished_at)
+    assert [e.event for e in everything][:2] == ["EpochProposed", "DealSubmitted"]
+    assert [e.event for e in everything][-3:] == ["Confirmed", "Confirmed", "EpochActivated"]
+    with pytest.raises(InvalidInput, match="names: no event called 'Nope' in our contracts"):
+        governance.get_events(0, names=["Nope"])
+
 
 def test_minority_digest_or_forged_polynomial_never_activates(
     w3: Web3, governance: GovernanceClient, as_signer: AsSigner, committee: list[str]
