@@ -327,6 +327,7 @@ class PeerServer:
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout
         self._server: aio.Server | None = None
+        self._problems: dict[bytes, tuple[str, str]] = {}  # last logged (event, reason)
         self.port = 0
 
     def reachable_count(self) -> int:
@@ -399,20 +400,23 @@ class PeerServer:
                     f"registry: {endpoint} serves the certificate of {_hex(owner.address)}"
                 )
         except NotReady as exc:
-            log.info(
-                "peer_unreachable", peer=_hex(record.address), endpoint=endpoint, reason=str(exc)
-            )
+            self._note(record, "peer_unreachable", str(exc), stage="trust-bundle")
             return old if same else None
         except NodeError as exc:
-            log.warning(
-                "peer_refused",
-                peer=_hex(record.address),
-                endpoint=endpoint,
-                stage="trust-bundle",
-                reason=str(exc),
-            )
+            self._note(record, "peer_refused", str(exc), stage="trust-bundle")
             return None
+        self._problems.pop(record.address, None)
         return Trusted(record.address, endpoint, record.tls_key_hash, pem)
+
+    def _note(self, record: PeerRecord, event: str, reason: str, **facts: str) -> None:
+        """Log a peer's problem once, not at every retry, until it changes or goes away."""
+        if self._problems.get(record.address) == (event, reason):
+            return
+        self._problems[record.address] = (event, reason)
+        emit = log.warning if event == "peer_refused" else log.info
+        emit(
+            event, peer=_hex(record.address), endpoint=record.peer_endpoint, reason=reason, **facts
+        )
 
     def _registry_key(self, view: PeerRegistry[PeerRecord]) -> object:
         nodes = sorted((r.address, r.peer_endpoint, r.tls_key_hash) for r in view.nodes.values())

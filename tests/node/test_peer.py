@@ -311,6 +311,7 @@ async def _refused_at_handshake(
     net.views[bad.address] = make_view({n.address: n.record() for n in (a, bad)})
     with capture_logs() as logs:
         await net.servers[a.address].refresh()
+        await net.servers[a.address].refresh()  # the same reason is logged once, not per retry
     assert bad.address not in net.servers[a.address].bundle.trusted()
     entries = [e for e in logs if e["event"] == "peer_refused"]
     assert len(entries) == 1
