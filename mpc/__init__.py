@@ -5,6 +5,8 @@ fed with messages and return messages. `mpc.group` is the only module that touch
 arkworks backend.
 """
 
+from mpc.dealenc import DealKeyPair, DealPublicKey
+from mpc.dealing import DealOutput, Fault, FaultKind, Phase
 from mpc.derive import (
     EncryptedPartial,
     EphemeralKey,
@@ -18,6 +20,7 @@ from mpc.derive import (
     kdf_message,
     open_partial,
 )
+from mpc.dkg import DkgFailure, DkgMember, DkgResult, compute_digest
 from mpc.dleq import DleqProof, prove_dleq, verify_dleq
 from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_SIG
 from mpc.errors import (
@@ -32,10 +35,35 @@ from mpc.errors import (
 )
 from mpc.group import G1, G2, GT, Scalar, hash_to_g1, hash_to_g1_point, pairing
 from mpc.keyschedule import derive_app_seed, derive_child_key
+from mpc.messages import Complaint, Confirmation, DealPublic, EncryptedShare, Justification
+from mpc.reshare import ReshareDealer, ReshareReceiver
+from mpc.schnorr import SchnorrProof
+from mpc.session import PreviousCommittee, SessionContext, SessionKind
 from mpc.sharing import Polynomial, PublicPolynomial, Share, recover_secret
 from mpc.types import Epoch, Generation, MemberIndex
 
 __all__ = [
+    "Complaint",
+    "Confirmation",
+    "DealKeyPair",
+    "DealOutput",
+    "DealPublic",
+    "DealPublicKey",
+    "DkgFailure",
+    "DkgMember",
+    "DkgResult",
+    "EncryptedShare",
+    "Fault",
+    "FaultKind",
+    "Justification",
+    "Phase",
+    "PreviousCommittee",
+    "ReshareDealer",
+    "ReshareReceiver",
+    "SchnorrProof",
+    "SessionContext",
+    "SessionKind",
+    "compute_digest",
     "DST_CHALLENGE",
     "DST_IBE",
     "DST_KDF",

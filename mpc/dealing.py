@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from mpc.dealenc import DealPublicKey, compute_deal_info, encrypt_share
 from mpc.errors import PhaseError, ProtocolMisuse
-from mpc.group import G1, G2, Rng
+from mpc.group import G2, Rng
 from mpc.messages import DealPublic, EncryptedShare, Justification
 from mpc.schnorr import compute_binding, prove_knowledge
 from mpc.session import SessionContext
@@ -124,14 +124,6 @@ class StateMachine:
         if phase not in allowed:  # a bug in this package, not in the caller
             raise AssertionError(f"illegal change {self._phase.name} -> {phase.name}")
         self._phase = phase
-
-
-def evaluate_at_index(commitments: Sequence[G1], x: int) -> G1:
-    """Σ_k x^k·C_k by Horner's rule; x is a small public index, so each step is cheap."""
-    acc = commitments[-1]
-    for c in reversed(commitments[:-1]):
-        acc = acc * x + c
-    return acc
 
 
 def pok_binding(context: SessionContext, session_id: bytes, dealer: int) -> bytes:

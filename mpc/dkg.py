@@ -37,7 +37,6 @@ from mpc.dealing import (
     StateMachine,
     Transitions,
     check_recipient_keys,
-    evaluate_at_index,
     make_deal,
     make_justifications,
 )
@@ -47,7 +46,13 @@ from mpc.group import G1, G2, Rng
 from mpc.judge import DealJudge
 from mpc.messages import Complaint, Confirmation, DealPublic, EncryptedShare, Justification
 from mpc.session import SessionContext, SessionKind
-from mpc.sharing import Polynomial, PublicPolynomial, Share, sum_public_polynomials
+from mpc.sharing import (
+    Polynomial,
+    PublicPolynomial,
+    Share,
+    evaluate_at_index,
+    sum_public_polynomials,
+)
 from mpc.types import MemberIndex
 
 _DIGEST_LABEL: Final = b"tkms-dkg-confirm:v1"

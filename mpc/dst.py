@@ -12,3 +12,5 @@ DST_IBE: Final = b"TKMS-V1-IBE-BLS12381G1_XMD:SHA-256_SSWU_RO_"
 DST_SIG: Final = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_"
 #: hash_to_field for Fiat-Shamir challenges of every proof.
 DST_CHALLENGE: Final = b"TKMS-V1-CHALLENGE"
+#: Hedged nonce derivation of Schnorr proofs of possession (secret ‖ binding ‖ fresh randomness).
+DST_SCHNORR_NONCE: Final = b"TKMS-V1-SCHNORR-NONCE"

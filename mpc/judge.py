@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from mpc.dealenc import DealKeyPair, decrypt_share
-from mpc.dealing import Fault, FaultKind, deal_info, evaluate_at_index, pok_binding
+from mpc.dealing import Fault, FaultKind, deal_info, pok_binding
 from mpc.errors import DecryptionError
 from mpc.group import G1, G2, Rng, Scalar, pairing_product_is_one
 from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
 from mpc.schnorr import is_valid_knowledge_proof
 from mpc.session import SessionContext
+from mpc.sharing import evaluate_at_index
 from mpc.types import MemberIndex
 
 

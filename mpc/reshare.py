@@ -39,7 +39,6 @@ from mpc.dealing import (
     StateMachine,
     Transitions,
     check_recipient_keys,
-    evaluate_at_index,
     make_deal,
     make_justifications,
 )
@@ -49,7 +48,13 @@ from mpc.group import G1, G2, Rng, Scalar
 from mpc.judge import DealJudge
 from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
-from mpc.sharing import Polynomial, PublicPolynomial, Share, lagrange_coefficients_at_zero
+from mpc.sharing import (
+    Polynomial,
+    PublicPolynomial,
+    Share,
+    evaluate_at_index,
+    lagrange_coefficients_at_zero,
+)
 from mpc.types import MemberIndex
 
 DEALER_TRANSITIONS: Final[Transitions] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from mpc.dst import DST_SCHNORR_NONCE
 from mpc.encoding import challenge, frame, hash_to_scalar
 from mpc.errors import EncodingError, InvalidProof, ProtocolMisuse
 from mpc.group import G1, SCALAR_SIZE, Rng, Scalar
@@ -25,7 +26,6 @@ from mpc.group import G1, SCALAR_SIZE, Rng, Scalar
 _LABEL: Final = b"tkms-schnorr-pok:v1"
 _BINDING_LABEL: Final = b"tkms-dkg-pok:v1"
 #: hash_to_field tag for the hedged nonce; never used for anything else.
-_DST_NONCE: Final = b"TKMS-V1-SCHNORR-NONCE"
 PROOF_SIZE: Final = 2 * SCALAR_SIZE
 
 
@@ -80,7 +80,7 @@ def prove_knowledge(secret: Scalar, *, binding: bytes, rng: Rng) -> SchnorrProof
     if secret.is_zero():
         raise ProtocolMisuse("refusing to prove knowledge of a zero secret")
     public = G1.base_mul(secret)
-    k = hash_to_scalar(frame(secret.to_bytes(), binding, rng(32)), _DST_NONCE)
+    k = hash_to_scalar(frame(secret.to_bytes(), binding, rng(32)), DST_SCHNORR_NONCE)
     if k.is_zero():  # probability 2^-255; a zero nonce would reveal the secret
         k = Scalar.random(rng)
     r = G1.base_mul(k)
