@@ -172,10 +172,18 @@ class PeerAuthInterceptor(aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown method: grpc answers UNIMPLEMENTED; nothing else exists
-        inner = cast(Behavior, handler.unary_unary)
         method, gate = handler_call_details.method, self._gate
+        if handler is None:
+            return None  # unknown method: grpc answers UNIMPLEMENTED
+        if handler.unary_unary is None:  # fail closed should a streaming method ever appear
+
+            async def refuse(request: bytes, context: aio.ServicerContext[Any, Any]) -> None:
+                reason = f"authorization: no rule for streaming method {method}"
+                log.warning("peer_refused", peer=context.peer(), method=method, reason=reason)
+                await _abort(context, Unauthenticated(), f"peer refused: {reason}")
+
+            return grpc.unary_unary_rpc_method_handler(refuse)
+        inner = cast(Behavior, handler.unary_unary)
 
         async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             peer = await gate.admit(method, request, context)

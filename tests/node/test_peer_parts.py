@@ -1,13 +1,25 @@
-"""Unit tests of the peer service's parts: the trust bundle's fetcher and the chain roster."""
+"""Unit tests of the peer service's parts: trust bundle fetcher, chain roster, interceptor."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
+import grpc
 import pytest
+from structlog.testing import capture_logs
 from web3.exceptions import Web3Exception
 
-from node.peer_service import EpochRoster, TrustBundle, Trusted, chain_roster
+from node.peer_service import (
+    EpochRoster,
+    PeerAuthInterceptor,
+    PeerGate,
+    TrustBundle,
+    Trusted,
+    chain_roster,
+)
 from tests.node.test_ratls import attested_node
 
 A = "0x" + "aa" * 20
@@ -78,3 +90,43 @@ def test_chain_roster_never_asks_about_impossible_epochs(epoch: int) -> None:
     chain = FakeGovernance()
     assert chain_roster(chain)(epoch) is None  # type: ignore[arg-type]
     assert chain.reads == []
+
+
+class Aborted(Exception):
+    pass
+
+
+class FakeContext:
+    """The two things the interceptor's refusal uses of a grpc.aio servicer context."""
+
+    code: grpc.StatusCode | None = None
+    details = ""
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.code, self.details = code, details
+        raise Aborted
+
+
+def test_interceptor_refuses_any_streaming_method() -> None:
+    async def test() -> None:
+        gate = PeerGate(view=lambda: None, verifier=None, roster=lambda e: None)  # type: ignore[arg-type]
+        interceptor = PeerAuthInterceptor(gate)
+
+        async def continuation(details: object) -> grpc.RpcMethodHandler[Any, Any]:
+            return grpc.unary_stream_rpc_method_handler(lambda request, context: iter(()))
+
+        details: Any = SimpleNamespace(method="/tkms.v1.Peer/Watch", invocation_metadata=())
+        handler = await interceptor.intercept_service(continuation, details)
+        assert handler is not None and handler.unary_stream is None
+        context = FakeContext()
+        behavior: Any = handler.unary_unary
+        with capture_logs() as logs, pytest.raises(Aborted):
+            await behavior(b"", context)
+        assert context.code == grpc.StatusCode.UNAUTHENTICATED
+        assert "no rule for streaming method /tkms.v1.Peer/Watch" in context.details
+        assert [e["event"] for e in logs] == ["peer_refused"]
+
+    asyncio.run(test())
