@@ -59,6 +59,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def anvil_command(
     port: int, *, block_time: float | None = None, chain_id: int = DEFAULT_CHAIN_ID
 ) -> list[str]:
@@ -119,6 +128,9 @@ class Anvil:
         raise AnvilError(f"anvil did not start: {failure}")
 
     def _try_start(self, port: int) -> str:
+        # Another server on the port would answer the readiness probe in our anvil's place.
+        if not port_is_free(port):
+            return f"port {port} on 127.0.0.1 is in use"
         command = anvil_command(port, block_time=self.block_time, chain_id=self.chain_id)
         output = self.log if self.log is not None else subprocess.DEVNULL
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -127,7 +139,7 @@ class Anvil:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 return f"exited with status {process.returncode} on port {port}"
-            if is_ready(url):
+            if is_ready(url) and process.poll() is None:
                 self.process, self.port = process, port
                 return ""
             time.sleep(0.05)

@@ -145,7 +145,7 @@ def run_register(args: argparse.Namespace) -> int:
     receipt, app_id = factory.send_deploy_app(
         compose_hashes=hashes, device_ids=devices, allow_any_device=args.any_device
     )
-    emit(args, {"app_id": app_id, **tx_fields(receipt)}, f"app_id {app_id}")
+    emit(args, {"app_id": app_id}, f"app_id {app_id} (tx {receipt.tx_hash})")
     return EXIT_OK
 
 

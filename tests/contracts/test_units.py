@@ -10,6 +10,8 @@ import sys
 import pytest
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
+from hypothesis import given
+from hypothesis import strategies as st
 
 import contracts
 from contracts import (
@@ -94,6 +96,19 @@ def test_anvil_starts_on_a_free_port_and_stops_cleanly() -> None:
     assert process.poll() is not None
     with pytest.raises(AnvilError, match="anvil is not running"):
         _ = chain.rpc_url
+
+
+def test_a_taken_port_is_reported() -> None:
+    with (
+        Anvil() as first,
+        pytest.raises(AnvilError, match=f"port {first.port} on 127.0.0.1 is in use"),
+    ):
+        Anvil(port=first.port).start()
+
+
+@given(st.binary(max_size=64))
+def test_hex_round_trips(data: bytes) -> None:
+    assert parse_hex("x", data.hex()) == parse_hex("x", "0x" + data.hex().upper()) == data
 
 
 def test_a_missing_anvil_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
