@@ -71,6 +71,7 @@ def _name(peer: PeerRecord) -> str:
 class _Pinned:
     endpoint: str
     tls_key_hash: bytes
+    cert_pem: bytes
     channel: aio.Channel
     stub: peer_pb2_grpc.PeerStub
 
@@ -113,17 +114,12 @@ class PeerClient:
 
     # -- channels -------------------------------------------------------------------------
 
-    async def _connect(self, peer: PeerRecord) -> _Pinned:
+    async def _verified(self, peer: PeerRecord, pem: bytes) -> None:
+        """Check a server certificate for `peer` against the current chain view."""
         name = _name(peer)
-        if not peer.peer_endpoint:
-            raise NotReady(f"{name}: no peer endpoint registered")
         view = self._view()
         if view is None:
             raise NotReady(f"{name}: no chain view yet")
-        try:
-            pem = await fetch_peer_certificate(peer.peer_endpoint, timeout=self.fetch_timeout)
-        except NotReady as exc:
-            raise NotReady(f"{name}: {exc}") from None
         try:
             owner = await asyncio.to_thread(self._verifier.verify, pem, view)
         except NodeError as exc:
@@ -133,6 +129,15 @@ class PeerClient:
             reason = f"registry: the endpoint serves the certificate of 0x{owner.address.hex()}"
             log.warning("peer_refused", peer=name, stage="server-certificate", reason=reason)
             raise Unauthenticated(f"{name}: server certificate refused: {reason}")
+
+    async def _connect(self, peer: PeerRecord) -> _Pinned:
+        if not peer.peer_endpoint:
+            raise NotReady(f"{_name(peer)}: no peer endpoint registered")
+        try:
+            pem = await fetch_peer_certificate(peer.peer_endpoint, timeout=self.fetch_timeout)
+        except NotReady as exc:
+            raise NotReady(f"{_name(peer)}: {exc}") from None
+        await self._verified(peer, pem)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=pem, private_key=self._key_pem, certificate_chain=self._cert_pem
         )
@@ -142,9 +147,11 @@ class PeerClient:
             options=[("grpc.ssl_target_name_override", PEER_TLS_NAME)],
         )
         stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
-        return _Pinned(peer.peer_endpoint, peer.tls_key_hash, channel, stub)
+        return _Pinned(peer.peer_endpoint, peer.tls_key_hash, pem, channel, stub)
 
     async def _stub(self, peer: PeerRecord) -> peer_pb2_grpc.PeerStub:
+        """A pinned stub for `peer`; a cached pin is re-checked against the current view
+        (cheap: the verifier caches per view), so a revocation also stops our calls."""
         lock = self._locks.setdefault(peer.address, asyncio.Lock())
         async with lock:
             pinned = self._pinned.get(peer.address)
@@ -152,6 +159,11 @@ class PeerClient:
                 peer.peer_endpoint,
                 peer.tls_key_hash,
             ):
+                try:
+                    await self._verified(peer, pinned.cert_pem)
+                except Unauthenticated:
+                    await self._drop(peer.address)
+                    raise
                 return pinned.stub
             await self._drop(peer.address)
             pinned = await self._connect(peer)

@@ -460,6 +460,22 @@ def test_client_refuses_a_server_whose_certificate_does_not_verify() -> None:
     run(test)
 
 
+def test_client_rechecks_a_pinned_server_when_the_view_changes() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            client = net.clients[b.address]
+            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is True
+            # B learns that A's measurement is no longer allowed: B stops talking to A
+            net.allow.allowed.clear()
+            net.views[b.address] = make_view({n.address: n.record() for n in (a, b)})
+            with pytest.raises(Unauthenticated, match=r"server certificate refused: measurement"):
+                await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert len(net.inboxes[a.address].calls) == 1
+
+    run(test)
+
+
 def test_unreachable_peer_gives_up_at_the_deadline_naming_peer_and_endpoint() -> None:
     async def test() -> None:
         async with network() as net:
