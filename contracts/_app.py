@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from web3 import Web3
-from web3.contract import Contract
-
-from contracts._artifacts import load_artifact
+from contracts._base import ContractClient
 from contracts._hexargs import parse_address, parse_bytes32
-from contracts._tx import Receipt, Transactor, call, logs_of, require_sender
+from contracts._tx import Receipt, logs_of
 from contracts._types import AppBootInfo, AuthDecision, BlockRef
 
 IAPP_AUTH_INTERFACE_ID = bytes.fromhex("1e079198")
 
 
-class _Client:
-    artifact = ""
-
-    def __init__(self, w3: Web3, address: str, transactor: Transactor | None = None) -> None:
-        self.w3 = w3
-        self.address = parse_address(self.argument, address)
-        self.contract: Contract = w3.eth.contract(
-            address=self.address,
-            abi=load_artifact(self.artifact).abi,
-        )
-        self.transactor = transactor
-
-    argument = "address"
-
-    def _read(self, name: str, *args: Any, block: BlockRef) -> Any:
-        return call(self.contract.functions[name](*args), block)
-
-    def _send(self, name: str, *args: Any) -> Receipt:
-        return require_sender(self.transactor, name).send(self.contract.functions[name](*args))
-
-
-class AppAuthClient(_Client):
+class AppAuthClient(ContractClient):
     """The AppAuth whose address is `app_id`."""
 
     artifact = "AppAuth"
@@ -93,7 +68,7 @@ class AppAuthClient(_Client):
         return self._send("acceptOwnership")
 
 
-class AppFactoryClient(_Client):
+class AppFactoryClient(ContractClient):
     """The AppAuthFactory: deploys one AppAuth per app and registers it with the governance."""
 
     artifact = "AppAuthFactory"
