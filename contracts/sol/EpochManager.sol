@@ -15,6 +15,8 @@ import "./NodeRegistry.sol";
 ///           (digest, public polynomial, PK2); a reshare must keep the generation's key;
 ///         - after the Confirm deadline anyone may time a running epoch out (FAILED); the owner
 ///           may cancel it at any time;
+///         - a node the owner removed can no longer deal, complain or confirm; an accused dealer
+///           may still justify (publishing a share only informs);
 ///         - a rotation starts the retirement window of the previous generation; after it anyone
 ///           may retire that generation, and the owner may retire it at once.
 abstract contract EpochManager is NodeRegistry {
@@ -240,6 +242,7 @@ abstract contract EpochManager is NodeRegistry {
     function complain(uint64 epochId, address accused) external {
         _inPhase(epochId, Phase.Complain);
         if (memberIndex[epochId][msg.sender] == 0) revert NotAMember(epochId, msg.sender);
+        _requireApproved(msg.sender);
         if (dealerIndex[epochId][accused] == 0) revert NotADealer(epochId, accused);
         if (_complaintSlot[epochId][accused][msg.sender] != 0) {
             revert ComplaintExists(epochId, msg.sender, accused);

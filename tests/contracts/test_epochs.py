@@ -170,6 +170,19 @@ def test_complaints_and_justifications_follow_the_phases(
     ]
 
 
+def test_a_removed_member_can_no_longer_complain(
+    w3: Web3, governance: GovernanceClient, as_signer: AsSigner, committee: list[str]
+) -> None:
+    _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:3], 2, PHASES)
+    info = governance.get_epoch(epoch)
+    mine_until(w3, info.deal_deadline + 1)
+    governance.send_remove_node(committee[2])
+    with pytest.raises(TransactionFailed, match=f"NodeNotApproved\\(node={committee[2]}\\)"):
+        as_signer(4).send_complain(epoch, committee[0])
+    as_signer(3).send_complain(epoch, committee[0])
+    assert len(governance.get_complaints(epoch)) == 1
+
+
 def test_deal_rules_lengths_duplicates_and_removed_dealers(
     w3: Web3, governance: GovernanceClient, as_signer: AsSigner, committee: list[str]
 ) -> None:
