@@ -277,6 +277,7 @@ async def fetch_peer_certificate(endpoint: str, *, timeout: float) -> bytes:
     present one (Python's ssl loads keys only from files, and the TLS key stays in memory).
     """
     host, _, port = endpoint.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:port
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # we only read the certificate; the pin verifies
@@ -288,16 +289,15 @@ async def fetch_peer_certificate(endpoint: str, *, timeout: float) -> bytes:
             timeout,
         )
     except (OSError, TimeoutError, ValueError) as exc:
-        raise NotReady(
-            f"cannot fetch the certificate of {endpoint}: {exc or 'timed out'}"
-        ) from None
+        why = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+        raise NotReady(f"cannot fetch the certificate of {endpoint}: {why}") from None
     try:
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     finally:
         writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), timeout)
     if not der:
         raise NotReady(f"{endpoint} presented no TLS certificate")
     return ssl.DER_cert_to_PEM_cert(der).encode()

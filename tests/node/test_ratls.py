@@ -340,3 +340,16 @@ def test_verifier_turns_an_unexpected_failure_into_a_refusal() -> None:
     view = make_view({node.address: node.record()})
     with pytest.raises(Unauthenticated, match=r"^certificate: could not be processed \(KeyError"):
         verifier.verify(node.cert_pem, view)
+
+
+def test_fetch_from_a_silent_listener_times_out() -> None:
+    async def test() -> None:
+        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(NotReady, match=rf"127.0.0.1:{port}: timed out"):
+                await fetch_peer_certificate(f"127.0.0.1:{port}", timeout=0.2)
+        finally:
+            silent.close()
+
+    asyncio.run(test())
