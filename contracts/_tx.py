@@ -7,6 +7,7 @@ is replayed with eth_call at its block to recover the reason, and the error carr
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -119,6 +120,8 @@ class Transactor:
         self.account = account
         self.timeout = timeout
         self._chain_id: int | None = None
+        # One nonce at a time: two threads sending from one account would pick the same nonce.
+        self._lock = threading.Lock()
 
     @property
     def address(self) -> str:
@@ -127,6 +130,11 @@ class Transactor:
     def send(
         self, fn: ContractFunction | ContractConstructor, *, gas: int | None = None
     ) -> Receipt:
+        """Signs, sends and awaits `fn`; raises TransactionFailed on a revert."""
+        with self._lock:
+            return self._send(fn, gas)
+
+    def _send(self, fn: ContractFunction | ContractConstructor, gas: int | None) -> Receipt:
         name = fn.fn_name if isinstance(fn, ContractFunction) else "constructor"
         if self._chain_id is None:
             self._chain_id = int(self.w3.eth.chain_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from web3 import Web3
@@ -107,3 +108,13 @@ def test_kms_check_needs_platform_and_measurement(governance: GovernanceClient) 
         ).reason
         == "TCB status not allowed: OutOfDate"
     )
+
+
+def test_concurrent_sends_from_one_account_get_distinct_nonces(
+    governance: GovernanceClient,
+) -> None:
+    images = [bytes([0x30 + i]) * 32 for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        receipts = list(pool.map(governance.send_add_os_image, images))
+    assert len({r.tx_hash for r in receipts}) == 4
+    assert all(governance.is_os_image_allowed(image) for image in images)
