@@ -36,6 +36,7 @@ from node.ratls import (
     KmsAllowed,
     PeerRecord,
     PeerVerifier,
+    fetch_context,
     fetch_peer_certificate,
 )
 from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
@@ -99,6 +100,7 @@ class PeerClient:
     ) -> None:
         self.address = identity.eth_address
         self._cert_pem, self._key_pem, self._view = cert_pem, key_pem, view
+        self._fetch_context = fetch_context(cert_pem, key_pem)
         self._verifier = PeerVerifier(
             policy=policy or default_policy(),
             kms_allowed=kms_allowed,
@@ -134,7 +136,9 @@ class PeerClient:
         if not peer.peer_endpoint:
             raise NotReady(f"{_name(peer)}: no peer endpoint registered")
         try:
-            pem = await fetch_peer_certificate(peer.peer_endpoint, timeout=self.fetch_timeout)
+            pem = await fetch_peer_certificate(
+                peer.peer_endpoint, timeout=self.fetch_timeout, context=self._fetch_context
+            )
         except NotReady as exc:
             raise NotReady(f"{_name(peer)}: {exc}") from None
         await self._verified(peer, pem)

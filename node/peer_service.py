@@ -40,6 +40,7 @@ from node.ratls import (
     PeerRecord,
     PeerRegistry,
     PeerVerifier,
+    fetch_context,
     fetch_peer_certificate,
 )
 from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
@@ -330,6 +331,7 @@ class PeerServer:
             clock=clock,
         )
         self.bundle = TrustBundle((cert_pem, key_pem))
+        self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
         self._servicer = PeerServicer(on_deal=on_deal, epoch_status=epoch_status)
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
@@ -397,7 +399,9 @@ class PeerServer:
         )
         try:
             try:
-                pem = await fetch_peer_certificate(endpoint, timeout=self.fetch_timeout)
+                pem = await fetch_peer_certificate(
+                    endpoint, timeout=self.fetch_timeout, context=self._fetch_context
+                )
             except NotReady:
                 if old is None or not same:
                     raise

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import os
 import ssl
 import threading
 import time
@@ -60,6 +61,7 @@ __all__ = [
     "PeerRecord",
     "PeerRegistry",
     "PeerVerifier",
+    "fetch_context",
     "fetch_peer_certificate",
     "make_node_certificate",
     "spki_hash",
@@ -270,19 +272,40 @@ class PeerVerifier:
         return record
 
 
-async def fetch_peer_certificate(endpoint: str, *, timeout: float) -> bytes:
-    """The certificate (PEM) the peer at `endpoint` serves, NOT verified: verify it, then pin it.
+def fetch_context(cert_pem: bytes | None = None, key_pem: bytes | None = None) -> ssl.SSLContext:
+    """The TLS 1.3 client context `fetch_peer_certificate` uses, presenting our certificate.
 
-    TLS 1.3 only: the server's certificate arrives before it checks ours, so we need not
-    present one (Python's ssl loads keys only from files, and the TLS key stays in memory).
+    Python's ssl loads keys only from files; the key goes through an anonymous memfd (never a
+    file system) and the descriptor is closed at once. Presenting our certificate keeps peers
+    that trust us from logging a failed handshake at every fetch. Without memfd (not Linux),
+    or without a certificate, the context presents none: TLS 1.3 still delivers the server's
+    certificate before the server looks at ours.
     """
-    host, _, port = endpoint.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:port
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # we only read the certificate; the pin verifies
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.set_alpn_protocols(["h2"])
+    if cert_pem is not None and key_pem is not None and hasattr(os, "memfd_create"):
+        fd = os.memfd_create("tkms-peer-tls", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, cert_pem + key_pem)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    return context
+
+
+async def fetch_peer_certificate(
+    endpoint: str, *, timeout: float, context: ssl.SSLContext | None = None
+) -> bytes:
+    """The certificate (PEM) the peer at `endpoint` serves, NOT verified: verify it, then pin it.
+
+    `context` comes from `fetch_context` (default: one that presents no certificate).
+    """
+    host, _, port = endpoint.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:port
+    context = context or fetch_context()
     try:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(host, int(port), ssl=context, server_hostname=PEER_TLS_NAME),

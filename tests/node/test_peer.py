@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
 from grpc import aio
 from structlog.testing import capture_logs
 
@@ -25,7 +26,7 @@ from node.errors import InvalidRequest, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.peer_client import PeerClient
 from node.peer_service import EpochRoster, EpochStatusReply, PeerServer
-from node.ratls import PEER_TLS_NAME
+from node.ratls import PEER_TLS_NAME, fetch_context, fetch_peer_certificate
 from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
 from tests.node.test_ratls import (
     AllowList,
@@ -417,6 +418,26 @@ def test_caller_without_a_client_certificate_or_unregistered_fails_the_handshake
             await grpc_core_log_after(without_certificate(), "PEER_DID_NOT_RETURN_A_CERTIFICATE")
             await grpc_core_log_after(unregistered(), "CERTIFICATE_VERIFY_FAILED")
             assert net.inboxes[a.address].calls == []
+
+    run(test)
+
+
+def test_fetch_presenting_a_trusted_certificate_is_a_clean_handshake(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            capfd.readouterr()
+            trusted = fetch_context(b.cert_pem, b.key_pem)
+            pem = await fetch_peer_certificate(a.endpoint, timeout=2, context=trusted)
+            assert x509.load_pem_x509_certificate(pem) == x509.load_pem_x509_certificate(a.cert_pem)
+            await asyncio.sleep(0.2)
+            assert "Handshake failed" not in capfd.readouterr().err
+            await fetch_peer_certificate(a.endpoint, timeout=2)  # no client certificate
+            await asyncio.sleep(0.2)
+            if os.environ.get("GRPC_VERBOSITY", "").upper() not in ("ERROR", "NONE"):
+                assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in capfd.readouterr().err
 
     run(test)
 
