@@ -8,17 +8,23 @@ from eth_utils.address import is_checksum_address, to_checksum_address
 from contracts.errors import InvalidInput
 
 
-def parse_hex(argument: str, value: str, length: int | None = None) -> bytes:
-    """`0x`-prefixed or bare hex; `length` is the exact byte length required, if any."""
+def parse_hex(
+    argument: str, value: str, length: int | None = None, *, secret: bool = False
+) -> bytes:
+    """`0x`-prefixed or bare hex; `length` is the exact byte length required, if any.
+
+    Messages quote the value to show the typo, except for a `secret` (a private key).
+    """
     text = value.strip()
     if text[:2].lower() == "0x":
         text = text[2:]
+    shown = "" if secret else f" in {value!r}"
     if len(text) % 2:
-        raise InvalidInput(argument, f"odd number of hex digits ({len(text)}) in {value!r}")
+        raise InvalidInput(argument, f"odd number of hex digits ({len(text)}){shown}")
     try:
         data = bytes.fromhex(text)
     except ValueError:
-        raise InvalidInput(argument, f"not hex: {value!r}") from None
+        raise InvalidInput(argument, f"not hex{shown.replace(' in', ':')}") from None
     if length is not None and len(data) != length:
         raise InvalidInput(argument, f"expected {length} bytes, got {len(data)}")
     return data
@@ -43,7 +49,7 @@ def parse_address(argument: str, value: str) -> ChecksumAddress:
 
 
 def parse_private_key(argument: str, value: str) -> bytes:
-    key = parse_hex(argument, value, 32)
+    key = parse_hex(argument, value, 32, secret=True)
     if not any(key):
         raise InvalidInput(argument, "the zero key is not a private key")
     return key

@@ -51,6 +51,13 @@ def test_addresses_are_checksummed_and_bad_checksums_refused() -> None:
         parse_address("a", "0xF39fd6e51aad88F6F4ce6aB8827279cffFb92266")
 
 
+@pytest.mark.parametrize("key", ["0x" + "1f" * 31 + "zz", "0x" + "1f" * 31 + "2"])
+def test_a_malformed_private_key_is_never_echoed(key: str) -> None:
+    with pytest.raises(InvalidInput, match="--private-key: (not hex|odd number)") as exc:
+        parse_private_key("--private-key", key)
+    assert "1f1f" not in str(exc.value)
+
+
 def test_zero_private_key_is_refused() -> None:
     with pytest.raises(InvalidInput, match="--private-key: the zero key is not a private key"):
         parse_private_key("--private-key", "00" * 32)
