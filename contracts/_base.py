@@ -27,6 +27,11 @@ class ContractClient:
         )
         self.transactor = transactor
 
+    @property
+    def sender(self) -> str:
+        """The address that signs this client's writes."""
+        return require_sender(self.transactor, "sender").address
+
     def with_transactor(self, transactor: Transactor) -> Self:
         return type(self)(self.w3, self.address, transactor)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import tkms
-from contracts import Anvil, free_port
+from contracts import Anvil, Transactor, anvil_account, deploy, free_port
 from contracts._anvil import is_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,7 +177,8 @@ def test_chain_anvil_runs_in_the_foreground_until_interrupted() -> None:
 
 @pytest.fixture(scope="module")
 def deployed(anvil: Anvil) -> dict[str, str]:
-    return run_json("chain", "deploy", "--rpc", anvil.rpc_url, "--anvil-account", "0")  # type: ignore[no-any-return]
+    deployment = deploy(Transactor(anvil.web3(), anvil_account(0)))
+    return {"governance": deployment.governance, "app_factory": deployment.app_factory}
 
 
 @pytest.mark.parametrize(

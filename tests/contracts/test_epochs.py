@@ -46,7 +46,7 @@ def run_epoch(
     poly: Poly,
 ) -> EpochInfo:
     """Proposes, deals, confirms with every member; returns the epoch as it ends."""
-    addresses = [as_signer(i).transactor.address for i in members]  # type: ignore[union-attr]
+    addresses = [as_signer(i).sender for i in members]
     _, epoch = governance.send_propose_epoch(kind, addresses, threshold, PHASES)
     info = governance.get_epoch(epoch)
     deal_all(w3, as_signer, info, dealers)
@@ -264,7 +264,7 @@ def test_propose_rejects_bad_committees(
     phases: tuple[int, int, int, int],
     error: str,
 ) -> None:
-    outsider = as_signer(9).transactor.address  # type: ignore[union-attr]
+    outsider = as_signer(9).sender
     addresses = [committee[m] if m < 9 else outsider for m in members]
     with pytest.raises((TransactionFailed, InvalidInput), match=error):
         governance.send_propose_epoch(EpochKind.DKG, addresses, threshold, phases)

@@ -16,7 +16,7 @@ def test_a_node_registers_itself_and_the_owner_approves_that_registration(
     governance: GovernanceClient, as_signer: AsSigner
 ) -> None:
     node = as_signer(7)
-    address = node.transactor.address  # type: ignore[union-attr]
+    address = node.sender
     register_node(node, 7)
     info = governance.get_node(address)
     assert (info.status, info.endpoint, info.operator) == (
@@ -44,7 +44,7 @@ def test_approval_of_a_stale_registration_is_refused(
     governance: GovernanceClient, as_signer: AsSigner
 ) -> None:
     node = as_signer(7)
-    address = node.transactor.address  # type: ignore[union-attr]
+    address = node.sender
     register_node(node, 7)
     reviewed = governance.get_node(address).registration_hash
     register_node(node, 7, endpoint="10.0.0.7:7000")  # keys or endpoint changed after review
@@ -108,4 +108,5 @@ def test_malformed_registrations_name_the_field(as_signer: AsSigner) -> None:
     with pytest.raises(
         TransactionFailed, match=r"InvalidLength\(field='dealKey', length=4097, min=1, max=4096\)"
     ):
-        node.transactor.send(raw)  # type: ignore[union-attr]
+        assert node.transactor is not None
+        node.transactor.send(raw)

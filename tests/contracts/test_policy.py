@@ -18,7 +18,7 @@ IMAGE = b"\x22" * 32
 def test_ownership_moves_in_two_steps_and_only_to_the_named_account(
     governance: GovernanceClient, as_signer: AsSigner
 ) -> None:
-    owner, successor = governance.get_owner(), as_signer(7).transactor.address  # type: ignore[union-attr]
+    owner, successor = governance.get_owner(), as_signer(7).sender
     with pytest.raises(TransactionFailed, match="NotOwner"):
         as_signer(7).send_transfer_ownership(successor)
     governance.send_transfer_ownership(successor)
@@ -35,7 +35,7 @@ def test_ownership_moves_in_two_steps_and_only_to_the_named_account(
 def test_a_pending_transfer_can_be_cancelled(
     governance: GovernanceClient, as_signer: AsSigner
 ) -> None:
-    governance.send_transfer_ownership(as_signer(7).transactor.address)  # type: ignore[union-attr]
+    governance.send_transfer_ownership(as_signer(7).sender)
     governance.send_transfer_ownership("0x" + "00" * 20)
     with pytest.raises(TransactionFailed, match="NotPendingOwner"):
         as_signer(7).send_accept_ownership()
