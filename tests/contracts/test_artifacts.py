@@ -1,11 +1,14 @@
-"""The committed artifacts match the sources (compiled once per session with npm solc)."""
+"""The committed artifacts match the sources.
+
+Compiling takes seconds, so one test does everything that needs a compile: under pytest-xdist
+tests of one file may land on both workers, and a session fixture would then compile twice.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,40 +16,30 @@ from contracts import ARTIFACT_DIR, ArtifactError, load_artifact
 from contracts.compile import check_artifacts, compile_sources
 
 
-@pytest.fixture(scope="session")
-def compiled() -> dict[str, dict[str, Any]]:
-    return compile_sources()
-
-
-def test_committed_artifacts_match_a_fresh_compile(compiled: dict[str, dict[str, Any]]) -> None:
+def test_artifacts_match_the_sources_and_staleness_is_named(tmp_path: Path) -> None:
+    compiled = compile_sources()
     check_artifacts(compiled)
     assert compiled["KmsGovernance"]["compiler"].startswith("0.8.37+")
+    # EIP-170: deployed code over 24576 bytes cannot be deployed on mainnet-like chains.
+    for name in ("KmsGovernance", "AppAuthFactory", "AppAuth"):
+        assert 0 < len(bytes.fromhex(compiled[name]["deployedBytecode"][2:])) < 24576, name
 
-
-@pytest.mark.parametrize("name", ["KmsGovernance", "AppAuthFactory", "AppAuth"])
-def test_contracts_fit_the_code_size_limit(compiled: dict[str, dict[str, Any]], name: str) -> None:
-    """EIP-170: deployed code over 24576 bytes cannot be deployed on mainnet-like chains."""
-    deployed = bytes.fromhex(compiled[name]["deployedBytecode"][2:])
-    assert 0 < len(deployed) < 24576
-
-
-@pytest.mark.parametrize("key", ["bytecode", "abi", "sourceHashes"])
-def test_a_stale_artifact_is_named(
-    compiled: dict[str, dict[str, Any]], tmp_path: Path, key: str
-) -> None:
-    for path in ARTIFACT_DIR.glob("*.json"):
-        shutil.copy(path, tmp_path / path.name)
-    target = tmp_path / "AppAuth.json"
-    document = json.loads(target.read_text())
-    if key == "abi":
-        document["abi"] = document["abi"][1:]
-    elif key == "bytecode":
-        document["bytecode"] = document["bytecode"][:-2] + "00"
-    else:
-        document["sourceHashes"]["AppAuth.sol"] = "0" * 64
-    target.write_text(json.dumps(document))
-    with pytest.raises(ArtifactError, match=f"AppAuth.json: {key} differs from the sources"):
-        check_artifacts(compiled, tmp_path)
+    for key in ("bytecode", "abi", "sourceHashes"):
+        directory = tmp_path / key
+        directory.mkdir()
+        for path in ARTIFACT_DIR.glob("*.json"):
+            shutil.copy(path, directory / path.name)
+        target = directory / "AppAuth.json"
+        document = json.loads(target.read_text())
+        if key == "abi":
+            document["abi"] = document["abi"][1:]
+        elif key == "bytecode":
+            document["bytecode"] = document["bytecode"][:-2] + "00"
+        else:
+            document["sourceHashes"]["AppAuth.sol"] = "0" * 64
+        target.write_text(json.dumps(document))
+        with pytest.raises(ArtifactError, match=f"AppAuth.json: {key} differs from the sources"):
+            check_artifacts(compiled, directory)
 
 
 def test_a_missing_artifact_is_an_artifact_error(tmp_path: Path) -> None:
