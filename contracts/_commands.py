@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from web3 import HTTPProvider, Web3
+from web3.exceptions import Web3Exception
 
 from contracts._accounts import account_from_key, anvil_account
 from contracts._anvil import anvil_command
@@ -42,6 +43,10 @@ def guarded(handler: Handler) -> Handler:
             return EXIT_INPUT
         except ContractsError as exc:
             print(f"error: {exc.diagnostics()}", file=sys.stderr)
+            return EXIT_REFUSED
+        except (Web3Exception, OSError) as exc:
+            # The node went away mid-command, or answered something web3 could not use.
+            print(f"error: JSON-RPC failure: {exc}", file=sys.stderr)
             return EXIT_REFUSED
 
     return run

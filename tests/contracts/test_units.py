@@ -151,3 +151,23 @@ def test_building_the_cli_does_not_import_web3() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "message"),
+    [
+        (ConnectionError("connection refused"), 1, "error: JSON-RPC failure: connection refused"),
+        (InvalidInput("--app-id", "expected 20 bytes, got 2"), 2, "error: --app-id: expected 20"),
+        (TransactionFailed("f", None, "0xab"), 1, "error: f: transaction 0xab reverted"),
+    ],
+)
+def test_command_errors_become_one_line_and_an_exit_status(
+    capsys: pytest.CaptureFixture[str], failure: Exception, status: int, message: str
+) -> None:
+    from contracts._commands import guarded
+
+    def handler(args: argparse.Namespace) -> int:
+        raise failure
+
+    assert guarded(handler)(argparse.Namespace()) == status
+    assert capsys.readouterr().err.startswith(message)
