@@ -33,6 +33,7 @@ class ChainConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenConfig:
     public: str = "127.0.0.1:0"
+    peer: str = "127.0.0.1:0"
     metrics: str = "127.0.0.1:0"
     admin_socket: str = ""  # default: <data_dir>/admin.sock
 
@@ -148,6 +149,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
     },
     "listen": {
         "public": (_hostport, False),
+        "peer": (_hostport, False),
         "metrics": (_hostport, False),
         "admin_socket": (_any_text, False),
     },
