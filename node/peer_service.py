@@ -23,7 +23,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
 import grpc
@@ -255,6 +255,8 @@ class Trusted:
     endpoint: str
     tls_key_hash: bytes
     cert_pem: bytes
+    #: when the certificate last passed `verify_peer_certificate` (monotonic seconds)
+    verified_at: float = field(default=0.0, compare=False)
 
 
 class TrustBundle:
@@ -318,7 +320,8 @@ class PeerServer:
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 1.0,
-        refresh_interval: float = 60.0,
+        refresh_interval: float = 10.0,
+        reverify_interval: float = 60.0,
         retry_interval: float = 2.0,
         fetch_timeout: float = 3.0,
     ) -> None:
@@ -335,6 +338,7 @@ class PeerServer:
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
         self._servicer = PeerServicer(on_deal=on_deal, epoch_status=epoch_status)
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
+        self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout
         self._server: aio.Server | None = None
         self._problems: dict[bytes, tuple[str, str]] = {}  # last logged (event, reason)
@@ -371,11 +375,13 @@ class PeerServer:
             await self._server.stop(grace)
             self._server = None
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, force: bool = True) -> None:
         """Fetch, verify and trust the certificate of every registered peer (in parallel).
 
         A peer whose certificate fails verification is dropped and logged ``peer_refused``;
         one that cannot be reached keeps its previous certificate, if any, until it answers.
+        Without `force`, a peer serving the very certificate it served before is verified
+        again only once `reverify_interval` has passed (the gate checks every call anyway).
         """
         view = self._view()
         if view is None:
@@ -383,14 +389,18 @@ class PeerServer:
         current = self.bundle.trusted()
         peers = [r for a, r in view.nodes.items() if a != self.address and r.peer_endpoint]
         results = await asyncio.gather(
-            *(self._admit(r, view, current.get(r.address)) for r in peers)
+            *(self._admit(r, view, current.get(r.address), force) for r in peers)
         )
         trusted = {t.address: t for t in results if t is not None}
         if self.bundle.replace(trusted):
             log.info("peer_trust_updated", peers=sorted(_hex(a) for a in trusted))
 
     async def _admit(
-        self, record: PeerRecord, view: PeerRegistry[PeerRecord], old: Trusted | None
+        self,
+        record: PeerRecord,
+        view: PeerRegistry[PeerRecord],
+        old: Trusted | None,
+        force: bool,
     ) -> Trusted | None:
         endpoint = record.peer_endpoint
         same = old is not None and (old.endpoint, old.tls_key_hash) == (
@@ -406,6 +416,15 @@ class PeerServer:
                 if old is None or not same:
                     raise
                 pem = old.cert_pem
+            now = time.monotonic()
+            if (
+                not force
+                and same
+                and old is not None
+                and old.cert_pem == pem
+                and now - old.verified_at < self.reverify_interval
+            ):
+                return old
             owner = await asyncio.to_thread(self._verifier.verify, pem, view)
             if owner.address != record.address:
                 raise Unauthenticated(
@@ -418,7 +437,7 @@ class PeerServer:
             self._note(record, "peer_refused", str(exc), stage="trust-bundle")
             return None
         self._problems.pop(record.address, None)
-        return Trusted(record.address, endpoint, record.tls_key_hash, pem)
+        return Trusted(record.address, endpoint, record.tls_key_hash, pem, now)
 
     def _note(self, record: PeerRecord, event: str, reason: str, **facts: str) -> None:
         """Log a peer's problem once, not at every retry, until it changes or goes away."""
@@ -435,8 +454,10 @@ class PeerServer:
         return (tuple(nodes), view.simulator_allowed)
 
     async def run(self) -> None:
-        """Keep the bundle current: on registry change, every `refresh_interval`, and every
-        `retry_interval` while a registered peer is missing. Runs until cancelled."""
+        """Keep the bundle current: on registry change (full re-verification), every
+        `refresh_interval` (a restarted peer serves a new certificate, which grpc will not
+        accept until it is in the bundle), and every `retry_interval` while a registered peer
+        is missing. Runs until cancelled."""
         loop = asyncio.get_running_loop()
         last: object = None
         due = 0.0
@@ -445,7 +466,7 @@ class PeerServer:
             if view is not None:
                 key = self._registry_key(view)
                 if key != last or loop.time() >= due:
-                    await self.refresh()
+                    await self.refresh(force=key != last)
                     last = key
                     missing = set(view.nodes) - {self.address} - set(self.bundle.trusted())
                     wait = self.retry_interval if missing else self.refresh_interval

@@ -26,7 +26,7 @@ from node.errors import InvalidRequest, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.peer_client import PeerClient
 from node.peer_service import EpochRoster, EpochStatusReply, PeerServer
-from node.ratls import PEER_TLS_NAME, fetch_context, fetch_peer_certificate
+from node.ratls import PEER_TLS_NAME, fetch_context, fetch_peer_certificate, make_node_certificate
 from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
 from tests.node.test_ratls import (
     AllowList,
@@ -79,7 +79,7 @@ class Net:
         self.allow = AllowList(mr_aggregated_of(attested_node().cert_pem))
         self.roster: EpochRoster | None = None
 
-    async def add(self, node: PeerNode, member: int = 0, **timing: float) -> PeerNode:
+    async def add(self, node: PeerNode, member: int = 0, **options: Any) -> PeerNode:
         addr = node.address
         inbox = self.inboxes[addr] = Inbox(member)
         server = PeerServer(
@@ -95,7 +95,7 @@ class Net:
             poll_interval=0.05,
             retry_interval=0.2,
         )
-        port = await server.start("127.0.0.1:0")
+        port = await server.start(str(options.get("listen", "127.0.0.1:0")))
         node.endpoint = f"127.0.0.1:{port}"
         self.servers[addr] = server
         self.clients[addr] = PeerClient(
@@ -105,7 +105,7 @@ class Net:
             view=lambda: self.views.get(addr),
             kms_allowed=self.allow,
             rpc_timeout=2.0,
-            deadline=timing.get("deadline", 0.6),
+            deadline=options.get("deadline", 0.6),
             backoff_initial=0.05,
             backoff_max=0.3,
         )
@@ -202,6 +202,51 @@ def test_a_dealer_not_yet_trusted_gets_in_once_the_bundle_refreshes() -> None:
                 refresher.cancel()
             assert stored is True
             assert set(net.servers[a.address].bundle.trusted()) == {b.address}
+
+    run(test)
+
+
+def test_a_restarted_peer_with_a_new_certificate_gets_back_in() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            assert await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            # B restarts: same sealed key and endpoint, fresh quote, so a new certificate
+            await net.servers[b.address].stop(None)
+            await net.clients[b.address].close()
+            port = int(b.endpoint.rpartition(":")[2])
+            cert, key = make_node_certificate(b.identity, attested_provider())
+            restarted = PeerNode(b.identity, cert, key, b.registered_key_hash)
+            await net.add(restarted, member=2, deadline=10.0, listen=f"127.0.0.1:{port}")
+            net.views[b.address] = net.views[a.address]
+            server_a = net.servers[a.address]
+            server_a.refresh_interval = 0.2
+            refresher = asyncio.create_task(server_a.run())
+            try:
+                client = net.clients[b.address]
+                assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is False
+            finally:
+                refresher.cancel()
+            assert server_a.bundle.trusted()[b.address].cert_pem == cert
+
+    run(test)
+
+
+def test_periodic_refresh_reverifies_an_unchanged_certificate_only_when_due() -> None:
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            server = net.servers[a.address]
+            calls = net.allow.calls
+            net.publish(a, b)  # an equal but new view: the verifier's cache cannot answer
+            await server.refresh(force=False)
+            assert net.allow.calls == calls
+            server.reverify_interval = 0.0
+            await server.refresh(force=False)
+            assert net.allow.calls == calls + 1
+            net.publish(a, b)
+            await server.refresh()
+            assert net.allow.calls == calls + 2
 
     run(test)
 
