@@ -22,6 +22,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from node.logs import get_logger
 DEAL_KEY_SIZE: Final = 1216
 ADDRESS_SIZE: Final = 20
 _log = get_logger("tkms.chain")
+_QUIET_EVENTS: Final = ("DealSubmitted", "ComplaintFiled", "ComplaintJustified", "Confirmed")
 
 #: What a failed chain read can raise: our client's errors, web3's, and transport errors
 #: (requests' exceptions derive from OSError).
@@ -176,6 +178,7 @@ class _Reader:
         self._client = client
         self._decoded: dict[int, tuple[PublicPolynomial, G2] | None] = {}
         self._chain_id: int | None = None
+        self._quiet: set[bytes] | None = None
 
     def read(self, previous: ChainView | None) -> ChainView:
         c = self._client
@@ -183,6 +186,8 @@ class _Reader:
         head = int(block["number"])
         if previous is not None and previous.head == head:
             return previous
+        if previous is not None and not self._changed(previous.head + 1, head):
+            return dataclasses.replace(previous, head=head, head_timestamp=int(block["timestamp"]))
         if self._chain_id is None:
             self._chain_id = int(c.w3.eth.chain_id)
         latest = c.get_latest_generation(block=head)
@@ -209,6 +214,23 @@ class _Reader:
             nodes=MappingProxyType(nodes),
             simulator_allowed=c.get_simulator_allowed(block=head),
         )
+
+    def _changed(self, first: int, last: int) -> bool:
+        """Whether blocks first..last hold a governance event that can change a view.
+
+        Every state change of the contract emits an event; deals, complaints, justifications
+        and confirmations change nothing a view holds, so they do not force a full read.
+        """
+        if self._quiet is None:
+            events = self._client.contract.events
+            self._quiet = {
+                bytes.fromhex(str(events[name]().topic).removeprefix("0x"))
+                for name in _QUIET_EVENTS
+            }
+        logs = self._client.w3.eth.get_logs(
+            {"address": self._client.address, "fromBlock": first, "toBlock": last}
+        )
+        return any(not log["topics"] or bytes(log["topics"][0]) not in self._quiet for log in logs)
 
     def _committee(
         self, generation: int, head: int, nodes: Mapping[bytes, NodeRecord]

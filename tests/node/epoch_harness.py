@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from node.sealing import FileSealer
 from node.shares import ShareStore
 
 BLOCK_TIME = 0.25
-PHASES = (12, 8, 8, 12)  # blocks of Deal, Complain, Justify, Confirm
+PHASES = (10, 8, 8, 10)  # blocks of Deal, Complain, Justify, Confirm
 RETIREMENT_WINDOW = 4
 Tamper = Callable[[bytes], bytes]
 
@@ -71,6 +72,16 @@ class Node:
     @property
     def raw_address(self) -> bytes:
         return self.identity.eth_address
+
+    @contextlib.contextmanager
+    def open_journal(self) -> Iterator[Journal]:
+        """The node's journal, opened on its own (as after a restart)."""
+        sealer = FileSealer.open(self.data_dir, create=False)
+        journal = Journal.open(self.data_dir / "journal.sqlite3", sealer)
+        try:
+            yield journal
+        finally:
+            journal.close()
 
     def stored(self) -> list[tuple[int, int]]:
         """The (generation, epoch) of every sealed share in the node's data dir."""
@@ -284,4 +295,14 @@ def chain() -> Iterator[Anvil]:
 
 
 def run_scenario(scenario: Coroutine[Any, Any, None], timeout: float = 120.0) -> None:
-    asyncio.run(asyncio.wait_for(scenario, timeout))
+    """Run a scenario; its nodes share one process, so give them enough threads.
+
+    Every node blocks a thread while its transaction is mined; with asyncio's default pool
+    (cores + 4) six nodes would queue the chain reads behind each other's transactions.
+    """
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))
+        await asyncio.wait_for(scenario, timeout)
+
+    asyncio.run(main())

@@ -1,0 +1,110 @@
+"""Restarts on a real anvil: a node killed mid-DKG resumes from its journal; a node whose data
+directory is lost comes back with a new identity and rejoins through a reshare."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from contracts import Anvil, EpochKind, EpochStatus
+from node.journal import Outcome, Published
+from tests.node.epoch_harness import (
+    Network,
+    assert_key_shared,
+    chain,
+    held_shares,
+    run_scenario,
+)
+
+__all__ = ["chain"]
+
+
+def test_node_killed_mid_dkg_resumes_and_resends_its_deal(chain: Anvil, tmp_path: Path) -> None:
+    net = Network(chain, tmp_path)
+    nodes = net.create_nodes("n1", "n2", "n3", "n4", "n5")
+    n2 = nodes[1]
+    net.blocked.add("n2")  # none of n2's shares leave before it is killed
+    net.attempts = 100  # the others keep retrying n2 while it is down
+
+    async def scenario() -> None:
+        async with net.running():
+            for node in nodes:
+                net.start(node)
+            info = await net.propose(EpochKind.DKG, nodes, 3, phases=(16, 6, 6, 10))
+            epoch = info.epoch
+            journal = n2.journal
+            assert journal is not None
+            await net.wait_until(
+                lambda: journal.published(epoch, Published.DEAL) is not None, "n2's deal"
+            )
+            await net.stop(n2)
+            with n2.open_journal() as reopened:
+                payload = reopened.published(epoch, Published.DEAL)
+                # journaled, none delivered
+                assert set(reopened.outgoing(epoch, undelivered_only=True)) == {1, 3, 4, 5}
+            view = net.watcher.view
+            assert view is not None and view.head < info.deal_deadline - 2, "test too slow"
+            net.blocked.discard("n2")
+            with capture_logs() as logs:
+                net.start(n2)  # a new manager from the same data dir
+                settled = await net.wait_settled(epoch)
+            assert settled.status is EpochStatus.ACTIVE
+            committee, shares = held_shares(nodes)
+            assert_key_shared(committee, shares)
+            assert len(shares) == 5
+            # The same deal (not a second one) reached every peer in time: nobody complained.
+            assert net.governance.get_complaints(epoch) == []
+            assert n2.journal is not None
+            assert n2.journal.published(epoch, Published.DEAL) == payload
+            onchain = net.governance.get_deal(epoch, n2.address)
+            assert payload is not None and onchain.commitments[0] in payload
+            assert not [e for e in logs if e["event"] == "publish_failed" and e["what"] == "deal"]
+            assert n2.manager is not None and n2.manager.status().last_qual == (1, 2, 3, 4, 5)
+            assert n2.journal.outgoing(epoch, undelivered_only=True) == {}
+            record = n2.journal.epoch(epoch)
+            assert record is not None and record.outcome is Outcome.ACTIVE
+            assert not (n2.data_dir / "dealing" / f"epoch-{epoch}.sealed").exists()
+
+    run_scenario(scenario())
+
+
+def test_node_with_lost_data_dir_rejoins_through_a_reshare(chain: Anvil, tmp_path: Path) -> None:
+    net = Network(chain, tmp_path)
+    nodes = net.create_nodes("n1", "n2", "n3", "n4", "n5")
+    n5 = nodes[4]
+    net.attempts = 5
+
+    async def scenario() -> None:
+        async with net.running():
+            for node in nodes:
+                net.start(node)
+            dkg = await net.propose(EpochKind.DKG, nodes, 3)
+            await net.wait_settled(dkg.epoch)
+            before, _ = held_shares(nodes)
+            await net.stop(n5)
+            shutil.rmtree(n5.data_dir)
+            (fresh,) = await asyncio.to_thread(net.create_nodes, "n5-new")
+            await asyncio.to_thread(net.governance.send_remove_node, n5.address)
+            net.start(fresh)
+            committee_nodes = [*nodes[:4], fresh]
+            reshare = await net.propose(EpochKind.RESHARE, committee_nodes, 3)
+            assert reshare.dealers == dkg.members  # the lost node is still a (silent) dealer
+            assert (await net.wait_settled(reshare.epoch)).status is EpochStatus.ACTIVE
+            committee, shares = held_shares(committee_nodes)
+            assert committee.epoch == reshare.epoch
+            assert (committee.public.public_key, committee.pk2) == (
+                before.public.public_key,
+                before.pk2,
+            )
+            assert_key_shared(committee, shares)
+            assert {s.member for s in shares} == {1, 2, 3, 4, 5}
+            assert committee.index_of(fresh.raw_address) == 5
+            await net.wait_until(
+                lambda: all(n.stored() == [(1, reshare.epoch)] for n in committee_nodes),
+                "the old shares to be erased",
+            )
+
+    run_scenario(scenario())
