@@ -4,7 +4,7 @@ grpcio has no custom certificate verifier, so authentication has two layers:
 
 * TLS: `grpc.dynamic_ssl_server_credentials` with client authentication required and, as
   trust roots, the certificates of the registered nodes, each fetched from the node's peer
-  endpoint and verified (`node.ratls`) before it is added (`TrustBundle`, refreshed by
+  endpoint and verified (`node.ratls`) before it is added (`node.ratls.TrustBundle`, refreshed by
   `PeerServer.run` when the registry changes, periodically, and sooner while a peer is
   missing). A caller whose certificate is not in the bundle fails the handshake.
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
@@ -22,8 +22,8 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
 import grpc
@@ -40,6 +40,8 @@ from node.ratls import (
     PeerRecord,
     PeerRegistry,
     PeerVerifier,
+    TrustBundle,
+    Trusted,
     fetch_context,
     fetch_peer_certificate,
 )
@@ -53,8 +55,6 @@ __all__ = [
     "PeerGate",
     "PeerServer",
     "PeerServicer",
-    "TrustBundle",
-    "Trusted",
     "chain_roster",
 ]
 
@@ -245,57 +245,6 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         return peer_pb2.EpochStatusResponse(
             epoch=reply.epoch, phase=reply.phase, deals_received_from=reply.deals_received_from
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Trusted:
-    """A peer certificate admitted to the bundle, and the registry entry it was checked for."""
-
-    address: bytes
-    endpoint: str
-    tls_key_hash: bytes
-    cert_pem: bytes
-    #: when the certificate last passed `verify_peer_certificate` (monotonic seconds)
-    verified_at: float = field(default=0.0, compare=False)
-
-
-class TrustBundle:
-    """The server's TLS configuration: its own pair plus the verified peer certificates.
-
-    grpc calls `fetch` (from its own threads) at every handshake; it returns a new
-    configuration only when the bundle changed since the last one it handed out.
-    """
-
-    def __init__(self, certificate: tuple[bytes, bytes]) -> None:
-        self._cert, self._key = certificate
-        self._trusted: dict[bytes, Trusted] = {}
-        self._lock = threading.Lock()
-        self._version = self._served = 0
-
-    def trusted(self) -> Mapping[bytes, Trusted]:
-        with self._lock:
-            return dict(self._trusted)
-
-    def replace(self, trusted: Mapping[bytes, Trusted]) -> bool:
-        """Install a new set of trusted peers; True if it differs from the current one."""
-        with self._lock:
-            if dict(trusted) == self._trusted:
-                return False
-            self._trusted, self._version = dict(trusted), self._version + 1
-            return True
-
-    def configuration(self) -> grpc.ServerCertificateConfiguration:
-        with self._lock:
-            # Our own certificate is always a root: grpc needs a non-empty bundle, and a
-            # node calling itself is harmless.
-            roots = b"".join([self._cert, *(t.cert_pem for t in self._trusted.values())])
-            self._served = self._version
-        return grpc.ssl_server_certificate_configuration([(self._key, self._cert)], roots)
-
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        with self._lock:
-            changed = self._served != self._version
-        return self.configuration() if changed else None
 
 
 class PeerServer:

@@ -16,6 +16,11 @@ an unregistered caller cannot make us verify quotes):
 5. ``measurement``  `kms_allowed(evidence)` (the node asks governance) does not raise.
 
 Every refusal raises `Unauthenticated` whose message starts with the step name.
+
+Also here: `PeerVerifier` (the check with the node's settings, cached per chain view),
+`fetch_peer_certificate` (read what a peer endpoint serves, to verify and pin it) and
+`TrustBundle` (the peer server's grpc TLS configuration: its own pair plus the verified peer
+certificates as client-certificate roots).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
+import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -61,6 +68,8 @@ __all__ = [
     "PeerRecord",
     "PeerRegistry",
     "PeerVerifier",
+    "TrustBundle",
+    "Trusted",
     "fetch_context",
     "fetch_peer_certificate",
     "make_node_certificate",
@@ -324,3 +333,54 @@ async def fetch_peer_certificate(
     if not der:
         raise NotReady(f"{endpoint} presented no TLS certificate")
     return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    """A peer certificate admitted to the bundle, and the registry entry it was checked for."""
+
+    address: bytes
+    endpoint: str
+    tls_key_hash: bytes
+    cert_pem: bytes
+    #: when the certificate last passed `verify_peer_certificate` (monotonic seconds)
+    verified_at: float = field(default=0.0, compare=False)
+
+
+class TrustBundle:
+    """The server's TLS configuration: its own pair plus the verified peer certificates.
+
+    grpc calls `fetch` (from its own threads) at every handshake; it returns a new
+    configuration only when the bundle changed since the last one it handed out.
+    """
+
+    def __init__(self, certificate: tuple[bytes, bytes]) -> None:
+        self._cert, self._key = certificate
+        self._trusted: dict[bytes, Trusted] = {}
+        self._lock = threading.Lock()
+        self._version = self._served = 0
+
+    def trusted(self) -> Mapping[bytes, Trusted]:
+        with self._lock:
+            return dict(self._trusted)
+
+    def replace(self, trusted: Mapping[bytes, Trusted]) -> bool:
+        """Install a new set of trusted peers; True if it differs from the current one."""
+        with self._lock:
+            if dict(trusted) == self._trusted:
+                return False
+            self._trusted, self._version = dict(trusted), self._version + 1
+            return True
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        with self._lock:
+            # Our own certificate is always a root: grpc needs a non-empty bundle, and a
+            # node calling itself is harmless.
+            roots = b"".join([self._cert, *(t.cert_pem for t in self._trusted.values())])
+            self._served = self._version
+        return grpc.ssl_server_certificate_configuration([(self._key, self._cert)], roots)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            changed = self._served != self._version
+        return self.configuration() if changed else None

@@ -16,10 +16,9 @@ from node.peer_service import (
     EpochRoster,
     PeerAuthInterceptor,
     PeerGate,
-    TrustBundle,
-    Trusted,
     chain_roster,
 )
+from node.ratls import TrustBundle, Trusted
 from tests.node.test_ratls import attested_node
 
 A = "0x" + "aa" * 20
