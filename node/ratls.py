@@ -223,6 +223,10 @@ def verify_peer_certificate(
             f"measurement: mr_aggregated {evidence.identity.mr_aggregated.hex()} "
             f"not allowed for KMS nodes: {exc}"
         ) from None
+    except Exception as exc:  # the check itself failed: refuse, saying so
+        raise Unauthenticated(
+            f"measurement: the governance check failed ({type(exc).__name__}: {exc})"
+        ) from exc
     return record
 
 

@@ -338,8 +338,20 @@ def test_verifier_turns_an_unexpected_failure_into_a_refusal() -> None:
 
     verifier = PeerVerifier(policy=POLICY, kms_allowed=broken)
     view = make_view({node.address: node.record()})
-    with pytest.raises(Unauthenticated, match=r"^certificate: could not be processed \(KeyError"):
+    with pytest.raises(
+        Unauthenticated, match=r"^measurement: the governance check failed \(KeyError"
+    ):
         verifier.verify(node.cert_pem, view)
+
+    class Exploding:
+        simulator_allowed = True
+
+        @property
+        def nodes(self) -> dict[bytes, NodeRecord]:
+            raise RuntimeError("registry snapshot is corrupt")
+
+    with pytest.raises(Unauthenticated, match=r"^certificate: could not be processed \(Runtime"):
+        verifier.verify(node.cert_pem, Exploding())
 
 
 def test_fetch_from_a_silent_listener_times_out() -> None:
