@@ -37,7 +37,7 @@ from typing import Protocol
 from contracts import EpochInfo, GovernanceClient, Receipt
 from contracts import EpochStatus as ChainStatus
 from mpc.dealenc import CIPHERTEXT_SIZE
-from mpc.dealing import Fault, Phase
+from mpc.dealing import DealOutput, Fault, Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
 from mpc.encoding import frame
 from mpc.errors import MpcError
@@ -130,7 +130,8 @@ class _Run:
     dkg: DkgMember | None = None
     old_dealer: ReshareDealer | None = None
     receiver: ReshareReceiver | None = None
-    dealt: bool = False
+    deal: DealOutput | None = None  # our deal, once built
+    abandoned: bool = False
     stage: Stage = Stage.DEAL
     outcome: DkgResult | DkgFailure | None = None
     faults_seen: int = 0
@@ -199,9 +200,9 @@ class EpochManager:
                 if epoch != view.running_epoch:
                     run = await self._open(epoch, view)
                     if run is not None:
-                        await self._settle(run, view)
-        if self._run is not None and self._run.epoch != view.running_epoch:
-            await self._settle(self._run, view)
+                        await self._settle(run, view)  # if the chain is unreachable: next start
+        run = self._run
+        if run is not None and run.epoch != view.running_epoch and await self._settle(run, view):
             self._run = None
         if self._run is None and view.running_epoch and view.running_epoch not in self._ignored:
             self._run = await self._open(view.running_epoch, view)
@@ -284,6 +285,8 @@ class EpochManager:
     # Advancing through the phases
     async def _advance(self, run: _Run, view: ChainView) -> None:
         info, head = run.info, view.head
+        if run.abandoned:
+            return
         if run.stage is Stage.DEAL:
             await self._deal(run, view)
             if head > info.deal_deadline:
@@ -300,33 +303,37 @@ class EpochManager:
             )
 
     async def _deal(self, run: _Run, view: ChainView) -> None:
+        """Build our deal once; publish it while the phase is open; deliver what is pending."""
         machine, keys = run.dealing, run.board.keys
-        if run.dealt or machine is None or keys is None:
+        if run.abandoned or machine is None or keys is None:
             return
         published = self._journal.published(run.epoch, Published.DEAL)
-        if published is None and view.head >= run.info.deal_deadline:
-            return  # too late to deal: our deal would not be mined in time
-        out = machine.deal(keys)
-        run.dealt = True
-        payload = out.public.to_bytes()
-        if published is not None and published != payload:
-            self._give_up(run.epoch, "the rebuilt deal differs from the journaled one")
-            run.stage = Stage.CONFIRMED  # nothing more to do for this epoch
-            return
-        self._journal.record_outgoing(run.epoch, {s.recipient: s.ciphertext for s in out.shares})
+        if run.deal is None:
+            if published is None and view.head >= run.info.deal_deadline:
+                return  # too late: a deal sent now would not be mined in the Deal phase
+            run.deal = machine.deal(keys)
+            if published is not None and published != run.deal.public.to_bytes():
+                self._give_up(run.epoch, "the rebuilt deal differs from the journaled one")
+                run.abandoned = True
+                return
+            shares = {int(s.recipient): s.ciphertext for s in run.deal.shares}
+            self._journal.record_outgoing(run.epoch, shares)
+        public = run.deal.public
         if published is None:
-            commitments = [c.to_bytes() for c in out.public.commitments.commitments]
-            ok = await self._publish(
+            if view.head >= run.info.deal_deadline:
+                return
+            commitments = [c.to_bytes() for c in public.commitments.commitments]
+            sent = await self._publish(
                 run,
                 Published.DEAL,
                 0,
-                payload,
+                public.to_bytes(),
                 lambda: self._client.send_submit_deal(
-                    run.epoch, commitments, out.public.p.to_bytes(), out.public.proof.to_bytes()
+                    run.epoch, commitments, public.p.to_bytes(), public.proof.to_bytes()
                 ),
             )
-            if not ok:
-                return
+            if not sent:
+                return  # tried again at the next head while the phase lasts
         if view.running_epoch == run.epoch:
             self._deliver_all(run, view)
 
@@ -346,17 +353,17 @@ class EpochManager:
             if peer is None or self._tasks is None:
                 _log.warning("deal_undeliverable", epoch=run.epoch, recipient=recipient)
                 continue
-            self._tasks.create_task(
-                self._deliver(run.epoch, run.dealer, recipient, peer, ciphertext)
-            )
+            self._tasks.create_task(self._deliver(run, recipient, peer, ciphertext))
 
     async def _deliver(
-        self, epoch: int, dealer: int, recipient: int, peer: NodeRecord, ciphertext: bytes
+        self, run: _Run, recipient: int, peer: NodeRecord, ciphertext: bytes
     ) -> None:
+        epoch = run.epoch
         try:
-            await self._transport.deliver_deal(peer, epoch, dealer, recipient, ciphertext)
+            await self._transport.deliver_deal(peer, epoch, run.dealer, recipient, ciphertext)
         except Exception as exc:  # any transport failure: the recipient complains, we justify
             _log.warning("deal_delivery_failed", epoch=epoch, recipient=recipient, error=str(exc))
+            run.delivering.discard(recipient)  # tried again at the next head of the Deal phase
             return
         self._journal.mark_delivered(epoch, recipient)
 
@@ -479,20 +486,25 @@ class EpochManager:
         run.faults_seen = len(faults)
 
     # Ending an epoch
-    async def _settle(self, run: _Run, view: ChainView) -> None:
-        """The epoch left the Running state: keep our share if it activated, else give up."""
+    async def _settle(self, run: _Run, view: ChainView) -> bool:
+        """The epoch left the Running state: keep our share if it activated, else give up.
+
+        False if the chain could not be read (the caller tries again at the next head).
+        """
+        if run.abandoned:
+            return True
         try:
             info = await asyncio.to_thread(self._client.get_epoch, run.epoch, block=view.head)
         except RPC_ERRORS as exc:
             _log.warning("epoch_read_failed", epoch=run.epoch, error=str(exc))
-            return
+            return False
         if info.status is ChainStatus.RUNNING:
-            return
+            return False
         if info.status is not ChainStatus.ACTIVE:
             self._journal.finish(run.epoch, Outcome.FAILED, info.status.name.lower())
             _log.warning("epoch_failed", epoch=run.epoch, status=info.status.name)
             self._last = (run.epoch, Outcome.FAILED.value, ())
-            return
+            return True
         catch_up = dataclasses.replace(view, running_epoch=0)
         await self._advance(run, catch_up)
         result = run.outcome
@@ -501,13 +513,18 @@ class EpochManager:
             ours = [c.to_bytes() for c in result.public.commitments]
             if (tuple(ours), result.pk2.to_bytes()) != (info.public_polynomial, info.pk2):
                 self._give_up(run.epoch, "our result differs from the activated epoch")
-                return
+                return True
             if result.share is not None:
                 self._shares.save(info.generation, run.epoch, result.share)
                 self._cache[(info.generation, run.epoch)] = result.share
+            else:
+                _log.error("epoch_no_share", epoch=run.epoch, reason="a qualified share is missing")
+        elif run.member:
+            _log.error("epoch_no_share", epoch=run.epoch, reason="we did not finish the run")
         self._journal.finish(run.epoch, Outcome.ACTIVE)
         self._last = (run.epoch, Outcome.ACTIVE.value, qual)
         _log.info("epoch_activated", epoch=run.epoch, generation=info.generation, member=run.member)
+        return True
 
     async def _tidy(self, view: ChainView) -> None:
         """Erase shares of superseded epochs and of retired generations (forward secrecy)."""

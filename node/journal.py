@@ -32,7 +32,7 @@ import enum
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,7 +236,7 @@ class Journal:
         return [(int(d), int(r), bytes(c)) for d, r, c in rows]
 
     # Our outgoing shares
-    def record_outgoing(self, epoch: int, shares: dict[int, bytes]) -> dict[int, bytes]:
+    def record_outgoing(self, epoch: int, shares: Mapping[int, bytes]) -> dict[int, bytes]:
         """Keep the first set of outgoing ciphertexts of `epoch`; return what is stored."""
         with self._tx() as db:
             for recipient, ciphertext in shares.items():
