@@ -609,6 +609,21 @@ class EpochManager:
             return None
         return committee, share
 
+    def progress(self, epoch: int) -> tuple[str, tuple[int, ...]]:
+        """For the Peer `EpochStatus` RPC: our phase in `epoch` and the dealers we hold shares of.
+
+        The phase is a `Stage` name while we run the epoch, its outcome once it ended,
+        "unknown" if we never took part.
+        """
+        run = self._run
+        if run is not None and run.epoch == epoch:
+            phase = run.stage.name.lower()
+        else:
+            record = self._journal.epoch(epoch)
+            outcome = record.outcome if record is not None else None
+            phase = "unknown" if record is None else outcome.value if outcome else "pending"
+        return phase, tuple(sorted({d for d, _, _ in self._journal.received(epoch)}))
+
     def status(self) -> EpochStatus:
         view = self._watcher.view
         committee = view.committee() if view is not None else None
