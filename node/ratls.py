@@ -26,7 +26,6 @@ certificates as client-certificate roots).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -331,9 +330,8 @@ async def fetch_peer_certificate(
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), timeout)
+        # No TLS close_notify exchange: the peer may be slow to answer one, and we are done.
+        writer.transport.abort()
     if not der:
         raise NotReady(f"{endpoint} presented no TLS certificate")
     return ssl.DER_cert_to_PEM_cert(der).encode()

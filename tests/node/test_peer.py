@@ -475,7 +475,9 @@ def test_fetch_presenting_a_trusted_certificate_is_a_clean_handshake(
             a, b = await two_nodes(net)
             capfd.readouterr()
             trusted = fetch_context(b.cert_pem, b.key_pem)
+            started = time.monotonic()
             pem = await fetch_peer_certificate(a.endpoint, timeout=2, context=trusted)
+            assert time.monotonic() - started < 1.0  # regression: no wait for close_notify
             assert x509.load_pem_x509_certificate(pem) == x509.load_pem_x509_certificate(a.cert_pem)
             await asyncio.sleep(0.2)
             assert "Handshake failed" not in capfd.readouterr().err
