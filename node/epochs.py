@@ -58,7 +58,7 @@ from node.chainview import (
     read_setup,
     to_checksum,
 )
-from node.errors import InvalidRequest, NotReady
+from node.errors import InvalidRequest, NotReady, StorageError
 from node.identity import NodeIdentity
 from node.journal import Journal, Outcome, Published
 from node.logs import get_logger
@@ -272,7 +272,11 @@ class EpochManager:
         if (board.info.generation, previous) not in self._shares.list():
             _log.warning("epoch_no_old_share", epoch=board.info.epoch, previous=previous)
             return None
-        share = self._shares.load(board.info.generation, previous)
+        try:
+            share = self._shares.load(board.info.generation, previous)
+        except StorageError as exc:  # a corrupt share must not stop the node: we just don't deal
+            _log.error("epoch_old_share_unreadable", epoch=board.info.epoch, reason=str(exc))
+            return None
         return ReshareDealer(board.context, MemberIndex(dealer), share, rng)
 
     def _give_up(self, epoch: int, reason: str) -> None:

@@ -70,6 +70,11 @@ def test_dkg_reshare_refresh_rotate_and_retire(chain: Anvil, tmp_path: Path) -> 
             assert (old.epoch, old.public.public_key) == (refresh.epoch, pk1)
             assert_key_shared(old, old_shares)
             assert nodes[0].stored() == [(1, refresh.epoch), (2, rotate.epoch)]
+            metrics = nodes[0].metrics
+            assert (metrics.generation._value.get(), metrics.epoch._value.get()) == (
+                2,
+                rotate.epoch,
+            )
             assert nodes[5].stored() == [(1, refresh.epoch)]
 
             await asyncio.to_thread(net.governance.send_retire_generation, 1)

@@ -108,3 +108,41 @@ def test_node_with_lost_data_dir_rejoins_through_a_reshare(chain: Anvil, tmp_pat
             )
 
     run_scenario(scenario())
+
+
+def test_node_restarted_after_its_epoch_failed_abandons_it_and_joins_the_next(
+    chain: Anvil, tmp_path: Path
+) -> None:
+    net = Network(chain, tmp_path)
+    nodes = net.create_nodes("n1", "n2", "n3")
+    n1 = nodes[0]
+
+    async def scenario() -> None:
+        async with net.running():
+            for node in nodes:
+                net.start(node)
+            first = await net.propose(EpochKind.DKG, nodes, 2)
+            journal = n1.journal
+            assert journal is not None
+            await net.wait_until(
+                lambda: journal.published(first.epoch, Published.DEAL) is not None, "n1's deal"
+            )
+            await net.stop(n1)
+            seed = n1.data_dir / "dealing" / f"epoch-{first.epoch}.sealed"
+            assert seed.exists()
+            await asyncio.to_thread(net.governance.send_cancel_epoch, first.epoch)
+            second = await net.propose(EpochKind.DKG, nodes, 2)
+            with capture_logs() as logs:
+                net.start(n1)
+                assert (await net.wait_settled(second.epoch)).status is EpochStatus.ACTIVE
+            assert n1.journal is not None
+            record = n1.journal.epoch(first.epoch)
+            assert record is not None
+            assert (record.outcome, record.detail) == (Outcome.FAILED, "failed")
+            assert not seed.exists()
+            assert any(e["event"] == "epoch_failed" and e["epoch"] == first.epoch for e in logs)
+            committee, shares = held_shares(nodes)
+            assert committee.epoch == second.epoch and len(shares) == 3
+            assert_key_shared(committee, shares)
+
+    run_scenario(scenario())
