@@ -17,12 +17,19 @@ def compose_hash(compose: bytes) -> bytes:
 
 
 def measure_app_boot(
-    provider: TeeProvider, *, app_id: bytes, compose: bytes, instance_id: bytes, kms_id: str
+    provider: TeeProvider,
+    *,
+    app_id: bytes,
+    compose: bytes,
+    instance_id: bytes,
+    kms_id: str,
+    os_image: bytes,
 ) -> None:
     if len(app_id) != 20 or len(instance_id) != 20:
         raise ValueError("app_id and instance_id must be 20 bytes")
     events = [
         ("system-preparing", b""),
+        ("os-image-hash", os_image),
         ("app-id", app_id),
         ("compose-hash", compose_hash(compose)),
         ("instance-id", instance_id),

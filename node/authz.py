@@ -69,10 +69,11 @@ def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
         app_id="0x" + identity.app_id.hex(),
         compose_hash=identity.compose_hash,
         instance_id="0x" + (identity.instance_id or bytes(20)).hex(),
-        device_id=identity.device_id,
+        device_id=identity.device_id or bytes(32),
         mr_aggregated=identity.mr_aggregated,
-        mr_system=identity.mr_system,
-        os_image_hash=identity.os_image_hash,
+        mr_system=identity.mr_system or bytes(32),
+        # An unknown image is all zeros: governance refuses it unless it allowed that value.
+        os_image_hash=identity.os_image_hash or bytes(32),
         tcb_status=vq.tcb_status,
         advisory_ids=tuple(vq.advisory_ids),
     )

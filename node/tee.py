@@ -5,8 +5,12 @@ dstack's boot emits, so its evidence yields an identity whose `mr_aggregated` go
 allow as a KMS measurement. Every node running the same tkms release measures the same
 events, hence the same `mr_aggregated` on the same (simulated) platform:
 
-    system-preparing, app-id = KMS_APP_ID, compose-hash = SHA-256(release manifest),
-    boot-mr-done, key-provider = {"name": "tkms-sealing", "id": <provider>}, system-ready
+    system-preparing, os-image-hash, app-id = KMS_APP_ID, compose-hash = SHA-256(release
+    manifest), boot-mr-done, key-provider = {"name": "tkms-sealing", "id": <provider>},
+    system-ready
+
+On the simulator, `os-image-hash` is `SIMULATED_OS_IMAGE` (a real dstack OS measures its own
+image); governance must allow that image, as it must allow any real one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from attest.providers import SimulatorConfig, SimulatorProvider, TdxProvider, Te
 
 #: The app_id under which KMS nodes appear in their own evidence.
 KMS_APP_ID: Final = hashlib.sha256(b"tkms-kms-node").digest()[:20]
+#: The OS image a simulated CVM reports (apps and nodes alike).
+SIMULATED_OS_IMAGE: Final = hashlib.sha256(b"tkms simulated os image").digest()
 #: A simulated platform every simulator node shares (PPID included), so measurements match.
 SIMULATED_PLATFORM: Final = SimulatorConfig(
     ppid=hashlib.sha256(b"tkms simulated platform").digest()[:16]
@@ -47,6 +53,7 @@ def measure_node_boot(provider: TeeProvider, *, sealing: str) -> None:
     """Extend RTMR3 with the node's boot events (see the module docstring)."""
     events = [
         ("system-preparing", b""),
+        ("os-image-hash", SIMULATED_OS_IMAGE),
         ("app-id", KMS_APP_ID),
         ("compose-hash", hashlib.sha256(release_manifest()).digest()),
         ("boot-mr-done", b""),

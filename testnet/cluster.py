@@ -39,6 +39,7 @@ from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
 from node.cli import REGISTRATION_FILE, fund_from_anvil
 from node.endpoints import Endpoints
+from node.tee import SIMULATED_OS_IMAGE
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -99,6 +100,7 @@ class Cluster:
         self.anvil = Anvil(block_time=self.block_time, log=log).start()
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
+        self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
         self.progress(f"governance deployed at {self.deployment.governance}")
 
     @property

@@ -1,0 +1,320 @@
+"""The node daemon: wires the parts together and runs them under one asyncio.TaskGroup.
+
+Start-up order: config -> logging -> sealing -> identity -> TEE provider (boot measurement)
+-> chain client and watcher -> journal and share store -> RA-TLS certificate -> epoch manager
+-> servers (public Kms, peer, admin unix socket, status HTTP). Every task has an owner; one
+failing task stops the node (trio's rule: no task fails silently). SIGTERM and SIGINT drain:
+health turns NOT_SERVING, servers stop accepting, in-flight calls get a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from web3 import HTTPProvider, Web3
+
+from contracts import GovernanceClient, Transactor
+from node.admin_service import AdminServicer, NodeStatus
+from node.authz import Authorizer
+from node.chainview import ChainWatcher
+from node.cli import evidence_hash
+from node.config import NodeConfig
+from node.epochs import EpochManager
+from node.errors import ConfigError
+from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
+from node.identity import load_identity
+from node.journal import Journal
+from node.kms_service import KmsServicer
+from node.logs import configure_logging, get_logger
+from node.metrics import NodeMetrics
+from node.peer_client import PeerClient
+from node.peer_service import EpochStatusReply, PeerServer, chain_roster
+from node.ratelimit import RateLimiter
+from node.ratls import make_node_certificate
+from node.sealing import open_sealer
+from node.shares import ShareStore
+from node.tee import make_provider, measure_node_boot
+from protos.tkms.v1 import admin_pb2_grpc, kms_pb2, kms_pb2_grpc
+
+log = get_logger("tkms.node")
+
+KMS_SERVICE = kms_pb2.DESCRIPTOR.services_by_name["Kms"].full_name
+GRACE_SECONDS = 5.0
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host, int(port)
+
+
+@dataclass
+class RunningNode:
+    """What a started node listens on (ports resolved when 0 was configured)."""
+
+    kms_port: int
+    peer_port: int
+    status_port: int
+    address: str
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.metrics = NodeMetrics()
+        self._draining = asyncio.Event()
+        self._health = Health.DOWN
+        self._health_reason = "starting"
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self.config
+        sealer = open_sealer(cfg.sealing, cfg.data_dir)
+        self.identity = load_identity(cfg.data_dir, sealer)
+        self.provider = make_provider(cfg.tee)
+        measure_node_boot(self.provider, sealing=cfg.sealing)
+        w3 = Web3(HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": 10}))
+        self.client = GovernanceClient(
+            w3, cfg.chain.governance, Transactor(w3, self.identity.eth_account)
+        )
+        self.watcher = ChainWatcher(self.client, poll_interval=cfg.chain.poll_interval_seconds)
+        self.journal = Journal.open(cfg.data_dir / "journal.sqlite3", sealer)
+        self.shares = ShareStore(cfg.data_dir / "shares", sealer)
+        self.cert_pem, self.key_pem = make_node_certificate(self.identity, self.provider)
+        self.peer_client = PeerClient(
+            identity=self.identity,
+            cert_pem=self.cert_pem,
+            key_pem=self.key_pem,
+            view=lambda: self.watcher.view,
+            kms_allowed=self._kms_allowed,
+        )
+        self.epochs = EpochManager(
+            identity=self.identity,
+            client=self.client,
+            watcher=self.watcher,
+            transport=self.peer_client,
+            journal=self.journal,
+            shares=self.shares,
+            metrics=self.metrics,
+        )
+        self.authorizer = Authorizer(
+            view=lambda: self.watcher.view,
+            approve=lambda info, block: self.client.is_app_allowed(info, block=block),
+            max_head_age=cfg.chain.max_head_age_seconds,
+            limiter=RateLimiter(cfg.limits.requests_per_second_per_app, cfg.limits.burst_per_app),
+            metrics=self.metrics,
+        )
+
+    def status(self) -> NodeStatus:
+        view = self.watcher.view
+        found = self.epochs.share_for(0)
+        epoch_status = self.epochs.status()
+        return NodeStatus(
+            health=self._health.name,
+            chain_head=view.head if view else 0,
+            chain_head_age_seconds=int(view.head_age(time.time())) if view else 0,
+            generation=found[0].generation if found else 0,
+            epoch=found[0].epoch if found else 0,
+            my_index=found[1].member if found else 0,
+            peers_reachable=self._peers_reachable(),
+            epoch_phase=epoch_status.phase,
+        )
+
+    def _health_inputs(self) -> HealthInputs:
+        view = self.watcher.view
+        found = self.epochs.share_for(0)
+        committee = found[0] if found else None
+        return HealthInputs(
+            has_share=found is not None,
+            chain_head_age=view.head_age(time.time()) if view else float("inf"),
+            max_head_age=self.config.chain.max_head_age_seconds,
+            members=len(committee.members) if committee else 0,
+            threshold=committee.threshold if committee else 1,
+            peers_reachable=self._peers_reachable(),
+            draining=self._draining.is_set(),
+        )
+
+    def _peers_reachable(self) -> int:
+        """Committee peers whose certificate verified lately (from either direction)."""
+        server = self.peer_server.reachable_count() if hasattr(self, "peer_server") else 0
+        return max(server, self.peer_client.reachable_count())
+
+    def _epoch_status(self, epoch: int) -> EpochStatusReply:
+        status = self.epochs.status()
+        phase = status.phase if status.running_epoch == epoch else "unknown"
+        dealers = tuple(sorted({d for d, _, _ in self.journal.received(epoch)}))
+        return EpochStatusReply(epoch=epoch, phase=phase, deals_received_from=dealers)
+
+    def report(self) -> HealthReport:
+        found = self.epochs.share_for(0)
+        return HealthReport(
+            health=self._health.name,
+            reason=self._health_reason,
+            epoch=found[0].epoch if found else 0,
+            generation=found[0].generation if found else 0,
+        )
+
+    async def _health_loop(self, servicer: health.aio.HealthServicer) -> None:
+        while True:
+            value, reason = compute_health(self._health_inputs())
+            if (value, reason) != (self._health, self._health_reason):
+                log.info("health_changed", health=value.name, reason=reason)
+            self._health, self._health_reason = value, reason
+            self.metrics.health.set(int(value))
+            view = self.watcher.view
+            if view is not None:
+                self.metrics.chain_head.set(view.head)
+                self.metrics.chain_lag.set(view.head_age(time.time()))
+            serving = (
+                health_pb2.HealthCheckResponse.SERVING
+                if value is not Health.DOWN
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await servicer.set(KMS_SERVICE, serving)
+            await servicer.set("", serving)
+            await asyncio.sleep(1.0)
+
+    async def _reattest(self) -> bytes:
+        from attest import event_log_to_json
+
+        quote = self.provider.get_quote(self.identity.report_data())
+        return evidence_hash(quote, event_log_to_json(self.provider.event_log()))
+
+    async def drain(self) -> None:
+        if self._draining.is_set():
+            return
+        log.info("node_draining")
+        self._draining.set()
+
+    # -- run ----------------------------------------------------------------------------
+
+    async def run(self, started: asyncio.Future[RunningNode] | None = None) -> None:
+        cfg = self.config
+        self._build()
+        configure_logging(cfg.log_format, cfg.log_level, node=self.identity.eth_account.address)
+
+        public = grpc.aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 2 * 1024 * 1024)]
+        )
+        kms_pb2_grpc.add_KmsServicer_to_server(  # type: ignore[no-untyped-call]
+            KmsServicer(
+                authorizer=self.authorizer,
+                shares=self.epochs.share_for,
+                metrics=self.metrics,
+                max_keys=cfg.limits.max_keys_per_request,
+            ),
+            public,
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
+        reflection.enable_server_reflection(
+            (KMS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), public
+        )
+        host, port = _split(cfg.listen.public)
+        kms_port = public.add_insecure_port(f"{host}:{port}")
+        if kms_port == 0:
+            raise ConfigError("listen.public", f"cannot bind {cfg.listen.public}")
+
+        peer = self.peer_server = PeerServer(
+            identity=self.identity,
+            cert_pem=self.cert_pem,
+            key_pem=self.key_pem,
+            view=lambda: self.watcher.view,
+            on_deal=self.epochs.on_deal,
+            epoch_status=self._epoch_status,
+            roster=chain_roster(self.client),
+            kms_allowed=self._kms_allowed,
+        )
+        peer_port = await peer.start(cfg.listen.peer)
+
+        admin = grpc.aio.server()
+        admin_pb2_grpc.add_AdminServicer_to_server(  # type: ignore[no-untyped-call]
+            AdminServicer(status=self.status, reattest=self._reattest, drain=self.drain), admin
+        )
+        socket_path = cfg.admin_socket
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        admin.add_insecure_port(f"unix:{socket_path}")
+
+        mhost, mport = _split(cfg.listen.metrics)
+        http = StatusHttpServer(mhost, mport, self.report, self.metrics.render)
+
+        await public.start()
+        await admin.start()
+        socket_path.chmod(0o600)
+        http.start()
+        running = RunningNode(
+            kms_port=kms_port,
+            peer_port=peer_port,
+            status_port=http.port,
+            address=self.identity.eth_account.address,
+        )
+        log.info("node_started", kms_port=kms_port, peer_port=peer_port, status_port=http.port)
+        if started is not None:
+            started.set_result(running)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.watcher.run())
+                tg.create_task(self.epochs.run())
+                tg.create_task(peer.run())
+                tg.create_task(self._health_loop(health_servicer))
+                tg.create_task(self._wait_for_drain(public, admin, peer, health_servicer))
+        except* _Stopped:
+            pass
+        finally:
+            http.stop()
+            await self.peer_client.close()
+            self.journal.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            log.info("node_stopped")
+
+    def _kms_allowed(self, evidence: Any) -> None:
+        from node.authz import boot_info
+        from node.errors import Unauthenticated
+
+        view = self.watcher.view
+        if view is None:
+            raise Unauthenticated("no chain view: cannot check the peer's KMS measurement")
+        decision = self.client.is_kms_allowed(boot_info(evidence), block=view.head)
+        if not decision.allowed:
+            raise Unauthenticated(f"peer KMS measurement not allowed: {decision.reason}")
+
+    async def _wait_for_drain(
+        self,
+        public: grpc.aio.Server,
+        admin: grpc.aio.Server,
+        peer: PeerServer,
+        servicer: health.aio.HealthServicer,
+    ) -> None:
+        await self._draining.wait()
+        await servicer.enter_graceful_shutdown()
+        await asyncio.gather(public.stop(GRACE_SECONDS), peer.stop(GRACE_SECONDS), admin.stop(1.0))
+        raise _Stopped
+
+
+class _Stopped(Exception):
+    """Raised inside the task group to stop every task after a drain."""
+
+
+def run_node_blocking(config: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT; returns the process exit status."""
+    configure_logging(config.log_format, config.log_level)
+    node = Node(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(node.drain()))
+        await node.run()
+
+    asyncio.run(main())
+    return 0
