@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from contracts import EpochInfo, GovernanceClient, Receipt
+from contracts import EpochInfo, GovernanceClient, Receipt, TransactionFailed
 from contracts import EpochStatus as ChainStatus
 from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.dealing import DealOutput, Fault, Phase
@@ -67,6 +67,14 @@ from node.shares import ShareStore
 
 _log = get_logger("tkms.epochs")
 _CONFIRM_GAS = 3_000_000
+#: Reverts that say our write was already mined (before a crash, say).
+_ALREADY_DONE = frozenset(
+    {"DealAlreadySubmitted", "ComplaintExists", "AlreadyJustified", "AlreadyConfirmed"}
+)
+#: Reverts that no retry can fix.
+_REFUSED_FOR_GOOD = frozenset(
+    {"EpochNotRunning", "NoSuchEpoch", "NotAMember", "NotADealer", "NoSuchComplaint"}
+)
 
 
 class PeerTransport(Protocol):
@@ -122,6 +130,17 @@ class _SeededRng:
         return hashlib.shake_256(block).digest(n)
 
 
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A chain write we owe: sent until mined or until its phase closes (`last_head`)."""
+
+    kind: Published
+    target: int
+    payload: bytes
+    send: Callable[[], Receipt]
+    last_head: int  # the last head at which sending can still be mined in its phase
+
+
 @dataclass(eq=False)
 class _Run:
     board: Board
@@ -136,6 +155,7 @@ class _Run:
     outcome: DkgResult | DkgFailure | None = None
     faults_seen: int = 0
     delivering: set[int] = field(default_factory=set)
+    writes: list[_Write] = field(default_factory=list)
 
     @property
     def info(self) -> EpochInfo:
@@ -288,19 +308,30 @@ class EpochManager:
 
     # Advancing through the phases
     async def _advance(self, run: _Run, view: ChainView) -> None:
-        info, head = run.info, view.head
         if run.abandoned:
             return
+        try:
+            await self._phases(run, view)
+        except RPC_ERRORS as exc:  # the chain did not answer: the same step runs at the next head
+            _log.warning("epoch_step_deferred", epoch=run.epoch, error=str(exc))
+        except MpcError as exc:  # our own misuse of a machine: stop this epoch, keep the node
+            _log.error("epoch_internal_error", epoch=run.epoch, error=repr(exc))
+            self._give_up(run.epoch, f"internal error: {exc}")
+            run.abandoned = True
+
+    async def _phases(self, run: _Run, view: ChainView) -> None:
+        info, head = run.info, view.head
+        await self._flush(run, view)
         if run.stage is Stage.DEAL:
             await self._deal(run, view)
             if head > info.deal_deadline:
-                await self._judge_deals(run, head)
+                await self._judge_deals(run, view)
         if run.stage is Stage.COMPLAIN and head > info.complaint_deadline:
-            await self._judge_complaints(run, head)
+            await self._judge_complaints(run, view)
         if run.stage is Stage.JUSTIFY and head > info.justify_deadline:
             await self._judge_justifications(run)
         if run.stage is Stage.CONFIRM:
-            await self._confirm(run, head)
+            await self._confirm(run, view)
         if head > info.confirm_deadline and view.running_epoch == run.epoch:
             await self._publish(
                 run, Published.TIMEOUT, 0, b"", lambda: self._client.send_timeout_epoch(run.epoch)
@@ -371,12 +402,13 @@ class EpochManager:
             return
         self._journal.mark_delivered(epoch, recipient)
 
-    async def _judge_deals(self, run: _Run, head: int) -> None:
-        run.stage = Stage.COMPLAIN
+    async def _judge_deals(self, run: _Run, view: ChainView) -> None:
         judge = run.judge
         if judge is None or judge.phase not in (Phase.DEAL, Phase.DEALT):
+            run.stage = Stage.COMPLAIN
             return
         deals = await asyncio.to_thread(read_deals, self._client, run.board)
+        run.stage = Stage.COMPLAIN
         shares = [
             EncryptedShare(
                 session_id=run.board.session_id,
@@ -389,21 +421,22 @@ class EpochManager:
         ]
         complaints = judge.on_deals(deals, shares)
         self._report_faults(run)
-        if head > run.info.complaint_deadline:
-            return
         for c in complaints:
             accused = run.board.dealer_address(c.dealer)
-            await self._publish(
-                run,
-                Published.COMPLAINT,
-                c.dealer,
-                c.to_bytes(),
-                lambda a=accused: self._client.send_complain(run.epoch, a),  # type: ignore[misc]
+            run.writes.append(
+                _Write(
+                    kind=Published.COMPLAINT,
+                    target=c.dealer,
+                    payload=c.to_bytes(),
+                    send=lambda a=accused: self._client.send_complain(run.epoch, a),  # type: ignore[misc]
+                    last_head=run.info.complaint_deadline - 1,
+                )
             )
+        await self._flush(run, view)
 
-    async def _judge_complaints(self, run: _Run, head: int) -> None:
-        run.stage = Stage.JUSTIFY
+    async def _judge_complaints(self, run: _Run, view: ChainView) -> None:
         complaints, _ = await asyncio.to_thread(read_board, self._client, run.board)
+        run.stage = Stage.JUSTIFY
         answers: list[Justification] = []
         if run.dkg is not None and run.dkg.phase is Phase.COMPLAIN:
             answers += run.dkg.on_complaints(complaints)
@@ -411,26 +444,28 @@ class EpochManager:
             run.receiver.on_complaints(complaints)
         if run.old_dealer is not None and run.old_dealer.phase is Phase.DEALT:
             answers += run.old_dealer.on_complaints(complaints)
-        if head > run.info.justify_deadline:
-            return
         for j in answers:
             accuser, share = run.board.member_address(j.accuser), j.share.to_bytes()
-            await self._publish(
-                run,
-                Published.JUSTIFICATION,
-                j.accuser,
-                j.to_bytes(),
-                lambda a=accuser, s=share: self._client.send_justify(run.epoch, a, s),  # type: ignore[misc]
+            run.writes.append(
+                _Write(
+                    kind=Published.JUSTIFICATION,
+                    target=j.accuser,
+                    payload=j.to_bytes(),
+                    send=lambda a=accuser, s=share: self._client.send_justify(run.epoch, a, s),  # type: ignore[misc]
+                    last_head=run.info.justify_deadline - 1,
+                )
             )
+        await self._flush(run, view)
 
     async def _judge_justifications(self, run: _Run) -> None:
-        run.stage = Stage.CONFIRM
         judge = run.judge
         if judge is None or judge.phase is not Phase.JUSTIFY:
+            run.stage = Stage.CONFIRM
             if judge is not None and judge.outcome is not None:
                 run.outcome = judge.outcome
             return
         _, justifications = await asyncio.to_thread(read_board, self._client, run.board)
+        run.stage = Stage.CONFIRM
         run.outcome = judge.on_justifications(justifications)
         self._report_faults(run)
         if isinstance(run.outcome, DkgFailure):
@@ -438,14 +473,20 @@ class EpochManager:
         else:
             _log.info("epoch_run_finished", epoch=run.epoch, qual=list(run.outcome.qual))
 
-    async def _confirm(self, run: _Run, head: int) -> None:
+    async def _confirm(self, run: _Run, view: ChainView) -> None:
         run.stage = Stage.CONFIRMED
         result = run.outcome
-        if not isinstance(result, DkgResult) or head > run.info.confirm_deadline:
-            return
-        await self._publish(
-            run, Published.CONFIRMATION, 0, result.digest, lambda: self._send_confirm(run, result)
-        )
+        if isinstance(result, DkgResult) and run.member:
+            run.writes.append(
+                _Write(
+                    kind=Published.CONFIRMATION,
+                    target=0,
+                    payload=result.digest,
+                    send=lambda: self._send_confirm(run, result),
+                    last_head=run.info.confirm_deadline - 1,
+                )
+            )
+            await self._flush(run, view)
 
     def _send_confirm(self, run: _Run, result: DkgResult) -> Receipt:
         """confirm(), with a gas limit that covers activation.
@@ -461,18 +502,42 @@ class EpochManager:
         call = c.contract.functions.confirm(run.epoch, result.digest, public, result.pk2.to_bytes())
         return transactor.send(call, gas=_CONFIRM_GAS)
 
+    async def _flush(self, run: _Run, view: ChainView) -> None:
+        """Send the writes we owe whose phase is still open; keep those that failed."""
+        if view.running_epoch != run.epoch:
+            run.writes.clear()  # catching up on an ended epoch: nothing can be published
+            return
+        remaining = []
+        for w in run.writes:
+            if view.head > w.last_head:
+                if self._journal.published(run.epoch, w.kind, w.target) is None:
+                    _log.warning("publish_too_late", epoch=run.epoch, what=w.kind.value)
+            elif not await self._publish(run, w.kind, w.target, w.payload, w.send):
+                remaining.append(w)
+        run.writes = remaining
+
     async def _publish(
         self, run: _Run, kind: Published, target: int, payload: bytes, send: Callable[[], Receipt]
     ) -> bool:
-        """Send one chain write unless the journal has it; journal it once mined."""
+        """Send one chain write unless the journal has it; journal it once mined.
+
+        True when there is nothing more to do: mined, already on chain (a write mined before
+        a crash, so journaled now), or refused for good. False to try again later.
+        """
         if self._journal.published(run.epoch, kind, target) is not None:
             return True
+        where = {"epoch": run.epoch, "what": kind.value, "target": target}
         try:
             receipt = await asyncio.to_thread(send)
+        except TransactionFailed as exc:
+            if exc.error_name in _ALREADY_DONE:
+                self._journal.mark_published(run.epoch, kind, target, payload, "")
+                _log.info("published_before", **where)
+                return True
+            _log.warning("publish_failed", error=str(exc), **where)
+            return exc.error_name in _REFUSED_FOR_GOOD
         except RPC_ERRORS as exc:
-            _log.warning(
-                "publish_failed", epoch=run.epoch, what=kind.value, target=target, error=str(exc)
-            )
+            _log.warning("publish_failed", error=str(exc), **where)
             return False
         self._journal.mark_published(run.epoch, kind, target, payload, receipt.tx_hash)
         _log.info("published", epoch=run.epoch, what=kind.value, target=target, block=receipt.block)
