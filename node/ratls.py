@@ -40,7 +40,7 @@ from typing import Protocol, TypeVar, cast
 import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest import (
@@ -57,11 +57,14 @@ from attest import (
     read_ratls_certificate,
     verify_ratls_certificate,
 )
+from attest._ratls import OID_EVENT_LOG, OID_QUOTE
 from attest.providers import TeeProvider
 from node.errors import NodeError, NotReady, Unauthenticated
 from node.identity import NodeIdentity
+from node.logs import get_logger
 
 __all__ = [
+    "MAX_CLIENT_CERT_DER",
     "PEER_TLS_NAME",
     "KmsAllowed",
     "PeerRecord",
@@ -76,10 +79,15 @@ __all__ = [
     "verify_peer_certificate",
 ]
 
+log = get_logger("tkms.node.ratls")
+
 #: The DNS name in every node certificate; clients override the target name to it.
 PEER_TLS_NAME = "tkms-node"
 #: Node certificates are re-made at every start; a year only bounds a forgotten process.
 CERT_LIFETIME = dt.timedelta(days=365)
+#: Client certificates larger than this (DER) make grpc 1.85's TLS fail after the handshake
+#: (measured: 7.8 KB works, 9.2 KB fails); see `make_node_certificate`.
+MAX_CLIENT_CERT_DER = 8 * 1024
 
 #: Asks governance whether the evidence's KMS measurement (OS image, TCB) is allowed; raises
 #: (`PolicyDenied` with the chain's reason) when it is not.
@@ -115,12 +123,17 @@ R = TypeVar("R", bound=PeerRecord)
 def make_node_certificate(identity: NodeIdentity, provider: TeeProvider) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM): a fresh RA-TLS certificate for the node's TLS key.
 
-    The key PEM is what grpcio needs to serve and to present the certificate; keep it in
-    memory only (it is the sealed TLS key).
+    The evidence is carried once, in dstack's versioned attestation (.8: quote, RTMR3 log,
+    report_data); the duplicate raw quote (.1) and full JSON event log (.2) that
+    `create_ratls_certificate` also writes are left out. The size matters: the certificate
+    is our *client* certificate too, the server's TLS 1.3 session tickets carry it, and
+    grpc's TLS layer fails every connection once they outgrow its 17 KB buffer (certificates
+    above roughly `MAX_CLIENT_CERT_DER` bytes; grpc/grpc#17340). The key PEM is what grpcio
+    needs to serve and present the certificate; keep it in memory only (the sealed TLS key).
     """
     address = "0x" + identity.eth_address.hex()
     now = dt.datetime.now(dt.UTC)
-    cert = create_ratls_certificate(
+    full = create_ratls_certificate(
         identity.tls_key,
         provider,
         subject=f"tkms-node {address}",
@@ -128,6 +141,22 @@ def make_node_certificate(identity: NodeIdentity, provider: TeeProvider) -> tupl
         not_before=now - dt.timedelta(minutes=5),
         not_after=now + CERT_LIFETIME,
     )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(full.subject)
+        .issuer_name(full.issuer)
+        .public_key(identity.tls_key.public_key())
+        .serial_number(full.serial_number)
+        .not_valid_before(full.not_valid_before_utc)
+        .not_valid_after(full.not_valid_after_utc)
+    )
+    for ext in full.extensions:
+        if ext.oid not in (OID_QUOTE, OID_EVENT_LOG):
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    cert = builder.sign(identity.tls_key, hashes.SHA256())
+    size = len(cert.public_bytes(serialization.Encoding.DER))
+    if size > MAX_CLIENT_CERT_DER:
+        log.warning("node_certificate_large", der_bytes=size, limit=MAX_CLIENT_CERT_DER)
     key_pem = identity.tls_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

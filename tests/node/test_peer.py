@@ -173,6 +173,26 @@ def test_attested_registered_dealer_delivers_and_duplicates_are_not_stored() -> 
     run(test)
 
 
+def test_a_dealer_with_a_long_boot_log_gets_through() -> None:
+    """Regression: a 9 KB client certificate (evidence written twice) made every connection
+    fail after the handshake (grpc's TLS buffer vs. session tickets carrying it)."""
+
+    async def test() -> None:
+        async with network() as net:
+            provider = attested_provider()
+            provider.extend_rtmr(3, "app-note", b"n" * 1500)  # a chattier boot
+            b = attested_node(provider)
+            net.allow.allowed.add(mr_aggregated_of(b.cert_pem))
+            a = await net.add(attested_node(), member=1)
+            await net.add(b, member=2)
+            net.publish(a, b)
+            net.roster = EpochRoster(EPOCH, dealers=(b.address,), members=(a.address,))
+            await net.servers[a.address].refresh()
+            assert await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+
+    run(test)
+
+
 def test_deal_rejected_by_the_epoch_manager_is_invalid_argument_and_not_retried() -> None:
     async def test() -> None:
         async with network() as net:

@@ -29,11 +29,13 @@ from attest import (
     parse_quote,
     read_ratls_certificate,
 )
+from attest._ratls import OID_ATTESTATION, OID_EVENT_LOG, OID_QUOTE
 from attest.providers import SimulatorProvider, TeeProvider
 from node.chainview import ChainView, NodeRecord
 from node.errors import NotReady, PolicyDenied, Unauthenticated
 from node.identity import NodeIdentity
 from node.ratls import (
+    MAX_CLIENT_CERT_DER,
     PEER_TLS_NAME,
     PeerVerifier,
     fetch_peer_certificate,
@@ -177,6 +179,10 @@ def test_node_certificate_binds_the_identity_tls_key() -> None:
     att = read_ratls_certificate(node.cert_pem)
     expected = compute_report_data(BindingLabel.RATLS_CERT, node.identity.tls_spki_der)
     assert parse_quote(att.quote).td_report.report_data == expected
+    present = {ext.oid.dotted_string for ext in cert.extensions}
+    assert OID_ATTESTATION.dotted_string in present  # the evidence, once
+    assert not present & {OID_QUOTE.dotted_string, OID_EVENT_LOG.dotted_string}
+    assert len(cert.public_bytes(serialization.Encoding.DER)) < MAX_CLIENT_CERT_DER
     key = serialization.load_pem_private_key(node.key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert key.private_numbers() == node.identity.tls_key.private_numbers()
