@@ -294,8 +294,9 @@ class PeerServer:
         self.port = 0
 
     def reachable_count(self) -> int:
-        """Registered peers whose certificate verified at the last refresh."""
-        return len(self.bundle.trusted())
+        """Trusted peers that answered the last refresh (a peer that stopped answering keeps
+        its place in the bundle for a while, but does not count)."""
+        return sum(1 for a in self.bundle.trusted() if a not in self._problems)
 
     async def start(self, listen: str = "127.0.0.1:0") -> int:
         """Bind `listen` (port 0: any free port) and serve; returns the bound port."""
@@ -361,10 +362,13 @@ class PeerServer:
                 pem = await fetch_peer_certificate(
                     endpoint, timeout=self.fetch_timeout, context=self._fetch_context
                 )
-            except NotReady:
+                reached = True
+            except NotReady as exc:
                 if old is None or not same:
                     raise
-                pem = old.cert_pem
+                # keep what it served before (checked again below) until it answers again
+                pem, reached = old.cert_pem, False
+                self._note(record, "peer_unreachable", str(exc), stage="trust-bundle")
             now = time.monotonic()
             if (
                 not force
@@ -373,6 +377,8 @@ class PeerServer:
                 and old.cert_pem == pem
                 and now - old.verified_at < self.reverify_interval
             ):
+                if reached:
+                    self._problems.pop(record.address, None)
                 return old
             owner = await asyncio.to_thread(self._verifier.verify, pem, view)
             if owner.address != record.address:
@@ -385,7 +391,8 @@ class PeerServer:
         except NodeError as exc:
             self._note(record, "peer_refused", str(exc), stage="trust-bundle")
             return None
-        self._problems.pop(record.address, None)
+        if reached:
+            self._problems.pop(record.address, None)
         return Trusted(record.address, endpoint, record.tls_key_hash, pem, now)
 
     def _note(self, record: PeerRecord, event: str, reason: str, **facts: str) -> None:

@@ -568,7 +568,13 @@ def test_unreachable_peer_gives_up_at_the_deadline_naming_peer_and_endpoint() ->
     async def test() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
+            assert net.servers[b.address].reachable_count() == 0  # B never refreshed
+            await net.servers[b.address].refresh()
+            assert net.servers[b.address].reachable_count() == 1
             await net.servers[a.address].stop(None)
+            await net.servers[b.address].refresh()
+            assert net.servers[b.address].reachable_count() == 0
+            assert a.address in net.servers[b.address].bundle.trusted()  # kept until it is back
             started = time.monotonic()
             gave_up = rf"to peer 0x{a.address.hex()} at {a.endpoint} failed: .*cannot fetch the"
             with capture_logs() as logs, pytest.raises(NotReady, match=gave_up + " certificate"):
