@@ -7,6 +7,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from contracts import Anvil, EpochKind, EpochStatus
@@ -144,5 +145,53 @@ def test_node_restarted_after_its_epoch_failed_abandons_it_and_joins_the_next(
             committee, shares = held_shares(nodes)
             assert committee.epoch == second.epoch and len(shares) == 3
             assert_key_shared(committee, shares)
+
+    run_scenario(scenario())
+
+
+def test_a_deal_mined_just_before_a_crash_is_recognised_not_sent_twice(
+    chain: Anvil, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net = Network(chain, tmp_path)
+    nodes = net.create_nodes("n1", "n2", "n3")
+    n1 = nodes[0]
+    net.attempts = 100
+
+    async def scenario() -> None:
+        async with net.running():
+            for node in nodes:
+                net.start(node)
+            journal = n1.journal
+            assert journal is not None
+            original = journal.mark_published
+
+            def crash(epoch: int, kind: Published, target: int, payload: bytes, tx: str) -> None:
+                if kind is Published.DEAL:  # the process dies after mining, before journaling
+                    raise asyncio.CancelledError
+                original(epoch, kind, target, payload, tx)
+
+            monkeypatch.setattr(journal, "mark_published", crash)
+            info = await net.propose(EpochKind.DKG, nodes, 2, phases=(16, 6, 6, 10))
+            await net.wait_until(
+                lambda: net.governance.get_deal(info.epoch, n1.address).submitted_at != 0,
+                "n1's deal on chain",
+            )
+            mined = net.governance.get_deal(info.epoch, n1.address)
+            await net.wait_until(lambda: n1.task is not None and n1.task.done(), "n1 to die")
+            await net.stop(n1)
+            with n1.open_journal() as reopened:
+                assert reopened.published(info.epoch, Published.DEAL) is None
+            with capture_logs() as logs:
+                net.start(n1)
+                assert (await net.wait_settled(info.epoch)).status is EpochStatus.ACTIVE
+            assert "published_before" in [e["event"] for e in logs if e.get("what") == "deal"]
+            assert net.governance.get_deal(info.epoch, n1.address) == mined
+            assert n1.journal is not None
+            payload = n1.journal.published(info.epoch, Published.DEAL)
+            assert payload is not None and mined.commitments[0] in payload
+            assert net.governance.get_complaints(info.epoch) == []
+            committee, shares = held_shares(nodes)
+            assert_key_shared(committee, shares)
+            assert n1.manager is not None and n1.manager.status().last_qual == (1, 2, 3)
 
     run_scenario(scenario())
