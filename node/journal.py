@@ -23,7 +23,7 @@ Tables (schema version 1):
 Ciphertexts are not secret (each opens only with its recipient's deal key). The one secret of
 an in-flight epoch, the seed our dealing polynomial is derived from, is sealed
 (`node.sealing`) in `dealing/epoch-<n>.sealed` next to the database, never stored in SQLite, and
-deleted when the epoch ends.
+deleted when the epoch ends, together with the epoch's ciphertexts (`finish`).
 """
 
 from __future__ import annotations
@@ -197,12 +197,24 @@ class Journal:
         return [int(r[0]) for r in rows]
 
     def finish(self, epoch: int, outcome: Outcome, detail: str = "") -> None:
-        """Record the outcome and delete the epoch's sealed dealing seed."""
+        """Record the outcome; forget the epoch's ciphertexts and its sealed dealing seed.
+
+        The ciphertexts go too: with our long-term deal key they would give back our share of
+        a superseded epoch, which is exactly what erasure after a reshare must make
+        impossible. The dealers' indices stay (for `received`-based status).
+        """
         with self._tx() as db:
             db.execute(
                 "UPDATE epochs SET outcome = ?, detail = ? WHERE epoch = ?",
                 (outcome.value, detail, epoch),
             )
+            db.execute("UPDATE received SET ciphertext = x'' WHERE epoch = ?", (epoch,))
+            db.execute("DELETE FROM outgoing WHERE epoch = ?", (epoch,))
+        with self._lock:
+            try:  # move the overwritten pages out of the WAL file too
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StorageError(f"{self.path}: journal checkpoint failed: {exc}") from None
         self.erase_dealing_seed(epoch)
 
     # Received shares
@@ -329,6 +341,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         raise StorageError(
             f"{path}: journal schema version {version}, this node reads {SCHEMA_VERSION}"
         )
+    db.execute("PRAGMA secure_delete = ON")  # deleted ciphertexts are overwritten, not kept
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("PRAGMA foreign_keys = ON")

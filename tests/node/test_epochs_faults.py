@@ -66,7 +66,7 @@ def test_silent_and_malicious_dealers_follow_the_complaint_rules(
         complaints = {(c.accuser, c.accused, c.justified) for c in gov.get_complaints(epoch)}
         assert complaints == {(n4.address, n2.address, True), (n1.address, n3.address, False)}
         assert n1.manager.status().last_qual == (1, 2, 4)
-        assert progress == (("active", (2, 3, 4)), ("unknown", ()))
+        assert progress == (("active", (2, 3, 4)), ("unknown", ()))  # dealers kept, bytes gone
         faults = {(e["member"], e["kind"]) for e in logs if e["event"] == "dkg_fault"}
         assert {
             (5, "MISSING_DEAL"),

@@ -127,3 +127,17 @@ def test_a_newer_schema_is_refused(tmp_path: Path, sealer: FileSealer) -> None:
     db.close()
     with pytest.raises(StorageError, match=f"schema version {SCHEMA_VERSION + 1}, this node"):
         Journal.open(path, sealer)
+
+
+def test_finishing_an_epoch_forgets_its_ciphertexts_on_disk(
+    tmp_path: Path, journal: Journal
+) -> None:
+    secret_looking = bytes(range(256)) * 4
+    journal.record_share(4, 2, 1, secret_looking)
+    journal.record_outgoing(4, {3: secret_looking[::-1]})
+    journal.finish(4, Outcome.ACTIVE)
+    assert journal.received(4) == [(2, 1, b"")]
+    assert journal.outgoing(4) == {}
+    journal.close()
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
+    assert secret_looking[:64] not in on_disk and secret_looking[::-1][:64] not in on_disk
