@@ -534,6 +534,9 @@ class EpochManager:
                 self._journal.mark_published(run.epoch, kind, target, payload, "")
                 _log.info("published_before", **where)
                 return True
+            if exc.error_name == "EpochNotRunning":  # others activated or timed it out first
+                _log.info("publish_moot", reason=str(exc), **where)
+                return True
             _log.warning("publish_failed", error=str(exc), **where)
             return exc.error_name in _REFUSED_FOR_GOOD
         except RPC_ERRORS as exc:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
+
+import pytest
 
 from contracts import Anvil, EpochKind, EpochStatus
 from tests.node.epoch_harness import (
@@ -88,3 +92,26 @@ def test_dkg_reshare_refresh_rotate_and_retire(chain: Anvil, tmp_path: Path) -> 
             assert all(n.manager is not None and n.manager.share_for(1) is None for n in nodes)
 
     run_scenario(scenario(), timeout=150)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TKMS_SLOW") != "1", reason="slow: set TKMS_SLOW=1")
+def test_dkg_with_16_nodes(chain: Anvil, tmp_path: Path) -> None:
+    net = Network(chain, tmp_path)
+    nodes = net.create_nodes(*(f"n{k}" for k in range(1, 17)))
+
+    async def scenario() -> None:
+        async with net.running():
+            for node in nodes:
+                net.start(node)
+            started = time.monotonic()
+            info = await net.propose(EpochKind.DKG, nodes, 11, phases=(60, 40, 40, 40))
+            assert (await net.wait_settled(info.epoch, timeout=120)).status is EpochStatus.ACTIVE
+            elapsed = time.monotonic() - started
+            committee, shares = held_shares(nodes)
+            assert len(shares) == 16 and committee.threshold == 11
+            for share in shares:
+                assert committee.public.is_valid_share(share)
+            print(f"DKG 16 nodes t=11: {elapsed:.1f} s on anvil ({net.anvil.block_time} s blocks)")
+
+    run_scenario(scenario(), timeout=200)
