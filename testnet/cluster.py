@@ -259,7 +259,9 @@ class Cluster:
         nodes: Sequence[NodeProcess],
         timeout: float = 60.0,
         accept: tuple[str, ...] = ("NORMAL",),
+        epoch: int | None = None,
     ) -> None:
+        """Until every node reports one of `accept` (and, if given, serves `epoch`)."""
         deadline = time.monotonic() + timeout
         waiting = list(nodes)
         while waiting and time.monotonic() < deadline:
@@ -268,7 +270,11 @@ class Cluster:
                     code = node.process.returncode
                     raise RuntimeError(f"node {node.index} exited with {code}; see {node.log_path}")
                 health = node.health()
-                if health is not None and health.get("health") in accept:
+                if (
+                    health is not None
+                    and health.get("health") in accept
+                    and (epoch is None or health.get("epoch") == epoch)
+                ):
                     waiting.remove(node)
             time.sleep(0.3)
         if waiting:
@@ -280,10 +286,18 @@ class Cluster:
     def register_app(self, compose_hashes: Sequence[bytes], *, any_device: bool = True) -> str:
         assert self.deployment is not None
         factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
-        _, app_id = factory.send_deploy_app(
+        receipt, app_id = factory.send_deploy_app(
             compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
         )
+        self.wait_seen(receipt.block)
         return app_id
+
+    def wait_seen(self, block: int) -> None:
+        """Until every node's chain view can include `block` (nodes judge at their view's head)."""
+        w3 = self.w3()
+        while w3.eth.block_number <= block:
+            time.sleep(self.block_time / 4)
+        time.sleep(1.0)  # one node poll interval (0.5 s) with margin
 
     def app(self, app_id: str) -> AppAuthClient:
         return AppAuthClient(self.w3(), app_id, self.owner_transactor())

@@ -1,0 +1,317 @@
+"""A real network: anvil, the contracts, and 5 `tkms node run` processes on 127.0.0.1.
+
+One cluster per module (it takes ~30 s to bring up); the tests run in order and share it:
+DKG with a node killed and restarted mid-run -> derivation from any 3 nodes -> refusals ->
+malformed requests -> a lying node behind a tampering proxy -> 2 nodes down -> reshare to 6
+nodes with threshold 4 -> a node that lost its data dir rejoins by reshare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from attest import BindingLabel, compute_report_data, event_log_to_json
+from attest.providers import SimulatorProvider
+from contracts import EpochKind
+from guest.committee import committee_from_chain
+from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient
+from guest.measure import compose_hash, measure_app_boot
+from mpc import G1
+from node.tee import SIMULATED_OS_IMAGE
+from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+from testnet.cluster import Cluster
+
+pytestmark = pytest.mark.timeout(600)
+
+COMPOSE = b'{"services": {"web": {"image": "nginx@sha256:00"}}}'
+OTHER_COMPOSE = b'{"services": {"web": {"image": "evil@sha256:66"}}}'
+
+
+class App:
+    """A simulated app CVM: its TEE, measured boot, and a KMS client."""
+
+    def __init__(self, cluster: Cluster, app_id: str, compose: bytes = COMPOSE) -> None:
+        self.app_id = bytes.fromhex(app_id[2:])
+        self.provider = SimulatorProvider()
+        assert cluster.deployment is not None
+        measure_app_boot(
+            self.provider,
+            app_id=self.app_id,
+            compose=compose,
+            instance_id=os.urandom(20),
+            kms_id=cluster.deployment.governance,
+            os_image=SIMULATED_OS_IMAGE,
+        )
+
+    def evidence(self, report_data: bytes) -> tuple[bytes, str]:
+        return self.provider.get_quote(report_data), event_log_to_json(self.provider.event_log())
+
+    def client(self, committee: Committee) -> KmsClient:
+        return KmsClient(committee, self.evidence, timeout=10)
+
+
+def derive(app: App, committee: Committee, purposes: list[bytes]) -> list[G1]:
+    async def go() -> list[G1]:
+        client = app.client(committee)
+        try:
+            result = await client.derive([AppKeyRequest(app.app_id, p) for p in purposes])
+            return result.sigmas
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def only(committee: Committee, indices: set[int]) -> Committee:
+    return Committee(
+        network=committee.network,
+        threshold=committee.threshold,
+        members=tuple(m for m in committee.members if m.index in indices),
+        group_key=committee.group_key,
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("network")
+    with Cluster(root) as c:
+        c.start_chain()
+        nodes = [c.create_node() for _ in range(5)]
+        for n in nodes:
+            c.start_node(n)
+        c.wait_healthy(nodes, timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))  # serving HTTP
+        epoch = c.propose(EpochKind.DKG, nodes, 3)
+        # Kill node 5 after the deal phase has begun, and bring it back: it must resume.
+        time.sleep(3 * c.block_time)
+        c.stop_node(nodes[4], kill=True)
+        time.sleep(2 * c.block_time)
+        c.start_node(nodes[4])
+        c.wait_epoch(epoch, timeout=180)
+        c.wait_healthy(nodes, timeout=60, epoch=epoch)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def app(cluster: Cluster) -> App:
+    app_id = cluster.register_app([compose_hash(COMPOSE)])
+    return App(cluster, app_id)
+
+
+def test_dkg_completes_and_any_three_nodes_give_the_same_key(cluster: Cluster, app: App) -> None:
+    committee = committee_from_chain(cluster.governance())
+    assert committee.threshold == 3 and len(committee.members) == 5
+    first = derive(app, only(committee, {1, 2, 3}), [b"disk", b"tls"])
+    second = derive(app, only(committee, {3, 4, 5}), [b"disk", b"tls"])  # node 5 restarted mid-DKG
+    third = derive(app, only(committee, {1, 5, 2}), [b"disk", b"tls"])
+    assert first == second == third
+    assert first[0] != first[1]
+    from mpc import KeyRequest, is_consistent_with_group_key
+
+    assert is_consistent_with_group_key(
+        first[0], KeyRequest.app_key(app.app_id, b"disk"), committee.group_key
+    )
+
+
+def _raw_call(cluster: Cluster, request: kms_pb2.DerivePartialRequest) -> grpc.RpcError | None:
+    node = cluster.nodes[0]
+    with grpc.insecure_channel(node.endpoints.kms) as channel:
+        stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            stub.DerivePartial(request, timeout=10)
+        except grpc.RpcError as exc:
+            return exc
+    return None
+
+
+def _request(
+    app: App, *, app_id: bytes | None = None, bind_to: bytes | None = None
+) -> kms_pb2.DerivePartialRequest:
+    e = G1.base_mul(12345)
+    report = compute_report_data(BindingLabel.KDF_V1, bind_to or e.to_bytes())
+    quote, log = app.evidence(report)
+    return kms_pb2.DerivePartialRequest(
+        evidence=common_pb2.Evidence(quote=quote, event_log=log),
+        requester_key=e.to_bytes(),
+        keys=[
+            kms_pb2.KeyRequest(
+                kind=kms_pb2.KeyRequest.KIND_KDF, app_id=app_id or app.app_id, purpose=b"disk"
+            )
+        ],
+    )
+
+
+def test_refusals_are_permission_denied_with_a_reason(cluster: Cluster, app: App) -> None:
+    # Wrong app_id: keys of another app.
+    err = _raw_call(cluster, _request(app, app_id=b"\x99" * 20))
+    assert err is not None and err.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "ownership" in str(err.details())
+    # Evidence bound to another key.
+    err = _raw_call(cluster, _request(app, bind_to=G1.base_mul(999).to_bytes()))
+    assert err is not None and err.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "binding" in str(err.details())
+    # An app whose compose hash was never approved.
+    unapproved = App(cluster, "0x" + app.app_id.hex(), compose=OTHER_COMPOSE)
+    err = _raw_call(cluster, _request(unapproved))
+    assert err is not None and err.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "approval" in str(err.details())
+
+
+def test_malformed_requests_are_invalid_argument(cluster: Cluster, app: App) -> None:
+    good = _request(app)
+    cases = []
+    bad = kms_pb2.DerivePartialRequest()
+    bad.CopyFrom(good)
+    bad.requester_key = b"\x00" * 48
+    cases.append((bad, "requester_key"))
+    bad = kms_pb2.DerivePartialRequest()
+    bad.CopyFrom(good)
+    bad.keys[0].app_id = b"\x01" * 19
+    cases.append((bad, "app_id must be 20 bytes"))
+    bad = kms_pb2.DerivePartialRequest()
+    bad.CopyFrom(good)
+    bad.keys[0].purpose = b"x" * 300
+    cases.append((bad, "purpose"))
+    bad = kms_pb2.DerivePartialRequest()
+    bad.CopyFrom(good)
+    bad.evidence.quote = b"q" * (70 * 1024)
+    cases.append((bad, "evidence.quote"))
+    bad = kms_pb2.DerivePartialRequest()
+    bad.CopyFrom(good)
+    del bad.keys[:]
+    cases.append((bad, "keys"))
+    for request, needle in cases:
+        err = _raw_call(cluster, request)
+        assert err is not None and err.code() is grpc.StatusCode.INVALID_ARGUMENT, needle
+        assert needle in str(err.details())
+
+
+class _LyingProxy(kms_pb2_grpc.KmsServicer):
+    """Stands in front of a real node and shifts every partial it returns by G1."""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = kms_pb2_grpc.KmsStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def DerivePartial(
+        self, request: kms_pb2.DerivePartialRequest, context: grpc.ServicerContext
+    ) -> kms_pb2.DerivePartialResponse:
+        reply: kms_pb2.DerivePartialResponse = self._stub.DerivePartial(request, timeout=10)
+        for p in reply.partials:
+            p.z = (G1.from_bytes(p.z) + G1.generator()).to_bytes()
+        return reply
+
+
+def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
+    from concurrent import futures
+
+    committee = committee_from_chain(cluster.governance())
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    proxy = _LyingProxy(cluster.nodes[1].endpoints.kms)
+    kms_pb2_grpc.add_KmsServicer_to_server(proxy, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        members = tuple(
+            dataclasses.replace(m, endpoint=f"127.0.0.1:{port}") if m.index == 2 else m
+            for m in committee.members
+        )
+        lied = dataclasses.replace(committee, members=members)
+        with pytest.raises(
+            DerivationError, match=r"only 2 of 3 needed partials: node-2 .*proof invalid"
+        ):
+            derive(app, only(lied, {1, 2, 3}), [b"disk"])
+        honest = derive(app, only(committee, {1, 3, 4}), [b"disk"])
+        assert derive(app, only(lied, {1, 2, 3, 4}), [b"disk"]) == honest
+    finally:
+        server.stop(None)
+
+
+def test_two_nodes_down_still_derive(cluster: Cluster, app: App) -> None:
+    committee = committee_from_chain(cluster.governance())
+    before = derive(app, committee, [b"disk"])
+    cluster.stop_node(cluster.nodes[1])
+    cluster.stop_node(cluster.nodes[3])
+    try:
+        assert derive(app, committee, [b"disk"]) == before
+        with pytest.raises(
+            DerivationError, match=r"only 1 of 3 needed partials: node-2 .*unavailable"
+        ):
+            derive(app, only(committee, {2, 4, 5}), [b"disk"])
+    finally:
+        cluster.start_node(cluster.nodes[1])
+        cluster.start_node(cluster.nodes[3])
+        cluster.wait_healthy([cluster.nodes[1], cluster.nodes[3]], timeout=60)
+
+
+def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -> None:
+    compose = b'{"services": {"job": {"image": "batch@sha256:11"}}}'
+    app_id = cluster.register_app([compose_hash(compose)])
+    revocable = App(cluster, app_id, compose=compose)
+    committee = committee_from_chain(cluster.governance())
+    derive(revocable, committee, [b"k"])
+    receipt = cluster.app(app_id).send_remove_compose_hash(compose_hash(compose))
+    cluster.wait_seen(receipt.block)
+    with pytest.raises(DerivationError, match="permission_denied"):
+        derive(revocable, committee, [b"k"])
+
+
+def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster, app: App) -> None:
+    committee = committee_from_chain(cluster.governance())
+    before = derive(app, committee, [b"disk"])
+    old_epoch = committee.network.epoch
+    sixth = cluster.create_node()
+    cluster.start_node(sixth)
+    epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
+    cluster.wait_epoch(epoch, timeout=180)
+    cluster.wait_healthy(cluster.nodes, timeout=60, epoch=epoch)
+    after = committee_from_chain(cluster.governance())
+    assert after.threshold == 4 and len(after.members) == 6
+    assert after.group_key == committee.group_key
+    assert derive(app, after, [b"disk"]) == before
+    time.sleep(2)
+    for node in cluster.nodes[:5]:
+        names = sorted(p.name for p in (node.dir / "shares").iterdir())
+        assert not any(
+            f"-{old_epoch}." in n or n.endswith(f"_{old_epoch}.sealed") for n in names
+        ), names
+
+
+def test_simulator_evidence_is_refused_when_governance_disallows_it(
+    cluster: Cluster, app: App
+) -> None:
+    governance = cluster.governance()
+    receipt = governance.send_set_simulator_allowed(False)
+    cluster.wait_seen(receipt.block)
+    try:
+        err = _raw_call(cluster, _request(app))
+        assert err is not None and err.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "evidence" in str(err.details()) and "simulator" in str(err.details()).lower()
+    finally:
+        cluster.wait_seen(governance.send_set_simulator_allowed(True).block)
+
+
+def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App) -> None:
+    committee = committee_from_chain(cluster.governance())
+    before = derive(app, committee, [b"disk"])
+    lost = cluster.nodes[2]
+    cluster.stop_node(lost)
+    shutil.rmtree(lost.dir)
+    replacement = cluster.create_node()
+    cluster.start_node(replacement)
+    members = [n for n in cluster.nodes if n is not lost]
+    epoch = cluster.propose(EpochKind.RESHARE, members, 4)
+    cluster.wait_epoch(epoch, timeout=180)
+    cluster.wait_healthy(members, timeout=60, epoch=epoch)
+    after = committee_from_chain(cluster.governance())
+    assert after.group_key == committee.group_key
+    assert replacement.endpoints.kms in {m.endpoint for m in after.members}
+    assert lost.endpoints.kms not in {m.endpoint for m in after.members}
+    assert derive(app, after, [b"disk"]) == before
