@@ -3,7 +3,7 @@
 The chain is the board and the phaser. At every new head the manager compares the head with
 the running epoch's deadlines and feeds the `mpc` state machines what the chain shows:
 
-    head <= deal deadline       deal: publish DealPublic, deliver encrypted shares to peers
+    head <  deal deadline       deal: publish DealPublic, deliver encrypted shares to peers
     head >  deal deadline       on_deals(deals on chain, shares received) -> publish complaints
     head >  complaint deadline  on_complaints(complaints on chain) -> publish justifications
     head >  justify deadline    on_justifications(justified complaints) -> confirm the digest
@@ -13,8 +13,9 @@ the running epoch's deadlines and feeds the `mpc` state machines what the chain 
 Rules (docs/node-epochs.md has the details):
 
 * Every chain write and every received share is journaled (`node.journal`) before it counts,
-  and nothing journaled is published again. A write is only attempted while its phase is
-  open, so catching up after a restart replays the machines without publishing late.
+  and nothing journaled is published again. A write is only sent while it can still be mined
+  in its phase, and retried at each head until then; catching up after a restart replays the
+  machines without publishing late.
 * Our dealing polynomial is derived from a sealed per-epoch seed (`_SeededRng`): a restarted
   node rebuilds the SAME deal, checks it against the journaled one, and re-sends the journaled
   ciphertexts to peers that have not acknowledged them.
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from contracts import EpochInfo, GovernanceClient, Receipt, TransactionFailed
+from contracts import EpochInfo, GenerationStatus, GovernanceClient, Receipt, TransactionFailed
 from contracts import EpochStatus as ChainStatus
 from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.dealing import DealOutput, Fault, Phase
@@ -612,7 +613,7 @@ class EpochManager:
                     )
                 except RPC_ERRORS:
                     continue
-                if status.status.name != "RETIRED":
+                if status.status is not GenerationStatus.RETIRED:
                     continue
             self._shares.erase(generation, epoch)
             self._cache.pop((generation, epoch), None)
