@@ -1,0 +1,208 @@
+"""The key-release pipeline step by step, with an in-process chain view and approval function."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from attest import BindingLabel, compute_report_data, event_log_to_json
+from attest.providers import SimulatorProvider
+from contracts import AppBootInfo, AuthDecision
+from guest.measure import measure_app_boot
+from mpc import G1
+from node.authz import Authorizer, Evidence
+from node.chainview import ChainView
+from node.errors import NotReady, PolicyDenied, RateLimited
+from node.metrics import NodeMetrics
+from node.ratelimit import RateLimiter
+from node.tee import SIMULATED_OS_IMAGE
+
+APP = b"\xab" * 20
+NOW = 1_800_000_000.0
+
+
+def view(**changes: object) -> ChainView:
+    base = ChainView(
+        chain_id=31337,
+        governance=b"\x42" * 20,
+        head=100,
+        head_timestamp=int(NOW) - 2,
+        latest_generation=1,
+        committees={},
+        running_epoch=0,
+        nodes={},
+        simulator_allowed=True,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def app_evidence(
+    key: bytes, label: BindingLabel = BindingLabel.KDF_V1, app_id: bytes = APP
+) -> Evidence:
+    provider = SimulatorProvider()
+    measure_app_boot(
+        provider,
+        app_id=app_id,
+        compose=b"{}",
+        instance_id=os.urandom(20),
+        kms_id="0x" + "42" * 20,
+        os_image=SIMULATED_OS_IMAGE,
+    )
+    quote = provider.get_quote(compute_report_data(label, key))
+    return Evidence(quote=quote, event_log=event_log_to_json(provider.event_log()))
+
+
+ALLOWED = AuthDecision(True, "")
+
+
+class Approvals:
+    def __init__(self, decision: AuthDecision = ALLOWED) -> None:
+        self.decision = decision
+        self.calls: list[tuple[AppBootInfo, int]] = []
+
+    def __call__(self, info: AppBootInfo, block: int) -> AuthDecision:
+        self.calls.append((info, block))
+        return self.decision
+
+
+def authorizer(
+    current: ChainView | None, approvals: Approvals, *, rate: float = 100, burst: int = 100
+) -> tuple[Authorizer, NodeMetrics]:
+    metrics = NodeMetrics()
+    return (
+        Authorizer(
+            view=lambda: current,
+            approve=approvals,
+            max_head_age=30,
+            limiter=RateLimiter(rate, burst, clock=lambda: NOW),
+            metrics=metrics,
+            clock=lambda: NOW,
+        ),
+        metrics,
+    )
+
+
+E = G1.base_mul(777).to_bytes()
+
+
+def steps(metrics: NodeMetrics) -> dict[tuple[str, str], float]:
+    out = {}
+    for family in metrics.pipeline.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                out[(sample.labels["step"], sample.labels["outcome"])] = sample.value
+    return out
+
+
+def test_an_approved_app_passes_every_step_and_is_asked_about_at_the_view_head() -> None:
+    approvals = Approvals()
+    authz, metrics = authorizer(view(), approvals)
+    result = authz.authorize(
+        app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1
+    )
+    assert result.app_id == APP
+    ((info, block),) = approvals.calls
+    assert block == 100 and info.app_id.lower() == "0x" + APP.hex()
+    assert info.os_image_hash == SIMULATED_OS_IMAGE
+    counted = steps(metrics)
+    for step in (
+        "chain",
+        "evidence",
+        "replay",
+        "identity",
+        "binding",
+        "approval",
+        "ownership",
+        "rate",
+    ):
+        assert counted[(step, "ok")] == 1, step
+
+
+def test_a_stale_chain_view_fails_closed() -> None:
+    approvals = Approvals()
+    authz, metrics = authorizer(view(head_timestamp=int(NOW) - 31), approvals)
+    with pytest.raises(NotReady, match=r"chain view is stale: head 100 is 31s old \(bound 30s\)"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert approvals.calls == []
+    assert steps(metrics)[("chain", "stale")] == 1
+    authz, _ = authorizer(None, approvals)
+    with pytest.raises(NotReady, match="no chain view yet"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+
+
+def test_governance_refusal_is_permission_denied_with_its_reason() -> None:
+    authz, metrics = authorizer(view(), Approvals(AuthDecision(False, "Compose hash not allowed")))
+    with pytest.raises(PolicyDenied, match="approval: app 0xabab.*: Compose hash not allowed"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert steps(metrics)[("approval", "denied")] == 1
+
+
+def test_keys_of_another_app_are_refused() -> None:
+    authz, _ = authorizer(view(), Approvals())
+    with pytest.raises(PolicyDenied, match="ownership: app 0xabab.* asked for a key of app 0x0101"):
+        authz.authorize(
+            app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP, b"\x01" * 20], cost=2
+        )
+
+
+def test_evidence_bound_to_another_key_or_label_is_refused() -> None:
+    authz, _ = authorizer(view(), Approvals())
+    other = G1.base_mul(778).to_bytes()
+    with pytest.raises(PolicyDenied, match="binding"):
+        authz.authorize(
+            app_evidence(other), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1
+        )
+    with pytest.raises(PolicyDenied, match="binding"):
+        authz.authorize(
+            app_evidence(E, BindingLabel.SIGN_V1),
+            binding=(BindingLabel.KDF_V1, E),
+            app_ids=[APP],
+            cost=1,
+        )
+
+
+def test_simulator_evidence_needs_governance_to_allow_simulators() -> None:
+    authz, metrics = authorizer(view(simulator_allowed=False), Approvals())
+    with pytest.raises(PolicyDenied, match="evidence: .*simulator"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert steps(metrics)[("evidence", "denied")] == 1
+
+
+def test_tampered_evidence_is_refused_at_the_quote_or_replay_step() -> None:
+    authz, _ = authorizer(view(), Approvals())
+    good = app_evidence(E)
+    flipped = bytearray(good.quote)
+    flipped[600] ^= 1  # inside the TD report: the quote signature no longer verifies
+    with pytest.raises(PolicyDenied, match="evidence"):
+        authz.authorize(
+            Evidence(bytes(flipped), good.event_log),
+            binding=(BindingLabel.KDF_V1, E),
+            app_ids=[APP],
+            cost=1,
+        )
+    other_log = app_evidence(E).event_log  # another instance id: RTMR3 replays differently
+    with pytest.raises(PolicyDenied, match="replay"):
+        authz.authorize(
+            Evidence(good.quote, other_log), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1
+        )
+
+
+def test_rate_limit_per_app() -> None:
+    authz, metrics = authorizer(view(), Approvals(), rate=1, burst=3)
+    evidence = app_evidence(E)
+    authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=2)
+    with pytest.raises(RateLimited):
+        authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=2)
+    assert steps(metrics)[("rate", "limited")] == 1
+
+
+def test_verified_evidence_and_approvals_are_cached() -> None:
+    approvals = Approvals()
+    authz, metrics = authorizer(view(), approvals)
+    evidence = app_evidence(E)
+    for _ in range(3):
+        authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert steps(metrics)[("evidence", "cached")] == 2
+    assert len(approvals.calls) == 1  # same identity, same head
