@@ -144,6 +144,20 @@ def fund_from_anvil(w3: Any, address: str, index: int, wei: int = 100 * 10**18) 
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60)
 
 
+def registration_measurement(registration: dict[str, Any]) -> bytes:
+    """The KMS measurement (mr_aggregated) a node's registration evidence shows.
+
+    This is what governance allows with `addKmsMeasurement`; peers check each other against it.
+    Read it only from evidence you have verified (the owner's review of the registration).
+    """
+    from attest import compute_app_identity, parse_event_log, parse_quote, read_pck_info
+
+    quote = parse_quote(bytes.fromhex(registration["evidence"]["quote"]))
+    entries = parse_event_log(registration["evidence"]["event_log"])
+    ppid = read_pck_info(quote).ppid if quote.signature.pck_chain_pem else None
+    return compute_app_identity(entries, quote.td_report, ppid=ppid).mr_aggregated
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     from contracts import account_from_key, anvil_account
 
@@ -154,7 +168,16 @@ def cmd_approve(args: argparse.Namespace) -> int:
     client = _governance(args.rpc, args.governance, owner)
     info = client.get_node(args.node)
     client.send_approve_node(args.node, info.registration_hash)
-    _print(args, {"node": args.node, "approved": True}, f"approved {args.node}")
+    data: dict[str, Any] = {"node": args.node, "approved": True}
+    if args.registration:
+        measurement = registration_measurement(json.loads(Path(args.registration).read_text()))
+        if not client.is_kms_measurement_allowed(measurement):
+            client.send_add_kms_measurement(measurement)
+        data["kms_measurement"] = measurement.hex()
+    text = f"approved {args.node}"
+    if "kms_measurement" in data:
+        text += f"; KMS measurement {data['kms_measurement']} allowed"
+    _print(args, data, text)
     return 0
 
 
@@ -220,6 +243,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--rpc", required=True)
     p.add_argument("--governance", required=True)
     p.add_argument("--node", required=True, help="the node's address")
+    p.add_argument(
+        "--registration", help="the node's registration.json: also allow its KMS measurement"
+    )
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--private-key")
     who.add_argument("--anvil-account", type=int)

@@ -25,7 +25,6 @@ from typing import Any
 
 from web3 import Web3
 
-from attest import compute_app_identity, parse_event_log, parse_quote, read_pck_info
 from contracts import (
     AppAuthClient,
     AppFactoryClient,
@@ -37,7 +36,7 @@ from contracts import (
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
-from node.cli import REGISTRATION_FILE, fund_from_anvil
+from node.cli import REGISTRATION_FILE, fund_from_anvil, registration_measurement
 from node.endpoints import Endpoints
 from node.tee import SIMULATED_OS_IMAGE
 
@@ -196,13 +195,10 @@ class Cluster:
         )
 
     def _allow_measurement(self, registration: dict[str, Any]) -> None:
-        quote = parse_quote(bytes.fromhex(registration["evidence"]["quote"]))
-        entries = parse_event_log(registration["evidence"]["event_log"])
-        ppid = read_pck_info(quote).ppid if quote.signature.pck_chain_pem else None
-        identity = compute_app_identity(entries, quote.td_report, ppid=ppid)
+        measurement = registration_measurement(registration)
         governance = self.governance()
-        if not governance.is_kms_measurement_allowed(identity.mr_aggregated):
-            governance.send_add_kms_measurement(identity.mr_aggregated)
+        if not governance.is_kms_measurement_allowed(measurement):
+            governance.send_add_kms_measurement(measurement)
 
     def start_node(self, node: NodeProcess) -> None:
         if node.pid is not None:

@@ -148,6 +148,25 @@ def _request(
     )
 
 
+def test_node_status_over_the_admin_socket(cluster: Cluster) -> None:
+    import json
+    import subprocess
+    import sys
+
+    node = cluster.nodes[0]
+    out = subprocess.run(
+        [sys.executable, "-m", "tkms", "node", "status", "--dir", str(node.dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["health"] == "NORMAL"
+    assert status["generation"] == "1" or status["generation"] == 1
+    assert int(status["my_index"]) == 1 and int(status["chain_head"]) > 0
+
+
 def test_refusals_are_permission_denied_with_a_reason(cluster: Cluster, app: App) -> None:
     # Wrong app_id: keys of another app.
     err = _raw_call(cluster, _request(app, app_id=b"\x99" * 20))
