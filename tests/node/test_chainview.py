@@ -17,6 +17,7 @@ from mpc.errors import EncodingError
 from mpc.group import G2, Rng, Scalar
 from mpc.sharing import Polynomial
 from node.chainview import ChainView, ChainWatcher, decode_public
+from node.errors import InvalidRequest
 
 PHASES = (5, 1, 1, 5)
 
@@ -107,6 +108,8 @@ def test_a_view_holds_approved_nodes_and_the_decoded_committee(anvil: Anvil) -> 
     assert (record.kms_endpoint, record.peer_endpoint) == ("10.0.0.1:1", "10.0.0.1:2")
     assert committee.index_of(record.address) == 2 and committee.index_of(b"\x00" * 20) is None
     assert committee.verification_key(3) == poly.commitments().evaluate(3)
+    with pytest.raises(InvalidRequest, match=r"member index 4 outside 1\.\.3"):
+        committee.verification_key(4)
     assert set(view.nodes) == {m.address for m in committee.members}
     assert view.head_age(view.head_timestamp + 5.0) == 5.0
 
