@@ -90,6 +90,8 @@ class Cluster:
     deployment: Deployment | None = None
     nodes: list[NodeProcess] = field(default_factory=list)
     max_head_age: float = 30.0
+    #: Per-app key requests per second each node allows (the node default is 100).
+    app_rate_limit: float = 100.0
 
     # -- chain ------------------------------------------------------------------------
 
@@ -162,7 +164,9 @@ class Cluster:
             f'[chain]\nrpc_url = "{self.rpc_url}"\ngovernance = "{self.deployment.governance}"\n'
             f"max_head_age_seconds = {self.max_head_age}\npoll_interval_seconds = 0.5\n\n"
             f'[listen]\npublic = "{endpoints.kms}"\npeer = "{endpoints.peer}"\n'
-            f'metrics = "127.0.0.1:{status_port}"\n'
+            f'metrics = "127.0.0.1:{status_port}"\n\n'
+            f"[limits]\nrequests_per_second_per_app = {self.app_rate_limit}\n"
+            f"burst_per_app = {max(1, int(self.app_rate_limit * 2))}\n"
         )
         record = NodeProcess(
             index=index,
