@@ -34,6 +34,12 @@ from mpc import (
     open_partial,
 )
 from mpc.dleq import DleqProof
+from mpc.tsig import (
+    SignaturePartial,
+    combine_signatures,
+    verify_partial_signature,
+    verify_signature,
+)
 from mpc.types import Epoch, Generation, MemberIndex
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 
@@ -92,6 +98,15 @@ class DerivationResult:
     sigmas: list[G1]
     answered: list[int]
     failures: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedStatement:
+    """The network's threshold BLS signature (48 bytes, min-sig) over `statement`."""
+
+    statement: bytes
+    signature: bytes
+    signers: tuple[int, ...]
 
 
 class KmsClient:
@@ -189,6 +204,73 @@ class KmsClient:
             combine_partials([verified[i][k] for i in chosen], need) for k in range(len(requests))
         ]
         return DerivationResult(sigmas=sigmas, answered=chosen, failures=failures)
+
+    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+        """Have the network certify that this app holds `public_key` (DESIGN §3.5).
+
+        The evidence binds the key (report_data = SHA-512("tkms-sign:v1:" ‖ key)); every node
+        builds the statement from the app_id it verified, so an app can only get statements
+        about itself. Partials are checked against V_i and the result against PK2.
+        """
+        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
+        net = self.committee.network
+        message = kms_pb2.SignPartialRequest(
+            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            public_key=public_key,
+            generation=net.generation,
+        )
+        need = self.committee.threshold
+        good: dict[int, SignaturePartial] = {}
+        statements: dict[int, bytes] = {}
+        failures: dict[int, str] = {}
+
+        async def ask(member: Member) -> kms_pb2.SignPartialResponse:
+            reply: kms_pb2.SignPartialResponse = await self._stub(member.endpoint).SignPartial(
+                message, timeout=self._timeout
+            )
+            return reply
+
+        tasks = {asyncio.ensure_future(ask(m)): m for m in self.committee.members}
+        pending = set(tasks)
+        try:
+            while pending and len(good) < need:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    member = tasks[task]
+                    try:
+                        reply = task.result()
+                        partial = SignaturePartial(
+                            member=MemberIndex(reply.member),
+                            sigma=G1.from_bytes(reply.sigma, "signature share"),
+                            proof=DleqProof.from_bytes(reply.proof),
+                        )
+                        if reply.member != member.index:
+                            raise InvalidPartial(member.index, f"answered as member {reply.member}")
+                        verify_partial_signature(partial, reply.statement, member.verification_key)
+                        good[member.index] = partial
+                        statements[member.index] = bytes(reply.statement)
+                    except grpc.aio.AioRpcError as exc:
+                        failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
+                    except (InvalidPartial, MpcError) as exc:
+                        failures[member.index] = f"proof invalid: {exc}"
+        finally:
+            for task in pending:
+                task.cancel()
+        if len(set(statements.values())) > 1:
+            raise DerivationError(
+                0, need, dict.fromkeys(statements, "signed a different statement"), {}
+            )
+        if len(good) < need:
+            endpoints = {m.index: m.endpoint for m in self.committee.members}
+            raise DerivationError(len(good), need, failures, endpoints)
+        chosen = sorted(good)[:need]
+        statement = statements[chosen[0]]
+        signature = combine_signatures([good[i] for i in chosen], need)
+        if not verify_signature(self.committee.group_key, statement, signature):
+            raise DerivationError(
+                0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}
+            )
+        return SignedStatement(statement=statement, signature=signature, signers=tuple(chosen))
 
     def _open(
         self,

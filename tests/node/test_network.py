@@ -22,7 +22,13 @@ from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
 from guest.committee import committee_from_chain
-from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient
+from guest.kms_client import (
+    AppKeyRequest,
+    Committee,
+    DerivationError,
+    KmsClient,
+    SignedStatement,
+)
 from guest.measure import compose_hash, measure_app_boot
 from mpc import G1
 from node.tee import SIMULATED_OS_IMAGE
@@ -120,6 +126,31 @@ def test_dkg_completes_and_any_three_nodes_give_the_same_key(cluster: Cluster, a
     )
 
 
+def test_the_network_certifies_an_app_key_with_a_threshold_signature(
+    cluster: Cluster, app: App
+) -> None:
+    from mpc.tsig import app_pubkey_statement, verify_signature
+
+    committee = committee_from_chain(cluster.governance())
+    key = b"\x02" + os.urandom(32)
+
+    async def go() -> SignedStatement:
+        client = app.client(committee)
+        try:
+            return await client.sign_public_key(key)
+        finally:
+            await client.close()
+
+    signed = asyncio.run(go())
+    assert cluster.deployment is not None
+    expected = app_pubkey_statement(
+        committee.network.chain_id, committee.network.contract, app.app_id, key
+    )
+    assert signed.statement == expected
+    assert verify_signature(committee.group_key, expected, signed.signature)
+    assert not verify_signature(committee.group_key, expected + b"x", signed.signature)
+
+
 def _raw_call(cluster: Cluster, request: kms_pb2.DerivePartialRequest) -> grpc.RpcError | None:
     node = cluster.nodes[0]
     with grpc.insecure_channel(node.endpoints.kms) as channel:
@@ -165,6 +196,13 @@ def test_node_status_over_the_admin_socket(cluster: Cluster) -> None:
     assert status["health"] == "NORMAL"
     assert status["generation"] == "1" or status["generation"] == 1
     assert int(status["my_index"]) == 1 and int(status["chain_head"]) > 0
+    # gRPC health checking on the public port agrees.
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(node.endpoints.kms) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service="tkms.v1.Kms"), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_refusals_are_permission_denied_with_a_reason(cluster: Cluster, app: App) -> None:
@@ -258,6 +296,9 @@ def test_two_nodes_down_still_derive(cluster: Cluster, app: App) -> None:
     before = derive(app, committee, [b"disk"])
     cluster.stop_node(cluster.nodes[1])
     cluster.stop_node(cluster.nodes[3])
+    for stopped in (cluster.nodes[1], cluster.nodes[3]):  # SIGTERM drains and exits cleanly
+        assert stopped.process is not None and stopped.process.returncode == 0
+        assert '"event": "node_stopped"' in stopped.log_path.read_text()
     try:
         assert derive(app, committee, [b"disk"]) == before
         with pytest.raises(
