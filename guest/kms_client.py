@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
@@ -42,6 +43,18 @@ from mpc.tsig import (
 )
 from mpc.types import Epoch, Generation, MemberIndex
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+
+Reply = TypeVar("Reply")
+Accepted = TypeVar("Accepted")
+
+_TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_MAX_TRIES = 3
 
 #: Given report_data, returns (quote, event log JSON) from the app's TEE.
 EvidenceSource = Callable[[bytes], tuple[bytes, str]]
@@ -97,7 +110,6 @@ class DerivationError(Exception):
 class DerivationResult:
     sigmas: list[G1]
     answered: list[int]
-    failures: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +159,56 @@ class KmsClient:
             self._quote = self._evidence(report_data)
         return self._ephemeral, self._quote
 
-    async def _ask(
-        self, member: Member, request: kms_pb2.DerivePartialRequest
-    ) -> kms_pb2.DerivePartialResponse:
-        response: kms_pb2.DerivePartialResponse = await self._stub(member.endpoint).DerivePartial(
-            request, timeout=self._timeout
-        )
-        return response
+    async def _collect(
+        self,
+        call: Callable[[Member], Awaitable[Reply]],
+        accept: Callable[[Member, Reply], Accepted],
+    ) -> dict[int, Accepted]:
+        """Ask every member at once; return the first t accepted answers.
+
+        A member whose call fails with a transient status (UNAVAILABLE, DEADLINE_EXCEEDED,
+        RESOURCE_EXHAUSTED) is asked again after a short backoff while time remains; a member
+        whose answer does not verify is not asked again. DerivationError names every failure.
+        """
+        need = self.committee.threshold
+        good: dict[int, Accepted] = {}
+        failures: dict[int, str] = {}
+        attempts: dict[int, int] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+
+        async def attempt(member: Member) -> Reply:
+            tries = attempts[member.index] = attempts.get(member.index, 0) + 1
+            if tries > 1:
+                await asyncio.sleep(min(0.05 * 2**tries, 1.0))
+            return await call(member)
+
+        tasks = {asyncio.ensure_future(attempt(m)): m for m in self.committee.members}
+        pending = set(tasks)
+        try:
+            while pending and len(good) < need:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    member = tasks.pop(task)
+                    try:
+                        good[member.index] = accept(member, task.result())
+                        failures.pop(member.index, None)
+                    except grpc.aio.AioRpcError as exc:
+                        failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
+                        retry = exc.code() in _TRANSIENT and attempts[member.index] < _MAX_TRIES
+                        if retry and loop.time() < deadline - 0.2:
+                            again = asyncio.ensure_future(attempt(member))
+                            tasks[again] = member
+                            pending.add(again)
+                    except (InvalidPartial, MpcError) as exc:
+                        failures[member.index] = f"proof invalid: {exc}"
+        finally:
+            for task in pending:
+                task.cancel()
+        if len(good) < need:
+            endpoints = {m.index: m.endpoint for m in self.committee.members}
+            raise DerivationError(len(good), need, failures, endpoints)
+        return {i: good[i] for i in sorted(good)[:need]}
 
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
@@ -178,32 +233,19 @@ class KmsClient:
             ],
         )
         need = self.committee.threshold
-        verified: dict[int, list[VerifiedPartial]] = {}
-        failures: dict[int, str] = {}
-        tasks = {asyncio.ensure_future(self._ask(m, message)): m for m in self.committee.members}
-        pending = set(tasks)
-        try:
-            while pending and len(verified) < need:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    member = tasks[task]
-                    try:
-                        verified[member.index] = self._open(member, task.result(), requests, eph)
-                    except grpc.aio.AioRpcError as exc:
-                        failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
-                    except (InvalidPartial, MpcError) as exc:
-                        failures[member.index] = f"proof invalid: {exc}"
-        finally:
-            for task in pending:
-                task.cancel()
-        if len(verified) < need:
-            endpoints = {m.index: m.endpoint for m in self.committee.members}
-            raise DerivationError(len(verified), need, failures, endpoints)
-        chosen = sorted(verified)[:need]
+
+        async def call(member: Member) -> kms_pb2.DerivePartialResponse:
+            reply: kms_pb2.DerivePartialResponse = await self._stub(member.endpoint).DerivePartial(
+                message, timeout=self._timeout
+            )
+            return reply
+
+        verified = await self._collect(call, lambda m, r: self._open(m, r, requests, eph))
+        chosen = list(verified)
         sigmas = [
             combine_partials([verified[i][k] for i in chosen], need) for k in range(len(requests))
         ]
-        return DerivationResult(sigmas=sigmas, answered=chosen, failures=failures)
+        return DerivationResult(sigmas=sigmas, answered=chosen)
 
     async def sign_public_key(self, public_key: bytes) -> SignedStatement:
         """Have the network certify that this app holds `public_key` (DESIGN §3.5).
@@ -220,52 +262,35 @@ class KmsClient:
             generation=net.generation,
         )
         need = self.committee.threshold
-        good: dict[int, SignaturePartial] = {}
-        statements: dict[int, bytes] = {}
-        failures: dict[int, str] = {}
 
-        async def ask(member: Member) -> kms_pb2.SignPartialResponse:
+        async def call(member: Member) -> kms_pb2.SignPartialResponse:
             reply: kms_pb2.SignPartialResponse = await self._stub(member.endpoint).SignPartial(
                 message, timeout=self._timeout
             )
             return reply
 
-        tasks = {asyncio.ensure_future(ask(m)): m for m in self.committee.members}
-        pending = set(tasks)
-        try:
-            while pending and len(good) < need:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    member = tasks[task]
-                    try:
-                        reply = task.result()
-                        partial = SignaturePartial(
-                            member=MemberIndex(reply.member),
-                            sigma=G1.from_bytes(reply.sigma, "signature share"),
-                            proof=DleqProof.from_bytes(reply.proof),
-                        )
-                        if reply.member != member.index:
-                            raise InvalidPartial(member.index, f"answered as member {reply.member}")
-                        verify_partial_signature(partial, reply.statement, member.verification_key)
-                        good[member.index] = partial
-                        statements[member.index] = bytes(reply.statement)
-                    except grpc.aio.AioRpcError as exc:
-                        failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
-                    except (InvalidPartial, MpcError) as exc:
-                        failures[member.index] = f"proof invalid: {exc}"
-        finally:
-            for task in pending:
-                task.cancel()
+        def accept(
+            member: Member, reply: kms_pb2.SignPartialResponse
+        ) -> tuple[bytes, SignaturePartial]:
+            if reply.member != member.index:
+                raise InvalidPartial(member.index, f"answered as member {reply.member}")
+            partial = SignaturePartial(
+                member=MemberIndex(reply.member),
+                sigma=G1.from_bytes(reply.sigma, "signature share"),
+                proof=DleqProof.from_bytes(reply.proof),
+            )
+            verify_partial_signature(partial, reply.statement, member.verification_key)
+            return bytes(reply.statement), partial
+
+        answers = await self._collect(call, accept)
+        statements = {i: statement for i, (statement, _) in answers.items()}
         if len(set(statements.values())) > 1:
             raise DerivationError(
                 0, need, dict.fromkeys(statements, "signed a different statement"), {}
             )
-        if len(good) < need:
-            endpoints = {m.index: m.endpoint for m in self.committee.members}
-            raise DerivationError(len(good), need, failures, endpoints)
-        chosen = sorted(good)[:need]
+        chosen = list(answers)
         statement = statements[chosen[0]]
-        signature = combine_signatures([good[i] for i in chosen], need)
+        signature = combine_signatures([answers[i][1] for i in chosen], need)
         if not verify_signature(self.committee.group_key, statement, signature):
             raise DerivationError(
                 0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}

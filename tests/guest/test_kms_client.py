@@ -1,0 +1,164 @@
+"""The KMS client's fan-out over real gRPC servers on 127.0.0.1 (nodes faked in process).
+
+Each fake node holds a dealt share and answers DerivePartial with real partials; some are
+made to fail transiently, lie, or stay down, to check what the client retries, rejects and
+names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import grpc
+import pytest
+
+from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient, Member
+from mpc import G1, Epoch, Generation, KeyRequest, MemberIndex, NetworkContext, derive_partial
+from protos.tkms.v1 import kms_pb2, kms_pb2_grpc
+from tests.mpc.dealer import DealtKeys, deal
+
+NET = NetworkContext(chain_id=1, contract=b"\x01" * 20, generation=Generation(1), epoch=Epoch(1))
+APP = b"\xaa" * 20
+
+
+class FakeNode(kms_pb2_grpc.KmsServicer):
+    def __init__(
+        self, keys: DealtKeys, index: int, *, fail_first: int = 0, lie: bool = False
+    ) -> None:
+        self.share = keys.shares[index - 1]
+        self.fail_first = fail_first
+        self.lie = lie
+        self.calls = 0
+
+    async def DerivePartial(
+        self,
+        request: kms_pb2.DerivePartialRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> kms_pb2.DerivePartialResponse:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        requester = G1.from_bytes(request.requester_key)
+        out = []
+        for k in request.keys:
+            key = (
+                KeyRequest.ibe_key(k.app_id)
+                if k.kind == kms_pb2.KeyRequest.KIND_IBE
+                else KeyRequest.app_key(k.app_id, k.purpose)
+            )
+            p = derive_partial(self.share, key, requester=requester, network=NET, rng=os.urandom)
+            z = p.z + G1.generator() if self.lie else p.z
+            out.append(
+                kms_pb2.Partial(
+                    generation=p.generation,
+                    epoch=p.epoch,
+                    member=p.member,
+                    y=p.y.to_bytes(),
+                    z=z.to_bytes(),
+                    proof=p.proof.to_bytes(),
+                )
+            )
+        return kms_pb2.DerivePartialResponse(partials=out)
+
+
+async def start(nodes: list[FakeNode]) -> tuple[list[grpc.aio.Server], list[int]]:
+    servers, ports = [], []
+    for node in nodes:
+        server = grpc.aio.server()
+        kms_pb2_grpc.add_KmsServicer_to_server(node, server)  # type: ignore[no-untyped-call]
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        servers.append(server)
+    return servers, ports
+
+
+def committee(keys: DealtKeys, ports: list[int], down: int | None = None) -> Committee:
+    members = tuple(
+        Member(
+            index=i,
+            endpoint=f"127.0.0.1:{ports[i - 1] if i != down else 1}",
+            verification_key=keys.public.verification_key(MemberIndex(i)),
+        )
+        for i in range(1, len(ports) + 1)
+    )
+    return Committee(
+        network=NET, threshold=keys.threshold, members=members, group_key=keys.group_key_g2
+    )
+
+
+def no_evidence(report_data: bytes) -> tuple[bytes, str]:
+    return b"quote", "[]"  # the fake nodes do not check evidence
+
+
+@pytest.fixture
+def keys() -> DealtKeys:
+    return deal(4, 3, seed=5)
+
+
+async def run_client(c: Committee, keys_: list[AppKeyRequest]) -> list[G1]:
+    client = KmsClient(c, no_evidence, timeout=5)
+    try:
+        return (await client.derive(keys_)).sigmas
+    finally:
+        await client.close()
+
+
+def test_transient_failures_are_retried_and_the_key_is_right(keys: DealtKeys) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, fail_first=2 if i == 1 else 0) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            only_three = Committee(
+                network=NET,
+                threshold=3,
+                members=committee(keys, ports).members[:3],
+                group_key=keys.group_key_g2,
+            )
+            sigma, ibe = await run_client(
+                only_three, [AppKeyRequest(APP, b"disk"), AppKeyRequest(APP, ibe=True)]
+            )
+            assert sigma == KeyRequest.app_key(APP, b"disk").point() * keys.secret_poly.secret
+            assert ibe == KeyRequest.ibe_key(APP).point() * keys.secret_poly.secret
+            assert nodes[0].calls == 3  # two UNAVAILABLE answers, then success
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
+
+
+def test_liars_and_dead_nodes_are_named(keys: DealtKeys) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, lie=(i == 2)) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            c = committee(keys, ports, down=4)
+            with pytest.raises(
+                DerivationError,
+                match=r"only 2 of 3 needed partials: node-2 \(127.0.0.1:\d+\) proof invalid"
+                r".*node-4 \(127.0.0.1:1\) unavailable",
+            ) as err:
+                await run_client(c, [AppKeyRequest(APP, b"disk")])
+            assert set(err.value.failures) == {2, 4}
+            assert nodes[1].calls == 1  # a liar is not asked again
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
+
+
+def test_any_t_honest_members_suffice_with_n_minus_t_down(keys: DealtKeys) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            c = committee(keys, ports, down=2)
+            (sigma,) = await run_client(c, [AppKeyRequest(APP, b"x")])
+            assert sigma == KeyRequest.app_key(APP, b"x").point() * keys.secret_poly.secret
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
