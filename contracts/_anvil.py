@@ -99,12 +99,15 @@ class Anvil:
         chain_id: int = DEFAULT_CHAIN_ID,
         startup_timeout: float = 15.0,
         log: IO[bytes] | None = None,
+        detach: bool = False,
     ) -> None:
         self.requested_port = port
         self.block_time = block_time
         self.chain_id = chain_id
         self.startup_timeout = startup_timeout
         self.log = log
+        #: Start anvil in its own session, so it outlives the starting process (testnet up).
+        self.detach = detach
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -133,7 +136,9 @@ class Anvil:
             return f"port {port} on 127.0.0.1 is in use"
         command = anvil_command(port, block_time=self.block_time, chain_id=self.chain_id)
         output = self.log if self.log is not None else subprocess.DEVNULL
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=self.detach
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

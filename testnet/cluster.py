@@ -11,6 +11,7 @@ the node processes -> propose the DKG epoch -> wait until it is active and every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 
 from contracts import (
     AppAuthClient,
@@ -38,6 +39,7 @@ from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
 from node.cli import REGISTRATION_FILE, fund_from_anvil, registration_measurement
 from node.endpoints import Endpoints
+from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
 
 OWNER_ACCOUNT = 0
@@ -61,11 +63,41 @@ class NodeProcess:
     config_path: Path
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    #: The pid of a node started by an earlier command (state file), when `process` is None.
+    detached_pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        return (
-            self.process.pid if self.process is not None and self.process.poll() is None else None
+        if self.process is not None:
+            return self.process.pid if self.process.poll() is None else None
+        if self.detached_pid is not None and _alive(self.detached_pid):
+            return self.detached_pid
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "dir": str(self.dir),
+            "address": self.address,
+            "kms": self.endpoints.kms,
+            "peer": self.endpoints.peer,
+            "status_port": self.status_port,
+            "config": str(self.config_path),
+            "log": str(self.log_path),
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeProcess:
+        return cls(
+            index=int(data["index"]),
+            dir=Path(data["dir"]),
+            address=str(data["address"]),
+            endpoints=Endpoints(kms=data["kms"], peer=data["peer"]),
+            status_port=int(data["status_port"]),
+            config_path=Path(data["config"]),
+            log_path=Path(data["log"]),
+            detached_pid=data.get("pid"),
         )
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -80,6 +112,39 @@ class NodeProcess:
             return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers signal 0: reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == 0
+
+
+def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`, for a process that is not our child."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+STATE_FILE = "state.json"
+
+
 @dataclass
 class Cluster:
     root: Path
@@ -88,17 +153,24 @@ class Cluster:
     progress: Progress = _quiet
     anvil: Anvil | None = None
     deployment: Deployment | None = None
+    #: Set when attached to a chain started by an earlier command (see `load`).
+    attached_rpc: str | None = None
+    attached_anvil_pid: int | None = None
+    #: Start anvil and the nodes in their own sessions so they outlive this process.
+    detach: bool = False
     nodes: list[NodeProcess] = field(default_factory=list)
     max_head_age: float = 30.0
     #: Per-app key requests per second each node allows (the node default is 100).
     app_rate_limit: float = 100.0
+    #: Anything else a command wants persisted with the network (demo app, gateway, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     # -- chain ------------------------------------------------------------------------
 
     def start_chain(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "anvil.log").open("ab")
-        self.anvil = Anvil(block_time=self.block_time, log=log).start()
+        self.anvil = Anvil(block_time=self.block_time, log=log, detach=self.detach).start()
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
         self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
@@ -106,12 +178,60 @@ class Cluster:
 
     @property
     def rpc_url(self) -> str:
+        if self.attached_rpc is not None:
+            return self.attached_rpc
         assert self.anvil is not None, "chain not started"
         return self.anvil.rpc_url
 
+    @property
+    def anvil_pid(self) -> int | None:
+        if self.anvil is not None and self.anvil.process is not None:
+            return self.anvil.process.pid
+        return self.attached_anvil_pid
+
     def w3(self) -> Web3:
-        assert self.anvil is not None, "chain not started"
-        return self.anvil.web3()
+        return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+
+    # -- persistence ------------------------------------------------------------------
+
+    def save(self) -> None:
+        assert self.deployment is not None
+        state = {
+            "version": 1,
+            "rpc_url": self.rpc_url,
+            "anvil_pid": self.anvil_pid,
+            "block_time": self.block_time,
+            "phases": list(self.phases),
+            "governance": self.deployment.governance,
+            "app_factory": self.deployment.app_factory,
+            "deployed_block": self.deployment.block,
+            "owner": self.deployment.owner,
+            "nodes": [n.to_json() for n in self.nodes],
+            "extra": self.extra,
+        }
+        write_atomic(self.root / STATE_FILE, json.dumps(state, indent=2).encode(), mode=0o644)
+
+    @classmethod
+    def load(cls, root: Path, progress: Progress = _quiet) -> Cluster:
+        """Attach to the network an earlier command started in `root` (its state file)."""
+        state = json.loads((root / STATE_FILE).read_text())
+        return cls(
+            root=root,
+            block_time=float(state["block_time"]),
+            phases=tuple(state["phases"]),
+            progress=progress,
+            deployment=Deployment(
+                governance=state["governance"],
+                app_factory=state["app_factory"],
+                block=int(state["deployed_block"]),
+                owner=state["owner"],
+            ),
+            attached_rpc=state["rpc_url"],
+            attached_anvil_pid=state.get("anvil_pid"),
+            nodes=[NodeProcess.from_json(n) for n in state["nodes"]],
+            extra=dict(state.get("extra", {})),
+            detach=True,
+        )
 
     def owner_transactor(self) -> Transactor:
         return Transactor(self.w3(), anvil_account(OWNER_ACCOUNT))
@@ -219,7 +339,11 @@ class Cluster:
 
     def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
         proc = node.process
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            if node.detached_pid is not None:
+                _terminate_pid(node.detached_pid, timeout=0 if kill else timeout)
+            return
+        if proc.poll() is not None:
             return
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
@@ -310,6 +434,9 @@ class Cluster:
         if self.anvil is not None:
             self.anvil.stop()
             self.anvil = None
+        elif self.attached_anvil_pid is not None:
+            _terminate_pid(self.attached_anvil_pid)
+            self.attached_anvil_pid = None
 
     def __enter__(self) -> Cluster:
         return self

@@ -1,0 +1,309 @@
+"""`tkms testnet ...`: a complete local network in one command (DESIGN §9).
+
+    tkms testnet up [--nodes 5] [--threshold 3] [--dir .tkms-testnet] [--json]
+    tkms testnet status [--json]          tkms testnet logs [NODE]       tkms testnet down
+    tkms testnet join [--json]            tkms testnet leave --node N
+    tkms testnet refresh                  tkms testnet rotate
+
+The network's processes (anvil and the nodes) run in their own sessions and outlive the
+command; `<dir>/state.json` records them, `<dir>/node<i>/node.log` and `<dir>/anvil.log` hold
+their logs. `up` on a running network only prints its status; on a dead one it starts afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from testnet.cluster import STATE_FILE, Cluster
+
+DEFAULT_DIR = ".tkms-testnet"
+
+
+class _Progress:
+    def __init__(self, quiet: bool) -> None:
+        self.start = time.monotonic()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _fail(message: str) -> int:
+    print(f"tkms testnet: {message}", file=sys.stderr)
+    return 1
+
+
+def _attach(args: argparse.Namespace, progress: Any = None) -> Cluster | None:
+    root = Path(args.dir)
+    if not (root / STATE_FILE).exists():
+        return None
+    return Cluster.load(root, progress=progress or _Progress(True))
+
+
+def _is_running(cluster: Cluster) -> bool:
+    if cluster.anvil_pid is None or not all(n.pid for n in cluster.nodes):
+        return False
+    try:
+        return cluster.w3().eth.block_number >= 0
+    except Exception:
+        return False
+
+
+def status_document(cluster: Cluster) -> dict[str, Any]:
+    from guest.committee import CommitteeError, committee_from_chain
+
+    governance = cluster.governance()
+    doc: dict[str, Any] = {
+        "dir": str(cluster.root),
+        "chain_rpc": cluster.rpc_url,
+        "governance": cluster.deployment.governance if cluster.deployment else None,
+        "app_factory": cluster.deployment.app_factory if cluster.deployment else None,
+    }
+    try:
+        committee = committee_from_chain(governance)
+        doc.update(
+            generation=int(committee.network.generation),
+            epoch=int(committee.network.epoch),
+            threshold=committee.threshold,
+            group_public_key=committee.group_key.to_bytes().hex(),
+            members=[m.endpoint for m in committee.members],
+        )
+    except CommitteeError as exc:
+        doc.update(
+            generation=0, epoch=0, threshold=0, group_public_key=None, committee_error=str(exc)
+        )
+    members = set(doc.get("members", []))
+    nodes = []
+    for node in cluster.nodes:
+        health = node.health(timeout=1.0) or {}
+        nodes.append(
+            {
+                "index": node.index,
+                "address": node.address,
+                "endpoint": node.endpoints.kms,
+                "peer_endpoint": node.endpoints.peer,
+                "pid": node.pid,
+                "health": health.get("health", "UNREACHABLE" if node.pid else "STOPPED"),
+                "member": node.endpoints.kms in members,
+                "log": str(node.log_path),
+            }
+        )
+    doc["nodes"] = nodes
+    doc.update(cluster.extra)
+    return doc
+
+
+def _print_status(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"chain       {doc['chain_rpc']}")
+    print(f"governance  {doc['governance']}")
+    if doc.get("generation"):
+        print(
+            f"key         generation {doc['generation']}, epoch {doc['epoch']}, "
+            f"threshold {doc['threshold']} of {len(doc.get('members', []))}"
+        )
+        print(f"group key   {doc['group_public_key'][:32]}…")
+    else:
+        print(f"key         none yet ({doc.get('committee_error', '')})")
+    print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
+    for n in doc["nodes"]:
+        pid = str(n["pid"] or "-")
+        member = "yes" if n["member"] else "no"
+        row = f"{n['index']:>4}  {n['endpoint']:<22} {pid:>7}  {n['health']:<10} {member:<6}"
+        print(f"{row}  {n['address']}")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from contracts import EpochKind
+
+    progress = _Progress(args.json)
+    existing = _attach(args, progress)
+    if existing is not None:
+        if _is_running(existing):
+            progress("the testnet in this directory is already running")
+            _print_status(status_document(existing), args.json)
+            return 0
+        progress("found a stopped or broken testnet: cleaning it up and starting afresh")
+        existing.down()
+        shutil.rmtree(existing.root)
+    if not 1 <= args.threshold <= args.nodes:
+        return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
+    cluster = Cluster(Path(args.dir), progress=progress, detach=True)
+    try:
+        cluster.start_chain()
+        nodes = [cluster.create_node() for _ in range(args.nodes)]
+        for node in nodes:
+            cluster.start_node(node)
+        cluster.save()
+        progress(f"waiting for {len(nodes)} nodes to serve")
+        cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
+        epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
+        progress("running the distributed key generation on chain")
+        cluster.wait_epoch(epoch, timeout=180)
+        cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
+        cluster.save()
+    except Exception as exc:
+        if cluster.deployment is not None:
+            cluster.save()
+        logs = ", ".join(str(n.log_path) for n in cluster.nodes) or str(cluster.root / "anvil.log")
+        return _fail(
+            f"up failed: {exc}\nread: {logs}\nthen run `tkms testnet down --dir {args.dir}`"
+        )
+    progress("ready")
+    _print_status(status_document(cluster), args.json)
+    if not args.json:
+        print(
+            "\nnext: tkms testnet status | join | leave --node N | refresh | rotate | down"
+            f"  (add --dir {args.dir} if you used another directory)"
+        )
+    return 0
+
+
+def _require(args: argparse.Namespace, progress: Any = None) -> Cluster:
+    cluster = _attach(args, progress)
+    if cluster is None:
+        raise SystemExit(_fail(f"no testnet in {args.dir} (start one with `tkms testnet up`)"))
+    return cluster
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cluster = _require(args)
+    _print_status(status_document(cluster), args.json)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    cluster = _require(args)
+    if args.node is None:
+        path = cluster.root / "anvil.log"
+        print(f"# anvil: {path}; nodes: " + ", ".join(str(n.log_path) for n in cluster.nodes))
+        return 0
+    matches = [n for n in cluster.nodes if n.index == args.node]
+    if not matches:
+        return _fail(f"no node {args.node} (nodes: {[n.index for n in cluster.nodes]})")
+    lines = matches[0].log_path.read_text(errors="replace").splitlines()
+    print("\n".join(lines[-args.lines :]))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cluster = _attach(args)
+    if cluster is None:
+        print(f"no testnet in {args.dir}")
+        return 0
+    cluster.down()
+    (cluster.root / STATE_FILE).unlink(missing_ok=True)
+    print(f"stopped anvil and {len(cluster.nodes)} nodes; logs kept in {cluster.root}")
+    return 0
+
+
+def _reshare(cluster: Cluster, kind_name: str, members: list[Any], threshold: int) -> int:
+    from contracts import EpochKind
+
+    kind = EpochKind[kind_name]
+    epoch = cluster.propose(kind, members, threshold)
+    cluster.wait_epoch(epoch, timeout=180)
+    cluster.wait_healthy(members, timeout=60, epoch=epoch)
+    return epoch
+
+
+def _current_members(cluster: Cluster) -> tuple[list[Any], int]:
+    doc = status_document(cluster)
+    members = [n for n in cluster.nodes if n.endpoints.kms in set(doc.get("members", []))]
+    return members, int(doc.get("threshold", 0))
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    progress = _Progress(args.json)
+    cluster = _require(args, progress)
+    members, threshold = _current_members(cluster)
+    node = cluster.create_node()
+    cluster.start_node(node)
+    cluster.save()
+    cluster.wait_healthy([node], timeout=60, accept=("DOWN", "DEGRADED", "NORMAL"))
+    epoch = _reshare(cluster, "RESHARE", [*members, node], threshold)
+    cluster.save()
+    progress(f"node {node.index} joined: epoch {epoch}")
+    _print_status(status_document(cluster), args.json)
+    return 0
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    progress = _Progress(False)
+    cluster = _require(args, progress)
+    members, threshold = _current_members(cluster)
+    leaving = [n for n in members if n.index == args.node]
+    if not leaving:
+        return _fail(f"node {args.node} is not a committee member")
+    staying = [n for n in members if n.index != args.node]
+    if not staying:
+        return _fail("the last member cannot leave")
+    epoch = _reshare(cluster, "RESHARE", staying, min(threshold, len(staying)))
+    cluster.stop_node(leaving[0])
+    cluster.save()
+    progress(f"node {args.node} left: epoch {epoch}; its process is stopped")
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    progress = _Progress(False)
+    cluster = _require(args, progress)
+    members, threshold = _current_members(cluster)
+    epoch = _reshare(cluster, "REFRESH", members, threshold)
+    progress(f"shares refreshed: epoch {epoch}")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    progress = _Progress(False)
+    cluster = _require(args, progress)
+    members, threshold = _current_members(cluster)
+    epoch = _reshare(cluster, "ROTATE", members, threshold)
+    progress(
+        f"new key generation: epoch {epoch}; the previous generation stays readable for its window"
+    )
+    return 0
+
+
+def register(subparsers: Any, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="testnet_command", metavar="COMMAND", required=True)
+
+    def command(cmd: str, handler: Any, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(cmd, help=help_)
+        p.add_argument(
+            "--dir", default=DEFAULT_DIR, help=f"the network's directory (default {DEFAULT_DIR})"
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("up", cmd_up, "start anvil, contracts and nodes, run the DKG")
+    p.add_argument("--nodes", type=int, default=5)
+    p.add_argument("--threshold", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p = command("status", cmd_status, "the network's state")
+    p.add_argument("--json", action="store_true")
+    p = command("logs", cmd_logs, "where the logs are, or the tail of one node's log")
+    p.add_argument("node", type=int, nargs="?")
+    p.add_argument("--lines", type=int, default=50)
+    command("down", cmd_down, "stop every process of the network")
+    p = command("join", cmd_join, "add a node and reshare to the larger committee")
+    p.add_argument("--json", action="store_true")
+    p = command("leave", cmd_leave, "reshare without a node, then stop it")
+    p.add_argument("--node", type=int, required=True)
+    command("refresh", cmd_refresh, "proactive refresh: every share changes, the key does not")
+    command("rotate", cmd_rotate, "start a new key generation (fresh DKG)")
