@@ -1,0 +1,229 @@
+"""The guest agent's state and start-up: measure the app, get its keys from the network.
+
+At start (`start_agent`): extend RTMR3 with dstack's boot events for this app; read the
+committee from chain; derive, in one request, the app's root seed (purpose `dstack-app-root`)
+and its IBE identity key; have the network certify the app root key (threshold signature);
+decrypt the app's encrypted env vars. Everything after that is local (`guest.api`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from attest import AppIdentity, TdReport, compute_app_identity, event_log_to_json, parse_quote
+from attest.providers import TeeProvider
+from guest import keys
+from guest.config import AgentConfig, random_instance_id
+from guest.env import decrypt_env, write_env
+from guest.kms_client import (
+    AppKeyRequest,
+    Committee,
+    DerivationResult,
+    EvidenceSource,
+    SignedStatement,
+)
+from guest.measure import compose_hash, measure_app_boot
+from mpc import G1, KeyRequest, derive_app_seed, is_consistent_with_group_key
+from mpc.tsig import app_pubkey_statement
+
+
+class KeyService(Protocol):
+    """What start-up needs from the network: `KmsClient` (or a unit test's stand-in)."""
+
+    committee: Committee
+
+    async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult: ...
+
+    async def sign_public_key(self, public_key: bytes) -> SignedStatement: ...
+
+    async def close(self) -> None: ...
+
+
+class AgentStartError(Exception):
+    """The agent cannot serve: the message says why (e.g. what the KMS nodes answered)."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("tkms")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class Agent:
+    """Everything the API needs; the provider is shared, so calls into it take `lock`."""
+
+    provider: TeeProvider
+    app_id: bytes
+    instance_id: bytes
+    compose: bytes
+    kms_id: str
+    seed: bytes
+    ibe_key: G1
+    network_signature: bytes
+    ca_key: ec.EllipticCurvePrivateKey
+    ca_cert: x509.Certificate
+    env: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def root(self) -> keys.DerivedKey:
+        return keys.root_key(self.seed)
+
+    def chain(self, purpose: str, public_key: bytes) -> list[bytes]:
+        """The signature chain of a derived key (see guest.keys)."""
+        return [keys.app_signature(self.root, purpose, public_key), self.network_signature]
+
+    def evidence(self, report_data: bytes) -> tuple[bytes, str]:
+        with self.lock:
+            return self.provider.get_quote(report_data), event_log_to_json(
+                self.provider.event_log()
+            )
+
+    def identity(self) -> tuple[AppIdentity, TdReport, str]:
+        """(identity, TD report, event log JSON) as of now; runtime events change RTMR3."""
+        with self.lock:
+            report = parse_quote(self.provider.get_quote(bytes(64))).td_report
+            entries = self.provider.event_log()
+        ident = compute_app_identity(entries, report, ppid=None)
+        return ident, report, event_log_to_json(entries)
+
+
+def app_ca(key: ec.EllipticCurvePrivateKey, app_id: bytes) -> x509.Certificate:
+    """The app's CA certificate; its key is derived, so it is the same in every instance."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tkms app 0x{app_id.hex()} CA")])
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+async def fetch_keys(client: KeyService, app_id: bytes) -> tuple[bytes, G1, bytes]:
+    """(app seed, IBE identity key, network signature over the app root key)."""
+    committee = client.committee
+    result = await client.derive(
+        [AppKeyRequest(app_id, keys.ROOT_PURPOSE), AppKeyRequest(app_id, ibe=True)]
+    )
+    sigma, ibe_key = result.sigmas
+    if not is_consistent_with_group_key(
+        sigma, KeyRequest.app_key(app_id, keys.ROOT_PURPOSE), committee.group_key
+    ) or not is_consistent_with_group_key(ibe_key, KeyRequest.ibe_key(app_id), committee.group_key):
+        raise AgentStartError("derived keys do not match the network's group key PK2")
+    seed = derive_app_seed(
+        sigma, generation=committee.network.generation, app_id=app_id, purpose=keys.ROOT_PURPOSE
+    )
+    root = keys.root_key(seed)
+    signed = await client.sign_public_key(root.public)
+    net = committee.network
+    expected = app_pubkey_statement(net.chain_id, net.contract, app_id, root.public)
+    if signed.statement != expected:
+        raise AgentStartError("the network signed a statement about another key or app")
+    return seed, ibe_key, signed.signature
+
+
+def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
+    """Measure the app into `provider`, then get its keys through `client` (see module doc).
+
+    `client` must draw its evidence from `provider` (see `provider_evidence`).
+    """
+    from node.tee import SIMULATED_OS_IMAGE
+
+    try:
+        compose = config.compose.read_bytes()
+    except OSError as exc:
+        raise AgentStartError(
+            f"cannot read compose file {config.compose}: {exc.strerror}"
+        ) from None
+    instance_id = config.instance_id or random_instance_id()
+    measure_app_boot(
+        provider,
+        app_id=config.app_id,
+        compose=compose,
+        instance_id=instance_id,
+        kms_id=config.governance,
+        os_image=SIMULATED_OS_IMAGE,
+    )
+
+    async def go() -> tuple[bytes, G1, bytes]:
+        try:
+            return await fetch_keys(client, config.app_id)
+        finally:
+            await client.close()
+
+    seed, ibe_key, network_signature = asyncio.run(go())
+    ca_key = keys.ca_key(seed)
+    agent = Agent(
+        provider=provider,
+        app_id=config.app_id,
+        instance_id=instance_id,
+        compose=compose,
+        kms_id=config.governance,
+        seed=seed,
+        ibe_key=ibe_key,
+        network_signature=network_signature,
+        ca_key=ca_key,
+        ca_cert=app_ca(ca_key, config.app_id),
+    )
+    if config.env_file is not None:
+        try:
+            blob = config.env_file.read_bytes()
+        except OSError as exc:
+            raise AgentStartError(
+                f"cannot read env file {config.env_file}: {exc.strerror}"
+            ) from None
+        agent.env = decrypt_env(ibe_key, config.app_id, blob)
+        out = config.env_out or config.env_file.with_name(config.env_file.name + ".json")
+        write_env(out, agent.env)
+    return agent
+
+
+def provider_evidence(provider: TeeProvider) -> EvidenceSource:
+    def evidence(report_data: bytes) -> tuple[bytes, str]:
+        return provider.get_quote(report_data), event_log_to_json(provider.event_log())
+
+    return evidence
+
+
+def compose_info(compose: bytes) -> tuple[str, str]:
+    """(app name from the compose JSON if any, compose hash hex)."""
+    try:
+        doc = json.loads(compose)
+        name = doc.get("name", "") if isinstance(doc, dict) else ""
+    except ValueError:
+        name = ""
+    return (name if isinstance(name, str) else ""), compose_hash(compose).hex()

@@ -1,0 +1,296 @@
+"""The dstack guest HTTP API over a unix socket, shaped exactly as `dstack-sdk` 0.5.4 expects.
+
+Every endpoint takes a JSON object (POST; GET with no body means `{}`) and answers JSON, bytes
+as lowercase hex. A malformed request gets 400 `{"error": ...}` naming the field; an unknown
+path 404; the server keeps serving either way. Secrets never reach the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socketserver
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+)
+
+from attest import create_ratls_certificate
+from guest import keys
+from guest.agent import Agent, compose_info, version
+
+_MAX_BODY = 1 << 20
+
+
+class BadRequest(ValueError):
+    """The request body is not what the endpoint needs (the message names the field)."""
+
+
+Body = dict[str, Any]
+
+
+def _str(body: Body, name: str, default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a string")
+    return value
+
+
+def _hex(body: Body, name: str, *, required: bool = True) -> bytes:
+    value = body.get(name, None if required else "")
+    if not isinstance(value, str):
+        raise BadRequest(f"field {name!r} must be a hex string")
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise BadRequest(f"field {name!r} is not hex") from None
+
+
+def _bool(body: Body, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"field {name!r} must be true or false")
+    return value
+
+
+def _time(body: Body, name: str) -> dt.datetime | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadRequest(f"field {name!r} must be seconds since the epoch")
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def get_key(agent: Agent, body: Body) -> Body:
+    algorithm = _str(body, "algorithm", "secp256k1") or "secp256k1"
+    if algorithm == "k256":
+        algorithm = "secp256k1"
+    purpose = _str(body, "purpose", "")
+    key = keys.get_key(agent.seed, _str(body, "path", ""), algorithm)
+    chain = agent.chain(purpose, key.public)
+    return {"key": key.private.hex(), "signature_chain": [c.hex() for c in chain]}
+
+
+def _report_data(body: Body) -> bytes:
+    data = _hex(body, "report_data")
+    if len(data) > 64:
+        raise BadRequest(f"field 'report_data' must be at most 64 bytes, got {len(data)}")
+    return data.ljust(64, b"\0")
+
+
+def vm_config(agent: Agent) -> str:
+    from node.tee import SIMULATED_OS_IMAGE
+
+    return json.dumps({"os_image_hash": SIMULATED_OS_IMAGE.hex()})
+
+
+def get_quote(agent: Agent, body: Body) -> Body:
+    report_data = _report_data(body)
+    quote, log = agent.evidence(report_data)
+    return {
+        "quote": quote.hex(),
+        "event_log": log,
+        "report_data": report_data.hex(),
+        "vm_config": vm_config(agent),
+    }
+
+
+def attest(agent: Agent, body: Body) -> Body:
+    """A self-describing attestation: hex of JSON {version, quote, event_log, vm_config}."""
+    report_data = _report_data(body)
+    quote, log = agent.evidence(report_data)
+    doc = {"version": 1, "quote": quote.hex(), "event_log": log, "vm_config": vm_config(agent)}
+    return {"attestation": json.dumps(doc).encode().hex()}
+
+
+def info(agent: Agent, body: Body) -> Body:
+    ident, report, log = agent.identity()
+    name, compose_hash = compose_info(agent.compose)
+    tcb = {
+        "mrtd": report.mr_td.hex(),
+        "rtmr0": report.rtmr0.hex(),
+        "rtmr1": report.rtmr1.hex(),
+        "rtmr2": report.rtmr2.hex(),
+        "rtmr3": report.rtmr3.hex(),
+        "mr_aggregated": ident.mr_aggregated.hex(),
+        "os_image_hash": ident.os_image_hash.hex(),
+        "compose_hash": compose_hash,
+        "device_id": ident.device_id.hex(),
+        "app_compose": agent.compose.decode("utf-8", "replace"),
+        "event_log": json.loads(log),
+    }
+    return {
+        "app_id": agent.app_id.hex(),
+        "instance_id": agent.instance_id.hex(),
+        "app_cert": agent.ca_cert.public_bytes(Encoding.PEM).decode(),
+        "tcb_info": json.dumps(tcb),
+        "app_name": name,
+        "device_id": ident.device_id.hex(),
+        "mr_aggregated": ident.mr_aggregated.hex(),
+        "os_image_hash": ident.os_image_hash.hex(),
+        "key_provider_info": ident.key_provider_info.decode("utf-8", "replace"),
+        "compose_hash": compose_hash,
+        "vm_config": vm_config(agent),
+    }
+
+
+def emit_event(agent: Agent, body: Body) -> Body:
+    event = _str(body, "event")
+    if not event:
+        raise BadRequest("field 'event' must not be empty")
+    payload = _hex(body, "payload", required=False)
+    with agent.lock:
+        agent.provider.extend_rtmr(3, event, payload)
+    return {}
+
+
+def get_tls_key(agent: Agent, body: Body) -> Body:
+    """A fresh P-256 key; its RA-TLS certificate (quote of the key) is issued by the app CA."""
+    alt_names = body.get("alt_names", [])
+    if not isinstance(alt_names, list) or not all(isinstance(n, str) for n in alt_names):
+        raise BadRequest("field 'alt_names' must be a list of strings")
+    key = ec.generate_private_key(ec.SECP256R1())
+    app_info = agent.identity()[0] if _bool(body, "with_app_info", False) else None
+    with agent.lock:
+        cert = create_ratls_certificate(
+            key,
+            agent.provider,
+            subject=_str(body, "subject", "") or "tkms app",
+            alt_names=alt_names,
+            issuer=(agent.ca_cert, agent.ca_key),
+            not_before=_time(body, "not_before"),
+            not_after=_time(body, "not_after"),
+            app_id=agent.app_id,
+            app_info=app_info,
+            vm_config=vm_config(agent),
+            server_auth=_bool(body, "usage_server_auth", True),
+            client_auth=_bool(body, "usage_client_auth", False),
+        )
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    return {
+        "key": pem,
+        "certificate_chain": [
+            cert.public_bytes(Encoding.PEM).decode(),
+            agent.ca_cert.public_bytes(Encoding.PEM).decode(),
+        ],
+    }
+
+
+def sign(agent: Agent, body: Body) -> Body:
+    algorithm = _str(body, "algorithm")
+    key = keys.signing_key(agent.seed, algorithm)
+    signature = keys.sign(key, algorithm, _hex(body, "data"))
+    chain = agent.chain("signing", key.public)
+    return {
+        "signature": signature.hex(),
+        "signature_chain": [c.hex() for c in chain],
+        "public_key": key.public.hex(),
+    }
+
+
+def verify(agent: Agent, body: Body) -> Body:
+    valid = keys.verify(
+        _str(body, "algorithm"),
+        _hex(body, "data"),
+        _hex(body, "signature"),
+        _hex(body, "public_key"),
+    )
+    return {"valid": valid}
+
+
+def get_version(agent: Agent, body: Body) -> Body:
+    return {"version": version(), "rev": "tkms"}
+
+
+ENDPOINTS: dict[str, Callable[[Agent, Body], Body]] = {
+    "GetKey": get_key,
+    "GetQuote": get_quote,
+    "GetTlsKey": get_tls_key,
+    "Info": info,
+    "Attest": attest,
+    "Sign": sign,
+    "Verify": verify,
+    "Version": get_version,
+    "EmitEvent": emit_event,
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: AgentServer
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # request lines are not logged: paths and bodies may carry key material
+
+    def _reply(self, status: int, doc: Body) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Body:
+        length_text = self.headers.get("Content-Length", "0")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise BadRequest(f"bad Content-Length {length_text[:20]!r}") from None
+        if not 0 <= length <= _MAX_BODY:
+            self.close_connection = True
+            raise BadRequest(f"body must be at most {_MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadRequest("body must be a JSON object")
+        return doc
+
+    def _dispatch(self) -> None:
+        name = self.path.split("?", 1)[0].strip("/")
+        name = name.removeprefix("prpc/").removeprefix("Tappd.")
+        endpoint = ENDPOINTS.get(name)
+        try:
+            body = self._body()
+        except BadRequest as exc:
+            self._reply(400, {"error": str(exc)})
+            return
+        if endpoint is None:
+            self._reply(404, {"error": f"no such endpoint: {self.path[:100]}"})
+            return
+        try:
+            self._reply(200, endpoint(self.server.agent, body))
+        except (BadRequest, keys.KeyRequestError) as exc:
+            self._reply(400, {"error": str(exc)})
+        except Exception as exc:  # the agent must keep serving; the client learns what failed
+            self._reply(500, {"error": f"{name} failed: {type(exc).__name__}: {exc}"})
+
+    do_POST = _dispatch
+    do_GET = _dispatch
+
+
+class AgentServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, agent: Agent) -> None:
+        self.agent = agent
+        if path.is_socket():
+            path.unlink()
+        super().__init__(str(path), Handler)
+        os.chmod(path, 0o660)

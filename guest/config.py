@@ -1,0 +1,109 @@
+"""The guest agent's TOML configuration (`tkms guest agent --config FILE`).
+
+rpc = "http://127.0.0.1:8545"        # chain RPC
+governance = "0x..."                  # KmsGovernance address
+app_id = "0x..."                      # 20-byte app id (hex)
+compose = "app-compose.json"          # compose file; relative to the config file
+tee = "simulator"                     # simulator | tdx
+instance_id = "..."                   # 20-byte hex; random per start if absent
+generation = 0                        # key generation, 0 = latest
+socket = "/var/run/dstack.sock"       # overridden by --socket
+env_file = "env.enc"                  # optional: IBE-encrypted env vars (tkms guest encrypt-env)
+env_out = "env.json"                  # where decrypted env vars are written (mode 0600)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, not TOML, or has a bad value (named)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    rpc: str
+    governance: str
+    app_id: bytes
+    compose: Path
+    tee: str = "simulator"
+    instance_id: bytes | None = None
+    generation: int = 0
+    socket: Path | None = None
+    env_file: Path | None = None
+    env_out: Path | None = None
+    timeout: float = 10.0
+
+
+def parse_hex(name: str, value: object, size: int) -> bytes:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a hex string, got {type(value).__name__}")
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"{name} is not hex: {value!r}") from None
+    if len(raw) != size:
+        raise ConfigError(f"{name} must be {size} bytes, got {len(raw)}")
+    return raw
+
+
+def _str(doc: dict[str, object], name: str, default: str | None = None) -> str:
+    value = doc.get(name, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config key {name!r} must be a non-empty string")
+    return value
+
+
+def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
+    if name not in doc:
+        return None
+    return base / _str(doc, name)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Parse and check `path`; relative file names are relative to its directory."""
+    try:
+        doc: dict[str, object] = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    known = set(AgentConfig.__dataclass_fields__)
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown keys {', '.join(unknown)}")
+    base = path.parent
+    tee = _str(doc, "tee", "simulator")
+    if tee not in ("simulator", "tdx"):
+        raise ConfigError(f"config key 'tee' must be simulator or tdx, got {tee!r}")
+    generation = doc.get("generation", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise ConfigError("config key 'generation' must be an integer >= 0")
+    timeout = doc.get("timeout", 10.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError("config key 'timeout' must be a positive number of seconds")
+    instance = doc.get("instance_id")
+    compose = _path(base, doc, "compose")
+    if compose is None:
+        raise ConfigError("config key 'compose' is required")
+    return AgentConfig(
+        rpc=_str(doc, "rpc"),
+        governance=_str(doc, "governance"),
+        app_id=parse_hex("app_id", doc.get("app_id"), 20),
+        compose=compose,
+        tee=tee,
+        instance_id=None if instance is None else parse_hex("instance_id", instance, 20),
+        generation=generation,
+        socket=_path(base, doc, "socket"),
+        env_file=_path(base, doc, "env_file"),
+        env_out=_path(base, doc, "env_out"),
+        timeout=float(timeout),
+    )
+
+
+def random_instance_id() -> bytes:
+    return os.urandom(20)

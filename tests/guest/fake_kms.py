@@ -1,0 +1,68 @@
+"""An in-process stand-in for the KMS network (unit tests only): one secret x, PK2 = x·G2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attest import BindingLabel, compute_report_data, parse_quote
+from guest.kms_client import (
+    AppKeyRequest,
+    Committee,
+    DerivationError,
+    DerivationResult,
+    EvidenceSource,
+    SignedStatement,
+)
+from mpc import G2, NetworkContext, Scalar
+from mpc.tsig import app_pubkey_statement, message_point
+from mpc.types import Epoch, Generation
+
+CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+
+
+class FakeKms:
+    """Answers like a committee would: sigma = x·H(request), BLS signatures x·H(m)."""
+
+    def __init__(
+        self,
+        secret: Scalar,
+        app_id: bytes,
+        evidence: EvidenceSource,
+        *,
+        refuse: str | None = None,
+    ) -> None:
+        self._secret = secret
+        self.app_id = app_id
+        self._evidence = evidence
+        self._refuse = refuse
+        self.committee = Committee(
+            network=NetworkContext(
+                chain_id=31337, contract=CONTRACT, generation=Generation(1), epoch=Epoch(1)
+            ),
+            threshold=1,
+            members=(),
+            group_key=G2.base_mul(secret),
+        )
+
+    def _check(self, report_data: bytes) -> None:
+        quote, _ = self._evidence(report_data)
+        if parse_quote(quote).td_report.report_data != report_data:
+            raise AssertionError("evidence does not bind the request")
+        if self._refuse is not None:
+            raise DerivationError(0, 1, {1: self._refuse}, {1: "fake:1"})
+
+    async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult:
+        self._check(compute_report_data(BindingLabel.KDF_V1, b"\x02" * 48))
+        return DerivationResult(
+            sigmas=[k.to_request().point() * self._secret for k in keys], answered=[1]
+        )
+
+    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+        self._check(compute_report_data(BindingLabel.SIGN_V1, public_key))
+        net = self.committee.network
+        statement = app_pubkey_statement(net.chain_id, net.contract, self.app_id, public_key)
+        signature = (message_point(statement) * self._secret).to_bytes()
+        return SignedStatement(statement=statement, signature=signature, signers=(1,))
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,242 @@
+"""Every guest API endpoint through the real `dstack_sdk.DstackClient` over a unix socket.
+
+The agent's network keys come from an in-process stand-in (`FakeKms`); the HTTP server,
+the TEE simulator, key derivation and certificates are the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
+from dstack_sdk import DstackClient
+
+from attest import BindingLabel, compute_report_data, parse_quote, read_ratls_certificate
+from guest import keys
+from guest.agent import Agent
+from guest.measure import compose_hash
+from mpc import G2, Scalar
+from mpc.tsig import app_pubkey_statement, verify_signature
+from tests.guest.agent_harness import APP_ID, COMPOSE, boot, make_config, serving
+from tests.guest.fake_kms import CONTRACT
+
+SECRET = Scalar.from_bytes((123456789).to_bytes(32, "big"), "test secret")
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Agent:
+    return boot(make_config(tmp_path_factory.mktemp("agent")), SECRET)
+
+
+@pytest.fixture(scope="module")
+def socket(agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("sock") / "dstack.sock"
+    with serving(agent, path):
+        yield str(path)
+
+
+@pytest.fixture
+def client(socket: str) -> DstackClient:
+    return DstackClient(socket, timeout=30)
+
+
+def check_chain(purpose: str, public_key: bytes, chain: list[bytes]) -> bytes:
+    """Verify a signature chain; return the app root key it leads to."""
+    assert len(chain) == 2
+    root = keys.recover_root(purpose, public_key, chain[0])
+    statement = app_pubkey_statement(31337, CONTRACT, APP_ID, root)
+    assert verify_signature(G2.base_mul(SECRET), statement, chain[1])
+    return root
+
+
+def k256_public(private: bytes) -> bytes:
+    key = ec.derive_private_key(int.from_bytes(private, "big"), ec.SECP256K1())
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+
+
+def test_get_key_secp256k1_has_a_chain_to_the_network(client: DstackClient) -> None:
+    got = client.get_key("wallet/eth", "ethereum")
+    private = got.decode_key()
+    assert len(private) == 32
+    chain = got.decode_signature_chain()
+    root = check_chain("ethereum", k256_public(private), chain)
+    # The chain signs the purpose: the same signature does not recover the root for another.
+    assert keys.recover_root("other", k256_public(private), chain[0]) != root
+
+
+def test_get_key_ed25519(client: DstackClient) -> None:
+    got = client.get_key("ssh", "login", algorithm="ed25519")
+    seed = got.decode_key()
+    public = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    check_chain(
+        "login", public.public_bytes(Encoding.Raw, PublicFormat.Raw), got.decode_signature_chain()
+    )
+    assert seed != client.get_key("ssh", "login").decode_key()
+
+
+def test_keys_are_stable_across_restarts_and_differ_by_path_and_app(
+    client: DstackClient, agent: Agent, tmp_path: Path
+) -> None:
+    first = client.get_key("a").decode_key()
+    assert client.get_key("a").decode_key() == first
+    assert client.get_key("b").decode_key() != first
+    again = boot(make_config(tmp_path), SECRET)  # another instance of the same app
+    assert again.instance_id != agent.instance_id
+    with serving(again, tmp_path / "s.sock"):
+        assert DstackClient(str(tmp_path / "s.sock")).get_key("a").decode_key() == first
+    other_app = boot(make_config(tmp_path, app_id=bytes.fromhex("33" * 20)), SECRET)
+    with serving(other_app, tmp_path / "o.sock"):
+        assert DstackClient(str(tmp_path / "o.sock")).get_key("a").decode_key() != first
+
+
+def test_get_quote_binds_report_data_and_replays(client: DstackClient) -> None:
+    got = client.get_quote(b"hello")
+    report = parse_quote(got.decode_quote()).td_report
+    assert report.report_data == b"hello".ljust(64, b"\0")
+    assert got.report_data == report.report_data.hex()
+    assert got.replay_rtmrs()[3] == report.rtmr3.hex()
+    names = [e.event for e in got.decode_event_log() if e.imr == 3]
+    assert names[:3] == ["system-preparing", "os-image-hash", "app-id"]
+    assert json.loads(got.vm_config)["os_image_hash"]
+
+
+def test_get_quote_refuses_oversized_report_data(socket: str) -> None:
+    reply = raw(socket, "/GetQuote", json.dumps({"report_data": "00" * 65}).encode())
+    assert reply.status_code == 400
+    assert "at most 64 bytes" in reply.json()["error"]
+
+
+def test_info_describes_the_app(client: DstackClient, agent: Agent) -> None:
+    info = client.info()
+    assert info.app_id == APP_ID.hex()
+    assert info.instance_id == agent.instance_id.hex()
+    assert info.compose_hash == compose_hash(COMPOSE).hex()
+    assert info.app_name == "demo"
+    assert info.tcb_info.app_compose == COMPOSE.decode()
+    assert json.loads(info.key_provider_info) == {"name": "kms", "id": "0x" + "22" * 20}
+    assert (
+        x509.load_pem_x509_certificate(info.app_cert.encode())
+        .extensions.get_extension_for_class(x509.BasicConstraints)
+        .value.ca
+    )
+
+
+def test_emit_event_extends_rtmr3(client: DstackClient) -> None:
+    before = client.info().tcb_info.rtmr3
+    client.emit_event("app-ready", b"v1")
+    quote = client.get_quote(b"x")
+    assert quote.replay_rtmrs()[3] != before
+    assert quote.replay_rtmrs()[3] == parse_quote(quote.decode_quote()).td_report.rtmr3.hex()
+    last = quote.decode_event_log()[-1]
+    assert (last.event, last.event_payload) == ("app-ready", b"v1".hex())
+
+
+def test_get_tls_key_issues_an_ra_tls_certificate_under_the_app_ca(client: DstackClient) -> None:
+    got = client.get_tls_key(
+        subject="app.example", alt_names=["app.example", "www.app.example"], usage_ra_tls=True
+    )
+    key = load_pem_private_key(got.key.encode(), None)
+    leaf, ca = (x509.load_pem_x509_certificate(c.encode()) for c in got.certificate_chain)
+    leaf.verify_directly_issued_by(ca)
+    assert leaf.public_key() == key.public_key()
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["app.example", "www.app.example"]
+    evidence = read_ratls_certificate(leaf)
+    spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    report = parse_quote(evidence.quote).td_report
+    assert report.report_data == compute_report_data(BindingLabel.RATLS_CERT, spki)
+    assert evidence.app_id == APP_ID
+    second = client.get_tls_key()
+    assert second.key != got.key  # a fresh key each time
+    assert second.certificate_chain[1] == got.certificate_chain[1]
+
+
+@pytest.mark.parametrize("algorithm", ["secp256k1", "secp256k1_prehashed", "ed25519"])
+def test_sign_and_verify(client: DstackClient, algorithm: str) -> None:
+    data = hashlib.sha256(b"message").digest()
+    signed = client.sign(algorithm, data)
+    check_chain("signing", signed.decode_public_key(), signed.decode_signature_chain())
+    assert client.verify(
+        algorithm, data, signed.decode_signature(), signed.decode_public_key()
+    ).valid
+    tampered = bytes([data[0] ^ 1]) + data[1:]
+    assert not client.verify(
+        algorithm, tampered, signed.decode_signature(), signed.decode_public_key()
+    ).valid
+
+
+def test_version(client: DstackClient) -> None:
+    assert client.version().rev == "tkms"
+    assert client.version().version
+
+
+def test_attest_carries_a_quote_of_the_report_data(client: DstackClient) -> None:
+    doc = json.loads(client.attest(b"nonce").decode_attestation())
+    assert doc["version"] == 1
+    report = parse_quote(bytes.fromhex(doc["quote"])).td_report
+    assert report.report_data == b"nonce".ljust(64, b"\0")
+
+
+def raw(socket: str, path: str, body: bytes, method: str = "POST") -> httpx.Response:
+    with httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://x") as c:
+        return c.request(method, path, content=body, headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/GetKey", b"{not json", "body is not JSON"),
+        ("/GetKey", b"[1, 2]", "body must be a JSON object"),
+        ("/GetKey", b'{"path": 5}', "field 'path' must be a string"),
+        ("/GetKey", b'{"algorithm": "rsa"}', "unsupported algorithm 'rsa'"),
+        ("/GetQuote", b'{"report_data": "zz"}', "field 'report_data' is not hex"),
+        ("/GetQuote", b"{}", "field 'report_data' must be a hex string"),
+        ("/EmitEvent", b'{"event": "", "payload": ""}', "field 'event' must not be empty"),
+        ("/GetTlsKey", b'{"alt_names": "x"}', "field 'alt_names' must be a list of strings"),
+        ("/GetTlsKey", b'{"not_after": -1}', "field 'not_after' must be seconds"),
+        ("/Sign", b'{"algorithm": "secp256k1_prehashed", "data": "00"}', "32-byte digest"),
+        (
+            "/Verify",
+            b'{"algorithm": "secp256k1", "data": "", "signature": "00", "public_key": "02"}',
+            "signature must be 64 or 65 bytes",
+        ),
+    ],
+)
+def test_malformed_requests_get_400_and_the_agent_keeps_serving(
+    socket: str, client: DstackClient, path: str, body: bytes, message: str
+) -> None:
+    reply = raw(socket, path, body)
+    assert reply.status_code == 400
+    assert message in reply.json()["error"]
+    assert len(client.get_key("still-up").decode_key()) == 32
+
+
+def test_unknown_path_is_404_and_get_works(socket: str) -> None:
+    reply = raw(socket, "/Nope", b"{}")
+    assert reply.status_code == 404
+    assert "no such endpoint" in reply.json()["error"]
+    version = raw(socket, "/Version", b"", method="GET")
+    assert version.status_code == 200 and version.json()["rev"] == "tkms"
+
+
+def test_a_refused_derivation_stops_start_up(tmp_path: Path) -> None:
+    from guest.kms_client import DerivationError
+
+    with pytest.raises(DerivationError, match="compose hash not allowed"):
+        boot(make_config(tmp_path), SECRET, refuse="permission_denied: compose hash not allowed")
+
+
+def test_socket_is_not_world_accessible(socket: str) -> None:
+    assert os.stat(socket).st_mode & 0o007 == 0
