@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ class Cluster:
     app_rate_limit: float = 100.0
     #: Anything else a command wants persisted with the network (demo app, gateway, ...).
     extra: dict[str, Any] = field(default_factory=dict)
+    _owner: Transactor | None = field(default=None, repr=False)
 
     # -- chain ------------------------------------------------------------------------
 
@@ -234,7 +236,10 @@ class Cluster:
         )
 
     def owner_transactor(self) -> Transactor:
-        return Transactor(self.w3(), anvil_account(OWNER_ACCOUNT))
+        # One transactor for the owner: it serializes sends, so nonces never collide.
+        if self._owner is None:
+            self._owner = Transactor(self.w3(), anvil_account(OWNER_ACCOUNT))
+        return self._owner
 
     def governance(self, transactor: Transactor | None = None) -> GovernanceClient:
         assert self.deployment is not None
@@ -246,29 +251,49 @@ class Cluster:
 
     def create_node(self, *, tee: str = "simulator") -> NodeProcess:
         """Identity, evidence, funding, registration, approval and config of a new node."""
-        assert self.deployment is not None
-        index = len(self.nodes) + 1
+        return self.create_nodes(1, tee=tee)[0]
+
+    def create_nodes(
+        self, count: int, *, tee: str = "simulator", start: bool = False
+    ) -> list[NodeProcess]:
+        """`count` new nodes; their identities are made in parallel (each is a process).
+
+        With `start`, each node process starts as soon as it is enrolled, so node start-up
+        overlaps the remaining registrations.
+        """
+        first = len(self.nodes) + 1
+        indices = list(range(first, first + count))
+        with ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 2))) as pool:
+            dirs = list(pool.map(lambda i: self._init_node_dir(i, tee), indices))
+        nodes = []
+        for i, d in zip(indices, dirs, strict=True):
+            nodes.append(self._enroll(i, d, tee))
+            if start:
+                self.start_node(nodes[-1])
+        return nodes
+
+    def _init_node_dir(self, index: int, tee: str) -> Path:
         node_dir = self.root / f"node{index}"
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tkms",
-                "node",
-                "init",
-                "--dir",
-                str(node_dir),
-                "--tee",
-                tee,
-                "--json",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "tkms",
+            "node",
+            "init",
+            "--dir",
+            str(node_dir),
+            "--tee",
+            tee,
+        ]
+        out = subprocess.run(command, capture_output=True, check=False)
         if out.returncode != 0:
             raise RuntimeError(
                 f"tkms node init for node {index} failed: {out.stderr.decode().strip()}"
             )
+        return node_dir
+
+    def _enroll(self, index: int, node_dir: Path, tee: str) -> NodeProcess:
+        assert self.deployment is not None
         registration = json.loads((node_dir / REGISTRATION_FILE).read_text())
         endpoints = Endpoints(kms=f"127.0.0.1:{free_port()}", peer=f"127.0.0.1:{free_port()}")
         status_port = free_port()
