@@ -128,11 +128,14 @@ class KmsClient:
         evidence: EvidenceSource,
         *,
         timeout: float = 10.0,
+        hedge_delay: float = 0.25,
         channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
     ) -> None:
         self.committee = committee
         self._evidence = evidence
         self._timeout = timeout
+        self._hedge_delay = hedge_delay
+        self._rotation = 0
         self._channel_factory = channel
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._ephemeral: EphemeralKey | None = None
@@ -166,9 +169,12 @@ class KmsClient:
     ) -> dict[int, Accepted]:
         """Ask every member at once; return the first t accepted answers.
 
-        A member whose call fails with a transient status (UNAVAILABLE, DEADLINE_EXCEEDED,
-        RESOURCE_EXHAUSTED) is asked again after a short backoff while time remains; a member
-        whose answer does not verify is not asked again. DerivationError names every failure.
+        t members are asked first; each failure, or `hedge_delay` without enough answers,
+        brings in the others (so a healthy network does t members' work per request, and a
+        slow or dead member costs at most the hedge delay). A member whose call fails with a
+        transient status (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is asked again
+        after a short backoff while time remains; a member whose answer does not verify is not
+        asked again. DerivationError names every failure.
         """
         need = self.committee.threshold
         good: dict[int, Accepted] = {}
@@ -176,6 +182,14 @@ class KmsClient:
         attempts: dict[int, int] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
+        # Hedging: ask t members first (rotating, to spread load), the rest when one fails
+        # or after `hedge_delay`; with hedge_delay=0 every member is asked at once.
+        members = list(self.committee.members)
+        shift = self._rotation % len(members)
+        self._rotation += 1
+        members = members[shift:] + members[:shift]
+        first = len(members) if self._hedge_delay <= 0 else need
+        reserve = members[first:]
 
         async def attempt(member: Member) -> Reply:
             tries = attempts[member.index] = attempts.get(member.index, 0) + 1
@@ -183,11 +197,29 @@ class KmsClient:
                 await asyncio.sleep(min(0.05 * 2**tries, 1.0))
             return await call(member)
 
-        tasks = {asyncio.ensure_future(attempt(m)): m for m in self.committee.members}
+        tasks = {asyncio.ensure_future(attempt(m)): m for m in members[:first]}
         pending = set(tasks)
+
+        def hedge() -> None:
+            if reserve:
+                member = reserve.pop(0)
+                task = asyncio.ensure_future(attempt(member))
+                tasks[task] = member
+                pending.add(task)
+
         try:
-            while pending and len(good) < need:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            while (pending or reserve) and len(good) < need:
+                if not pending:
+                    hedge()
+                    continue
+                wait = self._hedge_delay if reserve else None
+                done, pending = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    while reserve:  # the first wave is slow: ask everyone left
+                        hedge()
+                    continue
                 for task in done:
                     member = tasks.pop(task)
                     try:
@@ -195,6 +227,7 @@ class KmsClient:
                         failures.pop(member.index, None)
                     except grpc.aio.AioRpcError as exc:
                         failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
+                        hedge()
                         retry = exc.code() in _TRANSIENT and attempts[member.index] < _MAX_TRIES
                         if retry and loop.time() < deadline - 0.2:
                             again = asyncio.ensure_future(attempt(member))
@@ -202,6 +235,7 @@ class KmsClient:
                             pending.add(again)
                     except (InvalidPartial, MpcError) as exc:
                         failures[member.index] = f"proof invalid: {exc}"
+                        hedge()
         finally:
             for task in pending:
                 task.cancel()

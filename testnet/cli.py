@@ -4,6 +4,7 @@
     tkms testnet status [--json]          tkms testnet logs [NODE]       tkms testnet down
     tkms testnet join [--json]            tkms testnet leave --node N
     tkms testnet refresh                  tkms testnet rotate
+    tkms testnet bench [--duration S] [--concurrency C] [--json]
 
 The network's processes (anvil and the nodes) run in their own sessions and outlive the
 command; `<dir>/state.json` records them, `<dir>/node<i>/node.log` and `<dir>/anvil.log` hold
@@ -275,6 +276,31 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from testnet.bench import bench
+
+    progress = _Progress(args.json)
+    cluster = _require(args, progress)
+    progress(f"load: {args.duration:g} s at concurrency {args.concurrency}, then on the baseline")
+    result = bench(cluster, duration=args.duration, concurrency=args.concurrency)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    base = result["baseline"]
+    print(f"{'':<28}{'threshold':>12}{'centralized':>14}")
+    print(f"{'nodes / threshold':<28}{result['nodes']:>9} / {result['threshold']}{'1 / 1':>14}")
+    for key, label in (
+        ("p50_ms", "p50 latency (ms)"),
+        ("p99_ms", "p99 latency (ms)"),
+        ("throughput_per_s", "throughput (derivations/s)"),
+        ("requests", "requests"),
+        ("errors", "errors"),
+    ):
+        print(f"{label:<28}{result[key]:>12}{base[key]:>14}")
+    print(f"{'ratio p50 (threshold/central)':<28}{result['ratio_p50']:>12}")
+    return 0
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(
         name,
@@ -308,3 +334,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--node", type=int, required=True)
     command("refresh", cmd_refresh, "proactive refresh: every share changes, the key does not")
     command("rotate", cmd_rotate, "start a new key generation (fresh DKG)")
+    p = command("bench", cmd_bench, "derivation load vs a centralized baseline")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of load per target")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--json", action="store_true")
