@@ -101,7 +101,10 @@ def encrypt_env_command(args: argparse.Namespace) -> int:
         return _fail("encrypt-env", str(exc))
     except OSError as exc:
         return _fail("encrypt-env", f"cannot read {exc.filename}: {exc.strerror}")
-    Path(args.out).write_bytes(blob)
+    try:
+        Path(args.out).write_bytes(blob)
+    except OSError as exc:
+        return _fail("encrypt-env", f"cannot write {args.out}: {exc.strerror}")
     print(f"encrypted {len(env)} variables to app 0x{app_id.hex()} -> {args.out}")
     return 0
 

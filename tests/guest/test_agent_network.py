@@ -1,0 +1,204 @@
+"""The guest agent as a process against a real network: anvil + 3 node processes, t = 2.
+
+Env vars are encrypted (CLI, PK2 from chain) before the app's agent ever runs; then agents
+start, `DstackClient` calls every endpoint, keys are compared across restarts, instances and
+apps; an unapproved compose hash and a tampered env file stop the agent with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dstack_sdk import DstackClient
+
+from attest import parse_quote
+from contracts import EpochKind
+from guest.measure import compose_hash
+from testnet.cluster import Cluster
+
+pytestmark = pytest.mark.timeout(300)
+
+COMPOSE = b'{"name": "web", "services": {"web": {"image": "nginx@sha256:00"}}}'
+OTHER_COMPOSE = b'{"name": "web", "services": {"web": {"image": "evil@sha256:66"}}}'
+TKMS = [sys.executable, "-m", "tkms"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with Cluster(tmp_path_factory.mktemp("network")) as c:
+        c.start_chain()
+        nodes = [c.create_node() for _ in range(3)]
+        for n in nodes:
+            c.start_node(n)
+        c.wait_healthy(nodes, timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))
+        epoch = c.propose(EpochKind.DKG, nodes, 2)
+        c.wait_epoch(epoch, timeout=120)
+        c.wait_healthy(nodes, timeout=60, epoch=epoch)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def apps(cluster: Cluster) -> tuple[str, str]:
+    return (
+        cluster.register_app([compose_hash(COMPOSE)]),
+        cluster.register_app([compose_hash(COMPOSE)]),
+    )
+
+
+def write_config(
+    cluster: Cluster, where: Path, app_id: str, compose: bytes = COMPOSE, **extra: str
+) -> Path:
+    assert cluster.deployment is not None
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "compose.json").write_bytes(compose)
+    lines = [
+        f'rpc = "{cluster.rpc_url}"',
+        f'governance = "{cluster.deployment.governance}"',
+        f'app_id = "{app_id}"',
+        'compose = "compose.json"',
+    ] + [f'{k} = "{v}"' for k, v in extra.items()]
+    path = where / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class AgentProcess:
+    def __init__(self, config: Path) -> None:
+        self.socket = config.parent / "dstack.sock"
+        self.proc = subprocess.Popen(
+            [*TKMS, "guest", "agent", "--config", str(config), "--socket", str(self.socket)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not self.socket.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"agent exited {self.proc.returncode}: {self.proc.stderr.read()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("agent did not start in 60 s")
+            time.sleep(0.1)
+
+    def client(self) -> DstackClient:
+        return DstackClient(str(self.socket), timeout=30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=10)
+
+    def __enter__(self) -> AgentProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def failed_start(config: Path) -> str:
+    done = subprocess.run(
+        [*TKMS, "guest", "agent", "--config", str(config), "--socket", str(config.parent / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert not (config.parent / "s").exists()
+    return done.stderr
+
+
+def encrypt_env(cluster: Cluster, app_id: str, out: Path, *env: str) -> None:
+    assert cluster.deployment is not None
+    args = [*TKMS, "guest", "encrypt-env", "--app-id", app_id, "--rpc", cluster.rpc_url]
+    args += ["--governance", cluster.deployment.governance, "--out", str(out)]
+    for item in env:
+        args += ["--env", item]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"encrypted {len(env)} variables" in done.stdout
+
+
+def test_agent_serves_every_endpoint_with_network_keys(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    app_id = apps[0]
+    # Encrypted before any agent of the app has run: only PK2 from chain is needed.
+    encrypt_env(cluster, app_id, tmp_path / "a" / "env.enc", "API_TOKEN=s3cret", "MODE=prod")
+    config = write_config(cluster, tmp_path / "a", app_id, env_file="env.enc", env_out="env.json")
+    with AgentProcess(config) as agent:
+        c = agent.client()
+        key = c.get_key("wallet", "eth")
+        assert len(key.decode_key()) == 32 and len(key.decode_signature_chain()) == 2
+        assert len(c.get_key("ssh", algorithm="ed25519").decode_key()) == 32
+        quote = c.get_quote(b"nonce")
+        assert parse_quote(quote.decode_quote()).td_report.report_data[:5] == b"nonce"
+        info = c.info()
+        assert (
+            info.app_id == app_id[2:].lower() and info.compose_hash == compose_hash(COMPOSE).hex()
+        )
+        c.emit_event("ready", b"1")
+        assert c.info().tcb_info.rtmr3 != info.tcb_info.rtmr3
+        tls = c.get_tls_key(subject="web", alt_names=["web.local"], usage_ra_tls=True)
+        assert len(tls.certificate_chain) == 2
+        signed = c.sign("secp256k1", b"data")
+        assert c.verify(
+            "secp256k1", b"data", signed.decode_signature(), signed.decode_public_key()
+        ).valid
+        assert json.loads(c.attest(b"x").decode_attestation())["version"] == 1
+        assert c.version().rev == "tkms"
+        env_file = tmp_path / "a" / "env.json"
+        assert json.loads(env_file.read_text()) == {"API_TOKEN": "s3cret", "MODE": "prod"}
+        assert env_file.stat().st_mode & 0o077 == 0
+
+
+def test_keys_are_stable_across_restarts_and_instances_and_differ_between_apps(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    first = write_config(cluster, tmp_path / "one", apps[0])
+    with AgentProcess(first) as agent:
+        key_a = agent.client().get_key("a").decode_key()
+        key_b = agent.client().get_key("b").decode_key()
+        root = agent.client().get_key("a").decode_signature_chain()[1]
+        # A second instance of the same app, running at the same time.
+        with AgentProcess(write_config(cluster, tmp_path / "two", apps[0])) as twin:
+            assert twin.client().info().instance_id != agent.client().info().instance_id
+            assert twin.client().get_key("a").decode_key() == key_a
+    assert key_a != key_b
+    with AgentProcess(first) as restarted:
+        assert restarted.client().get_key("a").decode_key() == key_a
+        assert restarted.client().get_key("a").decode_signature_chain()[1] == root
+    with AgentProcess(write_config(cluster, tmp_path / "other", apps[1])) as other:
+        assert other.client().get_key("a").decode_key() != key_a
+
+
+def test_an_unapproved_compose_hash_does_not_start(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    stderr = failed_start(write_config(cluster, tmp_path, apps[0], compose=OTHER_COMPOSE))
+    assert "the KMS network refused the app's keys" in stderr
+    assert "permission_denied" in stderr and "approval" in stderr
+
+
+def test_tampered_env_ciphertext_is_refused(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    encrypt_env(cluster, apps[0], tmp_path / "env.enc", "A=1")
+    blob = bytearray((tmp_path / "env.enc").read_bytes())
+    blob[-1] ^= 1
+    (tmp_path / "env.enc").write_bytes(bytes(blob))
+    stderr = failed_start(write_config(cluster, tmp_path, apps[0], env_file="env.enc"))
+    assert "encrypted env does not open for app" in stderr
+    # Encrypted to another app: refused the same way.
+    encrypt_env(cluster, apps[1], tmp_path / "other.enc", "A=1")
+    stderr = failed_start(write_config(cluster, tmp_path, apps[0], env_file="other.enc"))
+    assert "encrypted env does not open for app" in stderr
+    assert not os.path.exists(tmp_path / "env.enc.json")
