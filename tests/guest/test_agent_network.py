@@ -81,9 +81,8 @@ class AgentProcess:
         deadline = time.monotonic() + 60
         while not self.socket.exists():
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"agent exited {self.proc.returncode}: {self.proc.stderr.read()}"
-                )
+                _, err = self.proc.communicate()
+                raise RuntimeError(f"agent exited {self.proc.returncode}: {err}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("agent did not start in 60 s")
