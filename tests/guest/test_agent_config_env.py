@@ -1,0 +1,117 @@
+"""Agent configuration parsing, env var encryption and start-up with an encrypted env file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from guest.agent import AgentStartError
+from guest.config import ConfigError, load_config
+from guest.env import EnvError, decrypt_env, encrypt_env, parse_assignments
+from mpc import G2, KeyRequest, Scalar
+from tests.guest.agent_harness import APP_ID, boot, make_config
+
+SECRET = Scalar.from_bytes((987654321).to_bytes(32, "big"), "test secret")
+GOOD = """
+rpc = "http://127.0.0.1:8545"
+governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+app_id = "0x1111111111111111111111111111111111111111"
+compose = "compose.json"
+env_file = "env.enc"
+generation = 2
+"""
+
+
+def test_config_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "agent.toml").write_text(GOOD)
+    config = load_config(tmp_path / "agent.toml")
+    assert config.app_id == APP_ID and config.generation == 2 and config.tee == "simulator"
+    assert config.compose == tmp_path / "compose.json"
+    assert config.env_file == tmp_path / "env.enc" and config.instance_id is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('app_id = "0x1111111111111111111111111111111111111111"', 'app_id = "0x11"'),
+            "app_id must be 20 bytes, got 1",
+        ),
+        (
+            ('app_id = "0x1111111111111111111111111111111111111111"', 'app_id = "zz"'),
+            "app_id is not hex",
+        ),
+        (("generation = 2", "generation = -1"), "'generation' must be an integer >= 0"),
+        (("generation = 2", 'tee = "sgx"'), "'tee' must be simulator or tdx"),
+        (("generation = 2", "colour = 1"), "unknown keys colour"),
+        (('compose = "compose.json"', ""), "'compose' is required"),
+        (("rpc =", "rpc = = "), "not valid TOML"),
+    ],
+)
+def test_bad_config_is_refused_with_the_key_named(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    (tmp_path / "agent.toml").write_text(GOOD.replace(*change))
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "agent.toml")
+
+
+def test_env_round_trip_and_refusals() -> None:
+    group_key = G2.base_mul(SECRET)
+    blob = encrypt_env(group_key, APP_ID, {"TOKEN": "t0k=en", "EMPTY": ""})
+    identity = KeyRequest.ibe_key(APP_ID).point() * SECRET
+    assert decrypt_env(identity, APP_ID, blob) == {"TOKEN": "t0k=en", "EMPTY": ""}
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+    with pytest.raises(EnvError, match="does not open for app 0x1111"):
+        decrypt_env(identity, APP_ID, tampered)
+    other = KeyRequest.ibe_key(b"\x22" * 20).point() * SECRET
+    with pytest.raises(EnvError, match="does not open"):
+        decrypt_env(other, b"\x22" * 20, blob)
+    with pytest.raises(EnvError, match="invalid env var name '1X'"):
+        encrypt_env(group_key, APP_ID, {"1X": "v"})
+
+
+def test_parse_assignments() -> None:
+    text = ["# comment", "", "A=1", "B = two=2", "export_ok=x"]
+    assert parse_assignments(text) == {"A": "1", "B": " two=2", "export_ok": "x"}
+    with pytest.raises(EnvError, match="entry 1 is not NAME=VALUE"):
+        parse_assignments(["no equals sign"])
+
+
+def test_agent_decrypts_env_at_start_into_an_owner_only_file(tmp_path: Path) -> None:
+    blob = encrypt_env(G2.base_mul(SECRET), APP_ID, {"DB_PASSWORD": "hunter2"})
+    (tmp_path / "env.enc").write_bytes(blob)
+    out = tmp_path / "env.json"
+    agent = boot(make_config(tmp_path, env_file=tmp_path / "env.enc", env_out=out), SECRET)
+    assert agent.env == {"DB_PASSWORD": "hunter2"}
+    assert json.loads(out.read_text()) == {"DB_PASSWORD": "hunter2"}
+    assert out.stat().st_mode & 0o777 == 0o600
+    # Encrypted under another network's key: the agent does not start.
+    (tmp_path / "env.enc").write_bytes(
+        encrypt_env(G2.base_mul(Scalar.random()), APP_ID, {"A": "1"})
+    )
+    with pytest.raises(EnvError, match="does not open"):
+        boot(make_config(tmp_path, env_file=tmp_path / "env.enc"), SECRET)
+
+
+def test_missing_compose_file_is_named(tmp_path: Path) -> None:
+    config = make_config(tmp_path, compose=tmp_path / "missing.json")
+    with pytest.raises(AgentStartError, match="cannot read compose file .*missing.json"):
+        boot(config, SECRET)
+
+
+def test_cli_errors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tkms
+
+    assert tkms.main(["guest", "agent", "--config", str(tmp_path / "none.toml")]) == 1
+    assert "cannot read config" in capsys.readouterr().err
+    (tmp_path / "agent.toml").write_text(GOOD)
+    assert tkms.main(["guest", "agent", "--config", str(tmp_path / "agent.toml")]) == 1
+    assert "no socket path" in capsys.readouterr().err
+    args = ["guest", "encrypt-env", "--rpc", "http://127.0.0.1:1", "--governance", "0x" + "00" * 20]
+    assert tkms.main([*args, "--app-id", "0x12", "--env", "A=1", "--out", "x"]) == 1
+    assert "--app-id must be 20 bytes" in capsys.readouterr().err
+    assert tkms.main([*args, "--app-id", "11" * 20, "--out", "x"]) == 1
+    assert "nothing to encrypt" in capsys.readouterr().err
