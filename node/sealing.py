@@ -101,7 +101,7 @@ class DstackSealer(_AeadSealer):
     @classmethod
     def open(cls, socket_path: str | None = None) -> DstackSealer:
         path = socket_path or os.environ.get("DSTACK_SIMULATOR_ENDPOINT") or "/var/run/dstack.sock"
-        reply = _post_unix(path, "/GetKey", {"path": "tkms/sealing", "purpose": "sealing"})
+        reply = post_guest_agent(path, "/GetKey", {"path": "tkms/sealing", "purpose": "sealing"})
         try:
             key = bytes.fromhex(str(reply["key"]))
         except (KeyError, ValueError):
@@ -123,7 +123,8 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def _post_unix(path: str, endpoint: str, body: dict[str, str]) -> dict[str, object]:
+def post_guest_agent(path: str, endpoint: str, body: dict[str, object]) -> dict[str, object]:
+    """POST a JSON body to a dstack guest agent's unix socket and return its JSON object."""
     conn = _UnixHTTPConnection(path, timeout=10.0)
     try:
         conn.request("POST", endpoint, json.dumps(body), {"Content-Type": "application/json"})

@@ -24,6 +24,7 @@ from typing import Any
 from testnet.cluster import STATE_FILE, Cluster
 
 DEFAULT_DIR = ".tkms-testnet"
+DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
 
 
 class _Progress:
@@ -97,7 +98,7 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
             }
         )
     doc["nodes"] = nodes
-    doc.update(cluster.extra)
+    doc.update({k: v for k, v in cluster.extra.items() if k != "pids"})
     return doc
 
 
@@ -115,6 +116,12 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
         print(f"group key   {doc['group_public_key'][:32]}…")
     else:
         print(f"key         none yet ({doc.get('committee_error', '')})")
+    demo = doc.get("demo_app")
+    if demo:
+        print(
+            f"demo app    {demo['app_id']}  http://127.0.0.1:{demo['http_port']}/  "
+            f"https://127.0.0.1:{demo['https_port']}/  (agent socket {demo['agent_socket']})"
+        )
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -152,6 +159,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress("running the distributed key generation on chain")
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
+        cluster.save()
+        progress("starting the demo app and its guest agent")
+        cluster.start_demo_app(DEMO_COMPOSE)
         cluster.save()
     except Exception as exc:
         if cluster.deployment is not None:

@@ -451,9 +451,90 @@ class Cluster:
     def app(self, app_id: str) -> AppAuthClient:
         return AppAuthClient(self.w3(), app_id, self.owner_transactor())
 
+    def start_demo_app(self, compose: bytes, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Register the demo app, start its guest agent and the app; record them in `extra`."""
+        from guest.measure import compose_hash
+
+        assert self.deployment is not None
+        app_id = self.register_app([compose_hash(compose)])
+        app_dir = self.root / "demo-app"
+        app_dir.mkdir(parents=True, exist_ok=True)
+        (app_dir / "app-compose.json").write_bytes(compose)
+        socket_path = app_dir / "dstack.sock"
+        socket_path.unlink(missing_ok=True)
+        (app_dir / "agent.toml").write_text(
+            f'rpc = "{self.rpc_url}"\ngovernance = "{self.deployment.governance}"\n'
+            f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
+            f'socket = "{socket_path}"\n'
+        )
+        agent = self._spawn(
+            ["-m", "tkms", "guest", "agent", "--config", str(app_dir / "agent.toml")],
+            app_dir / "agent.log",
+        )
+        deadline = time.monotonic() + timeout
+        while not socket_path.exists():
+            if agent.poll() is not None:
+                raise RuntimeError(
+                    f"the demo app's guest agent exited; see {app_dir / 'agent.log'}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"guest agent not serving after {timeout:.0f}s; see {app_dir / 'agent.log'}"
+                )
+            time.sleep(0.2)
+        http_port, https_port = free_port(), free_port()
+        app = self._spawn(
+            [
+                "-m",
+                "testnet.demo_app",
+                "--socket",
+                str(socket_path),
+                "--http-port",
+                str(http_port),
+                "--https-port",
+                str(https_port),
+            ],
+            app_dir / "app.log",
+        )
+        demo = {
+            "app_id": app_id,
+            "http_port": http_port,
+            "https_port": https_port,
+            "agent_socket": str(socket_path),
+            "agent_pid": agent.pid,
+            "pid": app.pid,
+        }
+        self.extra["demo_app"] = demo
+        self.extra.setdefault("pids", {}).update({"demo_app": app.pid, "guest_agent": agent.pid})
+        self._wait_http(http_port, deadline)
+        self.progress(f"demo app {app_id} on http :{http_port} and https :{https_port}")
+        return demo
+
+    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def _wait_http(self, port: int, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"nothing answers on http://127.0.0.1:{port}/")
+
     # -- all --------------------------------------------------------------------------
 
     def down(self) -> None:
+        for pid in self.extra.get("pids", {}).values():
+            if isinstance(pid, int):
+                _terminate_pid(pid)
         for node in self.nodes:
             self.stop_node(node)
         if self.anvil is not None:

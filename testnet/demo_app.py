@@ -1,0 +1,84 @@
+"""The testnet's demo app: `GET /` over HTTP and over HTTPS with its own RA-TLS certificate.
+
+It runs beside its guest agent, as an app container would: it asks the agent (dstack guest
+API on a unix socket) for `/Info` and for a TLS key with an RA-TLS certificate, then answers
+`{"app_id": ..., "instance_id": ...}` on both ports.
+`python -m testnet.demo_app --socket PATH --http-port N --https-port M`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from node.sealing import post_guest_agent
+
+
+def make_handler(body: bytes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testnet.demo_app", description=__doc__)
+    parser.add_argument("--socket", required=True, help="the guest agent's unix socket")
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--https-port", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    info = post_guest_agent(args.socket, "/Info", {})
+    tls = post_guest_agent(
+        args.socket,
+        "/GetTlsKey",
+        {
+            "subject": "tkms demo app",
+            "alt_names": ["localhost", "127.0.0.1"],
+            "usage_server_auth": True,
+        },
+    )
+    body = json.dumps(
+        {"app_id": info.get("app_id"), "instance_id": info.get("instance_id")}
+    ).encode()
+    handler = make_handler(body)
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        chain = tls["certificate_chain"]
+        assert isinstance(chain, list)
+        cert.write_text("".join(str(c) for c in chain))
+        key.write_text(str(tls["key"]))
+        key.chmod(0o600)
+        context.load_cert_chain(cert, key)
+
+    plain = ThreadingHTTPServer(("127.0.0.1", args.http_port), handler)
+    secure = ThreadingHTTPServer(("127.0.0.1", args.https_port), handler)
+    secure.socket = context.wrap_socket(secure.socket, server_side=True)
+    threading.Thread(target=secure.serve_forever, daemon=True).start()
+    print(
+        f"demo app {info.get('app_id')}: http {args.http_port}, https {args.https_port}", flush=True
+    )
+    plain.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
