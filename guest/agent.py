@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import threading
 from collections.abc import Sequence
@@ -79,7 +80,7 @@ class Agent:
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
+    @functools.cached_property
     def root(self) -> keys.DerivedKey:
         return keys.root_key(self.seed)
 
