@@ -1,0 +1,191 @@
+"""The testnet end to end, through its CLI and the official dstack SDK.
+
+up (5 nodes, t=3) -> keys via the SDK -> join -> same keys -> two nodes leave -> same keys ->
+refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation is
+refused -> down leaves no process behind.
+
+"Same keys" is checked with a fresh guest agent each time (the demo app's agent caches its
+root keys; a new agent instance of the same app derives them from the network again).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dstack_sdk import DstackClient
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def tkms(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "tkms", "testnet", args[0], "--dir", str(root), *args[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"tkms testnet {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def status(root: Path) -> dict[str, Any]:
+    return dict(json.loads(tkms(root, "status", "--json").stdout))
+
+
+class FreshAgent:
+    """A new guest-agent instance of the demo app, on its own socket."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.socket = root / "demo-app" / f"{name}.sock"
+        self.log = root / "demo-app" / f"{name}.log"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tkms",
+                "guest",
+                "agent",
+                "--config",
+                str(root / "demo-app" / "agent.toml"),
+                "--socket",
+                str(self.socket),
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float = 60) -> int | None:
+        """None once serving; the exit status if the agent gave up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.socket.exists():
+                return None
+            if self.process.poll() is not None:
+                return self.process.returncode
+            time.sleep(0.2)
+        raise TimeoutError(f"agent neither served nor exited; see {self.log}")
+
+    def keys(self) -> tuple[str, str]:
+        client = DstackClient(str(self.socket))
+        return client.get_key("wallet/eth", "mainnet").key, client.get_key("disk", "").key
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+def keys_from_a_fresh_agent(root: Path, name: str) -> tuple[str, str]:
+    agent = FreshAgent(root, name)
+    try:
+        assert agent.wait() is None, agent.log.read_text()
+        return agent.keys()
+    finally:
+        agent.stop()
+
+
+def processes_of(root: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return [line for line in out.stdout.splitlines() if str(root) in line]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("testnet")
+    try:
+        yield path
+    finally:
+        tkms(path, "down", check=False)
+
+
+def test_the_testnet_life_cycle(root: Path) -> None:
+    started = time.monotonic()
+    up = tkms(root, "up", "--nodes", "5", "--threshold", "3", "--json")
+    up_seconds = time.monotonic() - started
+    doc = json.loads(up.stdout)
+    assert doc["threshold"] == 3 and len(doc["nodes"]) == 5
+    assert all(n["health"] == "NORMAL" for n in doc["nodes"])
+    assert doc["demo_app"]["app_id"] and doc["generation"] == 1
+    group_key = doc["group_public_key"]
+    print(f"up took {up_seconds:.1f} s")
+
+    # The demo app answers with its app_id over HTTP and over HTTPS with its RA-TLS cert.
+    import ssl
+    import urllib.request
+
+    demo = doc["demo_app"]
+    app_hex = demo["app_id"].lower().removeprefix("0x")
+    http = json.loads(
+        urllib.request.urlopen(f"http://127.0.0.1:{demo['http_port']}/", timeout=5).read()
+    )
+    assert http["app_id"] == app_hex
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    https = urllib.request.urlopen(
+        f"https://127.0.0.1:{demo['https_port']}/", timeout=5, context=insecure
+    )
+    assert json.loads(https.read())["app_id"] == app_hex
+
+    # Keys through the SDK, from the running demo agent and from a fresh instance.
+    running = DstackClient(demo["agent_socket"])
+    before = (running.get_key("wallet/eth", "mainnet").key, running.get_key("disk", "").key)
+    assert keys_from_a_fresh_agent(root, "fresh-1") == before
+
+    # Up again is safe: it reports the running network.
+    again = tkms(root, "up", "--json")
+    assert json.loads(again.stdout)["group_public_key"] == group_key
+
+    tkms(root, "join")
+    after_join = status(root)
+    assert after_join["threshold"] == 3 and len(after_join["members"]) == 6
+    assert after_join["group_public_key"] == group_key
+    assert keys_from_a_fresh_agent(root, "fresh-2") == before
+
+    tkms(root, "leave", "--node", "1")
+    tkms(root, "leave", "--node", "2")
+    after_leave = status(root)
+    assert len(after_leave["members"]) == 4 and after_leave["group_public_key"] == group_key
+    assert keys_from_a_fresh_agent(root, "fresh-3") == before
+
+    tkms(root, "refresh")
+    after_refresh = status(root)
+    assert after_refresh["epoch"] > after_leave["epoch"]
+    assert after_refresh["group_public_key"] == group_key
+    assert keys_from_a_fresh_agent(root, "fresh-4") == before
+
+    # Revoke the demo app's compose hash on chain: a new derivation is refused.
+    from web3 import HTTPProvider, Web3
+
+    from contracts import AppAuthClient, Transactor, anvil_account
+    from guest.measure import compose_hash
+    from testnet.cli import DEMO_COMPOSE
+
+    w3 = Web3(HTTPProvider(after_refresh["chain_rpc"]))
+    app = AppAuthClient(w3, demo["app_id"], Transactor(w3, anvil_account(0)))
+    receipt = app.send_remove_compose_hash(compose_hash(DEMO_COMPOSE))
+    while w3.eth.block_number <= receipt.block + 1:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    refused = FreshAgent(root, "fresh-5")
+    try:
+        code = refused.wait()
+        assert code is not None and code != 0
+        assert "permission_denied" in refused.log.read_text()
+    finally:
+        refused.stop()
+
+    tkms(root, "down")
+    deadline = time.monotonic() + 20
+    while processes_of(root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of(root) == []
