@@ -79,6 +79,7 @@ class Agent:
     ca_cert: x509.Certificate
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _signatures: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def root(self) -> keys.DerivedKey:
@@ -86,7 +87,18 @@ class Agent:
 
     def chain(self, purpose: str, public_key: bytes) -> list[bytes]:
         """The signature chain of a derived key (see guest.keys)."""
-        return [keys.app_signature(self.root, purpose, public_key), self.network_signature]
+        return [self._app_signature(purpose, public_key), self.network_signature]
+
+    def _app_signature(self, purpose: str, public_key: bytes) -> bytes:
+        # Deterministic (RFC 6979) and ~5 ms in pure Python: worth remembering per key.
+        cached = self._signatures.get((purpose, public_key))
+        if cached is None:
+            cached = keys.app_signature(self.root, purpose, public_key)
+            with self.lock:
+                if len(self._signatures) >= 4096:
+                    self._signatures.clear()
+                self._signatures[(purpose, public_key)] = cached
+        return cached
 
     def evidence(self, report_data: bytes) -> tuple[bytes, str]:
         with self.lock:

@@ -226,6 +226,8 @@ ENDPOINTS: dict[str, Callable[[Agent, Body], Body]] = {
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A garbage request line is answered with a status line and headers, not as HTTP/0.9.
+    default_request_version = "HTTP/1.0"
     server: AgentServer
 
     def address_string(self) -> str:
@@ -239,10 +241,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, headers, method) as JSON, then close."""
+        self.close_connection = True
+        data = json.dumps({"error": message or self.responses.get(code, ("error",))[0]}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200:
+            self.wfile.write(data)
+
     def _body(self) -> Body:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise BadRequest("chunked bodies are not supported: send Content-Length")
         length_text = self.headers.get("Content-Length", "0")
         try:
             length = int(length_text)
@@ -269,6 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
         except BadRequest as exc:
+            self.close_connection = True  # the rest of the stream cannot be trusted to frame
             self._reply(400, {"error": str(exc)})
             return
         if endpoint is None:

@@ -240,3 +240,35 @@ def test_a_refused_derivation_stops_start_up(tmp_path: Path) -> None:
 
 def test_socket_is_not_world_accessible(socket: str) -> None:
     assert os.stat(socket).st_mode & 0o007 == 0
+
+
+def test_broken_http_gets_a_json_400_and_the_agent_keeps_serving(
+    socket: str, client: DstackClient
+) -> None:
+    import socket as sockets
+
+    for request in (
+        b"GARBAGE\r\n\r\n",
+        b"POST /GetKey HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
+        b"POST /GetKey HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ):
+        with sockets.socket(sockets.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(socket)
+            s.sendall(request)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0]
+        assert json.loads(body)["error"]
+    assert len(client.get_key("after-garbage").decode_key()) == 32
+
+
+def test_tls_key_with_validity_and_app_info(client: DstackClient) -> None:
+    got = client.get_tls_key(not_before=1_700_000_000, not_after=1_800_000_000, with_app_info=True)
+    leaf = x509.load_pem_x509_certificate(got.certificate_chain[0].encode())
+    assert int(leaf.not_valid_before_utc.timestamp()) == 1_700_000_000
+    assert int(leaf.not_valid_after_utc.timestamp()) == 1_800_000_000
+    info = read_ratls_certificate(leaf).app_info
+    assert info is not None and info["app_id"] == APP_ID
