@@ -72,6 +72,7 @@ class Agent:
     instance_id: bytes
     compose: bytes
     kms_id: str
+    os_image: bytes
     seed: bytes
     ibe_key: G1
     network_signature: bytes
@@ -183,13 +184,14 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
             f"cannot read compose file {config.compose}: {exc.strerror}"
         ) from None
     instance_id = config.instance_id or random_instance_id()
+    os_image = config.os_image_hash or SIMULATED_OS_IMAGE
     measure_app_boot(
         provider,
         app_id=config.app_id,
         compose=compose,
         instance_id=instance_id,
         kms_id=config.governance,
-        os_image=SIMULATED_OS_IMAGE,
+        os_image=os_image,
     )
 
     async def go() -> tuple[bytes, G1, bytes]:
@@ -206,6 +208,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         instance_id=instance_id,
         compose=compose,
         kms_id=config.governance,
+        os_image=os_image,
         seed=seed,
         ibe_key=ibe_key,
         network_signature=network_signature,

@@ -88,9 +88,7 @@ def _report_data(body: Body) -> bytes:
 
 
 def vm_config(agent: Agent) -> str:
-    from node.tee import SIMULATED_OS_IMAGE
-
-    return json.dumps({"os_image_hash": SIMULATED_OS_IMAGE.hex()})
+    return json.dumps({"os_image_hash": agent.os_image.hex()})
 
 
 def get_quote(agent: Agent, body: Body) -> Body:

@@ -37,6 +37,7 @@ class AgentConfig:
     env_file: Path | None = None
     env_out: Path | None = None
     timeout: float = 10.0
+    os_image_hash: bytes | None = None
 
 
 def parse_hex(name: str, value: object, size: int) -> bytes:
@@ -90,6 +91,9 @@ def load_config(path: Path) -> AgentConfig:
     compose = _path(base, doc, "compose")
     if compose is None:
         raise ConfigError("config key 'compose' is required")
+    image = doc.get("os_image_hash")
+    if image is None and tee == "tdx":
+        raise ConfigError("config key 'os_image_hash' is required with tee = \"tdx\"")
     return AgentConfig(
         rpc=_str(doc, "rpc"),
         governance=_str(doc, "governance"),
@@ -102,6 +106,7 @@ def load_config(path: Path) -> AgentConfig:
         env_file=_path(base, doc, "env_file"),
         env_out=_path(base, doc, "env_out"),
         timeout=float(timeout),
+        os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),
     )
 
 

@@ -115,3 +115,20 @@ def test_cli_errors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--app-id must be 20 bytes" in capsys.readouterr().err
     assert tkms.main([*args, "--app-id", "11" * 20, "--out", "x"]) == 1
     assert "nothing to encrypt" in capsys.readouterr().err
+
+
+def test_tdx_needs_the_os_image_hash(tmp_path: Path) -> None:
+    (tmp_path / "agent.toml").write_text(GOOD + 'tee = "tdx"\n')
+    with pytest.raises(ConfigError, match="'os_image_hash' is required"):
+        load_config(tmp_path / "agent.toml")
+    (tmp_path / "agent.toml").write_text(
+        GOOD + 'tee = "tdx"\nos_image_hash = "' + "ab" * 32 + '"\n'
+    )
+    assert load_config(tmp_path / "agent.toml").os_image_hash == bytes.fromhex("ab" * 32)
+
+
+def test_configured_os_image_is_measured(tmp_path: Path) -> None:
+    image = bytes.fromhex("cd" * 32)
+    agent = boot(make_config(tmp_path, os_image_hash=image), SECRET)
+    measured = [e for e in agent.provider.event_log() if e.event == "os-image-hash"]
+    assert [e.event_payload for e in measured] == [image]
