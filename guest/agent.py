@@ -63,7 +63,7 @@ def version() -> str:
         return "0+unknown"
 
 
-@dataclass
+@dataclass(repr=False)  # it holds the app seed and key material: never print them
 class Agent:
     """Everything the API needs; the provider is shared, so calls into it take `lock`."""
 

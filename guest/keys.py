@@ -21,7 +21,7 @@ signs. The chain is [app signature, network signature]:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -46,7 +46,7 @@ class KeyRequestError(ValueError):
 @dataclass(frozen=True, slots=True)
 class DerivedKey:
     algorithm: str
-    private: bytes
+    private: bytes = field(repr=False)
     public: bytes
 
 

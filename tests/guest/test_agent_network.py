@@ -3,6 +3,7 @@
 Env vars are encrypted (CLI, PK2 from chain) before the app's agent ever runs; then agents
 start, `DstackClient` calls every endpoint, keys are compared across restarts, instances and
 apps; an unapproved compose hash and a tampered env file stop the agent with a clear message.
+The steps run in one test so that pytest-xdist does not bring up a second network.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def encrypt_env(cluster: Cluster, app_id: str, out: Path, *env: str) -> None:
     assert f"encrypted {len(env)} variables" in done.stdout
 
 
-def test_agent_serves_every_endpoint_with_network_keys(
+def agent_serves_every_endpoint_with_network_keys(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
     app_id = apps[0]
@@ -159,7 +160,7 @@ def test_agent_serves_every_endpoint_with_network_keys(
         assert env_file.stat().st_mode & 0o077 == 0
 
 
-def test_keys_are_stable_across_restarts_and_instances_and_differ_between_apps(
+def keys_are_stable_across_restarts_and_instances_and_differ_between_apps(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
     first = write_config(cluster, tmp_path / "one", apps[0])
@@ -179,7 +180,7 @@ def test_keys_are_stable_across_restarts_and_instances_and_differ_between_apps(
         assert other.client().get_key("a").decode_key() != key_a
 
 
-def test_an_unapproved_compose_hash_does_not_start(
+def an_unapproved_compose_hash_does_not_start(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
     stderr = failed_start(write_config(cluster, tmp_path, apps[0], compose=OTHER_COMPOSE))
@@ -187,7 +188,7 @@ def test_an_unapproved_compose_hash_does_not_start(
     assert "permission_denied" in stderr and "approval" in stderr
 
 
-def test_tampered_env_ciphertext_is_refused(
+def tampered_env_ciphertext_is_refused(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
     encrypt_env(cluster, apps[0], tmp_path / "env.enc", "A=1")
@@ -201,3 +202,14 @@ def test_tampered_env_ciphertext_is_refused(
     stderr = failed_start(write_config(cluster, tmp_path, apps[0], env_file="other.enc"))
     assert "encrypted env does not open for app" in stderr
     assert not os.path.exists(tmp_path / "env.enc.json")
+
+
+def test_guest_agent_on_a_real_network(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    agent_serves_every_endpoint_with_network_keys(cluster, apps, tmp_path / "serve")
+    keys_are_stable_across_restarts_and_instances_and_differ_between_apps(
+        cluster, apps, tmp_path / "stable"
+    )
+    an_unapproved_compose_hash_does_not_start(cluster, apps, tmp_path / "unapproved")
+    tampered_env_ciphertext_is_refused(cluster, apps, tmp_path / "tampered")
