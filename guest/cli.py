@@ -29,7 +29,7 @@ def _governance(rpc: str, address: str) -> GovernanceClient:
 
 def run_agent(args: argparse.Namespace) -> int:
     from guest.agent import AgentStartError, provider_evidence, start_agent
-    from guest.api import AgentServer
+    from guest.agent_server import AgentServer
     from guest.committee import CommitteeError, committee_from_chain
     from guest.config import ConfigError, load_config
     from guest.env import EnvError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from attest.providers import SimulatorProvider
 from guest.agent import Agent, provider_evidence, start_agent
-from guest.api import AgentServer
+from guest.agent_server import AgentServer
 from guest.config import AgentConfig
 from mpc import Scalar
 from tests.guest.fake_kms import FakeKms
