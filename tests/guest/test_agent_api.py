@@ -272,3 +272,18 @@ def test_tls_key_with_validity_and_app_info(client: DstackClient) -> None:
     assert int(leaf.not_valid_after_utc.timestamp()) == 1_800_000_000
     info = read_ratls_certificate(leaf).app_info
     assert info is not None and info["app_id"] == APP_ID
+
+
+def test_async_client_sees_the_same_keys(socket: str, client: DstackClient) -> None:
+    import asyncio
+
+    from dstack_sdk import AsyncDstackClient
+
+    async def go() -> tuple[bytes, str]:
+        async with AsyncDstackClient(socket, timeout=30) as c:
+            key = (await c.get_key("async", "p", algorithm="ed25519")).decode_key()
+            return key, (await c.info()).app_id
+
+    key, app_id = asyncio.run(go())
+    assert key == client.get_key("async", "p", algorithm="ed25519").decode_key()
+    assert app_id == APP_ID.hex()
