@@ -16,6 +16,7 @@ an app that reuses its ephemeral key and quote for a burst of requests is verifi
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -104,6 +105,7 @@ class Authorizer:
         self._cache_size = cache_size
         self._evidence_cache: OrderedDict[bytes, tuple[float, VerifiedEvidence]] = OrderedDict()
         self._approval_cache: OrderedDict[tuple[bytes, int], AuthDecision] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _count(self, step: str, outcome: str) -> None:
         self._metrics.pipeline.labels(step, outcome).inc()
@@ -153,9 +155,10 @@ class Authorizer:
         ).inc()
         for step in ("evidence", "replay", "identity", "binding"):
             self._count(step, "ok")
-        self._evidence_cache[digest] = (now, verified)
-        if len(self._evidence_cache) > self._cache_size:
-            self._evidence_cache.popitem(last=False)
+        with self._lock:
+            self._evidence_cache[digest] = (now, verified)
+            if len(self._evidence_cache) > self._cache_size:
+                self._evidence_cache.popitem(last=False)
         return verified
 
     def fresh_view(self) -> ChainView:
@@ -182,6 +185,37 @@ class Authorizer:
         app_ids: Sequence[bytes],
         cost: int,
     ) -> Authorized:
+        """Run steps 1-8. Thread-safe: a call that must ask the chain runs off the event loop."""
+        result = self._authorize(
+            evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=True
+        )
+        assert result is not None  # with may_ask, every path returns or raises
+        return result
+
+    def authorize_without_chain_call(
+        self,
+        evidence: Evidence,
+        *,
+        binding: tuple[BindingLabel, bytes],
+        app_ids: Sequence[bytes],
+        cost: int,
+    ) -> Authorized | None:
+        """Steps 1-8 when governance's answer for this app at this head is cached, else None.
+
+        The common case (an app's burst within one block) then never leaves the event loop;
+        only a cache miss pays for a thread and a chain call.
+        """
+        return self._authorize(evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=False)
+
+    def _authorize(
+        self,
+        evidence: Evidence,
+        *,
+        binding: tuple[BindingLabel, bytes],
+        app_ids: Sequence[bytes],
+        cost: int,
+        may_ask: bool,
+    ) -> Authorized | None:
         view = self.fresh_view()
         verified = self._verify(evidence, binding, view)  # (1-4)
         info = boot_info(verified)
@@ -190,6 +224,8 @@ class Authorizer:
         # (6) approval at the view's head, cached per block
         key = (hashlib.sha256(repr(info).encode()).digest(), view.head)
         decision = self._approval_cache.get(key)
+        if decision is None and not may_ask:
+            return None
         if decision is None:
             try:
                 decision = self._approve(info, view.head)
@@ -198,9 +234,10 @@ class Authorizer:
                 raise NotReady(
                     f"cannot ask governance about app 0x{identity.app_id.hex()}: {exc}"
                 ) from None
-            self._approval_cache[key] = decision
-            if len(self._approval_cache) > self._cache_size:
-                self._approval_cache.popitem(last=False)
+            with self._lock:
+                self._approval_cache[key] = decision
+                if len(self._approval_cache) > self._cache_size:
+                    self._approval_cache.popitem(last=False)
         if not decision.allowed:
             raise self._deny(
                 "approval", f"app 0x{identity.app_id.hex()}: {decision.reason or 'not allowed'}"

@@ -8,6 +8,7 @@ unexpected is INTERNAL with a log event (never with secrets).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
@@ -22,7 +23,7 @@ from mpc.group import Rng
 from mpc.sharing import Share
 from mpc.tsig import app_pubkey_statement, sign_partial
 from mpc.types import Epoch
-from node.authz import Authorizer, Evidence
+from node.authz import Authorized, Authorizer, Evidence
 from node.chainview import Committee
 from node.errors import InvalidRequest, NodeError, NotReady
 from node.logs import get_logger
@@ -120,6 +121,24 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         self._max_keys = max_keys
         self._rng = rng
 
+    async def _authorize(
+        self,
+        evidence: Evidence,
+        *,
+        binding: tuple[BindingLabel, bytes],
+        app_ids: list[bytes],
+        cost: int,
+    ) -> Authorized:
+        fast = self._authz.authorize_without_chain_call(
+            evidence, binding=binding, app_ids=app_ids, cost=cost
+        )
+        if fast is not None:
+            return fast
+        # A cache miss asks the chain: in a thread, so the event loop keeps serving.
+        return await asyncio.to_thread(
+            self._authz.authorize, evidence, binding=binding, app_ids=app_ids, cost=cost
+        )
+
     def _share(self, generation: int) -> tuple[Committee, Share]:
         found = self._shares(generation)
         if found is None:
@@ -164,7 +183,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 f"keys: between 1 and {self._max_keys} key requests, got {len(request.keys)}"
             )
         keys = [_key_request(i, k) for i, k in enumerate(request.keys)]
-        authorized = self._authz.authorize(
+        authorized = await self._authorize(
             evidence,
             binding=(BindingLabel.KDF_V1, requester.to_bytes()),
             app_ids=[bytes(k.app_id) for k in request.keys],
@@ -204,7 +223,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         key = bytes(request.public_key)
         if not 1 <= len(key) <= MAX_SIGNED_KEY:
             raise InvalidRequest(f"public_key must be 1..{MAX_SIGNED_KEY} bytes, got {len(key)}")
-        authorized = self._authz.authorize(
+        authorized = await self._authorize(
             evidence, binding=(BindingLabel.SIGN_V1, key), app_ids=[], cost=1
         )
         committee, share = self._share(request.generation)
