@@ -30,7 +30,7 @@ typecheck: $(STAMP_PY)
 	$(VENV)/bin/mypy
 
 unit: install
-	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 test: install lint typecheck unit
 

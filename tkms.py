@@ -24,6 +24,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("testnet", "testnet", "a complete local network in one command"),
 )
 
+# Commands another package adds under a command it does not own: (command, package, function).
+EXTENSIONS: tuple[tuple[str, str, str], ...] = (("app", "guest", "add_encrypt_env"),)
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -54,7 +57,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         except ModuleNotFoundError:
             continue
         module.register(subparsers, name, help_text)
+        _extend(subparsers.choices[name], name)
     return parser
+
+
+def _extend(parser: argparse.ArgumentParser, name: str) -> None:
+    commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    for command, package, function in EXTENSIONS:
+        if command == name and commands is not None and importlib.util.find_spec(package):
+            getattr(importlib.import_module(f"{package}.cli"), function)(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

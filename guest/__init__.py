@@ -1,1 +1,38 @@
-"""The CVM side: the KMS client (fan-out, verify, combine) and the dstack-compatible guest agent."""
+"""The CVM side: the KMS client (fan-out, verify, combine) and the dstack-compatible guest agent.
+
+Names are imported on first use (PEP 562), so `tkms guest ...` loads only what it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULES = {
+    "Agent": "guest.agent",
+    "AgentConfig": "guest.config",
+    "AgentServer": "guest.agent_server",
+    "AppKeyRequest": "guest.kms_client",
+    "Committee": "guest.kms_client",
+    "CommitteeError": "guest.committee",
+    "DerivationError": "guest.kms_client",
+    "KmsClient": "guest.kms_client",
+    "SignedStatement": "guest.kms_client",
+    "committee_from_chain": "guest.committee",
+    "decrypt_env": "guest.env",
+    "encrypt_env": "guest.env",
+    "load_config": "guest.config",
+    "measure_app_boot": "guest.measure",
+    "start_agent": "guest.agent",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'guest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -120,6 +120,11 @@ def register(
     agent.add_argument("--socket", help="unix socket path (overrides the config)")
     agent.set_defaults(handler=run_agent)
 
+    add_encrypt_env(commands)
+
+
+def add_encrypt_env(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `encrypt-env` command, under `tkms guest` and under `tkms app`."""
     enc = commands.add_parser(
         "encrypt-env", help="encrypt env vars to an app (IBE, PK2 from chain)"
     )

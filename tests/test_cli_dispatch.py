@@ -17,3 +17,26 @@ def test_unknown_command_is_an_argparse_error(capsys: pytest.CaptureFixture[str]
         tkms.main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_app_encrypt_env_is_the_guest_command() -> None:
+    from guest.cli import encrypt_env_command
+
+    args = tkms.build_parser("app").parse_args(
+        [
+            "app",
+            "encrypt-env",
+            "--app-id",
+            "0x" + "aa" * 20,
+            "--rpc",
+            "http://127.0.0.1:1",
+            "--governance",
+            "0x" + "bb" * 20,
+            "--env",
+            "A=1",
+            "--out",
+            "env.enc",
+        ]
+    )
+    assert args.handler is encrypt_env_command
+    assert args.env == ["A=1"] and args.out == "env.enc"
