@@ -128,7 +128,7 @@ class KmsClient:
         evidence: EvidenceSource,
         *,
         timeout: float = 10.0,
-        hedge_delay: float = 0.25,
+        hedge_delay: float = 0.0,
         channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
     ) -> None:
         self.committee = committee
@@ -169,9 +169,9 @@ class KmsClient:
     ) -> dict[int, Accepted]:
         """Ask every member at once; return the first t accepted answers.
 
-        t members are asked first; each failure, or `hedge_delay` without enough answers,
-        brings in the others (so a healthy network does t members' work per request, and a
-        slow or dead member costs at most the hedge delay). A member whose call fails with a
+        Every member is asked at once, or with `hedge_delay` > 0 t of them first and the others
+        on each failure or after the delay (a slow or dead member then costs at most the
+        delay). A member whose call fails with a
         transient status (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is asked again
         after a short backoff while time remains; a member whose answer does not verify is not
         asked again. DerivationError names every failure.
@@ -182,8 +182,9 @@ class KmsClient:
         attempts: dict[int, int] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        # Hedging: ask t members first (rotating, to spread load), the rest when one fails
-        # or after `hedge_delay`; with hedge_delay=0 every member is asked at once.
+        # By default every member is asked at once (DESIGN §7). With hedge_delay > 0, t
+        # members are asked first (rotating, to spread load) and the rest when one fails or
+        # after hedge_delay: a healthy network then does t members' work per request.
         members = list(self.committee.members)
         shift = self._rotation % len(members)
         self._rotation += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import grpc
 import pytest
@@ -157,6 +158,46 @@ def test_any_t_honest_members_suffice_with_n_minus_t_down(keys: DealtKeys) -> No
             c = committee(keys, ports, down=2)
             (sigma,) = await run_client(c, [AppKeyRequest(APP, b"x")])
             assert sigma == KeyRequest.app_key(APP, b"x").point() * keys.secret_poly.secret
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
+
+
+def test_hedged_client_asks_t_members_and_brings_in_others_on_failure(keys: DealtKeys) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, lie=(i == 2)) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            try:
+                (sigma,) = (await client.derive([AppKeyRequest(APP, b"h")])).sigmas
+            finally:
+                await client.close()
+            assert sigma == KeyRequest.app_key(APP, b"h").point() * keys.secret_poly.secret
+            # Members 1-3 asked first; the liar (2) brought in member 4 at once, not after 5 s.
+            assert [n.calls for n in nodes] == [1, 1, 1, 1]
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    started = time.monotonic()
+    asyncio.run(go())
+    assert time.monotonic() - started < 4.0
+
+
+def test_hedged_client_leaves_idle_members_alone(keys: DealtKeys) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            try:
+                await client.derive([AppKeyRequest(APP, b"h")])
+            finally:
+                await client.close()
+            assert sum(n.calls for n in nodes) == 3
         finally:
             for s in servers:
                 await s.stop(None)
