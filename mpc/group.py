@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Self
 
 import py_arkworks_bls12381 as _ark
 
@@ -176,166 +176,115 @@ class _FixedBaseTable:
         return acc
 
 
-class G1:
+class _Point:
+    """What G1 and G2 share; a subclass names its backend type, size and name.
+
+    Operations return the subclass (`Self`), and mixing groups is a type error.
+    """
+
+    __slots__ = ("_p",)
+    _ark_type: ClassVar[Any]
+    _size: ClassVar[int]
+    _name: ClassVar[str]
+    _table: ClassVar[_FixedBaseTable | None] = None
+
+    # Any: arkworks' G1Point/G2Point share no base class.
+    def __init__(self, point: Any) -> None:
+        self._p = point
+
+    @classmethod
+    def generator(cls) -> Self:
+        return cls(cls._ark_type())
+
+    @classmethod
+    def identity(cls) -> Self:
+        return cls(cls._ark_type.identity())
+
+    @classmethod
+    def base_mul(cls, k: Scalar | int) -> Self:
+        """k times the standard generator, using the precomputed table."""
+        if cls._table is None:
+            cls._table = _FixedBaseTable(cls._ark_type())
+        return cls(cls._table.mul(int(_as_scalar(k))))
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, what: str | None = None, *, allow_identity: bool = False
+    ) -> Self:
+        """Strictly decode a compressed point (see the module docstring)."""
+        what = what or f"{cls._name} point"
+        if _check_compressed_flags(data, what, cls._size):
+            if not allow_identity:
+                raise EncodingError(what, "the identity is not allowed here")
+            return cls.identity()
+        try:
+            point = cls._ark_type.from_compressed_bytes_unchecked(bytes(data))
+        except ValueError:
+            raise EncodingError(what, "not a point on the curve") from None
+        if not point.is_in_subgroup():
+            raise EncodingError(what, "not in the prime-order subgroup")
+        return cls(point)
+
+    @classmethod
+    def msm(cls, points: Sequence[Self], scalars: Sequence[Scalar | int]) -> Self:
+        """Σ scalars[i]·points[i] by multi-scalar multiplication."""
+        if len(points) != len(scalars):
+            raise ValueError(f"msm: {len(points)} points but {len(scalars)} scalars")
+        if not points:
+            return cls.identity()
+        arks = [_as_scalar(s)._ark() for s in scalars]
+        return cls(cls._ark_type.multiexp_unchecked([p._p for p in points], arks))
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._p.to_compressed_bytes())
+
+    def is_identity(self) -> bool:
+        return bool(self._p == self._ark_type.identity())
+
+    def __add__(self, other: Self) -> Self:
+        return type(self)(self._p + other._p)
+
+    def __sub__(self, other: Self) -> Self:
+        return type(self)(self._p - other._p)
+
+    def __neg__(self) -> Self:
+        return type(self)(-self._p)
+
+    def __mul__(self, k: Scalar | int) -> Self:
+        return type(self)(self._p * _as_scalar(k)._ark())
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return bool(self._p == other._p)
+
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
+
+    def __repr__(self) -> str:
+        return f"{self._name}({self.to_bytes().hex()[:16]}…)"
+
+
+class G1(_Point):
     """A point of the prime-order subgroup G1 (48-byte compressed encoding)."""
 
-    __slots__ = ("_p",)
-    _table: ClassVar[_FixedBaseTable | None] = None
-
-    def __init__(self, point: _ark.G1Point) -> None:
-        self._p = point
-
-    @classmethod
-    def generator(cls) -> G1:
-        return cls(_ark.G1Point())
-
-    @classmethod
-    def identity(cls) -> G1:
-        return cls(_ark.G1Point.identity())
-
-    @classmethod
-    def base_mul(cls, k: Scalar | int) -> G1:
-        """k·G1 for the standard generator, using the precomputed table."""
-        if cls._table is None:
-            cls._table = _FixedBaseTable(_ark.G1Point())
-        return cls(cls._table.mul(int(_as_scalar(k))))
-
-    @classmethod
-    def from_bytes(cls, data: bytes, what: str = "G1 point", *, allow_identity: bool = False) -> G1:
-        """Strictly decode a compressed G1 point (see module docstring)."""
-        if _check_compressed_flags(data, what, G1_SIZE):
-            if not allow_identity:
-                raise EncodingError(what, "the identity is not allowed here")
-            return cls.identity()
-        try:
-            point = _ark.G1Point.from_compressed_bytes_unchecked(bytes(data))
-        except ValueError:
-            raise EncodingError(what, "not a point on the curve") from None
-        if not point.is_in_subgroup():
-            raise EncodingError(what, "not in the prime-order subgroup")
-        return cls(point)
-
-    @staticmethod
-    def msm(points: Sequence[G1], scalars: Sequence[Scalar | int]) -> G1:
-        """Σ scalars[i]·points[i] by multi-scalar multiplication."""
-        if len(points) != len(scalars):
-            raise ValueError(f"msm: {len(points)} points but {len(scalars)} scalars")
-        if not points:
-            return G1.identity()
-        arks = [_as_scalar(s)._ark() for s in scalars]
-        return G1(_ark.G1Point.multiexp_unchecked([p._p for p in points], arks))
-
-    def to_bytes(self) -> bytes:
-        return bytes(self._p.to_compressed_bytes())
-
-    def is_identity(self) -> bool:
-        return bool(self._p == _ark.G1Point.identity())
-
-    def __add__(self, other: G1) -> G1:
-        return G1(self._p + other._p)
-
-    def __sub__(self, other: G1) -> G1:
-        return G1(self._p - other._p)
-
-    def __neg__(self) -> G1:
-        return G1(-self._p)
-
-    def __mul__(self, k: Scalar | int) -> G1:
-        return G1(self._p * _as_scalar(k)._ark())
-
-    __rmul__ = __mul__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, G1):
-            return NotImplemented
-        return bool(self._p == other._p)
-
-    def __hash__(self) -> int:
-        return hash(self.to_bytes())
-
-    def __repr__(self) -> str:
-        return f"G1({self.to_bytes().hex()[:16]}…)"
+    __slots__ = ()
+    _ark_type = _ark.G1Point
+    _size = G1_SIZE
+    _name = "G1"
+    _table = None
 
 
-class G2:
+class G2(_Point):
     """A point of the prime-order subgroup G2 (96-byte compressed encoding)."""
 
-    __slots__ = ("_p",)
-    _table: ClassVar[_FixedBaseTable | None] = None
-
-    def __init__(self, point: _ark.G2Point) -> None:
-        self._p = point
-
-    @classmethod
-    def generator(cls) -> G2:
-        return cls(_ark.G2Point())
-
-    @classmethod
-    def identity(cls) -> G2:
-        return cls(_ark.G2Point.identity())
-
-    @classmethod
-    def base_mul(cls, k: Scalar | int) -> G2:
-        """k·G2 for the standard generator, using the precomputed table."""
-        if cls._table is None:
-            cls._table = _FixedBaseTable(_ark.G2Point())
-        return cls(cls._table.mul(int(_as_scalar(k))))
-
-    @classmethod
-    def from_bytes(cls, data: bytes, what: str = "G2 point", *, allow_identity: bool = False) -> G2:
-        """Strictly decode a compressed G2 point (see module docstring)."""
-        if _check_compressed_flags(data, what, G2_SIZE):
-            if not allow_identity:
-                raise EncodingError(what, "the identity is not allowed here")
-            return cls.identity()
-        try:
-            point = _ark.G2Point.from_compressed_bytes_unchecked(bytes(data))
-        except ValueError:
-            raise EncodingError(what, "not a point on the curve") from None
-        if not point.is_in_subgroup():
-            raise EncodingError(what, "not in the prime-order subgroup")
-        return cls(point)
-
-    @staticmethod
-    def msm(points: Sequence[G2], scalars: Sequence[Scalar | int]) -> G2:
-        """Σ scalars[i]·points[i] by multi-scalar multiplication."""
-        if len(points) != len(scalars):
-            raise ValueError(f"msm: {len(points)} points but {len(scalars)} scalars")
-        if not points:
-            return G2.identity()
-        arks = [_as_scalar(s)._ark() for s in scalars]
-        return G2(_ark.G2Point.multiexp_unchecked([p._p for p in points], arks))
-
-    def to_bytes(self) -> bytes:
-        return bytes(self._p.to_compressed_bytes())
-
-    def is_identity(self) -> bool:
-        return bool(self._p == _ark.G2Point.identity())
-
-    def __add__(self, other: G2) -> G2:
-        return G2(self._p + other._p)
-
-    def __sub__(self, other: G2) -> G2:
-        return G2(self._p - other._p)
-
-    def __neg__(self) -> G2:
-        return G2(-self._p)
-
-    def __mul__(self, k: Scalar | int) -> G2:
-        return G2(self._p * _as_scalar(k)._ark())
-
-    __rmul__ = __mul__
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, G2):
-            return NotImplemented
-        return bool(self._p == other._p)
-
-    def __hash__(self) -> int:
-        return hash(self.to_bytes())
-
-    def __repr__(self) -> str:
-        return f"G2({self.to_bytes().hex()[:16]}…)"
+    __slots__ = ()
+    _ark_type = _ark.G2Point
+    _size = G2_SIZE
+    _name = "G2"
+    _table = None
 
 
 class GT:
