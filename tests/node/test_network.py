@@ -179,6 +179,22 @@ def _request(
     )
 
 
+def test_get_meta_agrees_with_the_chain(cluster: Cluster) -> None:
+    committee = committee_from_chain(cluster.governance())
+    with grpc.insecure_channel(cluster.nodes[2].endpoints.kms) as channel:
+        stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+        meta = stub.GetMeta(kms_pb2.GetMetaRequest(), timeout=10)
+    assert meta.chain_id == committee.network.chain_id
+    assert meta.governance == committee.network.contract
+    assert (meta.generation, meta.epoch) == (committee.network.generation, committee.network.epoch)
+    assert meta.threshold == committee.threshold and meta.my_index == 3
+    assert meta.group_public_key_g2 == committee.group_key.to_bytes()
+    assert [m.endpoint for m in meta.members] == [m.endpoint for m in committee.members]
+    assert [m.verification_key for m in meta.members] == [
+        m.verification_key.to_bytes() for m in committee.members
+    ]
+
+
 def test_node_status_over_the_admin_socket(cluster: Cluster) -> None:
     import json
     import subprocess
@@ -331,7 +347,7 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     cluster.start_node(sixth)
     epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
     cluster.wait_epoch(epoch, timeout=180)
-    cluster.wait_healthy(cluster.nodes, timeout=60, epoch=epoch)
+    cluster.wait_healthy(cluster.nodes, timeout=120, epoch=epoch)
     after = committee_from_chain(cluster.governance())
     assert after.threshold == 4 and len(after.members) == 6
     assert after.group_key == committee.group_key
@@ -369,7 +385,7 @@ def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App
     members = [n for n in cluster.nodes if n is not lost]
     epoch = cluster.propose(EpochKind.RESHARE, members, 4)
     cluster.wait_epoch(epoch, timeout=180)
-    cluster.wait_healthy(members, timeout=60, epoch=epoch)
+    cluster.wait_healthy(members, timeout=120, epoch=epoch)
     after = committee_from_chain(cluster.governance())
     assert after.group_key == committee.group_key
     assert replacement.endpoints.kms in {m.endpoint for m in after.members}
