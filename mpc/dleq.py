@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpc.encoding import challenge
-from mpc.errors import EncodingError, InvalidProof
-from mpc.group import G1, SCALAR_SIZE, Rng, Scalar
+from mpc.encoding import CHALLENGE_RESPONSE_SIZE, challenge, decode_challenge_response
+from mpc.errors import InvalidProof
+from mpc.group import G1, Rng, Scalar
 
 _LABEL = b"tkms-dleq:v1"
-PROOF_SIZE = 2 * SCALAR_SIZE
+PROOF_SIZE = CHALLENGE_RESPONSE_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +33,8 @@ class DleqProof:
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "DLEQ proof") -> DleqProof:
-        if len(data) != PROOF_SIZE:
-            raise EncodingError(what, f"expected {PROOF_SIZE} bytes, got {len(data)}")
-        return cls(
-            c=Scalar.from_bytes(data[:SCALAR_SIZE], f"{what} c"),
-            z=Scalar.from_bytes(data[SCALAR_SIZE:], f"{what} z"),
-        )
+        c, z = decode_challenge_response(data, what)
+        return cls(c=c, z=z)
 
     def __repr__(self) -> str:
         return f"DleqProof({self.to_bytes().hex()[:16]}…)"

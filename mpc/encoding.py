@@ -11,7 +11,8 @@ import hashlib
 from typing import Final
 
 from mpc.dst import DST_CHALLENGE
-from mpc.group import R, Scalar
+from mpc.errors import EncodingError
+from mpc.group import SCALAR_SIZE, R, Scalar
 
 _B_IN_BYTES: Final = 32  # SHA-256 output size
 _S_IN_BYTES: Final = 64  # SHA-256 block size
@@ -55,3 +56,15 @@ def hash_to_scalar(msg: bytes, dst: bytes = DST_CHALLENGE) -> Scalar:
 def challenge(label: bytes, *parts: bytes) -> Scalar:
     """A Fiat-Shamir challenge over a labelled, framed transcript."""
     return hash_to_scalar(frame(label, *parts), DST_CHALLENGE)
+
+
+#: Size of a Fiat-Shamir proof (c, z): two scalars.
+CHALLENGE_RESPONSE_SIZE: Final = 2 * SCALAR_SIZE
+
+
+def decode_challenge_response(data: bytes, what: str) -> tuple[Scalar, Scalar]:
+    """Strictly decode a proof's (c, z): exactly 64 bytes, both scalars canonical."""
+    if len(data) != CHALLENGE_RESPONSE_SIZE:
+        raise EncodingError(what, f"expected {CHALLENGE_RESPONSE_SIZE} bytes, got {len(data)}")
+    c = Scalar.from_bytes(data[:SCALAR_SIZE], f"{what} c")
+    return c, Scalar.from_bytes(data[SCALAR_SIZE:], f"{what} z")

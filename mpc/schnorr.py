@@ -19,14 +19,20 @@ from dataclasses import dataclass
 from typing import Final
 
 from mpc.dst import DST_SCHNORR_NONCE
-from mpc.encoding import challenge, frame, hash_to_scalar
-from mpc.errors import EncodingError, InvalidProof, ProtocolMisuse
-from mpc.group import G1, SCALAR_SIZE, Rng, Scalar
+from mpc.encoding import (
+    CHALLENGE_RESPONSE_SIZE,
+    challenge,
+    decode_challenge_response,
+    frame,
+    hash_to_scalar,
+)
+from mpc.errors import InvalidProof, ProtocolMisuse
+from mpc.group import G1, Rng, Scalar
 
 _LABEL: Final = b"tkms-schnorr-pok:v1"
 _BINDING_LABEL: Final = b"tkms-dkg-pok:v1"
 #: hash_to_field tag for the hedged nonce; never used for anything else.
-PROOF_SIZE: Final = 2 * SCALAR_SIZE
+PROOF_SIZE: Final = CHALLENGE_RESPONSE_SIZE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,12 +47,8 @@ class SchnorrProof:
 
     @classmethod
     def from_bytes(cls, data: bytes, what: str = "Schnorr proof") -> SchnorrProof:
-        if len(data) != PROOF_SIZE:
-            raise EncodingError(what, f"expected {PROOF_SIZE} bytes, got {len(data)}")
-        return cls(
-            c=Scalar.from_bytes(data[:SCALAR_SIZE], f"{what} c"),
-            z=Scalar.from_bytes(data[SCALAR_SIZE:], f"{what} z"),
-        )
+        c, z = decode_challenge_response(data, what)
+        return cls(c=c, z=z)
 
     def __repr__(self) -> str:
         return f"SchnorrProof({self.to_bytes().hex()[:16]}…)"
