@@ -31,7 +31,6 @@ from mpc.group import G1, Rng, Scalar
 
 _LABEL: Final = b"tkms-schnorr-pok:v1"
 _BINDING_LABEL: Final = b"tkms-dkg-pok:v1"
-#: hash_to_field tag for the hedged nonce; never used for anything else.
 PROOF_SIZE: Final = CHALLENGE_RESPONSE_SIZE
 
 
