@@ -345,6 +345,9 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     old_epoch = committee.network.epoch
     sixth = cluster.create_node()
     cluster.start_node(sixth)
+    # Propose only once it serves: a member that boots after the complaint window closes
+    # is left without a share by the protocol's rules (correctly), and never turns healthy.
+    cluster.wait_healthy([sixth], timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))
     epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(cluster.nodes, timeout=120, epoch=epoch)
@@ -382,6 +385,9 @@ def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App
     shutil.rmtree(lost.dir)
     replacement = cluster.create_node()
     cluster.start_node(replacement)
+    # Propose only once it serves: a member that boots after the complaint window closes
+    # is left without a share by the protocol's rules (correctly), and never turns healthy.
+    cluster.wait_healthy([replacement], timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))
     members = [n for n in cluster.nodes if n is not lost]
     epoch = cluster.propose(EpochKind.RESHARE, members, 4)
     cluster.wait_epoch(epoch, timeout=180)
