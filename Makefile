@@ -6,11 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
+# Pebble (a test ACME server) and its DNS test server come from Debian; installed once per machine.
+PEBBLE := /usr/bin/pebble
 PYTEST_ARGS ?=
 
 .PHONY: install test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM)
+install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE)
 
 $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ $(STAMP_PY): pyproject.toml
 $(STAMP_NPM): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(PEBBLE):
+	command -v pebble >/dev/null || apt-get install -y --no-install-recommends pebble \
+		|| (apt-get update && apt-get install -y --no-install-recommends pebble)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .

@@ -58,6 +58,8 @@ class BindingLabel(Enum):
     NODE_V1 = b"tkms-node:v1:"
     #: an app public key the network is asked to certify (threshold signature, DESIGN §3.5)
     SIGN_V1 = b"tkms-sign:v1:"
+    #: a CVM's registration with a gateway (the registration payload's digest)
+    GATEWAY_V1 = b"tkms-gateway:v1:"
     #: dstack's other content types, for reading dstack evidence.
     DSTACK_APP_DATA = b"app-data:"
     DSTACK_KMS_ROOT_CA = b"kms-root-ca:"
