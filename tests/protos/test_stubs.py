@@ -21,9 +21,10 @@ def test_committed_stubs_match_the_proto_sources(tmp_path: Path) -> None:
 
 
 def test_services_are_versioned_and_importable() -> None:
-    from protos.tkms.v1 import admin_pb2, kms_pb2, peer_pb2
+    from protos.tkms.v1 import admin_pb2, gateway_pb2, kms_pb2, peer_pb2
 
     assert kms_pb2.DESCRIPTOR.package == "tkms.v1"
     assert set(kms_pb2.DESCRIPTOR.services_by_name) == {"Kms"}
     assert set(peer_pb2.DESCRIPTOR.services_by_name) == {"Peer"}
     assert set(admin_pb2.DESCRIPTOR.services_by_name) == {"Admin"}
+    assert set(gateway_pb2.DESCRIPTOR.services_by_name) == {"Gateway"}
