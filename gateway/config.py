@@ -1,0 +1,162 @@
+"""The gateway's TOML configuration (`tkms gateway run --config FILE`), checked at load.
+
+Every error names the file and the key; unknown keys are refused, so a typo never silently
+falls back to a default. See docs/gateway.md for an example file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class GatewayConfigError(ValueError):
+    """The configuration file is missing, malformed, or has a bad value."""
+
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize_base_domain(name: str) -> str:
+    """`name` lower-cased without a trailing dot, if it is a DNS name of two labels or more."""
+    domain = name.lower().rstrip(".")
+    labels = domain.split(".")
+    if len(labels) < 2 or len(domain) > 200 or not all(_LABEL.match(lab) for lab in labels):
+        raise ValueError(f"{name!r} is not a DNS name of at least two labels")
+    return domain
+
+
+@dataclass(frozen=True)
+class AcmeConfig:
+    directory_url: str
+    dns_provider: str  # "challtestsrv" (Pebble's DNS test server) is the one provider built in
+    challtestsrv_url: str = ""
+    ca_bundle: str = ""  # trust for a private ACME server's HTTPS (Pebble); empty = system CAs
+    contact: str = ""
+    caa_issuer: str = "letsencrypt.org"
+    renew_before_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    base_domain: str
+    data_dir: Path
+    proxy: str  # host:port of the TLS front
+    registration: str  # host:port of the Gateway gRPC service
+    rpc_url: str
+    governance: str
+    agent_socket: str
+    acme: AcmeConfig
+    registration_ttl_seconds: float = 300.0
+    registration_freshness_seconds: float = 120.0
+
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "": {"base_domain": str, "data_dir": str},
+    "listen": {"proxy": str, "registration": str},
+    "chain": {"rpc_url": str, "governance": str},
+    "agent": {"socket": str},
+    "acme": {
+        "directory_url": str,
+        "dns_provider": str,
+        "challtestsrv_url": str,
+        "ca_bundle": str,
+        "contact": str,
+        "caa_issuer": str,
+        "renew_before_days": (int, float),
+    },
+    "registration": {"ttl_seconds": (int, float), "freshness_seconds": (int, float)},
+}
+_REQUIRED = {
+    "": ("base_domain", "data_dir"),
+    "listen": ("proxy", "registration"),
+    "chain": ("rpc_url", "governance"),
+    "agent": ("socket",),
+    "acme": ("directory_url", "dns_provider"),
+    "registration": (),
+}
+
+
+def _hostport(where: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise GatewayConfigError(f"{where}: expected host:port, got {value!r}")
+    return value
+
+
+def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
+    table = data if name == "" else data.get(name, {})
+    where = f"{path}: [{name}]" if name else str(path)
+    if not isinstance(table, dict):
+        raise GatewayConfigError(f"{where} must be a table")
+    schema = _SCHEMA[name]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and name == "":
+            continue  # a section, checked on its own
+        if key not in schema:
+            raise GatewayConfigError(f"{where}: unknown key {key!r}")
+        if not isinstance(value, schema[key]) or isinstance(value, bool):
+            raise GatewayConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+        values[key] = value
+    for key in _REQUIRED[name]:
+        if key not in values or values[key] in ("", None):
+            raise GatewayConfigError(f"{where}: {key} is required")
+    return values
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    """Read and check `path`; relative paths in it are relative to its directory."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise GatewayConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GatewayConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in _SCHEMA)
+    if unknown:
+        raise GatewayConfigError(f"{path}: unknown section [{unknown[0]}]")
+    top, listen, chain, agent, acme, reg = (
+        _section(path, data, n) for n in ("", "listen", "chain", "agent", "acme", "registration")
+    )
+    try:
+        base_domain = normalize_base_domain(top["base_domain"])
+    except ValueError as exc:
+        raise GatewayConfigError(f"{path}: base_domain: {exc}") from None
+    if acme["dns_provider"] != "challtestsrv":
+        raise GatewayConfigError(
+            f"{path}: [acme] dns_provider {acme['dns_provider']!r} is not supported "
+            "(built in: 'challtestsrv')"
+        )
+    if not acme.get("challtestsrv_url"):
+        raise GatewayConfigError(f"{path}: [acme] challtestsrv_url is required for challtestsrv")
+    governance = chain["governance"]
+    if not (governance.startswith("0x") and len(governance) == 42):
+        raise GatewayConfigError(f"{path}: [chain] governance must be a 0x-prefixed address")
+    ttl = float(reg.get("ttl_seconds", 300.0))
+    if ttl <= 0:
+        raise GatewayConfigError(f"{path}: [registration] ttl_seconds must be positive")
+    here = path.parent
+    return GatewayConfig(
+        base_domain=base_domain,
+        data_dir=(here / top["data_dir"]).resolve(),
+        proxy=_hostport(f"{path}: [listen] proxy", listen["proxy"]),
+        registration=_hostport(f"{path}: [listen] registration", listen["registration"]),
+        rpc_url=chain["rpc_url"],
+        governance=governance,
+        agent_socket=str(here / agent["socket"]),
+        acme=AcmeConfig(
+            directory_url=acme["directory_url"],
+            dns_provider=acme["dns_provider"],
+            challtestsrv_url=acme.get("challtestsrv_url", ""),
+            ca_bundle=str(here / acme["ca_bundle"]) if acme.get("ca_bundle") else "",
+            contact=acme.get("contact", ""),
+            caa_issuer=acme.get("caa_issuer", "letsencrypt.org"),
+            renew_before_days=float(acme.get("renew_before_days", 30.0)),
+        ),
+        registration_ttl_seconds=ttl,
+        registration_freshness_seconds=float(reg.get("freshness_seconds", 120.0)),
+    )

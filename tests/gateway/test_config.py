@@ -1,0 +1,96 @@
+"""The gateway configuration: a good file loads; every bad value is named with its file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewayConfigError, load_gateway_config, normalize_base_domain
+
+GOOD = """
+base_domain = "Apps.Example.TEST."
+data_dir = "state"
+
+[listen]
+proxy = "127.0.0.1:8443"
+registration = "127.0.0.1:9443"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+[agent]
+socket = "agent/dstack.sock"
+
+[acme]
+directory_url = "https://127.0.0.1:14000/dir"
+dns_provider = "challtestsrv"
+challtestsrv_url = "http://127.0.0.1:8055"
+ca_bundle = "pebble-ca.pem"
+caa_issuer = "pebble.letsencrypt.org"
+
+[registration]
+ttl_seconds = 90
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
+    config = load_gateway_config(write(tmp_path, GOOD))
+    assert config.base_domain == "apps.example.test"
+    assert config.data_dir == (tmp_path / "state").resolve()
+    assert config.agent_socket == str(tmp_path / "agent/dstack.sock")
+    assert config.acme.ca_bundle == str(tmp_path / "pebble-ca.pem")
+    assert config.acme.caa_issuer == "pebble.letsencrypt.org"
+    assert config.registration_ttl_seconds == 90.0
+    assert config.registration_freshness_seconds == 120.0
+    assert config.acme.renew_before_days == 30.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'base_domain = "Apps.Example.TEST."',
+            'base_domain = "localhost"',
+            "base_domain: 'localhost'",
+        ),
+        ('proxy = "127.0.0.1:8443"', 'proxy = "8443"', r"\[listen\] proxy: expected host:port"),
+        ("ttl_seconds = 90", "ttl_seconds = -1", "ttl_seconds must be positive"),
+        ("ttl_seconds = 90", 'ttl_seconds = "90"', "ttl_seconds has the wrong type"),
+        ("ttl_seconds = 90", "ttl_second = 90", r"\[registration\]: unknown key 'ttl_second'"),
+        ('dns_provider = "challtestsrv"', 'dns_provider = "route53"', "'route53' is not supported"),
+        (
+            'governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"',
+            'governance = "abc"',
+            "0x-prefixed",
+        ),
+        ('socket = "agent/dstack.sock"', "", r"\[agent\]: socket is required"),
+        ("[registration]", "[registrations]", r"unknown section \[registrations\]"),
+        ("[listen]", "[listen]\n[listen.x]", r"\[listen\]: unknown key .x."),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in GOOD
+    with pytest.raises(GatewayConfigError, match=message):
+        load_gateway_config(write(tmp_path, GOOD.replace(old, new)))
+
+
+def test_unreadable_and_malformed_files_say_so(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="cannot read"):
+        load_gateway_config(tmp_path / "missing.toml")
+    with pytest.raises(GatewayConfigError, match="not valid TOML"):
+        load_gateway_config(write(tmp_path, "base_domain = "))
+
+
+def test_base_domains_are_dns_names() -> None:
+    assert normalize_base_domain("GW.Test.") == "gw.test"
+    for bad in ("test", "a..b", "-a.b", "a_b.c", "x" * 64 + ".com"):
+        with pytest.raises(ValueError, match="not a DNS name"):
+            normalize_base_domain(bad)
