@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from testnet.apps import start_demo_app
 from testnet.cluster import STATE_FILE, Cluster
 
 DEFAULT_DIR = ".tkms-testnet"
@@ -161,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
         progress("starting the demo app and its guest agent")
-        cluster.start_demo_app(DEMO_COMPOSE)
+        start_demo_app(cluster, DEMO_COMPOSE)
         cluster.save()
     except Exception as exc:
         if cluster.deployment is not None:

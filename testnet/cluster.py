@@ -451,74 +451,9 @@ class Cluster:
     def app(self, app_id: str) -> AppAuthClient:
         return AppAuthClient(self.w3(), app_id, self.owner_transactor())
 
-    def start_agent(self, name: str, compose: bytes, deadline: float) -> dict[str, Any]:
-        """Register an app with `compose`, start its guest agent in `<root>/<name>`, wait for it."""
-        from guest.measure import compose_hash
-
-        assert self.deployment is not None
-        app_id = self.register_app([compose_hash(compose)])
-        app_dir = self.root / name
-        app_dir.mkdir(parents=True, exist_ok=True)
-        (app_dir / "app-compose.json").write_bytes(compose)
-        socket_path = app_dir / "dstack.sock"
-        socket_path.unlink(missing_ok=True)
-        (app_dir / "agent.toml").write_text(
-            f'rpc = "{self.rpc_url}"\ngovernance = "{self.deployment.governance}"\n'
-            f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
-            f'socket = "{socket_path}"\n'
-        )
-        agent = self._spawn(
-            ["-m", "tkms", "guest", "agent", "--config", str(app_dir / "agent.toml")],
-            app_dir / "agent.log",
-        )
-        self.extra.setdefault("pids", {})[f"{name}_agent"] = agent.pid
-        while not socket_path.exists():
-            if agent.poll() is not None:
-                raise RuntimeError(f"the {name} guest agent exited; see {app_dir / 'agent.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} guest agent not serving; see {app_dir / 'agent.log'}")
-            time.sleep(0.2)
-        return {"app_id": app_id, "dir": app_dir, "socket": socket_path, "agent_pid": agent.pid}
-
-    def start_demo_app(self, compose: bytes, *, timeout: float = 60.0) -> dict[str, Any]:
-        """Register the demo app, start its guest agent and the app; record them in `extra`.
-
-        With a gateway running (`extra["gateway"]`), the app registers with it and keeps its
-        registration fresh.
-        """
-        deadline = time.monotonic() + timeout
-        agent = self.start_agent("demo-app", compose, deadline)
-        app_dir, socket_path = agent["dir"], agent["socket"]
-        http_port, https_port = free_port(), free_port()
-        args = [
-            "-m",
-            "testnet.demo_app",
-            "--socket",
-            str(socket_path),
-            "--http-port",
-            str(http_port),
-            "--https-port",
-            str(https_port),
-        ]
-        gateway = self.extra.get("gateway")
-        if gateway:
-            args += ["--gateway", gateway["registration"], "--gateway-app-id", gateway["app_id"]]
-        app = self._spawn(args, app_dir / "app.log")
-        demo = {
-            "app_id": agent["app_id"],
-            "http_port": http_port,
-            "https_port": https_port,
-            "agent_socket": str(socket_path),
-            "agent_pid": agent["agent_pid"],
-            "pid": app.pid,
-        }
-        self.extra["demo_app"] = demo
-        self.extra.setdefault("pids", {})["demo_app"] = app.pid
-        self._wait_http(http_port, deadline)
-        self.progress(f"demo app {agent['app_id']} on http :{http_port} and https :{https_port}")
-        return demo
-
-    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """Start `python args...` in its own session, output to `log`; `down()` stops it if
+        its pid is in `extra["pids"]`."""
         return subprocess.Popen(
             [sys.executable, *args],
             stdout=log.open("ab"),
@@ -526,16 +461,6 @@ class Cluster:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-
-    def _wait_http(self, port: int, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"nothing answers on http://127.0.0.1:{port}/")
 
     # -- all --------------------------------------------------------------------------
 
