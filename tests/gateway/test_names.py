@@ -1,0 +1,70 @@
+"""Routing names: the accepted forms, their routes, and a clear refusal for everything else."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.names import Route, RouteError, parse_server_name
+
+BASE = "gw.example.test"
+APP = "ab" * 20
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "backend_port"),
+    [
+        (f"{APP}.{BASE}", Route(APP, None, passthrough=False), 80),
+        (f"{APP}s.{BASE}", Route(APP, None, passthrough=True), 443),
+        (f"{APP}-8080.{BASE}", Route(APP, 8080, passthrough=False), 8080),
+        (f"{APP}-8443s.{BASE}", Route(APP, 8443, passthrough=True), 8443),
+        (f"{APP}-1.{BASE}", Route(APP, 1, passthrough=False), 1),
+        (f"{APP}-65535s.{BASE}", Route(APP, 65535, passthrough=True), 65535),
+        (f"{APP.upper()}-443S.GW.Example.TEST.", Route(APP, 443, passthrough=True), 443),
+    ],
+)
+def test_accepted_names(name: str, route: Route, backend_port: int) -> None:
+    assert parse_server_name(name, BASE) == route
+    assert route.backend_port == backend_port
+
+
+def test_the_base_domain_is_case_insensitive_with_an_optional_dot() -> None:
+    assert parse_server_name(f"{APP}.{BASE}", "GW.example.test.") == Route(APP, None, False)
+
+
+@given(st.binary(min_size=20, max_size=20), st.none() | st.integers(1, 65535), st.booleans())
+def test_every_route_has_a_name_that_parses_back(raw: bytes, port: int | None, s: bool) -> None:
+    label = raw.hex() + (f"-{port}" if port is not None else "") + ("s" if s else "")
+    assert parse_server_name(f"{label}.{BASE}", BASE) == Route(raw.hex(), port, s)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (f"{APP}.other.test", r"is not under 'gw\.example\.test'"),
+        (f"{APP}.x{BASE}", r"is not under"),
+        (BASE, r"is not under"),
+        (f"a.{APP}.{BASE}", r"has extra labels .* one label <target>\[-<port>\]\[s\] is expected"),
+        (f"{APP[:-1]}.{BASE}", r"target '[0-9a-f]{39}' is not an app or instance id"),
+        (f"0x{APP}.{BASE}", r"target '0x.*' is not an app or instance id"),
+        (f"{APP[:-1]}g-80.{BASE}", r"is not an app or instance id \(40 hex characters\)"),
+        (f"{APP}-0.{BASE}", r"port '0' is not in 1\.\.65535"),
+        (f"{APP}-65536.{BASE}", r"port '65536' is not in 1\.\.65535"),
+        (f"{APP}-0443.{BASE}", r"port '0443' is not in 1\.\.65535 \(without leading zeros\)"),
+        (f"{APP}-.{BASE}", r"'-' after the target is not -<port>, s or -<port>s"),
+        (f"{APP}-80x.{BASE}", r"'-80x' after the target is not -<port>, s or -<port>s"),
+        (f"{APP}ss.{BASE}", r"is not an app or instance id"),
+        (f"{APP}-123456.{BASE}", r"'-123456' after the target is not"),
+        (f".{BASE}", r"target '' is not an app or instance id"),
+    ],
+)
+def test_refused_names_say_why(name: str, message: str) -> None:
+    with pytest.raises(RouteError, match=message):
+        parse_server_name(name, BASE)
+
+
+def test_long_names_are_cut_in_messages() -> None:
+    with pytest.raises(RouteError, match=r"\.\.\. \(1014 characters\) is not under") as info:
+        parse_server_name("a" * 1000 + ".other.example", BASE)
+    assert len(str(info.value)) < 200
