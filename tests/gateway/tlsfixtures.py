@@ -139,3 +139,67 @@ async def closed_without_reply(reader: asyncio.StreamReader) -> bool:
         return await asyncio.wait_for(reader.read(1), 5) == b""
     except (ConnectionResetError, ssl.SSLError):
         return True
+
+
+class MemoryTlsClient:
+    """A TLS client over a plain stream (an `SSLObject`), which, unlike asyncio's TLS streams,
+    can half-close: send close_notify and FIN, then keep reading."""
+
+    def __init__(
+        self, stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], ca: ThrowawayCA, name: str
+    ) -> None:
+        self.reader, self.writer = stream
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = client_context(ca).wrap_bio(self.incoming, self.outgoing, server_hostname=name)
+
+    async def _flush(self) -> None:
+        self.writer.write(self.outgoing.read())
+        await self.writer.drain()
+
+    async def _feed(self) -> bool:
+        data = await self.reader.read(1 << 16)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+        return bool(data)
+
+    async def handshake(self) -> bytes:
+        """Complete the handshake; the SHA-256 of the server's certificate."""
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._feed()
+        await self._flush()
+        der = self.tls.getpeercert(binary_form=True)
+        assert der is not None
+        return hashlib.sha256(der).digest()
+
+    async def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        await self._flush()
+
+    async def close_write(self) -> None:
+        """close_notify, then FIN: the server may still answer."""
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self.tls.unwrap()
+        await self._flush()
+        self.writer.write_eof()
+
+    async def read_until_eof(self) -> bytes:
+        """Everything the server sends until its close_notify (or its FIN)."""
+        out = bytearray()
+        while True:
+            try:
+                chunk = self.tls.read(1 << 16)
+            except ssl.SSLWantReadError:
+                await self._feed()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return bytes(out)
+            if not chunk:
+                return bytes(out)
+            out += chunk
