@@ -54,7 +54,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         try:
             module = importlib.import_module(f"{package}.cli")
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.cli":
+                raise  # the CLI exists but something it needs is missing: say so
             continue
         module.register(subparsers, name, help_text)
         _extend(subparsers.choices[name], name)
