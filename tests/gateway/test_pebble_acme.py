@@ -1,0 +1,163 @@
+"""ACME issuance against a real Pebble: accounts, DNS-01 wildcards, errors; the Pebble launcher."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from gateway import pebble as pebble_module
+from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate, caa_record
+from gateway.dns01 import ChallTestSrvPublisher, Dns01Error
+from gateway.pebble import Pebble, PebbleError
+from tests.gateway.conftest import free_port, query_txt, require_pebble
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def issuer_for(pebble: Pebble, key: ec.EllipticCurvePrivateKey | None = None) -> AcmeIssuer:
+    return AcmeIssuer(pebble.directory_url, key or new_key(), ca_bundle=str(pebble.ca_bundle))
+
+
+def verify_for(pebble: Pebble, issued: IssuedCertificate, hostname: str) -> None:
+    chain = x509.load_pem_x509_certificates(issued.chain_pem)
+    roots = x509.load_pem_x509_certificates(pebble.roots_pem())
+    verifier = PolicyBuilder().store(Store(roots)).build_server_verifier(x509.DNSName(hostname))
+    verifier.verify(chain[0], chain[1:])
+
+
+class NoDns:
+    """A DNS provider that publishes nothing, so that validation must fail."""
+
+    def set_txt(self, fqdn: str, value: str) -> None:
+        pass
+
+    def clear_txt(self, fqdn: str) -> None:
+        pass
+
+
+def test_wildcard_certificate_chains_to_pebble_root_and_txt_records_are_cleared(
+    pebble: Pebble,
+) -> None:
+    issuer = issuer_for(pebble)
+    cert_key = new_key()
+    issued = issuer.issue(
+        ["*.gw.test", "gw.test"], cert_key, ChallTestSrvPublisher(pebble.challtestsrv_url)
+    )
+    verify_for(pebble, issued, "app-1.gw.test")
+    verify_for(pebble, issued, "gw.test")
+    for outside in ("app-1.other.test", "a.app-1.gw.test"):
+        with pytest.raises(VerificationError):
+            verify_for(pebble, issued, outside)
+    leaf = x509.load_pem_x509_certificates(issued.chain_pem)[0]
+    assert leaf.public_key() == cert_key.public_key()
+    assert (issued.not_before, issued.not_after) == (
+        leaf.not_valid_before_utc,
+        leaf.not_valid_after_utc,
+    )
+    assert issued.not_before < issued.not_after
+    assert query_txt(pebble.dns_address, "_acme-challenge.gw.test") == []
+
+
+def test_publisher_adds_values_and_clear_removes_them_all(pebble: Pebble) -> None:
+    dns = ChallTestSrvPublisher(pebble.challtestsrv_url)
+    dns.set_txt("_acme-challenge.txt.test", "first")
+    dns.set_txt("_acme-challenge.txt.test.", "second")
+    assert sorted(query_txt(pebble.dns_address, "_acme-challenge.txt.test")) == [
+        b"first",
+        b"second",
+    ]
+    dns.clear_txt("_acme-challenge.txt.test")
+    assert query_txt(pebble.dns_address, "_acme-challenge.txt.test") == []
+
+
+def test_register_reuses_the_account_of_the_same_key(pebble: Pebble) -> None:
+    key = new_key()
+    first = issuer_for(pebble, key).register()
+    assert issuer_for(pebble, key).register() == first
+    assert issuer_for(pebble).register() != first
+    assert first.startswith(pebble.directory_url.removesuffix("/dir"))
+
+
+def test_unpublished_challenge_fails_with_the_servers_problem_detail(pebble: Pebble) -> None:
+    with pytest.raises(AcmeError, match=r"validating nodns\.test at https://.*TXT"):
+        issuer_for(pebble).issue(["nodns.test"], new_key(), NoDns(), timeout=20)
+
+
+def test_dns_provider_down_is_named(pebble: Pebble) -> None:
+    dead = ChallTestSrvPublisher(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(AcmeError, match=r"publishing the DNS-01 record for dead\.test: .*set-txt"):
+        issuer_for(pebble).issue(["dead.test"], new_key(), dead)
+    with pytest.raises(Dns01Error, match=r"clear-txt for x\.test\.: "):
+        dead.clear_txt("x.test")
+
+
+def test_pebble_down_gives_a_clear_error() -> None:
+    url = f"https://127.0.0.1:{free_port()}/dir"
+    issuer = AcmeIssuer(url, new_key())
+    with pytest.raises(AcmeError, match=rf"reading the directory at {url}: .*refused"):
+        issuer.register()
+    with pytest.raises(AcmeError, match=rf"reading the directory at {url}"):
+        issuer.issue(["down.test"], new_key(), NoDns())
+
+
+def test_untrusted_https_is_refused(pebble: Pebble) -> None:
+    # Without Pebble's CA bundle, the system trust store must not accept its test certificate.
+    issuer = AcmeIssuer(pebble.directory_url, new_key())
+    with pytest.raises(AcmeError, match="reading the directory at .*CERTIFICATE_VERIFY_FAILED"):
+        issuer.register()
+
+
+def test_caa_record_pins_the_account() -> None:
+    uri = "https://acme.example/acct/42"
+    assert caa_record("gw.example.", "letsencrypt.org", uri).splitlines() == [
+        f'gw.example. CAA 0 issue "letsencrypt.org; accounturi={uri}"',
+        f'gw.example. CAA 0 issuewild "letsencrypt.org; accounturi={uri}"',
+    ]
+
+
+def test_pebble_state_round_trips_and_stop_leaves_no_process(tmp_path: Path) -> None:
+    require_pebble()
+    instance = Pebble.start(tmp_path, detach=True)
+    pids = list(instance.pids)
+    try:
+        assert len(pids) == 2
+        assert all(os.getsid(pid) == pid for pid in pids)  # own sessions: they outlive us
+        loaded = Pebble.from_dict(instance.to_dict())
+        assert loaded.to_dict() == instance.to_dict()
+        assert loaded.roots_pem().startswith(b"-----BEGIN CERTIFICATE-----")
+        assert (tmp_path / "pebble-ca.pem").read_bytes() == loaded.ca_bundle.read_bytes()
+    finally:
+        instance.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with pytest.raises(ValueError, match="pebble state: pids must be a list"):
+        Pebble.from_dict({**instance.to_dict(), "pids": "12"})
+
+
+def test_pebble_that_cannot_start_names_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_pebble()
+    spawned: list[subprocess.Popen[bytes]] = []
+    real_spawn = pebble_module._spawn
+
+    def recording_spawn(*args: Any) -> subprocess.Popen[bytes]:
+        spawned.append(real_spawn(*args))
+        return spawned[-1]
+
+    monkeypatch.setattr(pebble_module, "_spawn", recording_spawn)
+    monkeypatch.setattr(pebble_module, "PEBBLE", "false")
+    with pytest.raises(PebbleError, match=rf"exited .*see the log {tmp_path}/pebble\.log"):
+        Pebble.start(tmp_path)
+    assert len(spawned) == 2
+    assert all(proc.poll() is not None for proc in spawned)  # the DNS server was stopped too
