@@ -1,0 +1,260 @@
+"""The certificate manager against a real Pebble: issue, seal, reuse on restart, renew, refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store
+from structlog.testing import capture_logs
+
+from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate
+from gateway.certs import ACCOUNT_ITEM, CHAIN_ITEM, KEY_ITEM, CertificateManager
+from gateway.dns01 import ChallTestSrvPublisher
+from gateway.keystore import SealedStore, SealedStoreError
+from gateway.pebble import Pebble
+from tests.gateway.conftest import free_port
+
+SEALING_KEY = bytes(range(32))
+BASE = "gw.test"
+TEN_YEARS = 10 * 365 * 86400.0
+
+
+class Loaded:
+    """Records what the manager handed to the TLS front."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes]] = []
+
+    def __call__(self, chain_pem: bytes, key_pem: bytes) -> None:
+        self.calls.append((chain_pem, key_pem))
+
+
+def manager(
+    pebble: Pebble,
+    data: Path,
+    *,
+    sealing_key: bytes = SEALING_KEY,
+    directory_url: str | None = None,
+    on_certificate: Callable[[bytes, bytes], None] | None = None,
+    renew_before: float = 86400.0,
+    retry_after: float = 300.0,
+) -> CertificateManager:
+    store = SealedStore(data, sealing_key)
+    issuer = AcmeIssuer(
+        directory_url or pebble.directory_url,
+        store.load_or_create_key("acme-account"),
+        ca_bundle=str(pebble.ca_bundle),
+    )
+    return CertificateManager(
+        store,
+        issuer,
+        BASE,
+        ChallTestSrvPublisher(pebble.challtestsrv_url),
+        on_certificate or Loaded(),
+        renew_before=renew_before,
+        caa_issuer="pebble.test",
+        retry_after=retry_after,
+    )
+
+
+@dataclass(frozen=True)
+class Issued:
+    data: Path
+    certificate: IssuedCertificate
+    account_uri: str
+
+
+@pytest.fixture(scope="module")
+def issued_once(pebble: Pebble, tmp_path_factory: pytest.TempPathFactory) -> Issued:
+    """A store holding one issued certificate; tests get copies (`issued`) to save issuances."""
+    data = tmp_path_factory.mktemp("issued")
+    mgr = manager(pebble, data)
+    certificate = mgr.ensure()
+    assert mgr.account_uri is not None
+    return Issued(data, certificate, mgr.account_uri)
+
+
+@pytest.fixture
+def issued(issued_once: Issued, tmp_path: Path) -> Issued:
+    """A restart: a copy of the data directory of a gateway that issued its certificate."""
+    data = tmp_path / "data"
+    shutil.copytree(issued_once.data, data)
+    return Issued(data, issued_once.certificate, issued_once.account_uri)
+
+
+def serial(chain_pem: bytes) -> int:
+    return x509.load_pem_x509_certificates(chain_pem)[0].serial_number
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def dead_url() -> str:
+    return f"https://127.0.0.1:{free_port()}/dir"
+
+
+def test_ensure_issues_a_wildcard_hands_it_over_and_seals_it(
+    pebble: Pebble, tmp_path: Path
+) -> None:
+    loaded = Loaded()
+    mgr = manager(pebble, tmp_path, on_certificate=loaded)
+    issued = mgr.ensure()
+    [(chain_pem, key_pem)] = loaded.calls
+    assert chain_pem == issued.chain_pem
+    chain = x509.load_pem_x509_certificates(chain_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert chain[0].public_key() == key.public_key()
+    roots = x509.load_pem_x509_certificates(pebble.roots_pem())
+    verifier = (
+        PolicyBuilder().store(Store(roots)).build_server_verifier(x509.DNSName("app-1.gw.test"))
+    )
+    verifier.verify(chain[0], chain[1:])
+    # Only sealed files: neither the key nor the chain is written in the clear.
+    files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert sorted(files) == sorted(
+        f"{item}.sealed" for item in ("acme-account", KEY_ITEM, CHAIN_ITEM, ACCOUNT_ITEM)
+    )
+    der = chain[0].public_bytes(serialization.Encoding.DER)
+    assert not any(der in blob or b"PRIVATE KEY" in blob for blob in files.values())
+    assert mgr.account_uri is not None
+    assert mgr.caa_records().splitlines() == [
+        f'gw.test. CAA 0 issue "pebble.test; accounturi={mgr.account_uri}"',
+        f'gw.test. CAA 0 issuewild "pebble.test; accounturi={mgr.account_uri}"',
+    ]
+
+
+def test_restart_reuses_the_sealed_certificate_without_an_order(
+    pebble: Pebble, issued: Issued
+) -> None:
+    # A dead ACME server: any order or account lookup would fail.
+    loaded = Loaded()
+    restarted = manager(pebble, issued.data, directory_url=dead_url(), on_certificate=loaded)
+    assert restarted.ensure() == issued.certificate
+    assert [chain for chain, _ in loaded.calls] == [issued.certificate.chain_pem]
+    assert restarted.account_uri == issued.account_uri
+    assert restarted.seconds_until_renewal() > 0
+
+
+def test_a_certificate_due_for_renewal_is_reissued_for_the_same_key(
+    pebble: Pebble, issued: Issued
+) -> None:
+    old = issued.certificate
+    renewed = manager(pebble, issued.data, renew_before=TEN_YEARS).ensure()
+    assert serial(renewed.chain_pem) != serial(old.chain_pem)
+    first_key, second_key = (
+        x509.load_pem_x509_certificates(c.chain_pem)[0].public_key() for c in (old, renewed)
+    )
+    assert first_key == second_key
+    # The renewed chain replaced the sealed one.
+    again = manager(pebble, issued.data, directory_url=dead_url()).ensure()
+    assert again.chain_pem == renewed.chain_pem
+
+
+def test_a_certificate_for_another_base_domain_is_not_reused(
+    pebble: Pebble, issued: Issued
+) -> None:
+    store = SealedStore(issued.data, SEALING_KEY)
+    other = CertificateManager(
+        store,
+        AcmeIssuer(
+            pebble.directory_url,
+            store.load_or_create_key("acme-account"),
+            ca_bundle=str(pebble.ca_bundle),
+        ),
+        "other.test",
+        ChallTestSrvPublisher(pebble.challtestsrv_url),
+        Loaded(),
+    )
+    leaf = x509.load_pem_x509_certificates(other.ensure().chain_pem)[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(names.get_values_for_type(x509.DNSName)) == ["*.other.test", "other.test"]
+    assert leaf.serial_number != serial(issued.certificate.chain_pem)
+
+
+def test_tampered_sealed_chain_is_refused_and_changes_nothing(
+    pebble: Pebble, issued: Issued
+) -> None:
+    path = issued.data / f"{CHAIN_ITEM}.sealed"
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x01
+    path.write_bytes(bytes(blob))
+    before = snapshot(issued.data)
+    loaded = Loaded()
+    with pytest.raises(SealedStoreError, match=rf"{path}: cannot unseal"):
+        manager(pebble, issued.data, on_certificate=loaded).ensure()
+    assert loaded.calls == []
+    assert snapshot(issued.data) == before
+
+
+def test_wrong_sealing_key_is_refused(pebble: Pebble, issued: Issued) -> None:
+    before = snapshot(issued.data)
+    with pytest.raises(SealedStoreError, match=r"acme-account\.sealed: cannot unseal: wrong"):
+        manager(pebble, issued.data, sealing_key=bytes(32))
+    store = SealedStore(issued.data, bytes(32))
+    issuer = AcmeIssuer(pebble.directory_url, store.load_or_create_key("fresh-account"))
+    mgr = CertificateManager(store, issuer, BASE, ChallTestSrvPublisher(""), Loaded())
+    with pytest.raises(SealedStoreError, match=rf"{KEY_ITEM}\.sealed: cannot unseal: wrong"):
+        mgr.ensure()
+    after = snapshot(issued.data)
+    assert after.pop("fresh-account.sealed")  # the only new file: a new item of the new key
+    assert after == before
+
+
+def test_caa_records_need_the_account(pebble: Pebble, tmp_path: Path) -> None:
+    with pytest.raises(AcmeError, match="ACME account is not known yet"):
+        manager(pebble, tmp_path).caa_records()
+
+
+def test_first_issue_with_the_server_down_is_a_clear_error(pebble: Pebble, tmp_path: Path) -> None:
+    url = dead_url()
+    loaded = Loaded()
+    with pytest.raises(AcmeError, match=rf"reading the directory at {url}"):
+        manager(pebble, tmp_path, directory_url=url, on_certificate=loaded).ensure()
+    assert loaded.calls == []
+    assert not (tmp_path / f"{CHAIN_ITEM}.sealed").exists()
+
+
+def test_run_renews_in_the_background_and_stops(pebble: Pebble, issued: Issued) -> None:
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loaded = Loaded()
+
+        def renewed(chain_pem: bytes, key_pem: bytes) -> None:
+            loaded(chain_pem, key_pem)
+            loop.call_soon_threadsafe(stop.set)
+
+        mgr = manager(pebble, issued.data, renew_before=TEN_YEARS, on_certificate=renewed)
+        await asyncio.wait_for(mgr.run(stop), timeout=20)
+        return loaded.calls
+
+    [(chain_pem, _)] = asyncio.run(scenario())
+    assert serial(chain_pem) != serial(issued.certificate.chain_pem)
+
+
+def test_run_retries_failed_renewals_until_stopped(pebble: Pebble, issued: Issued) -> None:
+    mgr = manager(
+        pebble, issued.data, directory_url=dead_url(), renew_before=TEN_YEARS, retry_after=0.05
+    )
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(mgr.run(stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    failures = [e for e in logs if e["event"] == "certificate_renewal_failed"]
+    assert len(failures) >= 2
+    assert "reading the directory" in failures[0]["error"]
