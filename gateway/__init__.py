@@ -9,7 +9,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES: dict[str, str] = {}
+_MODULES: dict[str, str] = {
+    "AcmeIssuer": "gateway.acme_client",
+    "CertificateManager": "gateway.certs",
+    "ClientHello": "gateway.clienthello",
+    "Gateway": "gateway.daemon",
+    "GatewayClient": "gateway.client",
+    "GatewayConfig": "gateway.config",
+    "GuestAgent": "gateway.agent",
+    "Pebble": "gateway.pebble",
+    "Proxy": "gateway.proxy",
+    "Registrar": "gateway.registration",
+    "Registration": "gateway.table",
+    "Route": "gateway.names",
+    "RouteTable": "gateway.table",
+    "SealedStore": "gateway.keystore",
+    "load_gateway_config": "gateway.config",
+    "parse_client_hello": "gateway.clienthello",
+    "parse_server_name": "gateway.names",
+}
 
 __all__ = sorted(_MODULES)
 

@@ -6,9 +6,11 @@
     tkms testnet refresh                  tkms testnet rotate
     tkms testnet bench [--duration S] [--concurrency C] [--json]
 
-The network's processes (anvil and the nodes) run in their own sessions and outlive the
-command; `<dir>/state.json` records them, `<dir>/node<i>/node.log` and `<dir>/anvil.log` hold
-their logs. `up` on a running network only prints its status; on a dead one it starts afresh.
+The network's processes (anvil, the nodes, Pebble, the gateway and the demo app with their
+guest agents) run in their own sessions and outlive the command; `<dir>/state.json` records
+them; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`, `<dir>/gateway/*.log`,
+`<dir>/demo-app/*.log` and `<dir>/pebble/`. `up` on a running network only prints its status;
+on a dead one it starts afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from testnet.apps import start_demo_app
 from testnet.cluster import STATE_FILE, Cluster
+from testnet.gateway_run import start_gateway, wait_routed
 
 DEFAULT_DIR = ".tkms-testnet"
 DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
@@ -123,6 +126,12 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"demo app    {demo['app_id']}  http://127.0.0.1:{demo['http_port']}/  "
             f"https://127.0.0.1:{demo['https_port']}/  (agent socket {demo['agent_socket']})"
         )
+    gateway = doc.get("gateway")
+    if gateway:
+        print(
+            f"gateway     {gateway['proxy']}  *.{gateway['base_domain']}  "
+            f"(registration {gateway['registration']}, ACME root {gateway['acme_root']})"
+        )
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -161,9 +170,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
-        progress("starting the demo app and its guest agent")
-        start_demo_app(cluster, DEMO_COMPOSE)
+        progress("starting Pebble (ACME), the gateway and its guest agent")
+        start_gateway(cluster)
         cluster.save()
+        progress("starting the demo app and its guest agent")
+        demo = start_demo_app(cluster, DEMO_COMPOSE)
+        cluster.save()
+        progress("waiting for the demo app to register with the gateway")
+        wait_routed(cluster.extra["gateway"], demo["app_id"], demo["http_port"])
     except Exception as exc:
         if cluster.deployment is not None:
             cluster.save()

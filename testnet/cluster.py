@@ -120,12 +120,21 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers signal 0: reap it if it is ours.
+    # A zombie still answers signal 0: reap it if it is ours; if it is not (the command that
+    # started it has exited), it has ended all the same.
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return True
+        return not _is_zombie(pid)
     return done == 0
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _terminate_pid(pid: int, timeout: float = 10.0) -> None:

@@ -2,8 +2,9 @@
 
 It runs beside its guest agent, as an app container would: it asks the agent (dstack guest
 API on a unix socket) for `/Info` and for a TLS key with an RA-TLS certificate, then answers
-`{"app_id": ..., "instance_id": ...}` on both ports.
-`python -m testnet.demo_app --socket PATH --http-port N --https-port M`.
+`{"app_id": ..., "instance_id": ...}` on both ports. Given `--gateway`, it registers with that
+gateway (as `127.0.0.1`) and renews the registration for as long as it runs.
+`python -m testnet.demo_app --socket PATH --http-port N --https-port M [--gateway H:P]`.
 """
 
 from __future__ import annotations
@@ -37,11 +38,27 @@ def make_handler(body: bytes) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _register_with_gateway(socket: str, endpoint: str, gateway_app_id: str) -> None:
+    from gateway.agent import GuestAgent
+    from gateway.client import GatewayClient, default_gateway_check
+
+    expected = bytes.fromhex(gateway_app_id.removeprefix("0x")) if gateway_app_id else None
+    client = GatewayClient(
+        endpoint,
+        GuestAgent(socket),
+        default_gateway_check(simulator_allowed=True, app_id=expected),
+    )
+    stop = threading.Event()
+    threading.Thread(target=client.keep_registered, args=("127.0.0.1", stop), daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testnet.demo_app", description=__doc__)
     parser.add_argument("--socket", required=True, help="the guest agent's unix socket")
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--https-port", type=int, required=True)
+    parser.add_argument("--gateway", default="", help="a gateway's registration host:port")
+    parser.add_argument("--gateway-app-id", default="", help="the app the gateway must run")
     args = parser.parse_args(argv)
 
     info = post_guest_agent(args.socket, "/Info", {})
@@ -73,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     secure = ThreadingHTTPServer(("127.0.0.1", args.https_port), handler)
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
     threading.Thread(target=secure.serve_forever, daemon=True).start()
+    if args.gateway:
+        _register_with_gateway(args.socket, args.gateway, args.gateway_app_id)
     print(
         f"demo app {info.get('app_id')}: http {args.http_port}, https {args.https_port}", flush=True
     )

@@ -1,8 +1,9 @@
 """The testnet end to end, through its CLI and the official dstack SDK.
 
 up (5 nodes, t=3) -> keys via the SDK -> join -> same keys -> two nodes leave -> same keys ->
-refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation is
-refused -> down leaves no process behind.
+refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation (and
+its registration with the gateway) is refused -> down leaves no process behind. Right after
+`up`, the demo app is reached directly and through the gateway, terminated and passed through.
 
 "Same keys" is checked with a fresh guest agent each time (the demo app's agent caches its
 root keys; a new agent instance of the same app derives them from the network again).
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from dstack_sdk import DstackClient
 
 pytestmark = pytest.mark.timeout(900)
@@ -136,6 +138,26 @@ def test_the_testnet_life_cycle(root: Path) -> None:
     )
     assert json.loads(https.read())["app_id"] == app_hex
 
+    # Through the gateway: terminated with its wildcard certificate from Pebble, and passed
+    # through to the app's own RA-TLS certificate; an unknown name is closed.
+    from testnet.gateway_run import fetch_through_gateway
+
+    gateway = doc["gateway"]
+    assert gateway["base_domain"] == "tkms.localhost"
+    pebble_verified = ssl.create_default_context(cafile=gateway["acme_root"])
+    name = f"{app_hex}-{demo['http_port']}.{gateway['base_domain']}"
+    status_code, body, der = fetch_through_gateway(gateway["proxy"], name, pebble_verified)
+    assert status_code == 200 and json.loads(body)["app_id"] == app_hex
+    issuer = x509.load_der_x509_certificate(der).issuer.rfc4514_string()
+    assert "Pebble" in issuer, issuer
+    direct = ssl.get_server_certificate(("127.0.0.1", demo["https_port"]))
+    passthrough = f"{app_hex}-{demo['https_port']}s.{gateway['base_domain']}"
+    status_code, body, der = fetch_through_gateway(gateway["proxy"], passthrough, insecure)
+    assert status_code == 200 and json.loads(body)["app_id"] == app_hex
+    assert der == ssl.PEM_cert_to_DER_cert(direct)  # the app's own certificate, end to end
+    with pytest.raises((ssl.SSLError, OSError)):
+        fetch_through_gateway(gateway["proxy"], f"{'00' * 20}.{gateway['base_domain']}", insecure)
+
     # Keys through the SDK, from the running demo agent and from a fresh instance.
     running = DstackClient(demo["agent_socket"])
     before = (running.get_key("wallet/eth", "mainnet").key, running.get_key("disk", "").key)
@@ -183,6 +205,22 @@ def test_the_testnet_life_cycle(root: Path) -> None:
         assert "permission_denied" in refused.log.read_text()
     finally:
         refused.stop()
+
+    # ...and the gateway refuses to register it again (its running agent still quotes).
+    import grpc
+
+    from gateway.agent import GuestAgent
+    from gateway.client import GatewayClient, default_gateway_check
+
+    again_client = GatewayClient(
+        gateway["registration"],
+        GuestAgent(demo["agent_socket"]),
+        default_gateway_check(simulator_allowed=True),
+    )
+    with pytest.raises(grpc.RpcError) as denied:
+        again_client.register("127.0.0.1")
+    assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "approval" in (denied.value.details() or "")
 
     tkms(root, "down")
     deadline = time.monotonic() + 20

@@ -1,0 +1,137 @@
+"""The testnet's gateway: Pebble (ACME) + the gateway's own guest agent + `tkms gateway run`.
+
+The gateway is an attested app: its compose hash is registered on chain like the demo app's,
+its guest agent gets keys from the network, and the gateway derives its sealing key there.
+Certificates come from a local Pebble whose DNS-01 answers come from pebble-challtestsrv.
+The base domain is under `.localhost`, which curl and most resolvers send to 127.0.0.1, so
+`https://<app_id>-<port>.<base>:<proxy port>/` works from the host with no DNS set-up.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+from contracts._anvil import free_port
+from gateway.pebble import Pebble
+from testnet.apps import start_agent
+from testnet.cluster import Cluster
+
+GATEWAY_COMPOSE = (
+    b'{"name": "tkms-gateway", "services": {"gateway": {"image": "tkms@sha256:00"}}}\n'
+)
+BASE_DOMAIN = "tkms.localhost"
+
+
+def _config(cluster: Cluster, pebble: Pebble, socket: Path, proxy: int, registration: int) -> str:
+    assert cluster.deployment is not None
+    return f"""# written by `tkms testnet up`
+base_domain = "{BASE_DOMAIN}"
+data_dir = "state"
+
+[listen]
+proxy = "127.0.0.1:{proxy}"
+registration = "127.0.0.1:{registration}"
+
+[chain]
+rpc_url = "{cluster.rpc_url}"
+governance = "{cluster.deployment.governance}"
+
+[agent]
+socket = "{socket}"
+
+[acme]
+directory_url = "{pebble.directory_url}"
+dns_provider = "challtestsrv"
+challtestsrv_url = "{pebble.challtestsrv_url}"
+ca_bundle = "{pebble.ca_bundle}"
+caa_issuer = "pebble.letsencrypt.org"
+
+[registration]
+ttl_seconds = 60
+"""
+
+
+def start_gateway(cluster: Cluster, *, timeout: float = 90.0) -> dict[str, Any]:
+    """Start Pebble, the gateway's agent and the gateway; record them in `cluster.extra`."""
+    deadline = time.monotonic() + timeout
+    pebble = Pebble.start(cluster.root / "pebble", detach=True)
+    pids = cluster.extra.setdefault("pids", {})
+    for i, pid in enumerate(pebble.pids):
+        pids[f"pebble_{i}"] = pid
+    cluster.extra["pebble"] = pebble.to_dict()
+    agent = start_agent(cluster, "gateway", GATEWAY_COMPOSE, deadline)
+    gw_dir: Path = agent["dir"]
+    (gw_dir / "pebble-root.pem").write_bytes(pebble.roots_pem())
+    proxy, registration = free_port(), free_port()
+    config = gw_dir / "gateway.toml"
+    config.write_text(_config(cluster, pebble, agent["socket"], proxy, registration))
+    ready = gw_dir / "state" / "gateway.json"
+    ready.unlink(missing_ok=True)
+    log = gw_dir / "gateway.log"
+    process = cluster.spawn(["-m", "tkms", "gateway", "run", "--config", str(config)], log)
+    pids["gateway"] = process.pid
+    while not ready.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({process.returncode}); see {log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway is not ready after {timeout:.0f}s; see {log}")
+        time.sleep(0.2)
+    running = json.loads(ready.read_text())
+    gateway = {
+        "proxy": running["proxy"],
+        "registration": running["registration"],
+        "base_domain": BASE_DOMAIN,
+        "app_id": running["app_id"],
+        "account_uri": running["account_uri"],
+        "caa_records": running["caa_records"],
+        "acme_root": str(gw_dir / "pebble-root.pem"),
+        "pid": process.pid,
+        "log": str(log),
+    }
+    cluster.extra["gateway"] = gateway
+    cluster.progress(f"gateway on {gateway['proxy']} for *.{BASE_DOMAIN}")
+    return gateway
+
+
+def fetch_through_gateway(
+    proxy: str, server_name: str, context: ssl.SSLContext, timeout: float = 5.0
+) -> tuple[int, bytes, bytes]:
+    """GET / through the gateway at `proxy` with SNI `server_name`: (status, body, cert DER)."""
+    host, _, port = proxy.rpartition(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True) or b""
+        tls.sendall(f"GET / HTTP/1.0\r\nHost: {server_name}\r\n\r\n".encode())
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, body, der
+
+
+def wait_routed(gateway: dict[str, Any], app_id: str, port: int, timeout: float = 30.0) -> str:
+    """Until the gateway serves `https://<app>-<port>.<base>/` (terminated, Pebble-verified)."""
+    name = f"{app_id.lower().removeprefix('0x')}-{port}.{gateway['base_domain']}"
+    context = ssl.create_default_context(cafile=gateway["acme_root"])
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = fetch_through_gateway(gateway["proxy"], name, context)
+            if status == 200:
+                return name
+            last = f"HTTP {status}"
+        except (OSError, ssl.SSLError) as exc:
+            last = str(exc) or type(exc).__name__
+        time.sleep(0.3)
+    raise TimeoutError(
+        f"the gateway does not route {name} after {timeout:.0f}s ({last}); see {gateway['log']}"
+    )
