@@ -36,11 +36,17 @@ from cryptography.x509.oid import NameOID
 PEBBLE = "pebble"
 CHALLTESTSRV = "pebble-challtestsrv"
 _START_TIMEOUT = 10.0
+_PORT_ATTEMPTS = 3
+_BIND_FAILED = b"address already in use"
 _T = TypeVar("_T")
 
 
 class PebbleError(RuntimeError):
     """Pebble or its DNS test server failed to start or to answer."""
+
+
+class _PortTaken(PebbleError):
+    """A child could not bind the port we chose for it (start again with new ports)."""
 
 
 def _free_port(*kinds: socket.SocketKind) -> int:
@@ -121,7 +127,7 @@ def _spawn(
     argv: list[str], log_path: Path, env: dict[str, str], detach: bool
 ) -> subprocess.Popen[bytes]:
     log: IO[bytes]
-    with open(log_path, "ab") as log:
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -152,7 +158,21 @@ class Pebble:
         """Start both processes with state and logs in `directory`; wait until they answer."""
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        ca, cert, key = _write_tls_files(directory)
+        tls_files = _write_tls_files(directory)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                return cls._start_once(directory, tls_files, detach)
+            except _PortTaken:
+                # Another process took a port between our probe and the child's bind.
+                if attempt == _PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
+        cls, directory: Path, tls_files: tuple[Path, Path, Path], detach: bool
+    ) -> Pebble:
+        ca, cert, key = tls_files
         dns_port = _free_port(socket.SOCK_DGRAM, socket.SOCK_STREAM)
         chall_port, acme_port, mgmt_port = (_free_port(socket.SOCK_STREAM) for _ in range(3))
         config = {
@@ -206,6 +226,9 @@ class Pebble:
         self._procs.append(proc)
         self.pids.append(proc.pid)
 
+    def _log_of(self, pid: int) -> Path:
+        return self.pebble_log if pid == self.pids[-1] else self.challtestsrv_log
+
     @property
     def pebble_log(self) -> Path:
         return self.directory / "pebble.log"
@@ -239,10 +262,27 @@ class Pebble:
                     break
                 except OSError as exc:
                     dead = [pid for pid in self.pids if not _alive(pid)]
-                    if dead or time.monotonic() > deadline:
-                        why = f"process {dead[0]} exited" if dead else "no answer after 10 s"
-                        raise PebbleError(f"{url}: {why} ({exc}); see the log {log_path}") from None
+                    if dead:
+                        log_path = self._log_of(dead[0])
+                        if _BIND_FAILED in log_path.read_bytes():
+                            raise _PortTaken(f"a port was taken; see the log {log_path}") from None
+                        raise PebbleError(
+                            f"{url}: process {dead[0]} exited; see the log {log_path}"
+                        ) from None
+                    if time.monotonic() > deadline:
+                        raise PebbleError(
+                            f"{url}: no answer after {_START_TIMEOUT:.0f} s ({exc}); "
+                            f"see the log {log_path}"
+                        ) from None
                     time.sleep(0.05)
+        dead = [pid for pid in self.pids if not _alive(pid)]
+        if dead:
+            raise PebbleError(f"process {dead[0]} exited; see the log {self._log_of(dead[0])}")
+        # challtestsrv logs a DNS port it could not bind and keeps running, so read its log;
+        # it logs that before its management API (checked above) starts to answer.
+        for log_path in (self.challtestsrv_log, self.pebble_log):
+            if _BIND_FAILED in log_path.read_bytes():
+                raise _PortTaken(f"a port was taken; see the log {log_path}")
 
     def roots_pem(self) -> bytes:
         """The root that signs this run's certificates (management `/roots/0`)."""

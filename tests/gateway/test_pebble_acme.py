@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,39 @@ def test_pebble_that_cannot_start_names_its_log(
 
     monkeypatch.setattr(pebble_module, "_spawn", recording_spawn)
     monkeypatch.setattr(pebble_module, "PEBBLE", "false")
-    with pytest.raises(PebbleError, match=rf"exited .*see the log {tmp_path}/pebble\.log"):
+    with pytest.raises(
+        PebbleError, match=rf"/dir: process \d+ exited; see the log {tmp_path}/pebble\.log"
+    ):
         Pebble.start(tmp_path)
     assert len(spawned) == 2
     assert all(proc.poll() is not None for proc in spawned)  # the DNS server was stopped too
+
+
+def test_a_port_taken_before_the_child_binds_it_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_pebble()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken: int = squatter.getsockname()[1]
+    real_free_port = pebble_module._free_port
+    handed_out: list[int] = []
+
+    def racy_free_port(*kinds: socket.SocketKind) -> int:
+        # The first DNS port handed out is already someone else's, as in a lost race.
+        port = taken if not handed_out else real_free_port(*kinds)
+        handed_out.append(port)
+        return port
+
+    monkeypatch.setattr(pebble_module, "_free_port", racy_free_port)
+    try:
+        instance = Pebble.start(tmp_path)
+        try:
+            assert instance.dns_address != f"127.0.0.1:{taken}"
+            assert handed_out.count(taken) == 1
+            assert instance.roots_pem().startswith(b"-----BEGIN CERTIFICATE-----")
+        finally:
+            instance.stop()
+    finally:
+        squatter.close()
