@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -46,6 +47,7 @@ log = structlog.get_logger("tkms.gateway")
 SEALING_KEY_PATH = "tkms-gateway/sealing/v1"
 ACCOUNT_KEY_ITEM = "acme-account-key"
 EXPIRE_EVERY = 5.0
+AGENT_WAIT = 120.0
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -76,6 +78,18 @@ def registration_credentials(agent: GuestAgent, app_id: bytes) -> grpc.ServerCre
     )
     key_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     return grpc.ssl_server_credentials([(key_pem, cert.public_bytes(Encoding.PEM))])
+
+
+async def wait_for_agent(socket: Path, timeout: float) -> None:
+    """Until the guest agent's socket exists: the agent serves once it has the app's keys,
+    which it fetches from the network at boot, so a gateway started beside it waits."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    if not socket.exists():
+        log.info("waiting_for_guest_agent", socket=str(socket), timeout=timeout)
+    while not socket.exists():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no guest agent at {socket} after {timeout:.0f}s")
+        await asyncio.sleep(0.1)
 
 
 class Gateway:
@@ -111,6 +125,7 @@ class Gateway:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         agent = GuestAgent(cfg.agent_socket)
+        await wait_for_agent(Path(cfg.agent_socket), AGENT_WAIT)
         app_id = await asyncio.to_thread(agent.app_id)
         log.info("gateway_starting", app_id=app_id.hex(), base_domain=cfg.base_domain)
         self.manager = await self._certificates(agent)

@@ -6,8 +6,11 @@ dstack guest API on `<root>/<name>/dstack.sock`, with keys from the network.
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from contracts._anvil import free_port
@@ -15,10 +18,36 @@ from guest.measure import compose_hash
 from testnet.cluster import Cluster
 
 
-def start_agent(cluster: Cluster, name: str, compose: bytes, deadline: float) -> dict[str, Any]:
-    """Register an app with `compose`, start its guest agent in `<root>/<name>`, wait for it."""
+@dataclass(frozen=True)
+class AgentHandle:
+    """A guest agent started for an app in `<root>/<name>/`."""
+
+    name: str
+    app_id: str
+    dir: Path
+    socket: Path
+    process: subprocess.Popen[bytes]
+
+    def wait(self, deadline: float) -> None:
+        """Until the agent serves on its socket (it has its keys from the network)."""
+        log = self.dir / "agent.log"
+        while not self.socket.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the {self.name} guest agent exited; see {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} guest agent not serving; see {log}")
+            time.sleep(0.1)
+
+
+def spawn_agent(
+    cluster: Cluster, name: str, compose: bytes, *, app_id: str | None = None
+) -> AgentHandle:
+    """Start the guest agent of the app with `compose` (registered now unless `app_id` is given).
+
+    Returns at once: `wait()` on the handle, so that several agents fetch keys in parallel.
+    """
     assert cluster.deployment is not None
-    app_id = cluster.register_app([compose_hash(compose)])
+    app_id = app_id or cluster.register_app([compose_hash(compose)])
     app_dir = cluster.root / name
     app_dir.mkdir(parents=True, exist_ok=True)
     (app_dir / "app-compose.json").write_bytes(compose)
@@ -34,30 +63,30 @@ def start_agent(cluster: Cluster, name: str, compose: bytes, deadline: float) ->
         app_dir / "agent.log",
     )
     cluster.extra.setdefault("pids", {})[f"{name}_agent"] = agent.pid
-    while not socket_path.exists():
-        if agent.poll() is not None:
-            raise RuntimeError(f"the {name} guest agent exited; see {app_dir / 'agent.log'}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} guest agent not serving; see {app_dir / 'agent.log'}")
-        time.sleep(0.2)
-    return {"app_id": app_id, "dir": app_dir, "socket": socket_path, "agent_pid": agent.pid}
+    return AgentHandle(name, app_id, app_dir, socket_path, agent)
 
 
-def start_demo_app(cluster: Cluster, compose: bytes, *, timeout: float = 60.0) -> dict[str, Any]:
-    """Register the demo app, start its guest agent and the app; record them in `extra`.
+def start_demo_app(
+    cluster: Cluster,
+    compose: bytes,
+    *,
+    agent: AgentHandle | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Start the demo app (and its guest agent, unless `agent` is already running it).
 
     With a gateway running (`extra["gateway"]`), the app registers with it and keeps its
-    registration fresh.
+    registration fresh. Recorded in `extra["demo_app"]`.
     """
     deadline = time.monotonic() + timeout
-    agent = start_agent(cluster, "demo-app", compose, deadline)
-    app_dir, socket_path = agent["dir"], agent["socket"]
+    agent = agent or spawn_agent(cluster, "demo-app", compose)
+    agent.wait(deadline)
     http_port, https_port = free_port(), free_port()
     args = [
         "-m",
         "testnet.demo_app",
         "--socket",
-        str(socket_path),
+        str(agent.socket),
         "--http-port",
         str(http_port),
         "--https-port",
@@ -66,19 +95,19 @@ def start_demo_app(cluster: Cluster, compose: bytes, *, timeout: float = 60.0) -
     gateway = cluster.extra.get("gateway")
     if gateway:
         args += ["--gateway", gateway["registration"], "--gateway-app-id", gateway["app_id"]]
-    app = cluster.spawn(args, app_dir / "app.log")
+    app = cluster.spawn(args, agent.dir / "app.log")
     demo = {
-        "app_id": agent["app_id"],
+        "app_id": agent.app_id,
         "http_port": http_port,
         "https_port": https_port,
-        "agent_socket": str(socket_path),
-        "agent_pid": agent["agent_pid"],
+        "agent_socket": str(agent.socket),
+        "agent_pid": agent.process.pid,
         "pid": app.pid,
     }
     cluster.extra["demo_app"] = demo
     cluster.extra.setdefault("pids", {})["demo_app"] = app.pid
     wait_http(http_port, deadline)
-    cluster.progress(f"demo app {agent['app_id']} on http :{http_port} and https :{https_port}")
+    cluster.progress(f"demo app {agent.app_id} on http :{http_port} and https :{https_port}")
     return demo
 
 

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testnet.apps import start_demo_app
+from guest.measure import compose_hash
+from testnet.apps import spawn_agent, start_demo_app
 from testnet.cluster import STATE_FILE, Cluster
-from testnet.gateway_run import start_gateway, wait_routed
+from testnet.gateway_run import GATEWAY_COMPOSE, start_gateway, start_pebble, wait_routed
 
 DEFAULT_DIR = ".tkms-testnet"
 DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
@@ -166,15 +167,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress("running the distributed key generation on chain")
+        progress("running the distributed key generation on chain; meanwhile, Pebble (ACME)")
+        pebble = start_pebble(cluster)
+        cluster.save()
+        progress("registering the gateway and the demo app on chain")
+        gateway_app = cluster.register_app([compose_hash(GATEWAY_COMPOSE)])
+        demo_app = cluster.register_app([compose_hash(DEMO_COMPOSE)])
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
-        progress("starting Pebble (ACME), the gateway and its guest agent")
-        start_gateway(cluster)
+        progress("starting the gateway's and the demo app's guest agents (keys from the network)")
+        gateway_agent = spawn_agent(cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app)
+        demo_agent = spawn_agent(cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app)
         cluster.save()
-        progress("starting the demo app and its guest agent")
-        demo = start_demo_app(cluster, DEMO_COMPOSE)
+        start_gateway(cluster, pebble, gateway_agent)
+        cluster.save()
+        demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
         wait_routed(cluster.extra["gateway"], demo["app_id"], demo["http_port"])

@@ -18,7 +18,7 @@ from typing import Any
 
 from contracts._anvil import free_port
 from gateway.pebble import Pebble
-from testnet.apps import start_agent
+from testnet.apps import AgentHandle
 from testnet.cluster import Cluster
 
 GATEWAY_COMPOSE = (
@@ -56,26 +56,40 @@ ttl_seconds = 60
 """
 
 
-def start_gateway(cluster: Cluster, *, timeout: float = 90.0) -> dict[str, Any]:
-    """Start Pebble, the gateway's agent and the gateway; record them in `cluster.extra`."""
-    deadline = time.monotonic() + timeout
+def start_pebble(cluster: Cluster) -> Pebble:
+    """Start Pebble and pebble-challtestsrv for the testnet (recorded for `down`)."""
     pebble = Pebble.start(cluster.root / "pebble", detach=True)
     pids = cluster.extra.setdefault("pids", {})
     for i, pid in enumerate(pebble.pids):
         pids[f"pebble_{i}"] = pid
     cluster.extra["pebble"] = pebble.to_dict()
-    agent = start_agent(cluster, "gateway", GATEWAY_COMPOSE, deadline)
-    gw_dir: Path = agent["dir"]
+    return pebble
+
+
+def start_gateway(
+    cluster: Cluster, pebble: Pebble, agent: AgentHandle, *, timeout: float = 90.0
+) -> dict[str, Any]:
+    """Start the gateway beside its guest `agent` (an app registered with GATEWAY_COMPOSE).
+
+    The gateway process starts at once and waits for its agent itself (the agent serves once it
+    has fetched the app's keys from the network), so the two start-ups overlap.
+    """
+    deadline = time.monotonic() + timeout
+    pids = cluster.extra.setdefault("pids", {})
+    gw_dir = agent.dir
     (gw_dir / "pebble-root.pem").write_bytes(pebble.roots_pem())
+    (gw_dir / "state").mkdir(exist_ok=True)
     proxy, registration = free_port(), free_port()
     config = gw_dir / "gateway.toml"
-    config.write_text(_config(cluster, pebble, agent["socket"], proxy, registration))
+    config.write_text(_config(cluster, pebble, agent.socket, proxy, registration))
     ready = gw_dir / "state" / "gateway.json"
     ready.unlink(missing_ok=True)
     log = gw_dir / "gateway.log"
     process = cluster.spawn(["-m", "tkms", "gateway", "run", "--config", str(config)], log)
     pids["gateway"] = process.pid
     while not ready.exists():
+        if agent.process.poll() is not None:
+            raise RuntimeError(f"the gateway's guest agent exited; see {agent.dir / 'agent.log'}")
         if process.poll() is not None:
             raise RuntimeError(f"the gateway exited ({process.returncode}); see {log}")
         if time.monotonic() > deadline:
