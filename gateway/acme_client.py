@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("tkms.gateway.acme")
 
-_BAD_NONCE_ATTEMPTS = 4
+_BAD_NONCE_ATTEMPTS = 6
 
 
 class AcmeError(Exception):
@@ -108,7 +108,8 @@ class AcmeIssuer:
         network_timeout: int = 30,
     ) -> None:
         self.directory_url = directory_url
-        self.contact = contact
+        # An email address, with or without the mailto: scheme (acme adds it).
+        self.contact = contact.removeprefix("mailto:") if contact else None
         self._jwk = JWKEC(key=account_key)
         # requests takes a CA bundle path where acme's annotation says bool.
         verify = cast(bool, ca_bundle) if ca_bundle else True

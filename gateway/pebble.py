@@ -24,6 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
@@ -154,14 +155,19 @@ class Pebble:
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def start(cls, directory: Path, *, detach: bool = False) -> Pebble:
-        """Start both processes with state and logs in `directory`; wait until they answer."""
+    def start(
+        cls, directory: Path, *, detach: bool = False, env: Mapping[str, str] | None = None
+    ) -> Pebble:
+        """Start both processes with state and logs in `directory`; wait until they answer.
+
+        `env` adds to the processes' environment, e.g. Pebble's `PEBBLE_WFE_NONCEREJECT`.
+        """
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
         tls_files = _write_tls_files(directory)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             try:
-                return cls._start_once(directory, tls_files, detach)
+                return cls._start_once(directory, tls_files, detach, dict(env or {}))
             except _PortTaken:
                 # Another process took a port between our probe and the child's bind.
                 if attempt == _PORT_ATTEMPTS:
@@ -170,7 +176,11 @@ class Pebble:
 
     @classmethod
     def _start_once(
-        cls, directory: Path, tls_files: tuple[Path, Path, Path], detach: bool
+        cls,
+        directory: Path,
+        tls_files: tuple[Path, Path, Path],
+        detach: bool,
+        extra_env: dict[str, str],
     ) -> Pebble:
         ca, cert, key = tls_files
         dns_port = _free_port(socket.SOCK_DGRAM, socket.SOCK_STREAM)
@@ -190,7 +200,7 @@ class Pebble:
         }
         config_path = directory / "pebble-config.json"
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1")
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", **extra_env}
         pebble = cls(
             directory=directory,
             directory_url=f"https://127.0.0.1:{acme_port}/dir",

@@ -24,8 +24,12 @@ def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def issuer_for(pebble: Pebble, key: ec.EllipticCurvePrivateKey | None = None) -> AcmeIssuer:
-    return AcmeIssuer(pebble.directory_url, key or new_key(), ca_bundle=str(pebble.ca_bundle))
+def issuer_for(
+    pebble: Pebble, key: ec.EllipticCurvePrivateKey | None = None, contact: str | None = None
+) -> AcmeIssuer:
+    return AcmeIssuer(
+        pebble.directory_url, key or new_key(), ca_bundle=str(pebble.ca_bundle), contact=contact
+    )
 
 
 def verify_for(pebble: Pebble, issued: IssuedCertificate, hostname: str) -> None:
@@ -194,3 +198,22 @@ def test_a_port_taken_before_the_child_binds_it_is_retried(
             instance.stop()
     finally:
         squatter.close()
+
+
+def test_contact_is_sent_and_a_refused_one_carries_the_servers_problem(pebble: Pebble) -> None:
+    assert issuer_for(pebble, contact="mailto:ops@example.com").register()
+    with pytest.raises(AcmeError, match=r"registering the account .*invalidContact.*not-an-email"):
+        issuer_for(pebble, contact="not-an-email").register()
+
+
+def test_rejected_nonces_are_retried(tmp_path: Path) -> None:
+    # Pebble rejects 40% of valid nonces: acme alone retries once, which fails most issuances.
+    require_pebble()
+    instance = Pebble.start(tmp_path, env={"PEBBLE_WFE_NONCEREJECT": "40"})
+    try:
+        issued = issuer_for(instance).issue(
+            ["nonce.test"], new_key(), ChallTestSrvPublisher(instance.challtestsrv_url)
+        )
+        verify_for(instance, issued, "nonce.test")
+    finally:
+        instance.stop()
