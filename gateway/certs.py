@@ -4,9 +4,9 @@ Rules:
 * The certificate key is generated inside the gateway and kept only in the sealed store
   (item `tls-key`); the chain is sealed beside it (`tls-chain`) so that it cannot be swapped
   for one of another key, and so that a restart does not order a new certificate.
-* A sealed chain is reused only if its leaf is for the sealed key, names `*.<base>` and
-  `<base>`, and is more than `renew_before` seconds away from expiry. Otherwise a new one is
-  issued for the same key.
+* A sealed chain is reused only if it came from the same ACME directory, its leaf is for the
+  sealed key, names `*.<base>` and `<base>`, and is more than `renew_before` seconds away from
+  expiry. Otherwise a new one is issued for the same key.
 * Whenever a certificate is taken into use, `on_certificate(chain_pem, key_pem)` is called so
   the TLS front can load it; `key_pem` is the unsealed key and must not be logged or written.
 """
@@ -31,6 +31,7 @@ log = structlog.get_logger("tkms.gateway.certs")
 
 KEY_ITEM = "tls-key"
 CHAIN_ITEM = "tls-chain"
+CHAIN_CA_ITEM = "tls-chain-ca"  # the ACME directory URL the sealed chain came from
 ACCOUNT_ITEM = "acme-account-uri"
 _DAY = 86400.0
 
@@ -91,19 +92,18 @@ class CertificateManager:
     def ensure(self) -> IssuedCertificate:
         """Load a usable sealed certificate or issue one; hand it to `on_certificate`."""
         key = self.store.load_or_create_key(KEY_ITEM)
-        sealed = self.store.get(CHAIN_ITEM)
+        cert = self._sealed_certificate(key)
         stored_uri = self.store.get(ACCOUNT_ITEM)
-        cert = self._usable(sealed, key) if sealed is not None else None
         if cert is None or stored_uri is None:
-            uri = self.issuer.register()
-            if stored_uri is None or stored_uri.decode() != uri:
-                self.store.put(ACCOUNT_ITEM, uri.encode())
-            self._account_uri = uri
+            self._account_uri = self.issuer.register()
+            if stored_uri is None or stored_uri.decode() != self._account_uri:
+                self.store.put(ACCOUNT_ITEM, self._account_uri.encode())
         else:
             self._account_uri = stored_uri.decode()
         if cert is None:
             cert = self.issuer.issue(self.names, key, self.dns, timeout=self.issue_timeout)
             self.store.put(CHAIN_ITEM, cert.chain_pem)
+            self.store.put(CHAIN_CA_ITEM, self.issuer.directory_url.encode())
             log.info("certificate_issued", base=self.base_domain, not_after=_iso(cert))
         else:
             log.info("certificate_reused", base=self.base_domain, not_after=_iso(cert))
@@ -116,10 +116,18 @@ class CertificateManager:
         self.on_certificate(cert.chain_pem, key_pem)
         return cert
 
-    def _usable(
-        self, chain_pem: bytes, key: ec.EllipticCurvePrivateKey
-    ) -> IssuedCertificate | None:
+    def _sealed_certificate(self, key: ec.EllipticCurvePrivateKey) -> IssuedCertificate | None:
         """The sealed chain if it may still be used, else None (with the reason logged)."""
+        chain_pem = self.store.get(CHAIN_ITEM)
+        if chain_pem is None:
+            return None
+        source = self.store.get(CHAIN_CA_ITEM)
+        if source is None or source.decode() != self.issuer.directory_url:
+            # Another CA (or another Pebble run, whose root is new): clients trust that one now.
+            log.info(
+                "certificate_other_ca", base=self.base_domain, directory=self.issuer.directory_url
+            )
+            return None
         try:
             cert = IssuedCertificate.from_chain_pem(chain_pem)
         except ValueError:

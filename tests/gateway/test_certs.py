@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -15,7 +16,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from structlog.testing import capture_logs
 
 from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate
-from gateway.certs import ACCOUNT_ITEM, CHAIN_ITEM, KEY_ITEM, CertificateManager
+from gateway.certs import ACCOUNT_ITEM, CHAIN_CA_ITEM, CHAIN_ITEM, KEY_ITEM, CertificateManager
 from gateway.dns01 import ChallTestSrvPublisher
 from gateway.keystore import SealedStore, SealedStoreError
 from gateway.pebble import Pebble
@@ -36,6 +37,27 @@ class Loaded:
         self.calls.append((chain_pem, key_pem))
 
 
+class CountingIssuer(AcmeIssuer):
+    """A real issuer that also counts its orders and account look-ups."""
+
+    orders = 0
+    registrations = 0
+
+    def register(self) -> str:
+        self.registrations += 1
+        return super().register()
+
+    def issue(self, *args: Any, **kwargs: Any) -> IssuedCertificate:
+        self.orders += 1
+        return super().issue(*args, **kwargs)
+
+
+def acme_calls(mgr: CertificateManager) -> tuple[int, int]:
+    """(orders, account look-ups) the manager's issuer made."""
+    assert isinstance(mgr.issuer, CountingIssuer)
+    return mgr.issuer.orders, mgr.issuer.registrations
+
+
 def manager(
     pebble: Pebble,
     data: Path,
@@ -47,7 +69,7 @@ def manager(
     retry_after: float = 300.0,
 ) -> CertificateManager:
     store = SealedStore(data, sealing_key)
-    issuer = AcmeIssuer(
+    issuer = CountingIssuer(
         directory_url or pebble.directory_url,
         store.load_or_create_key("acme-account"),
         ca_bundle=str(pebble.ca_bundle),
@@ -120,7 +142,8 @@ def test_ensure_issues_a_wildcard_hands_it_over_and_seals_it(
     # Only sealed files: neither the key nor the chain is written in the clear.
     files = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     assert sorted(files) == sorted(
-        f"{item}.sealed" for item in ("acme-account", KEY_ITEM, CHAIN_ITEM, ACCOUNT_ITEM)
+        f"{item}.sealed"
+        for item in ("acme-account", KEY_ITEM, CHAIN_ITEM, CHAIN_CA_ITEM, ACCOUNT_ITEM)
     )
     der = chain[0].public_bytes(serialization.Encoding.DER)
     assert not any(der in blob or b"PRIVATE KEY" in blob for blob in files.values())
@@ -134,10 +157,10 @@ def test_ensure_issues_a_wildcard_hands_it_over_and_seals_it(
 def test_restart_reuses_the_sealed_certificate_without_an_order(
     pebble: Pebble, issued: Issued
 ) -> None:
-    # A dead ACME server: any order or account lookup would fail.
     loaded = Loaded()
-    restarted = manager(pebble, issued.data, directory_url=dead_url(), on_certificate=loaded)
+    restarted = manager(pebble, issued.data, on_certificate=loaded)
     assert restarted.ensure() == issued.certificate
+    assert acme_calls(restarted) == (0, 0)
     assert [chain for chain, _ in loaded.calls] == [issued.certificate.chain_pem]
     assert restarted.account_uri == issued.account_uri
     assert restarted.seconds_until_renewal() > 0
@@ -147,15 +170,30 @@ def test_a_certificate_due_for_renewal_is_reissued_for_the_same_key(
     pebble: Pebble, issued: Issued
 ) -> None:
     old = issued.certificate
-    renewed = manager(pebble, issued.data, renew_before=TEN_YEARS).ensure()
+    renewing = manager(pebble, issued.data, renew_before=TEN_YEARS)
+    renewed = renewing.ensure()
+    assert acme_calls(renewing) == (1, 2)  # ensure() and issue() each make sure of the account
     assert serial(renewed.chain_pem) != serial(old.chain_pem)
     first_key, second_key = (
         x509.load_pem_x509_certificates(c.chain_pem)[0].public_key() for c in (old, renewed)
     )
     assert first_key == second_key
     # The renewed chain replaced the sealed one.
-    again = manager(pebble, issued.data, directory_url=dead_url()).ensure()
-    assert again.chain_pem == renewed.chain_pem
+    restarted = manager(pebble, issued.data)
+    assert restarted.ensure().chain_pem == renewed.chain_pem
+    assert acme_calls(restarted) == (0, 0)
+
+
+def test_a_certificate_from_another_acme_directory_is_not_reused(
+    pebble: Pebble, issued: Issued
+) -> None:
+    # Another CA, or the next Pebble run (a new root): here one that is down.
+    before = snapshot(issued.data)
+    url = dead_url()
+    with capture_logs() as logs, pytest.raises(AcmeError, match=f"reading the directory at {url}"):
+        manager(pebble, issued.data, directory_url=url).ensure()
+    assert "certificate_other_ca" in [event["event"] for event in logs]
+    assert snapshot(issued.data) == before
 
 
 def test_a_certificate_for_another_base_domain_is_not_reused(
