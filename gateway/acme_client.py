@@ -243,7 +243,11 @@ def _wrap(step: str, directory_url: str, exc: Exception) -> AcmeError:
         detail = str(exc.error)
     elif isinstance(exc, acme_errors.TimeoutError):
         detail = "timed out waiting for the server"
-    elif isinstance(exc, messages.Error | acme_errors.Error | OSError | ValueError):
+    elif isinstance(exc, OSError):
+        # requests wraps urllib3's retry error; its `reason` is the failure itself.
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        detail = str(reason or exc) or type(exc).__name__
+    elif isinstance(exc, messages.Error | acme_errors.Error | ValueError):
         detail = str(exc) or type(exc).__name__
     else:
         raise exc

@@ -217,3 +217,16 @@ def test_rejected_nonces_are_retried(tmp_path: Path) -> None:
         verify_for(instance, issued, "nonce.test")
     finally:
         instance.stop()
+
+
+def test_pebble_stopped_after_registration_gives_a_clear_error(tmp_path: Path) -> None:
+    require_pebble()
+    instance = Pebble.start(tmp_path)
+    try:
+        issuer = issuer_for(instance)
+        issuer.register()
+    finally:
+        instance.stop()
+    dns = ChallTestSrvPublisher(instance.challtestsrv_url)
+    with pytest.raises(AcmeError, match=r"ordering gone\.test at https://.*Connection refused"):
+        issuer.issue(["gone.test"], new_key(), dns)
