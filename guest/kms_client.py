@@ -26,14 +26,13 @@ from mpc import (
     EncryptedPartial,
     EphemeralKey,
     InvalidPartial,
+    InvalidProof,
     KeyKind,
     KeyRequest,
     MpcError,
     NetworkContext,
-    VerifiedPartial,
-    combine_partials,
-    open_partial,
 )
+from mpc._combiner import Combiner
 from mpc.dleq import DleqProof
 from mpc.tsig import (
     SignaturePartial,
@@ -166,15 +165,18 @@ class KmsClient:
         self,
         call: Callable[[Member], Awaitable[Reply]],
         accept: Callable[[Member, Reply], Accepted],
+        confirm: Callable[[dict[int, Accepted]], dict[int, str]] | None = None,
     ) -> dict[int, Accepted]:
-        """Ask every member at once; return the first t accepted answers.
+        """Ask every member at once; return the first t accepted (and confirmed) answers.
 
         Every member is asked at once, or with `hedge_delay` > 0 t of them first and the others
         on each failure or after the delay (a slow or dead member then costs at most the
         delay). A member whose call fails with a
         transient status (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is asked again
         after a short backoff while time remains; a member whose answer does not verify is not
-        asked again. DerivationError names every failure.
+        asked again. `accept` checks one answer as it arrives; `confirm`, given t accepted
+        answers, returns the members among them whose answers are wrong (and why), which are
+        then treated like any other failure. DerivationError names every failure.
         """
         need = self.committee.threshold
         good: dict[int, Accepted] = {}
@@ -209,7 +211,19 @@ class KmsClient:
                 pending.add(task)
 
         try:
-            while (pending or reserve) and len(good) < need:
+            while True:
+                if len(good) >= need:
+                    chosen = {i: good[i] for i in sorted(good)[:need]}
+                    wrong = confirm(chosen) if confirm is not None else {}
+                    if not wrong:
+                        return chosen
+                    for index, why in wrong.items():
+                        del good[index]
+                        failures[index] = why
+                        hedge()
+                    continue
+                if not pending and not reserve:
+                    break
                 if not pending:
                     hedge()
                     continue
@@ -240,10 +254,8 @@ class KmsClient:
         finally:
             for task in pending:
                 task.cancel()
-        if len(good) < need:
-            endpoints = {m.index: m.endpoint for m in self.committee.members}
-            raise DerivationError(len(good), need, failures, endpoints)
-        return {i: good[i] for i in sorted(good)[:need]}
+        endpoints = {m.index: m.endpoint for m in self.committee.members}
+        raise DerivationError(len(good), need, failures, endpoints)
 
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
@@ -275,12 +287,30 @@ class KmsClient:
             )
             return reply
 
-        verified = await self._collect(call, lambda m, r: self._open(m, r, requests, eph))
-        chosen = list(verified)
-        sigmas = [
-            combine_partials([verified[i][k] for i in chosen], need) for k in range(len(requests))
-        ]
-        return DerivationResult(sigmas=sigmas, answered=chosen)
+        combiner = Combiner(
+            requests,
+            ephemeral=eph,
+            network=net,
+            group_key=self.committee.group_key,
+            threshold=need,
+            verification_keys={m.index: m.verification_key for m in self.committee.members},
+        )
+
+        def accept(member: Member, reply: kms_pb2.DerivePartialResponse) -> list[EncryptedPartial]:
+            partials = self._decode(member, reply, len(requests))
+            for request in requests:
+                request.point()  # hash to G1 while the other members are still working
+            return partials
+
+        def confirm(answers: dict[int, list[EncryptedPartial]]) -> dict[int, str]:
+            try:
+                wrong = combiner.check(answers)
+            except InvalidProof as exc:  # the committee data disagree: nobody to blame
+                raise DerivationError(0, need, {0: str(exc)}, {0: "committee"}) from None
+            return {i: f"proof invalid: {exc}" for i, exc in wrong.items()}
+
+        answers = await self._collect(call, accept, confirm)
+        return DerivationResult(sigmas=combiner.sigmas, answered=list(answers))
 
     async def sign_public_key(self, public_key: bytes) -> SignedStatement:
         """Have the network certify that this app holds `public_key` (DESIGN §3.5).
@@ -332,36 +362,24 @@ class KmsClient:
             )
         return SignedStatement(statement=statement, signature=signature, signers=tuple(chosen))
 
-    def _open(
-        self,
-        member: Member,
-        response: kms_pb2.DerivePartialResponse,
-        requests: Sequence[KeyRequest],
-        eph: EphemeralKey,
-    ) -> list[VerifiedPartial]:
-        if len(response.partials) != len(requests):
-            raise InvalidPartial(
-                member.index, f"{len(response.partials)} partials for {len(requests)} keys"
-            )
+    def _decode(
+        self, member: Member, response: kms_pb2.DerivePartialResponse, keys: int
+    ) -> list[EncryptedPartial]:
+        """Strictly decode one member's answer; its proofs are checked only if needed."""
+        if len(response.partials) != keys:
+            raise InvalidPartial(member.index, f"{len(response.partials)} partials for {keys} keys")
         out = []
-        for p, request in zip(response.partials, requests, strict=True):
+        for p in response.partials:
             if p.member != member.index:
                 raise InvalidPartial(member.index, f"answered as member {p.member}")
-            partial = EncryptedPartial(
-                generation=Generation(p.generation),
-                epoch=Epoch(p.epoch),
-                member=MemberIndex(p.member),
-                y=G1.from_bytes(p.y, "partial Y"),
-                z=G1.from_bytes(p.z, "partial Z"),
-                proof=DleqProof.from_bytes(p.proof),
-            )
             out.append(
-                open_partial(
-                    partial,
-                    request,
-                    ephemeral=eph,
-                    verification_key=member.verification_key,
-                    network=self.committee.network,
+                EncryptedPartial(
+                    generation=Generation(p.generation),
+                    epoch=Epoch(p.epoch),
+                    member=MemberIndex(p.member),
+                    y=G1.from_bytes(p.y, "partial Y"),
+                    z=G1.from_bytes(p.z, "partial Z"),
+                    proof=DleqProof.from_bytes(p.proof),
                 )
             )
         return out

@@ -8,19 +8,33 @@ chain data, and combines any t valid partials with Lagrange coefficients into
 sigma = x·H, where x is the group secret nobody holds. A relay sees only ciphertexts; a
 wrong partial fails its proof and names its node.
 
+Verifying t proofs costs the app about as much as the nodes spend making them, so an app may
+combine optimistically (`combine_checked`, as drand's clients do): decrypt and combine the t
+partials in one multi-scalar multiplication and check the result once against PK2 with a
+pairing equation, e(sigma, G2) == e(H, PK2). Only when that fails does it open each partial
+with its proof (`open_partial`) to name the liar. Either way nothing unverified is returned:
+a combination that passes the pairing check is x·H, whoever sent what.
+
 The same partials serve identity-based encryption keys (dst = DST_IBE, message = app_id).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mpc._fixedbase import PreparedPoint
 from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
 from mpc.dst import DST_IBE, DST_KDF
 from mpc.encoding import frame
-from mpc.errors import EncodingError, InvalidPartial, NotEnoughShares, ProtocolMisuse
+from mpc.errors import (
+    EncodingError,
+    InvalidPartial,
+    InvalidProof,
+    NotEnoughShares,
+    ProtocolMisuse,
+)
 from mpc.group import (
     G1,
     G1_SIZE,
@@ -90,7 +104,7 @@ class NetworkContext:
 
 
 def _proof_context(
-    network: NetworkContext, member: int, requester: G1, request: KeyRequest
+    network: NetworkContext, member: int, requester: bytes, request: KeyRequest
 ) -> bytes:
     return frame(
         _PARTIAL_LABEL,
@@ -99,7 +113,7 @@ def _proof_context(
         network.generation.to_bytes(8, "big"),
         network.epoch.to_bytes(8, "big"),
         member.to_bytes(4, "big"),
-        requester.to_bytes(),
+        requester,
         request.kind.dst,
         request.message,
     )
@@ -176,19 +190,27 @@ def derive_partial(
     share: Share,
     request: KeyRequest,
     *,
-    requester: G1,
+    requester: G1 | PreparedPoint,
     network: NetworkContext,
     rng: Rng,
     verification_key: G1 | None = None,
 ) -> EncryptedPartial:
-    """Node side: compute, prove and encrypt sigma_i for `request` to `requester` (E)."""
-    if requester.is_identity():
+    """Node side: compute, prove and encrypt sigma_i for `request` to `requester` (E).
+
+    A node that serves many requests for one E passes it as a `PreparedPoint`, so E is
+    encoded once and y·E goes through a window table.
+    """
+    if isinstance(requester, PreparedPoint):
+        prepared = requester
+    else:
+        prepared = PreparedPoint(requester, table_after=None)
+    if prepared.point.is_identity():
         raise ProtocolMisuse("the requester key must not be the identity")
     h = request.point()
     x = share.value
     vk = verification_key if verification_key is not None else G1.base_mul(x)
     sigma = h * x
-    context = _proof_context(network, share.member, requester, request)
+    context = _proof_context(network, share.member, prepared.encoded, request)
     proof = prove_dleq(x, h, vk=vk, sigma=sigma, context=context, rng=rng)
     y = Scalar.random(rng)
     return EncryptedPartial(
@@ -196,9 +218,18 @@ def derive_partial(
         epoch=network.epoch,
         member=share.member,
         y=G1.base_mul(y),
-        z=sigma + requester * y,
+        z=sigma + prepared.mul(y),
         proof=proof,
     )
+
+
+def _check_network(partial: EncryptedPartial, network: NetworkContext) -> None:
+    if partial.generation != network.generation or partial.epoch != network.epoch:
+        raise InvalidPartial(
+            partial.member,
+            f"for generation {partial.generation} epoch {partial.epoch}, "
+            f"expected generation {network.generation} epoch {network.epoch}",
+        )
 
 
 def open_partial(
@@ -210,14 +241,9 @@ def open_partial(
     network: NetworkContext,
 ) -> VerifiedPartial:
     """App side: decrypt a partial and verify its proof; InvalidPartial names the member."""
-    if partial.generation != network.generation or partial.epoch != network.epoch:
-        raise InvalidPartial(
-            partial.member,
-            f"for generation {partial.generation} epoch {partial.epoch}, "
-            f"expected generation {network.generation} epoch {network.epoch}",
-        )
+    _check_network(partial, network)
     sigma = partial.z - partial.y * ephemeral.secret
-    context = _proof_context(network, partial.member, ephemeral.public, request)
+    context = _proof_context(network, partial.member, ephemeral.public.to_bytes(), request)
     if not is_valid_dleq(
         partial.proof, request.point(), vk=verification_key, sigma=sigma, context=context
     ):
@@ -240,3 +266,59 @@ def combine_partials(partials: Sequence[VerifiedPartial], threshold: int) -> G1:
 def is_consistent_with_group_key(sigma: G1, request: KeyRequest, group_key: G2) -> bool:
     """e(sigma, G2) == e(H, PK2): the combined value is x·H for the network's key."""
     return pairing_product_is_one([(sigma, G2.generator()), (-request.point(), group_key)])
+
+
+def combine_checked(
+    answers: Mapping[int, Sequence[EncryptedPartial]],
+    requests: Sequence[KeyRequest],
+    *,
+    ephemeral: EphemeralKey,
+    network: NetworkContext,
+    group_key: G2,
+    rng: Rng,
+) -> list[G1]:
+    """App side, optimistic: sigma_k for every request from t members' unopened partials.
+
+    `answers` maps each of exactly t members to its partials, one per request, in order.
+    Each sigma_k = Σ λ_i·(Z_ik - a·Y_ik) is one multi-scalar multiplication; then all of them
+    are checked in one pairing equation, e(Σ w_k·sigma_k, G2) == e(Σ w_k·H_k, PK2), with
+    fresh random 128-bit weights w_k (one key needs none). Raises InvalidProof when that
+    fails: some partial is wrong, and `open_partial` on each one names who sent it.
+    """
+    members = list(answers)
+    if len(set(members)) != len(members) or not members:
+        raise ProtocolMisuse(f"combine_checked needs distinct members, got {members}")
+    for member, partials in answers.items():
+        if len(partials) != len(requests):
+            raise InvalidPartial(member, f"{len(partials)} partials for {len(requests)} keys")
+        for p in partials:
+            if p.member != member:
+                raise InvalidPartial(member, f"answered as member {p.member}")
+            _check_network(p, network)
+    lambdas = lagrange_coefficients_at_zero(members)
+    unmask = [-(ephemeral.secret * lambdas[m]) for m in members]
+    sigmas = []
+    for k in range(len(requests)):
+        points = [answers[m][k].z for m in members] + [answers[m][k].y for m in members]
+        sigmas.append(G1.msm(points, [lambdas[m] for m in members] + unmask))
+    if not are_consistent_with_group_key(sigmas, requests, group_key, rng=rng):
+        raise InvalidProof("the combined partials do not match the group key")
+    return sigmas
+
+
+def are_consistent_with_group_key(
+    sigmas: Sequence[G1], requests: Sequence[KeyRequest], group_key: G2, *, rng: Rng
+) -> bool:
+    """True iff every sigma_k == x·H_k for the network's key, checked in one pairing equation.
+
+    A wrong sigma_k = x·H_k + Δ_k passes only if Σ w_k·Δ_k == 0 for weights the nodes cannot
+    predict: probability below 2^-127 for 128-bit w_k.
+    """
+    if len(sigmas) != len(requests):
+        raise ProtocolMisuse(f"{len(sigmas)} sigmas for {len(requests)} requests")
+    if len(sigmas) == 1:
+        return is_consistent_with_group_key(sigmas[0], requests[0], group_key)
+    weights = [Scalar(int.from_bytes(rng(16), "big") | 1) for _ in sigmas]
+    sigma = G1.msm(list(sigmas), weights)
+    h = G1.msm([r.point() for r in requests], weights)
+    return pairing_product_is_one([(sigma, G2.generator()), (-h, group_key)])

@@ -10,7 +10,10 @@ Each step counts its outcome in `tkms_authz_steps{step, outcome}`. A refusal rai
 caller could learn from the chain, and never anything secret.
 
 Verified evidence is cached for a short time by the digest of (quote, event log, binding), so
-an app that reuses its ephemeral key and quote for a burst of requests is verified once.
+an app that reuses its ephemeral key and quote for a burst of requests is verified once; the
+cache entry also holds the app's AppBootInfo and its digest, so a cached request rebuilds
+neither. When a new head makes the approval cache miss, concurrent requests of one app wait
+for a single `isAppAllowed` call instead of each making its own.
 """
 
 from __future__ import annotations
@@ -50,6 +53,15 @@ class Evidence:
     quote: bytes
     event_log: str
     vm_config: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """Evidence that passed steps 1-4, with what step 6 asks governance about."""
+
+    verified: VerifiedEvidence
+    info: AppBootInfo
+    info_digest: bytes  # what the approval cache is keyed by, with the head
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +115,17 @@ class Authorizer:
         self._clock = clock
         self._ttl = evidence_ttl
         self._cache_size = cache_size
-        self._evidence_cache: OrderedDict[bytes, tuple[float, VerifiedEvidence]] = OrderedDict()
+        self._evidence_cache: OrderedDict[bytes, tuple[float, _Checked]] = OrderedDict()
         self._approval_cache: OrderedDict[tuple[bytes, int], AuthDecision] = OrderedDict()
+        self._asking: dict[tuple[bytes, int], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._counters: dict[tuple[str, str], Callable[[], None]] = {}
 
     def _count(self, step: str, outcome: str) -> None:
-        self._metrics.pipeline.labels(step, outcome).inc()
+        inc = self._counters.get((step, outcome))
+        if inc is None:
+            inc = self._counters[step, outcome] = self._metrics.pipeline.labels(step, outcome).inc
+        inc()
 
     def _deny(self, step: str, reason: str) -> PolicyDenied:
         self._count(step, "denied")
@@ -117,7 +134,7 @@ class Authorizer:
 
     def _verify(
         self, evidence: Evidence, binding: tuple[BindingLabel, bytes], view: ChainView
-    ) -> VerifiedEvidence:
+    ) -> _Checked:
         digest = hashlib.sha256(
             b"".join(
                 len(p).to_bytes(4, "big") + p
@@ -155,11 +172,39 @@ class Authorizer:
         ).inc()
         for step in ("evidence", "replay", "identity", "binding"):
             self._count(step, "ok")
+        info = boot_info(verified)
+        checked = _Checked(verified, info, hashlib.sha256(repr(info).encode()).digest())
         with self._lock:
-            self._evidence_cache[digest] = (now, verified)
+            self._evidence_cache[digest] = (now, checked)
             if len(self._evidence_cache) > self._cache_size:
                 self._evidence_cache.popitem(last=False)
-        return verified
+        return checked
+
+    def _ask(self, info: AppBootInfo, key: tuple[bytes, int], app_id: bytes) -> AuthDecision:
+        """isAppAllowed at the head in `key`; one call per (app, head) however many wait."""
+        with self._lock:
+            gate = self._asking.setdefault(key, threading.Lock())
+        try:
+            with gate:
+                decision = self._approval_cache.get(key)
+                if decision is not None:  # another request asked while this one waited
+                    return decision
+                try:
+                    decision = self._approve(info, key[1])
+                except Exception as exc:  # a chain call that fails must not release keys
+                    self._count("approval", "error")
+                    raise NotReady(
+                        f"cannot ask governance about app 0x{app_id.hex()}: {exc}"
+                    ) from None
+                with self._lock:
+                    self._approval_cache[key] = decision
+                    if len(self._approval_cache) > self._cache_size:
+                        self._approval_cache.popitem(last=False)
+                return decision
+        finally:
+            with self._lock:
+                if self._asking.get(key) is gate:
+                    del self._asking[key]
 
     def fresh_view(self) -> ChainView:
         """(5) The current chain view, or NotReady when it is missing or stale (fail closed)."""
@@ -217,27 +262,17 @@ class Authorizer:
         may_ask: bool,
     ) -> Authorized | None:
         view = self.fresh_view()
-        verified = self._verify(evidence, binding, view)  # (1-4)
-        info = boot_info(verified)
+        checked = self._verify(evidence, binding, view)  # (1-4)
+        verified = checked.verified
         identity = verified.identity
         assert identity is not None  # boot_info refused a missing identity
         # (6) approval at the view's head, cached per block
-        key = (hashlib.sha256(repr(info).encode()).digest(), view.head)
+        key = (checked.info_digest, view.head)
         decision = self._approval_cache.get(key)
         if decision is None and not may_ask:
             return None
         if decision is None:
-            try:
-                decision = self._approve(info, view.head)
-            except Exception as exc:  # a chain call that fails must not release keys
-                self._count("approval", "error")
-                raise NotReady(
-                    f"cannot ask governance about app 0x{identity.app_id.hex()}: {exc}"
-                ) from None
-            with self._lock:
-                self._approval_cache[key] = decision
-                if len(self._approval_cache) > self._cache_size:
-                    self._approval_cache.popitem(last=False)
+            decision = self._ask(checked.info, key, identity.app_id)
         if not decision.allowed:
             raise self._deny(
                 "approval", f"app 0x{identity.app_id.hex()}: {decision.reason or 'not allowed'}"

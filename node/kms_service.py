@@ -12,6 +12,7 @@ import asyncio
 import functools
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -19,6 +20,7 @@ import grpc
 
 from attest import BindingLabel
 from mpc import G1, EncodingError, Generation, KeyRequest, NetworkContext, derive_partial
+from mpc._fixedbase import PreparedPoint
 from mpc.group import Rng
 from mpc.sharing import Share
 from mpc.tsig import app_pubkey_statement, sign_partial
@@ -38,6 +40,8 @@ MAX_VM_CONFIG: Final = 64 * 1024
 MAX_PURPOSE: Final = 256
 MAX_SIGNED_KEY: Final = 1024
 APP_ID_SIZE: Final = 20
+#: Requester keys kept decoded (with their multiplication tables once hot), most recent first.
+REQUESTER_CACHE: Final = 64
 
 ShareLookup = Callable[[int], tuple[Committee, Share] | None]
 """generation (0 = latest) -> the active committee of that generation and this node's share."""
@@ -67,10 +71,7 @@ def _edge(
             log.exception("rpc_failed", method=name)
             code, message = grpc.StatusCode.INTERNAL, f"{name}: internal error"
         finally:
-            self._metrics.latency.labels(name).observe(time.perf_counter() - start)
-            self._metrics.requests.labels(
-                name, "ok" if code is grpc.StatusCode.OK else code.name
-            ).inc()
+            self._observe(name, "ok" if code is grpc.StatusCode.OK else code.name, start)
         await context.abort(code, message)
 
     return wrapper
@@ -120,6 +121,51 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         self._metrics = metrics
         self._max_keys = max_keys
         self._rng = rng
+        self._requesters: OrderedDict[bytes, PreparedPoint] = OrderedDict()
+        self._verification_keys: dict[tuple[int, int, int], G1] = {}
+        self._children: dict[
+            tuple[str, str], tuple[Callable[[float], None], Callable[[], None]]
+        ] = {}
+        self._partials: dict[str, Callable[[], None]] = {}
+
+    def _verification_key(self, committee: Committee, share: Share) -> G1:
+        """V_i of this node, computed once per (generation, epoch): an epoch's keys never change."""
+        key = (committee.generation, committee.epoch, share.member)
+        vk = self._verification_keys.get(key)
+        if vk is None:
+            if len(self._verification_keys) >= 16:
+                self._verification_keys.clear()
+            vk = self._verification_keys[key] = committee.verification_key(share.member)
+        return vk
+
+    def _observe(self, method: str, outcome: str, start: float) -> None:
+        """Count a finished call; the labelled children are looked up once (labels() is slow)."""
+        children = self._children.get((method, outcome))
+        if children is None:
+            children = self._children[method, outcome] = (
+                self._metrics.latency.labels(method).observe,
+                self._metrics.requests.labels(method, outcome).inc,
+            )
+        children[0](time.perf_counter() - start)
+        children[1]()
+
+    def _count_partial(self, kind: str) -> None:
+        inc = self._partials.get(kind)
+        if inc is None:
+            inc = self._partials[kind] = self._metrics.partials.labels(kind).inc
+        inc()
+
+    def _requester(self, data: bytes) -> PreparedPoint:
+        """The requester key E, decoded and checked once per key (an app reuses it)."""
+        prepared = self._requesters.get(data)
+        if prepared is not None:
+            self._requesters.move_to_end(data)
+            return prepared
+        prepared = PreparedPoint(G1.from_bytes(data, "requester_key"))
+        self._requesters[data] = prepared
+        if len(self._requesters) > REQUESTER_CACHE:
+            self._requesters.popitem(last=False)
+        return prepared
 
     async def _authorize(
         self,
@@ -177,7 +223,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         self, request: kms_pb2.DerivePartialRequest, context: Ctx
     ) -> kms_pb2.DerivePartialResponse:
         evidence = _evidence(request.evidence)
-        requester = G1.from_bytes(bytes(request.requester_key), "requester_key")
+        requester = self._requester(bytes(request.requester_key))
         if not 1 <= len(request.keys) <= self._max_keys:
             raise InvalidRequest(
                 f"keys: between 1 and {self._max_keys} key requests, got {len(request.keys)}"
@@ -185,7 +231,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         keys = [_key_request(i, k) for i, k in enumerate(request.keys)]
         authorized = await self._authorize(
             evidence,
-            binding=(BindingLabel.KDF_V1, requester.to_bytes()),
+            binding=(BindingLabel.KDF_V1, requester.encoded),
             app_ids=[bytes(k.app_id) for k in request.keys],
             cost=len(keys),
         )
@@ -196,13 +242,13 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
             generation=Generation(committee.generation),
             epoch=Epoch(committee.epoch),
         )
-        vk = committee.verification_key(share.member)
+        vk = self._verification_key(committee, share)
         partials = []
         for key in keys:
             p = derive_partial(
                 share, key, requester=requester, network=network, rng=self._rng, verification_key=vk
             )
-            self._metrics.partials.labels(key.kind.name).inc()
+            self._count_partial(key.kind.name)
             partials.append(
                 kms_pb2.Partial(
                     generation=p.generation,
@@ -230,9 +276,9 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         statement = app_pubkey_statement(
             authorized.view.chain_id, authorized.view.governance, authorized.app_id, key
         )
-        vk = committee.verification_key(share.member)
+        vk = self._verification_key(committee, share)
         partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-        self._metrics.partials.labels("SIG").inc()
+        self._count_partial("SIG")
         return kms_pb2.SignPartialResponse(
             generation=committee.generation,
             epoch=committee.epoch,

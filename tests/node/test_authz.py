@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -206,3 +208,35 @@ def test_verified_evidence_and_approvals_are_cached() -> None:
         authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
     assert steps(metrics)[("evidence", "cached")] == 2
     assert len(approvals.calls) == 1  # same identity, same head
+
+
+def test_concurrent_misses_at_a_new_head_make_one_chain_call() -> None:
+    class Slow(Approvals):
+        def __call__(self, info: AppBootInfo, block: int) -> AuthDecision:
+            time.sleep(0.2)  # a chain call in flight while the other requests arrive
+            return super().__call__(info, block)
+
+    approvals = Slow()
+    views = [view()]
+    authz = Authorizer(
+        view=lambda: views[-1],
+        approve=approvals,
+        max_head_age=30,
+        limiter=RateLimiter(1000, 1000, clock=lambda: NOW),
+        metrics=NodeMetrics(),
+        clock=lambda: NOW,
+    )
+    evidence = app_evidence(E)
+    authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    views.append(view(head=101))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda _: authz.authorize(
+                    evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1
+                ),
+                range(8),
+            )
+        )
+    assert [r.app_id for r in results] == [APP] * 8
+    assert [block for _, block in approvals.calls] == [100, 101]

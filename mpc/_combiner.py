@@ -1,0 +1,143 @@
+"""App side of a derivation: turn t members' encrypted partials into keys, naming any liar.
+
+`Combiner.check` is what an app runs once it holds answers from t members:
+
+1. Optimistic: `combine_checked` decrypts and combines every key's partials in one
+   multi-scalar multiplication and checks all keys at once against PK2 with one pairing
+   equation. Honest answers pass, and that is the whole cost.
+2. Only when that fails: each answer not yet verified is opened with its DLEQ proof
+   (`open_partial`) against its member's V_i. Those that fail are returned, so the caller
+   drops them, records whom, and asks another member; those that pass are kept as verified.
+   Once a derivation has seen a wrong answer, later answers are checked by proof directly.
+3. Keys combined from individually verified partials are checked against PK2 once more:
+   verified partials that PK2 does not confirm mean the committee data (V_i, PK2) disagree,
+   which no member can be blamed for; that raises InvalidProof.
+
+Why nothing wrong is ever returned: step 1 returns sigma_k only if e(sigma_k, G2) ==
+e(H_k, PK2) (all keys in one equation with random weights the nodes cannot predict); every
+point was decoded with the subgroup check, so sigma_k lies in G1's prime-order subgroup, and
+the pairing is non-degenerate there, so sigma_k == x·H_k: the right key whatever the members
+sent. A wrong partial from one member fails step 1 (its error is multiplied by a non-zero
+Lagrange coefficient; with several keys, unless the random weights cancel it, probability
+below 2^-127), so it is found and named in step 2. Only wrong partials from several colluding
+members whose errors cancel exactly can pass step 1 unnamed, and then the key is still the
+right one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from mpc.derive import (
+    EncryptedPartial,
+    EphemeralKey,
+    KeyRequest,
+    NetworkContext,
+    VerifiedPartial,
+    are_consistent_with_group_key,
+    combine_checked,
+    combine_partials,
+    open_partial,
+)
+from mpc.errors import InvalidPartial, InvalidProof, ProtocolMisuse
+from mpc.group import G1, G2, Rng
+
+
+class Combiner:
+    """Combines one derivation's answers (one partial per request from each member)."""
+
+    def __init__(
+        self,
+        requests: Sequence[KeyRequest],
+        *,
+        ephemeral: EphemeralKey,
+        network: NetworkContext,
+        group_key: G2,
+        threshold: int,
+        verification_keys: Mapping[int, G1],
+        rng: Rng = os.urandom,
+    ) -> None:
+        if not requests:
+            raise ProtocolMisuse("a derivation needs at least one key request")
+        self._requests = list(requests)
+        self._ephemeral = ephemeral
+        self._network = network
+        self._group_key = group_key
+        self._threshold = threshold
+        self._keys = verification_keys
+        self._rng = rng
+        self._verified: dict[int, list[VerifiedPartial]] = {}
+        self._suspicious = False
+        self._sigmas: list[G1] | None = None
+
+    @property
+    def sigmas(self) -> list[G1]:
+        """sigma_k = x·H_k for each request, once `check` accepted t answers."""
+        if self._sigmas is None:
+            raise ProtocolMisuse("no answers have been accepted yet")
+        return self._sigmas
+
+    def check(self, answers: Mapping[int, Sequence[EncryptedPartial]]) -> dict[int, InvalidPartial]:
+        """Check exactly t members' answers; return the wrong ones, or {} with `sigmas` set."""
+        if len(answers) != self._threshold:
+            raise ProtocolMisuse(f"check takes {self._threshold} answers, got {len(answers)}")
+        if not self._suspicious:
+            try:
+                self._sigmas = combine_checked(
+                    answers,
+                    self._requests,
+                    ephemeral=self._ephemeral,
+                    network=self._network,
+                    group_key=self._group_key,
+                    rng=self._rng,
+                )
+                return {}
+            except InvalidPartial as exc:  # malformed: wrong shape, member or epoch
+                return {exc.member: exc}
+            except InvalidProof:
+                self._suspicious = True
+        wrong = {}
+        for member, partials in answers.items():
+            if member in self._verified:
+                continue
+            try:
+                self._verified[member] = self._open(member, partials)
+            except InvalidPartial as exc:
+                wrong[member] = exc
+        if wrong:
+            return wrong
+        sigmas = [
+            combine_partials([self._verified[m][k] for m in answers], self._threshold)
+            for k in range(len(self._requests))
+        ]
+        if not are_consistent_with_group_key(
+            sigmas, self._requests, self._group_key, rng=self._rng
+        ):
+            raise InvalidProof(
+                "the partials verify against their members' keys but combine to keys the "
+                "group key does not confirm: the committee's V_i and PK2 disagree"
+            )
+        self._sigmas = sigmas
+        return {}
+
+    def _open(self, member: int, partials: Sequence[EncryptedPartial]) -> list[VerifiedPartial]:
+        if len(partials) != len(self._requests):
+            raise InvalidPartial(member, f"{len(partials)} partials for {len(self._requests)} keys")
+        key = self._keys.get(member)
+        if key is None:
+            raise InvalidPartial(member, "not a member of this committee")
+        out = []
+        for partial, request in zip(partials, self._requests, strict=True):
+            if partial.member != member:
+                raise InvalidPartial(member, f"answered as member {partial.member}")
+            out.append(
+                open_partial(
+                    partial,
+                    request,
+                    ephemeral=self._ephemeral,
+                    verification_key=key,
+                    network=self._network,
+                )
+            )
+        return out

@@ -1,0 +1,156 @@
+"""Optimistic combining: one pairing check for honest answers, proofs only to name liars."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from mpc._combiner import Combiner
+from mpc.derive import (
+    EncryptedPartial,
+    EphemeralKey,
+    KeyRequest,
+    are_consistent_with_group_key,
+    derive_partial,
+)
+from mpc.dleq import DleqProof
+from mpc.errors import InvalidProof, ProtocolMisuse
+from mpc.group import G1, G2, Scalar
+from mpc.sharing import lagrange_coefficients_at_zero
+from mpc.types import Epoch, MemberIndex
+from tests.mpc.dealer import DealtKeys, deal, seeded_rng
+from tests.mpc.test_derive import APP, NET
+
+REQUESTS = [KeyRequest.app_key(APP, b"disk"), KeyRequest.ibe_key(APP)]
+
+
+@pytest.fixture(scope="module")
+def keys() -> DealtKeys:
+    return deal(5, 3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def eph() -> EphemeralKey:
+    return EphemeralKey.generate(seeded_rng(3))
+
+
+def answer(keys: DealtKeys, member: int, eph: EphemeralKey) -> list[EncryptedPartial]:
+    share = keys.shares[member - 1]
+    rng = seeded_rng(member)
+    return [derive_partial(share, r, requester=eph.public, network=NET, rng=rng) for r in REQUESTS]
+
+
+def combiner(keys: DealtKeys, eph: EphemeralKey, group_key: G2 | None = None) -> Combiner:
+    return Combiner(
+        REQUESTS,
+        ephemeral=eph,
+        network=NET,
+        group_key=group_key or keys.group_key_g2,
+        threshold=keys.threshold,
+        verification_keys={i: keys.public.verification_key(MemberIndex(i)) for i in range(1, 6)},
+        rng=os.urandom,
+    )
+
+
+def expected(keys: DealtKeys) -> list[G1]:
+    return [r.point() * keys.secret_poly.secret for r in REQUESTS]
+
+
+def shifted(partials: list[EncryptedPartial], k: int, by: G1) -> list[EncryptedPartial]:
+    out = list(partials)
+    out[k] = dataclasses.replace(out[k], z=out[k].z + by)
+    return out
+
+
+def test_honest_answers_give_every_key_without_opening_a_proof(
+    keys: DealtKeys, eph: EphemeralKey
+) -> None:
+    # Garbage proofs on correct partials: the combination verifies, so no proof is looked at.
+    junk = DleqProof(c=Scalar(1), z=Scalar(2))
+    answers = {
+        m: [dataclasses.replace(p, proof=junk) for p in answer(keys, m, eph)] for m in (1, 3, 5)
+    }
+    c = combiner(keys, eph)
+    assert c.check(answers) == {}
+    assert c.sigmas == expected(keys)
+
+
+def test_a_liar_is_named_by_its_proof_and_replaced(keys: DealtKeys, eph: EphemeralKey) -> None:
+    c = combiner(keys, eph)
+    lying = shifted(answer(keys, 2, eph), 1, G1.generator())  # only its IBE partial is wrong
+    wrong = c.check({1: answer(keys, 1, eph), 2: lying, 3: answer(keys, 3, eph)})
+    assert list(wrong) == [2]
+    assert wrong[2].member == 2
+    assert "DLEQ proof does not verify" in str(wrong[2])
+    with pytest.raises(ProtocolMisuse, match="no answers have been accepted"):
+        _ = c.sigmas
+    # Members 1 and 3 verified by proof already; member 4 replaces the liar.
+    assert (
+        c.check({1: answer(keys, 1, eph), 3: answer(keys, 3, eph), 4: answer(keys, 4, eph)}) == {}
+    )
+    assert c.sigmas == expected(keys)
+
+
+def test_two_liars_are_both_named(keys: DealtKeys, eph: EphemeralKey) -> None:
+    c = combiner(keys, eph)
+    answers = {m: answer(keys, m, eph) for m in (1, 2, 3)}
+    answers[1] = shifted(answers[1], 0, G1.generator())
+    answers[3] = shifted(answers[3], 0, G1.base_mul(5))
+    assert sorted(c.check(answers)) == [1, 3]
+
+
+def test_a_partial_for_another_epoch_is_named_without_a_pairing(
+    keys: DealtKeys, eph: EphemeralKey
+) -> None:
+    answers = {m: answer(keys, m, eph) for m in (1, 2, 3)}
+    answers[2] = [dataclasses.replace(p, epoch=Epoch(9)) for p in answers[2]]
+    wrong = combiner(keys, eph).check(answers)
+    assert list(wrong) == [2]
+    assert "for generation 1 epoch 9, expected generation 1 epoch 4" in str(wrong[2])
+
+
+def test_errors_that_cancel_out_still_give_the_right_key(
+    keys: DealtKeys, eph: EphemeralKey
+) -> None:
+    # Two colluding members shift their partials so the combination is unchanged: they go
+    # unnamed, but what the app gets is still exactly x·H (the documented limit).
+    lambdas = lagrange_coefficients_at_zero([1, 2, 3])
+    d = G1.base_mul(12345)
+    answers = {m: answer(keys, m, eph) for m in (1, 2, 3)}
+    answers[1] = shifted(answers[1], 0, d * lambdas[1].inverse())
+    answers[2] = shifted(answers[2], 0, -(d * lambdas[2].inverse()))
+    c = combiner(keys, eph)
+    assert c.check(answers) == {}
+    assert c.sigmas == expected(keys)
+
+
+def test_verified_partials_that_pk2_does_not_confirm_raise(
+    keys: DealtKeys, eph: EphemeralKey
+) -> None:
+    other = deal(5, 3, seed=12).group_key_g2  # committee data from two different key sets
+    c = combiner(keys, eph, group_key=other)
+    with pytest.raises(InvalidProof, match="committee's V_i and PK2 disagree"):
+        c.check({m: answer(keys, m, eph) for m in (1, 2, 3)})
+
+
+def test_check_takes_exactly_t_answers(keys: DealtKeys, eph: EphemeralKey) -> None:
+    with pytest.raises(ProtocolMisuse, match="check takes 3 answers, got 2"):
+        combiner(keys, eph).check({m: answer(keys, m, eph) for m in (1, 2)})
+
+
+def test_one_pairing_equation_checks_every_key(keys: DealtKeys) -> None:
+    x = keys.secret_poly.secret
+    good = expected(keys)
+    pk2 = keys.group_key_g2
+    assert are_consistent_with_group_key(good, REQUESTS, pk2, rng=os.urandom)
+    assert not are_consistent_with_group_key(good[::-1], REQUESTS, pk2, rng=os.urandom)
+    assert not are_consistent_with_group_key(
+        [good[0], good[1] + G1.generator()], REQUESTS, pk2, rng=os.urandom
+    )
+    assert not are_consistent_with_group_key(
+        [r.point() * (x + 1) for r in REQUESTS], REQUESTS, pk2, rng=os.urandom
+    )
+    with pytest.raises(ProtocolMisuse, match="1 sigmas for 2 requests"):
+        are_consistent_with_group_key(good[:1], REQUESTS, pk2, rng=os.urandom)
