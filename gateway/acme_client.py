@@ -191,7 +191,10 @@ class AcmeIssuer:
                     dns.clear_txt(fqdn)
                 except Dns01Error as exc:
                     log.warning("acme_txt_not_cleared", name=fqdn, error=str(exc))
-        issued = IssuedCertificate.from_chain_pem(order.fullchain_pem.encode())
+        try:
+            issued = IssuedCertificate.from_chain_pem(order.fullchain_pem.encode())
+        except ValueError as exc:
+            raise AcmeError(f"{self.directory_url} sent an unreadable chain: {exc}") from None
         if issued.leaf.public_key() != cert_key.public_key():
             raise AcmeError(f"{self.directory_url} issued a certificate for another key")
         log.info("acme_certificate", names=list(names), not_after=issued.not_after.isoformat())
