@@ -55,12 +55,16 @@ def _bool(body: Body, name: str, default: bool) -> bool:
     return value
 
 
+#: 9999-12-31T23:59:59Z, the last instant an X.509 validity time can express.
+_MAX_TIME = 253402300799
+
+
 def _time(body: Body, name: str) -> dt.datetime | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f"field {name!r} must be seconds since the epoch")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_TIME:
+        raise BadRequest(f"field {name!r} must be seconds since the epoch, at most {_MAX_TIME}")
     return dt.datetime.fromtimestamp(value, dt.UTC)
 
 

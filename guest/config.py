@@ -68,9 +68,11 @@ def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
 def load_config(path: Path) -> AgentConfig:
     """Parse and check `path`; relative file names are relative to its directory."""
     try:
-        doc: dict[str, object] = tomllib.loads(path.read_text())
+        doc: dict[str, object] = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte offset {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     known = set(AgentConfig.__dataclass_fields__)

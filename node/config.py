@@ -171,9 +171,13 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(str(path), "file not found") from None
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(str(path), f"not UTF-8 text (byte offset {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from None
     source = str(path) if path is not None else "environment"
