@@ -302,11 +302,17 @@ class Pebble:
             raise PebbleError(f"{self.management_url}/roots/0: {exc}") from None
 
     def stop(self) -> None:
-        """Terminate both processes and wait for them (SIGKILL after 5 s)."""
-        for pid in self.pids:
+        """Terminate both processes and wait for them (SIGKILL after 5 s).
+
+        A pid that is not our child (an instance loaded by `from_dict` in another process) is
+        signalled only while it still runs a Pebble binary, so a reused pid is left alone.
+        """
+        children = {proc.pid for proc in self._procs}
+        targets = [pid for pid in self.pids if pid in children or _runs_pebble(pid)]
+        for pid in targets:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5.0
-        for pid in self.pids:
+        for pid in targets:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
             if _alive(pid):
@@ -361,15 +367,23 @@ def _alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        # Not our child (a detached instance stopped from another process): probe it.
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return done == 0
+        pass
+    else:
+        return done == 0
+    # Not our child: an exited process may stay a zombie until its parent reaps it.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _runs_pebble(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0).decode(errors="replace") in {PEBBLE, CHALLTESTSRV}
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate, caa_re
 from gateway.dns01 import ChallTestSrvPublisher, Dns01Error
 from gateway.pebble import Pebble, PebbleError
 from tests.gateway.conftest import free_port, query_txt, require_pebble
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -147,6 +151,29 @@ def test_pebble_state_round_trips_and_stop_leaves_no_process(tmp_path: Path) -> 
             os.kill(pid, 0)
     with pytest.raises(ValueError, match="pebble state: pids must be a list"):
         Pebble.from_dict({**instance.to_dict(), "pids": "12"})
+
+
+def test_stop_from_another_process_ends_only_pebble(tmp_path: Path) -> None:
+    # As `tkms testnet down` does: another process loads the state and stops the instance.
+    require_pebble()
+    instance = Pebble.start(tmp_path, detach=True)
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        state = {**instance.to_dict(), "pids": [*instance.pids, bystander.pid]}
+        script = "import json, sys; from gateway.pebble import Pebble; "
+        script += "Pebble.from_dict(json.loads(sys.argv[1])).stop()"
+        subprocess.run(
+            [sys.executable, "-c", script, json.dumps(state)], check=True, timeout=20, cwd=REPO
+        )
+        # Both ended (they are zombies until we, their parent, reap them); the pid that is not
+        # a Pebble process was left alone.
+        for pid in instance.pids:
+            assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        instance.stop()
 
 
 def test_pebble_that_cannot_start_names_its_log(
