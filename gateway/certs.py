@@ -151,7 +151,11 @@ class CertificateManager:
         return cert
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Renew in the background until `stop` is set; failures are logged and retried."""
+        """Renew in the background until `stop` is set.
+
+        ACME and DNS failures are logged and retried every `retry_after` seconds while the old
+        certificate keeps serving; a sealed-store failure (tampering, wrong key) propagates.
+        """
         while not stop.is_set():
             delay = self.seconds_until_renewal()
             if delay > 0:
