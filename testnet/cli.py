@@ -237,7 +237,11 @@ def cmd_down(args: argparse.Namespace) -> int:
         return 0
     cluster.down()
     (cluster.root / STATE_FILE).unlink(missing_ok=True)
-    print(f"stopped anvil and {len(cluster.nodes)} nodes; logs kept in {cluster.root}")
+    others = len([p for p in cluster.extra.get("pids", {}).values() if isinstance(p, int)])
+    print(
+        f"stopped anvil, {len(cluster.nodes)} nodes and {others} other processes "
+        f"(gateway, Pebble, apps and agents); logs kept in {cluster.root}"
+    )
     return 0
 
 

@@ -17,9 +17,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,21 @@ def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _terminate_all(pids: Sequence[int], timeout: float = 10.0) -> None:
+    """SIGTERM to every pid at once, then SIGKILL to those still alive after `timeout`."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    waiting = [pid for pid in pids if _alive(pid)]
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+        waiting = [pid for pid in waiting if _alive(pid)]
+    for pid in waiting:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 STATE_FILE = "state.json"
 
 
@@ -275,11 +291,33 @@ class Cluster:
         with ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 2))) as pool:
             dirs = list(pool.map(lambda i: self._init_node_dir(i, tee), indices))
         nodes = []
-        for i, d in zip(indices, dirs, strict=True):
-            nodes.append(self._enroll(i, d, tee))
-            if start:
-                self.start_node(nodes[-1])
+        with self.fast_blocks():
+            for i, d in zip(indices, dirs, strict=True):
+                nodes.append(self._enroll(i, d, tee))
+                if start:
+                    self.start_node(nodes[-1])
         return nodes
+
+    @contextlib.contextmanager
+    def fast_blocks(self, every: float = 0.05) -> Iterator[None]:
+        """Mine a block every `every` seconds while inside, so that a burst of transactions that
+        each wait for their receipt (funding, registration, approval) is not paced by the
+        block time. Only outside epochs: phase deadlines are block numbers."""
+        stop = threading.Event()
+        w3 = self.w3()
+
+        def mine() -> None:
+            while not stop.wait(every):
+                with contextlib.suppress(Exception):
+                    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+        miner = threading.Thread(target=mine, name="fast-blocks", daemon=True)
+        miner.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            miner.join()
 
     def _init_node_dir(self, index: int, tee: str) -> Path:
         node_dir = self.root / f"node{index}"
@@ -474,11 +512,17 @@ class Cluster:
     # -- all --------------------------------------------------------------------------
 
     def down(self) -> None:
-        for pid in self.extra.get("pids", {}).values():
-            if isinstance(pid, int):
-                _terminate_pid(pid)
+        # Signal everything first, then wait: each process drains in parallel with the others.
+        pids = [pid for pid in self.extra.get("pids", {}).values() if isinstance(pid, int)]
         for node in self.nodes:
-            self.stop_node(node)
+            if node.process is None and node.detached_pid is not None:
+                pids.append(node.detached_pid)
+            elif node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        _terminate_all(pids)
+        for node in self.nodes:
+            if node.process is not None:
+                self.stop_node(node)
         if self.anvil is not None:
             self.anvil.stop()
             self.anvil = None
