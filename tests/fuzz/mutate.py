@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from hypothesis import strategies as st
 
+from tests.conftest import shared_dir
 from tests.fuzz.runner import Unavailable
 
 #: Values that break length and count fields: zero, one, sign and width boundaries.
@@ -28,8 +29,6 @@ _OPS = ("flip", "set", "u16", "u32", "cut", "drop", "insert", "dup")
 
 def attestation_dir() -> Path:
     """`../shared/testdata/attestation` found as tests/conftest.py finds it, or `Unavailable`."""
-    from tests.conftest import shared_dir
-
     base = shared_dir()
     if base is None or not (base / "testdata" / "attestation").is_dir():
         raise Unavailable("../shared/testdata/attestation is absent (set TKMS_SHARED)")

@@ -31,15 +31,16 @@ import grpc
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-from attest import BindingLabel
+from attest import BindingLabel, default_policy
 from contracts import AuthDecision
 from mpc import G1, G2, MemberIndex, Polynomial
 from mpc.dealenc import CIPHERTEXT_SIZE
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
 from node.chainview import ChainView, Committee, NodeRecord
-from node.daemon import Node as NodeDaemon
+from node.daemon import Node
 from node.epochs import EpochManager
+from node.identity import NodeIdentity
 from node.journal import Journal
 from node.kms_service import KmsServicer
 from node.metrics import NodeMetrics
@@ -252,11 +253,12 @@ def _peer() -> Prepared:
     node, stranger = attested_node(), attested_node()
     view = make_view({node.address: node.record()})
     verifier = PeerVerifier(
-        policy=__import__("attest").default_policy(),
+        policy=default_policy(),
         kms_allowed=AllowList(mr_aggregated_of(node.cert_pem)),
     )
     epoch = 5
-    me = b"\x77" * 20
+    receiver = NodeIdentity.generate()  # the node under test; `node` calls it
+    me = receiver.eth_address
     roster = EpochRoster(
         epoch=epoch, dealers=(node.address, me, b"\x01" * 20), members=(me, node.address)
     )
@@ -266,7 +268,7 @@ def _peer() -> Prepared:
     journal.begin_epoch(epoch, bytes(32), "DKG", 1)  # as the driver does when it opens one
     watcher = SimpleNamespace(view=view)
     manager = EpochManager(
-        identity=node.identity,
+        identity=receiver,
         client=cast(Any, None),  # on_deal and status never reach the chain
         watcher=cast(Any, watcher),
         transport=cast(Any, None),
@@ -290,7 +292,7 @@ def _peer() -> Prepared:
     daemon = SimpleNamespace(epochs=manager, journal=journal)
     servicer = PeerServicer(
         on_deal=manager.on_deal,
-        epoch_status=lambda e: NodeDaemon._epoch_status(cast(Any, daemon), e),
+        epoch_status=lambda e: Node._epoch_status(cast(Any, daemon), e),
     )
     gate = PeerGate(
         view=lambda: view, verifier=verifier, roster=lambda e: roster if e == epoch else None
