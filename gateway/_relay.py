@@ -104,17 +104,20 @@ class TlsServer:
             tg.create_task(self._backend_to_client(backend[0]))
 
     async def _client_to_backend(self, backend: asyncio.StreamWriter) -> None:
-        ended = False
-        while not ended:
+        # Decrypt before the first read: data the client sent along with its Finished message
+        # is already in the TLS object, and waiting for more bytes first would stall it.
+        while not self._decrypt_into(backend):
+            self._flush()  # post-handshake messages (key updates) answered while reading
+            await backend.drain()
+            await self._writer.drain()
             data = await self._reader.read(CHUNK)
             if data:
                 self._incoming.write(data)
             else:
                 self._incoming.write_eof()
-            ended = self._decrypt_into(backend)
-            self._flush()  # post-handshake messages (key updates) answered while reading
-            await backend.drain()
-            await self._writer.drain()
+        self._flush()
+        await backend.drain()
+        await self._writer.drain()
         _half_close(backend)
 
     def _decrypt_into(self, backend: asyncio.StreamWriter) -> bool:

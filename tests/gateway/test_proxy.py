@@ -149,6 +149,32 @@ def test_termination_half_close_both_ways() -> None:
     run(scenario())
 
 
+def test_data_sent_with_the_client_finished_is_forwarded_at_once() -> None:
+    """Regression: the relay used to wait for more bytes before decrypting what the handshake
+    had left in the TLS object, so a client that spoke first (and then waited) hung."""
+
+    async def scenario() -> None:
+        backend = await Backend("127.0.0.1").start()
+        async with gateway() as gw:
+            gw.register(1)
+            client = MemoryTlsClient(
+                await asyncio.open_connection("127.0.0.1", gw.port),
+                CA,
+                name(APP, backend.port, passthrough=False),
+            )
+            await client.handshake(first_data=b"ping")
+            reply = client.read_until_eof()
+            for _ in range(100):
+                if backend.received and backend.received[0] == b"ping":
+                    break
+                await asyncio.sleep(0.01)
+            assert backend.received == [bytearray(b"ping")]
+            await client.close_write()
+            assert await reply == b"ping"
+
+    run(scenario())
+
+
 def test_the_backend_closing_first_leaves_the_client_direction_open() -> None:
     received: list[bytes] = []
 
@@ -385,7 +411,10 @@ def test_close_ends_open_connections() -> None:
                 gw.port, name(APP, backend.port, passthrough=False), CA
             )
             idle, _ = await asyncio.open_connection("127.0.0.1", gw.port)  # no hello yet
-            await asyncio.sleep(0.05)
+            for _ in range(100):
+                if gw.proxy.stats["active"] == 2:
+                    break
+                await asyncio.sleep(0.02)
             assert gw.proxy.stats["active"] == 2
             await gw.proxy.close()
             assert gw.proxy.stats["active"] == 0

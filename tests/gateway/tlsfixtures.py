@@ -164,8 +164,10 @@ class MemoryTlsClient:
             self.incoming.write_eof()
         return bool(data)
 
-    async def handshake(self) -> bytes:
-        """Complete the handshake; the SHA-256 of the server's certificate."""
+    async def handshake(self, first_data: bytes = b"") -> bytes:
+        """Complete the handshake; the SHA-256 of the server's certificate.
+
+        `first_data` goes out in the same write as the client's Finished message."""
         while True:
             try:
                 self.tls.do_handshake()
@@ -173,6 +175,8 @@ class MemoryTlsClient:
             except ssl.SSLWantReadError:
                 await self._flush()
                 await self._feed()
+        if first_data:
+            self.tls.write(first_data)
         await self._flush()
         der = self.tls.getpeercert(binary_form=True)
         assert der is not None
