@@ -5,6 +5,9 @@ Start-up order: config -> logging -> sealing -> identity -> TEE provider (boot m
 -> servers (public Kms, peer, admin unix socket, status HTTP). Every task has an owner; one
 failing task stops the node (trio's rule: no task fails silently). SIGTERM and SIGINT drain:
 health turns NOT_SERVING, servers stop accepting, in-flight calls get a grace period.
+A StorageError while running (a full disk, an unwritable data directory) stops the node with
+a `node_failed` event naming the file and exit status 74: it must not publish what it cannot
+journal, and the journal resumes its in-flight epochs after a restart.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from node.chainview import ChainWatcher
 from node.cli import evidence_hash
 from node.config import NodeConfig
 from node.epochs import EpochManager
-from node.errors import ConfigError
+from node.errors import ConfigError, StorageError
 from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
 from node.identity import load_identity
 from node.journal import Journal
@@ -48,6 +51,8 @@ log = get_logger("tkms.node")
 
 KMS_SERVICE = kms_pb2.DESCRIPTOR.services_by_name["Kms"].full_name
 GRACE_SECONDS = 5.0
+#: Exit status when the data directory cannot be written (sysexits EX_IOERR).
+EXIT_STORAGE = 74
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -316,5 +321,26 @@ def run_node_blocking(config: NodeConfig) -> int:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(node.drain()))
         await node.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (StorageError, BaseExceptionGroup) as exc:
+        failure = _storage_failure(exc)
+        if failure is None:
+            raise
+        # Fail-stop: a node that cannot journal must not go on publishing; the journal
+        # resumes its in-flight epochs once the data directory is writable again.
+        log.error("node_failed", reason=str(failure), action="fix the data directory, restart")
+        return EXIT_STORAGE
     return 0
+
+
+def _storage_failure(exc: BaseException) -> StorageError | None:
+    """The StorageError that stopped the node, found inside the task groups' wrapping."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _storage_failure(inner)
+            if found is not None:
+                return found
+    return None

@@ -16,6 +16,7 @@ new file, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
 import os
@@ -159,7 +160,12 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a full disk can take part of a write without raising
+                written = os.write(fd, view)
+                if written == 0:
+                    raise OSError(errno.ENOSPC, "short write")
+                view = view[written:]
             os.fsync(fd)
         finally:
             os.close(fd)

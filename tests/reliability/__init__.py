@@ -1,0 +1,1 @@
+"""Fault tests (issue 9, "Faults"): crashes, partitions, Byzantine nodes, chain and disk faults."""

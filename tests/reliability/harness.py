@@ -1,0 +1,133 @@
+"""The in-process epoch harness (`tests.node.epoch_harness`) with the faults this package needs.
+
+`FaultNetwork` adds to `Network`:
+
+* `partitioned`: names of nodes cut off from every other node. Their deliveries fail at once
+  and deliveries to them fail as if the peer were unreachable; the chain stays reachable
+  (it is the broadcast channel a partitioned node catches up from).
+* `crashed`: a node whose epoch manager dies (a StorageError on a full disk, say) no longer
+  takes the whole test's task group down with it: the exception is kept here by node name,
+  as a supervisor would see the exit of a node process.
+* `kill_when(node, predicate)`: cancel a node's manager at the first head where `predicate`
+  holds, which is how the phase-kill tests pick their moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from contracts import EpochInfo, EpochKind
+from node.chainview import ChainView, NodeRecord
+from node.epochs import EpochManager
+from node.errors import NotReady
+from node.identity import load_identity
+from node.journal import Journal
+from node.sealing import FileSealer
+from node.shares import ShareStore
+from tests.node.epoch_harness import Network, Node
+
+__all__ = ["SLOW_PHASES", "FaultNetwork", "PartitionTransport", "leaves"]
+
+#: Deal, Complain, Justify, Confirm in blocks of 0.25 s: longer than the harness default so
+#: five managers in one process still meet every deadline on 2 busy cores.
+SLOW_PHASES = (20, 12, 12, 16)
+SETTLE_TIMEOUT = 120.0
+
+
+class PartitionTransport:
+    """`MemoryTransport` that honours `FaultNetwork.partitioned` on both ends of a delivery."""
+
+    def __init__(self, network: FaultNetwork, sender: str) -> None:
+        self._network, self._sender = network, sender
+
+    async def deliver_deal(
+        self, peer: NodeRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
+    ) -> None:
+        net = self._network
+        if self._sender in net.blocked or self._sender in net.partitioned:
+            raise ConnectionError(f"{self._sender}: cut off from its peers (test)")
+        tamper = net.tamper.get((self._sender, recipient))
+        if tamper is not None:
+            ciphertext = tamper(ciphertext)
+        for _ in range(net.attempts):
+            target = net.live.get(peer.address)
+            cut = self._sender in net.partitioned or net.name_of(peer.address) in net.partitioned
+            if target is not None and not cut:
+                try:
+                    target.on_deal(epoch, dealer, recipient, ciphertext)
+                    return
+                except NotReady:
+                    pass
+            await asyncio.sleep(net.retry_delay)
+        raise ConnectionError(f"peer 0x{peer.address.hex()} unreachable")
+
+
+class FaultNetwork(Network):
+    """`Network` with partitions, crash capture and kills at a chosen moment."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.partitioned: set[str] = set()
+        self.crashed: dict[str, BaseException] = {}
+
+    def name_of(self, address: bytes) -> str | None:
+        for node in self.nodes.values():
+            if node.raw_address == address:
+                return node.name
+        return None
+
+    def start(self, node: Node) -> EpochManager:
+        """As `Network.start`, with `PartitionTransport` and the crash captured in `crashed`."""
+        assert self._group is not None and node.task is None
+        self.crashed.pop(node.name, None)
+        sealer = FileSealer.open(node.data_dir, create=False)
+        identity = load_identity(node.data_dir, sealer)
+        node.journal = Journal.open(node.data_dir / "journal.sqlite3", sealer)
+        node.shares = ShareStore(node.data_dir / "shares", sealer)
+        node.manager = EpochManager(
+            identity=identity,
+            client=node.client,
+            watcher=self.watcher,
+            transport=PartitionTransport(self, node.name),
+            journal=node.journal,
+            shares=node.shares,
+            metrics=node.metrics,
+        )
+        self.live[node.raw_address] = node.manager
+        node.task = self._group.create_task(self._supervised(node, node.manager))
+        return node.manager
+
+    async def _supervised(self, node: Node, manager: EpochManager) -> None:
+        try:
+            await manager.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the node "process" exits; the test inspects why
+            self.live.pop(node.raw_address, None)
+            self.crashed[node.name] = exc
+
+    async def propose_slow(self, kind: EpochKind, members: list[Node], threshold: int) -> EpochInfo:
+        return await self.propose(kind, members, threshold, phases=SLOW_PHASES)
+
+    async def settle(self, epoch: int) -> EpochInfo:
+        return await self.wait_settled(epoch, timeout=SETTLE_TIMEOUT)
+
+    async def wait_crashed(self, node: Node, timeout: float = 30.0) -> BaseException:
+        await self.wait_until(lambda: node.name in self.crashed, f"{node.name} to fail", timeout)
+        return self.crashed[node.name]
+
+    async def kill_when(
+        self, node: Node, predicate: Callable[[ChainView], bool], timeout: float = 40.0
+    ) -> ChainView:
+        """Cancel `node`'s manager (a SIGKILL, as far as its state goes) once `predicate(view)`."""
+        view = await asyncio.wait_for(self.watcher.wait_for_view(predicate), timeout)
+        await self.stop(node)
+        return view
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The non-group exceptions inside `exc` (task groups wrap what their tasks raise)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
