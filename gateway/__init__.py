@@ -10,7 +10,15 @@ import importlib
 from typing import Any
 
 _MODULES: dict[str, str] = {
+    "AcmeError": "gateway.acme_client",
     "AcmeIssuer": "gateway.acme_client",
+    "ChallTestSrvPublisher": "gateway.dns01",
+    "Dns01Error": "gateway.dns01",
+    "Dns01Publisher": "gateway.dns01",
+    "IssuedCertificate": "gateway.acme_client",
+    "PebbleError": "gateway.pebble",
+    "SealedStoreError": "gateway.keystore",
+    "caa_record": "gateway.acme_client",
     "CertificateManager": "gateway.certs",
     "ClientHello": "gateway.clienthello",
     "Gateway": "gateway.daemon",
