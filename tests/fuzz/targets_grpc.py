@@ -68,17 +68,21 @@ from tests.fuzz.runner import Prepared, Target
 
 APP = b"\xab" * 20
 OTHER_APP = b"\xcd" * 20
-Case = tuple[str, bytes]
+Case = tuple[str, bytes, int]
+"""(method name, request bytes, caller seed): the seed picks the caller's certificate."""
 
 
 def _describe(case: Case) -> str:
-    return f"{case[0]} {case[1].hex()}"
+    return f"{case[0]} {case[1].hex()} caller={case[2]}"
 
 
 def _cases(methods: list[Method], pools: Pools) -> tuple[Any, Any]:
     """(fast, rich) strategies of (method name, request bytes)."""
 
     def fast(rng: random.Random) -> Case:
+        return (*_request(rng), rng.randrange(2**32))
+
+    def _request(rng: random.Random) -> tuple[str, bytes]:
         method = rng.choice(methods)
         roll = rng.random()
         if roll < 0.1:
@@ -91,13 +95,14 @@ def _cases(methods: list[Method], pools: Pools) -> tuple[Any, Any]:
             return method.name, edited_wire(rng, msg)
         return method.name, edited_wire(rng, random_message(rng, method.request, pools))
 
-    def serialized(name: str) -> Callable[[Message], Case]:
+    def serialized(name: str) -> Callable[[Message], tuple[str, bytes]]:
         return lambda msg: (name, msg.SerializeToString())
 
-    rich = st.one_of(
+    requests = st.one_of(
         *(message_strategy(m.request, pools).map(serialized(m.name)) for m in methods),
         st.tuples(st.sampled_from([m.name for m in methods]), st.binary(max_size=400)),
     )
+    rich = st.tuples(requests, st.integers(0, 2**32 - 1)).map(lambda p: (*p[0], p[1]))
     return seeded(fast), rich
 
 
@@ -105,7 +110,7 @@ def _prepared(
     methods: list[Method],
     handlers: dict[str, Handler],
     pools: Pools,
-    context: Callable[[], FuzzContext],
+    context: Callable[[int], FuzzContext],
     cleanup: Callable[[], None] = lambda: None,
 ) -> Prepared:
     logs = captured_logs()
@@ -122,7 +127,9 @@ def _prepared(
     return Prepared(
         strategy=fast,
         rich=rich,
-        check=lambda case: caller.call(by_name[case[0]], handlers[case[0]], case[1], context()),
+        check=lambda case: caller.call(
+            by_name[case[0]], handlers[case[0]], case[1], context(case[2])
+        ),
         allowed=(),
         describe=_describe,
         close=close,
@@ -235,7 +242,7 @@ def _kms() -> Prepared:
     )
     methods = methods_of(kms_pb2.DESCRIPTOR, "Kms")
     handlers = {m.name: cast(Handler, getattr(servicer, m.name)) for m in methods}
-    return _prepared(methods, handlers, pools, FuzzContext)
+    return _prepared(methods, handlers, pools, lambda caller: FuzzContext())
 
 
 # -- Peer ------------------------------------------------------------------------------------
@@ -316,9 +323,9 @@ def _peer() -> Prepared:
         [b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],
         [self_signed(node.identity.tls_key)],
     ]
-    rng = random.Random(3)
 
-    def context() -> FuzzContext:
+    def context(caller: int) -> FuzzContext:
+        rng = random.Random(caller)
         chosen = rng.choice(certs)
         if chosen and rng.random() < 0.1:
             raw = bytearray(chosen[0])
@@ -388,7 +395,7 @@ def _admin() -> Prepared:
     servicer = AdminServicer(status=lambda: status, reattest=reattest, drain=drain)
     methods = methods_of(admin_pb2.DESCRIPTOR, "Admin")
     handlers = {m.name: cast(Handler, getattr(servicer, m.name)) for m in methods}
-    return _prepared(methods, handlers, Pools(), FuzzContext)
+    return _prepared(methods, handlers, Pools(), lambda caller: FuzzContext())
 
 
 TARGETS = (
