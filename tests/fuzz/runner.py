@@ -3,8 +3,9 @@
 Rules:
 - A case may raise only the errors its target documents (`Prepared.allowed`); any other
   exception is a finding, and so is a case slower than `slow` seconds (the per-case budget is
-  our own timer: hypothesis's deadline is off). A case still running after `hang` seconds is
-  interrupted by SIGALRM (main thread only) and reported as a hang.
+  our own timer, CPU time with a wall-time backstop; hypothesis's deadline is off). A case
+  still running after `hang` seconds is interrupted by SIGALRM (main thread only) and
+  reported as a hang.
 - Findings never stop the run: they are recorded, deduplicated by (kind, exception type,
   innermost frame), and counted, so one bug does not hide another.
 - Generation is derandomized by `seed` (`hypothesis.seed`), with no example database and no
@@ -33,6 +34,10 @@ from hypothesis.strategies import SearchStrategy
 
 SLOW_SECONDS = 2.0
 HANG_SECONDS = 30.0
+#: A case is slow when it used more than `slow` seconds of this process's CPU time, or more
+#: than WALL_FACTOR times that in wall time: on a shared, loaded machine wall time alone
+#: flags cases that merely waited for a core.
+WALL_FACTOR = 5
 RICH_SHARE = 0.05
 #: Fast-path cases per hypothesis example: hypothesis costs ~1 ms per example (far more on a
 #: loaded machine) and little per draw within one, so the cheap cases come in batches.
@@ -168,7 +173,7 @@ def run_target(
 
     def one(case: Any) -> None:
         report.cases += 1
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         failure: BaseException | None = None
         try:
             with _alarm(hang):
@@ -178,6 +183,7 @@ def run_target(
         except (Exception, Hang) as exc:
             failure = exc
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         report.slowest = max(report.slowest, elapsed)
         if failure is not None:
             kind = "hang" if isinstance(failure, Hang) else "exception"
@@ -186,9 +192,9 @@ def run_target(
             tb = "".join(traceback.format_exception(failure))
             key = f"{kind}|{type(failure).__name__}|{_innermost(failure)}"
             _record(report, key, lambda: Finding(kind, summary, [text], tb), text)
-        elif elapsed > slow:
+        elif cpu > slow or elapsed > WALL_FACTOR * slow:
             text = prepared.describe(case)
-            summary = f"case took {elapsed:.2f} s (budget {slow:.1f} s)"
+            summary = f"case took {elapsed:.2f} s, {cpu:.2f} s of CPU (budget {slow:.1f} s)"
             _record(report, "slow", lambda: Finding("slow", summary, [text], ""), text)
 
     rich = 0 if prepared.rich is None else max(1, int(cases * RICH_SHARE))
