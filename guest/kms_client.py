@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -33,6 +33,7 @@ from mpc import (
     NetworkContext,
 )
 from mpc._combiner import Combiner
+from mpc.derive import are_consistent_with_group_key
 from mpc.dleq import DleqProof
 from mpc.tsig import (
     SignaturePartial,
@@ -109,6 +110,8 @@ class DerivationError(Exception):
 class DerivationResult:
     sigmas: list[G1]
     answered: list[int]
+    #: Members whose answers failed on the way (wrong partials, errors), and why.
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,61 @@ class SignedStatement:
     statement: bytes
     signature: bytes
     signers: tuple[int, ...]
+
+
+class _PairingBatch:
+    """One pairing equation for the keys of several concurrent derivations.
+
+    A derivation's optimistic check, e(sigma, G2) == e(H, PK2), is one pairing check: most
+    of the client's CPU for a derivation. Concurrent derivations of one client queue their
+    proposed keys here; they are checked together, with random weights, in one equation
+    (`are_consistent_with_group_key`), and only if that fails each on its own, so a wrong
+    one never makes another fail. A lone derivation is checked at once; while others are in
+    flight the batch waits up to `window` seconds for them (or until `size` are queued).
+    """
+
+    def __init__(self, group_key: G2, *, window: float = 0.005, size: int = 16) -> None:
+        self._group_key = group_key
+        self._window = window
+        self._size = size
+        self._queue: list[tuple[list[G1], list[KeyRequest], asyncio.Future[bool]]] = []
+        self._timer: asyncio.Handle | None = None
+        self.running = 0  # derivations in flight, kept by the client
+
+    async def holds(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.append((sigmas, requests, future))
+        if len(self._queue) >= min(self.running, self._size):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_soon(self._run)
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window, self._run)
+        return await future
+
+    def _check(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
+        return are_consistent_with_group_key(sigmas, requests, self._group_key, rng=os.urandom)
+
+    def _run(self) -> None:
+        batch, self._queue, self._timer = self._queue, [], None
+        if not batch:
+            return
+        try:
+            if self._check([s for e in batch for s in e[0]], [r for e in batch for r in e[1]]):
+                outcomes = [True] * len(batch)
+            elif len(batch) == 1:
+                outcomes = [False]
+            else:
+                outcomes = [self._check(sigmas, requests) for sigmas, requests, _ in batch]
+        except Exception as exc:  # reach every waiter, whatever went wrong
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # its derivation may have been cancelled meanwhile
+                future.set_result(outcome)
 
 
 class KmsClient:
@@ -137,19 +195,25 @@ class KmsClient:
         self._rotation = 0
         self._channel_factory = channel
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, kms_pb2_grpc.KmsStub] = {}
         self._ephemeral: EphemeralKey | None = None
         self._quote: tuple[bytes, str] | None = None
+        self._pairings = _PairingBatch(committee.group_key)
 
     def _stub(self, endpoint: str) -> kms_pb2_grpc.KmsStub:
-        channel = self._channels.get(endpoint)
-        if channel is None:
+        # One stub per channel: making a stub registers every method with the channel,
+        # which costs more than the call itself.
+        stub = self._stubs.get(endpoint)
+        if stub is None:
             channel = self._channels[endpoint] = self._channel_factory(endpoint)
-        return kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+            stub = self._stubs[endpoint] = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+        return stub
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()
 
     def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
         """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
@@ -165,8 +229,8 @@ class KmsClient:
         self,
         call: Callable[[Member], Awaitable[Reply]],
         accept: Callable[[Member, Reply], Accepted],
-        confirm: Callable[[dict[int, Accepted]], dict[int, str]] | None = None,
-    ) -> dict[int, Accepted]:
+        confirm: Callable[[dict[int, Accepted]], Awaitable[dict[int, str]]] | None = None,
+    ) -> tuple[dict[int, Accepted], dict[int, str]]:
         """Ask every member at once; return the first t accepted (and confirmed) answers.
 
         Every member is asked at once, or with `hedge_delay` > 0 t of them first and the others
@@ -176,7 +240,8 @@ class KmsClient:
         after a short backoff while time remains; a member whose answer does not verify is not
         asked again. `accept` checks one answer as it arrives; `confirm`, given t accepted
         answers, returns the members among them whose answers are wrong (and why), which are
-        then treated like any other failure. DerivationError names every failure.
+        then treated like any other failure. Returns the answers and the failures on the way;
+        DerivationError names every failure when fewer than t answers are good.
         """
         need = self.committee.threshold
         good: dict[int, Accepted] = {}
@@ -214,9 +279,9 @@ class KmsClient:
             while True:
                 if len(good) >= need:
                     chosen = {i: good[i] for i in sorted(good)[:need]}
-                    wrong = confirm(chosen) if confirm is not None else {}
+                    wrong = await confirm(chosen) if confirm is not None else {}
                     if not wrong:
-                        return chosen
+                        return chosen, failures
                     for index, why in wrong.items():
                         del good[index]
                         failures[index] = why
@@ -302,15 +367,25 @@ class KmsClient:
                 request.point()  # hash to G1 while the other members are still working
             return partials
 
-        def confirm(answers: dict[int, list[EncryptedPartial]]) -> dict[int, str]:
+        async def confirm(answers: dict[int, list[EncryptedPartial]]) -> dict[int, str]:
             try:
-                wrong = combiner.check(answers)
+                holds = False
+                if combiner.optimistic:
+                    proposal = combiner.propose(answers)
+                    holds = await self._pairings.holds(proposal, requests)
+                wrong = combiner.settle(answers, proposal_holds=holds)
+            except InvalidPartial as exc:  # malformed: wrong shape, member or epoch
+                wrong = {exc.member: exc}
             except InvalidProof as exc:  # the committee data disagree: nobody to blame
                 raise DerivationError(0, need, {0: str(exc)}, {0: "committee"}) from None
             return {i: f"proof invalid: {exc}" for i, exc in wrong.items()}
 
-        answers = await self._collect(call, accept, confirm)
-        return DerivationResult(sigmas=combiner.sigmas, answered=list(answers))
+        self._pairings.running += 1
+        try:
+            answers, failures = await self._collect(call, accept, confirm)
+        finally:
+            self._pairings.running -= 1
+        return DerivationResult(sigmas=combiner.sigmas, answered=list(answers), failures=failures)
 
     async def sign_public_key(self, public_key: bytes) -> SignedStatement:
         """Have the network certify that this app holds `public_key` (DESIGN §3.5).
@@ -347,7 +422,7 @@ class KmsClient:
             verify_partial_signature(partial, reply.statement, member.verification_key)
             return bytes(reply.statement), partial
 
-        answers = await self._collect(call, accept)
+        answers, _ = await self._collect(call, accept)
         statements = {i: statement for i, (statement, _) in answers.items()}
         if len(set(statements.values())) > 1:
             raise DerivationError(

@@ -2,9 +2,10 @@
 
 `Combiner.check` is what an app runs once it holds answers from t members:
 
-1. Optimistic: `combine_checked` decrypts and combines every key's partials in one
-   multi-scalar multiplication and checks all keys at once against PK2 with one pairing
-   equation. Honest answers pass, and that is the whole cost.
+1. Optimistic: `combine_unchecked` decrypts and combines each key's partials in one
+   multi-scalar multiplication, and all keys are checked at once against PK2 with one
+   pairing equation. Honest answers pass, and that is the whole cost. (`propose` and
+   `settle` split this step so a client can check several derivations in one equation.)
 2. Only when that fails: each answer not yet verified is opened with its DLEQ proof
    (`open_partial`) against its member's V_i. Those that fail are returned, so the caller
    drops them, records whom, and asks another member; those that pass are kept as verified.
@@ -36,8 +37,8 @@ from mpc.derive import (
     NetworkContext,
     VerifiedPartial,
     are_consistent_with_group_key,
-    combine_checked,
     combine_partials,
+    combine_unchecked,
     open_partial,
 )
 from mpc.errors import InvalidPartial, InvalidProof, ProtocolMisuse
@@ -70,33 +71,57 @@ class Combiner:
         self._verified: dict[int, list[VerifiedPartial]] = {}
         self._suspicious = False
         self._sigmas: list[G1] | None = None
+        self._proposal: list[G1] | None = None
 
     @property
     def sigmas(self) -> list[G1]:
-        """sigma_k = x·H_k for each request, once `check` accepted t answers."""
+        """sigma_k = x·H_k for each request, once t answers were accepted."""
         if self._sigmas is None:
             raise ProtocolMisuse("no answers have been accepted yet")
         return self._sigmas
 
+    @property
+    def optimistic(self) -> bool:
+        """True until this derivation has seen a wrong answer (then proofs are checked)."""
+        return not self._suspicious
+
     def check(self, answers: Mapping[int, Sequence[EncryptedPartial]]) -> dict[int, InvalidPartial]:
         """Check exactly t members' answers; return the wrong ones, or {} with `sigmas` set."""
-        if len(answers) != self._threshold:
-            raise ProtocolMisuse(f"check takes {self._threshold} answers, got {len(answers)}")
         if not self._suspicious:
             try:
-                self._sigmas = combine_checked(
-                    answers,
-                    self._requests,
-                    ephemeral=self._ephemeral,
-                    network=self._network,
-                    group_key=self._group_key,
-                    rng=self._rng,
-                )
-                return {}
+                proposal = self.propose(answers)
             except InvalidPartial as exc:  # malformed: wrong shape, member or epoch
                 return {exc.member: exc}
-            except InvalidProof:
-                self._suspicious = True
+            holds = are_consistent_with_group_key(
+                proposal, self._requests, self._group_key, rng=self._rng
+            )
+            return self.settle(answers, proposal_holds=holds)
+        return self.settle(answers, proposal_holds=False)
+
+    def propose(self, answers: Mapping[int, Sequence[EncryptedPartial]]) -> list[G1]:
+        """Step 1 up to its pairing check, for a caller that batches the pairing checks.
+
+        Returns the UNVERIFIED combination; the caller checks it with
+        `are_consistent_with_group_key` and passes the outcome to `settle`.
+        """
+        self._expect(answers)
+        self._proposal = combine_unchecked(
+            answers, self._requests, ephemeral=self._ephemeral, network=self._network
+        )
+        return self._proposal
+
+    def settle(
+        self, answers: Mapping[int, Sequence[EncryptedPartial]], *, proposal_holds: bool
+    ) -> dict[int, InvalidPartial]:
+        """Finish: keep the proposal if its pairing check held, otherwise steps 2 and 3."""
+        self._expect(answers)
+        proposal, self._proposal = self._proposal, None
+        if proposal_holds:
+            if proposal is None:
+                raise ProtocolMisuse("settle(proposal_holds=True) without a proposal")
+            self._sigmas = proposal
+            return {}
+        self._suspicious = True
         wrong = {}
         for member, partials in answers.items():
             if member in self._verified:
@@ -120,6 +145,10 @@ class Combiner:
             )
         self._sigmas = sigmas
         return {}
+
+    def _expect(self, answers: Mapping[int, Sequence[EncryptedPartial]]) -> None:
+        if len(answers) != self._threshold:
+            raise ProtocolMisuse(f"check takes {self._threshold} answers, got {len(answers)}")
 
     def _open(self, member: int, partials: Sequence[EncryptedPartial]) -> list[VerifiedPartial]:
         if len(partials) != len(self._requests):

@@ -9,11 +9,12 @@ sigma = x·H, where x is the group secret nobody holds. A relay sees only cipher
 wrong partial fails its proof and names its node.
 
 Verifying t proofs costs the app about as much as the nodes spend making them, so an app may
-combine optimistically (`combine_checked`, as drand's clients do): decrypt and combine the t
-partials in one multi-scalar multiplication and check the result once against PK2 with a
-pairing equation, e(sigma, G2) == e(H, PK2). Only when that fails does it open each partial
-with its proof (`open_partial`) to name the liar. Either way nothing unverified is returned:
-a combination that passes the pairing check is x·H, whoever sent what.
+combine optimistically, as drand's clients do (`mpc._combiner.Combiner`): decrypt and combine
+the t partials in one multi-scalar multiplication (`combine_unchecked`) and check the result
+once against PK2 with a pairing equation, e(sigma, G2) == e(H, PK2)
+(`are_consistent_with_group_key`). Only when that fails does it open each partial with its
+proof (`open_partial`) to name the liar. Either way nothing unverified is returned: a
+combination that passes the pairing check is x·H, whoever sent what.
 
 The same partials serve identity-based encryption keys (dst = DST_IBE, message = app_id).
 """
@@ -31,7 +32,6 @@ from mpc.encoding import frame
 from mpc.errors import (
     EncodingError,
     InvalidPartial,
-    InvalidProof,
     NotEnoughShares,
     ProtocolMisuse,
 )
@@ -268,26 +268,23 @@ def is_consistent_with_group_key(sigma: G1, request: KeyRequest, group_key: G2) 
     return pairing_product_is_one([(sigma, G2.generator()), (-request.point(), group_key)])
 
 
-def combine_checked(
+def combine_unchecked(
     answers: Mapping[int, Sequence[EncryptedPartial]],
     requests: Sequence[KeyRequest],
     *,
     ephemeral: EphemeralKey,
     network: NetworkContext,
-    group_key: G2,
-    rng: Rng,
 ) -> list[G1]:
-    """App side, optimistic: sigma_k for every request from t members' unopened partials.
+    """UNVERIFIED sigma_k = Σ λ_i·(Z_ik - a·Y_ik) over the members in `answers`, per request.
 
-    `answers` maps each of exactly t members to its partials, one per request, in order.
-    Each sigma_k = Σ λ_i·(Z_ik - a·Y_ik) is one multi-scalar multiplication; then all of them
-    are checked in one pairing equation, e(Σ w_k·sigma_k, G2) == e(Σ w_k·H_k, PK2), with
-    fresh random 128-bit weights w_k (one key needs none). Raises InvalidProof when that
-    fails: some partial is wrong, and `open_partial` on each one names who sent it.
+    `answers` maps each of t members to its partials, one per request, in order. Each key is
+    one multi-scalar multiplication of the 2t points. Nothing here says the result is right:
+    check it with `are_consistent_with_group_key` (or open each partial) before any use.
+    Raises InvalidPartial for an answer of the wrong shape, member or epoch.
     """
     members = list(answers)
-    if len(set(members)) != len(members) or not members:
-        raise ProtocolMisuse(f"combine_checked needs distinct members, got {members}")
+    if not members:
+        raise ProtocolMisuse("combining needs at least one member's partials")
     for member, partials in answers.items():
         if len(partials) != len(requests):
             raise InvalidPartial(member, f"{len(partials)} partials for {len(requests)} keys")
@@ -301,8 +298,6 @@ def combine_checked(
     for k in range(len(requests)):
         points = [answers[m][k].z for m in members] + [answers[m][k].y for m in members]
         sigmas.append(G1.msm(points, [lambdas[m] for m in members] + unmask))
-    if not are_consistent_with_group_key(sigmas, requests, group_key, rng=rng):
-        raise InvalidProof("the combined partials do not match the group key")
     return sigmas
 
 

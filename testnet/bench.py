@@ -3,8 +3,15 @@
 The load is `KmsClient.derive` (what the guest agent does for every app key): fan out to the
 committee, verify t partials, combine. The baseline is the same client and the same gRPC
 stack and authorization against one centralized, non-threshold KMS process
-(`testnet.baseline`), i.e. what dstack's KMS does. Both use one app with one ephemeral key, so
-nodes verify the evidence once and serve from their cache, as they would for an agent.
+(`testnet.baseline`), i.e. what dstack's KMS does. Each app keeps one ephemeral key, so nodes
+verify its evidence once and serve from their cache, as they would for an agent. Nodes limit
+each app's key rate (100/s per node on the testnet), so the load is spread over one app per 16
+concurrent workers, as several apps would load a real network.
+
+Besides latency and throughput it reports what the run cost: CPU-ms per derivation (the
+nodes' CPU from /proc, net of what they spend idle, plus this process's own CPU, which is the
+client's) and each node's resident memory at the start and the end of the run, so a long run
+shows whether memory stays flat.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from attest import event_log_to_json
@@ -29,6 +37,9 @@ from node.tee import SIMULATED_OS_IMAGE
 from testnet.cluster import Cluster
 
 BENCH_COMPOSE = b'{"services": {"bench": {"image": "tkms-bench@sha256:00"}}}'
+#: Concurrent workers per app, so that no app reaches its rate limit (100 keys/s per node).
+WORKERS_PER_APP = 16
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class LoadResult:
     errors: int
     latencies: list[float]
     duration: float
+    client_cpu: float  # seconds of this process's CPU during the run
 
     def summary(self) -> dict[str, float | int]:
         lat = sorted(self.latencies) or [float("nan")]
@@ -50,9 +62,11 @@ class LoadResult:
 
 
 async def run_load(
-    client: KmsClient, app_id: bytes, *, duration: float, concurrency: int
+    clients: list[tuple[KmsClient, bytes]], *, duration: float, concurrency: int
 ) -> LoadResult:
-    await client.derive([AppKeyRequest(app_id, b"warm-up")])
+    """`concurrency` workers derive keys for `duration` s, worker w through clients[w % n]."""
+    for client, app_id in clients:
+        await client.derive([AppKeyRequest(app_id, b"warm-up")])
     latencies: list[float] = []
     errors = 0
     requests = 0
@@ -60,6 +74,7 @@ async def run_load(
 
     async def worker(w: int) -> None:
         nonlocal errors, requests
+        client, app_id = clients[w % len(clients)]
         i = 0
         while time.monotonic() < stop:
             i += 1
@@ -72,8 +87,35 @@ async def run_load(
                 errors += 1
 
     began = time.monotonic()
+    cpu = time.process_time()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return LoadResult(requests, errors, latencies, time.monotonic() - began)
+    return LoadResult(
+        requests, errors, latencies, time.monotonic() - began, time.process_time() - cpu
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _rss_mb(pid: int) -> float | None:
+    """VmRSS of a process in MB, from /proc/<pid>/status (None if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _node_pids(cluster: Cluster) -> dict[int, int]:
+    return {n.index: n.pid for n in cluster.nodes if n.pid is not None}
 
 
 def _bench_app(cluster: Cluster) -> tuple[bytes, SimulatorProvider]:
@@ -137,22 +179,39 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
 
 
 def bench(cluster: Cluster, *, duration: float, concurrency: int) -> dict[str, Any]:
-    app_id, provider = _bench_app(cluster)
-
-    def evidence(report_data: bytes) -> tuple[bytes, str]:
-        return provider.get_quote(report_data), event_log_to_json(provider.event_log())
+    apps = [_bench_app(cluster) for _ in range(-(-concurrency // WORKERS_PER_APP))]
 
     async def measure(committee: Committee) -> LoadResult:
-        # Hedged: t members first, the rest after 250 ms or on a failure, so the shared
-        # 2-core machine computes t partials per derivation rather than n.
-        client = KmsClient(committee, evidence, timeout=10, hedge_delay=0.25)
+        clients = []
+        for app_id, provider in apps:
+
+            def evidence(report_data: bytes, p: SimulatorProvider = provider) -> tuple[bytes, str]:
+                return p.get_quote(report_data), event_log_to_json(p.event_log())
+
+            # Hedged: t members first, the rest after 250 ms or on a failure, so the shared
+            # 2-core machine computes t partials per derivation rather than n.
+            client = KmsClient(committee, evidence, timeout=10, hedge_delay=0.25)
+            clients.append((client, app_id))
         try:
-            return await run_load(client, app_id, duration=duration, concurrency=concurrency)
+            return await run_load(clients, duration=duration, concurrency=concurrency)
         finally:
-            await client.close()
+            for client, _ in clients:
+                await client.close()
 
     committee = committee_from_chain(cluster.governance())
-    threshold = asyncio.run(measure(committee)).summary()
+    pids = _node_pids(cluster)
+    rss_start = {i: _rss_mb(pid) for i, pid in pids.items()}
+    idle_start, idle_began = sum(map(_cpu_seconds, pids.values())), time.monotonic()
+    time.sleep(2.0)  # what the nodes spend without load (chain watching), to subtract
+    idle_rate = (sum(map(_cpu_seconds, pids.values())) - idle_start) / (
+        time.monotonic() - idle_began
+    )
+    cpu_start = sum(map(_cpu_seconds, pids.values()))
+    load = asyncio.run(measure(committee))
+    node_cpu = sum(map(_cpu_seconds, pids.values())) - cpu_start - idle_rate * load.duration
+    rss_end = {i: _rss_mb(pid) for i, pid in pids.items()}
+    threshold = load.summary()
+    done = max(1, len(load.latencies))
     proc, central = _start_baseline(cluster)
     try:
         baseline = asyncio.run(measure(central)).summary()
@@ -163,8 +222,42 @@ def bench(cluster: Cluster, *, duration: float, concurrency: int) -> dict[str, A
         **threshold,
         "concurrency": concurrency,
         "duration_s": duration,
+        "apps": len(apps),
         "nodes": len(committee.members),
         "threshold": committee.threshold,
+        "cpu_ms_per_derivation": {
+            "nodes": round(max(0.0, node_cpu) * 1e3 / done, 2),
+            "client": round(load.client_cpu * 1e3 / done, 2),
+            "nodes_idle_ms_per_s": round(idle_rate * 1e3, 1),
+        },
+        "rss_mb": [
+            {"index": i, "start": rss_start[i], "end": rss_end.get(i)} for i in sorted(pids)
+        ],
         "baseline": baseline,
         "ratio_p50": round(float(threshold["p50_ms"]) / float(baseline["p50_ms"]), 2),
     }
+
+
+def bench_table(result: dict[str, Any]) -> list[str]:
+    """The bench result as the lines of a table (what `tkms testnet bench` prints)."""
+    base = result["baseline"]
+    lines = [
+        f"{'':<30}{'threshold':>12}{'centralized':>14}",
+        f"{'nodes / threshold':<30}{result['nodes']:>9} / {result['threshold']}{'1 / 1':>14}",
+    ]
+    for key, label in (
+        ("p50_ms", "p50 latency (ms)"),
+        ("p99_ms", "p99 latency (ms)"),
+        ("throughput_per_s", "throughput (derivations/s)"),
+        ("requests", "requests"),
+        ("errors", "errors"),
+    ):
+        lines.append(f"{label:<30}{result[key]:>12}{base[key]:>14}")
+    lines.append(f"{'ratio p50 (threshold/central)':<30}{result['ratio_p50']:>12}")
+    cpu = result["cpu_ms_per_derivation"]
+    lines.append(f"{'CPU ms/derivation nodes+client':<30}{cpu['nodes']:>6} + {cpu['client']}")
+    lines.append(f"{'apps x workers':<30}{result['apps']:>6} x {result['concurrency']}")
+    for row in result["rss_mb"]:
+        label = f"node-{row['index']} RSS MB start -> end"
+        lines.append(f"{label:<30}{row['start']:>6} -> {row['end']}")
+    return lines

@@ -25,11 +25,18 @@ APP = b"\xaa" * 20
 
 class FakeNode(kms_pb2_grpc.KmsServicer):
     def __init__(
-        self, keys: DealtKeys, index: int, *, fail_first: int = 0, lie: bool = False
+        self,
+        keys: DealtKeys,
+        index: int,
+        *,
+        fail_first: int = 0,
+        lie: bool = False,
+        lie_on: bytes | None = None,
     ) -> None:
         self.share = keys.shares[index - 1]
         self.fail_first = fail_first
         self.lie = lie
+        self.lie_on = lie_on  # lie only for keys of this purpose
         self.calls = 0
 
     async def DerivePartial(
@@ -49,7 +56,8 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
                 else KeyRequest.app_key(k.app_id, k.purpose)
             )
             p = derive_partial(self.share, key, requester=requester, network=NET, rng=os.urandom)
-            z = p.z + G1.generator() if self.lie else p.z
+            lie = self.lie or (self.lie_on is not None and k.purpose == self.lie_on)
+            z = p.z + G1.generator() if lie else p.z
             out.append(
                 kms_pb2.Partial(
                     generation=p.generation,
@@ -198,6 +206,37 @@ def test_hedged_client_leaves_idle_members_alone(keys: DealtKeys) -> None:
             finally:
                 await client.close()
             assert sum(n.calls for n in nodes) == 3
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
+
+
+def test_concurrent_derivations_share_a_pairing_check_and_a_liar_spoils_only_its_own(
+    keys: DealtKeys,
+) -> None:
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, lie_on=b"bad" if i == 2 else None) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            # The first derivation asks members 1-3 (the client rotates its first wave).
+            purposes = [b"bad", b"a", b"b", b"c", b"d", b"e"]
+            try:
+                results = await asyncio.gather(
+                    *(client.derive([AppKeyRequest(APP, p)]) for p in purposes)
+                )
+            finally:
+                await client.close()
+            secret = keys.secret_poly.secret
+            for purpose, result in zip(purposes, results, strict=True):
+                assert result.sigmas == [KeyRequest.app_key(APP, purpose).point() * secret]
+            # Member 2 lied about "bad": named, its answer unused, member 4 asked instead.
+            assert results[0].answered == [1, 3, 4]
+            assert list(results[0].failures) == [2]
+            assert results[0].failures[2].startswith("proof invalid: partial from member 2")
+            assert all(r.failures == {} for r in results[1:])
         finally:
             for s in servers:
                 await s.stop(None)
