@@ -80,7 +80,10 @@ class Proxy:
         return dict(self._stats)
 
     async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 picks a free port); the bound port."""
+        """Listen on host:port (0 picks a free port); the bound port.
+
+        `host` should be one address: a name that resolves to several gets one socket per
+        address, and with port 0 each would have its own port (the first is returned)."""
         if self._server is not None:
             raise RuntimeError("the proxy is already started")
         self._server = await asyncio.start_server(self._accept, host, port)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -430,3 +433,21 @@ def test_every_refusal_has_a_counter() -> None:
     stats = Proxy(RouteTable(), BASE).stats
     assert {f"refused_{r}" for r in REFUSALS} <= set(stats)
     assert set(stats.values()) == {0}
+
+
+def test_the_bench_runs_every_path_and_prints_json() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.bench", "--connections", "3", "--megabytes", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    doc = json.loads(result.stdout)
+    assert (doc["connections"], doc["megabytes"]) == (3, 1)
+    assert set(doc["paths"]) == {"direct", "passthrough", "termination"}
+    assert doc["paths"]["direct"]["added_p50_ms"] == 0
+    for numbers in doc["paths"].values():
+        assert 0 < numbers["p50_ms"] <= numbers["p99_ms"]
+        assert numbers["upload_mb_s"] > 0 and numbers["download_mb_s"] > 0
+    assert "termination: 1 MiB up and down" in result.stderr
