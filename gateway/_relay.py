@@ -106,7 +106,8 @@ class TlsServer:
     async def _client_to_backend(self, backend: asyncio.StreamWriter) -> None:
         # Decrypt before the first read: data the client sent along with its Finished message
         # is already in the TLS object, and waiting for more bytes first would stall it.
-        while not self._decrypt_into(backend):
+        # `incoming.eof`: the client's EOF is in and consumed, so no read can ever succeed.
+        while not self._decrypt_into(backend) and not self._incoming.eof:
             self._flush()  # post-handshake messages (key updates) answered while reading
             await backend.drain()
             await self._writer.drain()

@@ -65,8 +65,10 @@ class ThrowawayCA:
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, *names: str) -> Issued:
-        """A leaf for `names` (DNS names, wildcards or IP addresses); the first is the CN."""
+    def issue(self, *names: str, expired: bool = False) -> Issued:
+        """A leaf for `names` (DNS names, wildcards or IP addresses); the first is the CN.
+
+        `expired`: one that ended yesterday, to test that it is refused."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
         for name in names:
@@ -76,7 +78,7 @@ class ThrowawayCA:
                 sans.append(x509.DNSName(name))
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
         cert = (
-            _builder(subject, self.cert.subject, key.public_key())
+            _builder(subject, self.cert.subject, key.public_key(), shift_days=-2 if expired else 0)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -99,9 +101,12 @@ class ThrowawayCA:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    shift_days: int = 0,
 ) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=shift_days)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -66,7 +66,9 @@ def server_context(chain_pem: bytes, key_pem: bytes) -> tuple[ssl.SSLContext, di
     summary = _check_pair(chain_pem, key_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_RENEGOTIATION
+    # A client's FIN without close_notify ends its direction as a clean EOF would: the backend
+    # gets EOF either way, and the gateway can still send the backend's reply.
+    context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_IGNORE_UNEXPECTED_EOF
     with (
         _memory_file("gateway-chain", chain_pem) as chain_path,
         _memory_file("gateway-key", key_pem) as key_path,

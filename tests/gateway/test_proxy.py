@@ -178,6 +178,45 @@ def test_data_sent_with_the_client_finished_is_forwarded_at_once() -> None:
     run(scenario())
 
 
+def test_a_client_eof_without_close_notify_reaches_the_backend_as_eof() -> None:
+    async def scenario() -> None:
+        sink = await Sink().start()
+        async with gateway() as gw:
+            gw.register(1)
+            client = MemoryTlsClient(
+                await asyncio.open_connection("127.0.0.1", gw.port),
+                CA,
+                name(APP, sink.port, passthrough=False),
+            )
+            await client.handshake()
+            await client.send(b"abrupt")
+            client.writer.write_eof()  # FIN with no close_notify before it
+            assert await client.read_until_eof() == b"got 6"
+            assert sink.received == [b"abrupt"]
+
+    run(scenario())
+
+
+def test_a_reset_client_ends_both_directions() -> None:
+    async def scenario() -> None:
+        backend = await Backend("127.0.0.1", backend_context(APP_CERT)).start()
+        async with gateway() as gw:
+            gw.register(1)
+            reader, writer, _ = await tls_connect(
+                gw.port, name(APP, backend.port, passthrough=True), CA
+            )
+            assert await echo_roundtrip(reader, writer, b"x") == b"x"
+            writer.transport.abort()  # RST, not FIN
+            for _ in range(100):
+                if gw.proxy.stats["active"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert gw.proxy.stats["active"] == 0
+            assert gw.refusals() == {}
+
+    run(scenario())
+
+
 def test_the_backend_closing_first_leaves_the_client_direction_open() -> None:
     received: list[bytes] = []
 
@@ -303,6 +342,9 @@ def test_the_certificate_can_be_swapped_and_a_bad_one_changes_nothing() -> None:
                 gw.proxy.set_certificate(renewed.chain_pem, b"junk")
             with pytest.raises(ValueError, match="not PEM certificates"):
                 gw.proxy.set_certificate(b"junk", renewed.key_pem)
+            expired = CA.issue("*." + BASE, expired=True)
+            with pytest.raises(ValueError, match="the certificate expired at"):
+                gw.proxy.set_certificate(expired.chain_pem, expired.key_pem)
             assert (await tls_connect(gw.port, target, CA))[2] == GATEWAY_CERT.sha256
             gw.proxy.set_certificate(renewed.chain_pem, renewed.key_pem)
             assert (await tls_connect(gw.port, target, CA))[2] == renewed.sha256
