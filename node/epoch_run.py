@@ -36,7 +36,7 @@ from typing import Protocol
 
 from contracts import EpochInfo, GovernanceClient, Receipt, TransactionFailed
 from contracts import EpochStatus as ChainStatus
-from mpc.dealing import DealOutput, Fault, Phase
+from mpc.dealing import DealOutput, Fault, FaultKind, Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
 from mpc.encoding import frame
 from mpc.errors import MpcError
@@ -150,6 +150,21 @@ class Run:
     @property
     def dealing(self) -> DkgMember | ReshareDealer | None:
         return self.dkg if self.dealer and self.dkg is not None else self.old_dealer
+
+
+#: Faults whose index may be an accuser's rather than a dealer's: no address is named for them.
+_AMBIGUOUS_FAULTS = frozenset({FaultKind.WRONG_SESSION, FaultKind.UNKNOWN_MEMBER})
+
+
+def _blamed_peer(run: Run, fault: Fault) -> str:
+    """The address of the dealer a fault blames ("" when the index names no known dealer).
+
+    Indices are per epoch (and in a reshare dealers and members are different lists), so
+    the address is what lets an operator follow one peer's misbehaviour across epochs.
+    """
+    if fault.kind in _AMBIGUOUS_FAULTS or not 1 <= fault.member <= len(run.info.dealers):
+        return ""
+    return run.board.dealer_address(fault.member)
 
 
 class EpochDriver:
@@ -500,10 +515,18 @@ class EpochDriver:
         judge = run.judge
         faults: tuple[Fault, ...] = judge.faults if judge is not None else ()
         for f in faults[run.faults_seen :]:
+            peer = _blamed_peer(run, f)
             _log.warning(
-                "dkg_fault", epoch=run.epoch, member=f.member, kind=f.kind.name, detail=f.detail
+                "dkg_fault",
+                epoch=run.epoch,
+                member=f.member,
+                peer=peer,
+                kind=f.kind.name,
+                detail=f.detail,
             )
             self._metrics.faults.labels(kind=f.kind.name, member=str(f.member)).inc()
+            if peer:
+                self._metrics.peer_faults.labels(peer=peer, kind=f.kind.name).inc()
             self.faults += 1
         run.faults_seen = len(faults)
 

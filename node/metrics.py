@@ -55,6 +55,12 @@ class NodeMetrics:
             ["kind", "member"],
             registry=r,
         )
+        self.peer_faults = Counter(
+            "tkms_peer_faults",
+            "Faults recorded in DKG/reshare against each peer, by its Ethereum address.",
+            ["peer", "kind"],
+            registry=r,
+        )
         self.peers_reachable = Gauge(
             "tkms_peers_reachable", "Committee peers reachable.", registry=r
         )

@@ -110,8 +110,19 @@ class FaultNetwork(Network):
     async def propose_slow(self, kind: EpochKind, members: list[Node], threshold: int) -> EpochInfo:
         return await self.propose(kind, members, threshold, phases=SLOW_PHASES)
 
-    async def settle(self, epoch: int) -> EpochInfo:
-        return await self.wait_settled(epoch, timeout=SETTLE_TIMEOUT)
+    async def settle(self, epoch: int, allow_crashed: set[str] | None = None) -> EpochInfo:
+        """`wait_settled`, failing at once if a node crashed that was not meant to."""
+        waiting = asyncio.create_task(self.wait_settled(epoch, timeout=SETTLE_TIMEOUT))
+        try:
+            while not waiting.done():
+                unexpected = set(self.crashed) - (allow_crashed or set())
+                if unexpected:
+                    found = {n: repr(self.crashed[n]) for n in sorted(unexpected)}
+                    raise AssertionError(f"nodes crashed while settling epoch {epoch}: {found}")
+                await asyncio.sleep(0.2)
+            return waiting.result()
+        finally:
+            waiting.cancel()
 
     async def wait_crashed(self, node: Node, timeout: float = 30.0) -> BaseException:
         await self.wait_until(lambda: node.name in self.crashed, f"{node.name} to fail", timeout)

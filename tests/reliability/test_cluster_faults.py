@@ -45,8 +45,13 @@ pytestmark = pytest.mark.timeout(600)
 #: Seconds of derivation load around the crash (TKMS_SLOW=1: a longer run).
 LOAD_SECONDS = 60.0 if os.environ.get("TKMS_SLOW") == "1" else 9.0
 SLOW_DELAY = 5.0
-MAX_HEAD_AGE = 6.0  # seconds; short so the stale-view tests are quick
+MAX_HEAD_AGE = 6.0
+#: Deal, Complain, Justify, Confirm in 1 s blocks: roomier than the testnet's (4, 4, 4, 8)
+#: so honest nodes on 2 busy cores are not late (the Byzantine one must be the only culprit).
+PHASES = (8, 6, 6, 8)  # seconds; short so the stale-view tests are quick
 BYZANTINE = ("bad-deals", "wrong-partials")
+BYZANTINE_FAULTS = {"BAD_SHARE", "UNANSWERED_COMPLAINT"}
+LATENESS = {"MISSING_DEAL", "MISSING_SHARE"}
 PURPOSES = [f"key-{i}".encode() for i in range(6)]
 REPO = Path(__file__).resolve().parents[2]
 #: Numbers the tests measured, printed at the end of the module (docs/reliability-faults.md).
@@ -91,7 +96,7 @@ def start(cluster: Cluster, node: NodeProcess) -> None:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("faults")
-    with Cluster(root, max_head_age=MAX_HEAD_AGE) as c:
+    with Cluster(root, max_head_age=MAX_HEAD_AGE, phases=PHASES) as c:
         c.start_chain()
         host, _, port = c.rpc_url.removeprefix("http://").rpartition(":")
         proxy = TcpProxy((host, int(port))).start()
@@ -127,14 +132,14 @@ def metrics(node: NodeProcess) -> str:
         return str(r.read().decode())
 
 
-def fault_counts(node: NodeProcess) -> dict[tuple[str, str], float]:
-    """`tkms_protocol_faults_total` of `node` by (kind, member)."""
+def counter(node: NodeProcess, name: str, key: str) -> dict[tuple[str, str], float]:
+    """The Prometheus counter `name` of `node` by (kind, `key` label)."""
     counts = {}
     for line in metrics(node).splitlines():
-        if line.startswith("tkms_protocol_faults_total{"):
-            labels, value = line.removeprefix("tkms_protocol_faults_total").rsplit(" ", 1)
+        if line.startswith(name + "{"):
+            labels, value = line.removeprefix(name).rsplit(" ", 1)
             fields = dict(f.split("=") for f in labels.strip("{}").split(","))
-            counts[(fields["kind"].strip('"'), fields["member"].strip('"'))] = float(value)
+            counts[(fields["kind"].strip('"'), fields[key].strip('"'))] = float(value)
     return counts
 
 
@@ -145,22 +150,32 @@ def test_the_byzantine_dealer_is_excluded_and_named_in_logs_and_metrics(net: Net
     against = {c.accuser for c in complaints if c.accused == byzantine.address}
     assert against == {n.address for n in honest}
     assert not any(c.justified for c in complaints if c.accused == byzantine.address)
-    # Excluded from QUAL: the group key is made of the four honest deals only.
-    constants = [
-        G1.from_bytes(governance.get_deal(net.epoch, n.address).commitments[0]) for n in honest
-    ]
-    info = governance.get_epoch(net.epoch)
-    assert (
-        G1.from_bytes(info.public_polynomial[0])
-        == constants[0] + constants[1] + constants[2] + constants[3]
+    # Excluded from QUAL: its deal is on chain, yet the group key is the sum of the honest
+    # deals only (of those mined in time: on a loaded machine one may miss the Deal phase).
+    deals = {n.index: governance.get_deal(net.epoch, n.address) for n in net.nodes}
+    assert deals[5].submitted_at != 0
+    honest_sum = sum(
+        (
+            G1.from_bytes(deals[n.index].commitments[0])
+            for n in honest
+            if deals[n.index].commitments
+        ),
+        G1.identity(),
     )
+    group_key = G1.from_bytes(governance.get_epoch(net.epoch).public_polynomial[0])
+    assert group_key == honest_sum
     for node in honest:
         kinds = {str(e["kind"]) for e in log_events(node, "dkg_fault") if e["member"] == 5}
-        assert kinds == {"BAD_SHARE", "UNANSWERED_COMPLAINT"}, (node.index, kinds)
-        counted = fault_counts(node)
+        assert kinds == BYZANTINE_FAULTS, (node.index, kinds)
+        counted = counter(node, "tkms_protocol_faults_total", "member")
         assert {k for k, m in counted if m == "5"} == kinds, counted
-        assert all(counted[(k, "5")] >= 1 for k in kinds)
-        assert not [e for e in log_events(node, "dkg_fault") if e["member"] != 5]
+        by_peer = counter(node, "tkms_peer_faults_total", "peer")
+        blamed = {k for k, p in by_peer if p.lower() == byzantine.address.lower()}
+        assert blamed == kinds, by_peer
+        for e in log_events(node, "dkg_fault"):  # anyone else is at most late, never Byzantine
+            if str(e["peer"]).lower() != byzantine.address.lower():
+                assert e["kind"] in LATENESS, e
+                assert deals[int(str(e["member"]))].submitted_at == 0, e
 
 
 def test_the_network_keeps_serving_and_the_client_names_the_wrong_partials(net: Net) -> None:

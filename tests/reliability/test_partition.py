@@ -61,5 +61,14 @@ def test_a_node_partitioned_during_a_reshare_catches_up_from_the_chain(
             assert failed, "the partition dropped nothing"
             faults = {(e["member"], e["kind"]) for e in logs if e["event"] == "dkg_fault"}
             assert (3, "MISSING_SHARE") in faults
+            for node in nodes:  # each other node blames n3 by address, and no one else
+                if node is not n3:
+                    blamed = {
+                        (s.labels["peer"], s.labels["kind"], s.value)
+                        for m in node.metrics.peer_faults.collect()
+                        for s in m.samples
+                        if s.name.endswith("_total")
+                    }
+                    assert blamed == {(n3.address, "MISSING_SHARE", 1.0)}, (node.name, blamed)
 
     run_scenario(go(), timeout=300)

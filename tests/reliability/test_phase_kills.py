@@ -116,7 +116,7 @@ def test_a_node_killed_in_each_phase_of_a_dkg_and_a_reshare_keeps_its_share(
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TKMS_SLOW") != "1", reason="slow: set TKMS_SLOW=1")
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("kind", [EpochKind.DKG, EpochKind.RESHARE])
+@pytest.mark.parametrize("kind", [EpochKind.DKG, EpochKind.RESHARE], ids=["dkg", "reshare"])
 def test_one_node_killed_in_one_phase(
     chain: Anvil, tmp_path: Path, kind: EpochKind, phase: str
 ) -> None:
