@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import pytest
@@ -15,7 +14,7 @@ from gateway.clienthello import (
     HelloError,
     parse_client_hello,
 )
-from tests.gateway.tlsfixtures import client_hello
+from tests.gateway.tlsfixtures import client_hello, record, resplit
 
 _label = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20)
 # A letter in the last label: Python's client sends no SNI for names that read as IP addresses.
@@ -28,10 +27,6 @@ alpn_lists = st.lists(
     max_size=3,
     unique=True,
 )
-
-
-def record(fragment: bytes, content_type: int = 0x16) -> bytes:
-    return bytes([content_type, 3, 1]) + len(fragment).to_bytes(2, "big") + fragment
 
 
 def handshake(body: bytes, msg_type: int = 1) -> bytes:
@@ -63,14 +58,6 @@ def hello(
     if extensions is not None:
         body += len(extensions).to_bytes(2, "big") + extensions
     return record(handshake(body))
-
-
-def resplit(data: bytes, cuts: list[int]) -> bytes:
-    """The same handshake message carried in several records, cut at `cuts`."""
-    length = int.from_bytes(data[3:5], "big")
-    message, rest = data[5 : 5 + length], data[5 + length :]
-    bounds = [0, *sorted({c for c in cuts if 0 < c < len(message)}), len(message)]
-    return b"".join(record(message[a:b]) for a, b in itertools.pairwise(bounds)) + rest
 
 
 @given(hostnames, alpn_lists)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from tests.gateway.tlsfixtures import (
     client_hello,
     closed_without_reply,
     echo_roundtrip,
+    resplit,
     tls_connect,
 )
 
@@ -129,6 +131,24 @@ def test_passthrough_half_close_keeps_the_other_direction_open() -> None:
             writer.write_eof()  # the sink answers only after this EOF reaches it
             assert await reader.read() == b"got %d" % (len(hello) + 100_000)
             assert sink.received == [hello + b"x" * 100_000]
+
+    run(scenario())
+
+
+def test_a_hello_in_several_records_and_reads_is_forwarded_byte_for_byte() -> None:
+    async def scenario() -> None:
+        sink = await Sink().start()
+        async with gateway() as gw:
+            gw.register(1)
+            hello = resplit(client_hello(name(APP, sink.port, passthrough=True)), [7, 100, 101])
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            for start, end in itertools.pairwise([0, 3, 9, 120, len(hello)]):
+                writer.write(hello[start:end])
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            writer.write_eof()
+            assert await reader.read() == b"got %d" % len(hello)
+            assert sink.received == [hello]
 
     run(scenario())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,18 @@ def client_hello(server_name: str | None, alpn: Iterable[str] = ()) -> bytes:
     with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
     return outgoing.read()
+
+
+def record(fragment: bytes, content_type: int = 0x16) -> bytes:
+    return bytes([content_type, 3, 1]) + len(fragment).to_bytes(2, "big") + fragment
+
+
+def resplit(data: bytes, cuts: list[int]) -> bytes:
+    """The same handshake message carried in several records, cut at `cuts`."""
+    length = int.from_bytes(data[3:5], "big")
+    message, rest = data[5 : 5 + length], data[5 + length :]
+    bounds = [0, *sorted({c for c in cuts if 0 < c < len(message)}), len(message)]
+    return b"".join(record(message[a:b]) for a, b in itertools.pairwise(bounds)) + rest
 
 
 def backend_context(issued: Issued) -> ssl.SSLContext:
