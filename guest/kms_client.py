@@ -140,10 +140,13 @@ class _PairingBatch:
         self._size = size
         self._queue: list[tuple[list[G1], list[KeyRequest], asyncio.Future[bool]]] = []
         self._timer: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.running = 0  # derivations in flight, kept by the client
 
     async def holds(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a client reused under a new event loop starts afresh
+            self._loop, self._queue, self._timer = loop, [], None
         future: asyncio.Future[bool] = loop.create_future()
         self._queue.append((sigmas, requests, future))
         if len(self._queue) >= min(self.running, self._size):
