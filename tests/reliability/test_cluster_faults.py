@@ -337,3 +337,34 @@ def test_a_stalled_head_fails_closed_and_recovers(net: Net) -> None:
         "recovered_s": round(recovered, 1),
     }
     assert closed >= MAX_HEAD_AGE - 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TKMS_SLOW") != "1", reason="slow: set TKMS_SLOW=1")
+def test_a_dealer_that_delivers_late_is_named_and_justifies_in_a_reshare(net: Net) -> None:
+    """Node 5 holds its share deliveries past the Deal phase: the others complain that its
+    shares are missing, it answers on chain, stays in QUAL, and the group key is unchanged."""
+    governance = net.cluster.governance()
+    before = committee_from_chain(governance)
+    keys = derive(net.app, before, PURPOSES[:2])
+    late = net.nodes[4]
+    net.cluster.stop_node(late, kill=True)
+    start_byzantine(late, ("late-deals",), delay=PHASES[0] + 4.0)
+    net.cluster.wait_healthy([late], timeout=90, epoch=net.epoch)
+    epoch = net.cluster.propose(EpochKind.RESHARE, net.nodes, 3)
+    net.cluster.wait_epoch(epoch, timeout=240)
+    net.cluster.wait_healthy(net.nodes, timeout=120, epoch=epoch)
+    complaints = governance.get_complaints(epoch)
+    against = {c.accuser for c in complaints if c.accused == late.address}
+    assert against == {n.address for n in net.nodes[:4]}
+    assert all(c.justified for c in complaints), complaints
+    after = committee_from_chain(governance)
+    assert after.group_key == before.group_key
+    assert derive(net.app, after, PURPOSES[:2]) == keys
+    for node in net.nodes[:4]:
+        named = {
+            (str(e["peer"]).lower(), e["kind"])
+            for e in log_events(node, "dkg_fault")
+            if e["epoch"] == epoch
+        }
+        assert named == {(late.address.lower(), "MISSING_SHARE")}, (node.index, named)
