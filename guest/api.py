@@ -149,11 +149,25 @@ def emit_event(agent: Agent, body: Body) -> Body:
     return {}
 
 
+def _validity(body: Body) -> tuple[dt.datetime, dt.datetime]:
+    """(not_before, not_after): the request's, else 5 minutes ago and ten years on."""
+    not_before = _time(body, "not_before")
+    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ten_years = min(start.timestamp() + 3650 * 86400, _MAX_TIME)  # datetime stops at 9999
+    end = _time(body, "not_after") or dt.datetime.fromtimestamp(ten_years, dt.UTC)
+    if end < start:
+        raise BadRequest(
+            f"field 'not_after' ({end.isoformat()}) is before 'not_before' ({start.isoformat()})"
+        )
+    return start, end
+
+
 def get_tls_key(agent: Agent, body: Body) -> Body:
     """A fresh P-256 key; its RA-TLS certificate (quote of the key) is issued by the app CA."""
     alt_names = body.get("alt_names", [])
     if not isinstance(alt_names, list) or not all(isinstance(n, str) for n in alt_names):
         raise BadRequest("field 'alt_names' must be a list of strings")
+    not_before, not_after = _validity(body)
     key = ec.generate_private_key(ec.SECP256R1())
     app_info = agent.identity()[0] if _bool(body, "with_app_info", False) else None
     with agent.lock:
@@ -163,8 +177,8 @@ def get_tls_key(agent: Agent, body: Body) -> Body:
             subject=_str(body, "subject", "") or "tkms app",
             alt_names=alt_names,
             issuer=(agent.ca_cert, agent.ca_key),
-            not_before=_time(body, "not_before"),
-            not_after=_time(body, "not_after"),
+            not_before=not_before,
+            not_after=not_after,
             app_id=agent.app_id,
             app_info=app_info,
             vm_config=vm_config(agent),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from guest.api import BadRequest, get_tls_key
 from guest.config import ConfigError, load_config
@@ -33,3 +34,26 @@ def test_tls_key_time_at_year_9999_is_accepted(tmp_path: Path) -> None:
     agent = boot(make_config(tmp_path), Scalar(5))
     reply = get_tls_key(agent, {"not_after": 253402300799})
     assert "BEGIN CERTIFICATE" in reply["certificate_chain"][0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"not_before": 1_800_000_000, "not_after": 1_700_000_000},
+        {"not_after": 1_000_000},  # before the default start (now - 5 minutes)
+    ],
+)
+def test_tls_key_validity_ending_before_it_starts_is_a_bad_request(
+    tmp_path: Path, body: dict[str, int]
+) -> None:
+    agent = boot(make_config(tmp_path), Scalar(5))
+    with pytest.raises(BadRequest, match=r"field 'not_after' \(.*\) is before 'not_before'"):
+        get_tls_key(agent, body)
+
+
+def test_tls_key_starting_in_year_9999_ends_at_the_last_x509_instant(tmp_path: Path) -> None:
+    agent = boot(make_config(tmp_path), Scalar(5))
+    reply = get_tls_key(agent, {"not_before": 253402300000})
+    cert = x509.load_pem_x509_certificate(reply["certificate_chain"][0].encode())
+    assert cert.not_valid_after_utc.year == 9999
+    assert cert.not_valid_after_utc.timestamp() == 253402300799
