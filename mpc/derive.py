@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mpc._fixedbase import PreparedPoint
+from mpc._lagrange import integer_lagrange_at_zero, small_combination
 from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
 from mpc.dst import DST_IBE, DST_KDF
 from mpc.encoding import frame
@@ -292,9 +293,20 @@ def combine_unchecked(
             if p.member != member:
                 raise InvalidPartial(member, f"answered as member {p.member}")
             _check_network(p, network)
+    small = integer_lagrange_at_zero(members)
+    sigmas = []
+    if small is not None:
+        # λ_i = μ_i / d with small integers: sigma = d⁻¹·Σ μ_i·Z_i - (a·d⁻¹)·Σ μ_i·Y_i.
+        mus, d = small
+        inverse = Scalar(d).inverse()
+        for k in range(len(requests)):
+            zs = small_combination([answers[m][k].z for m in members], mus)
+            ys = small_combination([answers[m][k].y for m in members], mus)
+            masked = zs if d == 1 else zs * inverse
+            sigmas.append(masked - ys * (ephemeral.secret * inverse))
+        return sigmas
     lambdas = lagrange_coefficients_at_zero(members)
     unmask = [-(ephemeral.secret * lambdas[m]) for m in members]
-    sigmas = []
     for k in range(len(requests)):
         points = [answers[m][k].z for m in members] + [answers[m][k].y for m in members]
         sigmas.append(G1.msm(points, [lambdas[m] for m in members] + unmask))
