@@ -168,13 +168,16 @@ def get_tls_key(agent: Agent, body: Body) -> Body:
     if not isinstance(alt_names, list) or not all(isinstance(n, str) for n in alt_names):
         raise BadRequest("field 'alt_names' must be a list of strings")
     not_before, not_after = _validity(body)
+    subject = _str(body, "subject", "") or "tkms app"
+    if len(subject) > 64:  # X.509's upper bound for a common name (RFC 5280, ub-common-name)
+        raise BadRequest(f"field 'subject' is {len(subject)} characters, at most 64")
     key = ec.generate_private_key(ec.SECP256R1())
     app_info = agent.identity()[0] if _bool(body, "with_app_info", False) else None
     with agent.lock:
         cert = create_ratls_certificate(
             key,
             agent.provider,
-            subject=_str(body, "subject", "") or "tkms app",
+            subject=subject,
             alt_names=alt_names,
             issuer=(agent.ca_cert, agent.ca_key),
             not_before=not_before,

@@ -8,6 +8,7 @@ unknown key is an error too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -76,6 +77,9 @@ def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("must be a number")
     number = float(value)
+    # NaN compares false with everything: a NaN head-age bound would never find the chain stale.
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
     if number <= 0:
         raise ValueError("must be greater than zero")
     return number

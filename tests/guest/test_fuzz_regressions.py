@@ -57,3 +57,12 @@ def test_tls_key_starting_in_year_9999_ends_at_the_last_x509_instant(tmp_path: P
     cert = x509.load_pem_x509_certificate(reply["certificate_chain"][0].encode())
     assert cert.not_valid_after_utc.year == 9999
     assert cert.not_valid_after_utc.timestamp() == 253402300799
+
+
+def test_tls_key_subject_longer_than_a_common_name_is_a_bad_request(tmp_path: Path) -> None:
+    agent = boot(make_config(tmp_path), Scalar(5))
+    with pytest.raises(BadRequest, match="field 'subject' is 65 characters, at most 64"):
+        get_tls_key(agent, {"subject": "x" * 65})
+    reply = get_tls_key(agent, {"subject": "x" * 64})
+    cert = x509.load_pem_x509_certificate(reply["certificate_chain"][0].encode())
+    assert cert.subject.rfc4514_string() == "CN=" + "x" * 64
