@@ -2,8 +2,10 @@
 
 The client knows the committee (index, endpoint, verification key V_i), the threshold, the
 network context and PK2 — from chain, or from a node's GetMeta checked against chain. It sends
-the same request to all members concurrently and returns as soon as t partials verify; nodes
-that fail, time out or lie are named in the result and in the error when fewer than t answer.
+the same request to all members concurrently and returns as soon as t answers combine into
+keys that PK2 confirms (one pairing check, shared by concurrent derivations; each partial's
+proof is checked only when that fails, see docs/mpc.md); nodes that fail, time out or lie
+are named in the result and in the error when fewer than t answer.
 
 Evidence comes from a callable, so the app decides how to obtain a quote binding its
 ephemeral key E (report_data = SHA-512("tkms-kdf:v1:" ‖ E)).
@@ -204,8 +206,7 @@ class KmsClient:
         self._pairings = _PairingBatch(committee.group_key)
 
     def _stub(self, endpoint: str) -> kms_pb2_grpc.KmsStub:
-        # One stub per channel: making a stub registers every method with the channel,
-        # which costs more than the call itself.
+        # One channel and one stub per endpoint for the client's lifetime.
         stub = self._stubs.get(endpoint)
         if stub is None:
             channel = self._channels[endpoint] = self._channel_factory(endpoint)
