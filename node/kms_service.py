@@ -40,8 +40,9 @@ MAX_VM_CONFIG: Final = 64 * 1024
 MAX_PURPOSE: Final = 256
 MAX_SIGNED_KEY: Final = 1024
 APP_ID_SIZE: Final = 20
-#: Requester keys kept decoded (with their multiplication tables once hot), most recent first.
-REQUESTER_CACHE: Final = 64
+#: Requester keys kept decoded, least recently used evicted. A key used 16 times gets a
+#: ~0.5 MB multiplication table, so this bounds the tables at ~16 MB.
+REQUESTER_CACHE: Final = 32
 
 ShareLookup = Callable[[int], tuple[Committee, Share] | None]
 """generation (0 = latest) -> the active committee of that generation and this node's share."""
