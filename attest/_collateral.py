@@ -9,10 +9,11 @@ tampered cache file only makes verification fail.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,12 +127,26 @@ def load_collateral(path: Path) -> Collateral:
     return collateral_from_json(text, where=str(path))
 
 
-def _default_fetcher(pccs_url: str, raw_quote: bytes) -> Any:
-    async def fetch() -> Any:
-        # dcap-qvl's future must be created inside a running event loop
-        return await dcap_qvl.get_collateral(pccs_url, raw_quote)
+def fetch_in_child(pccs_url: str, raw_quote: bytes, *, timeout: float = 60.0) -> Any:
+    """dcap-qvl ``QuoteCollateralV3`` for `raw_quote` from `pccs_url`, fetched by dcap-qvl's
+    own client in a child process (see `attest._pccs_fetch` for why).
 
-    return asyncio.run(fetch())
+    Raises RuntimeError with dcap-qvl's message when the fetch fails or times out.
+    """
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "attest._pccs_fetch", pccs_url],
+            input=raw_quote,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"no answer within {timeout:g} s") from exc
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+        raise RuntimeError(message)
+    return dcap_qvl.QuoteCollateralV3.from_json(proc.stdout.decode("utf-8"))
 
 
 def cache_key(raw_quote: bytes) -> str:
@@ -152,7 +167,7 @@ def fetch_collateral(
     pccs_url: str | None,
     cache_dir: Path,
     now: int,
-    fetcher: Fetcher = _default_fetcher,
+    fetcher: Fetcher = fetch_in_child,
 ) -> Collateral:
     """Collateral for this quote: from `cache_dir` while still valid at `now`, else the PCCS.
 
