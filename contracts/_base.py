@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar, Self
 
 from web3 import Web3
@@ -9,6 +10,7 @@ from web3.contract import Contract
 
 from contracts._artifacts import load_artifact
 from contracts._hexargs import parse_address
+from contracts._reads import ReadPlan, encode_call, plan_reads, read
 from contracts._tx import Receipt, Transactor, call, logs_of, require_sender
 from contracts._types import BlockRef
 
@@ -36,6 +38,14 @@ class ContractClient:
         return type(self)(self.w3, self.address, transactor)
 
     def _read(self, name: str, *args: Any, block: BlockRef) -> Any:
+        plan = _plans(self.artifact).get(name)
+        if plan is not None:
+            try:
+                data = encode_call(self.w3, plan, args)
+            except Exception:
+                pass  # web3's path below names the argument that does not fit
+            else:
+                return read(self.w3, self.address, plan, data, block)
         return call(self.contract.functions[name](*args), block)
 
     def _send(self, name: str, *args: Any) -> Receipt:
@@ -48,3 +58,8 @@ class ContractClient:
             dict(decoder.process_log(log)["args"])
             for log in logs_of(receipt, self.address, decoder.topic)
         ]
+
+
+@cache
+def _plans(artifact: str) -> dict[str, ReadPlan]:
+    return plan_reads(load_artifact(artifact).abi)

@@ -34,9 +34,9 @@ _PANIC_CODES = {
 }
 
 
-def _abi_type(entry: dict[str, Any]) -> str:
+def abi_type(entry: dict[str, Any]) -> str:
     if entry["type"].startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in entry["components"])
+        inner = ",".join(abi_type(c) for c in entry["components"])
         return f"({inner}){entry['type'][5:]}"
     return str(entry["type"])
 
@@ -49,7 +49,7 @@ def _error_table() -> dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]]:
             if entry["type"] == "error":
                 selector = function_abi_to_4byte_selector(cast(ABIError, entry))
                 names = tuple(i["name"] for i in entry["inputs"])
-                types = tuple(_abi_type(i) for i in entry["inputs"])
+                types = tuple(abi_type(i) for i in entry["inputs"])
                 table[selector] = (entry["name"], names, types)
     table[bytes.fromhex("08c379a0")] = ("Error", ("message",), ("string",))
     table[bytes.fromhex("4e487b71")] = ("Panic", ("code",), ("uint256",))
