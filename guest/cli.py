@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -43,14 +44,23 @@ def run_agent(args: argparse.Namespace) -> int:
     socket_path = Path(args.socket) if args.socket else config.socket
     if socket_path is None:
         return _fail("agent", "no socket path: pass --socket or set 'socket' in the config")
-    try:
-        committee = committee_from_chain(
-            _governance(config.rpc, config.governance), config.generation
-        )
-    except CommitteeError as exc:
-        return _fail("agent", f"no usable KMS committee on chain: {exc}")
-    except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
-        return _fail("agent", f"cannot read the committee from {config.rpc}: {exc}")
+    deadline = time.monotonic() + config.wait_for_network
+    waiting = False
+    while True:
+        try:
+            committee = committee_from_chain(
+                _governance(config.rpc, config.governance), config.generation
+            )
+            break
+        except CommitteeError as exc:
+            if time.monotonic() >= deadline:
+                return _fail("agent", f"no usable KMS committee on chain: {exc}")
+            if not waiting:
+                print(f"tkms guest agent: waiting for a KMS committee on chain ({exc})", flush=True)
+                waiting = True
+            time.sleep(0.25)
+        except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
+            return _fail("agent", f"cannot read the committee from {config.rpc}: {exc}")
     provider = make_provider(config.tee)
     client = KmsClient(committee, provider_evidence(provider), timeout=config.timeout)
     try:

@@ -10,10 +10,13 @@ generation = 0                        # key generation, 0 = latest
 socket = "/var/run/dstack.sock"       # overridden by --socket
 env_file = "env.enc"                  # optional: IBE-encrypted env vars (tkms guest encrypt-env)
 env_out = "env.json"                  # where decrypted env vars are written (mode 0600)
+timeout = 10.0                        # seconds per KMS request
+wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ class AgentConfig:
     env_file: Path | None = None
     env_out: Path | None = None
     timeout: float = 10.0
+    wait_for_network: float = 0.0
     os_image_hash: bytes | None = None
 
 
@@ -57,6 +61,18 @@ def _str(doc: dict[str, object], name: str, default: str | None = None) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"config key {name!r} must be a non-empty string")
     return value
+
+
+def _seconds(doc: dict[str, object], name: str, default: float) -> float:
+    value = doc.get(name, default)
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"config key {name!r} must be a finite number of seconds >= 0")
+    return float(value)
 
 
 def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
@@ -86,9 +102,10 @@ def load_config(path: Path) -> AgentConfig:
     generation = doc.get("generation", 0)
     if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
         raise ConfigError("config key 'generation' must be an integer >= 0")
-    timeout = doc.get("timeout", 10.0)
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    timeout = _seconds(doc, "timeout", 10.0)
+    if timeout <= 0:
         raise ConfigError("config key 'timeout' must be a positive number of seconds")
+    wait_for_network = _seconds(doc, "wait_for_network", 0.0)
     instance = doc.get("instance_id")
     compose = _path(base, doc, "compose")
     if compose is None:
@@ -107,7 +124,8 @@ def load_config(path: Path) -> AgentConfig:
         socket=_path(base, doc, "socket"),
         env_file=_path(base, doc, "env_file"),
         env_out=_path(base, doc, "env_out"),
-        timeout=float(timeout),
+        timeout=timeout,
+        wait_for_network=wait_for_network,
         os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),
     )
 

@@ -40,21 +40,22 @@ def evidence_hash(quote: bytes, event_log: str) -> bytes:
     return hashlib.sha256(quote + event_log.encode()).digest()
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    data_dir = Path(args.dir)
+def init_node_dir(data_dir: Path, *, tee: str, sealing: str) -> dict[str, Any]:
+    """Create a node identity in `data_dir` and write its registration data (what
+    `tkms node init` does); returns the registration document."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if (data_dir / IDENTITY_FILE).exists():
-        return _fail(f"{data_dir} already holds a node identity; use another --dir")
-    sealer = open_sealer(args.sealing, data_dir, create=True)
+        raise NodeError(f"{data_dir} already holds a node identity; use another --dir")
+    sealer = open_sealer(sealing, data_dir, create=True)
     identity = create_identity(data_dir, sealer)
-    provider = make_provider(args.tee)
-    measure_node_boot(provider, sealing=args.sealing)
+    provider = make_provider(tee)
+    measure_node_boot(provider, sealing=sealing)
     quote = provider.get_quote(identity.report_data())
     event_log = event_log_to_json(provider.event_log())
     registration = {
         "address": identity.eth_account.address,
-        "tee": args.tee,
-        "sealing": args.sealing,
+        "tee": tee,
+        "sealing": sealing,
         "tls_key_hash": identity.tls_key_hash.hex(),
         "deal_public_key": identity.deal_public_key.hex(),
         "report_data": identity.report_data().hex(),
@@ -64,6 +65,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     write_atomic(
         data_dir / REGISTRATION_FILE, json.dumps(registration, indent=2).encode(), mode=0o644
     )
+    return registration
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data_dir = Path(args.dir)
+    try:
+        registration = init_node_dir(data_dir, tee=args.tee, sealing=args.sealing)
+    except NodeError as exc:
+        return _fail(str(exc))
     _print(
         args,
         registration,

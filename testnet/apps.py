@@ -40,11 +40,18 @@ class AgentHandle:
 
 
 def spawn_agent(
-    cluster: Cluster, name: str, compose: bytes, *, app_id: str | None = None
+    cluster: Cluster,
+    name: str,
+    compose: bytes,
+    *,
+    app_id: str | None = None,
+    wait_for_network: float = 0.0,
 ) -> AgentHandle:
     """Start the guest agent of the app with `compose` (registered now unless `app_id` is given).
 
     Returns at once: `wait()` on the handle, so that several agents fetch keys in parallel.
+    With `wait_for_network`, the agent may start before the network has a key: it waits that
+    long for a committee on chain (so its start-up overlaps a DKG).
     """
     assert cluster.deployment is not None
     app_id = app_id or cluster.register_app([compose_hash(compose)])
@@ -56,7 +63,7 @@ def spawn_agent(
     (app_dir / "agent.toml").write_text(
         f'rpc = "{cluster.rpc_url}"\ngovernance = "{cluster.deployment.governance}"\n'
         f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
-        f'socket = "{socket_path}"\n'
+        f'socket = "{socket_path}"\nwait_for_network = {wait_for_network}\n'
     )
     agent = cluster.spawn(
         ["-m", "tkms", "guest", "agent", "--config", str(app_dir / "agent.toml")],

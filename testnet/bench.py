@@ -254,6 +254,8 @@ def bench_table(result: dict[str, Any]) -> list[str]:
     ):
         lines.append(f"{label:<30}{result[key]:>12}{base[key]:>14}")
     lines.append(f"{'ratio p50 (threshold/central)':<30}{result['ratio_p50']:>12}")
+    if result.get("up_seconds") is not None:
+        lines.append(f"{'`up` ready after (s)':<30}{result['up_seconds']:>12}")
     cpu = result["cpu_ms_per_derivation"]
     lines.append(f"{'CPU ms/derivation nodes+client':<30}{cpu['nodes']:>6} + {cpu['client']}")
     lines.append(f"{'apps x workers':<30}{result['apps']:>6} x {result['concurrency']}")

@@ -26,7 +26,7 @@ from typing import Any
 from guest.measure import compose_hash
 from testnet.apps import spawn_agent, start_demo_app
 from testnet.cluster import STATE_FILE, Cluster
-from testnet.gateway_run import GATEWAY_COMPOSE, start_gateway, start_pebble, wait_routed
+from testnet.gateway_run import GATEWAY_COMPOSE, launch_gateway, start_pebble, wait_routed
 
 DEFAULT_DIR = ".tkms-testnet"
 DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
@@ -164,23 +164,30 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster.start_chain()
         nodes = cluster.create_nodes(args.nodes, start=True)
         cluster.save()
+        progress(f"registering the gateway and the demo app while {len(nodes)} nodes start")
+        with cluster.fast_blocks():
+            # Nodes see these long before any app asks: the DKG below takes many blocks.
+            gateway_app = cluster.register_app([compose_hash(GATEWAY_COMPOSE)], wait_seen=False)
+            demo_app = cluster.register_app([compose_hash(DEMO_COMPOSE)], wait_seen=False)
+        pebble = start_pebble(cluster)
+        cluster.save()
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress("running the distributed key generation on chain; meanwhile, Pebble (ACME)")
-        pebble = start_pebble(cluster)
+        progress("running the distributed key generation on chain")
+        progress("starting the gateway and both guest agents (they wait for the key)")
+        gateway_agent = spawn_agent(
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=180
+        )
+        demo_agent = spawn_agent(
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=180
+        )
+        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
-        progress("registering the gateway and the demo app on chain")
-        gateway_app = cluster.register_app([compose_hash(GATEWAY_COMPOSE)])
-        demo_app = cluster.register_app([compose_hash(DEMO_COMPOSE)])
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
-        progress("starting the gateway's and the demo app's guest agents (keys from the network)")
-        gateway_agent = spawn_agent(cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app)
-        demo_agent = spawn_agent(cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app)
-        cluster.save()
-        start_gateway(cluster, pebble, gateway_agent)
+        wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
@@ -193,6 +200,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _fail(
             f"up failed: {exc}\nread: {logs}\nthen run `tkms testnet down --dir {args.dir}`"
         )
+    cluster.extra["up_seconds"] = round(time.monotonic() - progress.start, 1)
+    cluster.save()
     progress("ready")
     _print_status(status_document(cluster), args.json)
     if not args.json:
@@ -314,27 +323,17 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from testnet.bench import bench
+    from testnet.bench import bench, bench_table
 
     progress = _Progress(args.json)
     cluster = _require(args, progress)
     progress(f"load: {args.duration:g} s at concurrency {args.concurrency}, then on the baseline")
     result = bench(cluster, duration=args.duration, concurrency=args.concurrency)
+    result["up_seconds"] = cluster.extra.get("up_seconds")
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
-    base = result["baseline"]
-    print(f"{'':<28}{'threshold':>12}{'centralized':>14}")
-    print(f"{'nodes / threshold':<28}{result['nodes']:>9} / {result['threshold']}{'1 / 1':>14}")
-    for key, label in (
-        ("p50_ms", "p50 latency (ms)"),
-        ("p99_ms", "p99 latency (ms)"),
-        ("throughput_per_s", "throughput (derivations/s)"),
-        ("requests", "requests"),
-        ("errors", "errors"),
-    ):
-        print(f"{label:<28}{result[key]:>12}{base[key]:>14}")
-    print(f"{'ratio p50 (threshold/central)':<28}{result['ratio_p50']:>12}")
+    else:
+        print("\n".join(bench_table(result)))
     return 0
 
 

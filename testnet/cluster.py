@@ -21,7 +21,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,12 @@ from contracts import (
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
-from node.cli import REGISTRATION_FILE, fund_from_anvil, registration_measurement
+from node.cli import (
+    REGISTRATION_FILE,
+    fund_from_anvil,
+    init_node_dir,
+    registration_measurement,
+)
 from node.endpoints import Endpoints
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
@@ -281,15 +285,14 @@ class Cluster:
     def create_nodes(
         self, count: int, *, tee: str = "simulator", start: bool = False
     ) -> list[NodeProcess]:
-        """`count` new nodes; their identities are made in parallel (each is a process).
+        """`count` new nodes, enrolled one after another (one owner account sends).
 
         With `start`, each node process starts as soon as it is enrolled, so node start-up
         overlaps the remaining registrations.
         """
         first = len(self.nodes) + 1
         indices = list(range(first, first + count))
-        with ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 2))) as pool:
-            dirs = list(pool.map(lambda i: self._init_node_dir(i, tee), indices))
+        dirs = [self._init_node_dir(i, tee) for i in indices]
         nodes = []
         with self.fast_blocks():
             for i, d in zip(indices, dirs, strict=True):
@@ -321,22 +324,7 @@ class Cluster:
 
     def _init_node_dir(self, index: int, tee: str) -> Path:
         node_dir = self.root / f"node{index}"
-        command = [
-            sys.executable,
-            "-m",
-            "tkms",
-            "node",
-            "init",
-            "--dir",
-            str(node_dir),
-            "--tee",
-            tee,
-        ]
-        out = subprocess.run(command, capture_output=True, check=False)
-        if out.returncode != 0:
-            raise RuntimeError(
-                f"tkms node init for node {index} failed: {out.stderr.decode().strip()}"
-            )
+        init_node_dir(node_dir, tee=tee, sealing="file")
         return node_dir
 
     def _enroll(self, index: int, node_dir: Path, tee: str) -> NodeProcess:
@@ -479,13 +467,18 @@ class Cluster:
 
     # -- apps -------------------------------------------------------------------------
 
-    def register_app(self, compose_hashes: Sequence[bytes], *, any_device: bool = True) -> str:
+    def register_app(
+        self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
+    ) -> str:
+        """Deploy an AppAuth allowing `compose_hashes`; returns its app id. With `wait_seen`,
+        returns once every node's chain view holds it."""
         assert self.deployment is not None
         factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
         receipt, app_id = factory.send_deploy_app(
             compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
         )
-        self.wait_seen(receipt.block)
+        if wait_seen:
+            self.wait_seen(receipt.block)
         return app_id
 
     def wait_seen(self, block: int) -> None:

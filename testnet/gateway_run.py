@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +71,20 @@ def start_pebble(cluster: Cluster) -> Pebble:
 def start_gateway(
     cluster: Cluster, pebble: Pebble, agent: AgentHandle, *, timeout: float = 90.0
 ) -> dict[str, Any]:
-    """Start the gateway beside its guest `agent` (an app registered with GATEWAY_COMPOSE).
+    """Start the gateway beside its guest `agent` (an app registered with GATEWAY_COMPOSE)
+    and wait until it serves; see `launch_gateway`."""
+    return launch_gateway(cluster, pebble, agent)(timeout)
 
-    The gateway process starts at once and waits for its agent itself (the agent serves once it
-    has fetched the app's keys from the network), so the two start-ups overlap.
+
+def launch_gateway(
+    cluster: Cluster, pebble: Pebble, agent: AgentHandle
+) -> Callable[[float], dict[str, Any]]:
+    """Start the gateway process; returns the call that waits (up to its argument, in
+    seconds) until it serves, records it in `extra["gateway"]` and returns that record.
+
+    The gateway waits for its agent itself (the agent serves once it has fetched the app's
+    keys from the network), so the start-ups of both overlap whatever runs before the wait.
     """
-    deadline = time.monotonic() + timeout
     pids = cluster.extra.setdefault("pids", {})
     gw_dir = agent.dir
     (gw_dir / "pebble-root.pem").write_bytes(pebble.roots_pem())
@@ -87,6 +97,19 @@ def start_gateway(
     log = gw_dir / "gateway.log"
     process = cluster.spawn(["-m", "tkms", "gateway", "run", "--config", str(config)], log)
     pids["gateway"] = process.pid
+    return lambda timeout: _wait_gateway(cluster, agent, process, log, timeout)
+
+
+def _wait_gateway(
+    cluster: Cluster,
+    agent: AgentHandle,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    gw_dir = agent.dir
+    ready = gw_dir / "state" / "gateway.json"
     while not ready.exists():
         if agent.process.poll() is not None:
             raise RuntimeError(f"the gateway's guest agent exited; see {agent.dir / 'agent.log'}")

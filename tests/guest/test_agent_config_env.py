@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ def test_config_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
     assert config.app_id == APP_ID and config.generation == 2 and config.tee == "simulator"
     assert config.compose == tmp_path / "compose.json"
     assert config.env_file == tmp_path / "env.enc" and config.instance_id is None
+    assert config.timeout == 10.0 and config.wait_for_network == 0.0
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,11 @@ def test_config_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
         (("generation = 2", "colour = 1"), "unknown keys colour"),
         (('compose = "compose.json"', ""), "'compose' is required"),
         (("rpc =", "rpc = = "), "not valid TOML"),
+        (("generation = 2", "timeout = 0"), "'timeout' must be a positive number"),
+        (("generation = 2", "timeout = nan"), "'timeout' must be a finite number"),
+        (("generation = 2", "wait_for_network = -1"), "'wait_for_network' must be a finite"),
+        (("generation = 2", "wait_for_network = inf"), "'wait_for_network' must be a finite"),
+        (("generation = 2", "wait_for_network = true"), "'wait_for_network' must be a finite"),
     ],
 )
 def test_bad_config_is_refused_with_the_key_named(
@@ -132,3 +139,28 @@ def test_configured_os_image_is_measured(tmp_path: Path) -> None:
     agent = boot(make_config(tmp_path, os_image_hash=image), SECRET)
     measured = [e for e in agent.provider.event_log() if e.event == "os-image-hash"]
     assert [e.event_payload for e in measured] == [image]
+
+
+def test_agent_waits_for_a_committee_then_names_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import guest.cli
+    import guest.committee
+    import tkms
+
+    asked: list[float] = []
+
+    def no_committee(governance: object, generation: int) -> object:
+        asked.append(time.monotonic())
+        raise guest.committee.CommitteeError("no active generation")
+
+    monkeypatch.setattr(guest.committee, "committee_from_chain", no_committee)
+    monkeypatch.setattr(guest.cli, "_governance", lambda rpc, address: object())
+    (tmp_path / "agent.toml").write_text(
+        GOOD + f'socket = "{tmp_path / "s.sock"}"\nwait_for_network = 0.6\n'
+    )
+    assert tkms.main(["guest", "agent", "--config", str(tmp_path / "agent.toml")]) == 1
+    out = capsys.readouterr()
+    assert "waiting for a KMS committee on chain (no active generation)" in out.out
+    assert "no usable KMS committee on chain: no active generation" in out.err
+    assert len(asked) >= 2 and asked[-1] - asked[0] >= 0.5

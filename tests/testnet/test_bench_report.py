@@ -33,6 +33,7 @@ RESULT = {
         "errors": 0,
     },
     "ratio_p50": 2.7,
+    "up_seconds": 21.5,
 }
 
 
@@ -60,8 +61,15 @@ def test_the_table_shows_every_figure_and_each_nodes_memory() -> None:
         "requests                              2110          5000",
         "errors                                   0             0",
         "ratio p50 (threshold/central)          2.7",
+        "`up` ready after (s)                  21.5",
         "CPU ms/derivation nodes+client   5.9 + 3.1",
         "apps x workers                     2 x 32",
         "node-1 RSS MB start -> end     110.2 -> 111.0",
         "node-2 RSS MB start -> end     109.9 -> 110.4",
     ]
+
+
+def test_a_network_that_does_not_know_its_up_time_prints_no_up_line() -> None:
+    lines = bench_table({**RESULT, "up_seconds": None})
+    assert not any(line.startswith("`up`") for line in lines)
+    assert len(lines) == len(bench_table(RESULT)) - 1
