@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from web3 import HTTPProvider, Web3
@@ -86,13 +88,23 @@ def tx_fields(receipt: Receipt) -> dict[str, Any]:
     return {"tx_hash": receipt.tx_hash, "block": receipt.block}
 
 
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def run_anvil(args: argparse.Namespace) -> int:
     command = anvil_command(args.port, block_time=args.block_time)
     print(f"anvil on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    # SIGTERM (a supervisor, `kill`) must stop anvil too, not orphan it.
+    signal.signal(signal.SIGTERM, _raise_terminated)
     process = subprocess.Popen(command)
     try:
         return process.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         process.terminate()
         process.wait()
         return EXIT_OK

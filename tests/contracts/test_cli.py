@@ -154,13 +154,21 @@ def test_text_output_and_refusals_in_process(
     assert last.endswith("(by 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266)")
 
 
-def test_chain_anvil_runs_in_the_foreground_until_interrupted() -> None:
+def _sigint_default() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then never turns it
+    # into KeyboardInterrupt; what a terminal's Ctrl-C sends must not depend on who ran us.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_chain_anvil_runs_in_the_foreground_until_stopped(stop: signal.Signals) -> None:
     port = free_port()
     process = subprocess.Popen(
         [*tkms_command(), "chain", "anvil", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_sigint_default,
     )
     try:
         deadline = time.monotonic() + 20
@@ -169,10 +177,15 @@ def test_chain_anvil_runs_in_the_foreground_until_interrupted() -> None:
             time.sleep(0.05)
         assert is_ready(f"http://127.0.0.1:{port}")
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=10)
+        process.send_signal(stop)
+        try:
+            output, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
     assert process.returncode == 0
     assert f"anvil on http://127.0.0.1:{port}" in output
+    assert not is_ready(f"http://127.0.0.1:{port}")  # anvil went with it
 
 
 @pytest.fixture(scope="module")
