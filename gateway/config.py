@@ -6,6 +6,7 @@ falls back to a default. See docs/gateway.md for an example file.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -87,6 +88,12 @@ def _hostport(where: str, value: str) -> str:
     return value
 
 
+def _positive(path: Path, section: str, key: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise GatewayConfigError(f"{path}: [{section}] {key} must be a positive finite number")
+    return float(value)
+
+
 def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
     table = data if name == "" else data.get(name, {})
     where = f"{path}: [{name}]" if name else str(path)
@@ -111,9 +118,11 @@ def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Read and check `path`; relative paths in it are relative to its directory."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise GatewayConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise GatewayConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise GatewayConfigError(f"{path}: not valid TOML: {exc}") from None
     unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in _SCHEMA)
@@ -136,9 +145,11 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     governance = chain["governance"]
     if not (governance.startswith("0x") and len(governance) == 42):
         raise GatewayConfigError(f"{path}: [chain] governance must be a 0x-prefixed address")
-    ttl = float(reg.get("ttl_seconds", 300.0))
-    if ttl <= 0:
-        raise GatewayConfigError(f"{path}: [registration] ttl_seconds must be positive")
+    ttl = _positive(path, "registration", "ttl_seconds", reg.get("ttl_seconds", 300.0))
+    freshness = _positive(
+        path, "registration", "freshness_seconds", reg.get("freshness_seconds", 120.0)
+    )
+    renew = _positive(path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0))
     here = path.parent
     return GatewayConfig(
         base_domain=base_domain,
@@ -155,8 +166,8 @@ def load_gateway_config(path: Path) -> GatewayConfig:
             ca_bundle=str(here / acme["ca_bundle"]) if acme.get("ca_bundle") else "",
             contact=acme.get("contact", ""),
             caa_issuer=acme.get("caa_issuer", "letsencrypt.org"),
-            renew_before_days=float(acme.get("renew_before_days", 30.0)),
+            renew_before_days=renew,
         ),
         registration_ttl_seconds=ttl,
-        registration_freshness_seconds=float(reg.get("freshness_seconds", 120.0)),
+        registration_freshness_seconds=freshness,
     )

@@ -62,7 +62,13 @@ def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
             "base_domain: 'localhost'",
         ),
         ('proxy = "127.0.0.1:8443"', 'proxy = "8443"', r"\[listen\] proxy: expected host:port"),
-        ("ttl_seconds = 90", "ttl_seconds = -1", "ttl_seconds must be positive"),
+        ("ttl_seconds = 90", "ttl_seconds = -1", "ttl_seconds must be a positive finite"),
+        ("ttl_seconds = 90", "ttl_seconds = nan", "ttl_seconds must be a positive finite"),
+        (
+            "ttl_seconds = 90",
+            "ttl_seconds = 90\nfreshness_seconds = inf",
+            r"\[registration\] freshness_seconds must be a positive finite",
+        ),
         ("ttl_seconds = 90", 'ttl_seconds = "90"', "ttl_seconds has the wrong type"),
         ("ttl_seconds = 90", "ttl_second = 90", r"\[registration\]: unknown key 'ttl_second'"),
         ('dns_provider = "challtestsrv"', 'dns_provider = "route53"', "'route53' is not supported"),
@@ -83,6 +89,9 @@ def test_bad_values_are_named(tmp_path: Path, old: str, new: str, message: str) 
 
 
 def test_unreadable_and_malformed_files_say_so(tmp_path: Path) -> None:
+    (tmp_path / "latin1.toml").write_bytes(GOOD.encode() + b'\ncontact = "\xe9"\n')
+    with pytest.raises(GatewayConfigError, match=r"not UTF-8 text \(byte \d+\)"):
+        load_gateway_config(tmp_path / "latin1.toml")
     with pytest.raises(GatewayConfigError, match="cannot read"):
         load_gateway_config(tmp_path / "missing.toml")
     with pytest.raises(GatewayConfigError, match="not valid TOML"):
