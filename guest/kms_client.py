@@ -183,6 +183,20 @@ class _PairingBatch:
                 future.set_result(outcome)
 
 
+#: gRPC backs off up to 120 s between reconnects by default, so a long-lived client (the
+#: guest agent) would ignore a restarted node for minutes; 2 s is cheap next to a derivation.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+def insecure_channel(endpoint: str) -> grpc.aio.Channel:
+    """The default channel to one member: plaintext gRPC with short reconnect backoff."""
+    return grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+
+
 class KmsClient:
     def __init__(
         self,
@@ -191,7 +205,7 @@ class KmsClient:
         *,
         timeout: float = 10.0,
         hedge_delay: float = 0.0,
-        channel: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
+        channel: Callable[[str], grpc.aio.Channel] = insecure_channel,
     ) -> None:
         self.committee = committee
         self._evidence = evidence

@@ -8,6 +8,7 @@ names.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 
@@ -242,3 +243,39 @@ def test_concurrent_derivations_share_a_pairing_check_and_a_liar_spoils_only_its
                 await s.stop(None)
 
     asyncio.run(go())
+
+
+def test_a_member_that_is_down_is_retried_every_two_seconds_at_most() -> None:
+    """gRPC's default reconnect backoff grows 1.6x per failure up to 120 s, so a long-lived
+    client (the guest agent) would leave a restarted node unused for minutes. The client's
+    channels retry at least every 2 s (+20 % jitter): counted here as connection attempts on
+    a listener that closes every connection at once (a node that is not serving yet)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from guest.kms_client import insecure_channel
+
+    attempts: list[float] = []
+
+    async def scenario() -> None:
+        async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            attempts.append(time.monotonic())
+            writer.close()
+
+        listener = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        channel = insecure_channel(f"127.0.0.1:{port}")
+        stub = health_pb2_grpc.HealthStub(channel)
+        until = time.monotonic() + 11  # the default backoff: attempts at 0, 1, 2.6, 5.2, 9.3 s
+        try:
+            while time.monotonic() < until:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.3)
+                await asyncio.sleep(0.1)
+        finally:
+            await channel.close()
+            listener.close()
+
+    asyncio.run(scenario())
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) >= 6, attempts
+    assert max(gaps) < 2.0 * 1.2 + 0.5, gaps
