@@ -108,6 +108,8 @@ def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
             raise GatewayConfigError(f"{where}: unknown key {key!r}")
         if not isinstance(value, schema[key]) or isinstance(value, bool):
             raise GatewayConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+        if isinstance(value, str) and "\x00" in value:
+            raise GatewayConfigError(f"{where}: {key} contains a NUL character")
         values[key] = value
     for key in _REQUIRED[name]:
         if key not in values or values[key] in ("", None):

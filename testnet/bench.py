@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,24 @@ class LoadResult:
     latencies: list[float]
     duration: float
     client_cpu: float  # seconds of this process's CPU during the run
+    #: When each successful derivation finished, in seconds from the start of the run.
+    finished: list[float] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float | int]:
+    def windows(self, count: int = 10) -> list[float]:
+        """Derivations/s in each of `count` equal slices of the run: whether it held up."""
+        width = self.duration / count
+        done = [0] * count
+        for t in self.finished:
+            done[min(count - 1, int(t / width))] += 1
+        return [round(n / width, 1) for n in done]
+
+    def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies) or [float("nan")]
         return {
             "p50_ms": round(statistics.median(lat) * 1e3, 3),
             "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3, 3),
             "throughput_per_s": round(len(self.latencies) / self.duration, 1),
+            "throughput_by_tenth_per_s": self.windows(),
             "requests": self.requests,
             "errors": self.errors,
         }
@@ -68,9 +79,11 @@ async def run_load(
     for client, app_id in clients:
         await client.derive([AppKeyRequest(app_id, b"warm-up")])
     latencies: list[float] = []
+    finished: list[float] = []
     errors = 0
     requests = 0
-    stop = time.monotonic() + duration
+    began = time.monotonic()
+    stop = began + duration
 
     async def worker(w: int) -> None:
         nonlocal errors, requests
@@ -83,14 +96,19 @@ async def run_load(
             try:
                 await client.derive([AppKeyRequest(app_id, f"bench/{w}/{i % 8}".encode())])
                 latencies.append(time.perf_counter() - start)
+                finished.append(time.monotonic() - began)
             except Exception:
                 errors += 1
 
-    began = time.monotonic()
     cpu = time.process_time()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return LoadResult(
-        requests, errors, latencies, time.monotonic() - began, time.process_time() - cpu
+        requests,
+        errors,
+        latencies,
+        time.monotonic() - began,
+        time.process_time() - cpu,
+        finished,
     )
 
 
@@ -253,6 +271,9 @@ def bench_table(result: dict[str, Any]) -> list[str]:
         ("errors", "errors"),
     ):
         lines.append(f"{label:<30}{result[key]:>12}{base[key]:>14}")
+    tenths = result.get("throughput_by_tenth_per_s")
+    if tenths:
+        lines.append(f"{'derivations/s by tenth of run':<30}" + " ".join(f"{x:g}" for x in tenths))
     lines.append(f"{'ratio p50 (threshold/central)':<30}{result['ratio_p50']:>12}")
     if result.get("up_seconds") is not None:
         lines.append(f"{'`up` ready after (s)':<30}{result['up_seconds']:>12}")

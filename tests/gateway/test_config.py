@@ -79,6 +79,11 @@ def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
         ),
         ('socket = "agent/dstack.sock"', "", r"\[agent\]: socket is required"),
         ("[registration]", "[registrations]", r"unknown section \[registrations\]"),
+        (
+            'socket = "agent/dstack.sock"',
+            'socket = "agent/\\u0000.sock"',
+            r"\[agent\]: socket contains a NUL character",
+        ),
         ("[listen]", "[listen]\n[listen.x]", r"\[listen\]: unknown key .x."),
     ],
 )

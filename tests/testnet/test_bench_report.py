@@ -7,12 +7,24 @@ import subprocess
 import sys
 import time
 
-from testnet.bench import _cpu_seconds, _rss_mb, bench_table
+from testnet.bench import LoadResult, _cpu_seconds, _rss_mb, bench_table
 
 RESULT = {
     "p50_ms": 8.1,
     "p99_ms": 21.0,
     "throughput_per_s": 210.5,
+    "throughput_by_tenth_per_s": [
+        200.0,
+        215.5,
+        212.0,
+        210.0,
+        214.0,
+        209.0,
+        211.0,
+        213.0,
+        208.0,
+        212.5,
+    ],
     "requests": 2110,
     "errors": 0,
     "concurrency": 32,
@@ -60,6 +72,7 @@ def test_the_table_shows_every_figure_and_each_nodes_memory() -> None:
         "throughput (derivations/s)           210.5         500.0",
         "requests                              2110          5000",
         "errors                                   0             0",
+        "derivations/s by tenth of run 200 215.5 212 210 214 209 211 213 208 212.5",
         "ratio p50 (threshold/central)          2.7",
         "`up` ready after (s)                  21.5",
         "CPU ms/derivation nodes+client   5.9 + 3.1",
@@ -73,3 +86,11 @@ def test_a_network_that_does_not_know_its_up_time_prints_no_up_line() -> None:
     lines = bench_table({**RESULT, "up_seconds": None})
     assert not any(line.startswith("`up`") for line in lines)
     assert len(lines) == len(bench_table(RESULT)) - 1
+
+
+def test_throughput_by_tenth_counts_each_derivation_in_its_slice() -> None:
+    finished = [0.1, 0.5, 0.95, 1.2, 9.99, 10.0]  # 10.0: finished as the run ended
+    result = LoadResult(7, 1, [0.01] * 6, 10.0, 1.0, finished)
+    assert result.windows() == [3.0, 1.0, 0, 0, 0, 0, 0, 0, 0, 2.0]
+    assert result.windows(2) == [0.8, 0.4]
+    assert result.summary()["throughput_by_tenth_per_s"] == result.windows()
