@@ -16,7 +16,7 @@ Rules (docs/node-epochs.md has the details):
   and nothing journaled is published again. A write is only sent while it can still be mined
   in its phase, and retried at each head until then; catching up after a restart replays the
   machines without publishing late.
-* Our dealing polynomial is derived from a sealed per-epoch seed (`_SeededRng`): a restarted
+* Our dealing polynomial is derived from a sealed per-epoch seed (`SeededRng`): a restarted
   node rebuilds the SAME deal, checks it against the journaled one, and re-sends the journaled
   ciphertexts to peers that have not acknowledged them.
 * An epoch that failed, or that we cannot follow (missing share, data that does not match the
@@ -28,17 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
-from contracts import EpochInfo, GovernanceClient, Receipt, TransactionFailed
 from contracts import EpochStatus as ChainStatus
-from mpc.dealing import DealOutput, Fault, FaultKind, Phase
+from contracts import GovernanceClient, Receipt, TransactionFailed
+from mpc.dealing import Fault, Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
-from mpc.encoding import frame
 from mpc.errors import MpcError
 from mpc.group import Rng
 from mpc.messages import EncryptedShare, Justification
@@ -55,6 +50,7 @@ from node.chainview import (
     read_setup,
     to_checksum,
 )
+from node.epoch_state import PeerTransport, Run, SeededRng, Stage, Write, blamed_peer
 from node.errors import StorageError
 from node.identity import NodeIdentity
 from node.journal import Journal, Outcome, Published
@@ -72,99 +68,6 @@ _ALREADY_DONE = frozenset(
 _REFUSED_FOR_GOOD = frozenset(
     {"EpochNotRunning", "NoSuchEpoch", "NotAMember", "NotADealer", "NoSuchComplaint"}
 )
-
-
-class PeerTransport(Protocol):
-    """Delivers our encrypted shares; implemented by `node.peer_client.PeerClient`."""
-
-    async def deliver_deal(
-        self, peer: NodeRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        """Retries inside; raises when it gives up."""
-        ...
-
-
-class Stage(enum.IntEnum):
-    """How far we processed an epoch; each stage names the phase whose deadline comes next."""
-
-    DEAL = 0
-    COMPLAIN = 1  # deals judged
-    JUSTIFY = 2  # complaints judged
-    CONFIRM = 3  # justifications judged: the outcome is known
-    CONFIRMED = 4
-
-
-class _SeededRng:
-    """Bytes derived from a sealed seed, so the same seed rebuilds the same deal after a restart."""
-
-    def __init__(self, seed: bytes) -> None:
-        self._seed, self._counter = seed, 0
-
-    def __call__(self, n: int) -> bytes:
-        self._counter += 1
-        block = frame(b"tkms-dealing-rng:v1", self._seed, self._counter.to_bytes(8, "big"))
-        return hashlib.shake_256(block).digest(n)
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """A chain write we owe: sent until mined or until its phase closes (`last_head`)."""
-
-    kind: Published
-    target: int
-    payload: bytes
-    send: Callable[[], Receipt]
-    last_head: int  # the last head at which sending can still be mined in its phase
-
-
-@dataclass(eq=False)
-class Run:
-    """Our part in one epoch: roles, machines, how far we got and the writes we still owe."""
-
-    board: Board
-    member: int  # 0 if not a member
-    dealer: int  # 0 if not a dealer
-    dkg: DkgMember | None = None
-    old_dealer: ReshareDealer | None = None
-    receiver: ReshareReceiver | None = None
-    deal: DealOutput | None = None  # our deal, once built
-    abandoned: bool = False
-    stage: Stage = Stage.DEAL
-    outcome: DkgResult | DkgFailure | None = None
-    faults_seen: int = 0
-    delivering: set[int] = field(default_factory=set)
-    writes: list[_Write] = field(default_factory=list)
-
-    @property
-    def info(self) -> EpochInfo:
-        return self.board.info
-
-    @property
-    def epoch(self) -> int:
-        return self.board.info.epoch
-
-    @property
-    def judge(self) -> DkgMember | ReshareReceiver | None:
-        return self.dkg or self.receiver
-
-    @property
-    def dealing(self) -> DkgMember | ReshareDealer | None:
-        return self.dkg if self.dealer and self.dkg is not None else self.old_dealer
-
-
-#: Faults whose index may be an accuser's rather than a dealer's: no address is named for them.
-_AMBIGUOUS_FAULTS = frozenset({FaultKind.WRONG_SESSION, FaultKind.UNKNOWN_MEMBER})
-
-
-def _blamed_peer(run: Run, fault: Fault) -> str:
-    """The address of the dealer a fault blames ("" when the index names no known dealer).
-
-    Indices are per epoch (and in a reshare dealers and members are different lists), so
-    the address is what lets an operator follow one peer's misbehaviour across epochs.
-    """
-    if fault.kind in _AMBIGUOUS_FAULTS or not 1 <= fault.member <= len(run.info.dealers):
-        return ""
-    return run.board.dealer_address(fault.member)
 
 
 class EpochDriver:
@@ -226,7 +129,7 @@ class EpochDriver:
         seed = None
         if dealer and board.keys is not None:
             seed = self._journal.dealing_seed(epoch, create=view.head < board.info.deal_deadline)
-        deal_rng: Rng = _SeededRng(seed) if seed is not None else self._rng
+        deal_rng: Rng = SeededRng(seed) if seed is not None else self._rng
         ctx, index = board.context, MemberIndex
         try:
             if board.fresh_key:
@@ -389,7 +292,7 @@ class EpochDriver:
         for c in complaints:
             accused = run.board.dealer_address(c.dealer)
             run.writes.append(
-                _Write(
+                Write(
                     kind=Published.COMPLAINT,
                     target=c.dealer,
                     payload=c.to_bytes(),
@@ -412,7 +315,7 @@ class EpochDriver:
         for j in answers:
             accuser, share = run.board.member_address(j.accuser), j.share.to_bytes()
             run.writes.append(
-                _Write(
+                Write(
                     kind=Published.JUSTIFICATION,
                     target=j.accuser,
                     payload=j.to_bytes(),
@@ -443,7 +346,7 @@ class EpochDriver:
         result = run.outcome
         if isinstance(result, DkgResult) and run.member:
             run.writes.append(
-                _Write(
+                Write(
                     kind=Published.CONFIRMATION,
                     target=0,
                     payload=result.digest,
@@ -515,7 +418,7 @@ class EpochDriver:
         judge = run.judge
         faults: tuple[Fault, ...] = judge.faults if judge is not None else ()
         for f in faults[run.faults_seen :]:
-            peer = _blamed_peer(run, f)
+            peer = blamed_peer(run, f)
             _log.warning(
                 "dkg_fault",
                 epoch=run.epoch,

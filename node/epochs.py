@@ -27,7 +27,8 @@ from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.group import Rng
 from mpc.sharing import Share
 from node.chainview import RPC_ERRORS, ChainView, ChainWatcher, Committee
-from node.epoch_run import EpochDriver, PeerTransport, Run, Stage
+from node.epoch_run import EpochDriver
+from node.epoch_state import PeerTransport, Run, Stage
 from node.errors import InvalidRequest, NotReady
 from node.identity import NodeIdentity
 from node.journal import Journal
