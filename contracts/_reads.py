@@ -22,9 +22,9 @@ from web3._utils.abi import map_abi_data
 from web3._utils.normalizers import BASE_RETURN_NORMALIZERS
 from web3.types import RPCEndpoint
 
-from contracts._tx import abi_type, decode_revert
+from contracts._tx import abi_type, revert_from
 from contracts._types import BlockRef
-from contracts.errors import CallReverted, ChainError, Revert
+from contracts.errors import CallReverted, ChainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +86,7 @@ def _call_error(name: str, error: Any) -> Exception:
     if not isinstance(error, dict):
         return ChainError(f"{name}: the RPC node refused the call: {error}")
     message = str(error.get("message", ""))
-    data = error.get("data")
     if error.get("code") == 3 or "revert" in message.lower():
-        revert = decode_revert(data if isinstance(data, str) else None)
-        if revert is None:
-            revert = Revert(name="Error", args={"message": message})
+        revert = revert_from(error.get("data"), message)
         return CallReverted(f"{name}: reverted: {revert}", revert)
     return ChainError(f"{name}: the RPC node refused the call: {message or error}")

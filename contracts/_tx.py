@@ -84,12 +84,16 @@ def decode_revert(data: str | bytes | None) -> Revert | None:
     return Revert(name=name, args=args, raw="0x" + raw.hex())
 
 
-def revert_of(exc: ContractLogicError) -> Revert | None:
-    data = exc.data if isinstance(exc.data, str) else None
-    decoded = decode_revert(data)
-    if decoded is None and exc.message:
-        return Revert(name="Error", args={"message": exc.message})
+def revert_from(data: object, message: str | None) -> Revert | None:
+    """The revert an RPC error carries: its data decoded, else its message (None: neither)."""
+    decoded = decode_revert(data if isinstance(data, str) else None)
+    if decoded is None and message:
+        return Revert(name="Error", args={"message": message})
     return decoded
+
+
+def revert_of(exc: ContractLogicError) -> Revert | None:
+    return revert_from(exc.data, exc.message)
 
 
 def call(fn: ContractFunction, block: BlockRef = "latest") -> Any:

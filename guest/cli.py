@@ -46,11 +46,11 @@ def run_agent(args: argparse.Namespace) -> int:
         return _fail("agent", "no socket path: pass --socket or set 'socket' in the config")
     deadline = time.monotonic() + config.wait_for_network
     waiting = False
+    governance = None
     while True:
         try:
-            committee = committee_from_chain(
-                _governance(config.rpc, config.governance), config.generation
-            )
+            governance = governance or _governance(config.rpc, config.governance)
+            committee = committee_from_chain(governance, config.generation)
             break
         except CommitteeError as exc:
             if time.monotonic() >= deadline:

@@ -174,8 +174,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress("running the distributed key generation on chain")
-        progress("starting the gateway and both guest agents (they wait for the key)")
+        progress(
+            "running the distributed key generation on chain; meanwhile the gateway and both "
+            "guest agents start (they wait for the key)"
+        )
         gateway_agent = spawn_agent(
             cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=180
         )

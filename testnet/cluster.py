@@ -291,12 +291,10 @@ class Cluster:
         overlaps the remaining registrations.
         """
         first = len(self.nodes) + 1
-        indices = list(range(first, first + count))
-        dirs = [self._init_node_dir(i, tee) for i in indices]
         nodes = []
         with self.fast_blocks():
-            for i, d in zip(indices, dirs, strict=True):
-                nodes.append(self._enroll(i, d, tee))
+            for i in range(first, first + count):
+                nodes.append(self._enroll(i, self._init_node_dir(i, tee), tee))
                 if start:
                     self.start_node(nodes[-1])
         return nodes

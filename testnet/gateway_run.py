@@ -68,19 +68,12 @@ def start_pebble(cluster: Cluster) -> Pebble:
     return pebble
 
 
-def start_gateway(
-    cluster: Cluster, pebble: Pebble, agent: AgentHandle, *, timeout: float = 90.0
-) -> dict[str, Any]:
-    """Start the gateway beside its guest `agent` (an app registered with GATEWAY_COMPOSE)
-    and wait until it serves; see `launch_gateway`."""
-    return launch_gateway(cluster, pebble, agent)(timeout)
-
-
 def launch_gateway(
     cluster: Cluster, pebble: Pebble, agent: AgentHandle
 ) -> Callable[[float], dict[str, Any]]:
-    """Start the gateway process; returns the call that waits (up to its argument, in
-    seconds) until it serves, records it in `extra["gateway"]` and returns that record.
+    """Start the gateway beside its guest `agent` (an app registered with GATEWAY_COMPOSE);
+    returns the call that waits (up to its argument, in seconds) until it serves, records it
+    in `extra["gateway"]` and returns that record.
 
     The gateway waits for its agent itself (the agent serves once it has fetched the app's
     keys from the network), so the start-ups of both overlap whatever runs before the wait.
