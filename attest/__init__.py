@@ -1,4 +1,4 @@
-"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (DESIGN §4)."""
+"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (design §4)."""
 
 from attest._binding import (
     BindingError,

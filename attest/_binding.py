@@ -1,4 +1,4 @@
-"""report_data binding: tie a quote to a public key (DESIGN §4.4).
+"""report_data binding: tie a quote to a public key (design §4.4).
 
 ``report_data = SHA-512(label || content)`` (64 bytes), the form dstack uses
 (`dstack-attest`, `QuoteContentType::to_report_data`: ``sha512(tag || ":" || content)``).
@@ -56,7 +56,7 @@ class BindingLabel(Enum):
     RATLS_CERT = b"ratls-cert:"
     KDF_V1 = b"tkms-kdf:v1:"
     NODE_V1 = b"tkms-node:v1:"
-    #: an app public key the network is asked to certify (threshold signature, DESIGN §3.5)
+    #: an app public key the network is asked to certify (threshold signature, design §3.5)
     SIGN_V1 = b"tkms-sign:v1:"
     #: a CVM's registration with a gateway (the registration payload's digest)
     GATEWAY_V1 = b"tkms-gateway:v1:"

@@ -1,4 +1,4 @@
-"""The combined evidence check a KMS node runs before releasing anything (DESIGN §6.3, 1-4).
+"""The combined evidence check a KMS node runs before releasing anything (design §6.3, 1-4).
 
 Steps, in order; a failure raises `EvidenceError` whose `step` names it and whose cause is the
 underlying error:

@@ -1,4 +1,4 @@
-"""RA-TLS certificates (DESIGN §4.5): X.509 certificates that carry TDX evidence for their key.
+"""RA-TLS certificates (design §4.5): X.509 certificates that carry TDX evidence for their key.
 
 The certificate's key is bound to the quote by report_data = SHA-512("ratls-cert:" || SPKI DER),
 and the evidence travels in non-critical extensions under dstack's arc 1.3.6.1.4.1.62397.1,

@@ -1,6 +1,6 @@
 """`python -m attest.bench`: timings of the attestation hot paths, one `name: value unit` line each.
 
-Uses the shared real test data (``../shared/testdata/attestation`` or $TKMS_SHARED) for the
+Uses the real test data vendored in the checkout (``tests/data/attestation``) for the
 quote, collateral and dstack event log; the RA-TLS line uses the simulator provider, so it
 measures the certificate and evidence path rather than DCAP.
 """
@@ -8,7 +8,6 @@ measures the certificate and evidence path rather than DCAP.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +25,7 @@ _SET_C_NOW = 1772323200
 
 
 def _data_dir() -> Path:
-    root = Path(os.environ.get("TKMS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    return root / "testdata" / "attestation"
+    return Path(__file__).resolve().parents[1] / "tests" / "data" / "attestation"
 
 
 def _timeit(fn: Callable[[], object], *, min_seconds: float = 0.5, min_runs: int = 5) -> float:
@@ -62,7 +60,7 @@ def _ratls_seconds() -> float | None:
 def main() -> int:
     base = _data_dir()
     if not base.is_dir():
-        print(f"attest.bench: test data not found at {base} (set TKMS_SHARED)", file=sys.stderr)
+        print(f"attest.bench: test data not found at {base} (run from a checkout)", file=sys.stderr)
         return 2
     evidence = load_evidence(base / "dstack/quote-report.json")
     collateral = load_collateral(base / "dcap-qvl/tdx_quote_outdated_collateral.json")

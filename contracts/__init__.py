@@ -1,4 +1,4 @@
-"""Governance contracts: Solidity sources, compiled artifacts, typed chain client (DESIGN §5).
+"""Governance contracts: Solidity sources, compiled artifacts, typed chain client (design §5).
 
     w3 = Web3(HTTPProvider(url))
     owner = Transactor(w3, account_from_key(key))

@@ -1,4 +1,4 @@
-"""KmsGovernance's epochs and key generations (DESIGN §3.2-3.3), as client calls.
+"""KmsGovernance's epochs and key generations (design §3.2-3.3), as client calls.
 
 Points are passed as sequences of compressed encodings (G1 48 bytes, G2 96 bytes) and checked
 for length before anything is sent; the contract stores them as concatenated bytes.

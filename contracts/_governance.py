@@ -1,7 +1,7 @@
 """Typed client of KmsGovernance: every function, reads as `get_*`/`is_*`, writes as `send_*`.
 
 Reads take `block=` so a caller can pin a decision to a block and cache by (identity, block)
-(DESIGN §6.3). Writes validate arguments before sending and raise TransactionFailed with the tx
+(design §6.3). Writes validate arguments before sending and raise TransactionFailed with the tx
 hash and the decoded custom error. Epoch and generation calls live in `_epoch_calls.py`.
 """
 

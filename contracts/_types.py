@@ -69,7 +69,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 @dataclass(frozen=True, kw_only=True)
 class AppBootInfo:
-    """dstack's `IAppAuth.AppBootInfo`: the identity of a booting CVM (DESIGN §4.3)."""
+    """dstack's `IAppAuth.AppBootInfo`: the identity of a booting CVM (design §4.3)."""
 
     app_id: str
     compose_hash: bytes
@@ -142,7 +142,7 @@ class EpochInfo:
     pk2: bytes = b""
 
     def member_index(self, address: str) -> int:
-        """1-based index of a member (DESIGN §3.1), 0 if not a member."""
+        """1-based index of a member (design §3.1), 0 if not a member."""
         lowered = [m.lower() for m in self.members]
         return lowered.index(address.lower()) + 1 if address.lower() in lowered else 0
 

@@ -1,4 +1,4 @@
-"""The attested TLS gateway (DESIGN §8): CVM registration, SNI routing, certificates from ACME.
+"""The attested TLS gateway (design §8): CVM registration, SNI routing, certificates from ACME.
 
 The gateway is an attested app itself: its keys come from the KMS network through its own
 guest agent. Names are imported on first use (PEP 562).

@@ -1,7 +1,7 @@
 """The termination TLS context, built from PEM bytes without writing the key to disk.
 
 `ssl.SSLContext.load_cert_chain` only reads files. The wildcard key must never be written
-unsealed (DESIGN §8), so the chain and key go into anonymous memory files (`memfd_create`) that
+unsealed (design §8), so the chain and key go into anonymous memory files (`memfd_create`) that
 OpenSSL reads through `/proc/self/fd/N` and that vanish when closed. The pair is checked with
 `cryptography` first, so a bad input gets a clear message and no context is built.
 """

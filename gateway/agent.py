@@ -1,6 +1,6 @@
 """The gateway's view of its own guest agent: the dstack guest API on a unix socket.
 
-The gateway is an attested app like any other (DESIGN §8), so it gets its keys and quotes the
+The gateway is an attested app like any other (design §8), so it gets its keys and quotes the
 way an app container does, from the agent of its CVM. `AgentQuoteSource` adapts the agent to the
 `TeeProvider` shape that `attest.create_ratls_certificate` quotes through.
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from pathlib import Path
@@ -32,7 +33,7 @@ def _register(args: argparse.Namespace) -> int:
     )
     client = GatewayClient(
         args.endpoint,
-        GuestAgent(args.socket),
+        GuestAgent(str(args.socket)),
         default_gateway_check(simulator_allowed=args.allow_simulator, app_id=expected),
     )
     if args.keep:
@@ -55,12 +56,19 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def absolute_path(text: str) -> Path:
+    """A path given on the command line, made absolute once, here, against the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     commands = parser.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the gateway (see docs/gateway.md)")
-    run.add_argument("--config", required=True, help="the gateway's TOML configuration")
+    run.add_argument(
+        "--config", required=True, type=absolute_path, help="the gateway's TOML configuration"
+    )
     run.set_defaults(handler=_run)
 
     reg = commands.add_parser(
@@ -69,7 +77,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     reg.add_argument("--endpoint", required=True, help="the gateway's registration host:port")
     reg.add_argument("--host", required=True, help="where the gateway reaches this CVM")
     reg.add_argument(
-        "--socket", default="/var/run/dstack.sock", help="this CVM's guest agent socket"
+        "--socket",
+        type=absolute_path,
+        default="/var/run/dstack.sock",
+        help="this CVM's guest agent socket",
     )
     reg.add_argument("--gateway-app-id", default="", help="require the gateway to run this app")
     reg.add_argument(

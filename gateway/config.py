@@ -7,6 +7,7 @@ falls back to a default. See docs/gateway.md for an example file.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         path, "registration", "freshness_seconds", reg.get("freshness_seconds", 120.0)
     )
     renew = _positive(path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0))
-    here = path.parent
+    here = Path(os.path.abspath(path)).parent
     return GatewayConfig(
         base_domain=base_domain,
         data_dir=(here / top["data_dir"]).resolve(),

@@ -1,4 +1,4 @@
-"""The gateway's TLS front: route each connection by the SNI of its ClientHello (DESIGN §8).
+"""The gateway's TLS front: route each connection by the SNI of its ClientHello (design §8).
 
 Per connection: read until a full ClientHello (within `hello_timeout`), parse its SNI as
 `<target>[-<port>][s].<base_domain>`, take the table's candidates for the target, and connect

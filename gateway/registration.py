@@ -1,4 +1,4 @@
-"""CVM registration (DESIGN §8): check evidence and on-chain approval, then route to the CVM.
+"""CVM registration (design §8): check evidence and on-chain approval, then route to the CVM.
 
 A registration is the serialized `tkms.v1.Registration` (base domain, backend host, issue time)
 plus evidence whose report_data is SHA-512("tkms-gateway:v1:" || SHA-256(registration)). The

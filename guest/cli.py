@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -119,6 +120,11 @@ def encrypt_env_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def absolute_path(text: str) -> Path:
+    """A path given on the command line, made absolute once, here, against the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
 ) -> None:
@@ -126,8 +132,12 @@ def register(
     commands = parser.add_subparsers(dest="guest_command", metavar="COMMAND", required=True)
 
     agent = commands.add_parser("agent", help="serve the dstack guest API on a unix socket")
-    agent.add_argument("--config", required=True, help="agent configuration (TOML)")
-    agent.add_argument("--socket", help="unix socket path (overrides the config)")
+    agent.add_argument(
+        "--config", required=True, type=absolute_path, help="agent configuration (TOML)"
+    )
+    agent.add_argument(
+        "--socket", type=absolute_path, help="unix socket path (overrides the config)"
+    )
     agent.set_defaults(handler=run_agent)
 
     add_encrypt_env(commands)
@@ -142,7 +152,19 @@ def add_encrypt_env(commands: argparse._SubParsersAction[argparse.ArgumentParser
     enc.add_argument("--rpc", required=True, help="chain RPC URL")
     enc.add_argument("--governance", required=True, help="KmsGovernance address")
     enc.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    enc.add_argument("--in", dest="input", metavar="FILE", help="dotenv file of NAME=VALUE lines")
-    enc.add_argument("--out", required=True, metavar="FILE", help="where to write the ciphertext")
+    enc.add_argument(
+        "--in",
+        dest="input",
+        type=absolute_path,
+        metavar="FILE",
+        help="dotenv file of NAME=VALUE lines",
+    )
+    enc.add_argument(
+        "--out",
+        required=True,
+        type=absolute_path,
+        metavar="FILE",
+        help="where to write the ciphertext",
+    )
     enc.add_argument("--generation", type=int, default=0, help="key generation (0 = latest)")
     enc.set_defaults(handler=encrypt_env_command)

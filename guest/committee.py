@@ -1,4 +1,4 @@
-"""The committee an app talks to, read from the governance contract (DESIGN §7).
+"""The committee an app talks to, read from the governance contract (design §7).
 
 Everything a client needs is derivable from chain data alone: the active epoch of the
 requested generation, its members in order, their public endpoints, the threshold, the public

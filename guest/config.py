@@ -82,7 +82,7 @@ def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
 
 
 def load_config(path: Path) -> AgentConfig:
-    """Parse and check `path`; relative file names are relative to its directory."""
+    """Parse and check `path`; relative names are relative to its directory, stored absolute."""
     try:
         doc: dict[str, object] = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -95,7 +95,7 @@ def load_config(path: Path) -> AgentConfig:
     unknown = sorted(set(doc) - known)
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {', '.join(unknown)}")
-    base = path.parent
+    base = Path(os.path.abspath(path)).parent
     tee = _str(doc, "tee", "simulator")
     if tee not in ("simulator", "tdx"):
         raise ConfigError(f"config key 'tee' must be simulator or tdx, got {tee!r}")

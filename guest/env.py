@@ -1,4 +1,4 @@
-"""Environment variables encrypted to an app with IBE (DESIGN §3.6), before it ever runs.
+"""Environment variables encrypted to an app with IBE (design §3.6), before it ever runs.
 
 Anyone with the chain's PK2 can encrypt; only an agent that the network accepts as the app
 (its IBE identity key comes from a threshold derivation) can decrypt. The plaintext is a JSON

@@ -1,6 +1,6 @@
 """App keys below the network-derived seed: dstack's GetKey/Sign keys and their signature chain.
 
-The agent derives one app seed from the network (DESIGN §3.4, purpose `dstack-app-root`);
+The agent derives one app seed from the network (design §3.4, purpose `dstack-app-root`);
 every key it hands out is an HKDF child of that seed (`mpc.derive_child_key`), so it is the
 same in every instance of the app and after restarts, and differs between apps and paths:
 

@@ -1,4 +1,4 @@
-"""The app's client of the KMS network: ask every member, verify, combine t partials (DESIGN §7).
+"""The app's client of the KMS network: ask every member, verify, combine t partials (design §7).
 
 The client knows the committee (index, endpoint, verification key V_i), the threshold, the
 network context and PK2 — from chain, or from a node's GetMeta checked against chain. It sends
@@ -267,7 +267,7 @@ class KmsClient:
         attempts: dict[int, int] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        # By default every member is asked at once (DESIGN §7). With hedge_delay > 0, t
+        # By default every member is asked at once (design §7). With hedge_delay > 0, t
         # members are asked first (rotating, to spread load) and the rest when one fails or
         # after hedge_delay: a healthy network then does t members' work per request.
         members = list(self.committee.members)
@@ -406,7 +406,7 @@ class KmsClient:
         return DerivationResult(sigmas=combiner.sigmas, answered=list(answers), failures=failures)
 
     async def sign_public_key(self, public_key: bytes) -> SignedStatement:
-        """Have the network certify that this app holds `public_key` (DESIGN §3.5).
+        """Have the network certify that this app holds `public_key` (design §3.5).
 
         The evidence binds the key (report_data = SHA-512("tkms-sign:v1:" ‖ key)); every node
         builds the statement from the app_id it verified, so an app can only get statements

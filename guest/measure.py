@@ -1,4 +1,4 @@
-"""What an app's boot measures into RTMR3, as dstack's boot does (DESIGN §4.3, §7).
+"""What an app's boot measures into RTMR3, as dstack's boot does (design §4.3, §7).
 
 system-preparing, app-id, compose-hash = SHA-256(app-compose.json bytes), instance-id,
 boot-mr-done, key-provider = {"name": "kms", "id": <governance address>}, system-ready

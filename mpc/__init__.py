@@ -1,4 +1,4 @@
-"""Threshold cryptography over BLS12-381, pure and sans-I/O (DESIGN §3).
+"""Threshold cryptography over BLS12-381, pure and sans-I/O (design §3).
 
 No sockets, files or clocks: randomness is injected (`rng`), and protocol state machines are
 fed with messages and return messages. `mpc.group` is the only module that touches the

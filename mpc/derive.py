@@ -1,4 +1,4 @@
-"""Coordinator-free, verifiable, encrypted key derivation for apps (DESIGN §3.4).
+"""Coordinator-free, verifiable, encrypted key derivation for apps (design §3.4).
 
 The app makes an ephemeral key pair (a, E = a·G1) and asks every node for a partial of the
 same request. Node i computes H = hash_to_G1(dst, message), sigma_i = x_i·H, a DLEQ proof

@@ -1,4 +1,4 @@
-"""Distributed key generation (DESIGN §3.2): joint-Feldman with complaints, one member's view.
+"""Distributed key generation (design §3.2): joint-Feldman with complaints, one member's view.
 
 Legal phase changes of a `DkgMember` (any other (phase, call) pair raises `PhaseError` and
 changes nothing; docs/mpc-dkg.md draws this table):

@@ -1,4 +1,4 @@
-"""Domain separation tags, one per use (DESIGN §3), so no protocol is an oracle for another."""
+"""Domain separation tags, one per use (design §3), so no protocol is an oracle for another."""
 
 from __future__ import annotations
 

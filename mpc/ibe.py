@@ -1,4 +1,4 @@
-"""Identity-based encryption of app secrets to an app_id (Boneh-Franklin, DESIGN §3.6).
+"""Identity-based encryption of app secrets to an app_id (Boneh-Franklin, design §3.6).
 
 Anyone can encrypt to an app using only PK2 from chain, before the app exists and with no
 KMS call. With H = hash_to_G1(DST_IBE, app_id) and r random:

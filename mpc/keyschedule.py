@@ -1,4 +1,4 @@
-"""The HKDF key schedule from a combined sigma to an app's keys (DESIGN §3.4).
+"""The HKDF key schedule from a combined sigma to an app's keys (design §3.4).
 
 seed = HKDF-SHA256(ikm = compressed sigma, salt = "tkms-v1",
                    info = frame("tkms-app-seed:v1", generation, app_id, purpose)), 32 bytes.

@@ -1,4 +1,4 @@
-"""Resharing and refresh (DESIGN §3.3): the same group key, a new committee and/or threshold.
+"""Resharing and refresh (design §3.3): the same group key, a new committee and/or threshold.
 
 Two roles. A `ReshareDealer` is an old member i: it deals g_i with g_i(0) = s_i and degree t'-1
 (commitments D_i, P_i = s_i·G2) and answers complaints. A `ReshareReceiver` is a new member j:

@@ -1,4 +1,4 @@
-"""Shamir sharing, Feldman commitments and Lagrange interpolation (DESIGN §3.1).
+"""Shamir sharing, Feldman commitments and Lagrange interpolation (design §3.1).
 
 A dealer's secret polynomial f has degree t-1. Its Feldman commitments are C_j = a_j·G1, and
 member i (1-based) holds f(i). A share is valid iff f(i)·G1 == Σ_j i^j·C_j. Summing the

@@ -1,4 +1,4 @@
-"""Threshold BLS signatures, min-sig: signatures in G1, the group key PK2 in G2 (DESIGN §3.5).
+"""Threshold BLS signatures, min-sig: signatures in G1, the group key PK2 in G2 (design §3.5).
 
 Member i signs with its share: sigma_i = x_i·H(m) with H the standard
 `BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_` hash, plus a DLEQ proof against V_i, so a

@@ -1,4 +1,4 @@
-"""The KMS node daemon: config, sealed storage, chain watcher, epochs, gRPC services (DESIGN §6).
+"""The KMS node daemon: config, sealed storage, chain watcher, epochs, gRPC services (design §6).
 
 Names are imported on first use (PEP 562), so `tkms node init` does not load grpc or web3.
 """

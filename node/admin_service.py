@@ -1,4 +1,4 @@
-"""The local `Admin` service on a unix socket: status, re-attest, drain (DESIGN §6.2).
+"""The local `Admin` service on a unix socket: status, re-attest, drain (design §6.2).
 
 Only processes that can open the socket file (mode 0600, in the data directory) reach it.
 """

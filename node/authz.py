@@ -1,4 +1,4 @@
-"""The key-release authorization pipeline (DESIGN §6.3), steps numbered as there.
+"""The key-release authorization pipeline (design §6.3), steps numbered as there.
 
 (1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`;
 (5) chain: the chain view is fresh, else fail closed (UNAVAILABLE);

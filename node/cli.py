@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,11 @@ def _guard(fn: Any) -> Any:
     return run
 
 
+def absolute_path(text: str) -> Path:
+    """A path given on the command line, made absolute once, here, against the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(
         name,
@@ -233,14 +239,14 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     sub = parser.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("init", help="create a node identity and its evidence")
-    p.add_argument("--dir", required=True, help="data directory (created)")
+    p.add_argument("--dir", required=True, type=absolute_path, help="data directory (created)")
     p.add_argument("--tee", choices=("simulator", "tdx"), default="simulator")
     p.add_argument("--sealing", choices=("file", "dstack"), default="file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guard(cmd_init))
 
     p = sub.add_parser("register", help="register the node on chain (from its own address)")
-    p.add_argument("--dir", required=True)
+    p.add_argument("--dir", required=True, type=absolute_path)
     p.add_argument("--rpc", required=True)
     p.add_argument("--governance", required=True)
     p.add_argument("--endpoint", required=True, help="kms=HOST:PORT,peer=HOST:PORT")
@@ -254,7 +260,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--governance", required=True)
     p.add_argument("--node", required=True, help="the node's address")
     p.add_argument(
-        "--registration", help="the node's registration.json: also allow its KMS measurement"
+        "--registration",
+        type=absolute_path,
+        help="the node's registration.json: also allow its KMS measurement",
     )
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--private-key")
@@ -263,10 +271,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(handler=_guard(cmd_approve))
 
     p = sub.add_parser("run", help="run the node daemon")
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--config", required=True, type=absolute_path, help="TOML config file")
     p.set_defaults(handler=_guard(cmd_run))
 
     p = sub.add_parser("status", help="status of the running node (admin socket)")
-    p.add_argument("--dir", required=True)
+    p.add_argument("--dir", required=True, type=absolute_path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guard(cmd_status))

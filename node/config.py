@@ -222,9 +222,19 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             except ValueError as exc:
                 raise ConfigError(dotted, f"{exc}, got {value!r} (from {origin})") from None
 
+    def absolute(section: str, key: str, value: str) -> Path:
+        # Relative paths in a file are relative to that file; from the environment, to the
+        # working directory. Either way they are stored absolute.
+        from_file = path is not None and values[section][key][1] == source
+        base = os.path.dirname(os.path.abspath(path)) if from_file and path else os.getcwd()
+        return Path(os.path.abspath(os.path.join(base, os.path.expanduser(value))))
+
     top = parsed[""]
+    listen = parsed["listen"]
+    if listen.get("admin_socket"):
+        listen["admin_socket"] = str(absolute("listen", "admin_socket", listen["admin_socket"]))
     return NodeConfig(
-        data_dir=Path(top.pop("data_dir")),
+        data_dir=absolute("", "data_dir", top.pop("data_dir")),
         chain=ChainConfig(**parsed["chain"]),
         listen=ListenConfig(**parsed["listen"]),
         limits=LimitsConfig(**parsed["limits"]),

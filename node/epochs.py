@@ -1,6 +1,6 @@
 """The epoch manager: follows the chain and takes part in every epoch that names this node.
 
-DESIGN §3.2-3.3. At each new head `step` settles the epoch we were running if the chain ended
+design §3.2-3.3. At each new head `step` settles the epoch we were running if the chain ended
 it, opens the running epoch if it concerns us, and has `node.epoch_run.EpochDriver` advance it
 through its phases (that module has the phase table and the publishing rules). The manager
 also answers the services: `on_deal` journals a share a peer delivered, `share_for` hands out

@@ -5,7 +5,7 @@
 * Ethereum key (secp256k1): signs the node's governance transactions (deals, confirmations).
 
 All three are bound into the node's evidence by report_data = SHA-512("tkms-node:v1:" ‖ framed
-keys) (DESIGN §4.4). They are stored together as one sealed blob, `identity.sealed`:
+keys) (design §4.4). They are stored together as one sealed blob, `identity.sealed`:
 frame(b"tkms-identity:v1", tls PKCS#8 DER, deal private key, ethereum private key).
 """
 

@@ -1,4 +1,4 @@
-"""The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial (DESIGN §6.2).
+"""The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial (design §6.2).
 
 The servicer decodes and bounds every field, runs the authorization pipeline, calls the pure
 `mpc` functions and encodes the answer. One edge (`_edge`) maps errors to status codes:

@@ -1,6 +1,6 @@
 """Prometheus metrics of one node, in a registry of its own (several nodes may share a process).
 
-Every step of the key-release pipeline counts its outcomes (DESIGN §6.3), so an operator can
+Every step of the key-release pipeline counts its outcomes (design §6.3), so an operator can
 see where requests are refused; the gauges describe the epoch, the peers and the chain view.
 """
 

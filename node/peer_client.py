@@ -1,4 +1,4 @@
-"""Channels to peers and deal delivery (DESIGN §6.4): fetch, verify, pin, retry.
+"""Channels to peers and deal delivery (design §6.4): fetch, verify, pin, retry.
 
 For each peer the client fetches the certificate its peer endpoint serves, verifies it with
 `node.ratls` (attested, registered as *that* peer, allowed KMS measurement), and opens a

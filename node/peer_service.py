@@ -1,4 +1,4 @@
-"""The `Peer` gRPC service over mutual RA-TLS, and the gate in front of it (DESIGN §6.4).
+"""The `Peer` gRPC service over mutual RA-TLS, and the gate in front of it (design §6.4).
 
 grpcio has no custom certificate verifier, so authentication has two layers:
 

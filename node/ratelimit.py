@@ -1,4 +1,4 @@
-"""Per-app token-bucket rate limiting for key release (DESIGN §6.3, step 7).
+"""Per-app token-bucket rate limiting for key release (design §6.3, step 7).
 
 Each app_id has a bucket of `burst` tokens refilled at `rate` per second; a request for k keys
 takes k tokens. The clock is injected, so tests drive time by hand.

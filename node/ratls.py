@@ -1,4 +1,4 @@
-"""The node's RA-TLS certificate, and the check every peer certificate must pass (DESIGN §6.4).
+"""The node's RA-TLS certificate, and the check every peer certificate must pass (design §6.4).
 
 A node's certificate is a standard RA-TLS certificate (attest) for its sealed TLS key:
 report_data = SHA-512("ratls-cert:" || SPKI DER), dstack's extensions, self-signed, with the

@@ -1,4 +1,4 @@
-"""Sealing: encrypting node secrets at rest with a key only this TEE can obtain (DESIGN §6.1).
+"""Sealing: encrypting node secrets at rest with a key only this TEE can obtain (design §6.1).
 
 Providers:
 * `file` (development only): the sealing key is 32 random bytes in `<data_dir>/sealing.key`

@@ -1,4 +1,4 @@
-"""The node's TEE provider and the runtime events it measures at start (DESIGN §4.6).
+"""The node's TEE provider and the runtime events it measures at start (design §4.6).
 
 A KMS node is itself a dstack-style app: at start it extends RTMR3 with the same runtime events
 dstack's boot emits, so its evidence yields an identity whose `mr_aggregated` governance can

@@ -1,1 +1,1 @@
-"""One-command local network: chain, contracts, N nodes, gateway and a demo app (DESIGN §9)."""
+"""One-command local network: chain, contracts, N nodes, gateway and a demo app (design §9)."""

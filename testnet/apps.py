@@ -66,10 +66,10 @@ def spawn_agent(
         f'socket = "{socket_path}"\nwait_for_network = {wait_for_network}\n'
     )
     agent = cluster.spawn(
+        f"{name}_agent",
         ["-m", "tkms", "guest", "agent", "--config", str(app_dir / "agent.toml")],
         app_dir / "agent.log",
     )
-    cluster.extra.setdefault("pids", {})[f"{name}_agent"] = agent.pid
     return AgentHandle(name, app_id, app_dir, socket_path, agent)
 
 
@@ -102,7 +102,7 @@ def start_demo_app(
     gateway = cluster.extra.get("gateway")
     if gateway:
         args += ["--gateway", gateway["registration"], "--gateway-app-id", gateway["app_id"]]
-    app = cluster.spawn(args, agent.dir / "app.log")
+    app = cluster.spawn("demo_app", args, agent.dir / "app.log")
     demo = {
         "app_id": agent.app_id,
         "http_port": http_port,
@@ -112,7 +112,6 @@ def start_demo_app(
         "pid": app.pid,
     }
     cluster.extra["demo_app"] = demo
-    cluster.extra.setdefault("pids", {})["demo_app"] = app.pid
     wait_http(http_port, deadline)
     cluster.progress(f"demo app {agent.app_id} on http :{http_port} and https :{https_port}")
     return demo

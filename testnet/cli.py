@@ -1,4 +1,4 @@
-"""`tkms testnet ...`: a complete local network in one command (DESIGN §9).
+"""`tkms testnet ...`: a complete local network in one command (design §9).
 
     tkms testnet up [--nodes 5] [--threshold 3] [--dir .tkms-testnet] [--json]
     tkms testnet status [--json]          tkms testnet logs [NODE]       tkms testnet down
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -103,7 +104,7 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
             }
         )
     doc["nodes"] = nodes
-    doc.update({k: v for k, v in cluster.extra.items() if k != "pids"})
+    doc.update({k: v for k, v in cluster.extra.items() if k not in ("pids", "starts")})
     return doc
 
 
@@ -339,6 +340,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def absolute_path(text: str) -> Path:
+    """A path given on the command line, made absolute once, here, against the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def register(subparsers: Any, name: str, help_text: str) -> None:
     parser = subparsers.add_parser(
         name,
@@ -351,7 +357,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     def command(cmd: str, handler: Any, help_: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(cmd, help=help_)
         p.add_argument(
-            "--dir", default=DEFAULT_DIR, help=f"the network's directory (default {DEFAULT_DIR})"
+            "--dir",
+            type=absolute_path,
+            default=DEFAULT_DIR,
+            help=f"the network's directory (default {DEFAULT_DIR}, in the working directory)",
         )
         p.set_defaults(handler=handler)
         return p

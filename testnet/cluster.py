@@ -47,6 +47,7 @@ from node.cli import (
 from node.endpoints import Endpoints
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
+from testnet.processes import running, start_ticks, stop_groups
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -71,12 +72,14 @@ class NodeProcess:
     process: subprocess.Popen[bytes] | None = None
     #: The pid of a node started by an earlier command (state file), when `process` is None.
     detached_pid: int | None = None
+    #: The start time (clock ticks) of the recorded pid, to tell a reused pid apart.
+    start: int | None = None
 
     @property
     def pid(self) -> int | None:
         if self.process is not None:
             return self.process.pid if self.process.poll() is None else None
-        if self.detached_pid is not None and _alive(self.detached_pid):
+        if self.detached_pid is not None and running(self.detached_pid):
             return self.detached_pid
         return None
 
@@ -91,6 +94,7 @@ class NodeProcess:
             "config": str(self.config_path),
             "log": str(self.log_path),
             "pid": self.pid,
+            "start": self.start if self.pid else None,
         }
 
     @classmethod
@@ -104,6 +108,7 @@ class NodeProcess:
             config_path=Path(data["config"]),
             log_path=Path(data["log"]),
             detached_pid=data.get("pid"),
+            start=data.get("start"),
         )
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -116,60 +121,6 @@ class NodeProcess:
             return dict(json.loads(exc.read() or b"{}"))
         except (OSError, ValueError):
             return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers signal 0: reap it if it is ours; if it is not (the command that
-    # started it has exited), it has ended all the same.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return not _is_zombie(pid)
-    return done == 0
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
-
-
-def _terminate_pid(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after `timeout`, for a process that is not our child."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _terminate_all(pids: Sequence[int], timeout: float = 10.0) -> None:
-    """SIGTERM to every pid at once, then SIGKILL to those still alive after `timeout`."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    waiting = [pid for pid in pids if _alive(pid)]
-    while waiting and time.monotonic() < deadline:
-        time.sleep(0.05)
-        waiting = [pid for pid in waiting if _alive(pid)]
-    for pid in waiting:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 STATE_FILE = "state.json"
@@ -186,6 +137,7 @@ class Cluster:
     #: Set when attached to a chain started by an earlier command (see `load`).
     attached_rpc: str | None = None
     attached_anvil_pid: int | None = None
+    anvil_start: int | None = None
     #: Start anvil and the nodes in their own sessions so they outlive this process.
     detach: bool = False
     nodes: list[NodeProcess] = field(default_factory=list)
@@ -202,6 +154,8 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "anvil.log").open("ab")
         self.anvil = Anvil(block_time=self.block_time, log=log, detach=self.detach).start()
+        assert self.anvil.process is not None
+        self.anvil_start = start_ticks(self.anvil.process.pid)
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
         self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
@@ -231,6 +185,7 @@ class Cluster:
             "version": 1,
             "rpc_url": self.rpc_url,
             "anvil_pid": self.anvil_pid,
+            "anvil_start": self.anvil_start,
             "block_time": self.block_time,
             "phases": list(self.phases),
             "governance": self.deployment.governance,
@@ -259,6 +214,7 @@ class Cluster:
             ),
             attached_rpc=state["rpc_url"],
             attached_anvil_pid=state.get("anvil_pid"),
+            anvil_start=state.get("anvil_start"),
             nodes=[NodeProcess.from_json(n) for n in state["nodes"]],
             extra=dict(state.get("extra", {})),
             detach=True,
@@ -394,21 +350,17 @@ class Cluster:
             env=env,
             start_new_session=True,
         )
+        node.start = start_ticks(node.process.pid)
 
     def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
-        proc = node.process
-        if proc is None:
-            if node.detached_pid is not None:
-                _terminate_pid(node.detached_pid, timeout=0 if kill else timeout)
+        """SIGTERM (or, with `kill`, SIGKILL: a crash) to the node's process group; waits."""
+        pid = node.process.pid if node.process is not None else node.detached_pid
+        if pid is None or (node.process is not None and node.process.poll() is not None):
             return
-        if proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        first = signal.SIGKILL if kill else signal.SIGTERM
+        stop_groups({pid: node.start}, grace=timeout, first=first)
+        if node.process is not None:
+            node.process.wait(timeout=timeout)
 
     # -- epochs -----------------------------------------------------------------------
 
@@ -489,37 +441,54 @@ class Cluster:
     def app(self, app_id: str) -> AppAuthClient:
         return AppAuthClient(self.w3(), app_id, self.owner_transactor())
 
-    def spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        """Start `python args...` in its own session, output to `log`; `down()` stops it if
-        its pid is in `extra["pids"]`."""
-        return subprocess.Popen(
+    def spawn(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """Start `python args...` in its own session, output to `log`, recorded as `name` for
+        `down()`."""
+        process = subprocess.Popen(
             [sys.executable, *args],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        self.record(name, process.pid)
+        return process
+
+    def record(self, name: str, pid: int) -> None:
+        """Remember a process (its own process group) that `down()` must stop."""
+        self.extra.setdefault("pids", {})[name] = pid
+        self.extra.setdefault("starts", {})[name] = start_ticks(pid)
+
+    def process_groups(self) -> dict[int, int | None]:
+        """Every process this network started: {pid (its process group): start ticks}."""
+        starts = self.extra.get("starts", {})
+        groups: dict[int, int | None] = {
+            pid: starts.get(name)
+            for name, pid in self.extra.get("pids", {}).items()
+            if isinstance(pid, int)
+        }
+        for node in self.nodes:
+            pid = node.process.pid if node.process is not None else node.detached_pid
+            if pid is not None:
+                groups[pid] = node.start
+        if self.anvil_pid is not None:
+            groups[self.anvil_pid] = self.anvil_start
+        return groups
 
     # -- all --------------------------------------------------------------------------
 
     def down(self) -> None:
-        # Signal everything first, then wait: each process drains in parallel with the others.
-        pids = [pid for pid in self.extra.get("pids", {}).values() if isinstance(pid, int)]
-        for node in self.nodes:
-            if node.process is None and node.detached_pid is not None:
-                pids.append(node.detached_pid)
-            elif node.process is not None and node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM)
-        _terminate_all(pids)
+        """Stop every process of the network, crashed or not, and wait until none runs."""
+        left = stop_groups(self.process_groups())
         for node in self.nodes:
             if node.process is not None:
-                self.stop_node(node)
-        if self.anvil is not None:
-            self.anvil.stop()
-            self.anvil = None
-        elif self.attached_anvil_pid is not None:
-            _terminate_pid(self.attached_anvil_pid)
-            self.attached_anvil_pid = None
+                node.process.wait(timeout=10)
+        if self.anvil is not None and self.anvil.process is not None:
+            self.anvil.process.wait(timeout=10)
+        self.anvil = None
+        self.attached_anvil_pid = None
+        if left:
+            raise RuntimeError(f"still running after SIGKILL: pids {left}")
 
     def __enter__(self) -> Cluster:
         return self

@@ -61,9 +61,8 @@ ttl_seconds = 60
 def start_pebble(cluster: Cluster) -> Pebble:
     """Start Pebble and pebble-challtestsrv for the testnet (recorded for `down`)."""
     pebble = Pebble.start(cluster.root / "pebble", detach=True)
-    pids = cluster.extra.setdefault("pids", {})
     for i, pid in enumerate(pebble.pids):
-        pids[f"pebble_{i}"] = pid
+        cluster.record(f"pebble_{i}", pid)
     cluster.extra["pebble"] = pebble.to_dict()
     return pebble
 
@@ -78,7 +77,6 @@ def launch_gateway(
     The gateway waits for its agent itself (the agent serves once it has fetched the app's
     keys from the network), so the start-ups of both overlap whatever runs before the wait.
     """
-    pids = cluster.extra.setdefault("pids", {})
     gw_dir = agent.dir
     (gw_dir / "pebble-root.pem").write_bytes(pebble.roots_pem())
     (gw_dir / "state").mkdir(exist_ok=True)
@@ -88,8 +86,9 @@ def launch_gateway(
     ready = gw_dir / "state" / "gateway.json"
     ready.unlink(missing_ok=True)
     log = gw_dir / "gateway.log"
-    process = cluster.spawn(["-m", "tkms", "gateway", "run", "--config", str(config)], log)
-    pids["gateway"] = process.pid
+    process = cluster.spawn(
+        "gateway", ["-m", "tkms", "gateway", "run", "--config", str(config)], log
+    )
     return lambda timeout: _wait_gateway(cluster, agent, process, log, timeout)
 
 

@@ -1,4 +1,4 @@
-"""Shared test configuration: hypothesis profiles and the location of ../shared test data."""
+"""Test configuration: hypothesis profiles and the location of the vendored attestation data."""
 
 from __future__ import annotations
 
@@ -22,16 +22,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def shared_dir() -> Path | None:
-    """The project's `../shared` folder (or $TKMS_SHARED), or None where it is absent."""
-    candidate = Path(os.environ.get("TKMS_SHARED", REPO_ROOT.parent / "shared"))
-    return candidate if candidate.is_dir() else None
+#: Real TDX quotes, collateral and event logs, vendored with their provenance (see its README).
+ATTESTATION_DATA = REPO_ROOT / "tests" / "data" / "attestation"
 
 
 @pytest.fixture(scope="session")
 def attestation_data() -> Path:
-    """`../shared/testdata/attestation`; tests that need it skip where it is absent."""
-    base = shared_dir()
-    if base is None or not (base / "testdata" / "attestation").is_dir():
-        pytest.skip("../shared/testdata/attestation is absent (set TKMS_SHARED to its parent)")
-    return base / "testdata" / "attestation"
+    """`tests/data/attestation`: part of the checkout, so tests that use it never skip."""
+    assert ATTESTATION_DATA.is_dir(), f"vendored test data missing: {ATTESTATION_DATA}"
+    return ATTESTATION_DATA

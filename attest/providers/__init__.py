@@ -1,4 +1,4 @@
-"""TEE providers behind one interface (DESIGN §4.6): `tdx` for hardware, `simulator` otherwise."""
+"""TEE providers behind one interface (design §4.6): `tdx` for hardware, `simulator` otherwise."""
 
 from attest.providers._base import ProviderError, TeeProvider
 from attest.providers._simulator import SimulatorConfig, SimulatorProvider

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import "./NodeRegistry.sol";
 
-/// @title Epochs and key generations: the on-chain half of DKG and resharing (DESIGN §3.2-3.3).
+/// @title Epochs and key generations: the on-chain half of DKG and resharing (design §3.2-3.3).
 /// @notice The chain is the broadcast channel; it checks who may say what and when, never the
 ///         curve math, which every node verifies itself. Rules:
 ///         - one epoch runs at a time; the owner proposes it with its committee, threshold, kind

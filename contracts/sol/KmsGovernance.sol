@@ -7,7 +7,7 @@ import "./GovernancePolicy.sol";
 import "./NodeRegistry.sol";
 import "./EpochManager.sol";
 
-/// @title The governance of a tkms network (DESIGN §5).
+/// @title The governance of a tkms network (design §5).
 /// @notice Platform policy, the node registry, epochs and generations, and the app registry.
 ///         `isAppAllowed` answers for any registered app: platform checks here, then the app's own
 ///         controller (an AppAuth, or any contract implementing dstack's IAppAuth) decides.

@@ -1,4 +1,4 @@
-"""report_data binding (DESIGN §4.4): labels, framing, and rejection of other keys."""
+"""report_data binding (design §4.4): labels, framing, and rejection of other keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end: `tkms attest verify` as a subprocess on the shared real data."""
+"""End to end: `tkms attest verify` as a subprocess on the vendored real data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, shared_dir
+from tests.conftest import ATTESTATION_DATA, REPO_ROOT
 
 TKMS = REPO_ROOT / ".venv" / "bin" / "tkms"
 KEYS = {
@@ -54,10 +54,7 @@ def tkms(*args: str | Path, entry_point: bool = False) -> tuple[int, dict[str, A
 
 
 def _set_cases() -> list[Any]:
-    base = shared_dir()
-    path = None if base is None else base / "testdata/attestation/expected.json"
-    if path is None or not path.is_file():
-        return [pytest.param(None, marks=pytest.mark.skip("no shared test data"))]
+    path = ATTESTATION_DATA / "expected.json"
     return [pytest.param(s, id=s["id"]) for s in json.loads(path.read_text())["sets"]]
 
 

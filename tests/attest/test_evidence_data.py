@@ -1,4 +1,4 @@
-"""Helpers for the event-log tests: load shared test data and read TD-report fields with dcap-qvl.
+"""Helpers for the event-log tests: load vendored test data, read TD-report fields with dcap-qvl.
 
 dcap-qvl (a separate, well-kept parser) reads the quotes here, so the replay tests do not
 depend on tkms's own quote parser.

@@ -1,4 +1,4 @@
-"""Quote parser: real quotes from the shared test data, README values, strict-bounds errors."""
+"""Quote parser: real quotes from the vendored test data, README values, strict-bounds errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Structured mutations of real inputs, and the shared test data they start from.
+"""Structured mutations of real inputs, and the vendored test data they start from.
 
 A mutation is a short list of byte edits (flip a bit, set a byte, write a boundary integer at
 a field offset, cut, drop, insert or duplicate a slice) applied to a seed. Offsets are drawn
@@ -15,8 +15,7 @@ from typing import TypeVar
 
 from hypothesis import strategies as st
 
-from tests.conftest import shared_dir
-from tests.fuzz.runner import Unavailable
+from tests.conftest import ATTESTATION_DATA
 
 #: Values that break length and count fields: zero, one, sign and width boundaries.
 BOUNDARY_INTS = (0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000)
@@ -28,11 +27,8 @@ _OPS = ("flip", "set", "u16", "u32", "cut", "drop", "insert", "dup")
 
 
 def attestation_dir() -> Path:
-    """`../shared/testdata/attestation` found as tests/conftest.py finds it, or `Unavailable`."""
-    base = shared_dir()
-    if base is None or not (base / "testdata" / "attestation").is_dir():
-        raise Unavailable("../shared/testdata/attestation is absent (set TKMS_SHARED)")
-    return base / "testdata" / "attestation"
+    """The vendored `tests/data/attestation` (part of the checkout)."""
+    return ATTESTATION_DATA
 
 
 def _edit(positions: st.SearchStrategy[int]) -> st.SearchStrategy[Edit]:

@@ -46,7 +46,7 @@ EXAMPLES_PER_FINDING = 3
 
 
 class Unavailable(Exception):
-    """A target cannot run here (e.g. the shared test data is absent); the message says why."""
+    """A target cannot run here (e.g. a tool it needs is missing); the message says why."""
 
 
 class Hang(BaseException):

@@ -1,6 +1,6 @@
 """Fuzz targets for mpc/ decoding: G1, G2, scalars, proofs, protocol messages, ciphertexts.
 
-Documented errors: every `from_bytes` raises only `EncodingError` (DESIGN §3: non-canonical
+Documented errors: every `from_bytes` raises only `EncodingError` (design §3: non-canonical
 encodings, points off the curve or outside the subgroup, the identity where a key is
 expected); IBE decryption also `DecryptionError`. Whatever decodes must re-encode to exactly
 the input bytes (strictness: one encoding per value). GT has no decoder in mpc (it is only

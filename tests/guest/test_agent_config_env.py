@@ -34,6 +34,19 @@ def test_config_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
     assert config.timeout == 10.0 and config.wait_for_network == 0.0
 
 
+def test_a_relative_config_path_gives_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The testnet once wrote a relative socket into agent.toml and the agent resolved it
+    # against the config's directory a second time: paths are made absolute once.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "agent.toml").write_text(GOOD + 'socket = "dstack.sock"\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("app/agent.toml"))
+    assert config.socket == tmp_path / "app" / "dstack.sock"
+    assert config.compose.is_absolute() and config.compose == tmp_path / "app" / "compose.json"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -46,6 +46,24 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert cfg.limits.burst_per_app == 7
 
 
+def test_relative_paths_are_relative_to_the_file_and_stored_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    text = GOOD.replace('"/var/lib/tkms"', '"state"') + 'admin_socket = "run/admin.sock"\n'
+    (config_dir / "node.toml").write_text(text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(Path("../etc/node.toml"), environ={})
+    assert cfg.data_dir == config_dir / "state"
+    assert cfg.admin_socket == config_dir / "run" / "admin.sock"
+    # From the environment, a relative data_dir is relative to the working directory.
+    env = {"TKMS_DATA_DIR": "here"}
+    assert load_config(Path("../etc/node.toml"), environ=env).data_dir == elsewhere / "here"
+
+
 def test_environment_only(tmp_path: Path) -> None:
     env = {
         "TKMS_DATA_DIR": str(tmp_path),

@@ -1,9 +1,11 @@
 """The testnet end to end, through its CLI and the official dstack SDK.
 
-up (5 nodes, t=3) -> keys via the SDK -> join -> same keys -> two nodes leave -> same keys ->
-refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation (and
-its registration with the gateway) is refused -> down leaves no process behind. Right after
-`up`, the demo app is reached directly and through the gateway, terminated and passed through.
+up (5 nodes, t=3, with a relative --dir from another working directory, through the console
+script as a user runs it) -> keys via the SDK -> join -> same keys -> two nodes leave -> same
+keys -> refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation
+(and its registration with the gateway) is refused -> a node and the gateway crash -> down
+leaves no process of the network running, checked the moment it returns. Right after `up`, the
+demo app is reached directly and through the gateway, terminated and passed through.
 
 "Same keys" is checked with a fresh guest agent each time (the demo app's agent caches its
 root keys; a new agent instance of the same app derives them from the network again).
@@ -12,6 +14,7 @@ root keys; a new agent instance of the same app derives them from the network ag
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,15 +27,24 @@ import pytest
 from cryptography import x509
 from dstack_sdk import DstackClient
 
+from testnet import processes
+
 pytestmark = pytest.mark.timeout(900)
 
 
-def tkms(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+#: The console script a user runs, beside this interpreter in the checkout's venv.
+TKMS = Path(sys.executable).parent / "tkms"
+
+
+def tkms(
+    root: Path | str, *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     out = subprocess.run(
-        [sys.executable, "-m", "tkms", "testnet", args[0], "--dir", str(root), *args[1:]],
+        [str(TKMS), "testnet", args[0], "--dir", str(root), *args[1:]],
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"tkms testnet {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
@@ -109,11 +121,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         tkms(path, "down", check=False)
 
 
-def test_the_testnet_life_cycle(root: Path) -> None:
+def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
+    # A relative --dir, from a working directory that is neither the checkout nor the network's
+    # parent's parent: every path the network writes (agent sockets in agent.toml, configs,
+    # logs) must be the same absolute one that later commands from elsewhere use.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    relative = Path(os.path.relpath(root, elsewhere))
+    assert not relative.is_absolute() and (elsewhere / relative).resolve() == root.resolve()
     started = time.monotonic()
-    up = tkms(root, "up", "--nodes", "5", "--threshold", "3", "--json")
+    up = tkms(relative, "up", "--nodes", "5", "--threshold", "3", "--json", cwd=elsewhere)
     up_seconds = time.monotonic() - started
     doc = json.loads(up.stdout)
+    assert Path(doc["dir"]).is_absolute() and Path(doc["dir"]).resolve() == root.resolve()
+    assert Path(doc["demo_app"]["agent_socket"]).is_absolute()
     assert doc["threshold"] == 3 and len(doc["nodes"]) == 5
     assert all(n["health"] == "NORMAL" for n in doc["nodes"])
     assert doc["demo_app"]["app_id"] and doc["generation"] == 1
@@ -222,8 +243,14 @@ def test_the_testnet_life_cycle(root: Path) -> None:
     assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "approval" in (denied.value.details() or "")
 
+    # A crash of a node and of the gateway (SIGKILL), then down: nothing the network started
+    # runs the moment down returns, anvil and Pebble included.
+    state = json.loads((root / "state.json").read_text())
+    pids = [state["anvil_pid"], *(n["pid"] for n in state["nodes"] if n["pid"])]
+    pids += list(state["extra"]["pids"].values())
+    assert len(pids) >= 10, pids  # anvil, 4 nodes, Pebble x2, gateway, 2 agents, the demo app
+    os.kill(state["nodes"][-1]["pid"], signal.SIGKILL)
+    os.kill(state["extra"]["pids"]["gateway"], signal.SIGKILL)
     tkms(root, "down")
-    deadline = time.monotonic() + 20
-    while processes_of(root) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert [pid for pid in pids if processes.running(pid)] == []
     assert processes_of(root) == []

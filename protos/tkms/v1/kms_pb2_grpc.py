@@ -62,14 +62,14 @@ class KmsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DerivePartial(self, request, context):
-        """Encrypted, verifiable partials of an app's keys (DESIGN §3.4).
+        """Encrypted, verifiable partials of an app's keys (design §3.4).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SignPartial(self, request, context):
-        """A partial threshold signature over a statement about the calling app (DESIGN §3.5).
+        """A partial threshold signature over a statement about the calling app (design §3.5).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
