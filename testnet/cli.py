@@ -208,9 +208,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     progress("ready")
     _print_status(status_document(cluster), args.json)
     if not args.json:
+        elsewhere = args.dir != absolute_path(DEFAULT_DIR)
         print(
             "\nnext: tkms testnet status | join | leave --node N | refresh | rotate | down"
-            f"  (add --dir {args.dir} if you used another directory)"
+            + (f"  (with --dir {args.dir})" if elsewhere else "")
         )
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tkms
@@ -39,4 +41,4 @@ def test_app_encrypt_env_is_the_guest_command() -> None:
         ]
     )
     assert args.handler is encrypt_env_command
-    assert args.env == ["A=1"] and args.out == "env.enc"
+    assert args.env == ["A=1"] and args.out == Path.cwd() / "env.enc"  # made absolute once
