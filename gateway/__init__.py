@@ -24,6 +24,7 @@ _MODULES: dict[str, str] = {
     "CertificateManager": "gateway.certs",
     "ClientHello": "gateway.clienthello",
     "HelloError": "gateway.clienthello",
+    "HelloReader": "gateway.clienthello",
     "MAX_HELLO_BYTES": "gateway.clienthello",
     "REFUSALS": "gateway.proxy",
     "RouteError": "gateway.names",

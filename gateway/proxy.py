@@ -24,7 +24,7 @@ import structlog
 
 from gateway._relay import HandshakeFailed, TlsServer, splice
 from gateway._tlsconfig import server_context
-from gateway.clienthello import MAX_HELLO_BYTES, ClientHello, HelloError, parse_client_hello
+from gateway.clienthello import MAX_HELLO_BYTES, ClientHello, HelloError, HelloReader
 from gateway.names import Route, RouteError, parse_server_name, shown
 from gateway.table import Registration, RouteTable
 
@@ -189,29 +189,29 @@ class Proxy:
             backend[1].close()
 
     async def _read_hello(self, reader: asyncio.StreamReader) -> tuple[bytes, ClientHello]:
-        buffer = bytearray()
+        hello_reader = HelloReader()
         try:
             async with asyncio.timeout(self._hello_timeout):
                 while True:
-                    try:
-                        hello = parse_client_hello(bytes(buffer))
-                    except HelloError as exc:
-                        raise _Refused("hello_malformed", str(exc)) from None
-                    if hello is not None:
-                        return bytes(buffer), hello
-                    # The parser returns None only below MAX_HELLO_BYTES, so this reads >= 1 byte.
-                    chunk = await reader.read(MAX_HELLO_BYTES - len(buffer))
+                    # HelloReader refuses a hello that runs to MAX_HELLO_BYTES, so this reads >= 1.
+                    chunk = await reader.read(MAX_HELLO_BYTES - hello_reader.received)
                     if not chunk:
                         raise _Refused(
                             "hello_incomplete",
-                            f"closed after {len(buffer)} bytes, before the ClientHello ended",
+                            f"closed after {hello_reader.received} bytes, "
+                            "before the ClientHello ended",
                         )
-                    buffer += chunk
+                    try:
+                        hello = hello_reader.feed(chunk)
+                    except HelloError as exc:
+                        raise _Refused("hello_malformed", str(exc)) from None
+                    if hello is not None:
+                        return hello_reader.data, hello
         except TimeoutError:
             raise _Refused(
                 "hello_timeout",
                 f"no complete ClientHello within {self._hello_timeout} s "
-                f"({len(buffer)} bytes received)",
+                f"({hello_reader.received} bytes received)",
             ) from None
 
     async def _connect(
