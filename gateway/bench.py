@@ -1,6 +1,6 @@
 """`python -m gateway.bench`: what the proxy adds, measured against direct connections in one run.
 
-One process starts, on 127.0.0.1, a bench backend (plain and TLS with a throwaway certificate)
+One process starts, on 127.0.0.1, a bench backend (TLS with a throwaway certificate)
 and the proxy with its own throwaway wildcard certificate, in an event loop on a second thread.
 The client (blocking sockets on the main thread, verifying certificates) measures, per path:
 
@@ -8,9 +8,10 @@ The client (blocking sockets on the main thread, verifying certificates) measure
 - throughput: MB/s uploading and downloading `--megabytes` on one connection.
 
 Paths: `direct` (TLS straight to the backend), `passthrough` (`<app>-<port>s`, the backend
-terminates) and `termination` (`<app>-<port>`, the gateway terminates; the backend speaks plain
-TCP). The added latency is each path's percentile minus the direct one. Client, proxy and
-backend share one machine and one Python process, so these are lower bounds on the proxy's speed.
+terminates) and `termination` (`<app>-<port>`, the gateway terminates and speaks TLS again to
+the backend, pinned to its registered key). The added latency is each path's percentile minus
+the direct one. Client, proxy and backend share one machine and one Python process, so these are
+lower bounds on the proxy's speed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import structlog
 
 from gateway._selfsigned import ThrowawayCA
 from gateway._tlsconfig import server_context
+from gateway.backend_tls import spki_sha256
 from gateway.proxy import Proxy
 from gateway.table import Registration, RouteTable
 
@@ -95,6 +97,7 @@ class _Rig:
         self.client = ssl.create_default_context(cadata=ca.cert_pem.decode())
         app_cert = ca.issue("*." + BASE)
         gateway_cert = ca.issue("*." + BASE)
+        self._app_cert = app_cert
         self._backend_tls = server_context(app_cert.chain_pem, app_cert.key_pem)[0]
         self._gateway_cert = gateway_cert
         self._loop = asyncio.new_event_loop()
@@ -119,13 +122,11 @@ class _Rig:
         self._loop.close()
 
     async def _start(self) -> None:
-        for kind, tls in (("plain", None), ("tls", self._backend_tls)):
-            server = await asyncio.start_server(_bench_backend, "127.0.0.1", 0, ssl=tls)
-            self._servers.append(server)
-            self.ports[kind] = server.sockets[0].getsockname()[1]
-        self.table.upsert(
-            Registration(APP, b"\x01" * 20, "127.0.0.1", expires_at=time.time() + 3600)
-        )
+        server = await asyncio.start_server(_bench_backend, "127.0.0.1", 0, ssl=self._backend_tls)
+        self._servers.append(server)
+        self.ports["tls"] = server.sockets[0].getsockname()[1]
+        key = spki_sha256(self._app_cert.cert_pem)
+        self.table.upsert(Registration(APP, b"\x01" * 20, "127.0.0.1", time.time() + 3600, key))
         self.proxy.set_certificate(self._gateway_cert.chain_pem, self._gateway_cert.key_pem)
         self.ports["proxy"] = await self.proxy.start("127.0.0.1", 0)
 
@@ -137,11 +138,11 @@ class _Rig:
 
     def paths(self) -> dict[str, tuple[int, str]]:
         """Path name -> (port to connect to, SNI)."""
-        tls, plain = self.ports["tls"], self.ports["plain"]
+        tls = self.ports["tls"]
         return {
             "direct": (tls, f"{APP.hex()}-{tls}s.{BASE}"),
             "passthrough": (self.ports["proxy"], f"{APP.hex()}-{tls}s.{BASE}"),
-            "termination": (self.ports["proxy"], f"{APP.hex()}-{plain}.{BASE}"),
+            "termination": (self.ports["proxy"], f"{APP.hex()}-{tls}.{BASE}"),
         }
 
     def connect(self, port: int, name: str) -> ssl.SSLSocket:

@@ -195,7 +195,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
-        wait_routed(cluster.extra["gateway"], demo["app_id"], demo["http_port"])
+        wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
     except Exception as exc:
         if cluster.deployment is not None:
             cluster.save()

@@ -42,6 +42,7 @@ registration = "127.0.0.1:{registration}"
 [chain]
 rpc_url = "{cluster.rpc_url}"
 governance = "{cluster.deployment.governance}"
+poll_seconds = 2  # revocations reach the routes within a few seconds
 
 [agent]
 socket = "{socket}"
@@ -148,7 +149,8 @@ def fetch_through_gateway(
 
 
 def wait_routed(gateway: dict[str, Any], app_id: str, port: int, timeout: float = 30.0) -> str:
-    """Until the gateway serves `https://<app>-<port>.<base>/` (terminated, Pebble-verified)."""
+    """Until the gateway serves `https://<app>-<port>.<base>/` (terminated, Pebble-verified;
+    `port` is the app's TLS port, which the gateway reaches over TLS to the app's key)."""
     name = f"{app_id.lower().removeprefix('0x')}-{port}.{gateway['base_domain']}"
     context = ssl.create_default_context(cafile=gateway["acme_root"])
     deadline = time.monotonic() + timeout
