@@ -258,3 +258,32 @@ def test_the_open_files_limit_is_raised_and_the_cap_fits_it() -> None:
     soft = min(hard, 2 * 8192 + 256)  # two descriptors a connection, plus the reserve
     cap = min(8192, (soft - 256) // 2)
     assert _fitted(hard) == [soft, cap, min(500, cap)]
+
+
+def test_the_load_bench_shows_a_hoarder_held_to_its_cap_and_no_request_lost() -> None:
+    """The bounded load run behind docs/gateway-proxy.md's numbers: one client tries to hold
+    many idle connections while another makes requests (loopback, fixed counts)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.loadbench",
+            "--requests",
+            "10",
+            "--hold",
+            "120",
+            "--per-client",
+            "40",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert (result["hoarder_held"], result["hoarder_refused"]) == (40, 80)
+    assert result["proxy_refused_client_limit"] == 80
+    assert (result["legit_requests"], result["legit_failures"]) == (20, 0)
+    assert 0 < result["baseline_p50_ms"] <= result["baseline_p99_ms"]
+    assert 0 < result["hoarded_p50_ms"] <= result["hoarded_p99_ms"]
