@@ -53,7 +53,7 @@ from contracts import AppBootInfo
 from gateway.backend_tls import KEY_HASH_BYTES
 from gateway.backends import BackendPolicy, BackendRefused, parse_host
 from gateway.chain import ChainUnavailable, GovernanceView
-from gateway.limits import RateLimit, ThrottledLog
+from gateway.limits import RateLimit, ThrottledLog, client_of
 from gateway.names import ID_BYTES, app_name, instance_name, instance_route_id
 from gateway.table import Registration, RouteTable
 from protos.tkms.v1 import gateway_pb2, gateway_pb2_grpc
@@ -302,8 +302,8 @@ class Registrar:
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     """`tkms.v1.Gateway` over a `Registrar`; evidence and chain work runs off the event loop.
 
-    `Register` calls are rate limited per peer address (`peer_limit`): each costs a quote
-    verification, and an approved one a chain read."""
+    `Register` calls are rate limited per peer (`peer_limit`; an IPv4 address or IPv6 /64):
+    each costs a quote verification, and an approved one a chain read."""
 
     def __init__(
         self,
@@ -323,7 +323,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.RegisterResponse:
         try:
-            peer = _peer_host(context.peer())
+            peer = client_of(_peer_host(context.peer()))
             if not self._peer_limit.allow(peer):
                 raise RegistrationRefused(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
