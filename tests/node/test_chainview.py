@@ -56,6 +56,7 @@ class Chain:
 
     def register(self, node: GovernanceClient, endpoint: str, approve: bool = True) -> None:
         assert node.transactor is not None
+        self.gov.send_allow_node_registration(node.transactor.address)
         node.send_register_node(
             operator=node.transactor.address,
             endpoint=endpoint,
