@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from attest import event_log_to_json
+from attest import Collateral, event_log_to_json
 from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
 from node.registration import (
@@ -203,7 +203,7 @@ def fund_from_anvil(w3: Any, address: str, index: int, wei: int = 100 * 10**18) 
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60)
 
 
-def _collateral(args: argparse.Namespace, document: Any, now: int) -> Any:
+def _collateral(args: argparse.Namespace, document: Any, now: int) -> Collateral | None:
     """Collateral for a hardware quote in the registration (None for simulator quotes)."""
     from attest import fetch_collateral, is_simulator_quote, load_collateral, parse_quote
 

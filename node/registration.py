@@ -238,7 +238,9 @@ def verify_registration_evidence(
         )
     if not simulated and collateral is None:
         raise RegistrationRejected(
-            "evidence", "hardware TDX quote: DCAP verification needs collateral (a file or a PCCS)"
+            "evidence",
+            "hardware TDX quote: DCAP verification needs collateral "
+            "(tkms node approve --collateral FILE or --pccs-url URL)",
         )
     checks: list[Policy] = [policy or default_policy()]
     if simulator_allowed:
