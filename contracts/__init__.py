@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        node_registration_hash,
     )
     from contracts.errors import (
         AnvilError,
@@ -105,6 +106,7 @@ _MODULES: dict[str, str] = {
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
     "load_artifact": "contracts._artifacts",
+    "node_registration_hash": "contracts._types",
     "read_history": "contracts._audit",
 }
 
@@ -157,6 +159,7 @@ __all__ = [
     "find_anvil",
     "free_port",
     "load_artifact",
+    "node_registration_hash",
     "read_history",
 ]
 

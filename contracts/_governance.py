@@ -116,6 +116,16 @@ class GovernanceClient(EpochCalls):
     def is_node_approved(self, node: str, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("isNodeApproved", parse_address("node", node), block=block))
 
+    def is_node_registration_allowed(self, node: str, *, block: BlockRef = "latest") -> bool:
+        address = parse_address("node", node)
+        return bool(self._read("nodeRegistrationAllowed", address, block=block))
+
+    def send_allow_node_registration(self, node: str) -> Receipt:
+        return self._send("allowNodeRegistration", parse_address("node", node))
+
+    def send_disallow_node_registration(self, node: str) -> Receipt:
+        return self._send("disallowNodeRegistration", parse_address("node", node))
+
     def send_register_node(
         self,
         *,

@@ -100,6 +100,7 @@ def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
                 node = GovernanceClient(
                     w3, deployment.governance, Transactor(w3, identity.eth_account)
                 )
+                owner.send_allow_node_registration(address)
                 node.send_register_node(
                     operator=address,
                     endpoint=f"kms=127.0.0.1:1,peer=127.0.0.1:{port}",
