@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._devchain import DEV_CHAIN_IDS, require_dev_chain
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._tx import Receipt, Transactor, decode_revert
@@ -78,6 +79,7 @@ _MODULES: dict[str, str] = {
     "ComplaintInfo": "contracts._types",
     "ContractsError": "contracts.errors",
     "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
+    "DEV_CHAIN_IDS": "contracts._devchain",
     "DealInfo": "contracts._types",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
@@ -106,12 +108,14 @@ _MODULES: dict[str, str] = {
     "free_port": "contracts._anvil",
     "load_artifact": "contracts._artifacts",
     "read_history": "contracts._audit",
+    "require_dev_chain": "contracts._devchain",
 }
 
 __all__ = [
     "ANVIL_MNEMONIC",
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
+    "DEV_CHAIN_IDS",
     "IAPP_AUTH_INTERFACE_ID",
     "SOURCE_DIR",
     "Anvil",
@@ -158,6 +162,7 @@ __all__ = [
     "free_port",
     "load_artifact",
     "read_history",
+    "require_dev_chain",
 ]
 
 
