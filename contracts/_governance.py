@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contracts._devchain import require_dev_chain
 from contracts._epoch_calls import EpochCalls
 from contracts._events import ChainEvent, fetch_events
 from contracts._hexargs import parse_address, parse_bytes32
@@ -80,6 +81,9 @@ class GovernanceClient(EpochCalls):
         return self._send("removeOsImage", parse_bytes32("os_image_hash", os_image_hash))
 
     def send_set_simulator_allowed(self, allowed: bool) -> Receipt:
+        """Turning simulators on is refused (nothing sent) off development chains."""
+        if allowed:
+            require_dev_chain(int(self.w3.eth.chain_id), "allowed")
         return self._send("setSimulatorAllowed", allowed)
 
     def send_allow_tcb_status(self, status: str) -> Receipt:

@@ -159,6 +159,7 @@ class Cluster:
         self.anvil_start = start_ticks(self.anvil.process.pid)
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
+        # the image nodes recompute from a simulated TD's MRTD and RTMR0-2 (docs/security.md)
         self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
         self.progress(f"governance deployed at {self.deployment.governance}")
 
