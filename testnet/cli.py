@@ -67,33 +67,53 @@ def _attach(args: argparse.Namespace, progress: Any = None) -> Cluster | None:
     return Cluster.load(root, progress=progress or _Progress(True))
 
 
+#: How long `status` waits for the chain and for each node, at most (they are asked at once).
+STATUS_TIMEOUT = 1.0
+
+
 def status_document(cluster: Cluster) -> dict[str, Any]:
+    """The network's state in about STATUS_TIMEOUT seconds at most, whatever the chain does: a
+    chain that does not answer is reported as such, beside each node's own health."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from contracts import GovernanceClient
     from guest.committee import CommitteeError, committee_from_chain
 
-    governance = cluster.governance()
     doc: dict[str, Any] = {
         "dir": str(cluster.root),
         "chain_rpc": cluster.rpc_url,
         "governance": cluster.deployment.governance if cluster.deployment else None,
         "app_factory": cluster.deployment.app_factory if cluster.deployment else None,
     }
-    try:
-        committee = committee_from_chain(governance)
-        doc.update(
-            generation=int(committee.network.generation),
-            epoch=int(committee.network.epoch),
-            threshold=committee.threshold,
-            group_public_key=committee.group_key.to_bytes().hex(),
-            members=[m.endpoint for m in committee.members],
-        )
-    except CommitteeError as exc:
-        doc.update(
-            generation=0, epoch=0, threshold=0, group_public_key=None, committee_error=str(exc)
-        )
+
+    def chain() -> dict[str, Any]:
+        assert cluster.deployment is not None
+        w3 = cluster.w3(timeout=STATUS_TIMEOUT, retries=False)
+        governance = GovernanceClient(w3, cluster.deployment.governance)
+        no_key = {"generation": 0, "epoch": 0, "threshold": 0, "group_public_key": None}
+        try:
+            committee = committee_from_chain(governance)
+        except CommitteeError as exc:
+            return {"chain": "reachable", **no_key, "committee_error": str(exc)}
+        except Exception as exc:  # any transport failure: the chain does not answer
+            reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
+            return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
+        return {
+            "chain": "reachable",
+            "generation": int(committee.network.generation),
+            "epoch": int(committee.network.epoch),
+            "threshold": committee.threshold,
+            "group_public_key": committee.group_key.to_bytes().hex(),
+            "members": [m.endpoint for m in committee.members],
+        }
+
+    with ThreadPoolExecutor(max_workers=1 + len(cluster.nodes)) as pool:
+        chain_view = pool.submit(chain)
+        healths = list(pool.map(lambda n: n.health(timeout=STATUS_TIMEOUT), cluster.nodes))
+        doc.update(chain_view.result())
     members = set(doc.get("members", []))
     nodes = []
-    for node in cluster.nodes:
-        health = node.health(timeout=1.0) or {}
+    for node, health in zip(cluster.nodes, healths, strict=True):
         nodes.append(
             {
                 "index": node.index,
@@ -101,13 +121,13 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
                 "endpoint": node.endpoints.kms,
                 "peer_endpoint": node.endpoints.peer,
                 "pid": node.pid,
-                "health": health.get("health", "UNREACHABLE" if node.pid else "STOPPED"),
+                "health": (health or {}).get("health", "UNREACHABLE" if node.pid else "STOPPED"),
                 "member": node.endpoints.kms in members,
                 "log": str(node.log_path),
             }
         )
     doc["nodes"] = nodes
-    doc.update({k: v for k, v in cluster.extra.items() if k not in ("pids", "starts")})
+    doc.update({k: v for k, v in cluster.extra.items() if k not in ("pids", "starts", "commands")})
     return doc
 
 
@@ -115,7 +135,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    print(f"chain       {doc['chain_rpc']}")
+    unreachable = " (not answering)" if doc.get("chain") == "unreachable" else ""
+    print(f"chain       {doc['chain_rpc']}{unreachable}")
     print(f"governance  {doc['governance']}")
     if doc.get("generation"):
         print(

@@ -183,8 +183,17 @@ class Cluster:
             return self.anvil.process.pid
         return self.attached_anvil_pid
 
-    def w3(self) -> Web3:
-        return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+    def w3(self, timeout: float = 30.0, retries: bool = True) -> Web3:
+        """A client of the chain; `retries=False` gives up after one `timeout` (status)."""
+        if retries:
+            return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": timeout}))
+        return Web3(
+            HTTPProvider(
+                self.rpc_url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=None,
+            )
+        )
 
     # -- persistence ------------------------------------------------------------------
 

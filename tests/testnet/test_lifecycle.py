@@ -76,3 +76,46 @@ def test_a_process_started_again_by_hand_is_found_and_stopped(tmp_path: Path) ->
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def test_status_answers_at_once_when_the_chain_and_a_node_hang(tmp_path: Path) -> None:
+    # A chain that accepts connections and never answers (as a stalled anvil does), and a node
+    # whose status port does the same: status still answers within about one timeout.
+    import socket
+
+    from contracts._deploy import Deployment
+    from node.endpoints import Endpoints
+    from testnet.cli import STATUS_TIMEOUT, status_document
+    from testnet.cluster import NodeProcess
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        cluster = Cluster(
+            tmp_path,
+            attached_rpc=f"http://127.0.0.1:{port}",
+            deployment=Deployment(
+                governance="0x" + "11" * 20, app_factory="0x" + "22" * 20, block=1, owner="0x"
+            ),
+            nodes=[
+                NodeProcess(
+                    index=i,
+                    dir=tmp_path,
+                    address="0x" + "33" * 20,
+                    endpoints=Endpoints(kms="127.0.0.1:1", peer="127.0.0.1:2"),
+                    status_port=port,
+                    config_path=tmp_path / "node.toml",
+                    log_path=tmp_path / "node.log",
+                )
+                for i in (1, 2, 3)
+            ],
+        )
+        started = time.monotonic()
+        doc = status_document(cluster)
+        took = time.monotonic() - started
+    assert doc["chain"] == "unreachable" and "no answer" in doc["committee_error"]
+    assert [n["health"] for n in doc["nodes"]] == ["STOPPED"] * 3
+    # One timeout of STATUS_TIMEOUT with the node probes alongside; before, web3 retried a
+    # timed-out read five times at 30 s each. The bound is loose for busy machines.
+    assert took < 10 * STATUS_TIMEOUT, took
