@@ -28,6 +28,7 @@ from gateway.registration import Registrar
 from gateway.revocation import RevocationWatch
 from gateway.table import RouteTable
 from guest.measure import compose_hash
+from node.tee import SIMULATED_OS_IMAGE
 from tests.gateway.test_proxy import APP_KEY, APP_TLS, CA, GATEWAY_CERT, run
 from tests.gateway.test_registration import BASE, FakeGovernance, cvm
 from tests.gateway.tlsfixtures import BASE as PROXY_BASE
@@ -35,7 +36,7 @@ from tests.gateway.tlsfixtures import Backend, echo_roundtrip, tls_connect
 
 LOOPBACK = BackendPolicy(parse_networks(["127.0.0.0/8"]))
 COMPOSE = b'{"services": {}}'  # what tests.gateway.test_registration.cvm measures
-OS_IMAGE = b"\x11" * 32
+OS_IMAGE = SIMULATED_OS_IMAGE  # what attest computes from the simulator's MRTD and RTMR0-2
 
 
 def _registrar(view: GovernanceView, base: str = BASE) -> tuple[Registrar, RouteTable]:

@@ -236,6 +236,12 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert after_refresh["group_public_key"] == group_key
     assert keys_from_a_fresh_agent(root, "fresh-4") == before
 
+    # The gateway still routes the demo app (it re-registered across the chain's restart)...
+    deadline = time.monotonic() + 60
+    while not answers(gateway["proxy"], name, pebble_verified):
+        assert time.monotonic() < deadline, "the gateway lost the demo app's route"
+        time.sleep(0.5)
+
     # Revoke the demo app's compose hash on chain: a new derivation is refused.
     from web3 import HTTPProvider, Web3
 
