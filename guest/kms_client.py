@@ -100,7 +100,7 @@ class DerivationError(Exception):
         self, have: int, need: int, failures: dict[int, str], endpoints: dict[int, str]
     ) -> None:
         detail = ", ".join(
-            f"node-{i} ({endpoints[i]}) {why}" for i, why in sorted(failures.items())
+            f"node-{i} ({endpoints.get(i, '?')}) {why}" for i, why in sorted(failures.items())
         )
         super().__init__(f"only {have} of {need} needed partials: {detail or 'no answers'}")
         self.have = have
@@ -123,6 +123,8 @@ class SignedStatement:
     statement: bytes
     signature: bytes
     signers: tuple[int, ...]
+    #: Members whose answers failed on the way (wrong statement or proof, errors), and why.
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 class _PairingBatch:
@@ -405,12 +407,15 @@ class KmsClient:
             self._pairings.running -= 1
         return DerivationResult(sigmas=combiner.sigmas, answered=list(answers), failures=failures)
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+    async def sign_public_key(self, public_key: bytes, statement: bytes) -> SignedStatement:
         """Have the network certify that this app holds `public_key` (design §3.5).
 
         The evidence binds the key (report_data = SHA-512("tkms-sign:v1:" ‖ key)); every node
         builds the statement from the app_id it verified, so an app can only get statements
-        about itself. Partials are checked against V_i and the result against PK2.
+        about itself. The caller passes the `statement` it expects (it knows its app_id): a
+        member that signed anything else, or whose partial does not verify against V_i, is
+        named and replaced by another member, like a wrong derivation partial; the result is
+        checked against PK2.
         """
         quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
         net = self.committee.network
@@ -427,33 +432,30 @@ class KmsClient:
             )
             return reply
 
-        def accept(
-            member: Member, reply: kms_pb2.SignPartialResponse
-        ) -> tuple[bytes, SignaturePartial]:
+        def accept(member: Member, reply: kms_pb2.SignPartialResponse) -> SignaturePartial:
             if reply.member != member.index:
                 raise InvalidPartial(member.index, f"answered as member {reply.member}")
+            if reply.statement != statement:
+                raise InvalidPartial(member.index, "signed another statement than the one asked")
             partial = SignaturePartial(
                 member=MemberIndex(reply.member),
                 sigma=G1.from_bytes(reply.sigma, "signature share"),
                 proof=DleqProof.from_bytes(reply.proof),
             )
-            verify_partial_signature(partial, reply.statement, member.verification_key)
-            return bytes(reply.statement), partial
+            verify_partial_signature(partial, statement, member.verification_key)
+            return partial
 
-        answers, _ = await self._collect(call, accept)
-        statements = {i: statement for i, (statement, _) in answers.items()}
-        if len(set(statements.values())) > 1:
-            raise DerivationError(
-                0, need, dict.fromkeys(statements, "signed a different statement"), {}
-            )
-        chosen = list(answers)
-        statement = statements[chosen[0]]
-        signature = combine_signatures([answers[i][1] for i in chosen], need)
+        answers, failures = await self._collect(call, accept)
+        signature = combine_signatures(list(answers.values()), need)
         if not verify_signature(self.committee.group_key, statement, signature):
+            # t partials that each verify against V_i combine to a signature under PK2 unless
+            # the committee's own data (V_i, PK2) disagree: nobody to blame.
             raise DerivationError(
-                0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}
+                0, need, {0: "combined signature does not verify under PK2"}, {0: "committee"}
             )
-        return SignedStatement(statement=statement, signature=signature, signers=tuple(chosen))
+        return SignedStatement(
+            statement=statement, signature=signature, signers=tuple(answers), failures=failures
+        )
 
     def _decode(
         self, member: Member, response: kms_pb2.DerivePartialResponse, keys: int

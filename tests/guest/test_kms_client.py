@@ -17,6 +17,7 @@ import pytest
 
 from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient, Member
 from mpc import G1, Epoch, Generation, KeyRequest, MemberIndex, NetworkContext, derive_partial
+from mpc.tsig import app_pubkey_statement, sign_partial, verify_signature
 from protos.tkms.v1 import kms_pb2, kms_pb2_grpc
 from tests.mpc.dealer import DealtKeys, deal
 
@@ -33,12 +34,31 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         fail_first: int = 0,
         lie: bool = False,
         lie_on: bytes | None = None,
+        sign_lie: str | None = None,
     ) -> None:
         self.share = keys.shares[index - 1]
         self.fail_first = fail_first
         self.lie = lie
         self.lie_on = lie_on  # lie only for keys of this purpose
+        self.sign_lie = sign_lie  # "statement": signs another key's; "proof": a bad share
         self.calls = 0
+
+    async def SignPartial(
+        self,
+        request: kms_pb2.SignPartialRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> kms_pb2.SignPartialResponse:
+        self.calls += 1
+        key = b"\x02" + b"\x66" * 32 if self.sign_lie == "statement" else request.public_key
+        statement = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        p = sign_partial(self.share, statement, rng=os.urandom)
+        sigma = p.sigma + G1.generator() if self.sign_lie == "proof" else p.sigma
+        return kms_pb2.SignPartialResponse(
+            statement=statement,
+            member=p.member,
+            sigma=sigma.to_bytes(),
+            proof=p.proof.to_bytes(),
+        )
 
     async def DerivePartial(
         self,
@@ -279,3 +299,56 @@ def test_a_member_that_is_down_is_retried_every_two_seconds_at_most() -> None:
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) >= 6, attempts
     assert max(gaps) < 2.0 * 1.2 + 0.5, gaps
+
+
+@pytest.mark.parametrize("lie", ["statement", "proof"])
+def test_a_member_signing_another_statement_is_named_and_replaced(
+    keys: DealtKeys, lie: str
+) -> None:
+    """3-of-4, member 1 (always among the first t answers) signs another key's statement,
+    or sends a share that fails its proof: the signature still comes from members 2-4 and
+    member 1 is named, as a wrong derivation partial is (it used to fail every start)."""
+
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, sign_lie=lie if i == 1 else None) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        key = b"\x02" + b"\x11" * 32
+        expected = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        client = KmsClient(committee(keys, ports), no_evidence, timeout=5)
+        try:
+            signed = await client.sign_public_key(key, expected)
+        finally:
+            await client.close()
+            for s in servers:
+                await s.stop(None)
+        assert signed.statement == expected
+        assert verify_signature(keys.group_key_g2, expected, signed.signature)
+        assert signed.signers == (2, 3, 4)
+        assert list(signed.failures) == [1]
+        why = "signed another statement" if lie == "statement" else "proof does not verify"
+        assert why in signed.failures[1]
+
+    asyncio.run(go())
+
+
+def test_signing_fails_with_every_liar_named_when_fewer_than_t_are_honest(
+    keys: DealtKeys,
+) -> None:
+    async def go() -> None:
+        lies = {1: "statement", 3: "proof"}
+        nodes = [FakeNode(keys, i, sign_lie=lies.get(i)) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        key = b"\x02" + b"\x12" * 32
+        expected = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        client = KmsClient(committee(keys, ports), no_evidence, timeout=5)
+        try:
+            with pytest.raises(DerivationError, match="only 2 of 3 needed partials") as err:
+                await client.sign_public_key(key, expected)
+        finally:
+            await client.close()
+            for s in servers:
+                await s.stop(None)
+        assert set(err.value.failures) == {1, 3}
+        assert "node-1 (127.0.0.1:" in str(err.value)
+
+    asyncio.run(go())

@@ -133,19 +133,18 @@ def test_the_network_certifies_an_app_key_with_a_threshold_signature(
 
     committee = committee_from_chain(cluster.governance())
     key = b"\x02" + os.urandom(32)
+    expected = app_pubkey_statement(
+        committee.network.chain_id, committee.network.contract, app.app_id, key
+    )
 
     async def go() -> SignedStatement:
         client = app.client(committee)
         try:
-            return await client.sign_public_key(key)
+            return await client.sign_public_key(key, expected)
         finally:
             await client.close()
 
     signed = asyncio.run(go())
-    assert cluster.deployment is not None
-    expected = app_pubkey_statement(
-        committee.network.chain_id, committee.network.contract, app.app_id, key
-    )
     assert signed.statement == expected
     assert verify_signature(committee.group_key, expected, signed.signature)
     assert not verify_signature(committee.group_key, expected + b"x", signed.signature)
