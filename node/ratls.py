@@ -9,7 +9,8 @@ fixed DNS name `PEER_TLS_NAME` so that peers dial it with ``grpc.ssl_target_name
 an unregistered caller cannot make us verify quotes):
 
 1. ``certificate``  it parses and is valid at `now`;
-2. ``registry``     SHA-256 of its SPKI is the TLS key hash of an approved node in the view;
+2. ``registry``     SHA-256 of its SPKI is the TLS key hash of exactly one approved node in
+                    the view (two approved nodes with one key hash: refused as ambiguous);
 3. ``evidence``     its RA-TLS evidence verifies (quote, replay, identity, key binding);
                     simulator quotes only when the view says ``simulatorAllowed``;
 4. ``identity``     the evidence carries a dstack identity (mr_aggregated is what is approved);
@@ -192,10 +193,23 @@ def _load(cert_pem: bytes, now: int) -> x509.Certificate:
 
 
 def _registered(cert: x509.Certificate, view: PeerRegistry[R]) -> R:
+    """The one approved node whose registered TLS key hash is the certificate's key.
+
+    Two approved registrations with one key hash make the certificate's owner ambiguous: the
+    key hash is public, so a second registration could carry an honest node's and have that
+    node's certificate (and calls) attributed to it. Refused, naming both, never resolved by
+    registry order.
+    """
     key_hash = spki_hash(cert)
-    for record in view.nodes.values():
-        if record.tls_key_hash == key_hash:
-            return record
+    owners = [record for record in view.nodes.values() if record.tls_key_hash == key_hash]
+    if len(owners) == 1:
+        return owners[0]
+    if owners:
+        names = ", ".join(sorted(f"0x{record.address.hex()}" for record in owners))
+        raise Unauthenticated(
+            f"registry: TLS key {key_hash.hex()} is registered by {len(owners)} approved nodes "
+            f"({names}): ambiguous, refused until governance removes all but one"
+        )
     raise Unauthenticated(f"registry: TLS key {key_hash.hex()} is not the key of any approved node")
 
 
