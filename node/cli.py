@@ -21,7 +21,7 @@ from typing import Any
 from attest import event_log_to_json
 from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
-from node.sealing import open_sealer, write_atomic
+from node.sealing import make_directory, open_sealer, write_atomic
 from node.tee import make_provider, measure_node_boot
 
 REGISTRATION_FILE = "registration.json"
@@ -44,7 +44,7 @@ def evidence_hash(quote: bytes, event_log: str) -> bytes:
 def init_node_dir(data_dir: Path, *, tee: str, sealing: str) -> dict[str, Any]:
     """Create a node identity in `data_dir` and write its registration data (what
     `tkms node init` does); returns the registration document."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(data_dir, mode=0o777)  # less the umask; secrets in it are sealed
     if (data_dir / IDENTITY_FILE).exists():
         raise NodeError(f"{data_dir} already holds a node identity; use another --dir")
     sealer = open_sealer(sealing, data_dir, create=True)
