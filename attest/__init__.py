@@ -32,6 +32,7 @@ from attest._identity import (
     compute_app_identity,
     expected_mr_config_id,
     has_runtime_events,
+    os_image_hash_of,
 )
 from attest._quote import parse_quote
 from attest._quote_pck import PckInfo, read_pck_info
@@ -138,6 +139,7 @@ __all__ = [
     "has_runtime_events",
     "load_collateral",
     "node_binding_content",
+    "os_image_hash_of",
     "parse_ccel",
     "parse_event_log",
     "parse_quote",

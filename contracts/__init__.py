@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._devchain import DEV_CHAIN_IDS, require_dev_chain
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._tx import Receipt, Transactor, decode_revert
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        node_registration_hash,
     )
     from contracts.errors import (
         AnvilError,
@@ -78,6 +80,7 @@ _MODULES: dict[str, str] = {
     "ComplaintInfo": "contracts._types",
     "ContractsError": "contracts.errors",
     "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
+    "DEV_CHAIN_IDS": "contracts._devchain",
     "DealInfo": "contracts._types",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
@@ -105,13 +108,16 @@ _MODULES: dict[str, str] = {
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
     "load_artifact": "contracts._artifacts",
+    "node_registration_hash": "contracts._types",
     "read_history": "contracts._audit",
+    "require_dev_chain": "contracts._devchain",
 }
 
 __all__ = [
     "ANVIL_MNEMONIC",
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
+    "DEV_CHAIN_IDS",
     "IAPP_AUTH_INTERFACE_ID",
     "SOURCE_DIR",
     "Anvil",
@@ -157,7 +163,9 @@ __all__ = [
     "find_anvil",
     "free_port",
     "load_artifact",
+    "node_registration_hash",
     "read_history",
+    "require_dev_chain",
 ]
 
 

@@ -23,6 +23,7 @@ from contracts._anvil import anvil_command
 from contracts._app import AppAuthClient, AppFactoryClient
 from contracts._audit import read_history
 from contracts._deploy import deploy
+from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, Transactor
@@ -112,6 +113,8 @@ def run_anvil(args: argparse.Namespace) -> int:
 
 def run_deploy(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
+    if args.allow_simulator:
+        require_dev_chain(int(w3.eth.chain_id), "--allow-simulator")
     deployment = deploy(signer(w3, args), allow_simulator=args.allow_simulator)
     document = {"governance": deployment.governance, "app_factory": deployment.app_factory}
     emit(

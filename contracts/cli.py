@@ -76,7 +76,9 @@ def _register_chain(sub: Any) -> None:
     _rpc(deploy)
     _key(deploy)
     deploy.add_argument(
-        "--allow-simulator", action="store_true", help="accept simulated TEEs (testnets only)"
+        "--allow-simulator",
+        action="store_true",
+        help="accept simulated TEEs (refused unless the chain id is 31337 or 1337)",
     )
     _json(deploy)
 

@@ -12,6 +12,8 @@ from typing import Any
 _MODULES: dict[str, str] = {
     "AcmeError": "gateway.acme_client",
     "AcmeIssuer": "gateway.acme_client",
+    "BackendPolicy": "gateway.backends",
+    "BackendRefused": "gateway.backends",
     "ChallTestSrvPublisher": "gateway.dns01",
     "Dns01Error": "gateway.dns01",
     "Dns01Publisher": "gateway.dns01",
@@ -38,6 +40,7 @@ _MODULES: dict[str, str] = {
     "SealedStore": "gateway.keystore",
     "load_gateway_config": "gateway.config",
     "parse_client_hello": "gateway.clienthello",
+    "instance_route_id": "gateway.names",
     "parse_server_name": "gateway.names",
 }
 

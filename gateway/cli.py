@@ -75,7 +75,9 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "register", help="register this CVM with a gateway, through its guest agent"
     )
     reg.add_argument("--endpoint", required=True, help="the gateway's registration host:port")
-    reg.add_argument("--host", required=True, help="where the gateway reaches this CVM")
+    reg.add_argument(
+        "--host", required=True, help="the IP address where the gateway reaches this CVM"
+    )
     reg.add_argument(
         "--socket",
         type=absolute_path,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.backends import IPNetwork, parse_networks
+
 
 class GatewayConfigError(ValueError):
     """The configuration file is missing, malformed, or has a bad value."""
@@ -54,6 +56,8 @@ class GatewayConfig:
     acme: AcmeConfig
     registration_ttl_seconds: float = 300.0
     registration_freshness_seconds: float = 120.0
+    #: Non-public networks CVMs may register as backends (`gateway.backends`); none by default.
+    allowed_backend_networks: tuple[IPNetwork, ...] = ()
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -70,7 +74,11 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "caa_issuer": str,
         "renew_before_days": (int, float),
     },
-    "registration": {"ttl_seconds": (int, float), "freshness_seconds": (int, float)},
+    "registration": {
+        "ttl_seconds": (int, float),
+        "freshness_seconds": (int, float),
+        "allowed_backend_networks": list,
+    },
 }
 _REQUIRED = {
     "": ("base_domain", "data_dir"),
@@ -93,6 +101,16 @@ def _positive(path: Path, section: str, key: str, value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise GatewayConfigError(f"{path}: [{section}] {key} must be a positive finite number")
     return float(value)
+
+
+def _networks(path: Path, values: list[Any]) -> tuple[IPNetwork, ...]:
+    where = f"{path}: [registration] allowed_backend_networks"
+    if not all(isinstance(v, str) for v in values):
+        raise GatewayConfigError(f"{where} must be a list of strings (CIDR networks)")
+    try:
+        return parse_networks(values)
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where}: {exc}") from None
 
 
 def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -153,6 +171,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         path, "registration", "freshness_seconds", reg.get("freshness_seconds", 120.0)
     )
     renew = _positive(path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0))
+    networks = _networks(path, reg.get("allowed_backend_networks", []))
     here = Path(os.path.abspath(path)).parent
     return GatewayConfig(
         base_domain=base_domain,
@@ -173,4 +192,5 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         ),
         registration_ttl_seconds=ttl,
         registration_freshness_seconds=freshness,
+        allowed_backend_networks=networks,
     )

@@ -31,6 +31,7 @@ from attest import create_ratls_certificate
 from contracts import GovernanceClient
 from gateway.acme_client import AcmeIssuer
 from gateway.agent import AgentQuoteSource, GuestAgent
+from gateway.backends import BackendPolicy
 from gateway.certs import CertificateManager
 from gateway.client import GATEWAY_TLS_NAME
 from gateway.config import GatewayConfig
@@ -142,6 +143,7 @@ class Gateway:
             governance=GovernanceClient(w3, cfg.governance),
             ttl=cfg.registration_ttl_seconds,
             freshness=cfg.registration_freshness_seconds,
+            backends=BackendPolicy(cfg.allowed_backend_networks),
         )
         self.server = grpc.aio.server()
         gateway_pb2_grpc.add_GatewayServicer_to_server(  # type: ignore[no-untyped-call]

@@ -1,7 +1,8 @@
 """The gateway's TLS front: route each connection by the SNI of its ClientHello (design §8).
 
 Per connection: read until a full ClientHello (within `hello_timeout`), parse its SNI as
-`<target>[-<port>][s].<base_domain>`, take the table's candidates for the target, and connect
+`[i-]<target>[-<port>][s].<base_domain>`, take the table's candidates for the target (an app,
+or with `i-` an instance), and connect
 to the first that answers on the route's port (one that fails is marked dead and the next is
 tried). With the `s` suffix the hello and everything after it go to the backend untouched: the
 app terminates TLS itself and the gateway never sees plaintext. Otherwise the gateway terminates
@@ -156,9 +157,10 @@ class Proxy:
             route = parse_server_name(hello.server_name, self._base_domain)
         except RouteError as exc:
             raise _Refused("unknown_name", str(exc)) from None
-        candidates = self._table.candidates(route.target)
+        candidates = self._table.candidates(route.target, instance=route.instance)
         if not candidates:
-            raise _Refused("no_backend", f"no live registration for {route.target}")
+            kind = "instance" if route.instance else "app"
+            raise _Refused("no_backend", f"no live registration for {kind} {route.target}")
         if route.passthrough:
             backend, reg = await self._connect(candidates, route)
             self._stats["passthrough"] += 1

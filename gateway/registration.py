@@ -2,21 +2,22 @@
 
 A registration is the serialized `tkms.v1.Registration` (base domain, backend host, issue time)
 plus evidence whose report_data is SHA-512("tkms-gateway:v1:" || SHA-256(registration)). The
-gateway checks, in order: the registration parses and names this gateway, it is fresh, the
-evidence verifies (quote, event-log replay, identity, binding to the registration), and
-governance allows the app at the chain's head. Only then is (app_id, instance_id) -> host
-recorded, for `ttl` seconds. Refusals say which step failed; nothing is recorded.
+gateway checks, in order: the registration parses and names this gateway, its host is an IP
+address the gateway may relay to (`gateway.backends`), it is fresh, the evidence verifies
+(quote, event-log replay, identity, binding to the registration), and governance allows the app
+at the chain's head. Only then is the route recorded, for `ttl` seconds: the app id and the
+gateway instance id, both from the verified evidence (the instance id derived from the measured
+one and the app id, `names.instance_route_id`; nothing the CVM sends besides its evidence
+decides them), to the host. Refusals say which step failed; nothing is recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -36,14 +37,12 @@ from attest import (
     verify_evidence,
 )
 from contracts import AppBootInfo, AuthDecision
+from gateway.backends import BackendPolicy, BackendRefused, parse_host
+from gateway.names import ID_BYTES, app_name, instance_name, instance_route_id
 from gateway.table import Registration, RouteTable
 from protos.tkms.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = structlog.get_logger("tkms.gateway.registration")
-
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
 
 
 class Governance(Protocol):
@@ -65,18 +64,6 @@ class RegistrationRefused(Exception):
 def registration_digest(registration: bytes) -> bytes:
     """What the CVM's report_data binds under `tkms-gateway:v1:` (SHA-256 of the bytes)."""
     return hashlib.sha256(registration).digest()
-
-
-def check_host(host: str) -> str:
-    """`host` as an IP address or DNS name the gateway may connect to, else ValueError."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    name = host.lower().rstrip(".")
-    if not _HOSTNAME.match(name):
-        raise ValueError(f"host {host[:80]!r} is neither an IP address nor a DNS name")
-    return name
 
 
 def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
@@ -109,6 +96,7 @@ class Registrar:
     governance: Governance
     ttl: float = 300.0
     freshness: float = 120.0
+    backends: BackendPolicy = field(default_factory=BackendPolicy)
     collateral: Collateral | None = None
     clock: Callable[[], float] = time.time
 
@@ -127,10 +115,16 @@ class Registrar:
                 f"this gateway serves {self.base_domain!r}",
             )
         try:
-            host = check_host(registration.host)
+            address = parse_host(registration.host)
         except ValueError as exc:
             raise RegistrationRefused(
                 grpc.StatusCode.INVALID_ARGUMENT, f"registration: {exc}"
+            ) from None
+        try:
+            self.backends.check(address)
+        except BackendRefused as exc:
+            raise RegistrationRefused(
+                grpc.StatusCode.PERMISSION_DENIED, f"backend: {exc}"
             ) from None
         skew = abs(self.clock() - registration.issued_at)
         if skew > self.freshness:
@@ -138,7 +132,7 @@ class Registrar:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"registration: issued_at is {skew:.0f}s from now (window {self.freshness:.0f}s)",
             )
-        return registration, host
+        return registration, str(address)
 
     def _verify(self, request: gateway_pb2.RegisterRequest) -> VerifiedEvidence:
         try:
@@ -176,6 +170,14 @@ class Registrar:
         evidence = self._verify(request)
         info = boot_info(evidence)
         assert evidence.identity is not None  # boot_info refused a missing identity
+        app_id, measured = evidence.identity.app_id, evidence.identity.instance_id
+        if len(app_id) != ID_BYTES or len(measured) != ID_BYTES:
+            raise RegistrationRefused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"identity: app-id and instance-id must be {ID_BYTES}-byte events, the event "
+                f"log has {len(app_id)} and {len(measured)} bytes (an app measured without an "
+                "instance id cannot be routed)",
+            )
         try:
             decision = self.governance.is_app_allowed(info)
         except Exception as exc:
@@ -188,14 +190,13 @@ class Registrar:
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"approval: app {info.app_id}: {decision.reason or 'not allowed'}",
             )
-        app_id = evidence.identity.app_id
-        instance_id = evidence.identity.instance_id or bytes(20)
+        route_id = instance_route_id(app_id, measured)
         expires_at = self.clock() + self.ttl
-        names = [f"{app_id.hex()}.{self.base_domain}", f"{instance_id.hex()}.{self.base_domain}"]
+        names = [app_name(app_id, self.base_domain), instance_name(route_id, self.base_domain)]
         reply = gateway_pb2.RegisterResponse(
-            app_id=app_id, instance_id=instance_id, expires_at=int(expires_at), names=names
+            app_id=app_id, instance_id=measured, expires_at=int(expires_at), names=names
         )
-        return Registration(app_id, instance_id, host, expires_at), reply
+        return Registration(app_id, route_id, host, expires_at), reply
 
     def record(self, route: Registration) -> None:
         """Put an accepted registration in the table (on the table's event loop)."""
@@ -206,7 +207,7 @@ class Registrar:
         log.info(
             "cvm_registered",
             app_id=route.app_id.hex(),
-            instance_id=route.instance_id.hex(),
+            instance=route.instance_id.hex(),
             host=route.host,
         )
 

@@ -1,8 +1,10 @@
 """The routing table: which backends serve an app or an instance, for how long, and which are dead.
 
 Registrations arrive from the registration service (`upsert`) and lapse at `expires_at`
-(wall-clock seconds). `candidates(target)` lists the live backends for an app id or an instance
-id, rotated round robin per call across an app's instances; a backend the proxy failed to reach
+(wall-clock seconds). App ids and instance ids are two namespaces, and the caller says which
+one a target is in: `candidates(target, instance=False)` lists the live backends of an app,
+rotated round robin per call across its instances; `candidates(target, instance=True)` lists
+the one instance with that (gateway) instance id. A backend the proxy failed to reach
 (`mark_dead`) moves to the end of the list for `dead_for` seconds, so it is tried only when the
 others fail too, and comes back by itself if it recovers.
 
@@ -12,16 +14,18 @@ awaiting, so no locks are needed; use from other threads would need a lock it do
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-ID_BYTES = 20
+from gateway.names import ID_BYTES
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """A backend: the CVM's app and instance ids, the host to reach it at, and its expiry."""
+    """A backend: the CVM's app id, its gateway instance id (`names.instance_route_id`), the IP
+    address to reach it at (never a name: the proxy does not resolve), and its expiry."""
 
     app_id: bytes
     instance_id: bytes
@@ -33,8 +37,10 @@ class Registration:
             value = getattr(self, field)
             if not isinstance(value, bytes) or len(value) != ID_BYTES:
                 raise ValueError(f"{field} must be {ID_BYTES} bytes, got {value!r}")
-        if not self.host:
-            raise ValueError("host is empty")
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ValueError(f"host {self.host[:80]!r} is not an IP address") from None
 
 
 def _target_bytes(target: str) -> bytes:
@@ -49,7 +55,8 @@ def _target_bytes(target: str) -> bytes:
 
 
 class RouteTable:
-    """Registrations by instance, grouped by app, with expiry and dead marks."""
+    """Registrations by instance id, grouped by app id (two namespaces), with expiry and dead
+    marks."""
 
     def __init__(self, clock: Callable[[], float] = time.time, dead_for: float = 5.0) -> None:
         self._clock = clock
@@ -96,13 +103,15 @@ class RouteTable:
         """The proxy reached this backend: it takes its normal turn again."""
         self._dead_since.pop(instance_id, None)
 
-    def candidates(self, target: str) -> list[Registration]:
-        """Unexpired backends for an app id or instance id (hex), in the order to try them."""
+    def candidates(self, target: str, *, instance: bool) -> list[Registration]:
+        """Unexpired backends, in the order to try them, for an app id or (`instance`) a
+        gateway instance id, in hex. An app id is never looked up among instances, nor an
+        instance id among apps."""
         key = _target_bytes(target)
         now = self._clock()
-        reg = self._by_instance.get(key)
-        if reg is not None:
-            return [reg] if reg.expires_at > now else []
+        if instance:
+            reg = self._by_instance.get(key)
+            return [reg] if reg is not None and reg.expires_at > now else []
         instances = self._by_app.get(key)
         if not instances:
             return []

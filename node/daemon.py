@@ -44,7 +44,7 @@ from node.ratelimit import RateLimiter
 from node.ratls import make_node_certificate
 from node.sealing import open_sealer
 from node.shares import ShareStore
-from node.tee import make_provider, measure_node_boot
+from node.tee import accepts_simulator, make_provider, measure_node_boot
 from protos.tkms.v1 import admin_pb2_grpc, kms_pb2, kms_pb2_grpc
 
 log = get_logger("tkms.node")
@@ -100,6 +100,7 @@ class Node:
             key_pem=self.key_pem,
             view=lambda: self.watcher.view,
             kms_allowed=self._kms_allowed,
+            accept_simulator=accepts_simulator(cfg.tee),
         )
         self.epochs = EpochManager(
             identity=self.identity,
@@ -116,6 +117,7 @@ class Node:
             max_head_age=cfg.chain.max_head_age_seconds,
             limiter=RateLimiter(cfg.limits.requests_per_second_per_app, cfg.limits.burst_per_app),
             metrics=self.metrics,
+            accept_simulator=accepts_simulator(cfg.tee),
         )
 
     def status(self) -> NodeStatus:
@@ -241,6 +243,7 @@ class Node:
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
             kms_allowed=self._kms_allowed,
+            accept_simulator=accepts_simulator(self.config.tee),
         )
         peer_port = await peer.start(cfg.listen.peer)
 

@@ -12,7 +12,9 @@ an unregistered caller cannot make us verify quotes):
 2. ``registry``     SHA-256 of its SPKI is the TLS key hash of exactly one approved node in
                     the view (two approved nodes with one key hash: refused as ambiguous);
 3. ``evidence``     its RA-TLS evidence verifies (quote, replay, identity, key binding);
-                    simulator quotes only when the view says ``simulatorAllowed``;
+                    simulator quotes only when this node accepts them (`accept_simulator`,
+                    False on TDX), the view says ``simulatorAllowed`` and the chain is a
+                    development chain (`node.tee.simulator_refusal`);
 4. ``identity``     the evidence carries a dstack identity (mr_aggregated is what is approved);
 5. ``measurement``  `kms_allowed(evidence)` (the node asks governance) does not raise.
 
@@ -67,6 +69,7 @@ from attest.providers import TeeProvider
 from node.errors import NodeError, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.logs import get_logger
+from node.tee import simulator_refusal
 
 __all__ = [
     "MAX_CLIENT_CERT_DER",
@@ -121,6 +124,8 @@ class PeerRegistry(Protocol[R_co]):
     def nodes(self) -> Mapping[bytes, R_co]: ...
     @property
     def simulator_allowed(self) -> bool: ...
+    @property
+    def chain_id(self) -> int: ...
 
 
 R = TypeVar("R", bound=PeerRecord)
@@ -216,15 +221,19 @@ def _evidence(
     policy: Policy,
     now: int,
     collateral: Collateral | None,
+    accept_simulator: bool,
 ) -> VerifiedEvidence:
     try:
         quote = parse_quote(read_ratls_certificate(cert).quote)
         simulated = is_simulator_quote(quote)
-        if simulated and not view.simulator_allowed:
-            raise Unauthenticated(
-                "evidence: simulator quote, but governance has simulatorAllowed = false"
-            )
         if simulated:
+            refusal = simulator_refusal(
+                accept_locally=accept_simulator,
+                chain_id=view.chain_id,
+                allowed_on_chain=view.simulator_allowed,
+            )
+            if refusal is not None:
+                raise Unauthenticated(f"evidence: simulator quote refused: {refusal}")
             policy = AllOf([policy, SimulatorAllowed()])
         verifier = make_quote_verifier(now=now, policy=policy, collateral=collateral)
         return verify_ratls_certificate(cert, verify_quote=verifier)
@@ -239,16 +248,18 @@ def verify_peer_certificate(
     policy: Policy,
     now: int,
     kms_allowed: KmsAllowed,
+    accept_simulator: bool,
     collateral: Collateral | None = None,
 ) -> R:
     """The approved node `cert_pem` belongs to; raises `Unauthenticated` naming the step.
 
     Steps in the module docstring. `collateral` is needed for hardware quotes (DCAP).
+    `accept_simulator` is this node's own say (`node.tee.accepts_simulator`).
     `NotReady` from `kms_allowed` (the chain cannot be asked) propagates unchanged.
     """
     cert = _load(cert_pem, now)  # (1)
     record = _registered(cert, view)  # (2)
-    evidence = _evidence(cert, view, policy, now, collateral)  # (3)
+    evidence = _evidence(cert, view, policy, now, collateral, accept_simulator)  # (3)
     if evidence.identity is None:  # (4)
         raise Unauthenticated(
             "identity: the evidence has no dstack runtime events, so no KMS measurement"
@@ -282,12 +293,14 @@ class PeerVerifier:
         *,
         policy: Policy,
         kms_allowed: KmsAllowed,
+        accept_simulator: bool,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         ttl: float = 60.0,
         max_entries: int = 256,
     ) -> None:
         self.policy, self.kms_allowed, self.collateral = policy, kms_allowed, collateral
+        self.accept_simulator = accept_simulator
         self.clock, self.ttl, self.max_entries = clock, ttl, max_entries
         self._cache: OrderedDict[bytes, tuple[object, PeerRecord, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -306,6 +319,7 @@ class PeerVerifier:
                 policy=self.policy,
                 now=int(now),
                 kms_allowed=self.kms_allowed,
+                accept_simulator=self.accept_simulator,
                 collateral=self.collateral,
             )
         except NodeError:

@@ -58,6 +58,7 @@ async def serve(rpc: str, governance: str, port: int) -> None:
         max_head_age=60,
         limiter=RateLimiter(1e6, 2_000_000),
         metrics=metrics,
+        accept_simulator=True,  # the baseline runs on the simulated testnet
     )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     kms_pb2_grpc.add_KmsServicer_to_server(  # type: ignore[no-untyped-call]

@@ -38,13 +38,14 @@ from contracts import (
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
-from node.cli import (
-    REGISTRATION_FILE,
-    fund_from_anvil,
-    init_node_dir,
-    registration_measurement,
-)
+from node.cli import fund_from_anvil, init_node_dir
 from node.endpoints import Endpoints
+from node.registration import (
+    REGISTRATION_FILE,
+    approve_registration,
+    registered_document,
+    write_registration,
+)
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
 from testnet.processes import running, start_ticks, stop_groups
@@ -164,6 +165,7 @@ class Cluster:
         self.anvil_start = start_ticks(self.anvil.process.pid)
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
+        # the image nodes recompute from a simulated TD's MRTD and RTMR0-2 (docs/security.md)
         self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
         self.progress(f"governance deployed at {self.deployment.governance}")
 
@@ -293,11 +295,10 @@ class Cluster:
         endpoints = Endpoints(kms=f"127.0.0.1:{free_port()}", peer=f"127.0.0.1:{free_port()}")
         status_port = free_port()
         self._fund(registration["address"])
-        self._register(node_dir, registration, endpoints)
-        governance = self.governance()
-        info = governance.get_node(registration["address"])
-        governance.send_approve_node(registration["address"], info.registration_hash)
-        self._allow_measurement(registration)
+        self.governance().send_allow_node_registration(registration["address"])
+        registration = self._register(node_dir, registration, endpoints)
+        # The owner's review, as `tkms node approve --registration` does it.
+        approve_registration(self.governance(), registration, now=int(time.time()))
         config = node_dir / "node.toml"
         config.write_text(
             f'data_dir = "{node_dir}"\ntee = "{tee}"\nsealing = "file"\nlog_format = "json"\n\n'
@@ -324,25 +325,26 @@ class Cluster:
     def _fund(self, address: str) -> None:
         fund_from_anvil(self.w3(), address, FUNDER_ACCOUNT)
 
-    def _register(self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints) -> None:
+    def _register(
+        self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints
+    ) -> dict[str, Any]:
+        """Register from the node's own key; returns the registration document it wrote."""
         from node.identity import load_identity
         from node.sealing import open_sealer
 
         identity = load_identity(node_dir, open_sealer("file", node_dir))
+        operator = identity.eth_account.address
+        recorded = registered_document(registration, operator=operator, endpoint=str(endpoints))
         own = self.governance(Transactor(self.w3(), identity.eth_account))
         own.send_register_node(
-            operator=identity.eth_account.address,
+            operator=operator,
             endpoint=str(endpoints),
             tls_key_hash=identity.tls_key_hash,
             deal_key=identity.deal_public_key,
             evidence_hash=bytes.fromhex(registration["evidence_hash"]),
         )
-
-    def _allow_measurement(self, registration: dict[str, Any]) -> None:
-        measurement = registration_measurement(registration)
-        governance = self.governance()
-        if not governance.is_kms_measurement_allowed(measurement):
-            governance.send_add_kms_measurement(measurement)
+        write_registration(node_dir, recorded)
+        return recorded
 
     def start_node(self, node: NodeProcess) -> None:
         if node.pid is not None:

@@ -55,6 +55,7 @@ caa_issuer = "pebble.letsencrypt.org"
 
 [registration]
 ttl_seconds = 60
+allowed_backend_networks = ["127.0.0.0/8"]  # every testnet process runs on loopback
 """
 
 

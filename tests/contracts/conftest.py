@@ -49,6 +49,7 @@ def base_deployment(w3: Web3, signers: list[Transactor]) -> Deployment:
     deployment = deploy(signers[0], allow_simulator=False, retirement_window=RETIREMENT_WINDOW)
     owner = GovernanceClient(w3, deployment.governance, signers[0])
     for i in NODE_ACCOUNTS:
+        owner.send_allow_node_registration(signers[i].address)
         register_node(GovernanceClient(w3, deployment.governance, signers[i]), i)
         owner.send_approve_node(
             signers[i].address, owner.get_node(signers[i].address).registration_hash

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 from hypothesis import strategies as st
 
+from gateway.backends import BackendPolicy, parse_networks
 from gateway.clienthello import HelloError, parse_client_hello
 from gateway.config import GatewayConfigError, load_gateway_config
 from gateway.registration import GatewayServicer, Registrar
@@ -77,13 +78,15 @@ def _clienthello() -> Prepared:
 def _service() -> Prepared:
     from tests.gateway.test_registration import APP, FakeGovernance, cvm
 
-    registrar = Registrar(BASE, RouteTable(), FakeGovernance(), ttl=60)
+    backends = BackendPolicy(parse_networks(["10.0.0.0/8"]))
+    registrar = Registrar(BASE, RouteTable(), FakeGovernance(), ttl=60, backends=backends)
     servicer = GatewayServicer(registrar, proxy_port=lambda: 8443, app_id=b"\x77" * 20)
     approved, stranger = cvm(APP), cvm(b"\xcd" * 20)
     now = time.time()
     requests = [
         approved.request(base_domain=BASE, host="10.0.0.7"),
         approved.request(base_domain=BASE, host="app.internal"),
+        approved.request(base_domain=BASE, host="169.254.169.254"),
         stranger.request(base_domain=BASE, host="10.0.0.7"),
         approved.request(base_domain="other.example", host="10.0.0.8"),
         approved.request(base_domain=BASE, host="10.0.0.9", issued_at=now - 3600),
@@ -116,7 +119,11 @@ _GOOD_SECTIONS: dict[str, dict[str, Any]] = {
         "challtestsrv_url": "http://127.0.0.1:8055",
         "renew_before_days": 30,
     },
-    "registration": {"ttl_seconds": 300, "freshness_seconds": 120.0},
+    "registration": {
+        "ttl_seconds": 300,
+        "freshness_seconds": 120.0,
+        "allowed_backend_networks": ["127.0.0.0/8", "fd00::/8"],
+    },
 }
 
 

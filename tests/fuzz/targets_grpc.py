@@ -193,6 +193,7 @@ def _kms() -> Prepared:
         max_head_age=60,
         limiter=RateLimiter(5000, 5000),
         metrics=metrics,
+        accept_simulator=True,
     )
     servicer = KmsServicer(
         authorizer=authorizer,
@@ -262,6 +263,7 @@ def _peer() -> Prepared:
     verifier = PeerVerifier(
         policy=default_policy(),
         kms_allowed=AllowList(mr_aggregated_of(node.cert_pem)),
+        accept_simulator=True,
     )
     epoch = 5
     receiver = NodeIdentity.generate()  # the node under test; `node` calls it

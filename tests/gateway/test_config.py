@@ -32,6 +32,7 @@ caa_issuer = "pebble.letsencrypt.org"
 
 [registration]
 ttl_seconds = 90
+allowed_backend_networks = ["127.0.0.0/8", "fd00::/8"]
 """
 
 
@@ -51,6 +52,12 @@ def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
     assert config.registration_ttl_seconds == 90.0
     assert config.registration_freshness_seconds == 120.0
     assert config.acme.renew_before_days == 30.0
+    assert [str(n) for n in config.allowed_backend_networks] == ["127.0.0.0/8", "fd00::/8"]
+
+
+def test_no_backend_network_is_allowed_by_default(tmp_path: Path) -> None:
+    text = GOOD.replace('allowed_backend_networks = ["127.0.0.0/8", "fd00::/8"]\n', "")
+    assert load_gateway_config(write(tmp_path, text)).allowed_backend_networks == ()
 
 
 @pytest.mark.parametrize(
@@ -85,6 +92,22 @@ def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
             r"\[agent\]: socket contains a NUL character",
         ),
         ("[listen]", "[listen]\n[listen.x]", r"\[listen\]: unknown key .x."),
+        (
+            '"127.0.0.0/8", "fd00::/8"',
+            '"127.0.0.1/8"',
+            r"\[registration\] allowed_backend_networks: '127.0.0.1/8' is not a network in CIDR "
+            "form: 127.0.0.1/8 has host bits set",
+        ),
+        (
+            '["127.0.0.0/8", "fd00::/8"]',
+            '"127.0.0.0/8"',
+            r"\[registration\]: allowed_backend_networks has the wrong type \(str\)",
+        ),
+        (
+            '"127.0.0.0/8", "fd00::/8"',
+            "8",
+            r"allowed_backend_networks must be a list of strings \(CIDR networks\)",
+        ),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, old: str, new: str, message: str) -> None:

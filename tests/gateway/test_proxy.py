@@ -79,8 +79,9 @@ async def gateway(
         assert proxy.stats["active"] == 0
 
 
-def name(target: bytes, port: int, *, passthrough: bool) -> str:
-    return f"{target.hex()}-{port}{'s' if passthrough else ''}.{BASE}"
+def name(target: bytes, port: int, *, passthrough: bool, instance: bool = False) -> str:
+    prefix = "i-" if instance else ""
+    return f"{prefix}{target.hex()}-{port}{'s' if passthrough else ''}.{BASE}"
 
 
 def test_passthrough_reaches_the_app_with_its_own_certificate() -> None:
@@ -275,8 +276,10 @@ def test_the_backend_closing_first_leaves_the_client_direction_open() -> None:
         (None, "no_sni", "the ClientHello has no server_name"),
         (f"{APP.hex()}-80.other.test", "unknown_name", "is not under 'gw.example.test'"),
         (f"x.{APP.hex()}-80.{BASE}", "unknown_name", "has extra labels"),
-        (f"{'cd' * 20}-80.{BASE}", "no_backend", f"no live registration for {'cd' * 20}"),
-        (f"{APP.hex()}-80.{BASE}", "no_backend", f"no live registration for {APP.hex()}"),
+        (f"{'cd' * 20}-80.{BASE}", "no_backend", f"no live registration for app {'cd' * 20}"),
+        (f"{APP.hex()}-80.{BASE}", "no_backend", f"no live registration for app {APP.hex()}"),
+        (f"i-{'01' * 20}-80.{BASE}", "no_backend", f"registration for instance {'01' * 20}"),
+        (f"i-{APP.hex()}-80.{BASE}", "no_backend", f"registration for instance {APP.hex()}"),
     ],
 )
 def test_unroutable_hellos_are_closed_with_a_reason(
@@ -418,7 +421,7 @@ def test_an_instance_id_reaches_that_instance() -> None:
             chosen = gw.register(2, "127.0.0.2")
             for _ in range(3):
                 reader, writer, _ = await tls_connect(
-                    gw.port, name(chosen, first.port, passthrough=False), CA
+                    gw.port, name(chosen, first.port, passthrough=False, instance=True), CA
                 )
                 assert await echo_roundtrip(reader, writer, b"z") == b"z"
                 writer.close()
@@ -445,7 +448,7 @@ def test_a_killed_backend_is_skipped() -> None:
                     writer.close()
             assert len(first.received) == 5
             assert gw.proxy.stats["backend_connect_failures"] == 1  # then it goes last
-            assert gw.table.candidates(APP.hex())[-1].instance_id == dead
+            assert gw.table.candidates(APP.hex(), instance=False)[-1].instance_id == dead
             warning = next(e for e in logs if e["event"] == "backend unreachable")
             assert warning["instance"] == dead.hex()
             assert warning["backend"] == f"127.0.0.2:{first.port}"

@@ -3,6 +3,7 @@ record nothing. Evidence comes from the simulator TEE; governance is an in-proce
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -15,7 +16,9 @@ import pytest
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import AppBootInfo, AuthDecision
-from gateway.registration import Registrar, RegistrationRefused, check_host, registration_digest
+from gateway.backends import BackendPolicy, parse_networks
+from gateway.names import instance_route_id
+from gateway.registration import Registrar, RegistrationRefused, registration_digest
 from gateway.table import RouteTable
 from guest.measure import measure_app_boot
 from protos.tkms.v1 import gateway_pb2
@@ -69,9 +72,9 @@ class Cvm:
         )
 
 
-def cvm(app_id: bytes = APP) -> Cvm:
+def cvm(app_id: bytes = APP, instance_id: bytes | None = None) -> Cvm:
     provider = SimulatorProvider()
-    instance_id = os.urandom(20)
+    instance_id = instance_id or os.urandom(20)
     measure_app_boot(
         provider,
         app_id=app_id,
@@ -85,7 +88,8 @@ def cvm(app_id: bytes = APP) -> Cvm:
 
 def registrar(governance: FakeGovernance | None = None) -> tuple[Registrar, RouteTable]:
     table = RouteTable()
-    return Registrar(BASE, table, governance or FakeGovernance(), ttl=60), table
+    backends = BackendPolicy(parse_networks(["10.0.0.0/8"]))
+    return Registrar(BASE, table, governance or FakeGovernance(), ttl=60, backends=backends), table
 
 
 def refused(reg: Registrar, request: gateway_pb2.RegisterRequest) -> RegistrationRefused:
@@ -94,16 +98,51 @@ def refused(reg: Registrar, request: gateway_pb2.RegisterRequest) -> Registratio
     return info.value
 
 
-def test_an_approved_cvm_is_routed_by_app_id_and_instance_id() -> None:
+def test_an_approved_cvm_is_routed_by_app_id_and_derived_instance_id() -> None:
     reg, table = registrar()
     machine = cvm()
     reply = reg.register(machine.request(host="10.0.0.7"))
     assert reply.app_id == APP and reply.instance_id == machine.instance_id
-    assert set(reply.names) == {f"{APP.hex()}.{BASE}", f"{machine.instance_id.hex()}.{BASE}"}
+    route_id = instance_route_id(APP, machine.instance_id)
+    assert list(reply.names) == [f"{APP.hex()}.{BASE}", f"i-{route_id.hex()}.{BASE}"]
     assert 55 < reply.expires_at - time.time() <= 60
-    for target in (APP.hex(), machine.instance_id.hex()):
-        [backend] = table.candidates(target)
-        assert backend.host == "10.0.0.7" and backend.instance_id == machine.instance_id
+    for target, instance in ((APP.hex(), False), (route_id.hex(), True)):
+        [backend] = table.candidates(target, instance=instance)
+        assert backend.host == "10.0.0.7" and backend.instance_id == route_id
+    assert table.candidates(machine.instance_id.hex(), instance=True) == []
+
+
+def test_the_instance_id_the_gateway_routes_by_is_bound_to_the_app() -> None:
+    reg, table = registrar(FakeGovernance(allowed={"0x" + APP.hex(), "0x" + "cd" * 20}))
+    shared = b"\x0e" * 20
+    reg.register(cvm(APP, shared).request(host="10.0.0.1"))
+    reg.register(cvm(b"\xcd" * 20, shared).request(host="10.0.0.2"))
+    mine, theirs = instance_route_id(APP, shared), instance_route_id(b"\xcd" * 20, shared)
+    assert mine != theirs
+    assert [b.host for b in table.candidates(mine.hex(), instance=True)] == ["10.0.0.1"]
+    assert [b.host for b in table.candidates(theirs.hex(), instance=True)] == ["10.0.0.2"]
+    # dstack-util's formula, SHA-256(seed || app_id)[:20], with the measured id as the seed
+    assert mine == hashlib.sha256(shared + APP).digest()[:20]
+
+
+def test_an_app_measured_without_an_instance_id_is_refused() -> None:
+    governance = FakeGovernance()
+    reg, table = registrar(governance)
+    provider = SimulatorProvider()
+    for event, payload in (
+        ("system-preparing", b""),
+        ("app-id", APP),
+        ("compose-hash", b"\x33" * 32),
+        ("instance-id", b""),  # dstack's no_instance_id
+        ("boot-mr-done", b""),
+        ("system-ready", b""),
+    ):
+        provider.extend_rtmr(3, event, payload)
+    error = refused(reg, Cvm(provider, b"").request())
+    assert error.code is grpc.StatusCode.PERMISSION_DENIED
+    assert str(error).startswith("identity: app-id and instance-id must be 20-byte events")
+    assert governance.asked == []  # refused before the chain is asked
+    assert len(table) == 0
 
 
 def test_two_instances_of_an_app_are_both_routed() -> None:
@@ -111,7 +150,7 @@ def test_two_instances_of_an_app_are_both_routed() -> None:
     first, second = cvm(), cvm()
     reg.register(first.request(host="10.0.0.1"))
     reg.register(second.request(host="10.0.0.2"))
-    assert {b.host for b in table.candidates(APP.hex())} == {"10.0.0.1", "10.0.0.2"}
+    assert {b.host for b in table.candidates(APP.hex(), instance=False)} == {"10.0.0.1", "10.0.0.2"}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +160,8 @@ def test_two_instances_of_an_app_are_both_routed() -> None:
             {"base_domain": "other.test"},
             "for base domain 'other.test', this gateway serves 'gw.test'",
         ),
-        ({"host": "bad host!"}, "'bad host!' is neither an IP address nor a DNS name"),
+        ({"host": "bad host!"}, "host 'bad host!' is not an IP address"),
+        ({"host": "app.internal"}, "host 'app.internal' is not an IP address"),
         ({"issued_at": time.time() - 3600}, r"issued_at is 3\d{3}s from now \(window 120s\)"),
     ],
 )
@@ -192,10 +232,20 @@ def test_a_corrupted_quote_is_refused() -> None:
     assert len(table) == 0
 
 
-def test_hosts_are_ip_addresses_or_dns_names() -> None:
-    assert check_host("127.0.0.1") == "127.0.0.1"
-    assert check_host("::1") == "::1"
-    assert check_host("App-1.Internal.") == "app-1.internal"
-    for bad in ("", "a b", "x" * 300, "-a.b", "a..b", "host:80"):
-        with pytest.raises(ValueError, match="neither an IP address nor a DNS name"):
-            check_host(bad)
+def test_a_backend_outside_the_allowed_networks_is_refused_before_the_evidence() -> None:
+    reg, table = registrar()
+    request = cvm().request(host="169.254.169.254")
+    request.quote = b"not even a quote"
+    error = refused(reg, request)
+    assert error.code is grpc.StatusCode.PERMISSION_DENIED
+    assert str(error) == (
+        "backend: host 169.254.169.254 is link-local: this gateway relays only to public "
+        "addresses and to its allowed_backend_networks (10.0.0.0/8)"
+    )
+    assert len(table) == 0
+
+
+def test_an_ipv4_mapped_host_is_recorded_as_ipv4() -> None:
+    reg, table = registrar()
+    reg.register(cvm().request(host="::ffff:10.0.0.9"))
+    assert [b.host for b in table.snapshot()] == ["10.0.0.9"]

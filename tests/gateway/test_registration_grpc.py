@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from attest import create_ratls_certificate, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts._anvil import free_port
+from gateway.backends import BackendPolicy, parse_networks
 from gateway.client import (
     GATEWAY_TLS_NAME,
     GatewayClient,
@@ -78,7 +79,8 @@ def server() -> Iterator[Server]:
         ]
     )
     table, governance = RouteTable(), FakeGovernance()
-    registrar = Registrar(BASE, table, governance, ttl=30)
+    backends = BackendPolicy(parse_networks(["10.0.0.0/8"]))
+    registrar = Registrar(BASE, table, governance, ttl=30, backends=backends)
     port = free_port()
     loop = asyncio.new_event_loop()
     started = threading.Event()
@@ -122,7 +124,7 @@ def test_an_approved_cvm_registers_through_an_attested_pinned_channel(server: Se
     reply = client(server).register("10.1.2.3")
     assert reply.app_id == APP
     assert f"{APP.hex()}.{BASE}" in reply.names
-    assert any(b.host == "10.1.2.3" for b in server.table.candidates(APP.hex()))
+    assert any(b.host == "10.1.2.3" for b in server.table.candidates(APP.hex(), instance=False))
 
 
 def test_an_unapproved_cvm_is_refused_with_permission_denied(server: Server) -> None:
@@ -131,7 +133,7 @@ def test_an_unapproved_cvm_is_refused_with_permission_denied(server: Server) -> 
         client(server, app_id=stranger).register("10.9.9.9")
     assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "approval: app 0x" + "0d" * 20 in (info.value.details() or "").lower()
-    assert server.table.candidates(stranger.hex()) == []
+    assert server.table.candidates(stranger.hex(), instance=False) == []
 
 
 def test_a_gateway_running_another_app_is_not_trusted(server: Server) -> None:

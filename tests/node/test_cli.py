@@ -7,13 +7,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from attest import compute_app_identity, parse_event_log, parse_quote
 from contracts import Transactor, anvil_account
 from contracts._anvil import Anvil
 from contracts._deploy import Deployment, deploy
-from node.cli import registration_measurement
+
+
+def evidence_measurement(registration: dict[str, Any]) -> bytes:
+    """mr_aggregated of a simulator node's evidence, derived here independently of the CLI."""
+    quote = parse_quote(bytes.fromhex(registration["evidence"]["quote"]))
+    entries = parse_event_log(registration["evidence"]["event_log"])
+    return compute_app_identity(entries, quote.td_report, ppid=None).mr_aggregated
 
 
 def tkms(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +51,17 @@ def test_init_register_approve(tmp_path: Path, chain: tuple[Anvil, Deployment]) 
 
     endpoint = "kms=127.0.0.1:7001,peer=127.0.0.1:7002"
     rpc, gov = anvil.rpc_url, deployment.governance
+    register = (
+        *("node", "register", "--dir", str(data), "--rpc", rpc, "--governance", gov),
+        *("--endpoint", endpoint, "--fund-from-anvil-account", "1"),
+    )
+    refused = tkms(*register)
+    assert refused.returncode == 2 and "tkms node allow-registration" in refused.stderr
+    out = tkms(
+        *("node", "allow-registration", "--rpc", rpc, "--governance", gov),
+        *("--node", registration["address"], "--anvil-account", "0"),
+    )
+    assert out.returncode == 0, out.stderr
     out = tkms(
         "node",
         "register",
@@ -59,7 +78,13 @@ def test_init_register_approve(tmp_path: Path, chain: tuple[Anvil, Deployment]) 
         "--json",
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["node"] == registration["address"]
+    registered = json.loads(out.stdout)
+    assert registered["node"] == registration["address"]
+    reviewed = json.loads((data / "registration.json").read_text())
+    assert (reviewed["endpoint"], reviewed["registration_hash"]) == (
+        endpoint,
+        registered["registration_hash"],
+    )
 
     out = tkms(
         "node",
@@ -79,7 +104,8 @@ def test_init_register_approve(tmp_path: Path, chain: tuple[Anvil, Deployment]) 
     assert out.returncode == 0, out.stderr
     approved = json.loads(out.stdout)
     assert approved["approved"] is True
-    assert approved["kms_measurement"] == registration_measurement(registration).hex()
+    assert approved["kms_measurement"] == evidence_measurement(registration).hex()
+    assert approved["registration_hash"] == registered["registration_hash"]
 
     from contracts import GovernanceClient
 

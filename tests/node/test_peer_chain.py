@@ -30,18 +30,20 @@ from node.identity import NodeIdentity
 from node.peer_client import PeerClient
 from node.peer_service import PeerServer, chain_roster
 from node.ratls import make_node_certificate
+from node.tee import SIMULATED_OS_IMAGE
 from tests.node.test_peer import CIPHERTEXT, Inbox
 from tests.node.test_ratls import mr_aggregated_of
 
-OS_IMAGE = bytes.fromhex("5e" * 32)
+#: What the simulated TD claims as its image; governance approves what its registers measure.
+CLAIMED_OS_IMAGE = bytes.fromhex("5e" * 32)
 
 
 def booted_kms() -> SimulatorProvider:
-    """A simulated TD booted like a dstack KMS CVM, with a measured OS image hash."""
+    """A simulated TD booted like a dstack KMS CVM, with an os-image-hash event (a claim)."""
     p = SimulatorProvider()
     p.extend_rtmr(3, "app-id", b"\x4b" * 20)
     p.extend_rtmr(3, "compose-hash", b"\x01" * 32)
-    p.extend_rtmr(3, "os-image-hash", OS_IMAGE)
+    p.extend_rtmr(3, "os-image-hash", CLAIMED_OS_IMAGE)
     p.extend_rtmr(3, "system-ready", b"")
     return p
 
@@ -94,6 +96,7 @@ def register(
     address = identity.eth_account.address
     w3.provider.make_request("anvil_setBalance", [address, hex(10**20)])  # type: ignore[arg-type]
     node = GovernanceClient(w3, owner.address, Transactor(w3, identity.eth_account))
+    owner.send_allow_node_registration(address)
     node.send_register_node(
         operator=address,
         endpoint=endpoint,
@@ -110,7 +113,7 @@ async def start_nodes(
     ids = [NodeIdentity.generate() for _ in range(count)]
     certs = [make_node_certificate(i, booted_kms()) for i in ids]
     owner.send_add_kms_measurement(mr_aggregated_of(certs[0][0]))
-    owner.send_add_os_image(OS_IMAGE)
+    owner.send_add_os_image(SIMULATED_OS_IMAGE)
     # each node has its own watcher, so the test decides when a node sees a change
     nodes = ChainNodes(
         ids, certs, [ChainWatcher(reader, poll_interval=1.0) for _ in ids], [], [], []
@@ -130,6 +133,7 @@ async def start_nodes(
             epoch_status=inbox.status,
             roster=chain_roster(reader),
             kms_allowed=allowed,
+            accept_simulator=True,
         )
         port = await server.start("127.0.0.1:0")
         nodes.inboxes.append(inbox)
@@ -141,6 +145,7 @@ async def start_nodes(
                 key_pem=key,
                 view=view,
                 kms_allowed=allowed,
+                accept_simulator=True,
                 deadline=1.0,
                 backoff_initial=0.05,
             )
