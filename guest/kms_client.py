@@ -287,15 +287,25 @@ class KmsClient:
                 await asyncio.sleep(min(0.05 * 2**tries, 1.0))
             return await call(member)
 
-        tasks = {asyncio.ensure_future(attempt(m)): m for m in members[:first]}
-        pending = set(tasks)
+        tasks: dict[asyncio.Future[Reply], Member] = {}
+        pending: set[asyncio.Future[Reply]] = set()
+
+        def ask(member: Member) -> None:
+            task = asyncio.ensure_future(attempt(member))
+            tasks[task] = member
+            pending.add(task)
 
         def hedge() -> None:
             if reserve:
-                member = reserve.pop(0)
-                task = asyncio.ensure_future(attempt(member))
-                tasks[task] = member
-                pending.add(task)
+                ask(reserve.pop(0))
+
+        def ask_again(member: Member) -> None:
+            """After a transient failure: once more, while tries and time remain."""
+            if attempts[member.index] < _MAX_TRIES and loop.time() < deadline - 0.2:
+                ask(member)
+
+        for member in members[:first]:
+            ask(member)
 
         try:
             while True:
@@ -330,19 +340,13 @@ class KmsClient:
                     except grpc.aio.AioRpcError as exc:
                         failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
                         hedge()
-                        retry = exc.code() in _TRANSIENT and attempts[member.index] < _MAX_TRIES
-                        if retry and loop.time() < deadline - 0.2:
-                            again = asyncio.ensure_future(attempt(member))
-                            tasks[again] = member
-                            pending.add(again)
+                        if exc.code() in _TRANSIENT:
+                            ask_again(member)
                     except ChannelRefused as exc:
                         failures[member.index] = str(exc)
                         hedge()
-                        retry = exc.transient and attempts[member.index] < _MAX_TRIES
-                        if retry and loop.time() < deadline - 0.2:
-                            again = asyncio.ensure_future(attempt(member))
-                            tasks[again] = member
-                            pending.add(again)
+                        if exc.transient:
+                            ask_again(member)
                     except (InvalidPartial, MpcError) as exc:
                         failures[member.index] = f"proof invalid: {exc}"
                         hedge()

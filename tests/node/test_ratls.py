@@ -238,7 +238,9 @@ def test_refuses_a_key_registered_by_two_approved_nodes(evil_first: bool) -> Non
         _verify(honest, view, allow)
     assert allow.calls == 0
     with pytest.raises(Unauthenticated, match="ambiguous"):
-        PeerVerifier(policy=POLICY, kms_allowed=allow).verify(honest.cert_pem, view)
+        PeerVerifier(policy=POLICY, kms_allowed=allow, accept_simulator=True).verify(
+            honest.cert_pem, view
+        )
 
 
 def test_refuses_a_certificate_without_evidence() -> None:
