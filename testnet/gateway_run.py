@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts._anvil import free_port
-from gateway.pebble import Pebble
+from gateway.pebble import PEBBLE_ENV, Pebble
 from testnet.apps import AgentHandle
 from testnet.cluster import Cluster
 
@@ -62,8 +62,9 @@ allowed_backend_networks = ["127.0.0.0/8"]  # every testnet process runs on loop
 def start_pebble(cluster: Cluster) -> Pebble:
     """Start Pebble and pebble-challtestsrv for the testnet (recorded for `down`)."""
     pebble = Pebble.start(cluster.root / "pebble", detach=True)
-    for i, pid in enumerate(pebble.pids):
+    for i, (pid, argv, log) in enumerate(pebble.commands()):
         cluster.record(f"pebble_{i}", pid)
+        cluster.remember(f"pebble_{i}", argv, log, PEBBLE_ENV)
     cluster.extra["pebble"] = pebble.to_dict()
     return pebble
 

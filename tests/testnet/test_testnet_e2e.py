@@ -4,8 +4,10 @@ up (5 nodes, t=3, with a relative --dir from another working directory, through 
 script as a user runs it) -> keys via the SDK -> join -> same keys -> two nodes leave -> same
 keys -> refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation
 (and its registration with the gateway) is refused -> a node and the gateway crash -> down
-leaves no process of the network running, checked the moment it returns. Right after `up`, the
-demo app is reached directly and through the gateway, terminated and passed through.
+leaves no process of the network running, checked the moment it returns -> destroy deletes it.
+In between, a node and anvil are killed and `up` resumes exactly those, with the same keys.
+Right after `up`, the demo app is reached directly and through the gateway, terminated and
+passed through.
 
 "Same keys" is checked with a fresh guest agent each time (the demo app's agent caches its
 root keys; a new agent instance of the same app derives them from the network again).
@@ -185,8 +187,20 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert keys_from_a_fresh_agent(root, "fresh-1") == before
 
     # Up again is safe: it reports the running network.
-    again = tkms(root, "up", "--json")
-    assert json.loads(again.stdout)["group_public_key"] == group_key
+    again = json.loads(tkms(root, "up", "--json").stdout)
+    assert again["group_public_key"] == group_key
+    assert again["resumed"] == {"restarted": [], "adopted": []}
+
+    # A node and the chain crash (SIGKILL): up resumes exactly those, from the chain's state
+    # on disk and the node's sealed share; nothing is deleted, the keys are the same.
+    state = json.loads((root / "state.json").read_text())
+    os.kill(state["nodes"][2]["pid"], signal.SIGKILL)
+    os.kill(state["anvil_pid"], signal.SIGKILL)
+    resumed = json.loads(tkms(root, "up", "--json").stdout)
+    assert sorted(resumed["resumed"]["restarted"]) == ["anvil", "node3"], resumed["resumed"]
+    assert resumed["group_public_key"] == group_key
+    assert all(n["health"] == "NORMAL" for n in resumed["nodes"]), resumed["nodes"]
+    assert keys_from_a_fresh_agent(root, "fresh-1b") == before
 
     tkms(root, "join")
     after_join = status(root)
@@ -254,3 +268,9 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     tkms(root, "down")
     assert [pid for pid in pids if processes.running(pid)] == []
     assert processes_of(root) == []
+
+    # The state stays for `up` to resume; only destroy deletes, and says what it deletes.
+    assert (root / "state.json").exists()
+    destroyed = tkms(root, "destroy").stdout
+    assert "node directories with their sealed identities and key shares" in destroyed
+    assert not root.exists()
