@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import enum
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from node.logs import get_logger
+
+log = get_logger("tkms.node.health")
 
 
 class Health(enum.IntEnum):
@@ -66,6 +72,18 @@ def compute_health(h: HealthInputs) -> tuple[Health, str]:
     return Health.NORMAL, "ok"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A log event, not socketserver's traceback on stderr (a JSON log stays JSON); a
+        client that went away before its answer (a prober's timeout) is not an error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        log.warning("status_http_error", client=str(client_address), error=repr(error))
+
+
 @dataclass(frozen=True, slots=True)
 class HealthReport:
     health: str
@@ -103,8 +121,7 @@ class StatusHttpServer:
 
         self._report = report
         self._metrics = metrics
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="tkms-http", daemon=True
         )

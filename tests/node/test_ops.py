@@ -121,6 +121,33 @@ def test_a_health_reason_does_not_change_while_the_state_does_not(ages: tuple[in
     assert first == second and first[0] is not Health.NORMAL
 
 
+def test_a_client_gone_before_its_answer_leaves_no_traceback_on_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """socketserver printed a traceback (plain text in a JSON log) whenever a /health poller
+    timed out before a busy or stopped node answered."""
+    import socket
+    import struct
+    import time
+
+    def slow() -> HealthReport:
+        time.sleep(0.3)
+        return HealthReport("NORMAL", "ok", 1, 1)
+
+    server = StatusHttpServer("127.0.0.1", 0, slow, lambda: b"")
+    server.start()
+    try:
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", server.port))
+            client.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # reset: the answer finds no one
+        time.sleep(0.8)
+    finally:
+        server.stop()
+    assert capfd.readouterr().err == ""
+
+
 def test_status_http_endpoint_serves_health_and_metrics() -> None:
     metrics = NodeMetrics()
     metrics.requests.labels("DerivePartial", "ok").inc(3)
