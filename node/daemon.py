@@ -216,7 +216,10 @@ class Node:
             )
             await servicer.set(KMS_SERVICE, serving)
             await servicer.set("", serving)
-            await asyncio.sleep(1.0)
+            # every second, and at once when a member starts or stops answering
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.liveness.changed.wait(), 1.0)
+            self.liveness.changed.clear()
 
     async def _reattest(self) -> bytes:
         from attest import event_log_to_json

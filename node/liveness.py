@@ -100,6 +100,8 @@ class Liveness:
         self._clock = clock
         self._states: dict[bytes, _State] = {}
         self._channels: dict[bytes, _Channel] = {}
+        #: Set when a member starts or stops counting (the health loop waits on it).
+        self.changed = asyncio.Event()
 
     # -- what health reads ---------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class Liveness:
                     reason=state.reason or f"no answer for {self.window:g} s",
                 )
             state.logged = counts
+            self.changed.set()
 
     async def probe_all(self) -> None:
         """One round: every other member at once, each within `timeout` (plus a fetch)."""
