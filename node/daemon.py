@@ -31,7 +31,7 @@ from node.chainview import ChainWatcher, NodeRecord
 from node.cli import evidence_hash
 from node.config import NodeConfig
 from node.epochs import EpochManager
-from node.errors import ConfigError, StorageError
+from node.errors import ConfigError, NodeError, StorageError
 from node.health import (
     Health,
     HealthInputs,
@@ -63,6 +63,8 @@ GRACE_SECONDS = 5.0
 EXIT_STORAGE = 74
 #: Exit status after an unexpected error, logged as `node_crashed` (sysexits EX_SOFTWARE).
 EXIT_SOFTWARE = 70
+#: Exit status after a clear error (bad configuration, unusable data): as `tkms node` gives.
+EXIT_FAILED = 2
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -260,9 +262,12 @@ class Node:
         host, port = _split(cfg.listen.public)
         # TLS with the node's RA-TLS certificate: guests pin it to the TLS key hash this node
         # registered, so answers are authenticated to it (docs/node-design.md).
-        kms_port = public.add_secure_port(
-            f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
-        )
+        try:
+            kms_port = public.add_secure_port(
+                f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+            )
+        except RuntimeError:  # grpc raises when the address is taken (older versions: 0)
+            kms_port = 0
         if kms_port == 0:
             raise ConfigError("listen.public", f"cannot bind {cfg.listen.public}")
 
@@ -354,15 +359,24 @@ def run_node_blocking(config: NodeConfig) -> int:
     """Run a node until SIGTERM/SIGINT; returns the process exit status.
 
     With `log_format = "json"` every line the process writes to stderr is JSON: native
-    output (gRPC core) is captured into JSON events (`node.logs`), and an unexpected error is
-    logged as `node_crashed` with its traceback in a field rather than printed.
+    output (gRPC core) is captured into JSON events (`node.logs`), a clear error (what the
+    CLI would print as "tkms node: ...") is logged as `node_failed`, and an unexpected one as
+    `node_crashed` with its traceback in a field rather than printed.
     """
+    from attest import AttestError
+    from contracts import ContractsError
+
     native: NativeStderr | None = None
     if config.log_format == "json":
         native = capture_native_stderr()
     configure_logging(config.log_format, config.log_level)
     try:
         return _run(config)
+    except (NodeError, ContractsError, AttestError, FileNotFoundError, ValueError) as exc:
+        if native is None:
+            raise  # the CLI prints it
+        log.error("node_failed", reason=str(exc))
+        return EXIT_FAILED
     except Exception:
         if native is None:
             raise

@@ -6,9 +6,11 @@ requires one: what an unregistered peer looks like)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from node.logs import native_line_event
 
@@ -104,3 +106,28 @@ def test_native_lines_are_parsed_as_grpc_core_or_kept_whole() -> None:
         "level": "warning",
         "message": "Segmentation fault",
     }
+
+
+def test_a_node_that_cannot_start_says_why_in_json(tmp_path: Path) -> None:
+    """`tkms node run` with a JSON log and a public port it cannot bind: the reason is a
+    `node_failed` event (exit status 2, as the CLI's own errors), not a plain "tkms node: ..."
+    line or a traceback."""
+    data = tmp_path / "node"
+    init = [sys.executable, "-m", "tkms", "node", "init", "--dir", str(data), "--tee", "simulator"]
+    subprocess.run(init, capture_output=True, check=True)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = tmp_path / "node.toml"
+        config.write_text(
+            f'data_dir = "{data}"\ntee = "simulator"\nsealing = "file"\nlog_format = "json"\n\n'
+            '[chain]\nrpc_url = "http://127.0.0.1:9"\n'
+            'governance = "0x0000000000000000000000000000000000000001"\n\n'
+            f'[listen]\npublic = "127.0.0.1:{port}"\npeer = "127.0.0.1:0"\n'
+            'metrics = "127.0.0.1:0"\n'
+        )
+        run = [sys.executable, "-m", "tkms", "node", "run", "--config", str(config)]
+        out = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2, out.stderr
+    events = [json.loads(line) for line in out.stderr.splitlines()]  # each line is JSON
+    (failed,) = [e for e in events if e["event"] == "node_failed"]
+    assert f"127.0.0.1:{port}" in failed["reason"], failed
