@@ -8,6 +8,7 @@ from contracts._base import ContractClient
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, logs_of
 from contracts._types import AppBootInfo, AuthDecision, BlockRef
+from contracts.errors import InvalidInput
 
 IAPP_AUTH_INTERFACE_ID = bytes.fromhex("1e079198")
 
@@ -36,6 +37,14 @@ class AppAuthClient(ContractClient):
     def get_require_tcb_up_to_date(self, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("requireTcbUpToDate", block=block))
 
+    def get_env_signer(self, *, block: BlockRef = "latest") -> str:
+        """Who signs the app's encrypted env; the zero address: no env is accepted."""
+        return str(self._read("envSigner", block=block))
+
+    def get_env_version(self, *, block: BlockRef = "latest") -> int:
+        """The version an env must carry to be accepted now."""
+        return int(self._read("envVersion", block=block))
+
     def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("supportsInterface", interface_id, block=block))
 
@@ -60,6 +69,14 @@ class AppAuthClient(ContractClient):
 
     def send_set_require_tcb_up_to_date(self, require: bool) -> Receipt:
         return self._send("setRequireTcbUpToDate", require)
+
+    def send_set_env_signer(self, signer: str) -> Receipt:
+        return self._send("setEnvSigner", parse_address("signer", signer))
+
+    def send_set_env_version(self, version: int) -> Receipt:
+        if not 0 < version < 2**64:
+            raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
+        return self._send("setEnvVersion", version)
 
     def send_transfer_ownership(self, new_owner: str) -> Receipt:
         return self._send("transferOwnership", parse_address("new_owner", new_owner))

@@ -41,6 +41,7 @@ def test_history_names_actor_action_and_block_oldest_first(
         (deployed.block, "app", "ComposeHashAdded", app_owner),
         (deployed.block, "app", "AllowAnyDeviceSet", app_owner),
         (deployed.block, "app", "TcbRequirementSet", app_owner),
+        (deployed.block, "app", "EnvSignerSet", app_owner),
         (deployed.block, "factory", "AppDeployed", app_owner),
         (deployed.block, "governance", "AppRegistered", app_owner),
         (revoked.block, "app", "ComposeHashRemoved", app_owner),
@@ -48,8 +49,8 @@ def test_history_names_actor_action_and_block_oldest_first(
         (removed_app.block, "governance", "AppRemoved", owner),
     ]
     assert history[0].args == {"osImageHash": IMAGE}
-    assert history[7].contract == app_id and history[7].args == {"composeHash": COMPOSE}
-    assert history[7].tx_hash == revoked.tx_hash
+    assert history[8].contract == app_id and history[8].args == {"composeHash": COMPOSE}
+    assert history[8].tx_hash == revoked.tx_hash
     as_json = history[0].to_json()
     assert as_json["args"] == {"osImageHash": "0x" + IMAGE.hex()}
     assert history[0].to_line().startswith(f"block {added.block} ")
