@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from contracts._base import ContractClient
+from contracts._events import fetch_events
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, logs_of
 from contracts._types import AppBootInfo, AuthDecision, BlockRef
@@ -36,6 +37,21 @@ class AppAuthClient(ContractClient):
 
     def get_require_tcb_up_to_date(self, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("requireTcbUpToDate", block=block))
+
+    def get_allowed_compose_hashes(self, *, block: int | None = None) -> list[bytes]:
+        """The compose hashes allowed at `block` (default: the head), from the app's events."""
+        end = self.w3.eth.block_number if block is None else block
+        events = fetch_events(
+            self.w3, [self.address], 0, end, names=("ComposeHashAdded", "ComposeHashRemoved")
+        )
+        allowed: dict[bytes, None] = {}
+        for event in events:
+            value = bytes(event.args["composeHash"])
+            if event.event == "ComposeHashAdded":
+                allowed[value] = None
+            else:
+                allowed.pop(value, None)
+        return [h for h in allowed if self.is_compose_hash_allowed(h, block=end)]
 
     def get_env_signer(self, *, block: BlockRef = "latest") -> str:
         """Who signs the app's encrypted env; the zero address: no env is accepted."""

@@ -192,6 +192,24 @@ def run_compose(allow: bool) -> Handler:
     return run
 
 
+def run_env_signer(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(w3, existing_contract(w3, "--app-id", args.app_id), signer(w3, args))
+    receipt = app.send_set_env_signer(parse_address("--signer", args.signer))
+    document = {"app_id": app.address, "env_signer": app.get_env_signer(), **tx_fields(receipt)}
+    emit(args, document, f"env signer of {app.address} is now {document['env_signer']}")
+    return EXIT_OK
+
+
+def run_env_version(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(w3, existing_contract(w3, "--app-id", args.app_id), signer(w3, args))
+    receipt = app.send_set_env_version(args.version)
+    document = {"app_id": app.address, "env_version": args.version, **tx_fields(receipt)}
+    emit(args, document, f"env version of {app.address} is now {args.version}")
+    return EXIT_OK
+
+
 def run_check(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     governance = governance_client(w3, args, None)

@@ -133,6 +133,30 @@ def _register_app(sub: Any) -> None:
         compose.add_argument("--compose-hash", required=True, metavar="HEX")
         _json(compose)
 
+    env_signer = _leaf(
+        sub,
+        "set-env-signer",
+        "name who signs the app's encrypted env (app owner only)",
+        _lazy("run_env_signer"),
+    )
+    _rpc(env_signer)
+    _key(env_signer)
+    env_signer.add_argument("--app-id", required=True, metavar="HEX")
+    env_signer.add_argument("--signer", required=True, metavar="ADDR", help="zero: no env")
+    _json(env_signer)
+
+    env_version = _leaf(
+        sub,
+        "set-env-version",
+        "raise the env version agents accept (app owner only; older envs stop working)",
+        _lazy("run_env_version"),
+    )
+    _rpc(env_version)
+    _key(env_version)
+    env_version.add_argument("--app-id", required=True, metavar="HEX")
+    env_version.add_argument("--version", required=True, type=int, metavar="N")
+    _json(env_version)
+
     check = _leaf(
         sub, "check", "ask the governance whether an app identity may get keys", _lazy("run_check")
     )

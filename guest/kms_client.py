@@ -35,10 +35,13 @@ from mpc import (
     NetworkContext,
 )
 from mpc._combiner import Combiner
+from mpc.anchor import generation_statement
 from mpc.derive import are_consistent_with_group_key
 from mpc.dleq import DleqProof
 from mpc.tsig import (
     SignaturePartial,
+    app_env_binding,
+    app_env_statement,
     combine_signatures,
     verify_partial_signature,
     verify_signature,
@@ -454,6 +457,77 @@ class KmsClient:
                 0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}
             )
         return SignedStatement(statement=statement, signature=signature, signers=tuple(chosen))
+
+    async def sign_env_policy(self, app_id: bytes, signer: bytes, version: int) -> SignedStatement:
+        """Have the network certify that the app's AppAuth names `signer` and `version` now.
+
+        A fresh nonce goes into the statement (`tkms-app-env:v1`), so an answer recorded
+        earlier (an older version) cannot be replayed; a node whose chain view says otherwise
+        refuses and says what it sees.
+        """
+        nonce = os.urandom(32)
+        binding = app_env_binding(signer, version, nonce)
+        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
+        net = self.committee.network
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_APP_ENV,
+            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            generation=net.generation,
+            env_signer=signer,
+            env_version=version,
+            nonce=nonce,
+        )
+        expected = app_env_statement(net.chain_id, net.contract, app_id, signer, version, nonce)
+        return await self._sign_expected(message, expected)
+
+    async def sign_generation(self, generation: int, key: G2) -> SignedStatement:
+        """The link of `generation` (this client's committee must be generation - 1's): its
+        signature over the `tkms-generation:v1` statement of `key`, PK2 of `generation`."""
+        net = self.committee.network
+        if net.generation != generation - 1:
+            raise ValueError(
+                f"generation {generation} is linked by generation {generation - 1}'s committee, "
+                f"not generation {net.generation}'s"
+            )
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_GENERATION, generation=generation
+        )
+        expected = generation_statement(net.chain_id, net.contract, generation, key)
+        return await self._sign_expected(message, expected)
+
+    async def _sign_expected(
+        self, message: kms_pb2.SignPartialRequest, expected: bytes
+    ) -> SignedStatement:
+        """A threshold signature over exactly `expected`; a member that signs anything else,
+        or whose partial does not verify, is named and replaced by another."""
+        need = self.committee.threshold
+
+        async def call(member: Member) -> kms_pb2.SignPartialResponse:
+            reply: kms_pb2.SignPartialResponse = await self._stub(member.endpoint).SignPartial(
+                message, timeout=self._timeout
+            )
+            return reply
+
+        def accept(member: Member, reply: kms_pb2.SignPartialResponse) -> SignaturePartial:
+            if reply.member != member.index:
+                raise InvalidPartial(member.index, f"answered as member {reply.member}")
+            if reply.statement != expected:
+                raise InvalidPartial(member.index, "signed another statement than asked")
+            partial = SignaturePartial(
+                member=MemberIndex(reply.member),
+                sigma=G1.from_bytes(reply.sigma, "signature share"),
+                proof=DleqProof.from_bytes(reply.proof),
+            )
+            verify_partial_signature(partial, expected, member.verification_key)
+            return partial
+
+        answers, _ = await self._collect(call, accept)
+        signature = combine_signatures(list(answers.values()), need)
+        if not verify_signature(self.committee.group_key, expected, signature):
+            raise DerivationError(
+                0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}
+            )
+        return SignedStatement(statement=expected, signature=signature, signers=tuple(answers))
 
     def _decode(
         self, member: Member, response: kms_pb2.DerivePartialResponse, keys: int

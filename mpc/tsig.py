@@ -59,6 +59,11 @@ def app_env_statement(
     )
 
 
+def app_env_binding(signer: bytes, version: int, nonce: bytes) -> bytes:
+    """What the app's evidence binds (`tkms-sign:v1`) when it asks for an env statement."""
+    return frame(b"tkms-app-env:v1", signer, version.to_bytes(8, "big"), nonce)
+
+
 def _context(member: int, message: bytes) -> bytes:
     return frame(_LABEL, member.to_bytes(4, "big"), message)
 

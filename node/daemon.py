@@ -35,7 +35,7 @@ from node.errors import ConfigError, StorageError
 from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
 from node.identity import load_identity
 from node.journal import Journal
-from node.kms_service import KmsServicer
+from node.kms_service import KmsServicer, chain_env_policy
 from node.logs import configure_logging, get_logger
 from node.metrics import NodeMetrics
 from node.peer_client import PeerClient
@@ -217,6 +217,7 @@ class Node:
                 shares=self.epochs.share_for,
                 metrics=self.metrics,
                 max_keys=cfg.limits.max_keys_per_request,
+                env_policy=chain_env_policy(self.client),
             ),
             public,
         )

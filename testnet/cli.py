@@ -65,9 +65,8 @@ def _is_running(cluster: Cluster) -> bool:
 
 
 def status_document(cluster: Cluster) -> dict[str, Any]:
-    from guest.committee import CommitteeError, committee_from_chain
+    from guest.committee import CommitteeError
 
-    governance = cluster.governance()
     doc: dict[str, Any] = {
         "dir": str(cluster.root),
         "chain_rpc": cluster.rpc_url,
@@ -75,8 +74,9 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
         "app_factory": cluster.deployment.app_factory if cluster.deployment else None,
     }
     try:
-        committee = committee_from_chain(governance)
+        committee = cluster.committee()
         doc.update(
+            network_fingerprint=cluster.network_fingerprint().hex(),
             generation=int(committee.network.generation),
             epoch=int(committee.network.epoch),
             threshold=committee.threshold,
@@ -114,6 +114,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
         return
     print(f"chain       {doc['chain_rpc']}")
     print(f"governance  {doc['governance']}")
+    if doc.get("network_fingerprint"):
+        print(f"network     {doc['network_fingerprint']}  (agents' network_fingerprint)")
     if doc.get("generation"):
         print(
             f"key         generation {doc['generation']}, epoch {doc['epoch']}, "

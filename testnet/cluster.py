@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import HTTPProvider, Web3
 
@@ -49,6 +49,9 @@ from node.registration import (
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
 from testnet.processes import running, start_ticks, stop_groups
+
+if TYPE_CHECKING:
+    from guest.kms_client import Committee
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -233,6 +236,19 @@ class Cluster:
         return GovernanceClient(
             self.w3(), self.deployment.governance, transactor or self.owner_transactor()
         )
+
+    def network_fingerprint(self) -> bytes:
+        """What agents pin (`network_fingerprint`): the testnet trusts its own chain."""
+        from guest.committee import chain_fingerprint
+
+        return chain_fingerprint(self.governance())
+
+    def committee(self, generation: int = 0) -> Committee:
+        """The active committee of `generation` (0 = latest), checked against the fingerprint."""
+        from guest.committee import committee_from_chain
+
+        fingerprint = self.network_fingerprint()
+        return committee_from_chain(self.governance(), generation, fingerprint=fingerprint)
 
     # -- nodes ------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ import pytest
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
-from guest.committee import committee_from_chain
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
@@ -53,7 +52,7 @@ class App:
             app_id=self.app_id,
             compose=compose,
             instance_id=os.urandom(20),
-            kms_id=cluster.deployment.governance,
+            kms_id=cluster.network_fingerprint().hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 
@@ -112,7 +111,7 @@ def app(cluster: Cluster) -> App:
 
 
 def test_dkg_completes_and_any_three_nodes_give_the_same_key(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     assert committee.threshold == 3 and len(committee.members) == 5
     first = derive(app, only(committee, {1, 2, 3}), [b"disk", b"tls"])
     second = derive(app, only(committee, {3, 4, 5}), [b"disk", b"tls"])  # node 5 restarted mid-DKG
@@ -131,7 +130,7 @@ def test_the_network_certifies_an_app_key_with_a_threshold_signature(
 ) -> None:
     from mpc.tsig import app_pubkey_statement, verify_signature
 
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     key = b"\x02" + os.urandom(32)
 
     async def go() -> SignedStatement:
@@ -180,7 +179,7 @@ def _request(
 
 
 def test_get_meta_agrees_with_the_chain(cluster: Cluster) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     with grpc.insecure_channel(cluster.nodes[2].endpoints.kms) as channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
         meta = stub.GetMeta(kms_pb2.GetMetaRequest(), timeout=10)
@@ -285,7 +284,7 @@ class _LyingProxy(kms_pb2_grpc.KmsServicer):
 def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
     from concurrent import futures
 
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     proxy = _LyingProxy(cluster.nodes[1].endpoints.kms)
     kms_pb2_grpc.add_KmsServicer_to_server(proxy, server)  # type: ignore[no-untyped-call]
@@ -308,7 +307,7 @@ def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
 
 
 def test_two_nodes_down_still_derive(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     cluster.stop_node(cluster.nodes[1])
     cluster.stop_node(cluster.nodes[3])
@@ -331,7 +330,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
     compose = b'{"services": {"job": {"image": "batch@sha256:11"}}}'
     app_id = cluster.register_app([compose_hash(compose)])
     revocable = App(cluster, app_id, compose=compose)
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     derive(revocable, committee, [b"k"])
     receipt = cluster.app(app_id).send_remove_compose_hash(compose_hash(compose))
     cluster.wait_seen(receipt.block)
@@ -340,7 +339,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
 
 
 def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     old_epoch = committee.network.epoch
     sixth = cluster.create_node()
@@ -351,7 +350,7 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(cluster.nodes, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.threshold == 4 and len(after.members) == 6
     assert after.group_key == committee.group_key
     assert derive(app, after, [b"disk"]) == before
@@ -378,7 +377,7 @@ def test_simulator_evidence_is_refused_when_governance_disallows_it(
 
 
 def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     lost = cluster.nodes[2]
     cluster.stop_node(lost)
@@ -392,7 +391,7 @@ def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App
     epoch = cluster.propose(EpochKind.RESHARE, members, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(members, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.group_key == committee.group_key
     assert replacement.endpoints.kms in {m.endpoint for m in after.members}
     assert lost.endpoints.kms not in {m.endpoint for m in after.members}

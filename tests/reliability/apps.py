@@ -35,7 +35,7 @@ def channel(endpoint: str) -> grpc.aio.Channel:
 class App:
     """A simulated app CVM: its TEE, measured boot, and KMS clients."""
 
-    def __init__(self, app_id: str, governance: str) -> None:
+    def __init__(self, app_id: str, network: bytes) -> None:
         self.app_id = bytes.fromhex(app_id.removeprefix("0x"))
         self.provider = SimulatorProvider()
         measure_app_boot(
@@ -43,7 +43,7 @@ class App:
             app_id=self.app_id,
             compose=COMPOSE,
             instance_id=os.urandom(20),
-            kms_id=governance,
+            kms_id=network.hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 
