@@ -177,20 +177,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress(
-            "running the distributed key generation on chain; meanwhile the gateway and both "
-            "guest agents start (they wait for the key)"
-        )
-        gateway_agent = spawn_agent(
-            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=180
-        )
-        demo_agent = spawn_agent(
-            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=180
-        )
-        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
-        cluster.save()
+        progress("running the distributed key generation on chain")
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
+        cluster.save()
+        # Agents pin the network by its fingerprint, which names generation 1's key.
+        progress(f"network fingerprint {cluster.network_fingerprint().hex()}: starting agents")
+        gateway_agent = spawn_agent(
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30
+        )
+        demo_agent = spawn_agent(
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30
+        )
+        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
         wait_gateway(90)
         cluster.save()
@@ -320,10 +319,15 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.links import link_generation
+
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
+    generation = cluster.governance().get_epoch(epoch).generation
+    link_generation(cluster.governance(), generation)
     progress(
-        f"new key generation: epoch {epoch}; the previous generation stays readable for its window"
+        f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
+        "on chain; the previous generation stays readable for its window"
     )
     return 0
 
