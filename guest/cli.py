@@ -12,6 +12,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from contracts.cliargs import add_rpc_argument
+
 if TYPE_CHECKING:
     from contracts import GovernanceClient
 
@@ -21,11 +23,15 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-def _governance(rpc: str, address: str) -> GovernanceClient:
+def _governance(rpc: str, address: str, *, command_line: bool = False) -> GovernanceClient:
+    """`command_line`: the URL came from --rpc, so check it answers and warn about plain http."""
     from web3 import HTTPProvider, Web3
 
     from contracts import GovernanceClient
+    from contracts.cliargs import connect
 
+    if command_line:
+        return GovernanceClient(connect(rpc), address)
     return GovernanceClient(Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30})), address)
 
 
@@ -61,7 +67,10 @@ def run_agent(args: argparse.Namespace) -> int:
                 waiting = True
             time.sleep(0.25)
         except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
-            return _fail("agent", f"cannot read the committee from {config.rpc}: {exc}")
+            from contracts import redact_in
+
+            problem = f"cannot read the committee from {config.rpc}: {exc}"
+            return _fail("agent", redact_in(problem, config.rpc))
     provider = make_provider(config.tee)
     client = KmsClient(committee, provider_evidence(provider), timeout=config.timeout)
     try:
@@ -91,6 +100,9 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def encrypt_env_command(args: argparse.Namespace) -> int:
+    from web3.exceptions import Web3Exception
+
+    from contracts import ContractsError, redact_in
     from guest.committee import CommitteeError, committee_from_chain
     from guest.config import ConfigError, parse_hex
     from guest.env import EnvError, encrypt_env, parse_assignments
@@ -100,18 +112,22 @@ def encrypt_env_command(args: argparse.Namespace) -> int:
         lines: list[str] = []
         if args.input:
             lines += Path(args.input).read_text().splitlines()
+    except ConfigError as exc:
+        return _fail("encrypt-env", str(exc))
+    except OSError as exc:
+        return _fail("encrypt-env", f"cannot read {exc.filename}: {exc.strerror}")
+    try:
         env = parse_assignments(lines)
         env.update(parse_assignments(args.env))
         if not env:
             return _fail("encrypt-env", "nothing to encrypt: pass --env NAME=VALUE or --in FILE")
-        group_key = committee_from_chain(
-            _governance(args.rpc, args.governance), args.generation
-        ).group_key
+        governance = _governance(args.rpc, args.governance, command_line=True)
+        group_key = committee_from_chain(governance, args.generation).group_key
         blob = encrypt_env(group_key, app_id, env)
-    except (ConfigError, EnvError, CommitteeError) as exc:
-        return _fail("encrypt-env", str(exc))
-    except OSError as exc:
-        return _fail("encrypt-env", f"cannot read {exc.filename}: {exc.strerror}")
+    except (EnvError, CommitteeError, ContractsError) as exc:
+        return _fail("encrypt-env", redact_in(str(exc), args.rpc))
+    except (Web3Exception, OSError) as exc:  # the RPC went away or misbehaved
+        return _fail("encrypt-env", f"JSON-RPC failure: {redact_in(str(exc), args.rpc)}")
     try:
         Path(args.out).write_bytes(blob)
     except OSError as exc:
@@ -149,7 +165,7 @@ def add_encrypt_env(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "encrypt-env", help="encrypt env vars to an app (IBE, PK2 from chain)"
     )
     enc.add_argument("--app-id", required=True, help="the app's 20-byte id (hex)")
-    enc.add_argument("--rpc", required=True, help="chain RPC URL")
+    add_rpc_argument(enc)
     enc.add_argument("--governance", required=True, help="KmsGovernance address")
     enc.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     enc.add_argument(
