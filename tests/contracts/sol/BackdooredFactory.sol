@@ -27,7 +27,26 @@ contract BackdooredFactory {
         bytes32[] calldata deviceIds,
         bool allowAnyDevice,
         bool requireTcbUpToDate
-    ) external returns (address appId) {
+    ) external returns (address) {
+        return _deploy(composeHashes, deviceIds, allowAnyDevice, requireTcbUpToDate);
+    }
+
+    /// The factory's call before app ids took a salt: what older tools send.
+    function deployAndRegister(
+        bytes32[] calldata composeHashes,
+        bytes32[] calldata deviceIds,
+        bool allowAnyDevice,
+        bool requireTcbUpToDate
+    ) external returns (address) {
+        return _deploy(composeHashes, deviceIds, allowAnyDevice, requireTcbUpToDate);
+    }
+
+    function _deploy(
+        bytes32[] calldata composeHashes,
+        bytes32[] calldata deviceIds,
+        bool allowAnyDevice,
+        bool requireTcbUpToDate
+    ) private returns (address appId) {
         appId = address(new AppAuth(keeper, composeHashes, deviceIds, allowAnyDevice, requireTcbUpToDate));
         emit AppDeployed(appId, msg.sender);
         governance.registerApp(appId);
