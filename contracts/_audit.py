@@ -128,13 +128,12 @@ class AuditReader:
         others = (
             fetch_events(self.w3, related, from_block, end, chunk=self.chunk) if related else []
         )
-        merged = sorted(own + others, key=lambda e: (e.block, e.log_index))
-        return [
-            self._annotate(event, source, notes)
-            for event in merged
-            for source, notes in [self._judge(event, terms, end)]
-            if source is not None
-        ]
+        history = []
+        for event in sorted(own + others, key=lambda e: (e.block, e.log_index)):
+            source, notes = self._judge(event, terms, end)
+            if source is not None:
+                history.append(self._annotate(event, source, notes))
+        return history
 
     def _factory_terms(self, own: list[ChainEvent], from_block: int) -> list[_FactoryTerm]:
         current = self._factory_before(from_block)

@@ -41,15 +41,15 @@ class KeyChoice:
 
 def read_key_file(path: Path, argument: str = "--private-key-file") -> str:
     """The hex key in `path` (surrounding whitespace ignored); refused unless only its owner
-    may read and write it."""
+    may read and write it. A pipe works too (`--private-key-file <(pass show owner-key)`)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise InvalidInput(argument, f"cannot open {path}: {exc.strerror}") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput(argument, f"{path} is not a regular file")
+        info = os.fstat(fd)  # of what was opened: a symlink is judged by its target
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+            raise InvalidInput(argument, f"{path} is not a file")
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             raise InvalidInput(
@@ -57,7 +57,12 @@ def read_key_file(path: Path, argument: str = "--private-key-file") -> str:
                 f"{path} has mode {mode:04o}: group or others may read or change the key; "
                 f"run `chmod 600 {path}`",
             )
-        data = os.read(fd, MAX_KEY_FILE + 1)
+        data = b""
+        while len(data) <= MAX_KEY_FILE:
+            chunk = os.read(fd, MAX_KEY_FILE + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
     finally:
         os.close(fd)
     if len(data) > MAX_KEY_FILE:

@@ -281,3 +281,18 @@ def test_key_files_are_read_without_following_the_mode_of_a_link(tmp_path: Path)
     target.chmod(0o640)
     with pytest.raises(ValueError, match="mode 0640"):
         read_key_file(link)
+
+
+def test_a_key_can_come_through_a_pipe(tmp_path: Path) -> None:
+    """`--private-key-file <(pass show owner-key)`: the shell passes a pipe (mode 0600)."""
+    from contracts._keysource import read_key_file
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, (OWNER_KEY + "\n").encode())
+    os.close(write_end)
+    try:
+        assert read_key_file(Path(f"/dev/fd/{read_end}")) == OWNER_KEY
+    finally:
+        os.close(read_end)
+    with pytest.raises(ValueError, match="is not a file"):
+        read_key_file(tmp_path)
