@@ -59,7 +59,7 @@ def add_rpc_argument(parser: argparse.ArgumentParser, *, help_text: str = RPC_HE
     parser.add_argument("--rpc", required=True, metavar="URL", help=help_text)
 
 
-def add_chain_id_argument(parser: argparse.ArgumentParser) -> None:
+def add_chain_id_argument(parser: argparse._ActionsContainer) -> None:
     parser.add_argument(
         "--chain-id",
         type=int,
@@ -72,7 +72,9 @@ def add_chain_id_argument(parser: argparse.ArgumentParser) -> None:
 def add_signer_arguments(parser: argparse.ArgumentParser, who: str = "the signer") -> None:
     """The signing key options (at most one; none: `TKMS_PRIVATE_KEY`) and `--chain-id`."""
     group = parser.add_argument_group(
-        f"signing key of {who} (one of these, or the {ENV_VAR} environment variable)"
+        f"signing as {who}",
+        f"the key: one of --private-key-file, --private-key, --anvil-account, or else the "
+        f"{ENV_VAR} environment variable",
     )
     choice = group.add_mutually_exclusive_group()
     choice.add_argument(
@@ -91,7 +93,7 @@ def add_signer_arguments(parser: argparse.ArgumentParser, who: str = "the signer
         metavar="N",
         help="anvil's well-known account N (0-9): development chains only",
     )
-    add_chain_id_argument(parser)
+    add_chain_id_argument(group)
 
 
 def connect(url: str, argument: str = "--rpc", *, timeout: float = 30) -> Web3:
