@@ -48,7 +48,7 @@ from node.registration import (
 )
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
-from testnet.processes import running, start_ticks, stop_groups
+from testnet.processes import argv_of, running, start_ticks, stop_groups
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -125,6 +125,8 @@ class NodeProcess:
 
 
 STATE_FILE = "state.json"
+#: anvil's own state dump (blocks, contracts, history), kept across chain restarts.
+ANVIL_STATE = "anvil-state.json"
 
 
 @dataclass
@@ -154,9 +156,14 @@ class Cluster:
     def start_chain(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "anvil.log").open("ab")
-        self.anvil = Anvil(block_time=self.block_time, log=log, detach=self.detach).start()
+        # A detached chain keeps its state on disk, so a network whose anvil died can resume.
+        state = self.root / ANVIL_STATE if self.detach else None
+        self.anvil = Anvil(
+            block_time=self.block_time, log=log, detach=self.detach, state_file=state
+        ).start()
         assert self.anvil.process is not None
         self.anvil_start = start_ticks(self.anvil.process.pid)
+        self.remember("anvil", argv_of(self.anvil.process), self.root / "anvil.log")
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
         # the image nodes recompute from a simulated TD's MRTD and RTMR0-2 (docs/security.md)
@@ -176,8 +183,17 @@ class Cluster:
             return self.anvil.process.pid
         return self.attached_anvil_pid
 
-    def w3(self) -> Web3:
-        return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+    def w3(self, timeout: float = 30.0, retries: bool = True) -> Web3:
+        """A client of the chain; `retries=False` gives up after one `timeout` (status)."""
+        if retries:
+            return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": timeout}))
+        return Web3(
+            HTTPProvider(
+                self.rpc_url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=None,
+            )
+        )
 
     # -- persistence ------------------------------------------------------------------
 
@@ -345,14 +361,12 @@ class Cluster:
             return
         log = node.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)]
         node.process = subprocess.Popen(
-            [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         node.start = start_ticks(node.process.pid)
+        self.remember(f"node{node.index}", argv, node.log_path)
 
     def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
         """SIGTERM (or, with `kill`, SIGKILL: a crash) to the node's process group; waits."""
@@ -446,20 +460,32 @@ class Cluster:
     def spawn(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Start `python args...` in its own session, output to `log`, recorded as `name` for
         `down()`."""
+        argv = [sys.executable, *args]
         process = subprocess.Popen(
-            [sys.executable, *args],
+            argv,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.record(name, process.pid)
+        self.remember(name, argv, log)
         return process
 
     def record(self, name: str, pid: int) -> None:
         """Remember a process (its own process group) that `down()` must stop."""
         self.extra.setdefault("pids", {})[name] = pid
         self.extra.setdefault("starts", {})[name] = start_ticks(pid)
+
+    def remember(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        """Remember how `name` was started (in start order), so it can be started again."""
+        self.extra.setdefault("commands", {})[name] = {
+            "argv": argv,
+            "log": str(log),
+            "env": env or {},
+        }
 
     def process_groups(self) -> dict[int, int | None]:
         """Every process this network started: {pid (its process group): start ticks}."""
