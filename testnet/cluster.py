@@ -29,12 +29,12 @@ from web3 import HTTPProvider, Web3
 
 from contracts import (
     AppAuthClient,
-    AppFactoryClient,
     EpochKind,
     EpochStatus,
     GovernanceClient,
     Transactor,
     anvil_account,
+    register_app,
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
@@ -436,16 +436,20 @@ class Cluster:
     def register_app(
         self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
     ) -> str:
-        """Deploy an AppAuth allowing `compose_hashes`; returns its app id. With `wait_seen`,
-        returns once every node's chain view holds it."""
+        """Deploy an AppAuth allowing `compose_hashes` through the governance's factory, checked
+        as `tkms app register` checks it; returns its app id. With `wait_seen`, returns once
+        every node's chain view holds it."""
         assert self.deployment is not None
-        factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
-        receipt, app_id = factory.send_deploy_app(
-            compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
+        owner = GovernanceClient(self.w3(), self.deployment.governance, self.owner_transactor())
+        app = register_app(
+            owner,
+            compose_hashes=compose_hashes,
+            allow_any_device=any_device,
+            require_tcb_up_to_date=False,
         )
         if wait_seen:
-            self.wait_seen(receipt.block)
-        return app_id
+            self.wait_seen(app.receipt.block)
+        return app.app_id
 
     def wait_seen(self, block: int) -> None:
         """Until every node's chain view can include `block` (nodes judge at their view's head)."""
