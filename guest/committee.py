@@ -1,8 +1,9 @@
 """The committee an app talks to, read from the governance contract (design §7).
 
 Everything a client needs is derivable from chain data alone: the active epoch of the
-requested generation, its members in order, their public endpoints, the threshold, the public
-polynomial (hence every V_i) and PK2. Points are decoded strictly.
+requested generation, its members in order, their public endpoints and registered TLS key
+hashes (what the client pins its channels to), the threshold, the public polynomial (hence
+every V_i) and PK2. Points are decoded strictly.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ def committee_from_chain(client: GovernanceClient, generation: int = 0) -> Commi
         raise CommitteeError(
             f"epoch {epoch.epoch} has malformed public keys on chain: {exc}"
         ) from None
+    nodes = [client.get_node(address, block=block) for address in epoch.members]
     members = tuple(
         Member(
             index=k,
-            endpoint=kms_endpoint(client.get_node(address, block=block).endpoint),
+            endpoint=kms_endpoint(node.endpoint),
             verification_key=public.verification_key(k),  # type: ignore[arg-type]
+            tls_key_hash=node.tls_key_hash,
         )
-        for k, address in enumerate(epoch.members, start=1)
+        for k, node in enumerate(nodes, start=1)
     )
     network = NetworkContext(
         chain_id=client.w3.eth.chain_id,

@@ -44,7 +44,7 @@ from node.registration import (
     review_registration,
     write_registration,
 )
-from node.sealing import open_sealer
+from node.sealing import make_directory, open_sealer
 from node.tee import make_provider, measure_node_boot
 
 __all__ = ["REGISTRATION_FILE", "evidence_hash", "fund_from_anvil", "init_node_dir"]
@@ -62,7 +62,7 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 def init_node_dir(data_dir: Path, *, tee: str, sealing: str) -> dict[str, Any]:
     """Create a node identity in `data_dir` and write its registration data (what
     `tkms node init` does); returns the registration document."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(data_dir, mode=0o777)  # less the umask; secrets in it are sealed
     if (data_dir / IDENTITY_FILE).exists():
         raise NodeError(f"{data_dir} already holds a node identity; use another --dir")
     sealer = open_sealer(sealing, data_dir, create=True)

@@ -84,6 +84,12 @@ class NodeProcess:
             return self.detached_pid
         return None
 
+    @property
+    def tls_key_hash(self) -> bytes:
+        """The TLS key hash the node registered: what its Kms and peer channels pin."""
+        registration = json.loads((self.dir / REGISTRATION_FILE).read_text())
+        return bytes.fromhex(registration["tls_key_hash"])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
