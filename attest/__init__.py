@@ -51,6 +51,15 @@ from attest._replay import (
     runtime_event_digest,
     verify_replay,
 )
+from attest._tls_pin import (
+    NODE_TLS_NAME,
+    CertificateFetchError,
+    KeyPinError,
+    check_key_pin,
+    fetch_certificate,
+    fetch_context,
+    spki_hash,
+)
 from attest.errors import (
     AttestError,
     CollateralError,
@@ -71,6 +80,13 @@ from attest.policy import (
 from attest.providers import SimulatorAllowed
 
 __all__ = [
+    "NODE_TLS_NAME",
+    "CertificateFetchError",
+    "KeyPinError",
+    "check_key_pin",
+    "fetch_certificate",
+    "fetch_context",
+    "spki_hash",
     "EvidenceError",
     "QuoteVerifier",
     "RaTlsAttestation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from contracts._base import ContractClient
@@ -110,19 +111,30 @@ class AppFactoryClient(ContractClient):
     def get_governance(self, *, block: BlockRef = "latest") -> str:
         return str(self._read("governance", block=block))
 
+    def predict_app_id(self, owner: str, salt: bytes, *, block: BlockRef = "latest") -> str:
+        """The app id `send_deploy_app(salt=salt)` gives when `owner` sends it."""
+        args = (parse_address("owner", owner), parse_bytes32("salt", salt))
+        return str(self._read("predictAppId", *args, block=block))
+
     def send_deploy_app(
         self,
         *,
+        salt: bytes | None = None,
         compose_hashes: Sequence[bytes] = (),
         device_ids: Sequence[bytes] = (),
         allow_any_device: bool = False,
         require_tcb_up_to_date: bool = True,
     ) -> tuple[Receipt, str]:
-        """Deploys and registers an app owned by the sender; returns the receipt and app_id."""
+        """Deploys and registers an app owned by the sender; returns the receipt and app_id.
+
+        The app id depends only on (factory, sender, `salt`): see `predict_app_id`. Without a
+        salt a random one is used; the same sender cannot use one salt twice (`AppIdTaken`).
+        """
+        chosen = secrets.token_bytes(32) if salt is None else parse_bytes32("salt", salt)
         hashes = [parse_bytes32(f"compose_hashes[{i}]", h) for i, h in enumerate(compose_hashes)]
         devices = [parse_bytes32(f"device_ids[{i}]", d) for i, d in enumerate(device_ids)]
         receipt = self._send(
-            "deployAndRegister", hashes, devices, allow_any_device, require_tcb_up_to_date
+            "deployAndRegister", chosen, hashes, devices, allow_any_device, require_tcb_up_to_date
         )
         decoder = self.contract.events.AppDeployed()
         (log,) = logs_of(receipt, self.address, decoder.topic)

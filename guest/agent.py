@@ -51,7 +51,7 @@ class KeyService(Protocol):
 
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult: ...
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement: ...
+    async def sign_public_key(self, public_key: bytes, statement: bytes) -> SignedStatement: ...
 
     async def sign_env_policy(
         self, app_id: bytes, signer: bytes, version: int
@@ -170,9 +170,9 @@ async def fetch_keys(client: KeyService, app_id: bytes) -> tuple[bytes, G1, byte
         sigma, generation=committee.network.generation, app_id=app_id, purpose=keys.ROOT_PURPOSE
     )
     root = keys.root_key(seed)
-    signed = await client.sign_public_key(root.public)
     net = committee.network
     expected = app_pubkey_statement(net.chain_id, net.contract, app_id, root.public)
+    signed = await client.sign_public_key(root.public, expected)
     if signed.statement != expected:
         raise AgentStartError("the network signed a statement about another key or app")
     return seed, ibe_key, signed.signature

@@ -23,11 +23,15 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-def governance_client(rpc: str, address: str) -> GovernanceClient:
+def governance_client(rpc: str, address: str, *, command_line: bool = False) -> GovernanceClient:
+    """`command_line`: the URL came from --rpc, so check it answers and warn about plain http."""
     from web3 import HTTPProvider, Web3
 
     from contracts import GovernanceClient
+    from contracts.cliargs import connect
 
+    if command_line:
+        return GovernanceClient(connect(rpc), address)
     return GovernanceClient(Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30})), address)
 
 
@@ -67,7 +71,10 @@ def run_agent(args: argparse.Namespace) -> int:
         except UntrustedNetwork as exc:
             return _fail("agent", f"refusing the KMS network at {config.rpc}: {exc}")
         except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
-            return _fail("agent", f"cannot read the committee from {config.rpc}: {exc}")
+            from contracts import redact_in
+
+            problem = f"cannot read the committee from {config.rpc}: {exc}"
+            return _fail("agent", redact_in(problem, config.rpc))
     provider = make_provider(config.tee)
     client = KmsClient(committee, provider_evidence(provider), timeout=config.timeout)
     try:
@@ -97,15 +104,17 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def fingerprint_command(args: argparse.Namespace) -> int:
+    from contracts import redact_in
     from guest.committee import CommitteeError, chain_fingerprint
 
     try:
-        governance = governance_client(args.rpc, args.governance)
+        governance = governance_client(args.rpc, args.governance, command_line=True)
         shown = chain_fingerprint(governance)
     except CommitteeError as exc:
-        return _fail("fingerprint", str(exc))
+        return _fail("fingerprint", redact_in(str(exc), args.rpc))
     except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
-        return _fail("fingerprint", f"cannot read the network from {args.rpc}: {exc}")
+        problem = f"cannot read the network from {args.rpc}: {exc}"
+        return _fail("fingerprint", redact_in(problem, args.rpc))
     print(shown.hex())
     print(
         f"# chain {governance.w3.eth.chain_id}, governance {governance.address}: what this RPC "

@@ -2,12 +2,12 @@
 network's fingerprint, the agent's trust anchor (design §7).
 
 Everything a client needs is derivable from chain data: the active epoch of the requested
-generation, its members in order, their public endpoints, the threshold, the public
-polynomial (hence every V_i) and PK2. Whoever answers the JSON-RPC could invent all of it, so
-nothing is used until PK2 chains to the fingerprint (`mpc.anchor.verify_key_chain`): the
-generation-1 key hashes, with the chain id and governance address, to the fingerprint, and
-each later generation's key carries its predecessor's signature (`generationLink`). Points
-are decoded strictly.
+generation, its members in order, their public endpoints and registered TLS key hashes (what
+the client pins its channels to), the threshold, the public polynomial (hence every V_i) and
+PK2. Whoever answers the JSON-RPC could invent all of it, so nothing is used until PK2 chains
+to the fingerprint (`mpc.anchor.verify_key_chain`): the generation-1 key hashes, with the chain
+id and governance address, to the fingerprint, and each later generation's key carries its
+predecessor's signature (`generationLink`). Points are decoded strictly.
 """
 
 from __future__ import annotations
@@ -100,13 +100,15 @@ def committee_from_chain(
         raise UntrustedNetwork(
             f"epoch {epoch.epoch}'s PK2 is not generation {gen}'s key: the chain data disagree"
         )
+    nodes = [client.get_node(address, block=block) for address in epoch.members]
     members = tuple(
         Member(
             index=k,
-            endpoint=kms_endpoint(client.get_node(address, block=block).endpoint),
+            endpoint=kms_endpoint(node.endpoint),
             verification_key=public.verification_key(k),  # type: ignore[arg-type]
+            tls_key_hash=node.tls_key_hash,
         )
-        for k, address in enumerate(epoch.members, start=1)
+        for k, node in enumerate(nodes, start=1)
     )
     network = NetworkContext(
         chain_id=chain_id,

@@ -46,16 +46,24 @@ def _describe_app(app: AppAuthClient, block: int) -> tuple[str, int]:
 
 
 def encrypt_env_command(args: argparse.Namespace) -> int:
+    from web3.exceptions import Web3Exception
+
+    from contracts import ContractsError, redact_in
+
     try:
         return _encrypt(args)
-    except EncryptEnvError as exc:
-        print(f"tkms encrypt-env: {exc}", file=sys.stderr)
-        return 1
+    except (EncryptEnvError, ContractsError) as exc:
+        problem = str(exc)
+    except (Web3Exception, OSError) as exc:  # the RPC went away or misbehaved
+        problem = f"JSON-RPC failure: {exc}"
+    # Errors may quote the RPC URL, where providers put API keys.
+    print(f"tkms encrypt-env: {redact_in(problem, args.rpc)}", file=sys.stderr)
+    return 1
 
 
 def _encrypt(args: argparse.Namespace) -> int:
     from contracts import AppAuthClient, AppStatus, ContractsError
-    from contracts._commands import signer
+    from contracts.cliargs import signing_transactor
     from guest.cli import governance_client
     from guest.committee import (
         CommitteeError,
@@ -83,7 +91,7 @@ def _encrypt(args: argparse.Namespace) -> int:
         raise EncryptEnvError(f"cannot read {exc.filename}: {exc.strerror}") from None
     if not env:
         raise EncryptEnvError("nothing to encrypt: pass --env NAME=VALUE or --in FILE")
-    governance = governance_client(args.rpc, args.governance)
+    governance = governance_client(args.rpc, args.governance, command_line=True)
     try:
         if args.network_fingerprint is None:
             shown = chain_fingerprint(governance)
@@ -100,7 +108,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     _print(f"network     {fingerprint.hex()} (chain {net.chain_id}, generation {net.generation})")
     try:
         # The same signer options as every `tkms app` command that sends a transaction.
-        transactor = signer(governance.w3, args)
+        transactor = signing_transactor(governance.w3, args)
     except ContractsError as exc:
         raise EncryptEnvError(str(exc)) from None
     account = transactor.account
@@ -179,10 +187,10 @@ def _encrypt(args: argparse.Namespace) -> int:
 
 def add_arguments(enc: argparse.ArgumentParser, absolute_path: Callable[[str], Path]) -> None:
     """The options of `encrypt-env` (see the module doc)."""
-    from contracts.cli import _key
+    from contracts.cliargs import add_rpc_argument, add_signer_arguments
 
     enc.add_argument("--app-id", required=True, help="the app's 20-byte id (hex)")
-    enc.add_argument("--rpc", required=True, help="chain RPC URL (https, or http to loopback)")
+    add_rpc_argument(enc, help_text="chain RPC URL (https, or http to loopback)")
     enc.add_argument("--governance", required=True, help="KmsGovernance address")
     enc.add_argument(
         "--network-fingerprint",
@@ -192,7 +200,7 @@ def add_arguments(enc: argparse.ArgumentParser, absolute_path: Callable[[str], P
     enc.add_argument(
         "--compose-hash", required=True, metavar="HEX", help="the compose the env is for"
     )
-    _key(enc)  # the app's env signer (by default its owner)
+    add_signer_arguments(enc, "the app's env signer (by default its owner)")
     enc.add_argument("--version", type=int, help="env version (default: the app's + 1)")
     enc.add_argument(
         "--publish", action="store_true", help="then raise the app's env version to it (owner)"

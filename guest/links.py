@@ -61,11 +61,11 @@ def link_generation(
 
 def link_generation_command(args: argparse.Namespace) -> int:
     from contracts import ContractsError
-    from contracts._commands import connect, signer
+    from contracts.cliargs import connect, signing_transactor
 
     try:
         w3 = connect(args.rpc)
-        governance = GovernanceClient(w3, args.governance, signer(w3, args))
+        governance = GovernanceClient(w3, args.governance, signing_transactor(w3, args))
         signature = link_generation(governance, args.generation, timeout=args.timeout)
     except (
         ContractsError,
@@ -82,11 +82,11 @@ def link_generation_command(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from contracts.cli import _key
+    from contracts.cliargs import add_rpc_argument, add_signer_arguments
 
-    parser.add_argument("--rpc", required=True, metavar="URL", help="Ethereum JSON-RPC URL")
+    add_rpc_argument(parser)
     parser.add_argument("--governance", required=True, metavar="ADDR", help="KmsGovernance")
-    _key(parser)  # the governance owner
+    add_signer_arguments(parser, "the governance owner")
     parser.add_argument("--generation", required=True, type=int, metavar="G", help="g >= 2")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per node request")
     parser.set_defaults(handler=link_generation_command)

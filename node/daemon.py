@@ -227,7 +227,11 @@ class Node:
             (KMS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), public
         )
         host, port = _split(cfg.listen.public)
-        kms_port = public.add_insecure_port(f"{host}:{port}")
+        # TLS with the node's RA-TLS certificate: guests pin it to the TLS key hash this node
+        # registered, so answers are authenticated to it (docs/node-design.md).
+        kms_port = public.add_secure_port(
+            f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+        )
         if kms_port == 0:
             raise ConfigError("listen.public", f"cannot bind {cfg.listen.public}")
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from node.errors import InvalidRequest, StorageError
-from node.sealing import Sealer, read_sealed, write_sealed
+from node.sealing import Sealer, make_directory, read_sealed, remove_durably, write_sealed
 
 SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x746B6A31  # "tkj1"
@@ -307,19 +307,13 @@ class Journal:
             return seed
         if not create:
             return None
-        try:
-            self._secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self._secrets}: {exc.strerror or exc}") from None
+        make_directory(self._secrets)
         seed = os.urandom(SEED_SIZE)
         write_sealed(path, self._sealer, label, seed)
         return seed
 
     def erase_dealing_seed(self, epoch: int) -> None:
-        try:
-            self._seed_path(epoch).unlink(missing_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot delete {self._seed_path(epoch)}: {exc}") from None
+        remove_durably(self._seed_path(epoch))
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:

@@ -171,7 +171,7 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
-    if len(line) != 3 or line[0] != "baseline-ready":
+    if len(line) != 4 or line[0] != "baseline-ready":
         proc.kill()
         raise RuntimeError(f"baseline did not start; see {cluster.root / 'baseline.log'}")
     network = NetworkContext(
@@ -184,6 +184,7 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
         index=1,
         endpoint=f"127.0.0.1:{port}",
         verification_key=G1.from_bytes(bytes.fromhex(line[1])),
+        tls_key_hash=bytes.fromhex(line[3]),
     )
     committee = Committee(
         network=network,

@@ -29,12 +29,12 @@ from web3 import HTTPProvider, Web3
 
 from contracts import (
     AppAuthClient,
-    AppFactoryClient,
     EpochKind,
     EpochStatus,
     GovernanceClient,
     Transactor,
     anvil_account,
+    register_app,
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
@@ -48,7 +48,7 @@ from node.registration import (
 )
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
-from testnet.processes import running, start_ticks, stop_groups
+from testnet.processes import argv_of, running, start_ticks, stop_groups
 
 if TYPE_CHECKING:
     from guest.kms_client import Committee
@@ -86,6 +86,12 @@ class NodeProcess:
         if self.detached_pid is not None and running(self.detached_pid):
             return self.detached_pid
         return None
+
+    @property
+    def tls_key_hash(self) -> bytes:
+        """The TLS key hash the node registered: what its Kms and peer channels pin."""
+        registration = json.loads((self.dir / REGISTRATION_FILE).read_text())
+        return bytes.fromhex(registration["tls_key_hash"])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +134,8 @@ class NodeProcess:
 
 
 STATE_FILE = "state.json"
+#: anvil's own state dump (blocks, contracts, history), kept across chain restarts.
+ANVIL_STATE = "anvil-state.json"
 
 
 @dataclass
@@ -157,9 +165,14 @@ class Cluster:
     def start_chain(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "anvil.log").open("ab")
-        self.anvil = Anvil(block_time=self.block_time, log=log, detach=self.detach).start()
+        # A detached chain keeps its state on disk, so a network whose anvil died can resume.
+        state = self.root / ANVIL_STATE if self.detach else None
+        self.anvil = Anvil(
+            block_time=self.block_time, log=log, detach=self.detach, state_file=state
+        ).start()
         assert self.anvil.process is not None
         self.anvil_start = start_ticks(self.anvil.process.pid)
+        self.remember("anvil", argv_of(self.anvil.process), self.root / "anvil.log")
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
         # the image nodes recompute from a simulated TD's MRTD and RTMR0-2 (docs/security.md)
@@ -179,8 +192,17 @@ class Cluster:
             return self.anvil.process.pid
         return self.attached_anvil_pid
 
-    def w3(self) -> Web3:
-        return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+    def w3(self, timeout: float = 30.0, retries: bool = True) -> Web3:
+        """A client of the chain; `retries=False` gives up after one `timeout` (status)."""
+        if retries:
+            return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": timeout}))
+        return Web3(
+            HTTPProvider(
+                self.rpc_url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=None,
+            )
+        )
 
     # -- persistence ------------------------------------------------------------------
 
@@ -361,14 +383,12 @@ class Cluster:
             return
         log = node.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)]
         node.process = subprocess.Popen(
-            [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         node.start = start_ticks(node.process.pid)
+        self.remember(f"node{node.index}", argv, node.log_path)
 
     def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
         """SIGTERM (or, with `kill`, SIGKILL: a crash) to the node's process group; waits."""
@@ -438,16 +458,20 @@ class Cluster:
     def register_app(
         self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
     ) -> str:
-        """Deploy an AppAuth allowing `compose_hashes`; returns its app id. With `wait_seen`,
-        returns once every node's chain view holds it."""
+        """Deploy an AppAuth allowing `compose_hashes` through the governance's factory, checked
+        as `tkms app register` checks it; returns its app id. With `wait_seen`, returns once
+        every node's chain view holds it."""
         assert self.deployment is not None
-        factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
-        receipt, app_id = factory.send_deploy_app(
-            compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
+        owner = GovernanceClient(self.w3(), self.deployment.governance, self.owner_transactor())
+        app = register_app(
+            owner,
+            compose_hashes=compose_hashes,
+            allow_any_device=any_device,
+            require_tcb_up_to_date=False,
         )
         if wait_seen:
-            self.wait_seen(receipt.block)
-        return app_id
+            self.wait_seen(app.receipt.block)
+        return app.app_id
 
     def wait_seen(self, block: int) -> None:
         """Until every node's chain view can include `block` (nodes judge at their view's head)."""
@@ -462,20 +486,32 @@ class Cluster:
     def spawn(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Start `python args...` in its own session, output to `log`, recorded as `name` for
         `down()`."""
+        argv = [sys.executable, *args]
         process = subprocess.Popen(
-            [sys.executable, *args],
+            argv,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.record(name, process.pid)
+        self.remember(name, argv, log)
         return process
 
     def record(self, name: str, pid: int) -> None:
         """Remember a process (its own process group) that `down()` must stop."""
         self.extra.setdefault("pids", {})[name] = pid
         self.extra.setdefault("starts", {})[name] = start_ticks(pid)
+
+    def remember(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        """Remember how `name` was started (in start order), so it can be started again."""
+        self.extra.setdefault("commands", {})[name] = {
+            "argv": argv,
+            "log": str(log),
+            "env": env or {},
+        }
 
     def process_groups(self) -> dict[int, int | None]:
         """Every process this network started: {pid (its process group): start ticks}."""

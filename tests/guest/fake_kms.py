@@ -61,9 +61,10 @@ class FakeKms:
             sigmas=[k.to_request().point() * self._secret for k in keys], answered=[1]
         )
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+    async def sign_public_key(self, public_key: bytes, expected: bytes) -> SignedStatement:
         self._check(compute_report_data(BindingLabel.SIGN_V1, public_key))
         net = self.committee.network
+        # Signs what the app_id it holds gives, whatever the caller expects (as nodes do).
         statement = app_pubkey_statement(net.chain_id, net.contract, self.app_id, public_key)
         signature = (message_point(statement) * self._secret).to_bytes()
         return SignedStatement(statement=statement, signature=signature, signers=(1,))

@@ -219,6 +219,30 @@ def test_refuses_a_key_that_is_not_registered() -> None:
         _verify(node, view)
 
 
+@pytest.mark.parametrize("evil_first", [True, False])
+def test_refuses_a_key_registered_by_two_approved_nodes(evil_first: bool) -> None:
+    """Another approved record carrying the honest node's (public) key hash: refused as
+    ambiguous in either registry order, before any evidence is looked at."""
+    honest = attested_node()
+    evil = attested_node()
+    evil.registered_key_hash = honest.identity.tls_key_hash
+    order = [evil, honest] if evil_first else [honest, evil]
+    view = make_view({n.address: n.record() for n in order})
+    allow = AllowList(mr_aggregated_of(honest.cert_pem))
+    names = sorted(f"0x{n.address.hex()}" for n in (honest, evil))
+    with pytest.raises(
+        Unauthenticated,
+        match=rf"^registry: TLS key {honest.identity.tls_key_hash.hex()} is registered by 2 "
+        rf"approved nodes \({names[0]}, {names[1]}\): ambiguous",
+    ):
+        _verify(honest, view, allow)
+    assert allow.calls == 0
+    with pytest.raises(Unauthenticated, match="ambiguous"):
+        PeerVerifier(policy=POLICY, kms_allowed=allow, accept_simulator=True).verify(
+            honest.cert_pem, view
+        )
+
+
 def test_refuses_a_certificate_without_evidence() -> None:
     identity = NodeIdentity.generate()
     node = PeerNode(

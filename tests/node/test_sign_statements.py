@@ -17,6 +17,7 @@ import pytest
 from attest.providers import SimulatorProvider
 from contracts import AuthDecision
 from guest.agent import provider_evidence
+from guest.kms_channel import open_channel
 from guest.kms_client import Committee, DerivationError, KmsClient, Member
 from guest.measure import measure_app_boot
 from mpc import Epoch, Generation, MemberIndex, NetworkContext
@@ -30,6 +31,7 @@ from node.metrics import NodeMetrics
 from node.ratelimit import RateLimiter
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import kms_pb2, kms_pb2_grpc
+from tests.guest.test_kms_client import TlsIdentity, serve
 from tests.mpc.dealer import DealtKeys, deal
 
 GOV = b"\x42" * 20
@@ -89,9 +91,18 @@ def view_of(second: DealtKeys = GEN2) -> ChainView:
     )
 
 
+#: The members' TLS identities: the Kms port is TLS, pinned to the registered key hash.
+TLS = [TlsIdentity.generate() for _ in range(3)]
+
+
 def client_committee(generation: int, keys: DealtKeys, ports: list[int]) -> Committee:
     members = tuple(
-        Member(k, f"127.0.0.1:{port}", keys.public.verification_key(MemberIndex(k)))
+        Member(
+            k,
+            f"127.0.0.1:{port}",
+            keys.public.verification_key(MemberIndex(k)),
+            tls_key_hash=TLS[k - 1].key_hash,
+        )
         for k, port in enumerate(ports, start=1)
     )
     network = NetworkContext(
@@ -115,12 +126,10 @@ def app_evidence() -> Callable[[bytes], tuple[bytes, str]]:
 
 async def serving(servicers: list[KmsServicer]) -> tuple[list[grpc.aio.Server], list[int]]:
     servers, ports = [], []
-    for s in servicers:
-        server = grpc.aio.server()
-        kms_pb2_grpc.add_KmsServicer_to_server(s, server)  # type: ignore[no-untyped-call]
-        ports.append(server.add_insecure_port("127.0.0.1:0"))
-        await server.start()
+    for s, tls in zip(servicers, TLS, strict=True):
+        server, port = await serve(s, tls)
         servers.append(server)
+        ports.append(port)
     return servers, ports
 
 
@@ -151,7 +160,7 @@ def test_generation_1_links_generation_2_and_a_node_signs_only_the_key_it_sees()
         client = KmsClient(client_committee(1, GEN1, ports), app_evidence(), timeout=5)
         try:
             signed = await client.sign_generation(2, GEN2.group_key_g2)
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports[0]}")
+            channel = await open_channel(f"127.0.0.1:{ports[0]}", TLS[0].key_hash)
             stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
             kind = kms_pb2.SignPartialRequest.KIND_GENERATION
             first = await stub.SignPartial(kms_pb2.SignPartialRequest(kind=kind, generation=2))

@@ -247,9 +247,10 @@ def wait_all_fail_closed(net: Net, timeout: float) -> tuple[float, float]:
     waiting = set(range(4))
     while waiting and time.monotonic() - began < timeout:
         for i in sorted(waiting):
-            err = raw_derive(net.app, net.nodes[i].endpoints.kms)
+            err = raw_derive(net.app, net.nodes[i])
             if err is None:
                 continue
+            assert isinstance(err, grpc.RpcError), f"node {i + 1}: {err}"
             assert err.code() is grpc.StatusCode.UNAVAILABLE, f"node {i + 1}: {err}"
             if first != first:
                 first = time.monotonic() - began
@@ -296,7 +297,7 @@ def wait_all_serving(net: Net, timeout: float) -> float:
     waiting = set(range(4))
     while waiting and time.monotonic() - began < timeout:
         for i in sorted(waiting):
-            if raw_derive(net.app, net.nodes[i].endpoints.kms) is None:
+            if raw_derive(net.app, net.nodes[i]) is None:
                 waiting.discard(i)
         time.sleep(0.3)
     assert not waiting, f"nodes {[i + 1 for i in waiting]} did not recover"
