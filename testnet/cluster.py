@@ -456,15 +456,21 @@ class Cluster:
     # -- apps -------------------------------------------------------------------------
 
     def register_app(
-        self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
+        self,
+        compose_hashes: Sequence[bytes],
+        *,
+        any_device: bool = True,
+        wait_seen: bool = True,
+        salt: bytes | None = None,
     ) -> str:
         """Deploy an AppAuth allowing `compose_hashes` through the governance's factory, checked
-        as `tkms app register` checks it; returns its app id. With `wait_seen`, returns once
-        every node's chain view holds it."""
+        as `tkms app register` checks it; returns its app id (bound to the owner and `salt`,
+        random if None). With `wait_seen`, returns once every node's chain view holds it."""
         assert self.deployment is not None
         owner = GovernanceClient(self.w3(), self.deployment.governance, self.owner_transactor())
         app = register_app(
             owner,
+            salt=salt,
             compose_hashes=compose_hashes,
             allow_any_device=any_device,
             require_tcb_up_to_date=False,

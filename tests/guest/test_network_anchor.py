@@ -39,7 +39,8 @@ def start_network(cluster: Cluster) -> str:
     epoch = cluster.propose(EpochKind.DKG, [node], 1)
     cluster.wait_epoch(epoch, timeout=120)
     cluster.wait_healthy([node], timeout=60, epoch=epoch)
-    app_id = cluster.register_app([compose_hash(COMPOSE)])
+    # The same owner and salt on both chains: the attacker gets the victim's app id.
+    app_id = cluster.register_app([compose_hash(COMPOSE)], salt=b"\x07" * 32)
     cluster.save()  # `tkms testnet rotate --dir` attaches to it
     return app_id
 
