@@ -24,8 +24,7 @@ def test_rpc_credentials_are_not_printed(
     url = f"http://apiuser:SECRET-TOKEN@127.0.0.1:{port}/v3/KEY123"
     assert tkms.main(encrypt_env(url, tmp_path / "env.enc")) == 1
     assert capsys.readouterr().err == (
-        "tkms encrypt-env: --rpc: no Ethereum JSON-RPC answer at "
-        f"http://***@127.0.0.1:{port}/***\n"
+        f"tkms encrypt-env: --rpc: no Ethereum JSON-RPC answer at http://***@127.0.0.1:{port}/***\n"
     )
     assert not (tmp_path / "env.enc").exists()
 
