@@ -25,3 +25,29 @@ def require_dev_chain(chain_id: int, argument: str) -> None:
             f"refusing to allow simulated TEEs on chain {chain_id}: simulator quotes are "
             f"forgeable by anyone, so only development chains ({allowed}) may accept them",
         )
+
+
+def pin_chain_id(
+    actual: int, expected: int | None, *, development_key: bool, argument: str = "--chain-id"
+) -> int:
+    """The chain id to sign for: `expected` if the RPC reports it (`actual`), refused otherwise.
+
+    Without `expected` only a development chain, or a development key (anvil's accounts, public
+    anyway), is accepted: a signature is bound to its chain id, so an RPC that lies about the
+    chain would otherwise get an owner's transaction for another chain holding the same
+    contracts.
+    """
+    if expected is not None:
+        if actual != expected:
+            raise InvalidInput(
+                argument,
+                f"the RPC serves chain {actual}, not {expected}: nothing was signed",
+            )
+        return expected
+    if actual not in DEV_CHAIN_IDS and not development_key:
+        raise InvalidInput(
+            argument,
+            f"required: the RPC serves chain {actual}, which is not a development chain; "
+            f"pass --chain-id with the id of the chain you mean to sign for",
+        )
+    return actual

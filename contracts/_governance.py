@@ -176,6 +176,16 @@ class GovernanceClient(EpochCalls):
     def send_set_app_factory(self, app_factory: str) -> Receipt:
         return self._send("setAppFactory", parse_address("app_factory", app_factory))
 
+    # Generation links (design §7): checked by whoever reads them, not by the contract
+    def get_generation_link(self, generation: int, *, block: BlockRef = "latest") -> bytes:
+        """Generation g-1's signature over g's `tkms-generation:v1` statement; b"" if unset."""
+        return bytes(self._read("generationLink", generation, block=block))
+
+    def send_set_generation_link(self, generation: int, signature: bytes) -> Receipt:
+        if len(signature) != 48:
+            raise InvalidInput("signature", f"must be 48 bytes, got {len(signature)}")
+        return self._send("setGenerationLink", generation, signature)
+
     def send_register_app(self, app_id: str) -> Receipt:
         return self._send("registerApp", parse_address("app_id", app_id))
 

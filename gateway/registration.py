@@ -234,9 +234,13 @@ class Registrar:
         try:
             decision = self.chain.is_app_allowed(info, state.head)
         except Exception as exc:  # a chain we cannot read must not admit anyone
+            # The transport's error text may carry the RPC URL, where providers put API keys:
+            # the remote CVM gets the kind of failure only, the operator's log the text.
+            log.warning("governance_unreadable", app_id=info.app_id, error=str(exc))
             raise RegistrationRefused(
                 grpc.StatusCode.UNAVAILABLE,
-                f"chain: cannot ask governance about {info.app_id}: {exc}",
+                f"chain: cannot ask governance about {info.app_id} "
+                f"({type(exc).__name__}; see the gateway's log)",
             ) from None
         if not decision.allowed:
             raise RegistrationRefused(

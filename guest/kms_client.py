@@ -36,6 +36,7 @@ from guest.kms_channel import (
     ChannelRefused,
     KmsChannels,
 )
+from guest.pairing import PairingBatch
 from mpc import (
     G1,
     G2,
@@ -49,10 +50,12 @@ from mpc import (
     NetworkContext,
 )
 from mpc._combiner import Combiner
-from mpc.derive import are_consistent_with_group_key
+from mpc.anchor import generation_statement
 from mpc.dleq import DleqProof
 from mpc.tsig import (
     SignaturePartial,
+    app_env_binding,
+    app_env_statement,
     combine_signatures,
     verify_partial_signature,
     verify_signature,
@@ -145,64 +148,6 @@ class SignedStatement:
     failures: dict[int, str] = field(default_factory=dict)
 
 
-class _PairingBatch:
-    """One pairing equation for the keys of several concurrent derivations.
-
-    A derivation's optimistic check, e(sigma, G2) == e(H, PK2), is one pairing check: most
-    of the client's CPU for a derivation. Concurrent derivations of one client queue their
-    proposed keys here; they are checked together, with random weights, in one equation
-    (`are_consistent_with_group_key`), and only if that fails each on its own, so a wrong
-    one never makes another fail. A lone derivation is checked at once; while others are in
-    flight the batch waits up to `window` seconds for them (or until `size` are queued).
-    """
-
-    def __init__(self, group_key: G2, *, window: float = 0.005, size: int = 16) -> None:
-        self._group_key = group_key
-        self._window = window
-        self._size = size
-        self._queue: list[tuple[list[G1], list[KeyRequest], asyncio.Future[bool]]] = []
-        self._timer: asyncio.Handle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.running = 0  # derivations in flight, kept by the client
-
-    async def holds(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a client reused under a new event loop starts afresh
-            self._loop, self._queue, self._timer = loop, [], None
-        future: asyncio.Future[bool] = loop.create_future()
-        self._queue.append((sigmas, requests, future))
-        if len(self._queue) >= min(self.running, self._size):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_soon(self._run)
-        elif self._timer is None:
-            self._timer = loop.call_later(self._window, self._run)
-        return await future
-
-    def _check(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
-        return are_consistent_with_group_key(sigmas, requests, self._group_key, rng=os.urandom)
-
-    def _run(self) -> None:
-        batch, self._queue, self._timer = self._queue, [], None
-        if not batch:
-            return
-        try:
-            if self._check([s for e in batch for s in e[0]], [r for e in batch for r in e[1]]):
-                outcomes = [True] * len(batch)
-            elif len(batch) == 1:
-                outcomes = [False]
-            else:
-                outcomes = [self._check(sigmas, requests) for sigmas, requests, _ in batch]
-        except Exception as exc:  # reach every waiter, whatever went wrong
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():  # its derivation may have been cancelled meanwhile
-                future.set_result(outcome)
-
-
 class HedgeDelay:
     """How long to wait for the members asked so far before asking one more.
 
@@ -265,7 +210,7 @@ class KmsClient:
         )
         self._ephemeral: EphemeralKey | None = None
         self._quote: tuple[bytes, str] | None = None
-        self._pairings = _PairingBatch(committee.group_key)
+        self._pairings = PairingBatch(committee.group_key)
 
     async def _rpc(
         self, member: Member, method: Callable[[kms_pb2_grpc.KmsStub], Awaitable[Reply]]
@@ -499,12 +444,56 @@ class KmsClient:
         checked against PK2.
         """
         quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
-        net = self.committee.network
         message = kms_pb2.SignPartialRequest(
             evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
             public_key=public_key,
-            generation=net.generation,
+            generation=self.committee.network.generation,
         )
+        return await self._sign_expected(message, statement)
+
+    async def sign_env_policy(self, app_id: bytes, signer: bytes, version: int) -> SignedStatement:
+        """Have the network certify that the app's AppAuth names `signer` and `version` now.
+
+        A fresh nonce goes into the statement (`tkms-app-env:v1`), so an answer recorded
+        earlier (an older version) cannot be replayed; a node whose chain view says otherwise
+        refuses and says what it sees.
+        """
+        nonce = os.urandom(32)
+        binding = app_env_binding(signer, version, nonce)
+        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
+        net = self.committee.network
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_APP_ENV,
+            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            generation=net.generation,
+            env_signer=signer,
+            env_version=version,
+            nonce=nonce,
+        )
+        expected = app_env_statement(net.chain_id, net.contract, app_id, signer, version, nonce)
+        return await self._sign_expected(message, expected)
+
+    async def sign_generation(self, generation: int, key: G2) -> SignedStatement:
+        """The link of `generation` (this client's committee must be generation - 1's): its
+        signature over the `tkms-generation:v1` statement of `key`, PK2 of `generation`."""
+        net = self.committee.network
+        if net.generation != generation - 1:
+            raise ValueError(
+                f"generation {generation} is linked by generation {generation - 1}'s committee, "
+                f"not generation {net.generation}'s"
+            )
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_GENERATION, generation=generation
+        )
+        expected = generation_statement(net.chain_id, net.contract, generation, key)
+        return await self._sign_expected(message, expected)
+
+    async def _sign_expected(
+        self, message: kms_pb2.SignPartialRequest, expected: bytes
+    ) -> SignedStatement:
+        """A threshold signature over exactly `expected`; a member that signs anything else,
+        or whose partial does not verify against V_i, is named and replaced by another member,
+        like a wrong derivation partial; the result is checked against PK2."""
         need = self.committee.threshold
 
         async def call(member: Member) -> kms_pb2.SignPartialResponse:
@@ -515,26 +504,26 @@ class KmsClient:
         def accept(member: Member, reply: kms_pb2.SignPartialResponse) -> SignaturePartial:
             if reply.member != member.index:
                 raise InvalidPartial(member.index, f"answered as member {reply.member}")
-            if reply.statement != statement:
+            if reply.statement != expected:
                 raise InvalidPartial(member.index, "signed another statement than the one asked")
             partial = SignaturePartial(
                 member=MemberIndex(reply.member),
                 sigma=G1.from_bytes(reply.sigma, "signature share"),
                 proof=DleqProof.from_bytes(reply.proof),
             )
-            verify_partial_signature(partial, statement, member.verification_key)
+            verify_partial_signature(partial, expected, member.verification_key)
             return partial
 
         answers, failures = await self._collect(call, accept)
         signature = combine_signatures(list(answers.values()), need)
-        if not verify_signature(self.committee.group_key, statement, signature):
+        if not verify_signature(self.committee.group_key, expected, signature):
             # t partials that each verify against V_i combine to a signature under PK2 unless
             # the committee's own data (V_i, PK2) disagree: nobody to blame.
             raise DerivationError(
                 0, need, {0: "combined signature does not verify under PK2"}, {0: "committee"}
             )
         return SignedStatement(
-            statement=statement, signature=signature, signers=tuple(answers), failures=failures
+            statement=expected, signature=signature, signers=tuple(answers), failures=failures
         )
 
     def _decode(

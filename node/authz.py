@@ -3,7 +3,7 @@
 (1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`. Simulator quotes
       only when this node's TEE, governance's `simulatorAllowed` and a development chain all
       allow them (`node.tee.simulator_refusal`). The identity must name this network's
-      governance as its key provider (`key_provider_problem`); its os_image_hash is recomputed
+      fingerprint as its key provider (`key_provider_problem`); its os_image_hash is recomputed
       from MRTD and RTMR0-2, never taken from the VM config or an RTMR3 event;
 (5) chain: the chain view is fresh, else fail closed (UNAVAILABLE);
 (6) approval: `isAppAllowed(AppBootInfo)` at the view's head, cached by (identity, head);
@@ -15,11 +15,11 @@ Each step counts its outcome in `tkms_authz_steps{step, outcome}`. A refusal rai
 caller could learn from the chain, and never anything secret.
 
 Verified evidence is cached for a short time by the digest of everything the verdict depends
-on (quote, event log, VM config, binding, governance, whether simulators are accepted), so
-an app that reuses its ephemeral key and quote for a burst of requests is verified once; the
-cache entry also holds the app's AppBootInfo and its digest, so a cached request rebuilds
-neither. When a new head makes the approval cache miss, concurrent requests of one app wait
-for a single `isAppAllowed` call instead of each making its own.
+on (quote, event log, VM config, binding, governance and fingerprint, whether simulators are
+accepted), so an app that reuses its ephemeral key and quote for a burst of requests is
+verified once; the cache entry also holds the app's AppBootInfo and its digest, so a cached
+request rebuilds neither. When a new head makes the approval cache miss, concurrent requests
+of one app wait for a single `isAppAllowed` call instead of each making its own.
 """
 
 from __future__ import annotations
@@ -112,23 +112,23 @@ def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
 KMS_KEY_PROVIDER = "kms"
 
 
-def key_provider_problem(identity: AppIdentity, governance: bytes) -> str | None:
-    """Why `identity` may not get keys from the network of `governance`, or None.
+def key_provider_problem(identity: AppIdentity, fingerprint: bytes | None) -> str | None:
+    """Why `identity` may not get keys from the network of `fingerprint`, or None.
 
     The TD must have measured, before ``system-ready``, that it takes its keys from a KMS whose
-    id is this network's governance address (what `guest.measure` writes). Without it the TD
-    never committed to a key provider (dstack measures it into mr_system), and its keys could
-    come from anywhere.
+    id is this network's fingerprint (`mpc.anchor`, what `guest.measure` writes). Without it
+    the TD never committed to a key provider (dstack measures it into mr_system), and its keys
+    could come from anywhere; with another id it trusts another network.
     """
     kp = identity.key_provider
     if kp is None:
         return "the event log has no key-provider event before system-ready"
     if kp.name != KMS_KEY_PROVIDER:
         return f"the key provider is {kp.name!r}, not {KMS_KEY_PROVIDER!r}"
-    if kp.id.lower().removeprefix("0x") != governance.hex():
-        return (
-            f"the key provider is KMS {kp.id!r}, not this network's governance 0x{governance.hex()}"
-        )
+    if fingerprint is None:
+        return "this node does not know its network's fingerprint yet (no generation 1 key)"
+    if kp.id.lower().removeprefix("0x") != fingerprint.hex():
+        return f"the key provider is KMS {kp.id!r}, not this network {fingerprint.hex()}"
     return None
 
 
@@ -200,6 +200,7 @@ class Authorizer:
             binding[0].value,
             binding[1],
             view.governance,
+            view.fingerprint or b"",
             b"\x01" if refusal is None else b"\x00",
         )
         digest = hashlib.sha256(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).digest()
@@ -234,7 +235,7 @@ class Authorizer:
             "accepted", "simulator" if verified.simulated else "tdx"
         ).inc()
         identity = verified.identity
-        problem = None if identity is None else key_provider_problem(identity, view.governance)
+        problem = None if identity is None else key_provider_problem(identity, view.fingerprint)
         if problem is not None:
             raise self._deny("identity", problem)
         for step in ("evidence", "replay", "identity", "binding"):

@@ -46,6 +46,7 @@ from contracts import (
     NodeInfo,
     NodeStatus,
 )
+from mpc.anchor import network_fingerprint
 from mpc.dealenc import DealPublicKey
 from mpc.errors import EncodingError, MpcError
 from mpc.group import G1, G1_SIZE, G2, G2_SIZE, Scalar, pairing_product_is_one
@@ -137,6 +138,8 @@ class ChainView:
     running_epoch: int  # 0 when none
     nodes: Mapping[bytes, NodeRecord]  # approved nodes by address
     simulator_allowed: bool
+    #: The network's fingerprint (`mpc.anchor`): None until generation 1 has a usable key.
+    fingerprint: bytes | None = None
 
     def committee(self, generation: int = 0) -> Committee | None:
         """The committee of `generation` (0 = latest), or None if it has none usable."""
@@ -203,6 +206,7 @@ class _Reader:
         self._chain_id: int | None = None
         self._topics: dict[bytes, str] | None = None
         self._read_at: tuple[int, bytes] | None = None  # (number, hash) of the last view's head
+        self._fingerprint: bytes | None = None  # generation 1's key never changes once set
 
     def read(self, previous: ChainView | None) -> ChainView:
         c = self._client
@@ -239,7 +243,24 @@ class _Reader:
             running_epoch=c.get_running_epoch(block=head),
             nodes=MappingProxyType(nodes),
             simulator_allowed=c.get_simulator_allowed(block=head),
+            fingerprint=self._network_fingerprint(latest, head),
         )
+
+    def _network_fingerprint(self, latest: int, head: int) -> bytes | None:
+        """The fingerprint from generation 1's key (read once; None before the first DKG)."""
+        if self._fingerprint is None and latest >= 1:
+            c = self._client
+            pk2 = c.get_generation(1, block=head).pk2
+            try:
+                key = G2.from_bytes(pk2, "PK2 of generation 1")
+            except EncodingError as exc:
+                _log.error("fingerprint_unusable", reason=str(exc))
+                return None
+            assert self._chain_id is not None
+            self._fingerprint = network_fingerprint(
+                self._chain_id, to_address_bytes(c.address), key
+            )
+        return self._fingerprint
 
     def _extends(self, previous_head: int, block: BlockData) -> bool:
         """Whether the chain ending in `block` still holds the block the last view was read at."""

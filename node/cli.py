@@ -1,14 +1,18 @@
 """`tkms node ...`: init, allow-registration, register, approve, run, status.
 
 tkms node init --dir DIR [--tee simulator|tdx] [--sealing file|dstack] [--json]
-tkms node allow-registration --rpc URL --governance ADDR --node ADDR
-                            (--private-key HEX | --anvil-account N)
+tkms node allow-registration --rpc URL --governance ADDR --node ADDR KEY [--chain-id N]
 tkms node register --dir DIR --rpc URL --governance ADDR --endpoint kms=H:P,peer=H:P
-                   [--fund-from-anvil-account N] [--json]
+                   [--chain-id N] [--fund-from-anvil-account N] [--json]
 tkms node approve --rpc URL --governance ADDR --registration FILE [--node ADDR]
-                  [--collateral FILE | --pccs-url URL] (--private-key HEX | --anvil-account N)
+                  [--collateral FILE | --pccs-url URL] KEY [--chain-id N]
 tkms node run --config FILE
 tkms node status --dir DIR [--json]        (asks the running node over its admin socket)
+
+KEY is the governance owner's: --private-key-file FILE (mode 0600), the TKMS_PRIVATE_KEY
+environment variable, --private-key HEX (visible to other local users: warned), or on a
+development chain --anvil-account N. --chain-id is required off development chains (31337,
+1337): nothing is signed for a chain the RPC serves unless it is the one named.
 
 Onboarding: the operator runs `init` and sends the node's address; the governance owner runs
 `allow-registration`; the operator runs `register` and sends the updated registration.json;
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from attest import Collateral, event_log_to_json
+from contracts.cliargs import add_chain_id_argument, add_rpc_argument, add_signer_arguments
 from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
 from node.registration import (
@@ -102,13 +107,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _governance(rpc: str, governance: str, account: Any) -> Any:
-    from web3 import HTTPProvider, Web3
-
+def _governance(args: argparse.Namespace, account: Any, *, development_key: bool) -> Any:
+    """The governance client signing as `account`, for the chain `--chain-id` pins."""
     from contracts import GovernanceClient, Transactor
+    from contracts.cliargs import connect, pinned_chain_id
 
-    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30}))
-    return GovernanceClient(w3, governance, Transactor(w3, account))
+    w3 = connect(args.rpc)
+    chain = pinned_chain_id(w3, args.chain_id, development_key=development_key)
+    return GovernanceClient(w3, args.governance, Transactor(w3, account, chain_id=chain))
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -119,13 +125,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     registration = json.loads((data_dir / REGISTRATION_FILE).read_text())
     sealer = open_sealer(registration["sealing"], data_dir)
     identity = load_identity(data_dir, sealer)
+    client = _governance(args, identity.eth_account, development_key=False)
     if args.fund_from_anvil_account is not None:
-        from web3 import HTTPProvider, Web3
-
-        fund_from_anvil(
-            Web3(HTTPProvider(args.rpc)), identity.eth_account.address, args.fund_from_anvil_account
-        )
-    client = _governance(args.rpc, args.governance, identity.eth_account)
+        fund_from_anvil(client.w3, identity.eth_account.address, args.fund_from_anvil_account)
     address = identity.eth_account.address
     if not client.is_node_registration_allowed(address):
         return _fail(
@@ -168,15 +170,15 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def _owner(args: argparse.Namespace) -> Any:
-    from contracts import account_from_key, anvil_account
+    """The governance client signing as the owner the key options name."""
+    from contracts.cliargs import signing_account
 
-    if args.private_key:
-        return account_from_key(args.private_key, "--private-key")
-    return anvil_account(args.anvil_account, "--anvil-account")
+    account, choice = signing_account(args)
+    return _governance(args, account, development_key=choice.development)
 
 
 def cmd_allow_registration(args: argparse.Namespace) -> int:
-    client = _governance(args.rpc, args.governance, _owner(args))
+    client = _owner(args)
     receipt = client.send_allow_node_registration(args.node)
     data = {"node": args.node, "registration_allowed": True, "block": receipt.block}
     _print(args, data, f"{args.node} may register (block {receipt.block})")
@@ -223,7 +225,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
         document = json.loads(Path(args.registration).read_text())
     except (OSError, ValueError) as exc:
         return _fail(f"cannot read {args.registration}: {exc}")
-    client = _governance(args.rpc, args.governance, _owner(args))
+    client = _owner(args)
     now = int(time.time())
     reviewed = review_registration(
         client, document, now=now, collateral=_collateral(args, document, now), node=args.node
@@ -263,17 +265,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _guard(fn: Any) -> Any:
+    """Our errors as one line (credentials in the RPC URL redacted), exit status 2."""
+
     def run(args: argparse.Namespace) -> int:
+        from contracts import redact_in
+
+        rpc = getattr(args, "rpc", None)
         try:
             return int(fn(args))
         except NodeError as exc:
-            return _fail(str(exc))
+            return _fail(redact_in(str(exc), rpc))
         except Exception as exc:
+            from web3.exceptions import Web3Exception
+
             from attest import AttestError
             from contracts import ContractsError
 
             if isinstance(exc, ContractsError | AttestError | FileNotFoundError | ValueError):
-                return _fail(str(exc))
+                return _fail(redact_in(str(exc), rpc))
+            if isinstance(exc, Web3Exception | OSError):  # the RPC went away or misbehaved
+                return _fail(f"JSON-RPC failure: {redact_in(str(exc), rpc)}")
             raise
 
     return run
@@ -301,7 +312,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(handler=_guard(cmd_init))
 
     p = sub.add_parser("allow-registration", help="let a node address register (governance owner)")
-    p.add_argument("--rpc", required=True)
+    add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument("--node", required=True, help="the node's address (from its registration.json)")
     _owner_arguments(p)
@@ -309,9 +320,10 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
     p = sub.add_parser("register", help="register the node on chain (from its own address)")
     p.add_argument("--dir", required=True, type=absolute_path)
-    p.add_argument("--rpc", required=True)
+    add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument("--endpoint", required=True, help="kms=HOST:PORT,peer=HOST:PORT")
+    add_chain_id_argument(p)
     p.add_argument("--operator", help="operator address (default: the node's own)")
     p.add_argument("--fund-from-anvil-account", type=int, help="dev chains: fund the node first")
     p.add_argument("--json", action="store_true")
@@ -325,7 +337,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "and that the chain holds exactly this registration; then approves its hash and allows "
         "the KMS measurement of the verified evidence. Nothing is sent if a check fails.",
     )
-    p.add_argument("--rpc", required=True)
+    add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument(
         "--registration",
@@ -353,7 +365,5 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def _owner_arguments(p: argparse.ArgumentParser) -> None:
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--private-key", help="the governance owner's key")
-    who.add_argument("--anvil-account", type=int, help="dev chains: anvil's account N")
+    add_signer_arguments(p, "the governance owner")
     p.add_argument("--json", action="store_true")

@@ -42,7 +42,7 @@ from node.health import (
 )
 from node.identity import load_identity
 from node.journal import Journal
-from node.kms_service import KmsServicer
+from node.kms_service import KmsServicer, chain_env_policy
 from node.liveness import SELF_SERVICE, Liveness
 from node.logs import NativeStderr, capture_native_stderr, configure_logging, get_logger
 from node.metrics import NodeMetrics
@@ -251,6 +251,7 @@ class Node:
                 shares=self.epochs.share_for,
                 metrics=self.metrics,
                 max_keys=cfg.limits.max_keys_per_request,
+                env_policy=chain_env_policy(self.client),
             ),
             public,
         )

@@ -23,6 +23,7 @@ import errno
 import http.client
 import json
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Final, Protocol
@@ -204,11 +205,19 @@ def remove_durably(path: Path) -> bool:
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new content,
-    and once this returns, the new content (the rename is synced with the directory)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    and once this returns, the new content (the rename is synced with the directory).
+
+    The data goes to a new file with a random name (O_EXCL|O_NOFOLLOW: never into a file or
+    through a symlink someone prepared in the directory), set to exactly `mode`, then renamed.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as exc:  # not ours: leave whatever is there alone
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
         try:
+            os.fchmod(fd, mode)  # the umask must not loosen or tighten what was asked for
             view = memoryview(data)
             while view:  # a full disk can take part of a write without raising
                 written = os.write(fd, view)

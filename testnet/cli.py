@@ -77,7 +77,7 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     from contracts import GovernanceClient
-    from guest.committee import CommitteeError, committee_from_chain
+    from guest.committee import CommitteeError, chain_fingerprint, committee_from_chain
 
     doc: dict[str, Any] = {
         "dir": str(cluster.root),
@@ -92,7 +92,8 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
         governance = GovernanceClient(w3, cluster.deployment.governance)
         no_key = {"generation": 0, "epoch": 0, "threshold": 0, "group_public_key": None}
         try:
-            committee = committee_from_chain(governance)
+            fingerprint = chain_fingerprint(governance)
+            committee = committee_from_chain(governance, fingerprint=fingerprint)
         except CommitteeError as exc:
             return {"chain": "reachable", **no_key, "committee_error": str(exc)}
         except Exception as exc:  # any transport failure: the chain does not answer
@@ -100,6 +101,7 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
             return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
         return {
             "chain": "reachable",
+            "network_fingerprint": fingerprint.hex(),
             "generation": int(committee.network.generation),
             "epoch": int(committee.network.epoch),
             "threshold": committee.threshold,
@@ -138,6 +140,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     unreachable = " (not answering)" if doc.get("chain") == "unreachable" else ""
     print(f"chain       {doc['chain_rpc']}{unreachable}")
     print(f"governance  {doc['governance']}")
+    if doc.get("network_fingerprint"):
+        print(f"network     {doc['network_fingerprint']}  (agents' network_fingerprint)")
     if doc.get("generation"):
         print(
             f"key         generation {doc['generation']}, epoch {doc['epoch']}, "
@@ -201,20 +205,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress(
-            "running the distributed key generation on chain; meanwhile the gateway and both "
-            "guest agents start (they wait for the key)"
-        )
-        gateway_agent = spawn_agent(
-            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=180
-        )
-        demo_agent = spawn_agent(
-            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=180
-        )
-        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
-        cluster.save()
+        progress("running the distributed key generation on chain")
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
+        cluster.save()
+        # Agents pin the network by its fingerprint, which names generation 1's key.
+        progress(f"network fingerprint {cluster.network_fingerprint().hex()}: starting agents")
+        gateway_agent = spawn_agent(
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30
+        )
+        demo_agent = spawn_agent(
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30
+        )
+        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
         wait_gateway(90)
         cluster.save()
@@ -386,10 +389,15 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.links import link_generation
+
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
+    generation = cluster.governance().get_epoch(epoch).generation
+    link_generation(cluster.governance(), generation)
     progress(
-        f"new key generation: epoch {epoch}; the previous generation stays readable for its window"
+        f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
+        "on chain; the previous generation stays readable for its window"
     )
     return 0
 

@@ -23,18 +23,18 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import HTTPProvider, Web3
 
 from contracts import (
     AppAuthClient,
-    AppFactoryClient,
     EpochKind,
     EpochStatus,
     GovernanceClient,
     Transactor,
     anvil_account,
+    register_app,
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
@@ -49,6 +49,9 @@ from node.registration import (
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
 from testnet.processes import argv_of, running, start_ticks, stop_groups
+
+if TYPE_CHECKING:
+    from guest.kms_client import Committee
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -256,6 +259,19 @@ class Cluster:
             self.w3(), self.deployment.governance, transactor or self.owner_transactor()
         )
 
+    def network_fingerprint(self) -> bytes:
+        """What agents pin (`network_fingerprint`): the testnet trusts its own chain."""
+        from guest.committee import chain_fingerprint
+
+        return chain_fingerprint(self.governance())
+
+    def committee(self, generation: int = 0) -> Committee:
+        """The active committee of `generation` (0 = latest), checked against the fingerprint."""
+        from guest.committee import committee_from_chain
+
+        fingerprint = self.network_fingerprint()
+        return committee_from_chain(self.governance(), generation, fingerprint=fingerprint)
+
     # -- nodes ------------------------------------------------------------------------
 
     def create_node(self, *, tee: str = "simulator") -> NodeProcess:
@@ -440,18 +456,28 @@ class Cluster:
     # -- apps -------------------------------------------------------------------------
 
     def register_app(
-        self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
+        self,
+        compose_hashes: Sequence[bytes],
+        *,
+        any_device: bool = True,
+        wait_seen: bool = True,
+        salt: bytes | None = None,
     ) -> str:
-        """Deploy an AppAuth allowing `compose_hashes`; returns its app id. With `wait_seen`,
-        returns once every node's chain view holds it."""
+        """Deploy an AppAuth allowing `compose_hashes` through the governance's factory, checked
+        as `tkms app register` checks it; returns its app id (bound to the owner and `salt`,
+        random if None). With `wait_seen`, returns once every node's chain view holds it."""
         assert self.deployment is not None
-        factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
-        receipt, app_id = factory.send_deploy_app(
-            compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
+        owner = GovernanceClient(self.w3(), self.deployment.governance, self.owner_transactor())
+        app = register_app(
+            owner,
+            salt=salt,
+            compose_hashes=compose_hashes,
+            allow_any_device=any_device,
+            require_tcb_up_to_date=False,
         )
         if wait_seen:
-            self.wait_seen(receipt.block)
-        return app_id
+            self.wait_seen(app.receipt.block)
+        return app.app_id
 
     def wait_seen(self, block: int) -> None:
         """Until every node's chain view can include `block` (nodes judge at their view's head)."""

@@ -47,7 +47,7 @@ def _request(cluster: Cluster, app_id: str) -> kms_pb2.DerivePartialRequest:
         app_id=raw_id,
         compose=COMPOSE,
         instance_id=os.urandom(20),
-        kms_id=cluster.deployment.governance,
+        kms_id=cluster.network_fingerprint().hex(),
         os_image=SIMULATED_OS_IMAGE,
     )
     eph = EphemeralKey.generate(os.urandom)

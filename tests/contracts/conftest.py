@@ -21,6 +21,7 @@ from contracts import (
     anvil_account,
     deploy,
 )
+from tests.contracts.testsol import Compiled, compile_test_contracts
 
 PHASES = (8, 8, 8, 8)  # blocks of Deal, Complain, Justify, Confirm in epoch tests
 NODE_ACCOUNTS = (2, 3, 4, 5, 6)  # registered and approved in the base deployment
@@ -131,3 +132,9 @@ class Poly:
         if pk1 is not None:
             points[0] = pk1
         return Poly(tuple(points), bytes([seed]) * 96)
+
+
+@pytest.fixture(scope="session")
+def test_contracts() -> dict[str, Compiled]:
+    """The test-only contracts of tests/contracts/sol, compiled once per session."""
+    return compile_test_contracts()

@@ -162,7 +162,7 @@ def _committee(secret: Polynomial) -> Committee:
 
 
 def _kms() -> Prepared:
-    from tests.node.test_authz import app_evidence
+    from tests.node.test_authz import NETWORK, app_evidence
 
     secret = Polynomial.random(1, random.Random(7).randbytes)
     share = secret.share(MemberIndex(1))
@@ -179,6 +179,7 @@ def _kms() -> Prepared:
             running_epoch=0,
             nodes={},
             simulator_allowed=True,
+            fingerprint=NETWORK,
         )
 
     def approve(info: Any, block: int) -> AuthDecision:
@@ -200,6 +201,7 @@ def _kms() -> Prepared:
         shares=lambda generation: (committee, share) if generation in (0, 1) else None,
         metrics=metrics,
         max_keys=16,
+        env_policy=lambda app_id, block: (b"\x0e" * 20, 1),
     )
     requester = G1.base_mul(777).to_bytes()
     signed_key = b"\x04" + b"\x55" * 64

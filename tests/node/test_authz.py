@@ -29,6 +29,8 @@ from node.tee import SIMULATED_OS_IMAGE, SIMULATED_PLATFORM
 
 APP = b"\xab" * 20
 NOW = 1_800_000_000.0
+#: The fingerprint of the network these tests' apps measure as their key provider.
+NETWORK = bytes.fromhex("f1" * 32)
 
 
 def view(**changes: object) -> ChainView:
@@ -42,12 +44,16 @@ def view(**changes: object) -> ChainView:
         running_epoch=0,
         nodes={},
         simulator_allowed=True,
+        fingerprint=NETWORK,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def app_evidence(
-    key: bytes, label: BindingLabel = BindingLabel.KDF_V1, app_id: bytes = APP
+    key: bytes,
+    label: BindingLabel = BindingLabel.KDF_V1,
+    app_id: bytes = APP,
+    kms_id: str = NETWORK.hex(),
 ) -> Evidence:
     provider = SimulatorProvider()
     measure_app_boot(
@@ -55,7 +61,7 @@ def app_evidence(
         app_id=app_id,
         compose=b"{}",
         instance_id=os.urandom(20),
-        kms_id="0x" + "42" * 20,
+        kms_id=kms_id,
         os_image=SIMULATED_OS_IMAGE,
     )
     quote = provider.get_quote(compute_report_data(label, key))
@@ -356,7 +362,20 @@ def test_the_evidence_cache_key_covers_the_vm_config() -> None:
         authz.authorize(broken, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
 
 
-def test_key_provider_must_name_this_networks_governance() -> None:
-    authz, _ = authorizer(view(governance=b"\x43" * 20), Approvals())
-    with pytest.raises(PolicyDenied, match=r"identity: the key provider is KMS '0x4242.*', not"):
+def test_key_provider_must_name_this_networks_fingerprint() -> None:
+    """Security III G-01: a TD that measured another network (e.g. a copy of the chain with
+    the same governance address and its own nodes) gets no keys here, and a node that does
+    not know its own fingerprint yet releases nothing."""
+    other = bytes.fromhex("f2" * 32)
+    authz, _ = authorizer(view(fingerprint=other), Approvals())
+    refused = f"identity: the key provider is KMS '{NETWORK.hex()}', not this network {other.hex()}"
+    with pytest.raises(PolicyDenied, match=refused):
         authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    authz, _ = authorizer(view(fingerprint=None), Approvals())
+    with pytest.raises(PolicyDenied, match="does not know its network's fingerprint yet"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    # The governance address alone (what the key provider named before) is not enough.
+    old = app_evidence(E, kms_id="0x" + "42" * 20)
+    authz, _ = authorizer(view(), Approvals())
+    with pytest.raises(PolicyDenied, match="identity: the key provider is KMS '0x4242"):
+        authz.authorize(old, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)

@@ -48,6 +48,8 @@ from node.tee import SIMULATED_OS_IMAGE, SIMULATED_PLATFORM
 COMPOSE = b'{"services": {"web": {"image": "nginx"}}}'
 E = G1.base_mul(4242).to_bytes()
 SET_C_NOW = 1772323200
+#: The network fingerprint the view reports (no DKG runs here, so a fixed value stands in).
+NETWORK = bytes.fromhex("5e" * 32)
 
 
 @dataclass
@@ -101,6 +103,7 @@ def authorizer(chain: Chain) -> Authorizer:
             running_epoch=0,
             nodes={},
             simulator_allowed=chain.reader.get_simulator_allowed(),
+            fingerprint=NETWORK,
         )
 
     return Authorizer(
@@ -129,7 +132,7 @@ def booted(
         app_id=chain.app_id,
         compose=COMPOSE,
         instance_id=os.urandom(20),
-        kms_id=kms_id or chain.governance,
+        kms_id=kms_id or NETWORK.hex(),
         os_image=claimed_image,
     )
     provider = SimulatorProvider(platform)
@@ -207,6 +210,9 @@ def test_a_td_without_a_key_provider_event_is_refused(chain: Chain) -> None:
 def test_a_td_that_chose_another_kms_is_refused(chain: Chain) -> None:
     with pytest.raises(PolicyDenied, match=r"identity: the key provider is KMS '0x1111.*', not"):
         release(chain, booted(chain, SIMULATED_PLATFORM, kms_id="0x" + "11" * 20))
+    # Naming this network's governance address is not naming this network (Security III G-01).
+    with pytest.raises(PolicyDenied, match=f"not this network {NETWORK.hex()}"):
+        release(chain, booted(chain, SIMULATED_PLATFORM, kms_id=chain.governance))
 
 
 def test_a_device_outside_the_apps_list_is_refused(chain: Chain) -> None:
@@ -258,6 +264,6 @@ def test_a_real_quote_is_judged_by_its_measured_image_not_its_vm_config(
     decision = chain.reader.is_kms_allowed(info)
     assert decision.allowed, decision.reason
     # set C's key provider is dstack's local SGX one: no KMS network released its keys
-    assert key_provider_problem(verified.identity, bytes(20)) == (
+    assert key_provider_problem(verified.identity, NETWORK) == (
         "the key provider is 'local-sgx', not 'kms'"
     )

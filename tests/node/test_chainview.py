@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from contracts import Anvil, EpochKind, GovernanceClient, Transactor, anvil_account, deploy
+from mpc.anchor import network_fingerprint
 from mpc.errors import EncodingError
 from mpc.group import G2, Rng, Scalar
 from mpc.sharing import Polynomial
@@ -96,7 +97,7 @@ def test_a_view_holds_approved_nodes_and_the_decoded_committee(anvil: Anvil) -> 
     chain = Chain(anvil)
     first = view_of(chain.gov)
     assert (first.latest_generation, first.running_epoch, dict(first.nodes)) == (0, 0, {})
-    assert first.committee() is None and first.chain_id == 31337
+    assert first.committee() is None and first.chain_id == 31337 and first.fingerprint is None
     for k, node in enumerate(chain.nodes):
         chain.register(node, f"kms=10.0.0.{k}:1,peer=10.0.0.{k}:2")
     points, pk2, poly = group_key(2)
@@ -115,6 +116,8 @@ def test_a_view_holds_approved_nodes_and_the_decoded_committee(anvil: Anvil) -> 
         committee.verification_key(4)
     assert set(view.nodes) == {m.address for m in committee.members}
     assert view.head_age(view.head_timestamp + 5.0) == 5.0
+    governance = bytes.fromhex(chain.gov.address[2:])
+    assert view.fingerprint == network_fingerprint(31337, governance, G2.from_bytes(pk2, "pk2"))
 
 
 def test_a_committee_with_malformed_public_data_is_left_out_with_a_reason(anvil: Anvil) -> None:

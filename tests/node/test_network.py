@@ -30,7 +30,6 @@ import pytest
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
-from guest.committee import committee_from_chain
 from guest.kms_channel import blocking_channel
 from guest.kms_client import (
     AppKeyRequest,
@@ -66,7 +65,7 @@ class App:
             app_id=self.app_id,
             compose=compose,
             instance_id=os.urandom(20),
-            kms_id=cluster.deployment.governance,
+            kms_id=cluster.network_fingerprint().hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 
@@ -166,7 +165,7 @@ def test_t_plus_one_nodes_killed_right_after_the_dkg_leave_the_others_down_withi
 
 
 def test_dkg_completes_and_any_three_nodes_give_the_same_key(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     assert committee.threshold == 3 and len(committee.members) == 5
     first = derive(app, only(committee, {1, 2, 3}), [b"disk", b"tls"])
     second = derive(app, only(committee, {3, 4, 5}), [b"disk", b"tls"])  # node 5 restarted mid-DKG
@@ -185,7 +184,7 @@ def test_the_network_certifies_an_app_key_with_a_threshold_signature(
 ) -> None:
     from mpc.tsig import app_pubkey_statement, verify_signature
 
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     key = b"\x02" + os.urandom(32)
     expected = app_pubkey_statement(
         committee.network.chain_id, committee.network.contract, app.app_id, key
@@ -233,7 +232,7 @@ def _request(
 
 
 def test_get_meta_agrees_with_the_chain(cluster: Cluster) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     node = cluster.nodes[2]
     with blocking_channel(node.endpoints.kms, node.tls_key_hash) as channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
@@ -369,7 +368,7 @@ def test_a_man_in_the_middle_cannot_get_an_honest_node_named_a_liar(
     """A tampering proxy at node 2's address, without node 2's TLS key, speaking plaintext
     (what the Kms port used to be) or TLS with its own certificate: the client's pin refuses
     the channel, so node 2 fails as unreachable or unauthenticated, not as a liar."""
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     honest = derive(app, only(committee, {1, 3, 4}), [b"disk"])
     stranger = make_node_certificate(NodeIdentity.generate(), SimulatorProvider())
     for tls, reason in (
@@ -386,7 +385,7 @@ def test_a_man_in_the_middle_cannot_get_an_honest_node_named_a_liar(
 def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
     """Node 2 itself lies (the proxy holds node 2's sealed TLS key, as a compromised node
     would): its answers pass the pin, fail their proofs, and node 2 is named."""
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     node = cluster.nodes[1]
     identity = load_identity(node.dir, open_sealer("file", node.dir))
     with _lying_proxy(node, make_node_certificate(identity, SimulatorProvider())) as port:
@@ -400,7 +399,7 @@ def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
 
 
 def test_two_nodes_down_still_derive(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     cluster.stop_node(cluster.nodes[1])
     cluster.stop_node(cluster.nodes[3])
@@ -425,7 +424,7 @@ def test_a_stopped_member_costs_a_client_a_hedge_delay_not_the_timeout(
     """Node 2 stops (SIGSTOP) without closing its connections. A client with default settings
     keeps deriving: a few hundred ms more at worst, never its 10 s timeout; the others see
     node 2 stop answering and say DEGRADED."""
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     purposes = [b"p%d" % i for i in range(30)]
 
     async def timed() -> list[float]:
@@ -479,7 +478,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
     compose = b'{"services": {"job": {"image": "batch@sha256:11"}}}'
     app_id = cluster.register_app([compose_hash(compose)])
     revocable = App(cluster, app_id, compose=compose)
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     derive(revocable, committee, [b"k"])
     receipt = cluster.app(app_id).send_remove_compose_hash(compose_hash(compose))
     cluster.wait_seen(receipt.block)
@@ -488,7 +487,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
 
 
 def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     old_epoch = committee.network.epoch
     sixth = cluster.create_node()
@@ -499,7 +498,7 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(cluster.nodes, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.threshold == 4 and len(after.members) == 6
     assert after.group_key == committee.group_key
     assert derive(app, after, [b"disk"]) == before
@@ -537,7 +536,7 @@ def test_simulator_evidence_is_refused_when_governance_disallows_it(
 
 
 def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     lost = cluster.nodes[2]
     cluster.stop_node(lost)
@@ -551,7 +550,7 @@ def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App
     epoch = cluster.propose(EpochKind.RESHARE, members, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(members, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.group_key == committee.group_key
     assert replacement.endpoints.kms in {m.endpoint for m in after.members}
     assert lost.endpoints.kms not in {m.endpoint for m in after.members}
@@ -578,7 +577,7 @@ def test_every_line_of_every_node_log_is_json_and_health_logs_transitions_only(
     """Nodes verified simulator quotes all along and now refuse a TLS handshake; every line
     they wrote is JSON, the simulator warning comes once per process, and `health_changed`
     only when the health or its reason changed."""
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     derive(app, committee, [b"last"])
     for node in cluster.nodes:
         if node.pid is not None:

@@ -33,7 +33,7 @@ CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1), ("grpc.max_reconnect_b
 class App:
     """A simulated app CVM: its TEE, measured boot, and KMS clients."""
 
-    def __init__(self, app_id: str, governance: str) -> None:
+    def __init__(self, app_id: str, network: bytes) -> None:
         self.app_id = bytes.fromhex(app_id.removeprefix("0x"))
         self.provider = SimulatorProvider()
         measure_app_boot(
@@ -41,7 +41,7 @@ class App:
             app_id=self.app_id,
             compose=COMPOSE,
             instance_id=os.urandom(20),
-            kms_id=governance,
+            kms_id=network.hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 

@@ -35,7 +35,6 @@ import grpc
 import pytest
 
 from contracts import EpochKind
-from guest.committee import committee_from_chain
 from guest.kms_client import AppKeyRequest, DerivationError
 from guest.measure import compose_hash
 from mpc import G1, KeyRequest, is_consistent_with_group_key
@@ -115,7 +114,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             c.wait_epoch(epoch, timeout=180)
             c.wait_healthy(nodes, timeout=90, epoch=epoch)
             assert c.deployment is not None
-            app = App(c.register_app([compose_hash(COMPOSE)]), c.deployment.governance)
+            app = App(c.register_app([compose_hash(COMPOSE)]), c.network_fingerprint())
             yield Net(c, proxy, epoch, app)
         finally:
             proxy.stop()
@@ -183,7 +182,7 @@ def test_the_byzantine_dealer_is_excluded_and_named_in_logs_and_metrics(net: Net
 
 
 def test_the_network_keeps_serving_and_the_client_names_the_wrong_partials(net: Net) -> None:
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     sigmas = derive(net.app, committee, PURPOSES)
     for purpose, sigma in zip(PURPOSES, sigmas, strict=True):
         request = KeyRequest.app_key(net.app.app_id, purpose)
@@ -195,7 +194,7 @@ def test_the_network_keeps_serving_and_the_client_names_the_wrong_partials(net: 
 
 
 def test_crashing_two_nodes_under_load_fails_no_request(net: Net) -> None:
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     expected = dict(zip(PURPOSES, derive(net.app, committee, PURPOSES), strict=True))
     load = LoadGenerator(net.app, committee, expected, workers=4).start()
     victims = [net.nodes[3], net.nodes[4]]
@@ -275,7 +274,7 @@ def test_a_slow_node_costs_the_client_nothing(net: Net) -> None:
     net.cluster.stop_node(byzantine, kill=True)
     start_byzantine(byzantine, ("slow-partials",), delay=SLOW_DELAY)
     net.cluster.wait_healthy([byzantine], timeout=90, epoch=net.epoch)
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     expected = derive(net.app, only(committee, {1, 2, 3}), PURPOSES[:2])
 
     async def timed() -> list[float]:
@@ -323,7 +322,7 @@ def test_chain_rpc_outage_fails_closed_and_recovers(net: Net) -> None:
         "recovered_s": round(recovered, 1),
     }
     assert closed >= MAX_HEAD_AGE - 2  # not before the view is actually stale
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     assert len(derive(net.app, committee, PURPOSES[:1])) == 1
 
 
@@ -407,7 +406,7 @@ def test_a_dealer_that_delivers_late_is_named_and_justifies_in_a_reshare(net: Ne
     """Node 5 holds its share deliveries past the Deal phase: the others complain that its
     shares are missing, it answers on chain, stays in QUAL, and the group key is unchanged."""
     governance = net.cluster.governance()
-    before = committee_from_chain(governance)
+    before = net.cluster.committee()
     keys = derive(net.app, before, PURPOSES[:2])
     late = net.nodes[4]
     net.cluster.stop_node(late, kill=True)
@@ -420,7 +419,7 @@ def test_a_dealer_that_delivers_late_is_named_and_justifies_in_a_reshare(net: Ne
     against = {c.accuser for c in complaints if c.accused == late.address}
     assert against == {n.address for n in net.nodes[:4]}
     assert all(c.justified for c in complaints), complaints
-    after = committee_from_chain(governance)
+    after = net.cluster.committee()
     assert after.group_key == before.group_key
     assert derive(net.app, after, PURPOSES[:2]) == keys
     for node in net.nodes[:4]:
