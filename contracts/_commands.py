@@ -132,6 +132,23 @@ def run_os_image(allow: bool) -> Handler:
     return run
 
 
+def run_gateway_app(allow: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        w3 = connect(args.rpc)
+        governance = governance_client(w3, args, signing_transactor(w3, args))
+        app_id = parse_address("--app-id", args.app_id)
+        if allow:
+            receipt = governance.send_add_gateway_app(app_id)
+        else:
+            receipt = governance.send_remove_gateway_app(app_id)
+        verb = "allowed" if allow else "revoked"
+        document = {"gateway_app_id": app_id, "allowed": allow, **tx_fields(receipt)}
+        emit(args, document, f"{verb} gateway app {app_id} (tx {receipt.tx_hash})")
+        return EXIT_OK
+
+    return run
+
+
 def run_audit(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     address = existing_contract(w3, "--governance", args.governance)

@@ -103,6 +103,19 @@ def _register_chain(sub: Any) -> None:
         image.add_argument("--os-image-hash", required=True, metavar="HEX")
         _json(image)
 
+    for verb, allow in (("allow", True), ("revoke", False)):
+        gateway = _leaf(
+            sub,
+            f"{verb}-gateway-app",
+            f"{verb} an app id in the gateway role (owner only; `tkms verify` checks it)",
+            _lazy("run_gateway_app", allow),
+        )
+        _rpc(gateway)
+        _governance(gateway)
+        _key(gateway, "the governance owner")
+        gateway.add_argument("--app-id", required=True, metavar="ADDR")
+        _json(gateway)
+
     audit = _leaf(
         sub,
         "audit",

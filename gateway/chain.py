@@ -46,6 +46,8 @@ QUIET_EVENTS: Final = frozenset(
         "NodeRemoved",
         "KmsMeasurementAdded",
         "KmsMeasurementRemoved",
+        "GatewayAppAdded",  # which app is a gateway: read by verifiers, not by routing
+        "GatewayAppRemoved",
     }
 )
 
