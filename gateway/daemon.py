@@ -4,8 +4,10 @@ Start-up order: config -> open-files limit raised (the connection cap fits what 
 guest agent (the gateway's app id and its sealing key, derived by the KMS network) -> sealed
 store (ACME account key, certificate key) -> ACME account (the CAA `accounturi` record to
 publish is printed) -> wildcard certificate -> TLS front -> first read of the chain ->
-registration gRPC service (self-signed RA-TLS certificate quoted by the agent). When everything
-listens it prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json`
+registration gRPC service (self-signed RA-TLS certificate quoted by the agent). Each certificate
+key and the ACME account are quoted through the agent before use (a quote it cannot get stops
+the start), and that evidence is served on `https://gateway.<base_domain>/.dstack/...`
+(`gateway.evidence_http`). When everything listens it prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json`
 into the data directory. Meanwhile registrations expire, and the revocation watch
 (`gateway.revocation`) drops routes governance no longer approves. SIGTERM/SIGINT stop it.
 """
@@ -40,6 +42,8 @@ from gateway.chain import ChainGovernance, GovernanceView
 from gateway.client import GATEWAY_TLS_NAME
 from gateway.config import GatewayConfig
 from gateway.dns01 import ChallTestSrvPublisher
+from gateway.evidence import GatewayEvidence
+from gateway.evidence_http import EvidenceSite
 from gateway.keystore import SealedStore
 from gateway.limits import (
     FD_RESERVE,
@@ -78,6 +82,8 @@ class RunningGateway:
     app_id: str
     account_uri: str
     caa_records: list[str]
+    #: the gateway's own HTTPS name, serving its evidence (`/.dstack/acme-info`, ...)
+    evidence_name: str
 
 
 def registration_credentials(agent: GuestAgent, app_id: bytes) -> grpc.ServerCredentials:
@@ -151,6 +157,14 @@ class Gateway:
         cfg = self.config
         sealing_key = await asyncio.to_thread(agent.get_key, SEALING_KEY_PATH)
         store = SealedStore(cfg.data_dir / "sealed", sealing_key)
+        # Every certificate key is quoted before the proxy serves it; a key the agent cannot
+        # quote is never served (EvidenceError stops the start, or a renewal).
+        self.evidence = evidence = GatewayEvidence(agent, store)
+
+        def use_certificate(chain_pem: bytes, key_pem: bytes) -> None:
+            evidence.quote_certificate(chain_pem)
+            self.proxy.set_certificate(chain_pem, key_pem)
+
         issuer = AcmeIssuer(
             cfg.acme.directory_url,
             store.load_or_create_key(ACCOUNT_KEY_ITEM),
@@ -162,11 +176,13 @@ class Gateway:
             issuer,
             cfg.base_domain,
             ChallTestSrvPublisher(cfg.acme.challtestsrv_url),
-            self.proxy.set_certificate,
+            use_certificate,
             renew_before=cfg.acme.renew_before_days * 86400,
             caa_issuer=cfg.acme.caa_issuer,
         )
         await asyncio.to_thread(manager.ensure)
+        await asyncio.to_thread(evidence.quote_account, manager.account_uri or "")
+        self.proxy.site = EvidenceSite(evidence, cfg.base_domain)
         return manager
 
     async def start(self) -> RunningGateway:
@@ -231,6 +247,7 @@ class Gateway:
             app_id="0x" + app_id.hex(),
             account_uri=self.manager.account_uri or "",
             caa_records=caa,
+            evidence_name=f"gateway.{cfg.base_domain}",
         )
         (cfg.data_dir / "gateway.json").write_text(json.dumps(running.__dict__, indent=2))
         return running

@@ -199,6 +199,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         with cluster.fast_blocks():
             # Nodes see these long before any app asks: the DKG below takes many blocks.
             gateway_app = cluster.register_app([compose_hash(GATEWAY_COMPOSE)], wait_seen=False)
+            # Verifiers accept a domain's key only if an app in the gateway role quoted it.
+            cluster.governance().send_add_gateway_app(gateway_app)
             demo_app = cluster.register_app([compose_hash(DEMO_COMPOSE)], wait_seen=False)
         pebble = start_pebble(cluster)
         cluster.save()

@@ -121,6 +121,7 @@ def _wait_gateway(
         "app_id": running["app_id"],
         "account_uri": running["account_uri"],
         "caa_records": running["caa_records"],
+        "evidence_name": running["evidence_name"],
         "acme_root": str(gw_dir / "pebble-root.pem"),
         "pid": process.pid,
         "log": str(log),
