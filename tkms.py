@@ -21,6 +21,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("node", "node", "run and manage a KMS node"),
     ("guest", "guest", "the guest agent inside an app's CVM"),
     ("gateway", "gateway", "the attested TLS gateway"),
+    ("verify", "verify", "check an app, its domain, gateway and KMS network from outside"),
     ("testnet", "testnet", "a complete local network in one command"),
 )
 
