@@ -8,11 +8,16 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 # Pebble (a test ACME server) and its DNS test server come from Debian; installed once per machine.
 PEBBLE := /usr/bin/pebble
+# Headless Chromium and NSS's certutil (browser tests), Knot DNS (CAA served by a real DNS
+# server): Debian's packages too, installed once per machine when missing.
+CHROMIUM := /usr/bin/chromium
+CERTUTIL := /usr/bin/certutil
+KNOTD := /usr/sbin/knotd
 PYTEST_ARGS ?=
 
 .PHONY: install test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE)
+install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE) $(CHROMIUM) $(CERTUTIL) $(KNOTD)
 
 $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +32,10 @@ $(STAMP_NPM): package.json package-lock.json
 $(PEBBLE):
 	command -v pebble >/dev/null || apt-get install -y --no-install-recommends pebble \
 		|| (apt-get update && apt-get install -y --no-install-recommends pebble)
+
+$(CHROMIUM) $(CERTUTIL) $(KNOTD):
+	test -x $@ || apt-get install -y --no-install-recommends chromium libnss3-tools knot \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium libnss3-tools knot)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .

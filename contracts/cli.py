@@ -90,31 +90,27 @@ def _register_chain(sub: Any) -> None:
     )
     _json(deploy)
 
-    for verb, allow in (("allow", True), ("revoke", False)):
-        image = _leaf(
-            sub,
-            f"{verb}-os-image",
-            f"{verb} an OS image hash (owner only)",
-            _lazy("run_os_image", allow),
-        )
-        _rpc(image)
-        _governance(image)
-        _key(image, "the governance owner")
-        image.add_argument("--os-image-hash", required=True, metavar="HEX")
-        _json(image)
-
-    for verb, allow in (("allow", True), ("revoke", False)):
-        gateway = _leaf(
-            sub,
-            f"{verb}-gateway-app",
-            f"{verb} an app id in the gateway role (owner only; `tkms verify` checks it)",
-            _lazy("run_gateway_app", allow),
-        )
-        _rpc(gateway)
-        _governance(gateway)
-        _key(gateway, "the governance owner")
-        gateway.add_argument("--app-id", required=True, metavar="ADDR")
-        _json(gateway)
+    # Owner permissions granted and revoked alike: (name, what, handler, option, metavar).
+    permissions = (
+        ("os-image", "an OS image hash", "run_os_image", "--os-image-hash", "HEX"),
+        (
+            "gateway-app",
+            "an app id in the gateway role (`tkms verify` checks it)",
+            "run_gateway_app",
+            "--app-id",
+            "ADDR",
+        ),
+    )
+    for name, what, handler, option, metavar in permissions:
+        for verb, allow in (("allow", True), ("revoke", False)):
+            command = _leaf(
+                sub, f"{verb}-{name}", f"{verb} {what} (owner only)", _lazy(handler, allow)
+            )
+            _rpc(command)
+            _governance(command)
+            _key(command, "the governance owner")
+            command.add_argument(option, required=True, metavar=metavar)
+            _json(command)
 
     audit = _leaf(
         sub,
