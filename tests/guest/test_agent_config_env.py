@@ -150,7 +150,9 @@ def test_cli_errors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_tdx_needs_the_os_image_hash(tmp_path: Path) -> None:
     (tmp_path / "agent.toml").write_text(GOOD + 'tee = "tdx"\n')
-    with pytest.raises(ConfigError, match="'os_image_hash' is required"):
+    with pytest.raises(
+        ConfigError, match="'os_image_hash' .or a 'vm_config' that has it. is required"
+    ):
         load_config(tmp_path / "agent.toml")
     (tmp_path / "agent.toml").write_text(
         GOOD + 'tee = "tdx"\nos_image_hash = "' + "ab" * 32 + '"\n'

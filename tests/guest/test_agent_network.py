@@ -21,7 +21,7 @@ import pytest
 from dstack_sdk import DstackClient
 from eth_account import Account
 
-from attest import parse_quote
+from attest import decode_versioned_attestation, parse_quote
 from contracts import EpochKind
 from guest.env import seal_env
 from guest.measure import compose_hash
@@ -180,7 +180,8 @@ def agent_serves_every_endpoint_with_network_keys(
         assert c.verify(
             "secp256k1", b"data", signed.decode_signature(), signed.decode_public_key()
         ).valid
-        assert json.loads(c.attest(b"x").decode_attestation())["version"] == 1
+        att = decode_versioned_attestation(c.attest(b"x").decode_attestation())
+        assert att.report_data == b"x".ljust(64, b"\0") and att.vm_config == info.vm_config
         assert c.version().rev == "tkms"
         env_file = tmp_path / "a" / "env.json"
         assert json.loads(env_file.read_text()) == {"API_TOKEN": "s3cret", "MODE": "prod"}
