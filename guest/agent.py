@@ -240,7 +240,7 @@ def _read_envelope(config: AgentConfig) -> EnvEnvelope | None:
     return parse_envelope(blob)
 
 
-def _vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, str]:
+def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, str]:
     """(the OS image digest to measure, the VM config text to report); see guest.vmconfig."""
     if config.vm_config is None:
         image = config.os_image_hash or simulated_image
@@ -283,7 +283,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         ) from None
     envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
-    os_image, vm_config = _vm_description(config, SIMULATED_OS_IMAGE)
+    os_image, vm_config = vm_description(config, SIMULATED_OS_IMAGE)
     kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,

@@ -206,6 +206,18 @@ def test_attest_is_dstacks_versioned_attestation_of_the_report_data(
     assert att.vm_config == client.info().vm_config == agent.vm_config
 
 
+def test_gpu_info_is_dstacks_answer_for_a_vm_without_gpus(socket: str) -> None:
+    reply = raw(socket, "/GpuInfo", b"{}")
+    assert reply.status_code == 200 and reply.json() == {"attestation": ""}
+
+
+def test_info_carries_cloud_names_and_the_vm_config(client: DstackClient, agent: Agent) -> None:
+    info = client.info()
+    assert (info.cloud_vendor, info.cloud_product) == ("", "")  # a simulated TD has no cloud
+    assert info.vm_config == agent.vm_config == client.get_quote(b"x").vm_config
+    assert json.loads(info.vm_config)["os_image_hash"] == info.os_image_hash
+
+
 def raw(socket: str, path: str, body: bytes, method: str = "POST") -> httpx.Response:
     with httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://x") as c:
         return c.request(method, path, content=body, headers={"Content-Type": "application/json"})
