@@ -13,9 +13,11 @@ STAMP_SDK := $(SDK_SUITE)/.installed
 PEBBLE := /usr/bin/pebble
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck unit testnet bench clean
+.PHONY: install sdk-suite test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM) $(STAMP_SDK) $(PEBBLE)
+install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE)
+
+sdk-suite: $(STAMP_SDK)
 
 $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,7 +49,7 @@ lint: $(STAMP_PY)
 typecheck: $(STAMP_PY)
 	$(VENV)/bin/mypy
 
-unit: install
+unit: install $(STAMP_SDK)
 	$(VENV)/bin/pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 test: install lint typecheck unit

@@ -1,7 +1,8 @@
 """Run the official dstack Python SDK's own test suite against a live guest agent.
 
-`make install` puts the suite (tests/ of the `dstack-sdk` 0.5.4 source distribution, unchanged)
-and a venv with the SDK and its test tools into `build/sdk-suite/` (tests/sdk/). The suite runs
+`make sdk-suite` (which `make test` runs) puts the suite (tests/ of the `dstack-sdk` 0.5.4
+source distribution, unchanged) and a venv with the SDK and its test tools into
+`build/sdk-suite/` (tests/sdk/). The suite runs
 in its real-deployment mode, as an app in a CVM sees the agent: no `DSTACK_SIMULATOR_ENDPOINT`,
 the SDK finds `/var/run/dstack.sock` and `/var/run/tappd.sock` itself. So that nothing on the
 machine changes, it runs in a private mount namespace (`unshare`, root only) where the agent's
@@ -45,7 +46,7 @@ class SuiteResult:
 def missing() -> str | None:
     """Why the suite cannot run here, or None."""
     if not (SUITE / ".installed").exists():
-        return f"the SDK suite is not installed in {SUITE}: run `make install`"
+        return f"the SDK suite is not installed in {SUITE}: run `make sdk-suite` (`make test` does)"
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return "the SDK suite needs root and unshare(1) for its private mount namespace"
     return None
