@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from node.registration import (
 )
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
+from testnet.probes import STATE_FILE, node_health
 from testnet.processes import argv_of, running, start_ticks, stop_groups
 
 if TYPE_CHECKING:
@@ -122,18 +122,9 @@ class NodeProcess:
         )
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.status_port}/health", timeout=timeout
-            ) as r:
-                return dict(json.loads(r.read()))
-        except urllib.error.HTTPError as exc:
-            return dict(json.loads(exc.read() or b"{}"))
-        except (OSError, ValueError):
-            return None
+        return node_health(self.status_port, timeout)
 
 
-STATE_FILE = "state.json"
 #: anvil's own state dump (blocks, contracts, history), kept across chain restarts.
 ANVIL_STATE = "anvil-state.json"
 
