@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._tx import Receipt, Transactor, decode_revert
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         ComplaintInfo,
         DealInfo,
         EpochInfo,
+        EpochKeyInfo,
         EpochKind,
         EpochStatus,
         FailReason,
@@ -81,6 +83,9 @@ _MODULES: dict[str, str] = {
     "DealInfo": "contracts._types",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
+    "EpochKeyInfo": "contracts._types",
+    "MIN_PHASE_BLOCKS": "contracts._epoch_calls",
+    "PHASE_NAMES": "contracts._epoch_calls",
     "EpochKind": "contracts._types",
     "EpochStatus": "contracts._types",
     "FailReason": "contracts._types",
@@ -113,6 +118,8 @@ __all__ = [
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
     "IAPP_AUTH_INTERFACE_ID",
+    "MIN_PHASE_BLOCKS",
+    "PHASE_NAMES",
     "SOURCE_DIR",
     "Anvil",
     "AnvilError",
@@ -135,6 +142,7 @@ __all__ = [
     "DealInfo",
     "Deployment",
     "EpochInfo",
+    "EpochKeyInfo",
     "EpochKind",
     "EpochStatus",
     "FailReason",

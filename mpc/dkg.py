@@ -175,6 +175,11 @@ class DkgMember(StateMachine):
         """The result once FINISHED or FAILED, else None."""
         return self._outcome
 
+    @property
+    def opened(self) -> tuple[MemberIndex, ...]:
+        """The dealers whose valid share for us we hold (so far)."""
+        return tuple(sorted(self._judge.shares))
+
     def deal(self, keys: EpochKeys) -> DealOutput:
         """Sample f; return the public deal and a share sealed to every other member's key.
 

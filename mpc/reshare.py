@@ -198,6 +198,11 @@ class ReshareReceiver(StateMachine):
     def outcome(self) -> DkgResult | DkgFailure | None:
         return self._outcome
 
+    @property
+    def opened(self) -> tuple[MemberIndex, ...]:
+        """The dealers whose valid share for us we hold (so far)."""
+        return tuple(sorted(self._judge.shares))
+
     def on_deals(
         self, keys: EpochKeys, deals: Iterable[DealPublic], bundles: Iterable[ShareBundle]
     ) -> tuple[Complaint, ...]:

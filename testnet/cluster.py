@@ -51,7 +51,7 @@ from testnet.processes import running, start_ticks, stop_groups
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
-DEFAULT_PHASES = (4, 4, 4, 8)
+DEFAULT_PHASES = (3, 5, 5, 5, 8)  # Keys, Deal, Complain, Justify, Confirm
 
 Progress = Callable[[str], None]
 
@@ -130,7 +130,7 @@ STATE_FILE = "state.json"
 class Cluster:
     root: Path
     block_time: float = 1.0
-    phases: tuple[int, int, int, int] = DEFAULT_PHASES
+    phases: tuple[int, int, int, int, int] = DEFAULT_PHASES
     progress: Progress = _quiet
     anvil: Anvil | None = None
     deployment: Deployment | None = None

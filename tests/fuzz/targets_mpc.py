@@ -281,8 +281,6 @@ TARGETS = (
     Target("g2", "mpc.G2.from_bytes: strict compressed G2 decoding", _point_target(G2, G2_SIZE)),
     Target("scalar", "mpc.Scalar.from_bytes: canonical 32-byte scalars", _scalar),
     Target("proofs", "mpc DleqProof/SchnorrProof.from_bytes", _proofs),
-    Target(
-        "mpc-messages", "mpc DKG messages, epoch keys, EncryptedPartial", _messages
-    ),
+    Target("mpc-messages", "mpc DKG messages, epoch keys, EncryptedPartial", _messages),
     Target("mpc-ciphertexts", "mpc IBE decrypt and BLS verify_signature on bytes", _ciphertexts),
 )

@@ -2,8 +2,9 @@
 come from the chain (ChainWatcher, `chain_roster`, `isKmsAllowed`), not from stand-ins.
 
 Two nodes register themselves (endpoint string, TLS key hash, deal key), the owner approves
-them, allows their measurement and OS image, and proposes a DKG. Then a deal goes through;
-then the owner removes the measurement and the next deal is refused with the chain's reason.
+them, allows their measurement and OS image, and proposes a DKG. Then a status call goes
+through; then the owner removes the measurement and the next call is refused with the chain's
+reason.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from node.identity import NodeIdentity
 from node.peer_client import PeerClient
 from node.peer_service import PeerServer, chain_roster
 from node.ratls import make_node_certificate
-from tests.node.test_peer import CIPHERTEXT, Inbox
+from tests.node.test_peer import Inbox
 from tests.node.test_ratls import mr_aggregated_of
 
 OS_IMAGE = bytes.fromhex("5e" * 32)
@@ -52,7 +53,7 @@ def asks_governance(
     return kms_allowed
 
 
-def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
+def test_the_peer_channel_follows_governance_on_anvil() -> None:
     async def test() -> None:
         with Anvil() as chain:
             w3 = chain.web3()
@@ -77,7 +78,6 @@ def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
                     cert_pem=cert,
                     key_pem=key,
                     view=view,
-                    on_deal=inbox.on_deal,
                     epoch_status=inbox.status,
                     roster=chain_roster(reader),
                     kms_allowed=allowed,
@@ -109,7 +109,7 @@ def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
                 )
                 owner.send_approve_node(address, owner.get_node(address).registration_hash)
             members = [i.eth_account.address for i in ids]
-            _, epoch = owner.send_propose_epoch(EpochKind.DKG, members, 2, (50, 50, 50, 50))
+            _, epoch = owner.send_propose_epoch(EpochKind.DKG, members, 2, (50, 50, 50, 50, 50))
             try:
                 for watcher in watchers:
                     await watcher.poll_once()
@@ -117,8 +117,10 @@ def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
                 a_view = watchers[0].view
                 assert a_view is not None
                 a = a_view.nodes[ids[0].eth_address]
-                dealer = chain_roster(reader)(epoch).dealers.index(ids[1].eth_address) + 1  # type: ignore[union-attr]
-                assert await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT) is True
+                roster = chain_roster(reader)(epoch)
+                assert roster is not None
+                assert roster.dealers == (ids[0].eth_address, ids[1].eth_address)
+                assert (await clients[1].epoch_status(a, epoch)).deals_received_from == (1,)
 
                 # governance removes the measurement; A sees it, B has not polled yet
                 owner.send_remove_kms_measurement(mr_aggregated_of(certs[0][0]))
@@ -127,12 +129,12 @@ def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
                     r"UNAUTHENTICATED: peer refused: measurement: .*KMS measurement not allowed"
                 )
                 with pytest.raises(Unauthenticated, match=refused):
-                    await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT)
+                    await clients[1].epoch_status(a, epoch)
                 # once B sees it too, B no longer talks to A at all
                 await watchers[1].poll_once()
                 refused = r"server certificate refused: measurement: .*KMS measurement not allowed"
                 with pytest.raises(Unauthenticated, match=refused):
-                    await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT)
+                    await clients[1].epoch_status(a, epoch)
                 assert len(inboxes[0].calls) == 1
             finally:
                 for client in clients:
