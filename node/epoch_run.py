@@ -268,7 +268,7 @@ class EpochDriver:
     async def _post_key(self, run: Run, view: ChainView) -> None:
         """Post our per-epoch key while the Keys phase is open (it was sealed when made)."""
         key = run.epoch_key
-        if key is None or view.head >= run.info.keys_deadline:
+        if key is None or view.head >= run.info.keys_deadline or view.running_epoch != run.epoch:
             return
         payload = key.public_key.to_bytes()
         await self._publish(
@@ -300,7 +300,8 @@ class EpochDriver:
                 self._give_up(run.epoch, "the rebuilt deal differs from the journaled one")
                 run.abandoned = True
                 return
-        if published is not None or view.head >= run.info.deal_deadline:
+        late = view.head >= run.info.deal_deadline or view.running_epoch != run.epoch
+        if published is not None or late:
             return
         public, bundle = run.deal.public, run.deal.bundle
         commitments = [c.to_bytes() for c in public.commitments.commitments]
