@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from contracts import EpochInfo, EpochKind, GovernanceClient
+from contracts import PHASE_NAMES, EpochInfo, EpochKind, GovernanceClient
 from mpc.epochkey import EpochKeys
 from mpc.errors import EncodingError, MpcError
 from mpc.group import G1, G2
@@ -96,6 +96,19 @@ def read_setup(client: GovernanceClient, view: ChainView, epoch: int) -> Board:
         previous=previous,
     )
     return Board(info=info, context=context, session_id=context.session_id)
+
+
+def phase_lengths(info: EpochInfo) -> dict[str, int]:
+    """Blocks in each phase of `info`, by name (keys, deal, complain, justify, confirm)."""
+    ends = (
+        info.proposed_at,
+        info.keys_deadline,
+        info.deal_deadline,
+        info.complaint_deadline,
+        info.justify_deadline,
+        info.confirm_deadline,
+    )
+    return {name: ends[k + 1] - ends[k] for k, name in enumerate(PHASE_NAMES)}
 
 
 def keys_final(client: GovernanceClient, board: Board, block: int) -> bool:

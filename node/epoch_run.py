@@ -36,8 +36,8 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 
-from contracts import PHASE_NAMES, GovernanceClient, Receipt, TransactionFailed
 from contracts import EpochStatus as ChainStatus
+from contracts import GovernanceClient, Receipt, TransactionFailed
 from mpc.dealing import Fault, Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
 from mpc.epochkey import EpochKeyPair
@@ -47,7 +47,15 @@ from mpc.messages import Justification
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.sharing import Share
 from mpc.types import MemberIndex
-from node.board import Board, keys_final, read_deals, read_disputes, read_keys, read_setup
+from node.board import (
+    Board,
+    keys_final,
+    phase_lengths,
+    read_deals,
+    read_disputes,
+    read_keys,
+    read_setup,
+)
 from node.chainview import RPC_ERRORS, ChainView, to_checksum
 from node.epoch_secrets import RecordingKem, recording_kem
 from node.epoch_state import Run, SeededRng, Stage, Write, blamed_peer
@@ -187,24 +195,15 @@ class EpochDriver:
 
     def _warn_short_phases(self, board: Board) -> None:
         """F-10: a phase shorter than our depth + 2 blocks leaves no block to act in."""
-        info = board.info
-        ends = (
-            info.proposed_at,
-            info.keys_deadline,
-            info.deal_deadline,
-            info.complaint_deadline,
-            info.justify_deadline,
-            info.confirm_deadline,
-        )
-        lengths = {name: ends[k + 1] - ends[k] for k, name in enumerate(PHASE_NAMES)}
-        short = {name: blocks for name, blocks in lengths.items() if blocks < self._depth + 2}
+        minimum = self._depth + 2
+        short = {k: v for k, v in phase_lengths(board.info).items() if v < minimum}
         if short:
             _log.warning(
                 "epoch_phases_short",
-                epoch=info.epoch,
+                epoch=board.info.epoch,
                 phases=short,
                 confirmations=self._depth,
-                minimum=self._depth + 2,
+                minimum=minimum,
             )
 
     def _old_dealer(
