@@ -48,6 +48,7 @@ from mpc.group import G1, G1_SIZE, SCALAR_SIZE, Rng, Scalar
 
 _KDF_LABEL: Final = b"tkms-sharebox:v1"
 _REVEAL_LABEL: Final = b"tkms-dkg-complaint:v1"
+_NONCE_LABEL: Final = b"tkms-dkg-complaint-nonce:v1"
 KEM_CIPHERTEXT_SIZE: Final = 1088
 KEM_SECRET_SIZE: Final = 32
 BOX_SIZE: Final = SCALAR_SIZE + 16
@@ -184,15 +185,21 @@ def _reveal_context(pair: bytes) -> bytes:
 
 
 def reveal_dh(me: EpochKeyPair, dealer: EpochPublicKey, *, pair: bytes, rng: Rng) -> DhReveal:
-    """ss_dh of the pair and a proof that it is x_j·X_i, for a complaint."""
+    """ss_dh of the pair and a proof that it is x_j·X_i, for a complaint.
+
+    The proof's nonce is hedged (secret, statement and fresh bytes hashed together): the
+    node's dealing rng is replayed after a restart, and a nonce repeated for two different
+    statements would give x_j away.
+    """
     shared = dealer.dh * me.secret
+    context = _reveal_context(pair)
+    seed = frame(_NONCE_LABEL, me.secret.to_bytes(), context, dealer.dh.to_bytes(), rng(32))
+
+    def hedged(n: int) -> bytes:
+        return hashlib.shake_256(seed).digest(n)
+
     proof = prove_dleq(
-        me.secret,
-        dealer.dh,
-        vk=me.public_key.dh,
-        sigma=shared,
-        context=_reveal_context(pair),
-        rng=rng,
+        me.secret, dealer.dh, vk=me.public_key.dh, sigma=shared, context=context, rng=hedged
     )
     return DhReveal(shared, proof)
 

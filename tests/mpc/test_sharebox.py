@@ -143,3 +143,18 @@ def test_the_production_kem_is_ml_kem_768() -> None:
     private = mlkem.MLKEM768PrivateKey.generate()
     secret, ciphertext = mlkem_encapsulate(1, private.public_key())
     assert len(ciphertext) == KEM_CIPHERTEXT_SIZE and private.decapsulate(ciphertext) == secret
+
+
+def test_a_replayed_rng_never_repeats_a_complaint_nonce() -> None:
+    """A node's dealing rng is replayed after a restart; two reveals drawn from the same rng
+    state must still use different nonces, or (z1 - z2) / (c1 - c2) is the member's key."""
+
+    def same(n: int) -> bytes:
+        return b"\x07" * n
+
+    first = reveal_dh(ALICE, DEALER.public_key, pair=pair_context(SID, 1, 2), rng=same)
+    second = reveal_dh(ALICE, BOB.public_key, pair=pair_context(SID, 3, 2), rng=same)
+    leaked = (first.proof.z - second.proof.z) * (first.proof.c - second.proof.c).inverse()
+    assert leaked != ALICE.secret
+    again = reveal_dh(ALICE, DEALER.public_key, pair=pair_context(SID, 1, 2), rng=same)
+    assert again == first  # the same statement from the same state: the same proof
