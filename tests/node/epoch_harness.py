@@ -46,7 +46,7 @@ from node.sealing import FileSealer
 from node.shares import ShareStore
 
 BLOCK_TIME = 0.25
-PHASES = (6, 10, 8, 8, 10)  # blocks of Keys, Deal, Complain, Justify, Confirm
+PHASES = (5, 12, 8, 8, 10)  # blocks of Keys, Deal, Complain, Justify, Confirm
 RETIREMENT_WINDOW = 4
 Tamper = Callable[[SealedShare], SealedShare]
 
