@@ -25,7 +25,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 # Commands another package adds under a command it does not own: (command, package, function).
-EXTENSIONS: tuple[tuple[str, str, str], ...] = (("app", "guest", "add_encrypt_env"),)
+EXTENSIONS: tuple[tuple[str, str, str], ...] = (
+    ("app", "guest", "add_encrypt_env"),
+    ("chain", "guest", "add_link_generation"),
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -32,6 +32,7 @@ from attest._identity import (
     compute_app_identity,
     expected_mr_config_id,
     has_runtime_events,
+    os_image_hash_of,
 )
 from attest._quote import parse_quote
 from attest._quote_pck import PckInfo, read_pck_info
@@ -49,6 +50,15 @@ from attest._replay import (
     replay_rtmrs,
     runtime_event_digest,
     verify_replay,
+)
+from attest._tls_pin import (
+    NODE_TLS_NAME,
+    CertificateFetchError,
+    KeyPinError,
+    check_key_pin,
+    fetch_certificate,
+    fetch_context,
+    spki_hash,
 )
 from attest.errors import (
     AttestError,
@@ -70,6 +80,13 @@ from attest.policy import (
 from attest.providers import SimulatorAllowed
 
 __all__ = [
+    "NODE_TLS_NAME",
+    "CertificateFetchError",
+    "KeyPinError",
+    "check_key_pin",
+    "fetch_certificate",
+    "fetch_context",
+    "spki_hash",
     "EvidenceError",
     "QuoteVerifier",
     "RaTlsAttestation",
@@ -122,6 +139,7 @@ __all__ = [
     "has_runtime_events",
     "load_collateral",
     "node_binding_content",
+    "os_image_hash_of",
     "parse_ccel",
     "parse_event_log",
     "parse_quote",

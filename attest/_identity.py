@@ -12,11 +12,13 @@ and `decode_mr_tdx`; runtime events from `cc-eventlog`):
   MROWNERCONFIG, only when any of the three is non-zero]), where RTMR3' is the replay of the
   runtime events (up to ``boot-mr-done`` in boot-time mode).
 * device_id = SHA-256(PPID) from the PCK certificate (SHA-256 of nothing when there is no PPID).
-* os_image_hash: from the VM config (`vm_config.os_image_hash`) as dstack does; when no VM
-  config is given, the payload of the ``os-image-hash`` runtime event newer dstack OS images emit.
-  The VM config is supplied by the host and is not measured: `os_image_hash_source` says which
-  one was used, and a "vm_config" value means something only together with the measurements
-  (MRTD, RTMR0-2, i.e. mr_system) that governance pins for that image.
+* os_image_hash = SHA-256(MRTD || RTMR0 || RTMR1 || RTMR2 || 32 zero bytes), recomputed from the
+  quote: dstack's mr_system formula with no key provider, i.e. the measurement of firmware, kernel,
+  command line and initrd alone (`os_image_hash_of`). It is what governance approves as an OS
+  image, so a TD booted with another firmware or kernel has another os_image_hash, whatever it
+  claims. dstack's own os_image_hash (SHA-256 of the image's sha256sum.txt) comes from the VM
+  config, which the host supplies unmeasured, or from an RTMR3 event the guest writes itself:
+  tkms keeps that claim as `claimed_os_image_hash` for display and never authorizes on it.
 
 Only call this on entries that `verify_replay` accepted against the same quote: the identity
 is only as good as the log it is read from.
@@ -41,6 +43,7 @@ __all__ = [
     "compute_app_identity",
     "expected_mr_config_id",
     "has_runtime_events",
+    "os_image_hash_of",
 ]
 
 _ZERO48 = bytes(48)
@@ -74,9 +77,12 @@ class AppIdentity:
     os_image_hash: bytes
     key_provider_info: bytes
     key_provider: KeyProvider | None
-    #: Where os_image_hash came from: "vm_config" (host-supplied, NOT measured: trust it only
-    #: together with MRTD/RTMR0-2, e.g. via mr_system), "event" (measured in RTMR3) or "none".
-    os_image_hash_source: str = "none"
+    #: dstack's image digest as the TD or its host claims it (VM config, else the RTMR3
+    #: ``os-image-hash`` event). Unverifiable here: shown, never authorized on.
+    claimed_os_image_hash: bytes = b""
+    #: Where the claim came from: "vm_config" (host-supplied), "event" (written by the guest)
+    #: or "none".
+    claimed_os_image_hash_source: str = "none"
 
     def to_json_dict(self) -> dict[str, object]:
         """Hex strings, and the key provider as an object (or None)."""
@@ -91,12 +97,25 @@ class AppIdentity:
                 "mr_aggregated",
                 "os_image_hash",
                 "key_provider_info",
+                "claimed_os_image_hash",
             )
         }
         kp = self.key_provider
         out["key_provider"] = None if kp is None else {"name": kp.name, "id": kp.id}
-        out["os_image_hash_source"] = self.os_image_hash_source
+        out["claimed_os_image_hash_source"] = self.claimed_os_image_hash_source
         return out
+
+
+def os_image_hash_of(mr_td: bytes, rtmr0: bytes, rtmr1: bytes, rtmr2: bytes) -> bytes:
+    """The OS image hash of a TD with these registers (module docstring): what governance allows.
+
+    Operators compute it from `dstack-mr`'s MRTD and RTMR0-2 for an image and a VM shape, or
+    read it from `tkms attest verify --json` of a TD booted that way.
+    """
+    for name, value in (("MRTD", mr_td), ("RTMR0", rtmr0), ("RTMR1", rtmr1), ("RTMR2", rtmr2)):
+        if len(value) != 48:
+            raise IdentityError(f"{name} must be 48 bytes, got {len(value)}")
+    return hashlib.sha256(mr_td + rtmr0 + rtmr1 + rtmr2 + bytes(32)).digest()
 
 
 def has_runtime_events(entries: Sequence[EventLogEntry]) -> bool:
@@ -152,7 +171,9 @@ def _key_provider(info: bytes) -> KeyProvider | None:
     return KeyProvider(name=doc["name"], id=doc["id"])
 
 
-def _os_image_hash(events: Sequence[EventLogEntry], vm_config: str | None) -> tuple[bytes, str]:
+def _claimed_os_image_hash(
+    events: Sequence[EventLogEntry], vm_config: str | None
+) -> tuple[bytes, str]:
     if vm_config is None:
         measured = _find(events, "os-image-hash")
         return measured, "event" if measured else "none"
@@ -189,7 +210,7 @@ def compute_app_identity(
     # dstack leaves the three owner/config registers out when all are zero (older CVMs).
     if any(x != _ZERO48 for x in (r.mr_config_id, r.mr_owner, r.mr_owner_config)):
         aggregated += r.mr_config_id + r.mr_owner + r.mr_owner_config
-    os_image_hash, os_image_source = _os_image_hash(events, vm_config)
+    claimed, claimed_source = _claimed_os_image_hash(events, vm_config)
     return AppIdentity(
         app_id=_find(events, "app-id"),
         compose_hash=_find(events, "compose-hash"),
@@ -197,8 +218,9 @@ def compute_app_identity(
         device_id=hashlib.sha256(ppid or b"").digest(),
         mr_system=mr_system,
         mr_aggregated=hashlib.sha256(aggregated).digest(),
-        os_image_hash=os_image_hash,
+        os_image_hash=os_image_hash_of(r.mr_td, r.rtmr0, r.rtmr1, r.rtmr2),
         key_provider_info=info,
         key_provider=_key_provider(info),
-        os_image_hash_source=os_image_source,
+        claimed_os_image_hash=claimed,
+        claimed_os_image_hash_source=claimed_source,
     )

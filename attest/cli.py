@@ -3,6 +3,10 @@
 Exit status: 0 accepted, 1 rejected (the evidence is not acceptable), 2 unusable input
 (unreadable or malformed files, no collateral). With ``--json`` one JSON object is printed;
 the measurement fields show what the quote states, also when it is rejected.
+
+`tkms attest os-image-hash --mrtd HEX --rtmr0 HEX --rtmr1 HEX --rtmr2 HEX` prints the OS image
+hash governance allows for a TD with those registers (e.g. `dstack-mr`'s output for an image
+and a VM shape).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from attest._collateral import Collateral, fetch_collateral, load_collateral
 from attest._dcap import VerifiedQuote, verify_quote_authenticity
 from attest._eventlog import EventLogEntry, EventLogError, parse_event_log
 from attest._evidence import is_simulator_quote
-from attest._identity import compute_app_identity, has_runtime_events
+from attest._identity import compute_app_identity, has_runtime_events, os_image_hash_of
 from attest._quote import parse_quote
 from attest._quote_input import EvidenceInputError, load_evidence
 from attest._quote_pck import read_pck_info
@@ -84,6 +88,32 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(handler=_handle_verify)
+    image = commands.add_parser(
+        "os-image-hash",
+        help="the OS image hash governance allows for MRTD and RTMR0-2",
+        description="SHA-256(MRTD || RTMR0 || RTMR1 || RTMR2 || 32 zero bytes): the value to "
+        "pass to `tkms chain allow-os-image` for a TD that boots with these registers.",
+    )
+    for register_name in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
+        image.add_argument(f"--{register_name}", required=True, metavar="HEX", help="48 bytes")
+    image.set_defaults(handler=_handle_os_image_hash)
+
+
+def _handle_os_image_hash(args: argparse.Namespace) -> int:
+    registers = []
+    for name in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
+        text = str(getattr(args, name)).removeprefix("0x")
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            print(f"error: --{name}: not hex: {text[:20]!r}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        if len(value) != 48:
+            print(f"error: --{name}: must be 48 bytes, got {len(value)}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        registers.append(value)
+    print("0x" + os_image_hash_of(*registers).hex())
+    return EXIT_ACCEPTED
 
 
 def _handle_verify(args: argparse.Namespace) -> int:
@@ -110,6 +140,7 @@ def evaluate(args: argparse.Namespace, *, now: int) -> tuple[int, dict[str, Any]
     except QuoteParseError as exc:
         raise _Unusable(f"{args.quote}: {exc}") from exc
     entries = _event_log(args.event_log, evidence.event_log)
+    td = quote.td_report
     simulator = _is_simulator(quote)
     collateral = None if simulator else _load(lambda: _collateral(args, evidence.quote, now))
     report.update(
@@ -118,6 +149,8 @@ def evaluate(args: argparse.Namespace, *, now: int) -> tuple[int, dict[str, Any]
         report_data=quote.td_report.report_data.hex(),
         mr_config_id=quote.td_report.mr_config_id.hex(),
         **{f"rtmr{i}": r.hex() for i, r in enumerate(quote.td_report.rtmrs)},
+        # what governance allows as an OS image (attest._identity), from the quote alone
+        os_image_hash=os_image_hash_of(td.mr_td, td.rtmr0, td.rtmr1, td.rtmr2).hex(),
     )
     reasons: list[str] = []
     ppid = read_pck_info(quote).ppid
@@ -164,6 +197,7 @@ def _blank_report(now: int) -> dict[str, Any]:
         "mrtd": None,
         "report_data": None,
         "mr_config_id": None,
+        "os_image_hash": None,
         "replayed": None,
         "identity": None,
     }
@@ -255,7 +289,7 @@ def _print_text(code: int, report: dict[str, Any]) -> None:
     else:
         print(f"REJECTED: {report['reason']}", file=out)
     keys = ("tcb_status", "advisory_ids", "mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3")
-    for key in (*keys, "report_data", "replayed"):
+    for key in (*keys, "os_image_hash", "report_data", "replayed"):
         if report.get(key) is not None:
             print(f"  {key}: {report[key]}", file=out)
     if report.get("identity"):

@@ -14,6 +14,7 @@ Hierarchy::
     ├── BindingError                 report_data does not bind the expected key
     ├── ProviderError                the TEE (configfs-tsm, RTMR sysfs) failed
     ├── RaTlsError                   an RA-TLS certificate is malformed or inconsistent
+    ├── KeyPinError                  a certificate is not for the pinned (registered) TLS key
     └── EvidenceError                the combined check failed; `step` names which
 
 Every message names the field (and byte offset for parse errors) and, where a value was

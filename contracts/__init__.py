@@ -23,10 +23,14 @@ if TYPE_CHECKING:
     from contracts._app import IAPP_AUTH_INTERFACE_ID, AppAuthClient, AppFactoryClient
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
+    from contracts._codecheck import is_deployed, predict_app_id, runtime_matches
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
+    from contracts._devchain import DEV_CHAIN_IDS, pin_chain_id, require_dev_chain
     from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
+    from contracts._register import RegisteredApp, predicted_app_id, register_app
+    from contracts._rpcurl import insecure_rpc_warning, redact_in, redact_url
     from contracts._tx import Receipt, Transactor, decode_revert
     from contracts._types import (
         AppBootInfo,
@@ -36,7 +40,6 @@ if TYPE_CHECKING:
         ComplaintInfo,
         DealInfo,
         EpochInfo,
-        EpochKeyInfo,
         EpochKind,
         EpochStatus,
         FailReason,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        node_registration_hash,
     )
     from contracts.errors import (
         AnvilError,
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
         InvalidInput,
         Revert,
         TransactionFailed,
+        UnexpectedContract,
     )
 
 _MODULES: dict[str, str] = {
@@ -80,10 +85,10 @@ _MODULES: dict[str, str] = {
     "ComplaintInfo": "contracts._types",
     "ContractsError": "contracts.errors",
     "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
+    "DEV_CHAIN_IDS": "contracts._devchain",
     "DealInfo": "contracts._types",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
-    "EpochKeyInfo": "contracts._types",
     "MIN_PHASE_BLOCKS": "contracts._epoch_calls",
     "PHASE_NAMES": "contracts._epoch_calls",
     "EpochKind": "contracts._types",
@@ -98,10 +103,12 @@ _MODULES: dict[str, str] = {
     "NodeStatus": "contracts._types",
     "Phase": "contracts._types",
     "Receipt": "contracts._tx",
+    "RegisteredApp": "contracts._register",
     "Revert": "contracts.errors",
     "SOURCE_DIR": "contracts._artifacts",
     "TransactionFailed": "contracts.errors",
     "Transactor": "contracts._tx",
+    "UnexpectedContract": "contracts.errors",
     "account_from_key": "contracts._accounts",
     "anvil_account": "contracts._accounts",
     "decode_revert": "contracts._tx",
@@ -109,14 +116,26 @@ _MODULES: dict[str, str] = {
     "fetch_events": "contracts._events",
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
+    "insecure_rpc_warning": "contracts._rpcurl",
+    "is_deployed": "contracts._codecheck",
     "load_artifact": "contracts._artifacts",
+    "node_registration_hash": "contracts._types",
+    "pin_chain_id": "contracts._devchain",
+    "predict_app_id": "contracts._codecheck",
+    "predicted_app_id": "contracts._register",
     "read_history": "contracts._audit",
+    "redact_in": "contracts._rpcurl",
+    "redact_url": "contracts._rpcurl",
+    "register_app": "contracts._register",
+    "require_dev_chain": "contracts._devchain",
+    "runtime_matches": "contracts._codecheck",
 }
 
 __all__ = [
     "ANVIL_MNEMONIC",
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
+    "DEV_CHAIN_IDS",
     "IAPP_AUTH_INTERFACE_ID",
     "MIN_PHASE_BLOCKS",
     "PHASE_NAMES",
@@ -142,7 +161,6 @@ __all__ = [
     "DealInfo",
     "Deployment",
     "EpochInfo",
-    "EpochKeyInfo",
     "EpochKind",
     "EpochStatus",
     "FailReason",
@@ -154,9 +172,11 @@ __all__ = [
     "NodeStatus",
     "Phase",
     "Receipt",
+    "RegisteredApp",
     "Revert",
     "TransactionFailed",
     "Transactor",
+    "UnexpectedContract",
     "account_from_key",
     "anvil_account",
     "decode_revert",
@@ -164,8 +184,19 @@ __all__ = [
     "fetch_events",
     "find_anvil",
     "free_port",
+    "insecure_rpc_warning",
+    "is_deployed",
     "load_artifact",
+    "node_registration_hash",
+    "pin_chain_id",
+    "predict_app_id",
+    "predicted_app_id",
     "read_history",
+    "redact_in",
+    "redact_url",
+    "register_app",
+    "require_dev_chain",
+    "runtime_matches",
 ]
 
 

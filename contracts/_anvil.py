@@ -69,12 +69,20 @@ def port_is_free(port: int) -> bool:
 
 
 def anvil_command(
-    port: int, *, block_time: float | None = None, chain_id: int = DEFAULT_CHAIN_ID
+    port: int,
+    *,
+    block_time: float | None = None,
+    chain_id: int = DEFAULT_CHAIN_ID,
+    state_file: Path | None = None,
 ) -> list[str]:
     command = [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--chain-id", str(chain_id)]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
+    if state_file is not None:
+        # Loaded at start when present, dumped every second and on exit: a chain killed with
+        # SIGKILL comes back with its blocks, contracts and history, less its last second.
+        command += ["--state", str(state_file), "--state-interval", "1"]
     return command
 
 
@@ -100,8 +108,11 @@ class Anvil:
         startup_timeout: float = 15.0,
         log: IO[bytes] | None = None,
         detach: bool = False,
+        state_file: Path | None = None,
     ) -> None:
         self.requested_port = port
+        #: Where the chain's state is kept across restarts (see `anvil_command`), if anywhere.
+        self.state_file = state_file
         self.block_time = block_time
         self.chain_id = chain_id
         self.startup_timeout = startup_timeout
@@ -134,7 +145,9 @@ class Anvil:
         # Another server on the port would answer the readiness probe in our anvil's place.
         if not port_is_free(port):
             return f"port {port} on 127.0.0.1 is in use"
-        command = anvil_command(port, block_time=self.block_time, chain_id=self.chain_id)
+        command = anvil_command(
+            port, block_time=self.block_time, chain_id=self.chain_id, state_file=self.state_file
+        )
         output = self.log if self.log is not None else subprocess.DEVNULL
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=self.detach

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from contracts._base import ContractClient
+from contracts._events import fetch_events
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, logs_of
 from contracts._types import AppBootInfo, AuthDecision, BlockRef
+from contracts.errors import InvalidInput
 
 IAPP_AUTH_INTERFACE_ID = bytes.fromhex("1e079198")
 
@@ -36,6 +39,29 @@ class AppAuthClient(ContractClient):
     def get_require_tcb_up_to_date(self, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("requireTcbUpToDate", block=block))
 
+    def get_allowed_compose_hashes(self, *, block: int | None = None) -> list[bytes]:
+        """The compose hashes allowed at `block` (default: the head), from the app's events."""
+        end = self.w3.eth.block_number if block is None else block
+        events = fetch_events(
+            self.w3, [self.address], 0, end, names=("ComposeHashAdded", "ComposeHashRemoved")
+        )
+        allowed: dict[bytes, None] = {}
+        for event in events:
+            value = bytes(event.args["composeHash"])
+            if event.event == "ComposeHashAdded":
+                allowed[value] = None
+            else:
+                allowed.pop(value, None)
+        return [h for h in allowed if self.is_compose_hash_allowed(h, block=end)]
+
+    def get_env_signer(self, *, block: BlockRef = "latest") -> str:
+        """Who signs the app's encrypted env; the zero address: no env is accepted."""
+        return str(self._read("envSigner", block=block))
+
+    def get_env_version(self, *, block: BlockRef = "latest") -> int:
+        """The version an env must carry to be accepted now."""
+        return int(self._read("envVersion", block=block))
+
     def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("supportsInterface", interface_id, block=block))
 
@@ -61,6 +87,14 @@ class AppAuthClient(ContractClient):
     def send_set_require_tcb_up_to_date(self, require: bool) -> Receipt:
         return self._send("setRequireTcbUpToDate", require)
 
+    def send_set_env_signer(self, signer: str) -> Receipt:
+        return self._send("setEnvSigner", parse_address("signer", signer))
+
+    def send_set_env_version(self, version: int) -> Receipt:
+        if not 0 < version < 2**64:
+            raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
+        return self._send("setEnvVersion", version)
+
     def send_transfer_ownership(self, new_owner: str) -> Receipt:
         return self._send("transferOwnership", parse_address("new_owner", new_owner))
 
@@ -77,19 +111,30 @@ class AppFactoryClient(ContractClient):
     def get_governance(self, *, block: BlockRef = "latest") -> str:
         return str(self._read("governance", block=block))
 
+    def predict_app_id(self, owner: str, salt: bytes, *, block: BlockRef = "latest") -> str:
+        """The app id `send_deploy_app(salt=salt)` gives when `owner` sends it."""
+        args = (parse_address("owner", owner), parse_bytes32("salt", salt))
+        return str(self._read("predictAppId", *args, block=block))
+
     def send_deploy_app(
         self,
         *,
+        salt: bytes | None = None,
         compose_hashes: Sequence[bytes] = (),
         device_ids: Sequence[bytes] = (),
         allow_any_device: bool = False,
         require_tcb_up_to_date: bool = True,
     ) -> tuple[Receipt, str]:
-        """Deploys and registers an app owned by the sender; returns the receipt and app_id."""
+        """Deploys and registers an app owned by the sender; returns the receipt and app_id.
+
+        The app id depends only on (factory, sender, `salt`): see `predict_app_id`. Without a
+        salt a random one is used; the same sender cannot use one salt twice (`AppIdTaken`).
+        """
+        chosen = secrets.token_bytes(32) if salt is None else parse_bytes32("salt", salt)
         hashes = [parse_bytes32(f"compose_hashes[{i}]", h) for i, h in enumerate(compose_hashes)]
         devices = [parse_bytes32(f"device_ids[{i}]", d) for i, d in enumerate(device_ids)]
         receipt = self._send(
-            "deployAndRegister", hashes, devices, allow_any_device, require_tcb_up_to_date
+            "deployAndRegister", chosen, hashes, devices, allow_any_device, require_tcb_up_to_date
         )
         decoder = self.contract.events.AppDeployed()
         (log,) = logs_of(receipt, self.address, decoder.topic)

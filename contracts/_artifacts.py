@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ class Artifact:
     bytecode: str
     compiler: str
     source_hashes: dict[str, str]
+    deployed_bytecode: str = "0x"
+    # {ast id: [{"start": byte offset, "length": n}, ...]}: runtime bytes set at deployment
+    immutable_references: dict[str, list[dict[str, int]]] = field(default_factory=dict)
 
 
 @cache
@@ -43,6 +46,8 @@ def load_artifact(name: str, directory: Path = ARTIFACT_DIR) -> Artifact:
             bytecode=data["bytecode"],
             compiler=data["compiler"],
             source_hashes=data["sourceHashes"],
+            deployed_bytecode=data["deployedBytecode"],
+            immutable_references=data["immutableReferences"],
         )
     except FileNotFoundError:
         raise ArtifactError(f"{path}: missing; run `python -m contracts.compile`") from None

@@ -4,7 +4,7 @@ Epoch keys and sealed shares are large, so `EpochManager` stores only their kecc
 the block of the call) and emits an event; the bytes themselves stay in the transaction's
 calldata, which every node can fetch. Reading one back:
 
-    the event log at the recorded block (topics: event, epoch, poster) -> its transaction
+    the event log (topics: event, epoch, poster) -> its transaction
     -> the transaction's input decoded as our function -> the argument -> keccak256 == stored
 
 Outcomes differ in kind:
@@ -53,25 +53,26 @@ def posted_argument(
     *,
     epoch: int,
     poster: str,
-    block: int,
+    blocks: tuple[int, int],
     expected_hash: bytes,
 ) -> Posted:
-    """The argument `posting` names, from the call `poster` made in `block` for `epoch`."""
+    """The argument `posting` names, from the call `poster` made for `epoch` in `blocks`
+    (first, last; one post per poster and epoch, so at most one log matches)."""
     w3, address = client.w3, client.address
     topic = client.contract.events[posting.event]().topic
     try:
         logs = w3.eth.get_logs(
             {
                 "address": address,
-                "fromBlock": block,
-                "toBlock": block,
+                "fromBlock": blocks[0],
+                "toBlock": blocks[1],
                 "topics": [topic, _topic(epoch), _topic(poster)],
             }
         )
     except Exception as exc:  # web3 and transport errors alike: the RPC node did not answer
         raise ChainError(f"{posting.event} of {poster} in epoch {epoch}: {exc}") from None
     if not logs:
-        raise ChainError(f"no {posting.event} log of {poster} at block {block} (epoch {epoch})")
+        raise ChainError(f"no {posting.event} log of {poster} in blocks {blocks} (epoch {epoch})")
     tx_hash = logs[0]["transactionHash"]
     try:
         tx: Any = w3.eth.get_transaction(tx_hash)

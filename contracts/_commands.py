@@ -15,18 +15,20 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from contracts._accounts import account_from_key, anvil_account
 from contracts._anvil import anvil_command
-from contracts._app import AppAuthClient, AppFactoryClient
-from contracts._audit import read_history
+from contracts._app import AppAuthClient
+from contracts._audit import CUSTOM_CONTROLLER, AuditReader
 from contracts._deploy import deploy
+from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address, parse_bytes32
+from contracts._register import predicted_app_id, register_app
 from contracts._tx import Receipt, Transactor
 from contracts._types import AppBootInfo
+from contracts.cliargs import connect, redact_in, signing_transactor
 from contracts.errors import ContractsError, InvalidInput
 
 Handler = Callable[[argparse.Namespace], int]
@@ -35,20 +37,24 @@ EXIT_OK, EXIT_REFUSED, EXIT_INPUT = 0, 1, 2
 
 
 def guarded(handler: Handler) -> Handler:
-    """Turns our errors into a one-line message and an exit status."""
+    """Turns our errors into a one-line message and an exit status; the RPC URL's
+    credentials are redacted from every message."""
 
     def run(args: argparse.Namespace) -> int:
+        def error(text: str) -> None:
+            print(f"error: {redact_in(text, getattr(args, 'rpc', None))}", file=sys.stderr)
+
         try:
             return handler(args)
         except InvalidInput as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            error(str(exc))
             return EXIT_INPUT
         except ContractsError as exc:
-            print(f"error: {exc.diagnostics()}", file=sys.stderr)
+            error(exc.diagnostics())
             return EXIT_REFUSED
         except (Web3Exception, OSError) as exc:
             # The node went away mid-command, or answered something web3 could not use.
-            print(f"error: JSON-RPC failure: {exc}", file=sys.stderr)
+            error(f"JSON-RPC failure: {exc}")
             return EXIT_REFUSED
 
     return run
@@ -56,19 +62,6 @@ def guarded(handler: Handler) -> Handler:
 
 def emit(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
     print(json.dumps(document, indent=2) if args.json else text)
-
-
-def connect(rpc: str) -> Web3:
-    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30}))
-    if not w3.is_connected():
-        raise InvalidInput("--rpc", f"no Ethereum JSON-RPC answer at {rpc}")
-    return w3
-
-
-def signer(w3: Web3, args: argparse.Namespace) -> Transactor:
-    if args.private_key is not None:
-        return Transactor(w3, account_from_key(args.private_key, "--private-key"))
-    return Transactor(w3, anvil_account(args.anvil_account, "--anvil-account"))
 
 
 def existing_contract(w3: Web3, argument: str, value: str) -> str:
@@ -112,7 +105,9 @@ def run_anvil(args: argparse.Namespace) -> int:
 
 def run_deploy(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
-    deployment = deploy(signer(w3, args), allow_simulator=args.allow_simulator)
+    if args.allow_simulator:
+        require_dev_chain(int(w3.eth.chain_id), "--allow-simulator")
+    deployment = deploy(signing_transactor(w3, args), allow_simulator=args.allow_simulator)
     document = {"governance": deployment.governance, "app_factory": deployment.app_factory}
     emit(
         args, document, f"governance  {deployment.governance}\napp_factory {deployment.app_factory}"
@@ -123,7 +118,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_os_image(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
-        governance = governance_client(w3, args, signer(w3, args))
+        governance = governance_client(w3, args, signing_transactor(w3, args))
         image = parse_bytes32("--os-image-hash", args.os_image_hash)
         if allow:
             receipt = governance.send_add_os_image(image)
@@ -140,29 +135,70 @@ def run_os_image(allow: bool) -> Handler:
 def run_audit(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     address = existing_contract(w3, "--governance", args.governance)
-    history = read_history(w3, address, from_block=args.from_block)
+    reader = AuditReader(w3, address)
+    history = reader.history(from_block=args.from_block)
     if args.json:
         print(json.dumps([event.to_json() for event in history], indent=2))
     else:
         for event in history:
             print(event.to_line())
+    for line in audit_caveats(reader):
+        print(line, file=sys.stderr)
     return EXIT_OK
+
+
+def audit_caveats(reader: AuditReader) -> list[str]:
+    """What the history above does not prove, one line each (printed on stderr)."""
+    lines = [
+        f"note: app {app} has a custom controller (code hash {digest}): {CUSTOM_CONTROLLER}; "
+        "it can change who gets the app's keys without an event"
+        for app, digest in sorted(reader.custom_controllers.items())
+    ]
+    lines += [
+        f"note: {registrar} registered apps but is not the governance's app factory: "
+        "its own events are not part of this history"
+        for registrar in sorted(reader.foreign_registrars)
+    ]
+    return lines
 
 
 def run_register(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
-    tx = signer(w3, args)
-    governance = governance_client(w3, args, None)
     hashes = [parse_bytes32("--compose-hash", h) for h in args.compose_hash]
     devices = [parse_bytes32("--device-id", d) for d in args.device_id]
-    factory_address = governance.get_app_factory()
-    if int(factory_address, 16) == 0:
-        raise InvalidInput("--governance", "this governance has no app factory set")
-    factory = AppFactoryClient(w3, factory_address, tx)
-    receipt, app_id = factory.send_deploy_app(
-        compose_hashes=hashes, device_ids=devices, allow_any_device=args.any_device
+    salt = None if args.salt is None else parse_bytes32("--salt", args.salt)
+    governance = governance_client(w3, args, signing_transactor(w3, args))
+    app = register_app(
+        governance,
+        salt=salt,
+        compose_hashes=hashes,
+        device_ids=devices,
+        allow_any_device=args.any_device,
     )
-    emit(args, {"app_id": app_id}, f"app_id {app_id} (tx {receipt.tx_hash})")
+    document = {
+        "app_id": app.app_id,
+        "owner": app.owner,
+        "app_factory": app.factory,
+        "salt": "0x" + app.salt.hex(),
+        **tx_fields(app.receipt),
+    }
+    text = (
+        f"app_id {app.app_id} (owner {app.owner}, factory {app.factory}, "
+        f"salt 0x{app.salt.hex()}, tx {app.receipt.tx_hash})"
+    )
+    emit(args, document, text)
+    return EXIT_OK
+
+
+def run_predict_id(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    owner = parse_address("--owner", args.owner)
+    salt = parse_bytes32("--salt", args.salt)
+    factory, app_id = predicted_app_id(governance_client(w3, args, None), owner, salt)
+    deployed = bool(w3.eth.get_code(Web3.to_checksum_address(app_id)))
+    document = {"app_id": app_id, "owner": owner, "app_factory": factory, "deployed": deployed}
+    state = "deployed" if deployed else "not deployed yet"
+    emit(args, document, f"app_id {app_id} (owner {owner}, factory {factory}, {state})")
     return EXIT_OK
 
 
@@ -170,7 +206,7 @@ def run_compose(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
         app_id = existing_contract(w3, "--app-id", args.app_id)
-        app = AppAuthClient(w3, app_id, signer(w3, args))
+        app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         compose_hash = parse_bytes32("--compose-hash", args.compose_hash)
         if allow:
             receipt = app.send_add_compose_hash(compose_hash)
@@ -187,6 +223,28 @@ def run_compose(allow: bool) -> Handler:
         return EXIT_OK
 
     return run
+
+
+def run_env_signer(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(
+        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
+    )
+    receipt = app.send_set_env_signer(parse_address("--signer", args.signer))
+    document = {"app_id": app.address, "env_signer": app.get_env_signer(), **tx_fields(receipt)}
+    emit(args, document, f"env signer of {app.address} is now {document['env_signer']}")
+    return EXIT_OK
+
+
+def run_env_version(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(
+        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
+    )
+    receipt = app.send_set_env_version(args.version)
+    document = {"app_id": app.address, "env_version": args.version, **tx_fields(receipt)}
+    emit(args, document, f"env version of {app.address} is now {args.version}")
+    return EXIT_OK
 
 
 def run_check(args: argparse.Namespace) -> int:

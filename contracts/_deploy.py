@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from web3 import Web3
 
 from contracts._artifacts import load_artifact
+from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._tx import Transactor
 from contracts.errors import ChainError
@@ -41,8 +42,11 @@ def deploy(
     """Deploys the governance (owned by `owner`, default the sender) and its app factory.
 
     The factory is recorded in the governance when the sender is the owner; another owner
-    calls `setAppFactory` itself.
+    calls `setAppFactory` itself. `allow_simulator` is refused (`InvalidInput`, nothing sent)
+    unless the chain is a development chain (`DEV_CHAIN_IDS`).
     """
+    if allow_simulator:
+        require_dev_chain(int(transactor.w3.eth.chain_id), "allow_simulator")
     owner_address = owner or transactor.address
     governance, block = _deploy(
         transactor, "KmsGovernance", owner_address, allow_simulator, retirement_window

@@ -17,7 +17,6 @@ from contracts._types import (
     ComplaintInfo,
     DealInfo,
     EpochInfo,
-    EpochKeyInfo,
     EpochKind,
     EpochStatus,
     GenerationInfo,
@@ -116,9 +115,9 @@ class EpochCalls(ContractClient):
             submitted_at=int(raw[4]),
         )
 
-    def get_epoch_key(self, epoch: int, node: str, *, block: BlockRef = "latest") -> EpochKeyInfo:
-        raw = self._read("getEpochKey", epoch, parse_address("node", node), block=block)
-        return EpochKeyInfo(key_hash=bytes(raw[0]), posted_at=int(raw[1]))
+    def get_epoch_key_hash(self, epoch: int, node: str, *, block: BlockRef = "latest") -> bytes:
+        """keccak256 of the key `node` posted in `epoch`; 32 zero bytes if it posted none."""
+        return bytes(self._read("epochKeyHash", epoch, parse_address("node", node), block=block))
 
     def get_complaints(self, epoch: int, *, block: BlockRef = "latest") -> list[ComplaintInfo]:
         return [
@@ -132,18 +131,24 @@ class EpochCalls(ContractClient):
             for c in self._read("getComplaints", epoch, block=block)
         ]
 
-    def fetch_epoch_key(self, epoch: int, node: str, *, block: BlockRef = "latest") -> Posted:
-        """The key `node` posted in `epoch`, read from its transaction (`contracts._calldata`)."""
-        record = self.get_epoch_key(epoch, node, block=block)
-        if record.posted_at == 0:
+    def fetch_epoch_key(
+        self, epoch: int, node: str, *, block: int | None = None, since: int | None = None
+    ) -> Posted:
+        """The key `node` posted in `epoch` as of `block` (default: the head), read from its
+        transaction (`contracts._calldata`); `since` (default: the proposal block) bounds the
+        search for its event."""
+        end = self.w3.eth.block_number if block is None else block
+        key_hash = self.get_epoch_key_hash(epoch, node, block=end)
+        if key_hash == bytes(32):
             return None
+        start = self.get_epoch(epoch, block=end).proposed_at if since is None else since
         return posted_argument(
             self,
             Posting("EpochKeyPosted", "postEpochKey", "key"),
             epoch=epoch,
             poster=node,
-            block=record.posted_at,
-            expected_hash=record.key_hash,
+            blocks=(start, end),
+            expected_hash=key_hash,
         )
 
     def fetch_deal_shares(self, epoch: int, dealer: str, *, deal: DealInfo) -> Posted:
@@ -155,7 +160,7 @@ class EpochCalls(ContractClient):
             Posting("DealSubmitted", "submitDeal", "shares"),
             epoch=epoch,
             poster=dealer,
-            block=deal.submitted_at,
+            blocks=(deal.submitted_at, deal.submitted_at),
             expected_hash=deal.shares_hash,
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from contracts._devchain import require_dev_chain
 from contracts._epoch_calls import EpochCalls
 from contracts._events import ChainEvent, fetch_events
 from contracts._hexargs import parse_address, parse_bytes32
@@ -80,6 +81,9 @@ class GovernanceClient(EpochCalls):
         return self._send("removeOsImage", parse_bytes32("os_image_hash", os_image_hash))
 
     def send_set_simulator_allowed(self, allowed: bool) -> Receipt:
+        """Turning simulators on is refused (nothing sent) off development chains."""
+        if allowed:
+            require_dev_chain(int(self.w3.eth.chain_id), "allowed")
         return self._send("setSimulatorAllowed", allowed)
 
     def send_allow_tcb_status(self, status: str) -> Receipt:
@@ -115,6 +119,16 @@ class GovernanceClient(EpochCalls):
 
     def is_node_approved(self, node: str, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("isNodeApproved", parse_address("node", node), block=block))
+
+    def is_node_registration_allowed(self, node: str, *, block: BlockRef = "latest") -> bool:
+        address = parse_address("node", node)
+        return bool(self._read("nodeRegistrationAllowed", address, block=block))
+
+    def send_allow_node_registration(self, node: str) -> Receipt:
+        return self._send("allowNodeRegistration", parse_address("node", node))
+
+    def send_disallow_node_registration(self, node: str) -> Receipt:
+        return self._send("disallowNodeRegistration", parse_address("node", node))
 
     def send_register_node(
         self,
@@ -161,6 +175,16 @@ class GovernanceClient(EpochCalls):
 
     def send_set_app_factory(self, app_factory: str) -> Receipt:
         return self._send("setAppFactory", parse_address("app_factory", app_factory))
+
+    # Generation links (design §7): checked by whoever reads them, not by the contract
+    def get_generation_link(self, generation: int, *, block: BlockRef = "latest") -> bytes:
+        """Generation g-1's signature over g's `tkms-generation:v1` statement; b"" if unset."""
+        return bytes(self._read("generationLink", generation, block=block))
+
+    def send_set_generation_link(self, generation: int, signature: bytes) -> Receipt:
+        if len(signature) != 48:
+            raise InvalidInput("signature", f"must be 48 bytes, got {len(signature)}")
+        return self._send("setGenerationLink", generation, signature)
 
     def send_register_app(self, app_id: str) -> Receipt:
         return self._send("registerApp", parse_address("app_id", app_id))

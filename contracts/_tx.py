@@ -117,12 +117,25 @@ class Receipt:
 
 
 class Transactor:
-    """Signs and sends contract calls from one local account."""
+    """Signs and sends contract calls from one local account.
 
-    def __init__(self, w3: Web3, account: LocalAccount, *, timeout: float = 120.0) -> None:
+    With `chain_id`, transactions are signed for that chain only, and the first send checks
+    the RPC serves it (`ChainError` otherwise, nothing signed); without, for whatever chain the
+    RPC reports.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        account: LocalAccount,
+        *,
+        timeout: float = 120.0,
+        chain_id: int | None = None,
+    ) -> None:
         self.w3 = w3
         self.account = account
         self.timeout = timeout
+        self.pinned_chain_id = chain_id
         self._chain_id: int | None = None
         # One nonce at a time: two threads sending from one account would pick the same nonce.
         self._lock = threading.Lock()
@@ -141,7 +154,13 @@ class Transactor:
     def _send(self, fn: ContractFunction | ContractConstructor, gas: int | None) -> Receipt:
         name = fn.fn_name if isinstance(fn, ContractFunction) else "constructor"
         if self._chain_id is None:
-            self._chain_id = int(self.w3.eth.chain_id)
+            served = int(self.w3.eth.chain_id)
+            if self.pinned_chain_id is not None and served != self.pinned_chain_id:
+                raise ChainError(
+                    f"{name}: the RPC serves chain {served}, not {self.pinned_chain_id}: "
+                    "nothing was signed"
+                )
+            self._chain_id = served
         base: dict[str, Any] = {"from": self.address, "chainId": self._chain_id}
         base["nonce"] = self.w3.eth.get_transaction_count(self.account.address, "pending")
         if gas is not None:

@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
+from eth_utils.crypto import keccak
+
 from contracts._hexargs import parse_address, parse_bytes32
 
 BlockRef = int | str  # a block number, or "latest" / "safe" / "finalized" / "pending"
@@ -121,6 +124,32 @@ class NodeInfo:
     registered_at: int
 
 
+def node_registration_hash(
+    *,
+    node: str,
+    operator: str,
+    endpoint: str,
+    tls_key_hash: bytes,
+    deal_key: bytes,
+    evidence_hash: bytes,
+) -> bytes:
+    """The `registrationHash` NodeRegistry records for these fields (what `approveNode` pins):
+    keccak256(abi.encode(node, operator, endpoint, tlsKeyHash, dealKey, evidenceHash))."""
+    return keccak(
+        abi_encode(
+            ["address", "address", "string", "bytes32", "bytes", "bytes32"],
+            [
+                parse_address("node", node),
+                parse_address("operator", operator),
+                endpoint,
+                parse_bytes32("tls_key_hash", tls_key_hash),
+                deal_key,
+                parse_bytes32("evidence_hash", evidence_hash),
+            ],
+        )
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EpochInfo:
     epoch: int
@@ -158,12 +187,6 @@ class DealInfo:
     proof: bytes
     shares_hash: bytes  # keccak256 of the sealed shares sent with the deal
     submitted_at: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class EpochKeyInfo:
-    key_hash: bytes  # keccak256 of the posted key
-    posted_at: int  # 0: not posted
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from contracts.cliargs import add_rpc_argument, add_signer_arguments
+
 Handler = Callable[[argparse.Namespace], int]
 
 ZERO32 = "0x" + "00" * 32
@@ -28,18 +30,24 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def _rpc(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpc", required=True, metavar="URL", help="Ethereum JSON-RPC URL")
+    add_rpc_argument(parser)
 
 
 def _governance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--governance", required=True, metavar="ADDR", help="KmsGovernance address")
 
 
-def _key(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--private-key", metavar="HEX", help="signing key (32 bytes hex)")
-    group.add_argument(
-        "--anvil-account", type=int, metavar="N", help="anvil's well-known account N (0-9)"
+def _key(parser: argparse.ArgumentParser, who: str) -> None:
+    add_signer_arguments(parser, who)
+
+
+def _salt(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--salt",
+        required=required,
+        metavar="HEX",
+        help="32 bytes; the app id depends only on (factory, owner, salt)"
+        + ("" if required else " (default: random)"),
     )
 
 
@@ -74,9 +82,11 @@ def _register_chain(sub: Any) -> None:
 
     deploy = _leaf(sub, "deploy", "deploy KmsGovernance and its app factory", _lazy("run_deploy"))
     _rpc(deploy)
-    _key(deploy)
+    _key(deploy, "the deployer (the governance owner)")
     deploy.add_argument(
-        "--allow-simulator", action="store_true", help="accept simulated TEEs (testnets only)"
+        "--allow-simulator",
+        action="store_true",
+        help="accept simulated TEEs (refused unless the chain id is 31337 or 1337)",
     )
     _json(deploy)
 
@@ -89,12 +99,17 @@ def _register_chain(sub: Any) -> None:
         )
         _rpc(image)
         _governance(image)
-        _key(image)
+        _key(image, "the governance owner")
         image.add_argument("--os-image-hash", required=True, metavar="HEX")
         _json(image)
 
     audit = _leaf(
-        sub, "audit", "the governance history from events, oldest first", _lazy("run_audit")
+        sub,
+        "audit",
+        "the governance history from events, oldest first. Complete only for apps whose "
+        "controller runs tkms's AppAuth: apps with custom controllers are flagged, their "
+        "decisions are not audited",
+        _lazy("run_audit"),
     )
     _rpc(audit)
     _governance(audit)
@@ -104,11 +119,16 @@ def _register_chain(sub: Any) -> None:
 
 def _register_app(sub: Any) -> None:
     register_app = _leaf(
-        sub, "register", "deploy an AppAuth owned by you and register it", _lazy("run_register")
+        sub,
+        "register",
+        "deploy an AppAuth owned by you through the governance's app factory and register it; "
+        "the factory and the new app are checked against the contracts tkms ships",
+        _lazy("run_register"),
     )
     _rpc(register_app)
     _governance(register_app)
-    _key(register_app)
+    _key(register_app, "the app owner")
+    _salt(register_app, required=False)
     register_app.add_argument(
         "--compose-hash", action="append", default=[], metavar="HEX", help="repeatable"
     )
@@ -126,10 +146,47 @@ def _register_app(sub: Any) -> None:
             _lazy("run_compose", allow),
         )
         _rpc(compose)
-        _key(compose)
+        _key(compose, "the app owner")
         compose.add_argument("--app-id", required=True, metavar="HEX")
         compose.add_argument("--compose-hash", required=True, metavar="HEX")
         _json(compose)
+
+    env_signer = _leaf(
+        sub,
+        "set-env-signer",
+        "name who signs the app's encrypted env (app owner only)",
+        _lazy("run_env_signer"),
+    )
+    _rpc(env_signer)
+    _key(env_signer, "the app owner")
+    env_signer.add_argument("--app-id", required=True, metavar="HEX")
+    env_signer.add_argument("--signer", required=True, metavar="ADDR", help="zero: no env")
+    _json(env_signer)
+
+    env_version = _leaf(
+        sub,
+        "set-env-version",
+        "raise the env version agents accept (app owner only; older envs stop working)",
+        _lazy("run_env_version"),
+    )
+    _rpc(env_version)
+    _key(env_version, "the app owner")
+    env_version.add_argument("--app-id", required=True, metavar="HEX")
+    env_version.add_argument("--version", required=True, type=int, metavar="N")
+    _json(env_version)
+
+    predict = _leaf(
+        sub,
+        "predict-id",
+        "the app id `app register --salt SALT` will give OWNER (bound to the owner: nobody "
+        "else can deploy an app there)",
+        _lazy("run_predict_id"),
+    )
+    _rpc(predict)
+    _governance(predict)
+    predict.add_argument("--owner", required=True, metavar="ADDR", help="the future app owner")
+    _salt(predict, required=True)
+    _json(predict)
 
     check = _leaf(
         sub, "check", "ask the governance whether an app identity may get keys", _lazy("run_check")

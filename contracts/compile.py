@@ -27,7 +27,16 @@ SOLC_VERSION = "0.8.37"
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
-    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+    "outputSelection": {
+        "*": {
+            "*": [
+                "abi",
+                "evm.bytecode.object",
+                "evm.deployedBytecode.object",
+                "evm.deployedBytecode.immutableReferences",
+            ]
+        }
+    },
 }
 
 
@@ -38,15 +47,16 @@ def source_hashes(source_dir: Path = SOURCE_DIR) -> dict[str, str]:
     }
 
 
-def compile_sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict[str, Any]]:
-    """Compiles every source; returns the artifact documents by contract name."""
+def run_solc(sources: dict[str, str]) -> dict[str, Any]:
+    """Compiles `sources` (unit name -> Solidity text); returns solc's standard-JSON output."""
     node = shutil.which("node")
     if node is None:
         raise CompileError("node is not on PATH; it runs the npm solc compiler")
-    sources = {
-        path.name: {"content": path.read_text()} for path in sorted(source_dir.glob("*.sol"))
+    request = {
+        "language": "Solidity",
+        "sources": {name: {"content": text} for name, text in sources.items()},
+        "settings": SETTINGS,
     }
-    request = {"language": "Solidity", "sources": sources, "settings": SETTINGS}
     env = dict(os.environ, NODE_PATH=str(PACKAGE_DIR.parent / "node_modules"))
     result = subprocess.run(
         [node, str(PACKAGE_DIR / "compile.js")],
@@ -57,13 +67,20 @@ def compile_sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict[str, Any]]:
     )
     if result.returncode != 0:
         raise CompileError(f"solc (npm) failed: {result.stderr.decode(errors='replace')[-2000:]}")
-    output = json.loads(result.stdout)
+    output: dict[str, Any] = json.loads(result.stdout)
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("\n".join(e["formattedMessage"] for e in errors))
     version = str(output["compilerVersion"])
     if not version.startswith(SOLC_VERSION + "+"):
         raise CompileError(f"solc {version} found, {SOLC_VERSION} required (run `make install`)")
+    return output
+
+
+def compile_sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict[str, Any]]:
+    """Compiles every source; returns the artifact documents by contract name."""
+    output = run_solc({path.name: path.read_text() for path in sorted(source_dir.glob("*.sol"))})
+    version = str(output["compilerVersion"])
     hashes = source_hashes(source_dir)
     documents: dict[str, dict[str, Any]] = {}
     for source, name in ARTIFACT_CONTRACTS:
@@ -77,6 +94,9 @@ def compile_sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict[str, Any]]:
             "abi": compiled["abi"],
             "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
             "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
+            # Where the runtime code holds immutables (set at deployment): masked when
+            # deployed code is compared with the artifact.
+            "immutableReferences": compiled["evm"]["deployedBytecode"]["immutableReferences"],
         }
     return documents
 
@@ -108,7 +128,14 @@ def check_artifacts(
         except (OSError, ValueError) as exc:
             stale.append(f"{path.name}: unreadable ({exc})")
             continue
-        for key in ("abi", "bytecode", "deployedBytecode", "sourceHashes", "compiler"):
+        for key in (
+            "abi",
+            "bytecode",
+            "deployedBytecode",
+            "immutableReferences",
+            "sourceHashes",
+            "compiler",
+        ):
             if committed.get(key) != document[key]:
                 stale.append(f"{path.name}: {key} differs from the sources")
     if stale:

@@ -5,6 +5,7 @@ ContractsError                  base; `diagnostics()` says what happened and wha
 ├── ArtifactError               compiled artifacts missing, unreadable or stale
 ├── CompileError                solc (npm) failed or reported errors
 ├── AnvilError                  the local chain did not start
+├── UnexpectedContract          code on chain is not the contract tkms ships, or misbehaved
 └── ChainError                  the chain refused
     ├── CallReverted            a read (eth_call) reverted
     └── TransactionFailed       a write reverted, before sending (gas estimate) or once mined
@@ -43,6 +44,11 @@ class CompileError(ContractsError):
 
 class AnvilError(ContractsError):
     """The local anvil chain could not be started."""
+
+
+class UnexpectedContract(ContractsError):
+    """A contract on chain is not the one tkms ships (its runtime code differs), or it did
+    something other than what that contract does (an app owned by someone else)."""
 
 
 @dataclass(frozen=True)

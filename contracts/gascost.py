@@ -84,6 +84,7 @@ def measure(n: int, t: int) -> list[Cost]:
                 [account.address, hex(10**21)],
             )
             client = governance.with_transactor(Transactor(w3, account))
+            governance.send_allow_node_registration(account.address)
             client.send_register_node(
                 operator=account.address,
                 endpoint="kms=127.0.0.1:1,peer=127.0.0.1:2",

@@ -1,13 +1,18 @@
-"""Moving bytes for the proxy: raw splicing (passthrough) and a TLS server over memory BIOs.
+"""Moving bytes for the proxy: two kinds of connection ends, and the relay between two ends.
 
-Both directions run as tasks of one TaskGroup per connection. EOF in one direction is passed on
-as a half-close (TCP FIN, or TLS close_notify then FIN) and the other direction keeps going until
-it ends too; an error in either direction (a reset, a TLS alert) ends both. Every write is
-followed by `drain()`, so a slow reader holds back its writer instead of filling memory.
+An end reads and writes plaintext: `PlainEnd` is a TCP stream as it is (passthrough, where
+the bytes are the client's own TLS), `TlsEnd` is TLS over a TCP stream through memory BIOs,
+either the server side of a client's connection (termination: the ClientHello has already been
+read from the socket to route it, so `start_tls` cannot be used and the TLS object is fed those
+bytes first) or the client side of the connection to a backend (termination re-encrypts to the
+backend; its key is checked by the proxy).
 
-Termination cannot use `start_tls`: the ClientHello has already been read from the socket to
-route the connection, so the TLS server is an `SSLObject` whose incoming BIO is fed those bytes
-first and then whatever the client sends next.
+`relay(a, b, ...)` copies both ways, each direction a task of one TaskGroup. EOF in one
+direction is passed on as a half-close (TCP FIN, or TLS close_notify then FIN) and the other
+direction keeps going until it ends too; an error in either direction (a reset, a TLS alert)
+ends both. Every write is followed by `drain()`, so a slow reader holds back its writer instead
+of filling memory. A relay with no byte in either direction for `idle_timeout` seconds, or open
+for `max_lifetime` seconds, ends with `RelayTimedOut`.
 """
 
 from __future__ import annotations
@@ -15,8 +20,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from typing import Protocol
 
 CHUNK = 1 << 16
+
+
+class HandshakeFailed(Exception):
+    """The peer did not complete a TLS handshake; the message says how."""
+
+
+class RelayTimedOut(Exception):
+    """A relay ended by the proxy: `reason` is "idle" or "lifetime"."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        what = "no byte either way" if reason == "idle" else "open"
+        super().__init__(f"{what} for {seconds:g} s")
+        self.reason = reason
+
+
+class End(Protocol):
+    """One side of a relay, in plaintext."""
+
+    async def read(self) -> bytes:
+        """The next bytes; b"" once this side will send no more."""
+        ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self) -> None:
+        """Tell this side nothing more comes (it may still send)."""
+        ...
 
 
 def _half_close(writer: asyncio.StreamWriter) -> None:
@@ -26,57 +59,76 @@ def _half_close(writer: asyncio.StreamWriter) -> None:
             writer.write_eof()
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy `reader` to `writer` until EOF, then half-close `writer`."""
-    while chunk := await reader.read(CHUNK):
-        writer.write(chunk)
-        await writer.drain()
-    _half_close(writer)
+class PlainEnd:
+    """A TCP stream, bytes as they are."""
 
-
-async def splice(
-    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    backend: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    first: bytes,
-) -> None:
-    """Send `first` (the buffered hello) to the backend, then copy both ways untouched."""
-    backend[1].write(first)
-    await backend[1].drain()
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(pipe(client[0], backend[1]))
-        tg.create_task(pipe(backend[0], client[1]))
-
-
-class HandshakeFailed(Exception):
-    """The client did not complete a TLS handshake with the gateway; the message says how."""
-
-
-class TlsServer:
-    """One terminated client connection: TLS on the client side, plaintext to the backend."""
-
-    def __init__(
-        self,
-        context: ssl.SSLContext,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        first: bytes,
-    ) -> None:
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._incoming.write(first)
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
 
+    async def read(self) -> bytes:
+        return await self._reader.read(CHUNK)
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def write_eof(self) -> None:
+        _half_close(self._writer)
+
+
+class TlsEnd:
+    """TLS over a TCP stream, as server (`server`) or client (`client`) through memory BIOs."""
+
+    def __init__(
+        self,
+        tls: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        peer: str,
+    ) -> None:
+        self._tls = tls
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._reader, self._writer = stream
+        self._peer = peer
+        self._eof_sent = False
+
+    @classmethod
+    def server(
+        cls,
+        context: ssl.SSLContext,
+        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        first: bytes,
+    ) -> TlsEnd:
+        """The gateway's side of a client's connection; `first` is what was already read."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        incoming.write(first)
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        return cls(tls, incoming, outgoing, stream, "client")
+
+    @classmethod
+    def client(
+        cls,
+        context: ssl.SSLContext,
+        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        server_name: str | None,
+    ) -> TlsEnd:
+        """The gateway's side of a connection to a backend."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name)
+        return cls(tls, incoming, outgoing, stream, "backend")
+
     def _flush(self) -> None:
         """Send what TLS produced. No await sits between producing and writing, so the records
-        of the two directions reach the client in the order the TLS object made them."""
+        of the two directions reach the peer in the order the TLS object made them."""
         data = self._outgoing.read()
-        if data:
+        if data and not self._eof_sent:
             self._writer.write(data)
 
     async def handshake(self) -> str:
-        """Complete the handshake; the negotiated version. `HandshakeFailed` if the client fails."""
+        """Complete the handshake; the negotiated version. `HandshakeFailed` if the peer fails."""
         while True:
             try:
                 self._tls.do_handshake()
@@ -87,62 +139,81 @@ class TlsServer:
                 data = await self._reader.read(CHUNK)
                 if not data:
                     raise HandshakeFailed(
-                        "client closed the connection during the handshake"
+                        f"{self._peer} closed the connection during the handshake"
                     ) from None
                 self._incoming.write(data)
             except ssl.SSLError as exc:
-                self._flush()  # the alert, so the client learns why
+                self._flush()  # the alert, so the peer learns why
                 raise HandshakeFailed(f"TLS handshake failed: {exc.reason or exc}") from None
         self._flush()
         await self._writer.drain()
         return self._tls.version() or "unknown"
 
-    async def relay(self, backend: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        """Decrypt client to backend and encrypt backend to client until both directions end."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._client_to_backend(backend[1]))
-            tg.create_task(self._backend_to_client(backend[0]))
+    def peer_certificate(self) -> bytes | None:
+        """The DER certificate the peer presented (after the handshake), if any."""
+        return self._tls.getpeercert(binary_form=True)
 
-    async def _client_to_backend(self, backend: asyncio.StreamWriter) -> None:
-        # Decrypt before the first read: data the client sent along with its Finished message
+    async def read(self) -> bytes:
+        # Decrypt before reading the socket: data the peer sent along with its Finished message
         # is already in the TLS object, and waiting for more bytes first would stall it.
-        # `incoming.eof`: the client's EOF is in and consumed, so no read can ever succeed.
-        while not self._decrypt_into(backend) and not self._incoming.eof:
-            self._flush()  # post-handshake messages (key updates) answered while reading
-            await backend.drain()
-            await self._writer.drain()
-            data = await self._reader.read(CHUNK)
-            if data:
-                self._incoming.write(data)
-            else:
-                self._incoming.write_eof()
-        self._flush()
-        await backend.drain()
-        await self._writer.drain()
-        _half_close(backend)
-
-    def _decrypt_into(self, backend: asyncio.StreamWriter) -> bool:
-        """Write every plaintext byte available to `backend`; True once the client's side ended."""
         while True:
             try:
-                plain = self._tls.read(CHUNK)
+                data = self._tls.read(CHUNK)
             except ssl.SSLWantReadError:
-                return False
+                if self._incoming.eof:  # the peer's EOF is in and consumed: nothing can follow
+                    self._flush()
+                    return b""
+                self._flush()  # post-handshake messages (key updates) answered while reading
+                await self._writer.drain()
+                raw = await self._reader.read(CHUNK)
+                if raw:
+                    self._incoming.write(raw)
+                else:
+                    self._incoming.write_eof()
+                continue
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 # close_notify, or a TCP EOF without one: many clients end that way, and the
-                # backend sees the same EOF it would see from a direct connection.
-                return True
-            if not plain:
-                return True
-            backend.write(plain)
+                # other side sees the same EOF it would see from a direct connection.
+                self._flush()
+                return b""
+            return data
 
-    async def _backend_to_client(self, backend: asyncio.StreamReader) -> None:
-        while chunk := await backend.read(CHUNK):
-            self._tls.write(chunk)
-            self._flush()
-            await self._writer.drain()
-        with contextlib.suppress(ssl.SSLWantReadError):
-            self._tls.unwrap()  # sends close_notify; the client's own may come later or never
+    async def write(self, data: bytes) -> None:
+        self._tls.write(data)
         self._flush()
         await self._writer.drain()
+
+    async def write_eof(self) -> None:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self._tls.unwrap()  # sends close_notify; the peer's own may come later or never
+        self._flush()
+        await self._writer.drain()
+        self._eof_sent = True
         _half_close(self._writer)
+
+
+async def relay(a: End, b: End, *, idle_timeout: float, max_lifetime: float) -> None:
+    """Copy `a` to `b` and `b` to `a` until both directions end (or `RelayTimedOut`, inside the
+    TaskGroup's exception group, with both directions stopped)."""
+    loop = asyncio.get_running_loop()
+    started = last = loop.time()
+
+    async def pump(source: End, sink: End) -> None:
+        nonlocal last
+        while data := await source.read():
+            last = loop.time()
+            await sink.write(data)
+        await sink.write_eof()
+
+    async with asyncio.TaskGroup() as group:
+        pumps = {group.create_task(pump(a, b)), group.create_task(pump(b, a))}
+        while True:
+            now = loop.time()
+            if now - started >= max_lifetime:
+                raise RelayTimedOut("lifetime", max_lifetime)
+            if now - last >= idle_timeout:
+                raise RelayTimedOut("idle", idle_timeout)
+            wake = min(started + max_lifetime, last + idle_timeout) - now
+            _, pending = await asyncio.wait(pumps, timeout=wake)
+            if not pending:
+                return

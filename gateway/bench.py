@@ -1,6 +1,6 @@
 """`python -m gateway.bench`: what the proxy adds, measured against direct connections in one run.
 
-One process starts, on 127.0.0.1, a bench backend (plain and TLS with a throwaway certificate)
+One process starts, on 127.0.0.1, a bench backend (TLS with a throwaway certificate)
 and the proxy with its own throwaway wildcard certificate, in an event loop on a second thread.
 The client (blocking sockets on the main thread, verifying certificates) measures, per path:
 
@@ -8,9 +8,10 @@ The client (blocking sockets on the main thread, verifying certificates) measure
 - throughput: MB/s uploading and downloading `--megabytes` on one connection.
 
 Paths: `direct` (TLS straight to the backend), `passthrough` (`<app>-<port>s`, the backend
-terminates) and `termination` (`<app>-<port>`, the gateway terminates; the backend speaks plain
-TCP). The added latency is each path's percentile minus the direct one. Client, proxy and
-backend share one machine and one Python process, so these are lower bounds on the proxy's speed.
+terminates) and `termination` (`<app>-<port>`, the gateway terminates and speaks TLS again to
+the backend, pinned to its registered key). The added latency is each path's percentile minus
+the direct one. Client, proxy and backend share one machine and one Python process, so these are
+lower bounds on the proxy's speed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import structlog
 
 from gateway._selfsigned import ThrowawayCA
 from gateway._tlsconfig import server_context
+from gateway.backend_tls import spki_sha256
+from gateway.limits import ProxyLimits
 from gateway.proxy import Proxy
 from gateway.table import Registration, RouteTable
 
@@ -87,27 +90,28 @@ class PathResult:
     download_mb_s: float
 
 
-class _Rig:
+class Rig:
     """The backend and the proxy, on an event loop in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ProxyLimits | None = None) -> None:
         ca = ThrowawayCA.create("tkms bench CA")
         self.client = ssl.create_default_context(cadata=ca.cert_pem.decode())
         app_cert = ca.issue("*." + BASE)
         gateway_cert = ca.issue("*." + BASE)
+        self._app_cert = app_cert
         self._backend_tls = server_context(app_cert.chain_pem, app_cert.key_pem)[0]
         self._gateway_cert = gateway_cert
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._servers: list[asyncio.Server] = []
         self.table = RouteTable()
-        self.proxy = Proxy(self.table, BASE)
+        self.proxy = Proxy(self.table, BASE, limits=limits)
         self.ports: dict[str, int] = {}
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def __enter__(self) -> _Rig:
+    def __enter__(self) -> Rig:
         self._thread.start()
         self.call(self._start())
         return self
@@ -119,13 +123,11 @@ class _Rig:
         self._loop.close()
 
     async def _start(self) -> None:
-        for kind, tls in (("plain", None), ("tls", self._backend_tls)):
-            server = await asyncio.start_server(_bench_backend, "127.0.0.1", 0, ssl=tls)
-            self._servers.append(server)
-            self.ports[kind] = server.sockets[0].getsockname()[1]
-        self.table.upsert(
-            Registration(APP, b"\x01" * 20, "127.0.0.1", expires_at=time.time() + 3600)
-        )
+        server = await asyncio.start_server(_bench_backend, "127.0.0.1", 0, ssl=self._backend_tls)
+        self._servers.append(server)
+        self.ports["tls"] = server.sockets[0].getsockname()[1]
+        key = spki_sha256(self._app_cert.cert_pem)
+        self.table.upsert(Registration(APP, b"\x01" * 20, "127.0.0.1", time.time() + 3600, key))
         self.proxy.set_certificate(self._gateway_cert.chain_pem, self._gateway_cert.key_pem)
         self.ports["proxy"] = await self.proxy.start("127.0.0.1", 0)
 
@@ -137,20 +139,21 @@ class _Rig:
 
     def paths(self) -> dict[str, tuple[int, str]]:
         """Path name -> (port to connect to, SNI)."""
-        tls, plain = self.ports["tls"], self.ports["plain"]
+        tls = self.ports["tls"]
         return {
             "direct": (tls, f"{APP.hex()}-{tls}s.{BASE}"),
             "passthrough": (self.ports["proxy"], f"{APP.hex()}-{tls}s.{BASE}"),
-            "termination": (self.ports["proxy"], f"{APP.hex()}-{plain}.{BASE}"),
+            "termination": (self.ports["proxy"], f"{APP.hex()}-{tls}.{BASE}"),
         }
 
-    def connect(self, port: int, name: str) -> ssl.SSLSocket:
-        sock = socket.create_connection(("127.0.0.1", port))
+    def connect(self, port: int, name: str, source: str = "127.0.0.1") -> ssl.SSLSocket:
+        """A TLS connection to 127.0.0.1:port from the address `source` (127.0.0.x)."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self.client.wrap_socket(sock, server_hostname=name)
 
 
-def _first_byte(rig: _Rig, port: int, name: str) -> float:
+def first_byte(rig: Rig, port: int, name: str) -> float:
     start = time.perf_counter()
     with rig.connect(port, name) as tls:
         tls.sendall(b"Ex")
@@ -159,7 +162,7 @@ def _first_byte(rig: _Rig, port: int, name: str) -> float:
         return time.perf_counter() - start
 
 
-def _upload(rig: _Rig, port: int, name: str, size: int) -> float:
+def _upload(rig: Rig, port: int, name: str, size: int) -> float:
     with rig.connect(port, name) as tls:
         start = time.perf_counter()
         tls.sendall(b"U" + size.to_bytes(8, "big"))
@@ -170,7 +173,7 @@ def _upload(rig: _Rig, port: int, name: str, size: int) -> float:
         return time.perf_counter() - start
 
 
-def _download(rig: _Rig, port: int, name: str, size: int) -> float:
+def _download(rig: Rig, port: int, name: str, size: int) -> float:
     with rig.connect(port, name) as tls:
         start = time.perf_counter()
         tls.sendall(b"D" + size.to_bytes(8, "big"))
@@ -184,7 +187,7 @@ def _download(rig: _Rig, port: int, name: str, size: int) -> float:
         return time.perf_counter() - start
 
 
-def _percentile(samples: list[float], q: int) -> float:
+def percentile(samples: list[float], q: int) -> float:
     if len(samples) == 1:
         return samples[0]
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
@@ -195,14 +198,14 @@ def run(connections: int, megabytes: int, progress: Callable[[str], None]) -> di
     size = megabytes * MIB
     latencies: dict[str, list[float]] = {}
     rates: dict[str, tuple[float, float]] = {}
-    with _Rig() as rig:
+    with Rig() as rig:
         paths = rig.paths()
         for port, name in paths.values():  # warm up: imports, first handshakes, page faults
-            _first_byte(rig, port, name)
+            first_byte(rig, port, name)
         # Interleaved, so that drift in machine load hits every path alike.
         for _ in range(connections):
             for path, (port, name) in paths.items():
-                latencies.setdefault(path, []).append(_first_byte(rig, port, name))
+                latencies.setdefault(path, []).append(first_byte(rig, port, name))
         for path, (port, name) in paths.items():
             progress(f"{path}: {megabytes} MiB up and down")
             up = _upload(rig, port, name, size)
@@ -212,11 +215,11 @@ def run(connections: int, megabytes: int, progress: Callable[[str], None]) -> di
     expected = 2 * (connections + 1) + 4
     if stats["passthrough"] + stats["terminated"] != expected:
         raise RuntimeError(f"the proxy routed {stats} connections, expected {expected}")
-    base50 = _percentile(latencies["direct"], 50)
-    base99 = _percentile(latencies["direct"], 99)
+    base50 = percentile(latencies["direct"], 50)
+    base99 = percentile(latencies["direct"], 99)
     results = {}
     for path, samples in latencies.items():
-        p50, p99 = _percentile(samples, 50), _percentile(samples, 99)
+        p50, p99 = percentile(samples, 50), percentile(samples, 99)
         results[path] = PathResult(
             p50_ms=round(p50 * 1e3, 3),
             p99_ms=round(p99 * 1e3, 3),

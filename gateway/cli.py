@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,15 +22,52 @@ def _run(args: argparse.Namespace) -> int:
     return run_gateway(config)
 
 
+def _gateway_app_id(args: argparse.Namespace) -> bytes | None:
+    """The gateway app id to require, None with --any-gateway; SystemExit(2) if neither."""
+    if args.gateway_app_id and args.any_gateway:
+        _usage("give --gateway-app-id or --any-gateway, not both")
+    if args.any_gateway:
+        return None
+    if not args.gateway_app_id:
+        _usage(
+            "--gateway-app-id is required: any app can serve an attested certificate and "
+            "the gateway service, so only the gateway's app id tells the real one "
+            "(--any-gateway accepts any, for development)"
+        )
+    try:
+        app_id = bytes.fromhex(args.gateway_app_id.removeprefix("0x"))
+    except ValueError:
+        app_id = b""
+    if len(app_id) != 20:
+        _usage(f"--gateway-app-id {args.gateway_app_id[:60]!r} is not a 20-byte hex app id")
+    return app_id
+
+
+def _usage(message: str) -> NoReturn:
+    print(f"tkms gateway register: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _tls_key(path: Path) -> bytes:
+    """The SPKI hash of the first certificate in `path`; SystemExit(2) if there is none."""
+    from gateway.backend_tls import spki_sha256
+
+    try:
+        return spki_sha256(path.read_bytes())
+    except OSError as exc:
+        _usage(f"--tls-cert {path}: cannot read: {exc.strerror}")
+    except ValueError as exc:
+        _usage(f"--tls-cert {path}: {exc}")
+
+
 def _register(args: argparse.Namespace) -> int:
     import grpc
 
     from gateway.agent import GuestAgent
     from gateway.client import GatewayClient, GatewayUnavailable, default_gateway_check
 
-    expected = (
-        bytes.fromhex(args.gateway_app_id.removeprefix("0x")) if args.gateway_app_id else None
-    )
+    expected = _gateway_app_id(args)
+    tls_key = _tls_key(args.tls_cert)
     client = GatewayClient(
         args.endpoint,
         GuestAgent(str(args.socket)),
@@ -39,12 +76,12 @@ def _register(args: argparse.Namespace) -> int:
     if args.keep:
         stop = threading.Event()
         try:
-            client.keep_registered(args.host, stop)
+            client.keep_registered(args.host, tls_key, stop)
         except KeyboardInterrupt:
             stop.set()
         return 0
     try:
-        reply = client.register(args.host)
+        reply = client.register(args.host, tls_key)
     except GatewayUnavailable as exc:
         print(f"tkms gateway register: {exc}", file=sys.stderr)
         return 1
@@ -84,7 +121,24 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         default="/var/run/dstack.sock",
         help="this CVM's guest agent socket",
     )
-    reg.add_argument("--gateway-app-id", default="", help="require the gateway to run this app")
+    reg.add_argument(
+        "--tls-cert",
+        required=True,
+        type=absolute_path,
+        help="the PEM certificate (chain) this CVM's TLS ports serve; the gateway re-encrypts "
+        "terminated connections to its key only",
+    )
+    reg.add_argument(
+        "--gateway-app-id",
+        default="",
+        help="the app id the gateway must run (required unless --any-gateway)",
+    )
+    reg.add_argument(
+        "--any-gateway",
+        action="store_true",
+        help="accept any attested app as the gateway (development only: an impostor would get "
+        "the registration)",
+    )
     reg.add_argument(
         "--allow-simulator",
         action="store_true",

@@ -2,13 +2,17 @@
 
 The gateway's registration endpoint presents a self-signed RA-TLS certificate. The client reads
 it before trusting anything, verifies its evidence (`verify_gateway` decides what is acceptable:
-by default the quote, replay and key binding, plus an expected gateway app id when given), and
+`default_gateway_check` takes the quote, replay and key binding, and the gateway's app id: any
+app can serve an RA-TLS certificate and `tkms.v1.Gateway`, so only the expected app id tells the
+real gateway from an impostor; None accepts any attested gateway, for development only), and
 then pins exactly that certificate for the gRPC channel. The registration itself carries the
-CVM's own evidence over the registration bytes (see gateway.registration).
+CVM's own evidence over the registration bytes (see gateway.registration), and names the TLS key
+the CVM's ports serve: the gateway re-encrypts terminated connections to that key only.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -32,7 +36,7 @@ from attest import (
     make_quote_verifier,
     verify_ratls_certificate,
 )
-from gateway.registration import registration_digest
+from gateway.registration import NONCE_BYTES, registration_digest
 from protos.tkms.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = structlog.get_logger("tkms.gateway.client")
@@ -72,9 +76,10 @@ def fetch_certificate(endpoint: str, timeout: float = 5.0) -> bytes:
 
 
 def default_gateway_check(
-    *, simulator_allowed: bool, app_id: bytes | None = None
+    *, simulator_allowed: bool, app_id: bytes | None
 ) -> Callable[[bytes], VerifiedEvidence]:
-    """Verify a gateway certificate's RA-TLS evidence; require `app_id` when given."""
+    """Verify a gateway certificate's RA-TLS evidence and that it runs `app_id` (None: any
+    attested app, for development only; the caller must decide that explicitly)."""
 
     def check(der: bytes) -> VerifiedEvidence:
         checks = [*default_policy().checks, *([SimulatorAllowed()] if simulator_allowed else [])]
@@ -116,13 +121,18 @@ class GatewayClient:
             options=[("grpc.ssl_target_name_override", GATEWAY_TLS_NAME)],
         )
 
-    def register(self, host: str) -> gateway_pb2.RegisterResponse:
-        """Register `host` as where the gateway reaches this CVM; returns the names and expiry."""
+    def register(self, host: str, tls_key_sha256: bytes) -> gateway_pb2.RegisterResponse:
+        """Register `host` as where the gateway reaches this CVM, whose ports serve the TLS key
+        with this SPKI hash (`backend_tls.spki_sha256`); returns the names and expiry."""
         with self._channel() as channel:
             stub = gateway_pb2_grpc.GatewayStub(channel)  # type: ignore[no-untyped-call]
             info = stub.Info(gateway_pb2.InfoRequest(), timeout=self.timeout)
             registration = gateway_pb2.Registration(
-                base_domain=info.base_domain, host=host, issued_at=int(time.time())
+                base_domain=info.base_domain,
+                host=host,
+                issued_at=int(time.time()),
+                tls_key_sha256=tls_key_sha256,
+                nonce=os.urandom(NONCE_BYTES),
             ).SerializeToString()
             report_data = compute_report_data(
                 BindingLabel.GATEWAY_V1, registration_digest(registration)
@@ -134,11 +144,11 @@ class GatewayClient:
             reply: gateway_pb2.RegisterResponse = stub.Register(request, timeout=self.timeout)
             return reply
 
-    def keep_registered(self, host: str, stop: threading.Event) -> None:
+    def keep_registered(self, host: str, tls_key_sha256: bytes, stop: threading.Event) -> None:
         """Register now and again at a third of the lifetime; retry failures every few seconds."""
         while not stop.is_set():
             try:
-                reply = self.register(host)
+                reply = self.register(host, tls_key_sha256)
                 wait = max(1.0, (reply.expires_at - time.time()) / 3)
                 log.info("gateway_registered", names=list(reply.names), next_in=round(wait, 1))
             except (GatewayUnavailable, grpc.RpcError) as exc:

@@ -10,11 +10,12 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.backends import IPNetwork, parse_networks
+from gateway.limits import ProxyLimits
 
 
 class GatewayConfigError(ValueError):
@@ -56,14 +57,29 @@ class GatewayConfig:
     acme: AcmeConfig
     registration_ttl_seconds: float = 300.0
     registration_freshness_seconds: float = 120.0
+    #: How far ahead of the gateway's clock a registration's issued_at may be.
+    registration_max_skew_seconds: float = 10.0
+    #: Register calls per second per peer address, and the burst allowed at once.
+    registration_rate_per_second: float = 2.0
+    registration_rate_burst: int = 20
     #: Non-public networks CVMs may register as backends (`gateway.backends`); none by default.
     allowed_backend_networks: tuple[IPNetwork, ...] = ()
+    #: How often the chain head is read (revocations, the simulator flag), and how often every
+    #: route's approval is asked again whatever the events say (`gateway.revocation`).
+    chain_poll_seconds: float = 5.0
+    approval_recheck_seconds: float = 60.0
+    limits: ProxyLimits = field(default_factory=ProxyLimits)
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "": {"base_domain": str, "data_dir": str},
     "listen": {"proxy": str, "registration": str},
-    "chain": {"rpc_url": str, "governance": str},
+    "chain": {
+        "rpc_url": str,
+        "governance": str,
+        "poll_seconds": (int, float),
+        "recheck_seconds": (int, float),
+    },
     "agent": {"socket": str},
     "acme": {
         "directory_url": str,
@@ -77,8 +93,34 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "registration": {
         "ttl_seconds": (int, float),
         "freshness_seconds": (int, float),
+        "max_clock_skew_seconds": (int, float),
+        "rate_per_second": (int, float),
+        "rate_burst": int,
         "allowed_backend_networks": list,
     },
+    "limits": {
+        "max_connections": int,
+        "max_connections_per_client": int,
+        "hello_timeout_seconds": (int, float),
+        "handshake_timeout_seconds": (int, float),
+        "connect_timeout_seconds": (int, float),
+        "idle_timeout_seconds": (int, float),
+        "max_lifetime_seconds": (int, float),
+        "log_lines_per_second": (int, float),
+        "log_burst": int,
+    },
+}
+#: `[limits]` keys and the `ProxyLimits` fields they set.
+_LIMITS = {
+    "max_connections": "max_connections",
+    "max_connections_per_client": "max_connections_per_client",
+    "hello_timeout_seconds": "hello_timeout",
+    "handshake_timeout_seconds": "handshake_timeout",
+    "connect_timeout_seconds": "connect_timeout",
+    "idle_timeout_seconds": "idle_timeout",
+    "max_lifetime_seconds": "max_lifetime",
+    "log_lines_per_second": "log_per_second",
+    "log_burst": "log_burst",
 }
 _REQUIRED = {
     "": ("base_domain", "data_dir"),
@@ -87,6 +129,7 @@ _REQUIRED = {
     "agent": ("socket",),
     "acme": ("directory_url", "dns_provider"),
     "registration": (),
+    "limits": (),
 }
 
 
@@ -149,8 +192,9 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     unknown = sorted(k for k, v in data.items() if isinstance(v, dict) and k not in _SCHEMA)
     if unknown:
         raise GatewayConfigError(f"{path}: unknown section [{unknown[0]}]")
-    top, listen, chain, agent, acme, reg = (
-        _section(path, data, n) for n in ("", "listen", "chain", "agent", "acme", "registration")
+    top, listen, chain, agent, acme, reg, limits = (
+        _section(path, data, n)
+        for n in ("", "listen", "chain", "agent", "acme", "registration", "limits")
     )
     try:
         base_domain = normalize_base_domain(top["base_domain"])
@@ -171,6 +215,10 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         path, "registration", "freshness_seconds", reg.get("freshness_seconds", 120.0)
     )
     renew = _positive(path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0))
+
+    def positive(section: str, values: dict[str, Any], key: str, default: float) -> float:
+        return _positive(path, section, key, values.get(key, default))
+
     networks = _networks(path, reg.get("allowed_backend_networks", []))
     here = Path(os.path.abspath(path)).parent
     return GatewayConfig(
@@ -192,5 +240,17 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         ),
         registration_ttl_seconds=ttl,
         registration_freshness_seconds=freshness,
+        registration_max_skew_seconds=positive("registration", reg, "max_clock_skew_seconds", 10),
+        registration_rate_per_second=positive("registration", reg, "rate_per_second", 2),
+        registration_rate_burst=int(positive("registration", reg, "rate_burst", 20)),
         allowed_backend_networks=networks,
+        chain_poll_seconds=positive("chain", chain, "poll_seconds", 5),
+        approval_recheck_seconds=positive("chain", chain, "recheck_seconds", 60),
+        limits=_limits(path, limits),
     )
+
+
+def _limits(path: Path, values: dict[str, Any]) -> ProxyLimits:
+    for key, value in values.items():
+        _positive(path, "limits", key, value)
+    return ProxyLimits(**{_LIMITS[key]: value for key, value in values.items()})

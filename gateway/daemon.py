@@ -1,17 +1,20 @@
 """The gateway daemon: keys from its own guest agent, a certificate from ACME, then serve.
 
-Start-up order: config -> guest agent (the gateway's app id and its sealing key, derived by the
-KMS network) -> sealed store (ACME account key, certificate key) -> ACME account (the CAA
-`accounturi` record to publish is printed) -> wildcard certificate -> TLS front -> registration
-gRPC service (self-signed RA-TLS certificate quoted by the agent). When everything listens it
-prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json` into the
-data directory. SIGTERM/SIGINT stop it; registrations expire on their own.
+Start-up order: config -> open-files limit raised (the connection cap fits what it allows) ->
+guest agent (the gateway's app id and its sealing key, derived by the KMS network) -> sealed
+store (ACME account key, certificate key) -> ACME account (the CAA `accounturi` record to
+publish is printed) -> wildcard certificate -> TLS front -> first read of the chain ->
+registration gRPC service (self-signed RA-TLS certificate quoted by the agent). When everything
+listens it prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json`
+into the data directory. Meanwhile registrations expire, and the revocation watch
+(`gateway.revocation`) drops routes governance no longer approves. SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -33,12 +36,21 @@ from gateway.acme_client import AcmeIssuer
 from gateway.agent import AgentQuoteSource, GuestAgent
 from gateway.backends import BackendPolicy
 from gateway.certs import CertificateManager
+from gateway.chain import ChainGovernance, GovernanceView
 from gateway.client import GATEWAY_TLS_NAME
 from gateway.config import GatewayConfig
 from gateway.dns01 import ChallTestSrvPublisher
 from gateway.keystore import SealedStore
+from gateway.limits import (
+    FD_RESERVE,
+    ProxyLimits,
+    RateLimit,
+    connection_budget,
+    raise_open_files_limit,
+)
 from gateway.proxy import Proxy
 from gateway.registration import GatewayServicer, Registrar
+from gateway.revocation import RevocationWatch
 from gateway.table import RouteTable
 from protos.tkms.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -49,6 +61,9 @@ SEALING_KEY_PATH = "tkms-gateway/sealing/v1"
 ACCOUNT_KEY_ITEM = "acme-account-key"
 EXPIRE_EVERY = 5.0
 AGENT_WAIT = 120.0
+#: Registration requests are small (a quote and an event log); concurrent ones are bounded.
+MAX_REGISTER_BYTES = 4 << 20
+MAX_CONCURRENT_RPCS = 64
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -93,11 +108,43 @@ async def wait_for_agent(socket: Path, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
+def fitted_limits(limits: ProxyLimits) -> ProxyLimits:
+    """Raise the soft open-files limit for `limits` (two descriptors a connection, plus a
+    reserve) and lower the connection cap to what it allows; the limits to use."""
+    open_files = raise_open_files_limit(2 * limits.max_connections + FD_RESERVE)
+    budget = connection_budget(limits, open_files)
+    if budget < limits.max_connections:
+        log.warning(
+            "connection_cap_lowered",
+            configured=limits.max_connections,
+            used=budget,
+            open_files_limit=open_files,
+        )
+        limits = dataclasses.replace(
+            limits,
+            max_connections=budget,
+            max_connections_per_client=min(limits.max_connections_per_client, budget),
+        )
+    return limits
+
+
+def _throttled_loop_errors(limit: RateLimit) -> None:
+    """asyncio logs every failed accept() (EMFILE) through the loop's exception handler; keep
+    that from filling the disk if descriptors run out anyway."""
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if limit.allow(str(context.get("message", ""))):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.table = RouteTable()
-        self.proxy = Proxy(self.table, config.base_domain)
+        self.proxy = Proxy(self.table, config.base_domain, limits=fitted_limits(config.limits))
         self._stop = asyncio.Event()
 
     async def _certificates(self, agent: GuestAgent) -> CertificateManager:
@@ -125,6 +172,7 @@ class Gateway:
     async def start(self) -> RunningGateway:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        _throttled_loop_errors(RateLimit(rate=1.0, burst=10))
         agent = GuestAgent(cfg.agent_socket)
         await wait_for_agent(Path(cfg.agent_socket), AGENT_WAIT)
         app_id = await asyncio.to_thread(agent.app_id)
@@ -137,18 +185,37 @@ class Gateway:
         bound_proxy = await self.proxy.start(proxy_host, proxy_port)
 
         w3 = Web3(HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": 10}))
+        view = GovernanceView(
+            ChainGovernance(GovernanceClient(w3, cfg.governance)),
+            max_age=max(30.0, 6 * cfg.chain_poll_seconds),
+        )
         registrar = Registrar(
             base_domain=cfg.base_domain,
             table=self.table,
-            governance=GovernanceClient(w3, cfg.governance),
+            chain=view,
             ttl=cfg.registration_ttl_seconds,
             freshness=cfg.registration_freshness_seconds,
+            max_skew=cfg.registration_max_skew_seconds,
             backends=BackendPolicy(cfg.allowed_backend_networks),
         )
-        self.server = grpc.aio.server()
-        gateway_pb2_grpc.add_GatewayServicer_to_server(  # type: ignore[no-untyped-call]
-            GatewayServicer(registrar, proxy_port=lambda: bound_proxy, app_id=app_id), self.server
+        self.watch = RevocationWatch(
+            registrar,
+            self.proxy.close_instances,
+            poll=cfg.chain_poll_seconds,
+            recheck=cfg.approval_recheck_seconds,
         )
+        await self.watch.tick()  # the first view of the chain, before any registration
+        self.server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            options=[("grpc.max_receive_message_length", MAX_REGISTER_BYTES)],
+        )
+        servicer = GatewayServicer(
+            registrar,
+            proxy_port=lambda: bound_proxy,
+            app_id=app_id,
+            peer_limit=RateLimit(cfg.registration_rate_per_second, cfg.registration_rate_burst),
+        )
+        gateway_pb2_grpc.add_GatewayServicer_to_server(servicer, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         creds = await asyncio.to_thread(registration_credentials, agent, app_id)
@@ -192,6 +259,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._expire())
+                tasks.create_task(self.watch.run(self._stop))
                 tasks.create_task(self.manager.run(self._stop))
                 await self._stop.wait()
         finally:

@@ -5,7 +5,8 @@ is an app id, a target after `i-` is an instance. Both are 40 lowercase hex char
 bytes; `0x` never appears in DNS). The instance a name carries is the gateway's instance id,
 `instance_route_id(app_id, measured instance id)`: derived from the two attested values, so no
 registrant can choose it (docs/gateway.md). `-<port>` picks the CVM's port (1..65535, no leading
-zeros, so that each route has one name); suffix `s` asks for passthrough. The whole name is
+zeros, so that each route has one name; 443 when absent: the gateway speaks TLS to the CVM in
+both modes); suffix `s` asks for passthrough. The whole name is
 case-insensitive and may end with a dot. Exactly one label sits above the base domain: that is
 what the wildcard certificate `*.<base_domain>` covers.
 """
@@ -16,8 +17,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-PASSTHROUGH_DEFAULT_PORT = 443
-TERMINATION_DEFAULT_PORT = 80
+#: The CVM port a name without `-<port>` reaches. Termination also speaks TLS to the CVM
+#: (`gateway.backend_tls`), so both modes default to the TLS port.
+DEFAULT_PORT = 443
 INSTANCE_PREFIX = "i-"
 ID_BYTES = 20
 
@@ -65,10 +67,8 @@ class Route:
 
     @property
     def backend_port(self) -> int:
-        """The port to reach on the backend: the explicit one, else 443 (passthrough) or 80."""
-        if self.port is not None:
-            return self.port
-        return PASSTHROUGH_DEFAULT_PORT if self.passthrough else TERMINATION_DEFAULT_PORT
+        """The port to reach on the backend: the explicit one, else 443."""
+        return DEFAULT_PORT if self.port is None else self.port
 
 
 def shown(name: str) -> str:

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,6 +36,8 @@ from cryptography.x509.oid import NameOID
 
 PEBBLE = "pebble"
 CHALLTESTSRV = "pebble-challtestsrv"
+#: Environment both processes run with (no artificial validation delay).
+PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1"}
 _START_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 3
 _BIND_FAILED = b"address already in use"
@@ -200,7 +202,7 @@ class Pebble:
         }
         config_path = directory / "pebble-config.json"
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", **extra_env}
+        env = {**os.environ, **PEBBLE_ENV, **extra_env}
         pebble = cls(
             directory=directory,
             directory_url=f"https://127.0.0.1:{acme_port}/dir",
@@ -231,6 +233,15 @@ class Pebble:
             pebble.stop()
             raise
         return pebble
+
+    def commands(self) -> list[tuple[int, list[str], Path]]:
+        """(pid, argv, log) of each process this instance started: challtestsrv, then Pebble.
+        Started again with the same argv and `PEBBLE_ENV`, each serves as before."""
+        logs = (self.challtestsrv_log, self.pebble_log)
+        return [
+            (proc.pid, list(cast("list[str]", proc.args)), log)
+            for proc, log in zip(self._procs, logs, strict=True)
+        ]
 
     def _add(self, proc: subprocess.Popen[bytes]) -> None:
         self._procs.append(proc)

@@ -25,18 +25,22 @@ from gateway.names import ID_BYTES
 @dataclass(frozen=True, slots=True)
 class Registration:
     """A backend: the CVM's app id, its gateway instance id (`names.instance_route_id`), the IP
-    address to reach it at (never a name: the proxy does not resolve), and its expiry."""
+    address to reach it at (never a name: the proxy does not resolve), its expiry, and the
+    SHA-256 of the TLS key its terminated ports serve (`gateway.backend_tls`)."""
 
     app_id: bytes
     instance_id: bytes
     host: str
     expires_at: float
+    tls_key_sha256: bytes
 
     def __post_init__(self) -> None:
         for field in ("app_id", "instance_id"):
             value = getattr(self, field)
             if not isinstance(value, bytes) or len(value) != ID_BYTES:
                 raise ValueError(f"{field} must be {ID_BYTES} bytes, got {value!r}")
+        if not isinstance(self.tls_key_sha256, bytes) or len(self.tls_key_sha256) != 32:
+            raise ValueError(f"tls_key_sha256 must be 32 bytes, got {self.tls_key_sha256!r}")
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

@@ -1,9 +1,12 @@
 """The guest agent's state and start-up: measure the app, get its keys from the network.
 
-At start (`start_agent`): extend RTMR3 with dstack's boot events for this app; read the
-committee from chain; derive, in one request, the app's root seed (purpose `dstack-app-root`)
-and its IBE identity key; have the network certify the app root key (threshold signature);
-decrypt the app's encrypted env vars. Everything after that is local (`guest.api`).
+At start (`start_agent`): extend RTMR3 with dstack's boot events for this app (the key
+provider is the network fingerprint); the committee, already checked against that fingerprint
+(`guest.committee`), derives in one request the app's root seed (purpose `dstack-app-root`)
+and its IBE identity key; the network certifies the app root key (threshold signature); a
+signed env envelope is accepted only if the network certifies that the app's AppAuth names
+its signer and version now (`guest.env`), then decrypted. Everything after that is local
+(`guest.api`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from attest import AppIdentity, TdReport, compute_app_identity, event_log_to_jso
 from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
-from guest.env import decrypt_env, write_env
+from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
+    DerivationError,
     DerivationResult,
     EvidenceSource,
     SignedStatement,
@@ -47,7 +51,11 @@ class KeyService(Protocol):
 
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult: ...
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement: ...
+    async def sign_public_key(self, public_key: bytes, statement: bytes) -> SignedStatement: ...
+
+    async def sign_env_policy(
+        self, app_id: bytes, signer: bytes, version: int
+    ) -> SignedStatement: ...
 
     async def close(self) -> None: ...
 
@@ -162,19 +170,64 @@ async def fetch_keys(client: KeyService, app_id: bytes) -> tuple[bytes, G1, byte
         sigma, generation=committee.network.generation, app_id=app_id, purpose=keys.ROOT_PURPOSE
     )
     root = keys.root_key(seed)
-    signed = await client.sign_public_key(root.public)
     net = committee.network
     expected = app_pubkey_statement(net.chain_id, net.contract, app_id, root.public)
+    signed = await client.sign_public_key(root.public, expected)
     if signed.statement != expected:
         raise AgentStartError("the network signed a statement about another key or app")
     return seed, ibe_key, signed.signature
 
 
+#: A node whose chain view lags behind a just-published envVersion refuses; ask again.
+ENV_TRIES = 3
+ENV_RETRY_SECONDS = 1.0
+
+
+async def confirm_env(
+    client: KeyService, app_id: bytes, compose: bytes, envelope: EnvEnvelope
+) -> None:
+    """Raise EnvError unless `envelope` is this app's, for this compose, and the network
+    certifies that the app's AppAuth names its signer and exactly its version now."""
+    if envelope.app_id != app_id:
+        raise EnvError(f"the env is for app 0x{envelope.app_id.hex()}, not 0x{app_id.hex()}")
+    measured = compose_hash(compose)
+    if envelope.compose_hash != measured:
+        raise EnvError(
+            f"the env is for compose hash {envelope.compose_hash.hex()}, not this app's "
+            f"measured {measured.hex()}"
+        )
+    net = client.committee.network
+    signer = envelope.signer(net.chain_id, net.contract)
+    for attempt in range(ENV_TRIES):
+        try:
+            await client.sign_env_policy(app_id, signer, envelope.version)
+            return
+        except DerivationError as exc:
+            if attempt == ENV_TRIES - 1:
+                raise EnvError(
+                    f"the network does not confirm env version {envelope.version} signed by "
+                    f"0x{signer.hex()} as the app's current env: {exc}"
+                ) from None
+            await asyncio.sleep(ENV_RETRY_SECONDS)
+
+
+def _read_envelope(config: AgentConfig) -> EnvEnvelope | None:
+    if config.env_file is None:
+        return None
+    try:
+        blob = config.env_file.read_bytes()
+    except OSError as exc:
+        raise AgentStartError(f"cannot read env file {config.env_file}: {exc.strerror}") from None
+    return parse_envelope(blob)
+
+
 def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
     """Measure the app into `provider`, then get its keys through `client` (see module doc).
 
-    `client` must draw its evidence from `provider` (see `provider_evidence`).
+    `client` must draw its evidence from `provider` (see `provider_evidence`) and talk to a
+    committee already checked against `config.network_fingerprint`.
     """
+    from node.errors import StorageError
     from node.tee import SIMULATED_OS_IMAGE
 
     try:
@@ -183,20 +236,25 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         raise AgentStartError(
             f"cannot read compose file {config.compose}: {exc.strerror}"
         ) from None
+    envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
     os_image = config.os_image_hash or SIMULATED_OS_IMAGE
+    kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,
         app_id=config.app_id,
         compose=compose,
         instance_id=instance_id,
-        kms_id=config.governance,
+        kms_id=kms_id,
         os_image=os_image,
     )
 
     async def go() -> tuple[bytes, G1, bytes]:
         try:
-            return await fetch_keys(client, config.app_id)
+            found = await fetch_keys(client, config.app_id)
+            if envelope is not None:
+                await confirm_env(client, config.app_id, compose, envelope)
+            return found
         finally:
             await client.close()
 
@@ -207,7 +265,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         app_id=config.app_id,
         instance_id=instance_id,
         compose=compose,
-        kms_id=config.governance,
+        kms_id=kms_id,
         os_image=os_image,
         seed=seed,
         ibe_key=ibe_key,
@@ -215,16 +273,13 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         ca_key=ca_key,
         ca_cert=app_ca(ca_key, config.app_id),
     )
-    if config.env_file is not None:
+    if envelope is not None:
+        assert config.env_out is not None  # load_config requires it with env_file
+        agent.env = open_env(ibe_key, envelope)
         try:
-            blob = config.env_file.read_bytes()
-        except OSError as exc:
-            raise AgentStartError(
-                f"cannot read env file {config.env_file}: {exc.strerror}"
-            ) from None
-        agent.env = decrypt_env(ibe_key, config.app_id, blob)
-        out = config.env_out or config.env_file.with_name(config.env_file.name + ".json")
-        write_env(out, agent.env)
+            write_env(config.env_out, agent.env)
+        except StorageError as exc:
+            raise AgentStartError(str(exc)) from None
     return agent
 
 

@@ -1,4 +1,6 @@
-"""`tkms guest agent` (the dstack-compatible guest agent) and `tkms guest encrypt-env`."""
+"""`tkms guest agent` (the dstack-compatible guest agent), `tkms guest fingerprint`, and the
+commands guest adds elsewhere: `encrypt-env` (under `guest` and `app`) and
+`tkms chain link-generation`."""
 
 from __future__ import annotations
 
@@ -21,18 +23,22 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
-def _governance(rpc: str, address: str) -> GovernanceClient:
+def governance_client(rpc: str, address: str, *, command_line: bool = False) -> GovernanceClient:
+    """`command_line`: the URL came from --rpc, so check it answers and warn about plain http."""
     from web3 import HTTPProvider, Web3
 
     from contracts import GovernanceClient
+    from contracts.cliargs import connect
 
+    if command_line:
+        return GovernanceClient(connect(rpc), address)
     return GovernanceClient(Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30})), address)
 
 
 def run_agent(args: argparse.Namespace) -> int:
     from guest.agent import AgentStartError, provider_evidence, start_agent
     from guest.agent_server import AgentServer
-    from guest.committee import CommitteeError, committee_from_chain
+    from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain
     from guest.config import ConfigError, load_config
     from guest.env import EnvError
     from guest.kms_client import DerivationError, KmsClient
@@ -50,8 +56,10 @@ def run_agent(args: argparse.Namespace) -> int:
     governance = None
     while True:
         try:
-            governance = governance or _governance(config.rpc, config.governance)
-            committee = committee_from_chain(governance, config.generation)
+            governance = governance or governance_client(config.rpc, config.governance)
+            committee = committee_from_chain(
+                governance, config.generation, fingerprint=config.network_fingerprint
+            )
             break
         except CommitteeError as exc:
             if time.monotonic() >= deadline:
@@ -60,8 +68,13 @@ def run_agent(args: argparse.Namespace) -> int:
                 print(f"tkms guest agent: waiting for a KMS committee on chain ({exc})", flush=True)
                 waiting = True
             time.sleep(0.25)
+        except UntrustedNetwork as exc:
+            return _fail("agent", f"refusing the KMS network at {config.rpc}: {exc}")
         except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
-            return _fail("agent", f"cannot read the committee from {config.rpc}: {exc}")
+            from contracts import redact_in
+
+            problem = f"cannot read the committee from {config.rpc}: {exc}"
+            return _fail("agent", redact_in(problem, config.rpc))
     provider = make_provider(config.tee)
     client = KmsClient(committee, provider_evidence(provider), timeout=config.timeout)
     try:
@@ -90,33 +103,24 @@ def run_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def encrypt_env_command(args: argparse.Namespace) -> int:
-    from guest.committee import CommitteeError, committee_from_chain
-    from guest.config import ConfigError, parse_hex
-    from guest.env import EnvError, encrypt_env, parse_assignments
+def fingerprint_command(args: argparse.Namespace) -> int:
+    from contracts import redact_in
+    from guest.committee import CommitteeError, chain_fingerprint
 
     try:
-        app_id = parse_hex("--app-id", args.app_id, 20)
-        lines: list[str] = []
-        if args.input:
-            lines += Path(args.input).read_text().splitlines()
-        env = parse_assignments(lines)
-        env.update(parse_assignments(args.env))
-        if not env:
-            return _fail("encrypt-env", "nothing to encrypt: pass --env NAME=VALUE or --in FILE")
-        group_key = committee_from_chain(
-            _governance(args.rpc, args.governance), args.generation
-        ).group_key
-        blob = encrypt_env(group_key, app_id, env)
-    except (ConfigError, EnvError, CommitteeError) as exc:
-        return _fail("encrypt-env", str(exc))
-    except OSError as exc:
-        return _fail("encrypt-env", f"cannot read {exc.filename}: {exc.strerror}")
-    try:
-        Path(args.out).write_bytes(blob)
-    except OSError as exc:
-        return _fail("encrypt-env", f"cannot write {args.out}: {exc.strerror}")
-    print(f"encrypted {len(env)} variables to app 0x{app_id.hex()} -> {args.out}")
+        governance = governance_client(args.rpc, args.governance, command_line=True)
+        shown = chain_fingerprint(governance)
+    except CommitteeError as exc:
+        return _fail("fingerprint", redact_in(str(exc), args.rpc))
+    except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
+        problem = f"cannot read the network from {args.rpc}: {exc}"
+        return _fail("fingerprint", redact_in(problem, args.rpc))
+    print(shown.hex())
+    print(
+        f"# chain {governance.w3.eth.chain_id}, governance {governance.address}: what this RPC "
+        "shows. Publish it from a chain you trust; agents and encrypt-env compare against it.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -140,31 +144,33 @@ def register(
     )
     agent.set_defaults(handler=run_agent)
 
+    fingerprint = commands.add_parser(
+        "fingerprint", help="print the network fingerprint an RPC shows (for agent configs)"
+    )
+    fingerprint.add_argument("--rpc", required=True, help="chain RPC URL")
+    fingerprint.add_argument("--governance", required=True, help="KmsGovernance address")
+    fingerprint.set_defaults(handler=fingerprint_command)
+
     add_encrypt_env(commands)
 
 
 def add_encrypt_env(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `encrypt-env` command, under `tkms guest` and under `tkms app`."""
+    from guest.env_cli import add_arguments
+
     enc = commands.add_parser(
-        "encrypt-env", help="encrypt env vars to an app (IBE, PK2 from chain)"
+        "encrypt-env", help="encrypt and sign env vars for an app (IBE to the network's PK2)"
     )
-    enc.add_argument("--app-id", required=True, help="the app's 20-byte id (hex)")
-    enc.add_argument("--rpc", required=True, help="chain RPC URL")
-    enc.add_argument("--governance", required=True, help="KmsGovernance address")
-    enc.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    enc.add_argument(
-        "--in",
-        dest="input",
-        type=absolute_path,
-        metavar="FILE",
-        help="dotenv file of NAME=VALUE lines",
+    add_arguments(enc, absolute_path)
+
+
+def add_link_generation(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`tkms chain link-generation`: publish a rotated generation's link (governance owner)."""
+    from guest.links import add_arguments
+
+    add_arguments(
+        commands.add_parser(
+            "link-generation",
+            help="have generation g-1 sign generation g's key and publish it (owner)",
+        )
     )
-    enc.add_argument(
-        "--out",
-        required=True,
-        type=absolute_path,
-        metavar="FILE",
-        help="where to write the ciphertext",
-    )
-    enc.add_argument("--generation", type=int, default=0, help="key generation (0 = latest)")
-    enc.set_defaults(handler=encrypt_env_command)

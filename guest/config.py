@@ -1,24 +1,28 @@
 """The guest agent's TOML configuration (`tkms guest agent --config FILE`).
 
-rpc = "http://127.0.0.1:8545"        # chain RPC
+rpc = "https://..."                   # chain RPC: https, or http to a loopback address
 governance = "0x..."                  # KmsGovernance address
+network_fingerprint = "..."           # 32-byte hex: the network to trust (`tkms guest fingerprint`)
 app_id = "0x..."                      # 20-byte app id (hex)
 compose = "app-compose.json"          # compose file; relative to the config file
 tee = "simulator"                     # simulator | tdx
 instance_id = "..."                   # 20-byte hex; random per start if absent
 generation = 0                        # key generation, 0 = latest
 socket = "/var/run/dstack.sock"       # overridden by --socket
-env_file = "env.enc"                  # optional: IBE-encrypted env vars (tkms guest encrypt-env)
-env_out = "env.json"                  # where decrypted env vars are written (mode 0600)
+env_file = "env.enc"                  # optional: signed, encrypted env (tkms app encrypt-env)
+env_out = "/run/app/env.json"         # with env_file: where the env is written (mode 0600),
+                                      # not in env_file's directory (the host writes there)
 timeout = 10.0                        # seconds per KMS request
 wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,7 @@ class ConfigError(Exception):
 class AgentConfig:
     rpc: str
     governance: str
+    network_fingerprint: bytes
     app_id: bytes
     compose: Path
     tee: str = "simulator"
@@ -42,6 +47,26 @@ class AgentConfig:
     timeout: float = 10.0
     wait_for_network: float = 0.0
     os_image_hash: bytes | None = None
+
+
+def rpc_url_problem(url: str) -> str | None:
+    """Why `url` may not be the agent's JSON-RPC, or None: plain http only to this machine."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return None
+    if parsed.scheme != "http" or not parsed.hostname:
+        return "must be an https:// URL (or http:// to a loopback address)"
+    host = parsed.hostname
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return (
+            f"plain http:// to {host} can be read and rewritten on the way: use https:// "
+            "(http:// is allowed only to a loopback address, for development)"
+        )
+    return None
 
 
 def parse_hex(name: str, value: object, size: int) -> bytes:
@@ -113,17 +138,36 @@ def load_config(path: Path) -> AgentConfig:
     image = doc.get("os_image_hash")
     if image is None and tee == "tdx":
         raise ConfigError("config key 'os_image_hash' is required with tee = \"tdx\"")
+    rpc = _str(doc, "rpc")
+    problem = rpc_url_problem(rpc)
+    if problem is not None:
+        raise ConfigError(f"config key 'rpc' {problem}")
+    if "network_fingerprint" not in doc:
+        raise ConfigError(
+            "config key 'network_fingerprint' is required: the network the agent may take "
+            "keys from (print it with `tkms guest fingerprint`, compare it with the operator's)"
+        )
+    env_file, env_out = _path(base, doc, "env_file"), _path(base, doc, "env_out")
+    if env_file is not None:
+        if env_out is None:
+            raise ConfigError("config key 'env_out' is required with 'env_file'")
+        if env_out.parent == env_file.parent:
+            raise ConfigError(
+                "config key 'env_out' must not be in env_file's directory: whoever delivers "
+                "the encrypted env can write there"
+            )
     return AgentConfig(
-        rpc=_str(doc, "rpc"),
+        rpc=rpc,
         governance=_str(doc, "governance"),
+        network_fingerprint=parse_hex("network_fingerprint", doc.get("network_fingerprint"), 32),
         app_id=parse_hex("app_id", doc.get("app_id"), 20),
         compose=compose,
         tee=tee,
         instance_id=None if instance is None else parse_hex("instance_id", instance, 20),
         generation=generation,
         socket=_path(base, doc, "socket"),
-        env_file=_path(base, doc, "env_file"),
-        env_out=_path(base, doc, "env_out"),
+        env_file=env_file,
+        env_out=env_out,
         timeout=timeout,
         wait_for_network=wait_for_network,
         os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),

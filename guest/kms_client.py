@@ -1,7 +1,9 @@
 """The app's client of the KMS network: ask every member, verify, combine t partials (design §7).
 
-The client knows the committee (index, endpoint, verification key V_i), the threshold, the
-network context and PK2 — from chain, or from a node's GetMeta checked against chain. It sends
+The client knows the committee (index, endpoint, registered TLS key hash, verification key
+V_i), the threshold, the network context and PK2 — from chain. It talks to each member over
+TLS pinned to that member's registered key (`guest.kms_channel`), so what a member answers
+cannot be changed on the way and a wrong answer is the member's own. It sends
 the same request to all members concurrently and returns as soon as t answers combine into
 keys that PK2 confirms (one pairing check, shared by concurrent derivations; each partial's
 proof is checked only when that fails, see docs/mpc.md); nodes that fail, time out or lie
@@ -22,6 +24,14 @@ from typing import TypeVar
 import grpc
 
 from attest import BindingLabel, compute_report_data
+from guest.kms_channel import (
+    CHANNEL_OPTIONS,
+    FETCH_TIMEOUT,
+    ChannelOption,
+    ChannelRefused,
+    KmsChannels,
+)
+from guest.pairing import PairingBatch
 from mpc import (
     G1,
     G2,
@@ -35,10 +45,12 @@ from mpc import (
     NetworkContext,
 )
 from mpc._combiner import Combiner
-from mpc.derive import are_consistent_with_group_key
+from mpc.anchor import generation_statement
 from mpc.dleq import DleqProof
 from mpc.tsig import (
     SignaturePartial,
+    app_env_binding,
+    app_env_statement,
     combine_signatures,
     verify_partial_signature,
     verify_signature,
@@ -67,6 +79,8 @@ class Member:
     index: int
     endpoint: str
     verification_key: G1
+    #: SHA-256 of the member's TLS SubjectPublicKeyInfo as registered on chain: the pin.
+    tls_key_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +114,7 @@ class DerivationError(Exception):
         self, have: int, need: int, failures: dict[int, str], endpoints: dict[int, str]
     ) -> None:
         detail = ", ".join(
-            f"node-{i} ({endpoints[i]}) {why}" for i, why in sorted(failures.items())
+            f"node-{i} ({endpoints.get(i, '?')}) {why}" for i, why in sorted(failures.items())
         )
         super().__init__(f"only {have} of {need} needed partials: {detail or 'no answers'}")
         self.have = have
@@ -123,78 +137,8 @@ class SignedStatement:
     statement: bytes
     signature: bytes
     signers: tuple[int, ...]
-
-
-class _PairingBatch:
-    """One pairing equation for the keys of several concurrent derivations.
-
-    A derivation's optimistic check, e(sigma, G2) == e(H, PK2), is one pairing check: most
-    of the client's CPU for a derivation. Concurrent derivations of one client queue their
-    proposed keys here; they are checked together, with random weights, in one equation
-    (`are_consistent_with_group_key`), and only if that fails each on its own, so a wrong
-    one never makes another fail. A lone derivation is checked at once; while others are in
-    flight the batch waits up to `window` seconds for them (or until `size` are queued).
-    """
-
-    def __init__(self, group_key: G2, *, window: float = 0.005, size: int = 16) -> None:
-        self._group_key = group_key
-        self._window = window
-        self._size = size
-        self._queue: list[tuple[list[G1], list[KeyRequest], asyncio.Future[bool]]] = []
-        self._timer: asyncio.Handle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.running = 0  # derivations in flight, kept by the client
-
-    async def holds(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a client reused under a new event loop starts afresh
-            self._loop, self._queue, self._timer = loop, [], None
-        future: asyncio.Future[bool] = loop.create_future()
-        self._queue.append((sigmas, requests, future))
-        if len(self._queue) >= min(self.running, self._size):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_soon(self._run)
-        elif self._timer is None:
-            self._timer = loop.call_later(self._window, self._run)
-        return await future
-
-    def _check(self, sigmas: list[G1], requests: list[KeyRequest]) -> bool:
-        return are_consistent_with_group_key(sigmas, requests, self._group_key, rng=os.urandom)
-
-    def _run(self) -> None:
-        batch, self._queue, self._timer = self._queue, [], None
-        if not batch:
-            return
-        try:
-            if self._check([s for e in batch for s in e[0]], [r for e in batch for r in e[1]]):
-                outcomes = [True] * len(batch)
-            elif len(batch) == 1:
-                outcomes = [False]
-            else:
-                outcomes = [self._check(sigmas, requests) for sigmas, requests, _ in batch]
-        except Exception as exc:  # reach every waiter, whatever went wrong
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():  # its derivation may have been cancelled meanwhile
-                future.set_result(outcome)
-
-
-#: gRPC backs off up to 120 s between reconnects by default, so a long-lived client (the
-#: guest agent) would ignore a restarted node for minutes; 2 s is cheap next to a derivation.
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-)
-
-
-def insecure_channel(endpoint: str) -> grpc.aio.Channel:
-    """The default channel to one member: plaintext gRPC with short reconnect backoff."""
-    return grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+    #: Members whose answers failed on the way (wrong statement or proof, errors), and why.
+    failures: dict[int, str] = field(default_factory=dict)
 
 
 class KmsClient:
@@ -205,33 +149,36 @@ class KmsClient:
         *,
         timeout: float = 10.0,
         hedge_delay: float = 0.0,
-        channel: Callable[[str], grpc.aio.Channel] = insecure_channel,
+        channel_options: Sequence[ChannelOption] = CHANNEL_OPTIONS,
+        fetch_timeout: float = FETCH_TIMEOUT,
     ) -> None:
         self.committee = committee
         self._evidence = evidence
         self._timeout = timeout
         self._hedge_delay = hedge_delay
         self._rotation = 0
-        self._channel_factory = channel
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, kms_pb2_grpc.KmsStub] = {}
+        self._channels = KmsChannels(
+            options=channel_options, fetch_timeout=fetch_timeout, grace=timeout
+        )
         self._ephemeral: EphemeralKey | None = None
         self._quote: tuple[bytes, str] | None = None
-        self._pairings = _PairingBatch(committee.group_key)
+        self._pairings = PairingBatch(committee.group_key)
 
-    def _stub(self, endpoint: str) -> kms_pb2_grpc.KmsStub:
-        # One channel and one stub per endpoint for the client's lifetime.
-        stub = self._stubs.get(endpoint)
-        if stub is None:
-            channel = self._channels[endpoint] = self._channel_factory(endpoint)
-            stub = self._stubs[endpoint] = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
-        return stub
+    async def _rpc(
+        self, member: Member, method: Callable[[kms_pb2_grpc.KmsStub], Awaitable[Reply]]
+    ) -> Reply:
+        """`method` on the member's pinned channel; UNAVAILABLE retires that channel, so the
+        next attempt reads and pins the member's certificate again (a restarted node)."""
+        pinned = await self._channels.get(member.endpoint, member.tls_key_hash)
+        try:
+            return await method(pinned.stub)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._channels.retire(pinned)
+            raise
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
+        await self._channels.close()
 
     def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
         """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
@@ -253,12 +200,14 @@ class KmsClient:
 
         Every member is asked at once, or with `hedge_delay` > 0 t of them first and the others
         on each failure or after the delay (a slow or dead member then costs at most the
-        delay). A member whose call fails with a
-        transient status (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is asked again
-        after a short backoff while time remains; a member whose answer does not verify is not
-        asked again. `accept` checks one answer as it arrives; `confirm`, given t accepted
-        answers, returns the members among them whose answers are wrong (and why), which are
-        then treated like any other failure. Returns the answers and the failures on the way;
+        delay). A member whose call fails with a transient status (UNAVAILABLE,
+        DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), or that cannot be reached, is asked again
+        after a short backoff while time remains; a member whose answer does not verify, or
+        whose endpoint does not prove the member's registered TLS key ("unauthenticated": a
+        channel failure, not a wrong answer of the member), is not asked again. `accept`
+        checks one answer as it arrives; `confirm`, given t accepted answers, returns the
+        members among them whose answers are wrong (and why), which are then treated like any
+        other failure. Returns the answers and the failures on the way;
         DerivationError names every failure when fewer than t answers are good.
         """
         need = self.committee.threshold
@@ -283,15 +232,25 @@ class KmsClient:
                 await asyncio.sleep(min(0.05 * 2**tries, 1.0))
             return await call(member)
 
-        tasks = {asyncio.ensure_future(attempt(m)): m for m in members[:first]}
-        pending = set(tasks)
+        tasks: dict[asyncio.Future[Reply], Member] = {}
+        pending: set[asyncio.Future[Reply]] = set()
+
+        def ask(member: Member) -> None:
+            task = asyncio.ensure_future(attempt(member))
+            tasks[task] = member
+            pending.add(task)
 
         def hedge() -> None:
             if reserve:
-                member = reserve.pop(0)
-                task = asyncio.ensure_future(attempt(member))
-                tasks[task] = member
-                pending.add(task)
+                ask(reserve.pop(0))
+
+        def ask_again(member: Member) -> None:
+            """After a transient failure: once more, while tries and time remain."""
+            if attempts[member.index] < _MAX_TRIES and loop.time() < deadline - 0.2:
+                ask(member)
+
+        for member in members[:first]:
+            ask(member)
 
         try:
             while True:
@@ -326,11 +285,13 @@ class KmsClient:
                     except grpc.aio.AioRpcError as exc:
                         failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
                         hedge()
-                        retry = exc.code() in _TRANSIENT and attempts[member.index] < _MAX_TRIES
-                        if retry and loop.time() < deadline - 0.2:
-                            again = asyncio.ensure_future(attempt(member))
-                            tasks[again] = member
-                            pending.add(again)
+                        if exc.code() in _TRANSIENT:
+                            ask_again(member)
+                    except ChannelRefused as exc:
+                        failures[member.index] = str(exc)
+                        hedge()
+                        if exc.transient:
+                            ask_again(member)
                     except (InvalidPartial, MpcError) as exc:
                         failures[member.index] = f"proof invalid: {exc}"
                         hedge()
@@ -365,10 +326,9 @@ class KmsClient:
         need = self.committee.threshold
 
         async def call(member: Member) -> kms_pb2.DerivePartialResponse:
-            reply: kms_pb2.DerivePartialResponse = await self._stub(member.endpoint).DerivePartial(
-                message, timeout=self._timeout
+            return await self._rpc(
+                member, lambda stub: stub.DerivePartial(message, timeout=self._timeout)
             )
-            return reply
 
         combiner = Combiner(
             requests,
@@ -405,55 +365,98 @@ class KmsClient:
             self._pairings.running -= 1
         return DerivationResult(sigmas=combiner.sigmas, answered=list(answers), failures=failures)
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+    async def sign_public_key(self, public_key: bytes, statement: bytes) -> SignedStatement:
         """Have the network certify that this app holds `public_key` (design §3.5).
 
         The evidence binds the key (report_data = SHA-512("tkms-sign:v1:" ‖ key)); every node
         builds the statement from the app_id it verified, so an app can only get statements
-        about itself. Partials are checked against V_i and the result against PK2.
+        about itself. The caller passes the `statement` it expects (it knows its app_id): a
+        member that signed anything else, or whose partial does not verify against V_i, is
+        named and replaced by another member, like a wrong derivation partial; the result is
+        checked against PK2.
         """
         quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
-        net = self.committee.network
         message = kms_pb2.SignPartialRequest(
             evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
             public_key=public_key,
-            generation=net.generation,
+            generation=self.committee.network.generation,
         )
+        return await self._sign_expected(message, statement)
+
+    async def sign_env_policy(self, app_id: bytes, signer: bytes, version: int) -> SignedStatement:
+        """Have the network certify that the app's AppAuth names `signer` and `version` now.
+
+        A fresh nonce goes into the statement (`tkms-app-env:v1`), so an answer recorded
+        earlier (an older version) cannot be replayed; a node whose chain view says otherwise
+        refuses and says what it sees.
+        """
+        nonce = os.urandom(32)
+        binding = app_env_binding(signer, version, nonce)
+        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
+        net = self.committee.network
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_APP_ENV,
+            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            generation=net.generation,
+            env_signer=signer,
+            env_version=version,
+            nonce=nonce,
+        )
+        expected = app_env_statement(net.chain_id, net.contract, app_id, signer, version, nonce)
+        return await self._sign_expected(message, expected)
+
+    async def sign_generation(self, generation: int, key: G2) -> SignedStatement:
+        """The link of `generation` (this client's committee must be generation - 1's): its
+        signature over the `tkms-generation:v1` statement of `key`, PK2 of `generation`."""
+        net = self.committee.network
+        if net.generation != generation - 1:
+            raise ValueError(
+                f"generation {generation} is linked by generation {generation - 1}'s committee, "
+                f"not generation {net.generation}'s"
+            )
+        message = kms_pb2.SignPartialRequest(
+            kind=kms_pb2.SignPartialRequest.KIND_GENERATION, generation=generation
+        )
+        expected = generation_statement(net.chain_id, net.contract, generation, key)
+        return await self._sign_expected(message, expected)
+
+    async def _sign_expected(
+        self, message: kms_pb2.SignPartialRequest, expected: bytes
+    ) -> SignedStatement:
+        """A threshold signature over exactly `expected`; a member that signs anything else,
+        or whose partial does not verify against V_i, is named and replaced by another member,
+        like a wrong derivation partial; the result is checked against PK2."""
         need = self.committee.threshold
 
         async def call(member: Member) -> kms_pb2.SignPartialResponse:
-            reply: kms_pb2.SignPartialResponse = await self._stub(member.endpoint).SignPartial(
-                message, timeout=self._timeout
+            return await self._rpc(
+                member, lambda stub: stub.SignPartial(message, timeout=self._timeout)
             )
-            return reply
 
-        def accept(
-            member: Member, reply: kms_pb2.SignPartialResponse
-        ) -> tuple[bytes, SignaturePartial]:
+        def accept(member: Member, reply: kms_pb2.SignPartialResponse) -> SignaturePartial:
             if reply.member != member.index:
                 raise InvalidPartial(member.index, f"answered as member {reply.member}")
+            if reply.statement != expected:
+                raise InvalidPartial(member.index, "signed another statement than the one asked")
             partial = SignaturePartial(
                 member=MemberIndex(reply.member),
                 sigma=G1.from_bytes(reply.sigma, "signature share"),
                 proof=DleqProof.from_bytes(reply.proof),
             )
-            verify_partial_signature(partial, reply.statement, member.verification_key)
-            return bytes(reply.statement), partial
+            verify_partial_signature(partial, expected, member.verification_key)
+            return partial
 
-        answers, _ = await self._collect(call, accept)
-        statements = {i: statement for i, (statement, _) in answers.items()}
-        if len(set(statements.values())) > 1:
+        answers, failures = await self._collect(call, accept)
+        signature = combine_signatures(list(answers.values()), need)
+        if not verify_signature(self.committee.group_key, expected, signature):
+            # t partials that each verify against V_i combine to a signature under PK2 unless
+            # the committee's own data (V_i, PK2) disagree: nobody to blame.
             raise DerivationError(
-                0, need, dict.fromkeys(statements, "signed a different statement"), {}
+                0, need, {0: "combined signature does not verify under PK2"}, {0: "committee"}
             )
-        chosen = list(answers)
-        statement = statements[chosen[0]]
-        signature = combine_signatures([answers[i][1] for i in chosen], need)
-        if not verify_signature(self.committee.group_key, statement, signature):
-            raise DerivationError(
-                0, need, {0: "combined signature does not verify under PK2"}, {0: "-"}
-            )
-        return SignedStatement(statement=statement, signature=signature, signers=tuple(chosen))
+        return SignedStatement(
+            statement=expected, signature=signature, signers=tuple(answers), failures=failures
+        )
 
     def _decode(
         self, member: Member, response: kms_pb2.DerivePartialResponse, keys: int

@@ -1,7 +1,11 @@
 """What an app's boot measures into RTMR3, as dstack's boot does (design §4.3, §7).
 
 system-preparing, app-id, compose-hash = SHA-256(app-compose.json bytes), instance-id,
-boot-mr-done, key-provider = {"name": "kms", "id": <governance address>}, system-ready
+boot-mr-done, key-provider = {"name": "kms", "id": <network fingerprint, hex>}, system-ready
+
+The key-provider id is the fingerprint the agent checks its committee against (`mpc.anchor`),
+and the one nodes require before they release keys: a TD measured for another network (a
+copy of the chain with the same governance address) gets nothing from this one.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ wrong partial is caught and names its member. Any t valid partials combine by La
 interpolation into the ordinary BLS signature x·H(m), which any standard min-sig verifier
 (and EIP-2537 on chain) checks with PK2: e(sig, G2) == e(H(m), PK2).
 
-`app_pubkey_statement` builds the statement the network signs about an app's key.
+`app_pubkey_statement` builds the statement the network signs about an app's key,
+`app_env_statement` the one about the env signer and version its AppAuth names (design §7).
 """
 
 from __future__ import annotations
@@ -35,6 +36,32 @@ def app_pubkey_statement(chain_id: int, contract: bytes, app_id: bytes, public_k
     if len(contract) != 20:
         raise ProtocolMisuse(f"contract address must be 20 bytes, got {len(contract)}")
     return frame(b"tkms-app-pubkey:v1", chain_id.to_bytes(32, "big"), contract, app_id, public_key)
+
+
+def app_env_statement(
+    chain_id: int, contract: bytes, app_id: bytes, signer: bytes, version: int, nonce: bytes
+) -> bytes:
+    """`tkms-app-env:v1` ‖ chain id ‖ contract ‖ app_id ‖ env signer ‖ env version ‖ nonce.
+
+    The network signs it only when the app's AppAuth names exactly that signer and version at
+    the node's chain head; the app's fresh nonce makes an old statement useless to a replayer.
+    """
+    if len(contract) != 20 or len(signer) != 20:
+        raise ProtocolMisuse("contract and signer must be 20-byte addresses")
+    return frame(
+        b"tkms-app-env:v1",
+        chain_id.to_bytes(32, "big"),
+        contract,
+        app_id,
+        signer,
+        version.to_bytes(8, "big"),
+        nonce,
+    )
+
+
+def app_env_binding(signer: bytes, version: int, nonce: bytes) -> bytes:
+    """What the app's evidence binds (`tkms-sign:v1`) when it asks for an env statement."""
+    return frame(b"tkms-app-env:v1", signer, version.to_bytes(8, "big"), nonce)
 
 
 def _context(member: int, message: bytes) -> bytes:

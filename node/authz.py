@@ -1,19 +1,25 @@
 """The key-release authorization pipeline (design §6.3), steps numbered as there.
 
-(1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`;
+(1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`. Simulator quotes
+      only when this node's TEE, governance's `simulatorAllowed` and a development chain all
+      allow them (`node.tee.simulator_refusal`). The identity must name this network's
+      fingerprint as its key provider (`key_provider_problem`); its os_image_hash is recomputed
+      from MRTD and RTMR0-2, never taken from the VM config or an RTMR3 event;
 (5) chain: the chain view is fresh, else fail closed (UNAVAILABLE);
 (6) approval: `isAppAllowed(AppBootInfo)` at the view's head, cached by (identity, head);
 (7) ownership: every requested key belongs to the evidence's app_id;
-(8) rate: the app's token bucket.
+(8) rate: the token bucket of (app_id, requester key): a replay of someone's evidence can only
+    spend the bucket of the key that evidence binds, never the bucket of a fresh request.
 Each step counts its outcome in `tkms_authz_steps{step, outcome}`. A refusal raises
 `PolicyDenied` (PERMISSION_DENIED) naming the step and the reason; it never says more than the
 caller could learn from the chain, and never anything secret.
 
-Verified evidence is cached for a short time by the digest of (quote, event log, binding), so
-an app that reuses its ephemeral key and quote for a burst of requests is verified once; the
-cache entry also holds the app's AppBootInfo and its digest, so a cached request rebuilds
-neither. When a new head makes the approval cache miss, concurrent requests of one app wait
-for a single `isAppAllowed` call instead of each making its own.
+Verified evidence is cached for a short time by the digest of everything the verdict depends
+on (quote, event log, VM config, binding, governance and fingerprint, whether simulators are
+accepted), so an app that reuses its ephemeral key and quote for a burst of requests is
+verified once; the cache entry also holds the app's AppBootInfo and its digest, so a cached
+request rebuilds neither. When a new head makes the approval cache miss, concurrent requests
+of one app wait for a single `isAppAllowed` call instead of each making its own.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from attest import AllOf, AttestError, BindingLabel, Collateral, default_policy
+from attest import (
+    AllOf,
+    AppIdentity,
+    AttestError,
+    BindingLabel,
+    Collateral,
+    default_policy,
+    is_simulator_quote,
+    parse_quote,
+)
 from attest._evidence import EvidenceError, VerifiedEvidence, make_quote_verifier, verify_evidence
 from attest.providers._simulator_verify import SimulatorAllowed
 from contracts import AppBootInfo, AuthDecision
@@ -34,6 +49,7 @@ from node.errors import NotReady, PolicyDenied
 from node.logs import get_logger
 from node.metrics import NodeMetrics
 from node.ratelimit import RateLimiter
+from node.tee import simulator_refusal
 
 log = get_logger("tkms.node.authz")
 
@@ -92,7 +108,41 @@ def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
     )
 
 
+#: The key-provider name dstack's boot measures for a KMS (`{"name": "kms", "id": ...}`).
+KMS_KEY_PROVIDER = "kms"
+
+
+def key_provider_problem(identity: AppIdentity, fingerprint: bytes | None) -> str | None:
+    """Why `identity` may not get keys from the network of `fingerprint`, or None.
+
+    The TD must have measured, before ``system-ready``, that it takes its keys from a KMS whose
+    id is this network's fingerprint (`mpc.anchor`, what `guest.measure` writes). Without it
+    the TD never committed to a key provider (dstack measures it into mr_system), and its keys
+    could come from anywhere; with another id it trusts another network.
+    """
+    kp = identity.key_provider
+    if kp is None:
+        return "the event log has no key-provider event before system-ready"
+    if kp.name != KMS_KEY_PROVIDER:
+        return f"the key provider is {kp.name!r}, not {KMS_KEY_PROVIDER!r}"
+    if fingerprint is None:
+        return "this node does not know its network's fingerprint yet (no generation 1 key)"
+    if kp.id.lower().removeprefix("0x") != fingerprint.hex():
+        return f"the key provider is KMS {kp.id!r}, not this network {fingerprint.hex()}"
+    return None
+
+
+def _is_simulator(quote: bytes) -> bool:
+    try:
+        return is_simulator_quote(parse_quote(quote))
+    except AttestError:
+        return False  # not a quote at all: verification says why
+
+
 class Authorizer:
+    """The pipeline of the module docstring. `accept_simulator` is the node's own say
+    (`node.tee.accepts_simulator`): False refuses simulator evidence whatever the chain says."""
+
     def __init__(
         self,
         *,
@@ -101,6 +151,7 @@ class Authorizer:
         max_head_age: float,
         limiter: RateLimiter,
         metrics: NodeMetrics,
+        accept_simulator: bool,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         evidence_ttl: float = 60.0,
@@ -111,6 +162,7 @@ class Authorizer:
         self._max_head_age = max_head_age
         self._limiter = limiter
         self._metrics = metrics
+        self._accept_simulator = accept_simulator
         self._collateral = collateral
         self._clock = clock
         self._ttl = evidence_ttl
@@ -135,21 +187,33 @@ class Authorizer:
     def _verify(
         self, evidence: Evidence, binding: tuple[BindingLabel, bytes], view: ChainView
     ) -> _Checked:
-        digest = hashlib.sha256(
-            b"".join(
-                len(p).to_bytes(4, "big") + p
-                for p in (evidence.quote, evidence.event_log.encode(), binding[0].value, binding[1])
-            )
-            + (b"\x01" if view.simulator_allowed else b"\x00")
-        ).digest()
+        refusal = simulator_refusal(
+            accept_locally=self._accept_simulator,
+            chain_id=view.chain_id,
+            allowed_on_chain=view.simulator_allowed,
+        )
+        # Every input the verdict or the cached identity depends on is in the key.
+        parts = (
+            evidence.quote,
+            evidence.event_log.encode(),
+            evidence.vm_config.encode(),
+            binding[0].value,
+            binding[1],
+            view.governance,
+            view.fingerprint or b"",
+            b"\x01" if refusal is None else b"\x00",
+        )
+        digest = hashlib.sha256(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).digest()
         now = self._clock()
         cached = self._evidence_cache.get(digest)
         if cached is not None and now - cached[0] < self._ttl:
             self._count("evidence", "cached")
             return cached[1]
         checks = [*default_policy().checks]
-        if view.simulator_allowed:
+        if refusal is None:
             checks.append(SimulatorAllowed())
+        elif _is_simulator(evidence.quote):
+            raise self._deny("evidence", f"simulator quote refused: {refusal}")
         verifier = make_quote_verifier(
             now=int(now), policy=AllOf(checks), collateral=self._collateral
         )
@@ -170,6 +234,10 @@ class Authorizer:
         self._metrics.attestations.labels(
             "accepted", "simulator" if verified.simulated else "tdx"
         ).inc()
+        identity = verified.identity
+        problem = None if identity is None else key_provider_problem(identity, view.fingerprint)
+        if problem is not None:
+            raise self._deny("identity", problem)
         for step in ("evidence", "replay", "identity", "binding"):
             self._count(step, "ok")
         info = boot_info(verified)
@@ -286,9 +354,10 @@ class Authorizer:
                     f"app 0x{identity.app_id.hex()} asked for a key of app 0x{app_id.hex()}",
                 )
         self._count("ownership", "ok")
-        # (8) rate
+        # (8) rate, per (app, requester key): see the module docstring
+        requester = hashlib.sha256(binding[0].value + binding[1]).digest()
         try:
-            self._limiter.take(identity.app_id, cost)
+            self._limiter.take(identity.app_id, requester, cost)
         except Exception:
             self._count("rate", "limited")
             raise

@@ -125,7 +125,9 @@ def read_keys(client: GovernanceClient, board: Board, block: int) -> EpochKeys:
     """The epoch keys posted as of `block`, decoded and checked (`mpc.epochkey.EpochKeys`)."""
     posted: dict[bytes, bytes] = {}
     for address in board.participants:
-        raw = client.fetch_epoch_key(board.info.epoch, address, block=block)
+        raw = client.fetch_epoch_key(
+            board.info.epoch, address, block=block, since=board.info.proposed_at
+        )
         if raw is not None:
             posted[to_address_bytes(address)] = raw
     keys = EpochKeys.from_posted(board.context, posted)

@@ -15,6 +15,10 @@ Rules of this module:
 * The board of one epoch (keys, deals, complaints, answers) is read by `node.board`.
 * web3 calls block, so the watcher runs them in a thread (`asyncio.to_thread`). On an RPC
   error it keeps the old view, which ages (`head_age`); the error is logged once per outage.
+* The registry is read whole only for the first view, and after a reorg (the block the last
+  view was read at is no longer on the chain). After that, a view re-reads only the nodes
+  named by NodeRegistered / NodeApproved / NodeRemoved events since the last view, so the
+  cost of an event does not grow with the registry.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Final
 
 from web3 import Web3
 from web3.exceptions import Web3Exception
+from web3.types import BlockData
 
 from contracts import (
     ContractsError,
@@ -37,6 +42,7 @@ from contracts import (
     NodeInfo,
     NodeStatus,
 )
+from mpc.anchor import network_fingerprint
 from mpc.errors import EncodingError
 from mpc.group import G1, G1_SIZE, G2, G2_SIZE, pairing_product_is_one
 from mpc.sharing import PublicPolynomial
@@ -48,13 +54,18 @@ from node.logs import get_logger
 DEAL_KEY_SIZE: Final = 1216
 ADDRESS_SIZE: Final = 20
 _log = get_logger("tkms.chain")
+#: Events that change nothing a view holds.
 _QUIET_EVENTS: Final = (
     "EpochKeyPosted",
     "DealSubmitted",
     "ComplaintFiled",
     "ComplaintJustified",
     "Confirmed",
+    "NodeRegistrationAllowed",
+    "NodeRegistrationDisallowed",
 )
+#: Events whose first indexed argument is the node whose registry entry changed.
+_NODE_EVENTS: Final = ("NodeRegistered", "NodeApproved", "NodeRemoved")
 
 #: What a failed chain read can raise: our client's errors, web3's, and transport errors
 #: (requests' exceptions derive from OSError).
@@ -120,6 +131,8 @@ class ChainView:
     running_epoch: int  # 0 when none
     nodes: Mapping[bytes, NodeRecord]  # approved nodes by address
     simulator_allowed: bool
+    #: The network's fingerprint (`mpc.anchor`): None until generation 1 has a usable key.
+    fingerprint: bytes | None = None
 
     def committee(self, generation: int = 0) -> Committee | None:
         """The committee of `generation` (0 = latest), or None if it has none usable."""
@@ -169,6 +182,14 @@ def decode_public(
     return public, key2
 
 
+@dataclass(frozen=True, slots=True)
+class _Changes:
+    """What the governance events of a block range change in a view."""
+
+    any: bool  # some event that can change a view
+    nodes: frozenset[str]  # registry entries that changed (checksum addresses)
+
+
 class _Reader:
     """Reads views; caches the decoded public data of activated epochs (they never change)."""
 
@@ -176,7 +197,9 @@ class _Reader:
         self._client = client
         self._decoded: dict[int, tuple[PublicPolynomial, G2] | None] = {}
         self._chain_id: int | None = None
-        self._quiet: set[bytes] | None = None
+        self._topics: dict[bytes, str] | None = None
+        self._read_at: tuple[int, bytes] | None = None  # (number, hash) of the last view's head
+        self._fingerprint: bytes | None = None  # generation 1's key never changes once set
 
     def read(self, previous: ChainView | None) -> ChainView:
         c = self._client
@@ -184,18 +207,20 @@ class _Reader:
         head = int(block["number"])
         if previous is not None and previous.head == head:
             return previous
-        if previous is not None and not self._changed(previous.head + 1, head):
-            return dataclasses.replace(previous, head=head, head_timestamp=int(block["timestamp"]))
+        if previous is not None and not self._extends(previous.head, block):
+            previous = None  # a reorg replaced the block we read at: read everything again
+        self._read_at = (head, bytes(block["hash"]))
+        if previous is None:
+            nodes = self._registry(head)
+        else:
+            changes = self._changes(previous.head + 1, head)
+            if not changes.any:
+                timestamp = int(block["timestamp"])
+                return dataclasses.replace(previous, head=head, head_timestamp=timestamp)
+            nodes = self._updated(previous.nodes, changes.nodes, head)
         if self._chain_id is None:
             self._chain_id = int(c.w3.eth.chain_id)
         latest = c.get_latest_generation(block=head)
-        nodes: dict[bytes, NodeRecord] = {}
-        for address in c.get_nodes(block=head):
-            info = c.get_node(address, block=head)
-            if info.status is NodeStatus.APPROVED:
-                record = node_record(info, strict=True)
-                if record is not None:
-                    nodes[record.address] = record
         committees: dict[int, Committee] = {}
         for generation in range(1, latest + 1):
             committee = self._committee(generation, head, nodes)
@@ -211,25 +236,89 @@ class _Reader:
             running_epoch=c.get_running_epoch(block=head),
             nodes=MappingProxyType(nodes),
             simulator_allowed=c.get_simulator_allowed(block=head),
+            fingerprint=self._network_fingerprint(latest, head),
         )
 
-    def _changed(self, first: int, last: int) -> bool:
-        """Whether blocks first..last hold a governance event that can change a view.
+    def _network_fingerprint(self, latest: int, head: int) -> bytes | None:
+        """The fingerprint from generation 1's key (read once; None before the first DKG)."""
+        if self._fingerprint is None and latest >= 1:
+            c = self._client
+            pk2 = c.get_generation(1, block=head).pk2
+            try:
+                key = G2.from_bytes(pk2, "PK2 of generation 1")
+            except EncodingError as exc:
+                _log.error("fingerprint_unusable", reason=str(exc))
+                return None
+            assert self._chain_id is not None
+            self._fingerprint = network_fingerprint(
+                self._chain_id, to_address_bytes(c.address), key
+            )
+        return self._fingerprint
+
+    def _extends(self, previous_head: int, block: BlockData) -> bool:
+        """Whether the chain ending in `block` still holds the block the last view was read at."""
+        if self._read_at is None or self._read_at[0] != previous_head:
+            return False
+        if block["number"] < previous_head:
+            return False
+        if block["number"] == previous_head + 1:
+            parent = block["parentHash"]
+        else:
+            parent = self._client.w3.eth.get_block(previous_head)["hash"]
+        return bytes(parent) == self._read_at[1]
+
+    def _changes(self, first: int, last: int) -> _Changes:
+        """What the governance events of blocks first..last change.
 
         Every state change of the contract emits an event; epoch keys, deals, complaints,
-        justifications and confirmations change nothing a view holds, so they do not force a
-        full read.
+        justifications, confirmations and registration permits change nothing a view holds.
         """
-        if self._quiet is None:
+        if self._topics is None:
             events = self._client.contract.events
-            self._quiet = {
-                bytes.fromhex(str(events[name]().topic).removeprefix("0x"))
-                for name in _QUIET_EVENTS
+            self._topics = {
+                bytes.fromhex(str(events[name]().topic).removeprefix("0x")): name
+                for name in (*_QUIET_EVENTS, *_NODE_EVENTS)
             }
         logs = self._client.w3.eth.get_logs(
             {"address": self._client.address, "fromBlock": first, "toBlock": last}
         )
-        return any(not log["topics"] or bytes(log["topics"][0]) not in self._quiet for log in logs)
+        changed, nodes = False, set()
+        for log in logs:
+            name = self._topics.get(bytes(log["topics"][0])) if log["topics"] else None
+            if name in _QUIET_EVENTS:
+                continue
+            changed = True
+            if name in _NODE_EVENTS:
+                nodes.add(to_checksum(bytes(log["topics"][1])[-ADDRESS_SIZE:]))
+        return _Changes(any=changed, nodes=frozenset(nodes))
+
+    def _registry(self, head: int) -> dict[bytes, NodeRecord]:
+        """Every approved node: the whole registry (first view, or after a reorg)."""
+        c = self._client
+        nodes: dict[bytes, NodeRecord] = {}
+        for address in c.get_nodes(block=head):
+            record = self._approved(c.get_node(address, block=head))
+            if record is not None:
+                nodes[record.address] = record
+        return nodes
+
+    def _updated(
+        self, nodes: Mapping[bytes, NodeRecord], changed: frozenset[str], head: int
+    ) -> dict[bytes, NodeRecord]:
+        """`nodes` with the entries of `changed` read again at `head` (one read each)."""
+        updated = dict(nodes)
+        for address in sorted(changed):
+            updated.pop(to_address_bytes(address), None)
+            record = self._approved(self._client.get_node(address, block=head))
+            if record is not None:
+                updated[record.address] = record
+        return updated
+
+    @staticmethod
+    def _approved(info: NodeInfo) -> NodeRecord | None:
+        if info.status is not NodeStatus.APPROVED:
+            return None
+        return node_record(info, strict=True)
 
     def _committee(
         self, generation: int, head: int, nodes: Mapping[bytes, NodeRecord]

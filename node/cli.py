@@ -1,30 +1,53 @@
-"""`tkms node ...`: init, register, approve, run, status.
+"""`tkms node ...`: init, allow-registration, register, approve, run, status.
 
 tkms node init --dir DIR [--tee simulator|tdx] [--sealing file|dstack] [--json]
+tkms node allow-registration --rpc URL --governance ADDR --node ADDR KEY [--chain-id N]
 tkms node register --dir DIR --rpc URL --governance ADDR --endpoint kms=H:P,peer=H:P
-                   [--fund-from-anvil-account N] [--json]
-tkms node approve --rpc URL --governance ADDR --node ADDR (--private-key HEX | --anvil-account N)
+                   [--chain-id N] [--fund-from-anvil-account N] [--json]
+tkms node approve --rpc URL --governance ADDR --registration FILE [--node ADDR]
+                  [--collateral FILE | --pccs-url URL] KEY [--chain-id N]
 tkms node run --config FILE
 tkms node status --dir DIR [--json]        (asks the running node over its admin socket)
+
+KEY is the governance owner's: --private-key-file FILE (mode 0600), the TKMS_PRIVATE_KEY
+environment variable, --private-key HEX (visible to other local users: warned), or on a
+development chain --anvil-account N. --chain-id is required off development chains (31337,
+1337): nothing is signed for a chain the RPC serves unless it is the one named.
+
+Onboarding: the operator runs `init` and sends the node's address; the governance owner runs
+`allow-registration`; the operator runs `register` and sends the updated registration.json;
+the owner runs `approve --registration` on it, which verifies the evidence, its binding to the
+node's keys and the on-chain registration before approving exactly that registration
+(node/registration.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from attest import event_log_to_json
+from attest import Collateral, event_log_to_json
+from contracts.cliargs import add_chain_id_argument, add_rpc_argument, add_signer_arguments
 from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
-from node.sealing import open_sealer, write_atomic
+from node.registration import (
+    REGISTRATION_FILE,
+    approve_reviewed,
+    evidence_hash,
+    parse_registration,
+    registered_document,
+    review_registration,
+    write_registration,
+)
+from node.sealing import make_directory, open_sealer
 from node.tee import make_provider, measure_node_boot
 
-REGISTRATION_FILE = "registration.json"
+__all__ = ["REGISTRATION_FILE", "evidence_hash", "fund_from_anvil", "init_node_dir"]
 
 
 def _fail(message: str) -> int:
@@ -36,15 +59,10 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, indent=2) if getattr(args, "json", False) else text)
 
 
-def evidence_hash(quote: bytes, event_log: str) -> bytes:
-    """What the registry stores about a node's evidence: SHA-256(quote ‖ event log JSON)."""
-    return hashlib.sha256(quote + event_log.encode()).digest()
-
-
 def init_node_dir(data_dir: Path, *, tee: str, sealing: str) -> dict[str, Any]:
     """Create a node identity in `data_dir` and write its registration data (what
     `tkms node init` does); returns the registration document."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_directory(data_dir, mode=0o777)  # less the umask; secrets in it are sealed
     if (data_dir / IDENTITY_FILE).exists():
         raise NodeError(f"{data_dir} already holds a node identity; use another --dir")
     sealer = open_sealer(sealing, data_dir, create=True)
@@ -58,14 +76,13 @@ def init_node_dir(data_dir: Path, *, tee: str, sealing: str) -> dict[str, Any]:
         "tee": tee,
         "sealing": sealing,
         "tls_key_hash": identity.tls_key_hash.hex(),
+        "tls_public_key": identity.tls_spki_der.hex(),
         "deal_public_key": identity.deal_public_key.hex(),
         "report_data": identity.report_data().hex(),
         "evidence": {"quote": quote.hex(), "event_log": event_log},
         "evidence_hash": evidence_hash(quote, event_log).hex(),
     }
-    write_atomic(
-        data_dir / REGISTRATION_FILE, json.dumps(registration, indent=2).encode(), mode=0o644
-    )
+    write_registration(data_dir, registration)
     return registration
 
 
@@ -83,18 +100,21 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"  tls key hash   {registration['tls_key_hash']}\n"
         f"  evidence hash  {registration['evidence_hash']}\n"
         f"registration data: {data_dir / REGISTRATION_FILE}\n"
-        "next: tkms node register --dir ... --rpc ... --governance ... --endpoint kms=H:P,peer=H:P",
+        "next: the governance owner allows the address to register "
+        "(tkms node allow-registration), then\n"
+        "      tkms node register --dir ... --rpc ... --governance ... --endpoint kms=H:P,peer=H:P",
     )
     return 0
 
 
-def _governance(rpc: str, governance: str, account: Any) -> Any:
-    from web3 import HTTPProvider, Web3
-
+def _governance(args: argparse.Namespace, account: Any, *, development_key: bool) -> Any:
+    """The governance client signing as `account`, for the chain `--chain-id` pins."""
     from contracts import GovernanceClient, Transactor
+    from contracts.cliargs import connect, pinned_chain_id
 
-    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30}))
-    return GovernanceClient(w3, governance, Transactor(w3, account))
+    w3 = connect(args.rpc)
+    chain = pinned_chain_id(w3, args.chain_id, development_key=development_key)
+    return GovernanceClient(w3, args.governance, Transactor(w3, account, chain_id=chain))
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -105,33 +125,63 @@ def cmd_register(args: argparse.Namespace) -> int:
     registration = json.loads((data_dir / REGISTRATION_FILE).read_text())
     sealer = open_sealer(registration["sealing"], data_dir)
     identity = load_identity(data_dir, sealer)
+    client = _governance(args, identity.eth_account, development_key=False)
     if args.fund_from_anvil_account is not None:
-        from web3 import HTTPProvider, Web3
-
-        fund_from_anvil(
-            Web3(HTTPProvider(args.rpc)), identity.eth_account.address, args.fund_from_anvil_account
+        fund_from_anvil(client.w3, identity.eth_account.address, args.fund_from_anvil_account)
+    address = identity.eth_account.address
+    if not client.is_node_registration_allowed(address):
+        return _fail(
+            f"{address} may not register: the governance owner must first run "
+            f"`tkms node allow-registration --node {address}`"
         )
-    client = _governance(args.rpc, args.governance, identity.eth_account)
+    operator = args.operator or address
+    # Files from before tls_public_key was recorded: the key is the node's own.
+    registration.setdefault("tls_public_key", identity.tls_spki_der.hex())
+    recorded = registered_document(registration, operator=operator, endpoint=str(endpoints))
     receipt = client.send_register_node(
-        operator=args.operator or identity.eth_account.address,
+        operator=operator,
         endpoint=str(endpoints),
         tls_key_hash=identity.tls_key_hash,
         deal_key=identity.deal_public_key,
         evidence_hash=bytes.fromhex(registration["evidence_hash"]),
     )
-    info = client.get_node(identity.eth_account.address)
+    write_registration(data_dir, recorded)
+    info = client.get_node(address)
     data = {
-        "node": identity.eth_account.address,
+        "node": address,
         "registration_hash": info.registration_hash.hex(),
         "block": receipt.block,
     }
+    if recorded["registration_hash"] != data["registration_hash"]:
+        return _fail(
+            f"the chain recorded registration hash {data['registration_hash']}, but "
+            f"{REGISTRATION_FILE} gives {recorded['registration_hash']}: did the node "
+            "register again from elsewhere?"
+        )
     _print(
         args,
         data,
         f"registered {data['node']} in block {data['block']}\n"
         f"registration hash {data['registration_hash']}\n"
-        "next: the governance owner approves it with `tkms node approve`",
+        f"next: send {data_dir / REGISTRATION_FILE} to the governance owner, who reviews and "
+        "approves it with `tkms node approve --registration FILE`",
     )
+    return 0
+
+
+def _owner(args: argparse.Namespace) -> Any:
+    """The governance client signing as the owner the key options name."""
+    from contracts.cliargs import signing_account
+
+    account, choice = signing_account(args)
+    return _governance(args, account, development_key=choice.development)
+
+
+def cmd_allow_registration(args: argparse.Namespace) -> int:
+    client = _owner(args)
+    receipt = client.send_allow_node_registration(args.node)
+    data = {"node": args.node, "registration_allowed": True, "block": receipt.block}
+    _print(args, data, f"{args.node} may register (block {receipt.block})")
     return 0
 
 
@@ -155,39 +205,45 @@ def fund_from_anvil(w3: Any, address: str, index: int, wei: int = 100 * 10**18) 
     w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(tx.raw_transaction), timeout=60)
 
 
-def registration_measurement(registration: dict[str, Any]) -> bytes:
-    """The KMS measurement (mr_aggregated) a node's registration evidence shows.
+def _collateral(args: argparse.Namespace, document: Any, now: int) -> Collateral | None:
+    """Collateral for a hardware quote in the registration (None for simulator quotes)."""
+    from attest import fetch_collateral, is_simulator_quote, load_collateral, parse_quote
 
-    This is what governance allows with `addKmsMeasurement`; peers check each other against it.
-    Read it only from evidence you have verified (the owner's review of the registration).
-    """
-    from attest import compute_app_identity, parse_event_log, parse_quote, read_pck_info
-
-    quote = parse_quote(bytes.fromhex(registration["evidence"]["quote"]))
-    entries = parse_event_log(registration["evidence"]["event_log"])
-    ppid = read_pck_info(quote).ppid if quote.signature.pck_chain_pem else None
-    return compute_app_identity(entries, quote.td_report, ppid=ppid).mr_aggregated
+    if args.collateral is not None:
+        return load_collateral(args.collateral)
+    if args.pccs_url is None:
+        return None  # the review says a hardware quote needs collateral
+    quote = parse_registration(document).quote
+    if is_simulator_quote(parse_quote(quote)):
+        return None
+    cache = Path.home() / ".cache" / "tkms" / "collateral"
+    return fetch_collateral(quote, pccs_url=args.pccs_url, cache_dir=cache, now=now)
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from contracts import account_from_key, anvil_account
-
-    if args.private_key:
-        owner = account_from_key(args.private_key, "--private-key")
-    else:
-        owner = anvil_account(args.anvil_account, "--anvil-account")
-    client = _governance(args.rpc, args.governance, owner)
-    info = client.get_node(args.node)
-    client.send_approve_node(args.node, info.registration_hash)
-    data: dict[str, Any] = {"node": args.node, "approved": True}
-    if args.registration:
-        measurement = registration_measurement(json.loads(Path(args.registration).read_text()))
-        if not client.is_kms_measurement_allowed(measurement):
-            client.send_add_kms_measurement(measurement)
-        data["kms_measurement"] = measurement.hex()
-    text = f"approved {args.node}"
-    if "kms_measurement" in data:
-        text += f"; KMS measurement {data['kms_measurement']} allowed"
+    try:
+        document = json.loads(Path(args.registration).read_text())
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.registration}: {exc}")
+    client = _owner(args)
+    now = int(time.time())
+    reviewed = review_registration(
+        client, document, now=now, collateral=_collateral(args, document, now), node=args.node
+    )
+    approval = approve_reviewed(client, reviewed)
+    data: dict[str, Any] = {
+        "node": approval.node,
+        "approved": True,
+        "registration_hash": approval.registration_hash.hex(),
+        "kms_measurement": approval.measurement.hex(),
+        "kms_measurement_added": approval.measurement_added,
+    }
+    text = (
+        f"approved {approval.node} (registration hash {data['registration_hash']}, evidence "
+        f"{'simulated' if reviewed.evidence.simulated else 'TDX'}, verified and bound to its keys)"
+        f"; KMS measurement {data['kms_measurement']} "
+        + ("allowed" if approval.measurement_added else "was already allowed")
+    )
     _print(args, data, text)
     return 0
 
@@ -209,16 +265,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _guard(fn: Any) -> Any:
+    """Our errors as one line (credentials in the RPC URL redacted), exit status 2."""
+
     def run(args: argparse.Namespace) -> int:
+        from contracts import redact_in
+
+        rpc = getattr(args, "rpc", None)
         try:
             return int(fn(args))
         except NodeError as exc:
-            return _fail(str(exc))
+            return _fail(redact_in(str(exc), rpc))
         except Exception as exc:
+            from web3.exceptions import Web3Exception
+
+            from attest import AttestError
             from contracts import ContractsError
 
-            if isinstance(exc, ContractsError | FileNotFoundError | ValueError):
-                return _fail(str(exc))
+            if isinstance(exc, ContractsError | AttestError | FileNotFoundError | ValueError):
+                return _fail(redact_in(str(exc), rpc))
+            if isinstance(exc, Web3Exception | OSError):  # the RPC went away or misbehaved
+                return _fail(f"JSON-RPC failure: {redact_in(str(exc), rpc)}")
             raise
 
     return run
@@ -245,29 +311,47 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guard(cmd_init))
 
+    p = sub.add_parser("allow-registration", help="let a node address register (governance owner)")
+    add_rpc_argument(p)
+    p.add_argument("--governance", required=True)
+    p.add_argument("--node", required=True, help="the node's address (from its registration.json)")
+    _owner_arguments(p)
+    p.set_defaults(handler=_guard(cmd_allow_registration))
+
     p = sub.add_parser("register", help="register the node on chain (from its own address)")
     p.add_argument("--dir", required=True, type=absolute_path)
-    p.add_argument("--rpc", required=True)
+    add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument("--endpoint", required=True, help="kms=HOST:PORT,peer=HOST:PORT")
+    add_chain_id_argument(p)
     p.add_argument("--operator", help="operator address (default: the node's own)")
     p.add_argument("--fund-from-anvil-account", type=int, help="dev chains: fund the node first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guard(cmd_register))
 
-    p = sub.add_parser("approve", help="approve a registered node (governance owner)")
-    p.add_argument("--rpc", required=True)
+    p = sub.add_parser(
+        "approve",
+        help="review a node's registration and approve exactly it (governance owner)",
+        description="Verifies the registration's evidence (quote with the chain's policy, event "
+        "log, identity), its tkms-node:v1 binding to the node's TLS key, deal key and address, "
+        "and that the chain holds exactly this registration; then approves its hash and allows "
+        "the KMS measurement of the verified evidence. Nothing is sent if a check fails.",
+    )
+    add_rpc_argument(p)
     p.add_argument("--governance", required=True)
-    p.add_argument("--node", required=True, help="the node's address")
     p.add_argument(
         "--registration",
+        required=True,
         type=absolute_path,
-        help="the node's registration.json: also allow its KMS measurement",
+        help="the node's registration.json after `tkms node register` (reviewed)",
     )
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--private-key")
-    who.add_argument("--anvil-account", type=int)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--node", help="the node's address; if given, must be the file's")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--collateral", type=absolute_path, metavar="FILE", help="DCAP collateral (TDX quotes)"
+    )
+    source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
+    _owner_arguments(p)
     p.set_defaults(handler=_guard(cmd_approve))
 
     p = sub.add_parser("run", help="run the node daemon")
@@ -278,3 +362,8 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--dir", required=True, type=absolute_path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_guard(cmd_status))
+
+
+def _owner_arguments(p: argparse.ArgumentParser) -> None:
+    add_signer_arguments(p, "the governance owner")
+    p.add_argument("--json", action="store_true")

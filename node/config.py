@@ -43,6 +43,8 @@ class ListenConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LimitsConfig:
+    # Both apply per (app_id, requester key), see node/ratelimit.py; the names are kept so
+    # existing configuration files keep working.
     requests_per_second_per_app: float = 100.0
     burst_per_app: int = 200
     max_keys_per_request: int = 16

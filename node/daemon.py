@@ -35,7 +35,7 @@ from node.errors import ConfigError, StorageError
 from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
 from node.identity import load_identity
 from node.journal import Journal
-from node.kms_service import KmsServicer
+from node.kms_service import KmsServicer, chain_env_policy
 from node.logs import configure_logging, get_logger
 from node.metrics import NodeMetrics
 from node.peer_client import PeerClient
@@ -44,7 +44,7 @@ from node.ratelimit import RateLimiter
 from node.ratls import make_node_certificate
 from node.sealing import open_sealer
 from node.shares import ShareStore
-from node.tee import make_provider, measure_node_boot
+from node.tee import accepts_simulator, make_provider, measure_node_boot
 from protos.tkms.v1 import admin_pb2_grpc, kms_pb2, kms_pb2_grpc
 
 log = get_logger("tkms.node")
@@ -100,6 +100,7 @@ class Node:
             key_pem=self.key_pem,
             view=lambda: self.watcher.view,
             kms_allowed=self._kms_allowed,
+            accept_simulator=accepts_simulator(cfg.tee),
         )
         self.epochs = EpochManager(
             identity=self.identity,
@@ -116,6 +117,7 @@ class Node:
             max_head_age=cfg.chain.max_head_age_seconds,
             limiter=RateLimiter(cfg.limits.requests_per_second_per_app, cfg.limits.burst_per_app),
             metrics=self.metrics,
+            accept_simulator=accepts_simulator(cfg.tee),
         )
 
     def status(self) -> NodeStatus:
@@ -213,6 +215,7 @@ class Node:
                 shares=self.epochs.share_for,
                 metrics=self.metrics,
                 max_keys=cfg.limits.max_keys_per_request,
+                env_policy=chain_env_policy(self.client),
             ),
             public,
         )
@@ -222,7 +225,11 @@ class Node:
             (KMS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), public
         )
         host, port = _split(cfg.listen.public)
-        kms_port = public.add_insecure_port(f"{host}:{port}")
+        # TLS with the node's RA-TLS certificate: guests pin it to the TLS key hash this node
+        # registered, so answers are authenticated to it (docs/node-design.md).
+        kms_port = public.add_secure_port(
+            f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+        )
         if kms_port == 0:
             raise ConfigError("listen.public", f"cannot bind {cfg.listen.public}")
 
@@ -234,6 +241,7 @@ class Node:
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
             kms_allowed=self._kms_allowed,
+            accept_simulator=accepts_simulator(self.config.tee),
         )
         peer_port = await peer.start(cfg.listen.peer)
 

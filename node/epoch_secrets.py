@@ -29,7 +29,7 @@ from mpc.errors import EncodingError
 from mpc.group import Rng
 from mpc.sharebox import KEM_CIPHERTEXT_SIZE, KEM_SECRET_SIZE, Encapsulate, mlkem_encapsulate
 from node.errors import StorageError
-from node.sealing import Sealer, read_sealed, write_sealed
+from node.sealing import Sealer, make_directory, read_sealed, remove_durably, write_sealed
 
 SEED_SIZE: Final = 32
 DIR_NAME: Final = "epoch-secrets"
@@ -70,10 +70,7 @@ class EpochSecrets:
         return read_sealed(path, self._sealer, self._label(epoch, kind)) if path.exists() else None
 
     def _write(self, epoch: int, kind: str, data: bytes) -> None:
-        try:
-            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self._dir}: {exc.strerror or exc}") from None
+        make_directory(self._dir)
         write_sealed(self._path(epoch, kind), self._sealer, self._label(epoch, kind), data)
 
     def dealing_seed(self, epoch: int, *, create: bool) -> bytes | None:
@@ -134,10 +131,7 @@ class EpochSecrets:
     def erase(self, epoch: int) -> None:
         """Delete every secret of `epoch` (idempotent)."""
         for kind in _KINDS:
-            try:
-                self._path(epoch, kind).unlink(missing_ok=True)
-            except OSError as exc:
-                raise StorageError(f"cannot delete {self._path(epoch, kind)}: {exc}") from None
+            remove_durably(self._path(epoch, kind))
 
     def epochs(self) -> list[int]:
         """Epochs that still have a secret here (for tests and the erasure check)."""

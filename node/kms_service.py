@@ -1,5 +1,11 @@
 """The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial (design §6.2).
 
+SignPartial signs three kinds of statement, each only when it is true of this node's view:
+an attested app's public key (`tkms-app-pubkey:v1`), the env signer and version an attested
+app's AppAuth names now (`tkms-app-env:v1`, with the app's nonce), and an activated
+generation's key under the previous generation's key (`tkms-generation:v1`, public data: no
+evidence, one partial per generation and epoch, cached).
+
 The servicer decodes and bounds every field, runs the authorization pipeline, calls the pure
 `mpc` functions and encodes the answer. One edge (`_edge`) maps errors to status codes:
 `NodeError` subclasses carry theirs, malformed bytes are INVALID_ARGUMENT, and anything
@@ -19,15 +25,23 @@ from typing import Any, Final, TypeVar
 import grpc
 
 from attest import BindingLabel
+from contracts import AppAuthClient, CallReverted, GovernanceClient
 from mpc import G1, EncodingError, Generation, KeyRequest, NetworkContext, derive_partial
 from mpc._fixedbase import PreparedPoint
+from mpc.anchor import generation_statement
 from mpc.group import Rng
 from mpc.sharing import Share
-from mpc.tsig import app_pubkey_statement, sign_partial
+from mpc.tsig import (
+    SignaturePartial,
+    app_env_binding,
+    app_env_statement,
+    app_pubkey_statement,
+    sign_partial,
+)
 from mpc.types import Epoch
 from node.authz import Authorized, Authorizer, Evidence
 from node.chainview import Committee
-from node.errors import InvalidRequest, NodeError, NotReady
+from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
 from node.logs import get_logger
 from node.metrics import NodeMetrics
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
@@ -40,12 +54,35 @@ MAX_VM_CONFIG: Final = 64 * 1024
 MAX_PURPOSE: Final = 256
 MAX_SIGNED_KEY: Final = 1024
 APP_ID_SIZE: Final = 20
+NONCE_SIZES: Final = range(16, 65)
 #: Requester keys kept decoded, least recently used evicted. A key used 16 times gets a
 #: ~0.5 MB multiplication table, so this bounds the tables at ~16 MB.
 REQUESTER_CACHE: Final = 32
 
 ShareLookup = Callable[[int], tuple[Committee, Share] | None]
 """generation (0 = latest) -> the active committee of that generation and this node's share."""
+
+EnvPolicy = Callable[[bytes, int], tuple[bytes, int]]
+"""(app_id, block) -> (env signer, env version) the app's controller names at that block;
+(20 zero bytes, 0) for a controller that names none."""
+
+_SIGN = kms_pb2.SignPartialRequest
+
+
+def chain_env_policy(client: GovernanceClient) -> EnvPolicy:
+    """The EnvPolicy of the apps of `client`'s chain, read from their AppAuth at a block."""
+
+    def read(app_id: bytes, block: int) -> tuple[bytes, int]:
+        app = AppAuthClient(client.w3, "0x" + app_id.hex())
+        try:
+            signer = app.get_env_signer(block=block)
+            version = app.get_env_version(block=block)
+        except CallReverted:  # a controller that is not an AppAuth names no env signer
+            return bytes(APP_ID_SIZE), 0
+        return bytes.fromhex(signer.removeprefix("0x")), version
+
+    return read
+
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Req = TypeVar("Req")
@@ -115,9 +152,12 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         shares: ShareLookup,
         metrics: NodeMetrics,
         max_keys: int,
+        env_policy: EnvPolicy | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         self._authz = authorizer
+        self._env_policy = env_policy
+        self._links: dict[tuple[int, int, bytes], kms_pb2.SignPartialResponse] = {}
         self._shares = shares
         self._metrics = metrics
         self._max_keys = max_keys
@@ -266,6 +306,24 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
     async def SignPartial(
         self, request: kms_pb2.SignPartialRequest, context: Ctx
     ) -> kms_pb2.SignPartialResponse:
+        if request.kind == _SIGN.KIND_GENERATION:
+            return self._generation_link(request)
+        if request.kind == _SIGN.KIND_APP_ENV:
+            committee, share, statement = await self._app_env(request)
+            kind = "SIG_ENV"
+        elif request.kind == _SIGN.KIND_APP_PUBKEY:
+            committee, share, statement = await self._app_pubkey(request)
+            kind = "SIG"
+        else:
+            raise InvalidRequest(f"kind {request.kind} is not a statement kind this node signs")
+        vk = self._verification_key(committee, share)
+        partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
+        self._count_partial(kind)
+        return _sign_response(committee, statement, partial)
+
+    async def _app_pubkey(
+        self, request: kms_pb2.SignPartialRequest
+    ) -> tuple[Committee, Share, bytes]:
         evidence = _evidence(request.evidence)
         key = bytes(request.public_key)
         if not 1 <= len(key) <= MAX_SIGNED_KEY:
@@ -277,14 +335,77 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         statement = app_pubkey_statement(
             authorized.view.chain_id, authorized.view.governance, authorized.app_id, key
         )
-        vk = self._verification_key(committee, share)
-        partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-        self._count_partial("SIG")
-        return kms_pb2.SignPartialResponse(
-            generation=committee.generation,
-            epoch=committee.epoch,
-            member=partial.member,
-            statement=statement,
-            sigma=partial.sigma.to_bytes(),
-            proof=partial.proof.to_bytes(),
+        return committee, share, statement
+
+    async def _app_env(self, request: kms_pb2.SignPartialRequest) -> tuple[Committee, Share, bytes]:
+        """The app's env signer and version, if its AppAuth names exactly these at our head."""
+        signer, nonce, version = (
+            bytes(request.env_signer),
+            bytes(request.nonce),
+            request.env_version,
         )
+        if len(signer) != APP_ID_SIZE:
+            raise InvalidRequest(f"env_signer must be {APP_ID_SIZE} bytes, got {len(signer)}")
+        if len(nonce) not in NONCE_SIZES:
+            raise InvalidRequest(f"nonce must be 16..64 bytes, got {len(nonce)}")
+        if self._env_policy is None:
+            raise NotReady("this node does not serve env statements")
+        evidence = _evidence(request.evidence)
+        authorized = await self._authorize(
+            evidence,
+            binding=(BindingLabel.SIGN_V1, app_env_binding(signer, version, nonce)),
+            app_ids=[],
+            cost=1,
+        )
+        app_id, view = authorized.app_id, authorized.view
+        try:
+            named = await asyncio.to_thread(self._env_policy, app_id, view.head)
+        except Exception as exc:  # a chain read that fails must not sign anything
+            raise NotReady(f"cannot read the env policy of app 0x{app_id.hex()}: {exc}") from None
+        if named != (signer, version):
+            raise PolicyDenied(
+                f"env: at block {view.head} app 0x{app_id.hex()} names env signer "
+                f"0x{named[0].hex()} and envVersion {named[1]}, not 0x{signer.hex()} and {version}"
+            )
+        committee, share = self._share(request.generation)
+        statement = app_env_statement(
+            view.chain_id, view.governance, app_id, signer, version, nonce
+        )
+        return committee, share, statement
+
+    def _generation_link(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over `generation`'s key as our view shows it, with generation-1's share."""
+        generation = request.generation
+        if generation < 2:
+            raise InvalidRequest(f"generation: only generations >= 2 are linked, got {generation}")
+        if request.HasField("evidence") or request.public_key or request.env_signer:
+            raise InvalidRequest("KIND_GENERATION takes only a generation")
+        view = self._authz.fresh_view()
+        linked = view.committee(generation)
+        if linked is None:
+            raise NotReady(f"generation {generation} has no active key in this node's chain view")
+        committee, share = self._share(generation - 1)
+        key = (generation, committee.epoch, linked.pk2.to_bytes())
+        cached = self._links.get(key)
+        if cached is None:
+            statement = generation_statement(view.chain_id, view.governance, generation, linked.pk2)
+            vk = self._verification_key(committee, share)
+            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
+            self._count_partial("SIG_GENERATION")
+            if len(self._links) >= 16:
+                self._links.clear()
+            cached = self._links[key] = _sign_response(committee, statement, partial)
+        return cached
+
+
+def _sign_response(
+    committee: Committee, statement: bytes, partial: SignaturePartial
+) -> kms_pb2.SignPartialResponse:
+    return kms_pb2.SignPartialResponse(
+        generation=committee.generation,
+        epoch=committee.epoch,
+        member=partial.member,
+        statement=statement,
+        sigma=partial.sigma.to_bytes(),
+        proof=partial.proof.to_bytes(),
+    )

@@ -87,6 +87,7 @@ class PeerClient:
         key_pem: bytes,
         view: ViewSource,
         kms_allowed: KmsAllowed,
+        accept_simulator: bool,
         policy: Policy | None = None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
@@ -103,6 +104,7 @@ class PeerClient:
         self._verifier = PeerVerifier(
             policy=policy or default_policy(),
             kms_allowed=kms_allowed,
+            accept_simulator=accept_simulator,
             collateral=collateral,
             clock=clock,
         )

@@ -230,6 +230,7 @@ class PeerServer:
         epoch_status: StatusFn,
         roster: RosterFn,
         kms_allowed: KmsAllowed,
+        accept_simulator: bool,
         policy: Policy | None = None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
@@ -244,6 +245,7 @@ class PeerServer:
         self._verifier = PeerVerifier(
             policy=policy or default_policy(),
             kms_allowed=kms_allowed,
+            accept_simulator=accept_simulator,
             collateral=collateral,
             clock=clock,
         )

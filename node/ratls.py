@@ -9,26 +9,28 @@ fixed DNS name `PEER_TLS_NAME` so that peers dial it with ``grpc.ssl_target_name
 an unregistered caller cannot make us verify quotes):
 
 1. ``certificate``  it parses and is valid at `now`;
-2. ``registry``     SHA-256 of its SPKI is the TLS key hash of an approved node in the view;
+2. ``registry``     SHA-256 of its SPKI is the TLS key hash of exactly one approved node in
+                    the view (two approved nodes with one key hash: refused as ambiguous);
 3. ``evidence``     its RA-TLS evidence verifies (quote, replay, identity, key binding);
-                    simulator quotes only when the view says ``simulatorAllowed``;
+                    simulator quotes only when this node accepts them (`accept_simulator`,
+                    False on TDX), the view says ``simulatorAllowed`` and the chain is a
+                    development chain (`node.tee.simulator_refusal`);
 4. ``identity``     the evidence carries a dstack identity (mr_aggregated is what is approved);
 5. ``measurement``  `kms_allowed(evidence)` (the node asks governance) does not raise.
 
 Every refusal raises `Unauthenticated` whose message starts with the step name.
 
 Also here: `PeerVerifier` (the check with the node's settings, cached per chain view),
-`fetch_peer_certificate` (read what a peer endpoint serves, to verify and pin it) and
-`TrustBundle` (the peer server's grpc TLS configuration: its own pair plus the verified peer
-certificates as client-certificate roots).
+`fetch_peer_certificate` (read what a peer endpoint serves, to verify and pin it; the fetch
+itself, `fetch_context` and `spki_hash` live in `attest`, shared with the guest's pinned Kms
+channels) and `TrustBundle` (the peer server's grpc TLS configuration: its own pair plus the
+verified peer certificates as client-certificate roots).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
-import os
 import ssl
 import threading
 import time
@@ -44,17 +46,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest import (
+    NODE_TLS_NAME,
     AllOf,
     AttestError,
+    CertificateFetchError,
     Collateral,
     Policy,
     SimulatorAllowed,
     VerifiedEvidence,
     create_ratls_certificate,
+    fetch_certificate,
+    fetch_context,
     is_simulator_quote,
     make_quote_verifier,
     parse_quote,
     read_ratls_certificate,
+    spki_hash,
     verify_ratls_certificate,
 )
 from attest._ratls import OID_EVENT_LOG, OID_QUOTE
@@ -62,6 +69,7 @@ from attest.providers import TeeProvider
 from node.errors import NodeError, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.logs import get_logger
+from node.tee import simulator_refusal
 
 __all__ = [
     "MAX_CLIENT_CERT_DER",
@@ -81,8 +89,9 @@ __all__ = [
 
 log = get_logger("tkms.node.ratls")
 
-#: The DNS name in every node certificate; clients override the target name to it.
-PEER_TLS_NAME = "tkms-node"
+#: The DNS name in every node certificate (attest's `NODE_TLS_NAME`); clients override the
+#: target name to it.
+PEER_TLS_NAME = NODE_TLS_NAME
 #: Node certificates are re-made at every start; a year only bounds a forgotten process.
 CERT_LIFETIME = dt.timedelta(days=365)
 #: Client certificates larger than this (DER) make grpc 1.85's TLS fail after the handshake
@@ -115,6 +124,8 @@ class PeerRegistry(Protocol[R_co]):
     def nodes(self) -> Mapping[bytes, R_co]: ...
     @property
     def simulator_allowed(self) -> bool: ...
+    @property
+    def chain_id(self) -> int: ...
 
 
 R = TypeVar("R", bound=PeerRecord)
@@ -163,14 +174,6 @@ def make_node_certificate(identity: NodeIdentity, provider: TeeProvider) -> tupl
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def spki_hash(cert: x509.Certificate) -> bytes:
-    """SHA-256 of the certificate's SubjectPublicKeyInfo DER (the on-chain TLS key hash)."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
-
-
 def _load(cert_pem: bytes, now: int) -> x509.Certificate:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -192,10 +195,23 @@ def _load(cert_pem: bytes, now: int) -> x509.Certificate:
 
 
 def _registered(cert: x509.Certificate, view: PeerRegistry[R]) -> R:
+    """The one approved node whose registered TLS key hash is the certificate's key.
+
+    Two approved registrations with one key hash make the certificate's owner ambiguous: the
+    key hash is public, so a second registration could carry an honest node's and have that
+    node's certificate (and calls) attributed to it. Refused, naming both, never resolved by
+    registry order.
+    """
     key_hash = spki_hash(cert)
-    for record in view.nodes.values():
-        if record.tls_key_hash == key_hash:
-            return record
+    owners = [record for record in view.nodes.values() if record.tls_key_hash == key_hash]
+    if len(owners) == 1:
+        return owners[0]
+    if owners:
+        names = ", ".join(sorted(f"0x{record.address.hex()}" for record in owners))
+        raise Unauthenticated(
+            f"registry: TLS key {key_hash.hex()} is registered by {len(owners)} approved nodes "
+            f"({names}): ambiguous, refused until governance removes all but one"
+        )
     raise Unauthenticated(f"registry: TLS key {key_hash.hex()} is not the key of any approved node")
 
 
@@ -205,15 +221,19 @@ def _evidence(
     policy: Policy,
     now: int,
     collateral: Collateral | None,
+    accept_simulator: bool,
 ) -> VerifiedEvidence:
     try:
         quote = parse_quote(read_ratls_certificate(cert).quote)
         simulated = is_simulator_quote(quote)
-        if simulated and not view.simulator_allowed:
-            raise Unauthenticated(
-                "evidence: simulator quote, but governance has simulatorAllowed = false"
-            )
         if simulated:
+            refusal = simulator_refusal(
+                accept_locally=accept_simulator,
+                chain_id=view.chain_id,
+                allowed_on_chain=view.simulator_allowed,
+            )
+            if refusal is not None:
+                raise Unauthenticated(f"evidence: simulator quote refused: {refusal}")
             policy = AllOf([policy, SimulatorAllowed()])
         verifier = make_quote_verifier(now=now, policy=policy, collateral=collateral)
         return verify_ratls_certificate(cert, verify_quote=verifier)
@@ -228,16 +248,18 @@ def verify_peer_certificate(
     policy: Policy,
     now: int,
     kms_allowed: KmsAllowed,
+    accept_simulator: bool,
     collateral: Collateral | None = None,
 ) -> R:
     """The approved node `cert_pem` belongs to; raises `Unauthenticated` naming the step.
 
     Steps in the module docstring. `collateral` is needed for hardware quotes (DCAP).
+    `accept_simulator` is this node's own say (`node.tee.accepts_simulator`).
     `NotReady` from `kms_allowed` (the chain cannot be asked) propagates unchanged.
     """
     cert = _load(cert_pem, now)  # (1)
     record = _registered(cert, view)  # (2)
-    evidence = _evidence(cert, view, policy, now, collateral)  # (3)
+    evidence = _evidence(cert, view, policy, now, collateral, accept_simulator)  # (3)
     if evidence.identity is None:  # (4)
         raise Unauthenticated(
             "identity: the evidence has no dstack runtime events, so no KMS measurement"
@@ -271,12 +293,14 @@ class PeerVerifier:
         *,
         policy: Policy,
         kms_allowed: KmsAllowed,
+        accept_simulator: bool,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         ttl: float = 60.0,
         max_entries: int = 256,
     ) -> None:
         self.policy, self.kms_allowed, self.collateral = policy, kms_allowed, collateral
+        self.accept_simulator = accept_simulator
         self.clock, self.ttl, self.max_entries = clock, ttl, max_entries
         self._cache: OrderedDict[bytes, tuple[object, PeerRecord, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -295,6 +319,7 @@ class PeerVerifier:
                 policy=self.policy,
                 now=int(now),
                 kms_allowed=self.kms_allowed,
+                accept_simulator=self.accept_simulator,
                 collateral=self.collateral,
             )
         except NodeError:
@@ -313,57 +338,18 @@ class PeerVerifier:
         return record
 
 
-def fetch_context(cert_pem: bytes | None = None, key_pem: bytes | None = None) -> ssl.SSLContext:
-    """The TLS 1.3 client context `fetch_peer_certificate` uses, presenting our certificate.
-
-    Python's ssl loads keys only from files; the key goes through an anonymous memfd (never a
-    file system) and the descriptor is closed at once. Presenting our certificate keeps peers
-    that trust us from logging a failed handshake at every fetch. Without memfd (not Linux),
-    or without a certificate, the context presents none: TLS 1.3 still delivers the server's
-    certificate before the server looks at ours.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # we only read the certificate; the pin verifies
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.set_alpn_protocols(["h2"])
-    if cert_pem is not None and key_pem is not None and hasattr(os, "memfd_create"):
-        fd = os.memfd_create("tkms-peer-tls", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, cert_pem + key_pem)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-    return context
-
-
 async def fetch_peer_certificate(
     endpoint: str, *, timeout: float, context: ssl.SSLContext | None = None
 ) -> bytes:
     """The certificate (PEM) the peer at `endpoint` serves, NOT verified: verify it, then pin it.
 
-    `context` comes from `fetch_context` (default: one that presents no certificate).
+    `attest.fetch_certificate` with its failure as `NotReady` (retryable); `context` comes
+    from `fetch_context` (default: one that presents no certificate).
     """
-    host, _, port = endpoint.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:port
-    context = context or fetch_context()
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, int(port), ssl=context, server_hostname=PEER_TLS_NAME),
-            timeout,
-        )
-    except (OSError, TimeoutError, ValueError) as exc:
-        why = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
-        raise NotReady(f"cannot fetch the certificate of {endpoint}: {why}") from None
-    try:
-        ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    finally:
-        # No TLS close_notify exchange: the peer may be slow to answer one, and we are done.
-        writer.transport.abort()
-    if not der:
-        raise NotReady(f"{endpoint} presented no TLS certificate")
-    return ssl.DER_cert_to_PEM_cert(der).encode()
+        return await fetch_certificate(endpoint, timeout=timeout, context=context)
+    except CertificateFetchError as exc:
+        raise NotReady(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,10 @@ Providers:
 Sealed blob v1: b"TKSEAL" ‖ 0x01 ‖ nonce (12) ‖ AES-256-GCM(key_label, data, aad = label).
 The AES key for each label is HKDF(sealing key, info = label), so blobs cannot be swapped
 between labels. Writes are atomic (temp file, fsync, rename): a crash leaves the old or the
-new file, never a torn one.
+new file, never a torn one. Directory entries are made durable too: after the rename, after
+deleting a file (`remove_durably`) and after creating a directory (`make_directory`) the
+parent directory is fsynced, so a power loss cannot undo a save or an erasure that the node
+has acted on (e.g. a share saved before the journal says the epoch is done).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import errno
 import http.client
 import json
 import os
+import secrets
 import socket
 from pathlib import Path
 from typing import Final, Protocol
@@ -154,12 +158,66 @@ def open_sealer(provider: str, data_dir: Path, *, create: bool = False) -> Seale
     raise StorageError(f"unknown sealing provider {provider!r} (use file or dstack)")
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def fsync_directory(path: Path) -> None:
+    """Make the entries of directory `path` durable: a rename, unlink or mkdir inside it."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot sync directory {path}: {exc.strerror or exc}") from None
+
+
+def make_directory(path: Path, *, mode: int = 0o700) -> None:
+    """`mkdir -p path`, each directory it creates with `mode` and durable in its parent."""
+    missing = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=mode)
+        except FileExistsError:
+            if directory.is_dir():
+                continue
+            raise StorageError(f"cannot create {directory}: a file is in the way") from None
+        except OSError as exc:
+            raise StorageError(f"cannot create {directory}: {exc.strerror or exc}") from None
+        fsync_directory(directory.parent)
+
+
+def remove_durably(path: Path) -> bool:
+    """Delete `path` and make the deletion durable; False if there was nothing to delete."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from None
+    fsync_directory(path.parent)
+    return True
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new content,
+    and once this returns, the new content (the rename is synced with the directory).
+
+    The data goes to a new file with a random name (O_EXCL|O_NOFOLLOW: never into a file or
+    through a symlink someone prepared in the directory), set to exactly `mode`, then renamed.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as exc:  # not ours: leave whatever is there alone
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask must not loosen or tighten what was asked for
             view = memoryview(data)
             while view:  # a full disk can take part of a write without raising
                 written = os.write(fd, view)
@@ -174,6 +232,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    fsync_directory(path.parent)
 
 
 def write_sealed(path: Path, sealer: Sealer, label: str, data: bytes) -> None:

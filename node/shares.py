@@ -4,9 +4,10 @@ File `g<generation>-e<epoch>.sealed`, sealed (`node.sealing`) under the label
 `tkms-share:v1:<generation>:<epoch>`, so a file renamed to another slot does not unseal.
 Content (fixed layout): b"tkms-share:v1" ‖ u64 generation ‖ u64 epoch ‖ u16 member ‖ scalar (32).
 
-Erasing a share deletes its sealed file. Python cannot wipe memory (see pyca/cryptography's
-limitations note): the share object itself is gone only once every reference to it is dropped,
-which is why `EpochManager` forgets shares it erases.
+Saving and erasing are durable when they return (`node.sealing` fsyncs the directory after
+the rename, the unlink and a mkdir). Erasing a share deletes its sealed file. Python cannot
+wipe memory (see pyca/cryptography's limitations note): the share object itself is gone only
+once every reference to it is dropped, which is why `EpochManager` forgets shares it erases.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mpc.group import SCALAR_SIZE, Scalar
 from mpc.sharing import Share
 from mpc.types import MemberIndex
 from node.errors import StorageError
-from node.sealing import Sealer, read_sealed, write_sealed
+from node.sealing import Sealer, make_directory, read_sealed, remove_durably, write_sealed
 
 _LABEL: Final = b"tkms-share:v1"
 _SIZE: Final = len(_LABEL) + 8 + 8 + 2 + SCALAR_SIZE
@@ -45,10 +46,8 @@ class ShareStore:
         return self.directory / f"g{generation}-e{epoch}.sealed"
 
     def save(self, generation: int, epoch: int, share: Share) -> None:
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {self.directory}: {exc.strerror or exc}") from None
+        """Seal and store a share; durable (file and directory entry) once this returns."""
+        make_directory(self.directory)
         data = (
             _LABEL
             + generation.to_bytes(8, "big")
@@ -88,12 +87,5 @@ class ShareStore:
         return sorted(found)
 
     def erase(self, generation: int, epoch: int) -> bool:
-        """Delete the sealed share; True if there was one."""
-        path = self._path(generation, epoch)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise StorageError(f"cannot delete {path}: {exc.strerror or exc}") from None
-        return True
+        """Delete the sealed share, durably; True if there was one."""
+        return remove_durably(self._path(generation, epoch))

@@ -9,8 +9,9 @@ events, hence the same `mr_aggregated` on the same (simulated) platform:
     manifest), boot-mr-done, key-provider = {"name": "tkms-sealing", "id": <provider>},
     system-ready
 
-On the simulator, `os-image-hash` is `SIMULATED_OS_IMAGE` (a real dstack OS measures its own
-image); governance must allow that image, as it must allow any real one.
+On the simulator, the OS image is `SIMULATED_OS_IMAGE`: the hash verifiers recompute from the
+simulated platform's MRTD and RTMR0-2 (`attest.os_image_hash_of`), which is also what the
+`os-image-hash` event claims. Governance must allow it, as it must allow any real image.
 """
 
 from __future__ import annotations
@@ -20,15 +21,23 @@ import json
 from importlib import metadata
 from typing import Final
 
+from attest import os_image_hash_of
 from attest.providers import SimulatorConfig, SimulatorProvider, TdxProvider, TeeProvider
+from contracts import DEV_CHAIN_IDS
 
 #: The app_id under which KMS nodes appear in their own evidence.
 KMS_APP_ID: Final = hashlib.sha256(b"tkms-kms-node").digest()[:20]
-#: The OS image a simulated CVM reports (apps and nodes alike).
-SIMULATED_OS_IMAGE: Final = hashlib.sha256(b"tkms simulated os image").digest()
 #: A simulated platform every simulator node shares (PPID included), so measurements match.
 SIMULATED_PLATFORM: Final = SimulatorConfig(
     ppid=hashlib.sha256(b"tkms simulated platform").digest()[:16]
+)
+#: The OS image of every simulated CVM (apps and nodes alike): recomputed from the simulator's
+#: default MRTD and RTMR0-2, which `SIMULATED_PLATFORM` and `SimulatorProvider()` both report.
+SIMULATED_OS_IMAGE: Final = os_image_hash_of(
+    SIMULATED_PLATFORM.mr_td,
+    SIMULATED_PLATFORM.rtmr0,
+    SIMULATED_PLATFORM.rtmr1,
+    SIMULATED_PLATFORM.rtmr2,
 )
 
 
@@ -62,3 +71,26 @@ def measure_node_boot(provider: TeeProvider, *, sealing: str) -> None:
     ]
     for name, payload in events:
         provider.extend_rtmr(3, name, payload)
+
+
+def accepts_simulator(tee: str) -> bool:
+    """Whether a node with this TEE may ever accept simulator evidence: only a simulator node.
+
+    A node on TDX hardware refuses simulator quotes whatever governance says, so a governance
+    that (wrongly) allows simulators cannot make a production node release keys to forged
+    evidence.
+    """
+    return tee == "simulator"
+
+
+def simulator_refusal(*, accept_locally: bool, chain_id: int, allowed_on_chain: bool) -> str | None:
+    """Why simulator evidence is refused here, or None when all three say it may be accepted:
+    this node's TEE (`accepts_simulator`), governance's `simulatorAllowed`, and a development
+    chain (`contracts.DEV_CHAIN_IDS`)."""
+    if not accept_locally:
+        return 'this node runs on TDX (tee = "tdx") and never accepts simulator evidence'
+    if not allowed_on_chain:
+        return "governance has simulatorAllowed = false"
+    if chain_id not in DEV_CHAIN_IDS:
+        return f"chain {chain_id} is not a development chain, where simulators are never accepted"
+    return None

@@ -50,8 +50,8 @@ def spawn_agent(
     """Start the guest agent of the app with `compose` (registered now unless `app_id` is given).
 
     Returns at once: `wait()` on the handle, so that several agents fetch keys in parallel.
-    With `wait_for_network`, the agent may start before the network has a key: it waits that
-    long for a committee on chain (so its start-up overlaps a DKG).
+    The agent pins the network's fingerprint, so the first DKG must have completed. With
+    `wait_for_network`, it waits that long for a usable committee (e.g. a generation link).
     """
     assert cluster.deployment is not None
     app_id = app_id or cluster.register_app([compose_hash(compose)])
@@ -62,6 +62,7 @@ def spawn_agent(
     socket_path.unlink(missing_ok=True)
     (app_dir / "agent.toml").write_text(
         f'rpc = "{cluster.rpc_url}"\ngovernance = "{cluster.deployment.governance}"\n'
+        f'network_fingerprint = "{cluster.network_fingerprint().hex()}"\n'
         f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
         f'socket = "{socket_path}"\nwait_for_network = {wait_for_network}\n'
     )

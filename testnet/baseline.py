@@ -15,13 +15,16 @@ import os
 import grpc
 from web3 import HTTPProvider, Web3
 
+from attest.providers import SimulatorProvider
 from contracts import GovernanceClient
 from mpc import G2, MemberIndex, Polynomial
 from node.authz import Authorizer
 from node.chainview import ChainWatcher, Committee, NodeRecord
+from node.identity import NodeIdentity
 from node.kms_service import KmsServicer
 from node.metrics import NodeMetrics
 from node.ratelimit import RateLimiter
+from node.ratls import make_node_certificate
 from protos.tkms.v1 import kms_pb2_grpc
 
 BASELINE_EPOCH = 1
@@ -55,6 +58,7 @@ async def serve(rpc: str, governance: str, port: int) -> None:
         max_head_age=60,
         limiter=RateLimiter(1e6, 2_000_000),
         metrics=metrics,
+        accept_simulator=True,  # the baseline runs on the simulated testnet
     )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     kms_pb2_grpc.add_KmsServicer_to_server(  # type: ignore[no-untyped-call]
@@ -66,11 +70,16 @@ async def serve(rpc: str, governance: str, port: int) -> None:
         ),
         server,
     )
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    # TLS with an RA-TLS certificate, as a node's Kms port (and dstack's KMS) serves.
+    identity = NodeIdentity.generate()
+    cert_pem, key_pem = make_node_certificate(identity, SimulatorProvider())
+    server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     await server.start()
-    # The client reads its 1-member committee from this line: V_1 (G1) and PK2 (G2).
+    # The client reads its 1-member committee from this line: V_1 (G1), PK2 (G2) and the
+    # TLS key hash its channel is pinned to.
     vk = committee.public.public_key.to_bytes().hex()
-    print(f"baseline-ready {vk} {committee.pk2.to_bytes().hex()}", flush=True)
+    pk2 = committee.pk2.to_bytes().hex()
+    print(f"baseline-ready {vk} {pk2} {identity.tls_key_hash.hex()}", flush=True)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(watcher.run())
         tg.create_task(server.wait_for_termination())

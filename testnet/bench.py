@@ -29,7 +29,6 @@ from typing import Any
 from attest import event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts._anvil import free_port
-from guest.committee import committee_from_chain
 from guest.kms_client import AppKeyRequest, Committee, KmsClient, Member
 from guest.measure import compose_hash, measure_app_boot
 from mpc import G1, G2, Epoch, Generation, NetworkContext
@@ -145,7 +144,7 @@ def _bench_app(cluster: Cluster) -> tuple[bytes, SimulatorProvider]:
         app_id=app_id,
         compose=BENCH_COMPOSE,
         instance_id=os.urandom(20),
-        kms_id=cluster.deployment.governance,
+        kms_id=cluster.network_fingerprint().hex(),
         os_image=SIMULATED_OS_IMAGE,
     )
     return app_id, provider
@@ -172,7 +171,7 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
-    if len(line) != 3 or line[0] != "baseline-ready":
+    if len(line) != 4 or line[0] != "baseline-ready":
         proc.kill()
         raise RuntimeError(f"baseline did not start; see {cluster.root / 'baseline.log'}")
     network = NetworkContext(
@@ -185,6 +184,7 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
         index=1,
         endpoint=f"127.0.0.1:{port}",
         verification_key=G1.from_bytes(bytes.fromhex(line[1])),
+        tls_key_hash=bytes.fromhex(line[3]),
     )
     committee = Committee(
         network=network,
@@ -216,7 +216,7 @@ def bench(cluster: Cluster, *, duration: float, concurrency: int) -> dict[str, A
             for client, _ in clients:
                 await client.close()
 
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     pids = _node_pids(cluster)
     rss_start = {i: _rss_mb(pid) for i, pid in pids.items()}
     idle_start, idle_began = sum(map(_cpu_seconds, pids.values())), time.monotonic()

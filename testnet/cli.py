@@ -1,16 +1,21 @@
 """`tkms testnet ...`: a complete local network in one command (design §9).
 
-    tkms testnet up [--nodes 5] [--threshold 3] [--dir .tkms-testnet] [--json]
+    tkms testnet up [--nodes 5] [--threshold 3] [--dir .tkms-testnet] [--fresh] [--json]
     tkms testnet status [--json]          tkms testnet logs [NODE]       tkms testnet down
+    tkms testnet restart [--node N]       tkms testnet destroy
     tkms testnet join [--json]            tkms testnet leave --node N
     tkms testnet refresh                  tkms testnet rotate
     tkms testnet bench [--duration S] [--concurrency C] [--json]
 
 The network's processes (anvil, the nodes, Pebble, the gateway and the demo app with their
 guest agents) run in their own sessions and outlive the command; `<dir>/state.json` records
-them; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`, `<dir>/gateway/*.log`,
-`<dir>/demo-app/*.log` and `<dir>/pebble/`. `up` on a running network only prints its status;
-on a dead one it starts afresh.
+them and how each was started; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`,
+`<dir>/gateway/*.log`, `<dir>/demo-app/*.log` and `<dir>/pebble/`.
+
+`up` never destroys a network: on a running one it prints its status, on one with stopped
+processes (after `down`, a crash, a reboot) it starts exactly those again and keeps every
+share, so the group key and every app key stay the same. Only `up --fresh` and `destroy`
+delete a network, and they name what they delete.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +32,14 @@ from guest.measure import compose_hash
 from testnet.apps import spawn_agent, start_demo_app
 from testnet.cluster import STATE_FILE, Cluster
 from testnet.gateway_run import GATEWAY_COMPOSE, launch_gateway, start_pebble, wait_routed
+from testnet.lifecycle import (
+    ResumeError,
+    contents,
+    destroy,
+    restart,
+    resume,
+    stop_hand_started,
+)
 
 DEFAULT_DIR = ".tkms-testnet"
 DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
@@ -55,42 +67,55 @@ def _attach(args: argparse.Namespace, progress: Any = None) -> Cluster | None:
     return Cluster.load(root, progress=progress or _Progress(True))
 
 
-def _is_running(cluster: Cluster) -> bool:
-    if cluster.anvil_pid is None or not all(n.pid for n in cluster.nodes):
-        return False
-    try:
-        return cluster.w3().eth.block_number >= 0
-    except Exception:
-        return False
+#: How long `status` waits for the chain and for each node, at most (they are asked at once).
+STATUS_TIMEOUT = 1.0
 
 
 def status_document(cluster: Cluster) -> dict[str, Any]:
-    from guest.committee import CommitteeError, committee_from_chain
+    """The network's state in about STATUS_TIMEOUT seconds at most, whatever the chain does: a
+    chain that does not answer is reported as such, beside each node's own health."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    governance = cluster.governance()
+    from contracts import GovernanceClient
+    from guest.committee import CommitteeError, chain_fingerprint, committee_from_chain
+
     doc: dict[str, Any] = {
         "dir": str(cluster.root),
         "chain_rpc": cluster.rpc_url,
         "governance": cluster.deployment.governance if cluster.deployment else None,
         "app_factory": cluster.deployment.app_factory if cluster.deployment else None,
     }
-    try:
-        committee = committee_from_chain(governance)
-        doc.update(
-            generation=int(committee.network.generation),
-            epoch=int(committee.network.epoch),
-            threshold=committee.threshold,
-            group_public_key=committee.group_key.to_bytes().hex(),
-            members=[m.endpoint for m in committee.members],
-        )
-    except CommitteeError as exc:
-        doc.update(
-            generation=0, epoch=0, threshold=0, group_public_key=None, committee_error=str(exc)
-        )
+
+    def chain() -> dict[str, Any]:
+        assert cluster.deployment is not None
+        w3 = cluster.w3(timeout=STATUS_TIMEOUT, retries=False)
+        governance = GovernanceClient(w3, cluster.deployment.governance)
+        no_key = {"generation": 0, "epoch": 0, "threshold": 0, "group_public_key": None}
+        try:
+            fingerprint = chain_fingerprint(governance)
+            committee = committee_from_chain(governance, fingerprint=fingerprint)
+        except CommitteeError as exc:
+            return {"chain": "reachable", **no_key, "committee_error": str(exc)}
+        except Exception as exc:  # any transport failure: the chain does not answer
+            reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
+            return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
+        return {
+            "chain": "reachable",
+            "network_fingerprint": fingerprint.hex(),
+            "generation": int(committee.network.generation),
+            "epoch": int(committee.network.epoch),
+            "threshold": committee.threshold,
+            "group_public_key": committee.group_key.to_bytes().hex(),
+            "members": [m.endpoint for m in committee.members],
+        }
+
+    with ThreadPoolExecutor(max_workers=1 + len(cluster.nodes)) as pool:
+        chain_view = pool.submit(chain)
+        healths = list(pool.map(lambda n: n.health(timeout=STATUS_TIMEOUT), cluster.nodes))
+        doc.update(chain_view.result())
     members = set(doc.get("members", []))
     nodes = []
-    for node in cluster.nodes:
-        health = node.health(timeout=1.0) or {}
+    for node, health in zip(cluster.nodes, healths, strict=True):
         nodes.append(
             {
                 "index": node.index,
@@ -98,13 +123,13 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
                 "endpoint": node.endpoints.kms,
                 "peer_endpoint": node.endpoints.peer,
                 "pid": node.pid,
-                "health": health.get("health", "UNREACHABLE" if node.pid else "STOPPED"),
+                "health": (health or {}).get("health", "UNREACHABLE" if node.pid else "STOPPED"),
                 "member": node.endpoints.kms in members,
                 "log": str(node.log_path),
             }
         )
     doc["nodes"] = nodes
-    doc.update({k: v for k, v in cluster.extra.items() if k not in ("pids", "starts")})
+    doc.update({k: v for k, v in cluster.extra.items() if k not in ("pids", "starts", "commands")})
     return doc
 
 
@@ -112,8 +137,11 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    print(f"chain       {doc['chain_rpc']}")
+    unreachable = " (not answering)" if doc.get("chain") == "unreachable" else ""
+    print(f"chain       {doc['chain_rpc']}{unreachable}")
     print(f"governance  {doc['governance']}")
+    if doc.get("network_fingerprint"):
+        print(f"network     {doc['network_fingerprint']}  (agents' network_fingerprint)")
     if doc.get("generation"):
         print(
             f"key         generation {doc['generation']}, epoch {doc['epoch']}, "
@@ -147,14 +175,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     progress = _Progress(args.json)
     existing = _attach(args, progress)
-    if existing is not None:
-        if _is_running(existing):
-            progress("the testnet in this directory is already running")
-            _print_status(status_document(existing), args.json)
-            return 0
-        progress("found a stopped or broken testnet: cleaning it up and starting afresh")
-        existing.down()
-        shutil.rmtree(existing.root)
+    if existing is not None and not args.fresh:
+        return _resume(existing, args, progress)
+    if args.fresh and args.dir.exists():
+        progress(f"--fresh: deleting {contents(args.dir, existing)}")
+        destroy(args.dir, existing)
+    elif args.dir.exists() and any(args.dir.iterdir()):
+        return _fail(
+            f"{args.dir} exists but holds no testnet state to resume; "
+            f"`tkms testnet up --fresh` deletes it ({contents(args.dir, None)}) and starts anew"
+        )
     if not 1 <= args.threshold <= args.nodes:
         return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
     # Half-second blocks: registration and the DKG's phase deadlines pass twice as fast.
@@ -175,27 +205,26 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress(f"waiting for {len(nodes)} nodes to serve")
         cluster.wait_healthy(nodes, timeout=120, accept=("DOWN", "DEGRADED", "NORMAL"))
         epoch = cluster.propose(EpochKind.DKG, nodes, args.threshold)
-        progress(
-            "running the distributed key generation on chain; meanwhile the gateway and both "
-            "guest agents start (they wait for the key)"
-        )
-        gateway_agent = spawn_agent(
-            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=180
-        )
-        demo_agent = spawn_agent(
-            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=180
-        )
-        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
-        cluster.save()
+        progress("running the distributed key generation on chain")
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
+        cluster.save()
+        # Agents pin the network by its fingerprint, which names generation 1's key.
+        progress(f"network fingerprint {cluster.network_fingerprint().hex()}: starting agents")
+        gateway_agent = spawn_agent(
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30
+        )
+        demo_agent = spawn_agent(
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30
+        )
+        wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
         wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
-        wait_routed(cluster.extra["gateway"], demo["app_id"], demo["http_port"])
+        wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
     except Exception as exc:
         if cluster.deployment is not None:
             cluster.save()
@@ -213,6 +242,23 @@ def cmd_up(args: argparse.Namespace) -> int:
             "\nnext: tkms testnet status | join | leave --node N | refresh | rotate | down"
             + (f"  (with --dir {args.dir})" if elsewhere else "")
         )
+    return 0
+
+
+def _resume(cluster: Cluster, args: argparse.Namespace, progress: _Progress) -> int:
+    try:
+        revival = resume(cluster, progress)
+    except (ResumeError, RuntimeError, TimeoutError) as exc:
+        cluster.save()
+        return _fail(f"cannot resume the network in {cluster.root}: {exc}")
+    cluster.save()
+    if revival.restarted or revival.adopted:
+        progress(f"resumed the network: {revival.describe()}; every share and key kept")
+    else:
+        progress("the testnet in this directory is already running")
+    doc = status_document(cluster)
+    doc["resumed"] = {"restarted": revival.restarted, "adopted": revival.adopted}
+    _print_status(doc, args.json)
     return 0
 
 
@@ -249,12 +295,37 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(f"no testnet in {args.dir}")
         return 0
     cluster.down()
-    (cluster.root / STATE_FILE).unlink(missing_ok=True)
+    by_hand = stop_hand_started(cluster)
+    cluster.save()
     others = len([p for p in cluster.extra.get("pids", {}).values() if isinstance(p, int)])
     print(
         f"stopped anvil, {len(cluster.nodes)} nodes and {others} other processes "
-        f"(gateway, Pebble, apps and agents); logs kept in {cluster.root}"
+        f"(gateway, Pebble, apps and agents)"
+        + (f" and {len(by_hand)} started by hand" if by_hand else "")
+        + f"; state and logs kept in {cluster.root} (`tkms testnet up` resumes it)"
     )
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    progress = _Progress(False)
+    cluster = _require(args, progress)
+    try:
+        revival = restart(cluster, progress, node=args.node)
+    except (ResumeError, RuntimeError, TimeoutError) as exc:
+        cluster.save()
+        return _fail(f"restart failed: {exc}")
+    cluster.save()
+    progress(f"{revival.describe()}; every share and key kept")
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    cluster = _attach(args)
+    if cluster is None and not args.dir.exists():
+        print(f"no testnet in {args.dir}")
+        return 0
+    print(f"deleted {destroy(args.dir, cluster)}; app keys derived from it are gone for good")
     return 0
 
 
@@ -318,10 +389,15 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.links import link_generation
+
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
+    generation = cluster.governance().get_epoch(epoch).generation
+    link_generation(cluster.governance(), generation)
     progress(
-        f"new key generation: epoch {epoch}; the previous generation stays readable for its window"
+        f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
+        "on chain; the previous generation stays readable for its window"
     )
     return 0
 
@@ -366,16 +442,24 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         p.set_defaults(handler=handler)
         return p
 
-    p = command("up", cmd_up, "start anvil, contracts and nodes, run the DKG")
+    p = command("up", cmd_up, "start a network, or resume the one in --dir")
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--threshold", type=int, default=3)
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the network in --dir (its shares, chain and keys) and start a new one",
+    )
     p.add_argument("--json", action="store_true")
     p = command("status", cmd_status, "the network's state")
     p.add_argument("--json", action="store_true")
     p = command("logs", cmd_logs, "where the logs are, or the tail of one node's log")
     p.add_argument("node", type=int, nargs="?")
     p.add_argument("--lines", type=int, default=50)
-    command("down", cmd_down, "stop every process of the network")
+    command("down", cmd_down, "stop every process of the network (state kept; up resumes)")
+    p = command("restart", cmd_restart, "stop and start one node, or the whole network")
+    p.add_argument("--node", type=int, help="only this node (default: every process)")
+    command("destroy", cmd_destroy, "stop the network and delete its directory")
     p = command("join", cmd_join, "add a node and reshare to the larger committee")
     p.add_argument("--json", action="store_true")
     p = command("leave", cmd_leave, "reshare without a node, then stop it")

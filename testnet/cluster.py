@@ -23,31 +23,35 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import HTTPProvider, Web3
 
 from contracts import (
     AppAuthClient,
-    AppFactoryClient,
     EpochKind,
     EpochStatus,
     GovernanceClient,
     Transactor,
     anvil_account,
+    register_app,
 )
 from contracts._anvil import Anvil, free_port
 from contracts._deploy import Deployment, deploy
-from node.cli import (
-    REGISTRATION_FILE,
-    fund_from_anvil,
-    init_node_dir,
-    registration_measurement,
-)
+from node.cli import fund_from_anvil, init_node_dir
 from node.endpoints import Endpoints
+from node.registration import (
+    REGISTRATION_FILE,
+    approve_registration,
+    registered_document,
+    write_registration,
+)
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
-from testnet.processes import running, start_ticks, stop_groups
+from testnet.processes import argv_of, running, start_ticks, stop_groups
+
+if TYPE_CHECKING:
+    from guest.kms_client import Committee
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
@@ -82,6 +86,12 @@ class NodeProcess:
         if self.detached_pid is not None and running(self.detached_pid):
             return self.detached_pid
         return None
+
+    @property
+    def tls_key_hash(self) -> bytes:
+        """The TLS key hash the node registered: what its Kms and peer channels pin."""
+        registration = json.loads((self.dir / REGISTRATION_FILE).read_text())
+        return bytes.fromhex(registration["tls_key_hash"])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,6 +134,8 @@ class NodeProcess:
 
 
 STATE_FILE = "state.json"
+#: anvil's own state dump (blocks, contracts, history), kept across chain restarts.
+ANVIL_STATE = "anvil-state.json"
 
 
 @dataclass
@@ -153,11 +165,17 @@ class Cluster:
     def start_chain(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "anvil.log").open("ab")
-        self.anvil = Anvil(block_time=self.block_time, log=log, detach=self.detach).start()
+        # A detached chain keeps its state on disk, so a network whose anvil died can resume.
+        state = self.root / ANVIL_STATE if self.detach else None
+        self.anvil = Anvil(
+            block_time=self.block_time, log=log, detach=self.detach, state_file=state
+        ).start()
         assert self.anvil.process is not None
         self.anvil_start = start_ticks(self.anvil.process.pid)
+        self.remember("anvil", argv_of(self.anvil.process), self.root / "anvil.log")
         self.progress(f"anvil up at {self.anvil.rpc_url}")
         self.deployment = deploy(self.owner_transactor(), allow_simulator=True)
+        # the image nodes recompute from a simulated TD's MRTD and RTMR0-2 (docs/security.md)
         self.governance().send_add_os_image(SIMULATED_OS_IMAGE)
         self.progress(f"governance deployed at {self.deployment.governance}")
 
@@ -174,8 +192,17 @@ class Cluster:
             return self.anvil.process.pid
         return self.attached_anvil_pid
 
-    def w3(self) -> Web3:
-        return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+    def w3(self, timeout: float = 30.0, retries: bool = True) -> Web3:
+        """A client of the chain; `retries=False` gives up after one `timeout` (status)."""
+        if retries:
+            return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": timeout}))
+        return Web3(
+            HTTPProvider(
+                self.rpc_url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=None,
+            )
+        )
 
     # -- persistence ------------------------------------------------------------------
 
@@ -232,6 +259,19 @@ class Cluster:
             self.w3(), self.deployment.governance, transactor or self.owner_transactor()
         )
 
+    def network_fingerprint(self) -> bytes:
+        """What agents pin (`network_fingerprint`): the testnet trusts its own chain."""
+        from guest.committee import chain_fingerprint
+
+        return chain_fingerprint(self.governance())
+
+    def committee(self, generation: int = 0) -> Committee:
+        """The active committee of `generation` (0 = latest), checked against the fingerprint."""
+        from guest.committee import committee_from_chain
+
+        fingerprint = self.network_fingerprint()
+        return committee_from_chain(self.governance(), generation, fingerprint=fingerprint)
+
     # -- nodes ------------------------------------------------------------------------
 
     def create_node(self, *, tee: str = "simulator") -> NodeProcess:
@@ -287,11 +327,10 @@ class Cluster:
         endpoints = Endpoints(kms=f"127.0.0.1:{free_port()}", peer=f"127.0.0.1:{free_port()}")
         status_port = free_port()
         self._fund(registration["address"])
-        self._register(node_dir, registration, endpoints)
-        governance = self.governance()
-        info = governance.get_node(registration["address"])
-        governance.send_approve_node(registration["address"], info.registration_hash)
-        self._allow_measurement(registration)
+        self.governance().send_allow_node_registration(registration["address"])
+        registration = self._register(node_dir, registration, endpoints)
+        # The owner's review, as `tkms node approve --registration` does it.
+        approve_registration(self.governance(), registration, now=int(time.time()))
         config = node_dir / "node.toml"
         config.write_text(
             f'data_dir = "{node_dir}"\ntee = "{tee}"\nsealing = "file"\nlog_format = "json"\n\n'
@@ -318,39 +357,38 @@ class Cluster:
     def _fund(self, address: str) -> None:
         fund_from_anvil(self.w3(), address, FUNDER_ACCOUNT)
 
-    def _register(self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints) -> None:
+    def _register(
+        self, node_dir: Path, registration: dict[str, Any], endpoints: Endpoints
+    ) -> dict[str, Any]:
+        """Register from the node's own key; returns the registration document it wrote."""
         from node.identity import load_identity
         from node.sealing import open_sealer
 
         identity = load_identity(node_dir, open_sealer("file", node_dir))
+        operator = identity.eth_account.address
+        recorded = registered_document(registration, operator=operator, endpoint=str(endpoints))
         own = self.governance(Transactor(self.w3(), identity.eth_account))
         own.send_register_node(
-            operator=identity.eth_account.address,
+            operator=operator,
             endpoint=str(endpoints),
             tls_key_hash=identity.tls_key_hash,
             deal_key=identity.deal_public_key,
             evidence_hash=bytes.fromhex(registration["evidence_hash"]),
         )
-
-    def _allow_measurement(self, registration: dict[str, Any]) -> None:
-        measurement = registration_measurement(registration)
-        governance = self.governance()
-        if not governance.is_kms_measurement_allowed(measurement):
-            governance.send_add_kms_measurement(measurement)
+        write_registration(node_dir, recorded)
+        return recorded
 
     def start_node(self, node: NodeProcess) -> None:
         if node.pid is not None:
             return
         log = node.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)]
         node.process = subprocess.Popen(
-            [sys.executable, "-m", "tkms", "node", "run", "--config", str(node.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         node.start = start_ticks(node.process.pid)
+        self.remember(f"node{node.index}", argv, node.log_path)
 
     def stop_node(self, node: NodeProcess, *, kill: bool = False, timeout: float = 10.0) -> None:
         """SIGTERM (or, with `kill`, SIGKILL: a crash) to the node's process group; waits."""
@@ -418,18 +456,28 @@ class Cluster:
     # -- apps -------------------------------------------------------------------------
 
     def register_app(
-        self, compose_hashes: Sequence[bytes], *, any_device: bool = True, wait_seen: bool = True
+        self,
+        compose_hashes: Sequence[bytes],
+        *,
+        any_device: bool = True,
+        wait_seen: bool = True,
+        salt: bytes | None = None,
     ) -> str:
-        """Deploy an AppAuth allowing `compose_hashes`; returns its app id. With `wait_seen`,
-        returns once every node's chain view holds it."""
+        """Deploy an AppAuth allowing `compose_hashes` through the governance's factory, checked
+        as `tkms app register` checks it; returns its app id (bound to the owner and `salt`,
+        random if None). With `wait_seen`, returns once every node's chain view holds it."""
         assert self.deployment is not None
-        factory = AppFactoryClient(self.w3(), self.deployment.app_factory, self.owner_transactor())
-        receipt, app_id = factory.send_deploy_app(
-            compose_hashes=compose_hashes, allow_any_device=any_device, require_tcb_up_to_date=False
+        owner = GovernanceClient(self.w3(), self.deployment.governance, self.owner_transactor())
+        app = register_app(
+            owner,
+            salt=salt,
+            compose_hashes=compose_hashes,
+            allow_any_device=any_device,
+            require_tcb_up_to_date=False,
         )
         if wait_seen:
-            self.wait_seen(receipt.block)
-        return app_id
+            self.wait_seen(app.receipt.block)
+        return app.app_id
 
     def wait_seen(self, block: int) -> None:
         """Until every node's chain view can include `block` (nodes judge at their view's head)."""
@@ -444,20 +492,32 @@ class Cluster:
     def spawn(self, name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Start `python args...` in its own session, output to `log`, recorded as `name` for
         `down()`."""
+        argv = [sys.executable, *args]
         process = subprocess.Popen(
-            [sys.executable, *args],
+            argv,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.record(name, process.pid)
+        self.remember(name, argv, log)
         return process
 
     def record(self, name: str, pid: int) -> None:
         """Remember a process (its own process group) that `down()` must stop."""
         self.extra.setdefault("pids", {})[name] = pid
         self.extra.setdefault("starts", {})[name] = start_ticks(pid)
+
+    def remember(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
+        """Remember how `name` was started (in start order), so it can be started again."""
+        self.extra.setdefault("commands", {})[name] = {
+            "argv": argv,
+            "log": str(log),
+            "env": env or {},
+        }
 
     def process_groups(self) -> dict[int, int | None]:
         """Every process this network started: {pid (its process group): start ticks}."""

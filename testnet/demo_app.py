@@ -3,7 +3,8 @@
 It runs beside its guest agent, as an app container would: it asks the agent (dstack guest
 API on a unix socket) for `/Info` and for a TLS key with an RA-TLS certificate, then answers
 `{"app_id": ..., "instance_id": ...}` on both ports. Given `--gateway`, it registers with that
-gateway (as `127.0.0.1`) and renews the registration for as long as it runs.
+gateway (as `127.0.0.1`, naming the key of its HTTPS port: the gateway's terminated connections
+arrive there, over TLS to that key) and renews the registration for as long as it runs.
 `python -m testnet.demo_app --socket PATH --http-port N --https-port M [--gateway H:P]`.
 """
 
@@ -38,10 +39,15 @@ def make_handler(body: bytes) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _register_with_gateway(socket: str, endpoint: str, gateway_app_id: str) -> None:
+def _register_with_gateway(
+    socket: str, endpoint: str, gateway_app_id: str, certificate_pem: bytes
+) -> None:
     from gateway.agent import GuestAgent
+    from gateway.backend_tls import spki_sha256
     from gateway.client import GatewayClient, default_gateway_check
 
+    # The testnet always passes the gateway's app id; without one any attested gateway is
+    # accepted, which only a development network may do.
     expected = bytes.fromhex(gateway_app_id.removeprefix("0x")) if gateway_app_id else None
     client = GatewayClient(
         endpoint,
@@ -49,7 +55,10 @@ def _register_with_gateway(socket: str, endpoint: str, gateway_app_id: str) -> N
         default_gateway_check(simulator_allowed=True, app_id=expected),
     )
     stop = threading.Event()
-    threading.Thread(target=client.keep_registered, args=("127.0.0.1", stop), daemon=True).start()
+    key = spki_sha256(certificate_pem)
+    threading.Thread(
+        target=client.keep_registered, args=("127.0.0.1", key, stop), daemon=True
+    ).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     secure.socket = context.wrap_socket(secure.socket, server_side=True)
     threading.Thread(target=secure.serve_forever, daemon=True).start()
     if args.gateway:
-        _register_with_gateway(args.socket, args.gateway, args.gateway_app_id)
+        leaf = str(chain[0]).encode()
+        _register_with_gateway(args.socket, args.gateway, args.gateway_app_id, leaf)
     print(
         f"demo app {info.get('app_id')}: http {args.http_port}, https {args.https_port}", flush=True
     )

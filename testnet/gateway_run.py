@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts._anvil import free_port
-from gateway.pebble import Pebble
+from gateway.pebble import PEBBLE_ENV, Pebble
 from testnet.apps import AgentHandle
 from testnet.cluster import Cluster
 
@@ -42,6 +42,7 @@ registration = "127.0.0.1:{registration}"
 [chain]
 rpc_url = "{cluster.rpc_url}"
 governance = "{cluster.deployment.governance}"
+poll_seconds = 2  # revocations reach the routes within a few seconds
 
 [agent]
 socket = "{socket}"
@@ -62,8 +63,9 @@ allowed_backend_networks = ["127.0.0.0/8"]  # every testnet process runs on loop
 def start_pebble(cluster: Cluster) -> Pebble:
     """Start Pebble and pebble-challtestsrv for the testnet (recorded for `down`)."""
     pebble = Pebble.start(cluster.root / "pebble", detach=True)
-    for i, pid in enumerate(pebble.pids):
+    for i, (pid, argv, log) in enumerate(pebble.commands()):
         cluster.record(f"pebble_{i}", pid)
+        cluster.remember(f"pebble_{i}", argv, log, PEBBLE_ENV)
     cluster.extra["pebble"] = pebble.to_dict()
     return pebble
 
@@ -148,7 +150,8 @@ def fetch_through_gateway(
 
 
 def wait_routed(gateway: dict[str, Any], app_id: str, port: int, timeout: float = 30.0) -> str:
-    """Until the gateway serves `https://<app>-<port>.<base>/` (terminated, Pebble-verified)."""
+    """Until the gateway serves `https://<app>-<port>.<base>/` (terminated, Pebble-verified;
+    `port` is the app's TLS port, which the gateway reaches over TLS to the app's key)."""
     name = f"{app_id.lower().removeprefix('0x')}-{port}.{gateway['base_domain']}"
     context = ssl.create_default_context(cafile=gateway["acme_root"])
     deadline = time.monotonic() + timeout

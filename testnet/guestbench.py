@@ -27,7 +27,6 @@ from dstack_sdk import DstackClient
 from attest import event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
-from guest.committee import committee_from_chain
 from guest.kms_client import AppKeyRequest, Committee, KmsClient
 from guest.measure import compose_hash, measure_app_boot
 from node.tee import SIMULATED_OS_IMAGE
@@ -107,10 +106,10 @@ def run(n: int, t: int, *, derivations: int, duration: float, concurrency: int, 
         cluster.wait_healthy(members, timeout=120, epoch=epoch)
         app_id = cluster.register_app([compose_hash(COMPOSE)])
         assert cluster.deployment is not None
-        committee = committee_from_chain(cluster.governance())
+        committee = cluster.committee()
         raw_id = bytes.fromhex(app_id[2:])
 
-        kms_id = cluster.deployment.governance
+        kms_id = cluster.network_fingerprint().hex()
 
         async def derivations_run() -> list[float]:
             return [await derive_once(committee, raw_id, kms_id) for _ in range(derivations)]

@@ -24,11 +24,12 @@ import grpc
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
+from guest.kms_channel import open_channel
 from guest.measure import compose_hash, measure_app_boot
 from mpc import EphemeralKey
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
-from testnet.cluster import Cluster
+from testnet.cluster import Cluster, NodeProcess
 
 COMPOSE = b'{"services": {"bench": {"image": "bench@sha256:00"}}}'
 
@@ -46,7 +47,7 @@ def _request(cluster: Cluster, app_id: str) -> kms_pb2.DerivePartialRequest:
         app_id=raw_id,
         compose=COMPOSE,
         instance_id=os.urandom(20),
-        kms_id=cluster.deployment.governance,
+        kms_id=cluster.network_fingerprint().hex(),
         os_image=SIMULATED_OS_IMAGE,
     )
     eph = EphemeralKey.generate(os.urandom)
@@ -63,11 +64,15 @@ def _request(cluster: Cluster, app_id: str) -> kms_pb2.DerivePartialRequest:
 
 
 async def load(
-    endpoint: str, request: kms_pb2.DerivePartialRequest, *, duration: float, concurrency: int
+    node: NodeProcess,
+    request: kms_pb2.DerivePartialRequest,
+    *,
+    duration: float,
+    concurrency: int,
 ) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+    async with await open_channel(node.endpoints.kms, node.tls_key_hash) as channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
         await stub.DerivePartial(request, timeout=10)  # warm: evidence verified and cached
         stop = time.monotonic() + duration
@@ -111,7 +116,7 @@ def run(nodes: list[int], *, duration: float, concurrency: int, root: Path) -> N
                 request = _request(cluster, app_id)
                 latencies, errors = asyncio.run(
                     load(
-                        members[0].endpoints.kms,
+                        members[0],
                         request,
                         duration=duration,
                         concurrency=concurrency,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,6 +28,14 @@ from pathlib import Path
 _PROC = Path("/proc")
 #: Process states of a process that has exited (zombie) or is being torn down.
 _GONE = frozenset("ZXx")
+
+
+def argv_of(process: subprocess.Popen[bytes]) -> list[str]:
+    """The command line `process` was started with, as strings."""
+    args = process.args
+    if isinstance(args, str | bytes | os.PathLike):
+        return [os.fsdecode(args)]
+    return [os.fsdecode(a) for a in args]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -69,6 +78,24 @@ def _live(table: dict[int, tuple[int, str]], leader: int) -> list[int]:
     if own is not None and own[0] != leader:
         return [leader] if own[1] not in _GONE else []
     return [pid for pid, (pgid, state) in table.items() if pgid == leader and state not in _GONE]
+
+
+def find_by_tail(tail: list[str]) -> list[int]:
+    """Running processes whose command line ends with `tail` (not zombies, not this process)."""
+    if not tail:
+        return []
+    want = [os.fsencode(part) for part in tail]
+    found = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if argv[-len(want) :] == want and running(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def group_members(pgid: int) -> list[int]:

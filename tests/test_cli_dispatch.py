@@ -22,7 +22,7 @@ def test_unknown_command_is_an_argparse_error(capsys: pytest.CaptureFixture[str]
 
 
 def test_app_encrypt_env_is_the_guest_command() -> None:
-    from guest.cli import encrypt_env_command
+    from guest.env_cli import encrypt_env_command
 
     args = tkms.build_parser("app").parse_args(
         [
@@ -34,6 +34,10 @@ def test_app_encrypt_env_is_the_guest_command() -> None:
             "http://127.0.0.1:1",
             "--governance",
             "0x" + "bb" * 20,
+            "--compose-hash",
+            "cc" * 32,
+            "--anvil-account",
+            "0",
             "--env",
             "A=1",
             "--out",
@@ -42,3 +46,23 @@ def test_app_encrypt_env_is_the_guest_command() -> None:
     )
     assert args.handler is encrypt_env_command
     assert args.env == ["A=1"] and args.out == Path.cwd() / "env.enc"  # made absolute once
+
+
+def test_chain_link_generation_is_the_guest_command() -> None:
+    from guest.links import link_generation_command
+
+    args = tkms.build_parser("chain").parse_args(
+        [
+            "chain",
+            "link-generation",
+            "--rpc",
+            "http://127.0.0.1:1",
+            "--governance",
+            "0x" + "bb" * 20,
+            "--anvil-account",
+            "0",
+            "--generation",
+            "2",
+        ]
+    )
+    assert args.handler is link_generation_command and args.generation == 2

@@ -7,7 +7,9 @@ import "./Owned2Step.sol";
 /// @title The controller of one app; its address is the app_id.
 /// @notice The app owner decides which compose hashes (code and configuration) may receive keys,
 ///         on which devices, and whether the TCB must be up to date. Adding and removing are the
-///         same kind of single owner call.
+///         same kind of single owner call. Encrypted env vars are authenticated: the guest agent
+///         accepts only an env signed by `envSigner` for exactly the current `envVersion`, which
+///         only grows, so an older env (or one the host made) does not start the app.
 contract AppAuth is Owned2Step, IAppAuth {
     bytes4 private constant ERC165_ID = 0x01ffc9a7;
 
@@ -15,6 +17,10 @@ contract AppAuth is Owned2Step, IAppAuth {
     mapping(bytes32 => bool) public allowedDevices;
     bool public allowAnyDevice;
     bool public requireTcbUpToDate;
+    /// @notice Who signs this app's encrypted env (design §7); zero: no env is accepted.
+    address public envSigner;
+    /// @notice The version an env must carry to be accepted; raised to publish a new env.
+    uint64 public envVersion;
 
     event ComposeHashAdded(bytes32 indexed composeHash);
     event ComposeHashRemoved(bytes32 indexed composeHash);
@@ -22,6 +28,10 @@ contract AppAuth is Owned2Step, IAppAuth {
     event DeviceRemoved(bytes32 indexed deviceId);
     event AllowAnyDeviceSet(bool allowAny);
     event TcbRequirementSet(bool requireUpToDate);
+    event EnvSignerSet(address indexed signer);
+    event EnvVersionSet(uint64 version);
+
+    error EnvVersionNotIncreasing(uint64 current, uint64 proposed);
 
     constructor(
         address initialOwner,
@@ -42,6 +52,8 @@ contract AppAuth is Owned2Step, IAppAuth {
         emit AllowAnyDeviceSet(allowAnyDevice_);
         requireTcbUpToDate = requireTcbUpToDate_;
         emit TcbRequirementSet(requireTcbUpToDate_);
+        envSigner = initialOwner;
+        emit EnvSignerSet(initialOwner);
     }
 
     function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
@@ -76,6 +88,18 @@ contract AppAuth is Owned2Step, IAppAuth {
     function setRequireTcbUpToDate(bool requireUpToDate) external onlyOwner {
         requireTcbUpToDate = requireUpToDate;
         emit TcbRequirementSet(requireUpToDate);
+    }
+
+    function setEnvSigner(address signer) external onlyOwner {
+        envSigner = signer;
+        emit EnvSignerSet(signer);
+    }
+
+    /// @notice Only upwards: an env signed for an older version can never be accepted again.
+    function setEnvVersion(uint64 version) external onlyOwner {
+        if (version <= envVersion) revert EnvVersionNotIncreasing(envVersion, version);
+        envVersion = version;
+        emit EnvVersionSet(version);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

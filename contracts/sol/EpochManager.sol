@@ -92,11 +92,6 @@ abstract contract EpochManager is NodeRegistry {
         uint64 submittedAt;
     }
 
-    struct EpochKey {
-        bytes32 keyHash;
-        uint64 postedAt;
-    }
-
     struct Complaint {
         address accuser;
         address accused;
@@ -119,17 +114,17 @@ abstract contract EpochManager is NodeRegistry {
     uint256 public constant MAX_PROOF_LENGTH = 512;
     uint256 public constant MAX_MEMBERS = 64;
     /// @notice A member's key is 1296 bytes (X, its proof, an ML-KEM-768 key), a dealer's 112.
-    uint256 public constant MAX_EPOCH_KEY_LENGTH = 2048;
+    uint256 internal constant MAX_EPOCH_KEY_LENGTH = 2048;
     /// @notice Sealed shares of one dealer: 38 bytes of header and 1137 per member (72,806 at 64).
-    uint256 public constant MAX_SHARES_LENGTH = 73728;
+    uint256 internal constant MAX_SHARES_LENGTH = 73728;
     /// @notice The accuser's DH secret of one pair (48 bytes) and its DLEQ proof (64).
-    uint256 public constant REVEAL_LENGTH = 112;
+    uint256 internal constant REVEAL_LENGTH = 112;
     /// @notice The accused dealer's ML-KEM secret of that pair.
-    uint256 public constant ANSWER_LENGTH = 32;
+    uint256 internal constant ANSWER_LENGTH = 32;
     /// @notice Nodes judge a phase once its deadline block has a few confirmations and must get
     ///         their write mined before the next deadline (docs/node-epochs.md): shorter phases
     ///         leave no block for that and make the protocol silently unusable.
-    uint64 public constant MIN_PHASE_BLOCKS = 3;
+    uint64 internal constant MIN_PHASE_BLOCKS = 3;
 
     uint64 public epochCount;
     uint64 public runningEpoch;
@@ -141,7 +136,8 @@ abstract contract EpochManager is NodeRegistry {
     mapping(uint64 => mapping(address => uint256)) public memberIndex; // 1-based; 0 = not a member
     mapping(uint64 => mapping(address => uint256)) public dealerIndex;
     mapping(uint64 => mapping(address => Deal)) private _deals;
-    mapping(uint64 => mapping(address => EpochKey)) private _epochKeys;
+    /// @notice epoch => node => keccak256 of the key it posted (zero: none).
+    mapping(uint64 => mapping(address => bytes32)) public epochKeyHash;
     mapping(uint64 => Complaint[]) private _complaints;
     mapping(uint64 => mapping(address => mapping(address => uint256))) private _complaintSlot;
     mapping(uint64 => mapping(address => bytes32)) public confirmationOf;
@@ -240,7 +236,6 @@ abstract contract EpochManager is NodeRegistry {
         epoch.kind = kind;
         epoch.threshold = threshold;
         _setDealers(epochId, epoch, kind);
-        epoch.participants = uint16(_countParticipants(epochId, epoch));
         epoch.status = EpochStatus.Running;
         epoch.proposedAt = uint64(block.number);
         epoch.keysDeadline = uint64(block.number) + phaseBlocks[0];
@@ -264,22 +259,19 @@ abstract contract EpochManager is NodeRegistry {
     }
 
     /// @notice A member or dealer posts its key for this epoch, once. Only its hash is stored;
-    ///         nodes read the bytes from this call's transaction and check them against it.
+    ///         nodes find this call through its event and check its bytes against the hash.
     function postEpochKey(uint64 epochId, bytes calldata key) external {
         Epoch storage epoch = _inPhase(epochId, Phase.Keys);
         if (memberIndex[epochId][msg.sender] == 0 && dealerIndex[epochId][msg.sender] == 0) {
             revert NotAParticipant(epochId, msg.sender);
         }
         _requireApproved(msg.sender);
-        EpochKey storage record = _epochKeys[epochId][msg.sender];
-        if (record.postedAt != 0) revert EpochKeyAlreadyPosted(epochId, msg.sender);
-        if (key.length == 0 || key.length > MAX_EPOCH_KEY_LENGTH) {
-            revert InvalidLength("key", key.length, 1, MAX_EPOCH_KEY_LENGTH);
-        }
-        record.keyHash = keccak256(key);
-        record.postedAt = uint64(block.number);
+        if (epochKeyHash[epochId][msg.sender] != 0) revert EpochKeyAlreadyPosted(epochId, msg.sender);
+        _requireNonEmpty("key", key.length, MAX_EPOCH_KEY_LENGTH);
+        bytes32 keyHash = keccak256(key);
+        epochKeyHash[epochId][msg.sender] = keyHash;
         epoch.keysPosted += 1;
-        emit EpochKeyPosted(epochId, msg.sender, record.keyHash);
+        emit EpochKeyPosted(epochId, msg.sender, keyHash);
     }
 
     /// @param shares the dealer's sealed shares (one bundle); only its hash is stored, nodes
@@ -298,12 +290,8 @@ abstract contract EpochManager is NodeRegistry {
         if (deal.submittedAt != 0) revert DealAlreadySubmitted(epochId, msg.sender);
         _requireLength("commitments", commitments.length, epoch.threshold * G1_LENGTH);
         _requireLength("pk2Part", pk2Part.length, G2_LENGTH);
-        if (proof.length == 0 || proof.length > MAX_PROOF_LENGTH) {
-            revert InvalidLength("proof", proof.length, 1, MAX_PROOF_LENGTH);
-        }
-        if (shares.length == 0 || shares.length > MAX_SHARES_LENGTH) {
-            revert InvalidLength("shares", shares.length, 1, MAX_SHARES_LENGTH);
-        }
+        _requireNonEmpty("proof", proof.length, MAX_PROOF_LENGTH);
+        _requireNonEmpty("shares", shares.length, MAX_SHARES_LENGTH);
         deal.commitments = commitments;
         deal.pk2Part = pk2Part;
         deal.proof = proof;
@@ -418,10 +406,6 @@ abstract contract EpochManager is NodeRegistry {
         return _deals[epochId][dealer];
     }
 
-    function getEpochKey(uint64 epochId, address node) external view returns (EpochKey memory) {
-        return _epochKeys[epochId][node];
-    }
-
     function getComplaints(uint64 epochId) external view returns (Complaint[] memory) {
         return _complaints[epochId];
     }
@@ -443,7 +427,9 @@ abstract contract EpochManager is NodeRegistry {
         emit RetirementWindowSet(blocks);
     }
 
+    /// @dev Also counts the participants: the members plus the dealers that are not members.
     function _setDealers(uint64 epochId, Epoch storage epoch, EpochKind kind) private {
+        uint256 participants = epoch.members.length;
         if (kind == EpochKind.DKG || kind == EpochKind.ROTATE) {
             if (kind == EpochKind.DKG && latestGeneration != 0) revert GenerationExists(latestGeneration);
             if (kind == EpochKind.ROTATE && latestGeneration == 0) revert NoActiveGeneration();
@@ -452,6 +438,7 @@ abstract contract EpochManager is NodeRegistry {
             for (uint256 i = 0; i < epoch.members.length; i++) {
                 dealerIndex[epochId][epoch.members[i]] = i + 1;
             }
+            epoch.participants = uint16(participants);
             return;
         }
         if (latestGeneration == 0) revert NoActiveGeneration();
@@ -470,15 +457,9 @@ abstract contract EpochManager is NodeRegistry {
         epoch.dealers = previous.members;
         for (uint256 i = 0; i < previous.members.length; i++) {
             dealerIndex[epochId][previous.members[i]] = i + 1;
+            if (memberIndex[epochId][previous.members[i]] == 0) participants++;
         }
-    }
-
-    /// @dev Members plus the dealers that are not members (after `_setDealers`).
-    function _countParticipants(uint64 epochId, Epoch storage epoch) private view returns (uint256 count) {
-        count = epoch.members.length;
-        for (uint256 i = 0; i < epoch.dealers.length; i++) {
-            if (memberIndex[epochId][epoch.dealers[i]] == 0) count++;
-        }
+        epoch.participants = uint16(participants);
     }
 
     function _activate(
@@ -533,6 +514,10 @@ abstract contract EpochManager is NodeRegistry {
         epoch = _running(epochId);
         Phase actual = epochPhase(epochId);
         if (actual != expected) revert WrongPhase(epochId, expected, actual);
+    }
+
+    function _requireNonEmpty(string memory field, uint256 length, uint256 max) private pure {
+        if (length == 0 || length > max) revert InvalidLength(field, length, 1, max);
     }
 
     function _requireLength(string memory field, uint256 length, uint256 expected) private pure {

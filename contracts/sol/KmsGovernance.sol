@@ -23,15 +23,21 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
     mapping(address => AppStatus) public appStatus;
     /// @notice Where tools find the factory that deploys AppAuth controllers for this governance.
     address public appFactory;
+    /// @notice Per generation g >= 2: generation g-1's threshold signature over g's
+    ///         `tkms-generation:v1` statement, so apps can chain PK2_g to the network's
+    ///         fingerprint (design §7). Checked by its readers, not here (no pairing on chain).
+    mapping(uint64 => bytes) private _generationLinks;
 
     event AppFactorySet(address indexed appFactory);
     event AppRegistered(address indexed appId, address indexed registrar);
     event AppRemoved(address indexed appId);
+    event GenerationLinked(uint64 indexed generation, bytes signature);
 
     error NotAContract(address appId);
     error AppAlreadyRegistered(address appId);
     error AppRemovedByOwner(address appId);
     error AppNotRegistered(address appId);
+    error NotALinkableGeneration(uint64 generation);
 
     constructor(address initialOwner, bool allowSimulator, uint64 retirementWindowBlocks)
         Owned2Step(initialOwner)
@@ -65,6 +71,23 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
         if (appStatus[appId] != AppStatus.Registered) revert AppNotRegistered(appId);
         appStatus[appId] = AppStatus.Removed;
         emit AppRemoved(appId);
+    }
+
+    function generationLink(uint64 generation) external view returns (bytes memory) {
+        return _generationLinks[generation];
+    }
+
+    /// @notice The owner publishes the link of an activated generation (`tkms chain
+    ///         link-generation`); a wrong one only makes apps refuse that generation.
+    function setGenerationLink(uint64 generation, bytes calldata signature) external onlyOwner {
+        if (generation < 2 || generation > latestGeneration) {
+            revert NotALinkableGeneration(generation);
+        }
+        if (signature.length != G1_LENGTH) {
+            revert InvalidLength("signature", signature.length, G1_LENGTH, G1_LENGTH);
+        }
+        _generationLinks[generation] = signature;
+        emit GenerationLinked(generation, signature);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

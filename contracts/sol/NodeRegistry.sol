@@ -4,7 +4,9 @@ pragma solidity ^0.8.24;
 import "./Owned2Step.sol";
 
 /// @title KMS nodes: each registers itself from its own address; the owner approves or removes.
-/// @notice The owner approves one exact registration (its hash), so a node that re-registers with
+/// @notice Only addresses the owner allowed may register (`allowNodeRegistration`), so the registry
+///         holds at most as many entries as the owner allowed, and nobody else can make it grow.
+///         The owner approves one exact registration (its hash), so a node that re-registers with
 ///         other keys between the owner's review and the approval is not approved by accident.
 ///         Re-registering (new keys after a reboot) always returns the node to Pending.
 abstract contract NodeRegistry is Owned2Step {
@@ -31,6 +33,8 @@ abstract contract NodeRegistry is Owned2Step {
 
     mapping(address => Node) private _nodes;
     address[] private _nodeList;
+    /// @notice Addresses the owner allowed to call `registerNode` (the node's own address).
+    mapping(address => bool) public nodeRegistrationAllowed;
 
     event NodeRegistered(
         address indexed node,
@@ -43,12 +47,28 @@ abstract contract NodeRegistry is Owned2Step {
     );
     event NodeApproved(address indexed node, bytes32 registrationHash);
     event NodeRemoved(address indexed node);
+    event NodeRegistrationAllowed(address indexed node);
+    event NodeRegistrationDisallowed(address indexed node);
 
     error InvalidLength(string field, uint256 length, uint256 min, uint256 max);
     error NodeNotRegistered(address node);
     error NodeNotPending(address node, NodeStatus status);
     error NodeNotApproved(address node);
     error RegistrationChanged(address node, bytes32 expected, bytes32 actual);
+    error NodeRegistrationNotAllowed(address node);
+
+    /// @notice Lets `nodeAddress` register (and re-register after a reboot). Approval is separate.
+    function allowNodeRegistration(address nodeAddress) external onlyOwner {
+        nodeRegistrationAllowed[nodeAddress] = true;
+        emit NodeRegistrationAllowed(nodeAddress);
+    }
+
+    /// @notice Stops further (re-)registrations from `nodeAddress`; its current entry is unchanged
+    ///         (`removeNode` removes it).
+    function disallowNodeRegistration(address nodeAddress) external onlyOwner {
+        nodeRegistrationAllowed[nodeAddress] = false;
+        emit NodeRegistrationDisallowed(nodeAddress);
+    }
 
     function registerNode(
         address operator,
@@ -57,6 +77,7 @@ abstract contract NodeRegistry is Owned2Step {
         bytes calldata dealKey,
         bytes32 evidenceHash
     ) external {
+        if (!nodeRegistrationAllowed[msg.sender]) revert NodeRegistrationNotAllowed(msg.sender);
         uint256 endpointLength = bytes(endpoint).length;
         if (endpointLength == 0 || endpointLength > MAX_ENDPOINT_LENGTH) {
             revert InvalidLength("endpoint", endpointLength, 1, MAX_ENDPOINT_LENGTH);

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ATTESTATION_DATA, REPO_ROOT
 
 TKMS = REPO_ROOT / ".venv" / "bin" / "tkms"
+REGISTERS = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
 KEYS = {
     "accepted",
     "tcb_status",
@@ -24,6 +25,7 @@ KEYS = {
     "rtmr2",
     "rtmr3",
     "report_data",
+    "os_image_hash",
     "replayed",
     "identity",
 }
@@ -99,8 +101,20 @@ def test_set_c_measurements_and_identity(attestation_data: Path) -> None:
     identity = report["identity"]
     assert identity["compose_hash"].startswith("3763bc34") and len(identity["compose_hash"]) == 64
     assert identity["instance_id"].startswith("c3714eb6")
-    assert identity["os_image_hash"].startswith("14ad42d0")
     assert identity["key_provider"]["name"] == "local-sgx"
+    assert identity["claimed_os_image_hash"].startswith("14ad42d0")
+    # what governance allows: recomputed from MRTD and RTMR0-2, not the VM config's claim
+    assert report["os_image_hash"] == identity["os_image_hash"] != identity["claimed_os_image_hash"]
+    # and what an operator approving the platform computes from its registers
+    regs = [f"--{name}={report[name]}" for name in REGISTERS]
+    cmd = [sys.executable, "-m", "attest.cli", "attest", "os-image-hash"]
+    proc = subprocess.run([*cmd, *regs], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0x" + report["os_image_hash"]
+    bad = subprocess.run(
+        [*cmd, *regs[:3], "--rtmr2=00"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert bad.returncode == 2 and "--rtmr2: must be 48 bytes, got 1" in bad.stderr
 
 
 def test_tampered_event_log_is_rejected(attestation_data: Path, tmp_path: Path) -> None:
@@ -231,6 +245,7 @@ def test_text_output(attestation_data: Path) -> None:
         "90d7a4a13e14c536ec6c9c3c8fa87077"
     )
     assert f"  mrtd: {mrtd}" in lines
+    assert any(line.startswith("  os_image_hash: ") for line in lines)
 
 
 def test_simulator_quotes_need_allow_simulator(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_dstack_set_c_end_to_end(attestation_data: Path) -> None:
     assert ev.replayed_rtmrs == (0, 1, 2, 3) and ev.replayed.counts == (13, 5, 2, 8)
     assert ev.identity is not None
     assert ev.identity.app_id.hex() == "3763bc34552cf3a27ff71ad5f7a90471562a1a2d"
-    assert ev.identity.os_image_hash.hex().startswith("14ad42d0")
+    assert ev.identity.claimed_os_image_hash.hex().startswith("14ad42d0")
     with pytest.raises(EvidenceError, match=r"step 4 .*does not bind this key"):
         verify_evidence(
             bytes.fromhex(doc["quote"]),

@@ -18,6 +18,7 @@ from attest._identity import (
     compute_app_identity,
     expected_mr_config_id,
     has_runtime_events,
+    os_image_hash_of,
 )
 from attest._replay import verify_replay
 from tests.attest.test_evidence_data import load_json, td_field
@@ -53,10 +54,49 @@ def test_quote_report_identity(attestation_data: Path) -> None:
     assert ident.instance_id.hex().startswith("c3714eb6") and ident.instance_id.hex().endswith("c9")
     assert ident.key_provider is not None and ident.key_provider.name == "local-sgx"
     assert ident.key_provider.id.startswith("1b7a4937") and ident.key_provider.id.endswith("cf8b")
-    assert ident.os_image_hash == b""  # this OS emits no os-image-hash event; use vm_config
+    assert ident.claimed_os_image_hash == b""  # this OS emits no os-image-hash event
     with_vm, _, _ = _identity_of(attestation_data, "quote-report.json", vm_config=doc["vm_config"])
-    assert with_vm.os_image_hash.hex().startswith("14ad42d0")
-    assert (ident.os_image_hash_source, with_vm.os_image_hash_source) == ("none", "vm_config")
+    assert with_vm.claimed_os_image_hash.hex().startswith("14ad42d0")
+    assert (ident.claimed_os_image_hash_source, with_vm.claimed_os_image_hash_source) == (
+        "none",
+        "vm_config",
+    )
+
+
+def _platform(raw: bytes) -> bytes:
+    return b"".join(td_field(raw, n) for n in ("mr_td", "rt_mr0", "rt_mr1", "rt_mr2"))
+
+
+@pytest.mark.parametrize("name", ["quote-report.json", "tdx-lite-getquote.json"])
+def test_os_image_hash_is_recomputed_from_the_quote_not_taken_from_claims(
+    attestation_data: Path, name: str
+) -> None:
+    """The hash governance approves comes from MRTD and RTMR0-2 (docs/security.md, item 1):
+    neither the host's VM config nor the guest's own os-image-hash event can set it."""
+    ident, raw, doc = _identity_of(attestation_data, name, vm_config=None)
+    expected = hashlib.sha256(_platform(raw) + bytes(32)).digest()
+    assert ident.os_image_hash == expected
+    assert ident.os_image_hash == os_image_hash_of(*(td_field(raw, n) for n in _REGS))
+    # It is dstack's mr_system of the same TD measured without a key provider.
+    entries, _, _ = _load(attestation_data, name)
+    boot = compute_app_identity(entries, parse_quote(raw).td_report, ppid=None, boottime_mr=True)
+    assert boot.mr_system == ident.os_image_hash
+    for claim in ([doc["vm_config"]] if "vm_config" in doc else []) + [
+        json.dumps({"os_image_hash": "ab" * 32})
+    ]:
+        claimed, _, _ = _identity_of(attestation_data, name, vm_config=claim)
+        assert claimed.os_image_hash == expected
+        assert claimed.claimed_os_image_hash == bytes.fromhex(json.loads(claim)["os_image_hash"])
+    if ident.claimed_os_image_hash_source == "event":  # tdx-lite: the guest wrote 07a2388c…
+        assert ident.claimed_os_image_hash != expected
+
+
+_REGS = ("mr_td", "rt_mr0", "rt_mr1", "rt_mr2")
+
+
+def test_os_image_hash_of_checks_register_sizes() -> None:
+    with pytest.raises(IdentityError, match="RTMR1 must be 48 bytes, got 32"):
+        os_image_hash_of(bytes(48), bytes(48), bytes(32), bytes(48))
 
 
 def test_mr_aggregated_and_device_id_follow_dstack(attestation_data: Path) -> None:
@@ -81,8 +121,8 @@ def test_tdx_lite_identity_and_mr_config_id(attestation_data: Path) -> None:
     assert ident.app_id.hex() == "86b0e55f2fa8e4fb69d890f14f54d5612707646e"
     assert ident.compose_hash.hex().endswith("aade77caa9")
     assert ident.key_provider is not None and ident.key_provider.name == "kms"
-    assert ident.os_image_hash.hex().startswith("07a2388c")  # from the os-image-hash event
-    assert ident.os_image_hash_source == "event"
+    assert ident.claimed_os_image_hash.hex().startswith("07a2388c")  # the os-image-hash event
+    assert ident.claimed_os_image_hash_source == "event"
     mr_config_id = td_field(raw, "mr_config_id")
     assert mr_config_id == expected_mr_config_id(ident.compose_hash)
     f = [td_field(raw, n) for n in ("mr_td", "rt_mr0", "rt_mr1", "rt_mr2", "rt_mr3")]

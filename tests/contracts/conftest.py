@@ -21,6 +21,7 @@ from contracts import (
     anvil_account,
     deploy,
 )
+from tests.contracts.testsol import Compiled, compile_test_contracts
 
 PHASES = (8, 8, 8, 8, 8)  # blocks of Keys, Deal, Complain, Justify, Confirm in epoch tests
 NODE_ACCOUNTS = (2, 3, 4, 5, 6)  # registered and approved in the base deployment
@@ -49,6 +50,7 @@ def base_deployment(w3: Web3, signers: list[Transactor]) -> Deployment:
     deployment = deploy(signers[0], allow_simulator=False, retirement_window=RETIREMENT_WINDOW)
     owner = GovernanceClient(w3, deployment.governance, signers[0])
     for i in NODE_ACCOUNTS:
+        owner.send_allow_node_registration(signers[i].address)
         register_node(GovernanceClient(w3, deployment.governance, signers[i]), i)
         owner.send_approve_node(
             signers[i].address, owner.get_node(signers[i].address).registration_hash
@@ -130,3 +132,9 @@ class Poly:
         if pk1 is not None:
             points[0] = pk1
         return Poly(tuple(points), bytes([seed]) * 96)
+
+
+@pytest.fixture(scope="session")
+def test_contracts() -> dict[str, Compiled]:
+    """The test-only contracts of tests/contracts/sol, compiled once per session."""
+    return compile_test_contracts()

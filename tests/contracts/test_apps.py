@@ -160,6 +160,8 @@ def test_revocation_takes_effect_in_the_next_block(
         ("send_remove_device", DEVICE),
         ("send_set_allow_any_device", True),
         ("send_set_require_tcb_up_to_date", False),
+        ("send_set_env_signer", "0x" + "01" * 20),
+        ("send_set_env_version", 1),
         ("send_transfer_ownership", "0x" + "01" * 20),
     ],
 )
@@ -205,3 +207,23 @@ def test_malformed_app_inputs_name_the_argument(w3: Web3, factory: AppFactoryCli
         AppBootInfo(app_id="0x" + "ab" * 20, compose_hash=b"")
     with pytest.raises(InvalidInput, match="app_id: not hex"):
         AppAuthClient(w3, "0xzz" + "ab" * 19)
+
+
+def test_env_signer_starts_as_the_owner_and_env_versions_only_grow(
+    app: AppAuthClient, signers: list[Transactor]
+) -> None:
+    """The guest agent accepts an env signed by `envSigner` for exactly `envVersion`: a
+    version that could go down would let an old env (revoked secrets) start the app again."""
+    assert app.get_env_signer() == signers[1].address and app.get_env_version() == 0
+    receipt = app.send_set_env_version(3)
+    assert app.event_args(receipt, "EnvVersionSet") == [{"version": 3}]
+    for stale in (3, 2):
+        refused = f"EnvVersionNotIncreasing\\(current=3, proposed={stale}\\)"
+        with pytest.raises(TransactionFailed, match=refused):
+            app.send_set_env_version(stale)
+    assert app.get_env_version() == 3
+    receipt = app.send_set_env_signer(signers[4].address)
+    assert app.event_args(receipt, "EnvSignerSet") == [{"signer": signers[4].address}]
+    assert app.get_env_signer() == signers[4].address
+    with pytest.raises(InvalidInput, match="version: must be 1..2\\*\\*64-1, got 0"):
+        app.send_set_env_version(0)

@@ -11,9 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web3 import Web3
 
 import tkms
-from contracts import Anvil, Transactor, anvil_account, deploy, free_port
+from contracts import (
+    Anvil,
+    GovernanceClient,
+    InvalidInput,
+    Transactor,
+    anvil_account,
+    deploy,
+    free_port,
+)
 from contracts._anvil import is_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -280,7 +289,8 @@ def test_malformed_input_names_the_argument_and_exits_2(
     argv = [a.replace("GOV", deployed["governance"]) for a in argv]
     assert tkms.main([*argv[:2], "--rpc", anvil.rpc_url, *argv[2:]]) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith("error: ") and message in captured.err
+    error = captured.err.splitlines()[-1]  # after the warning about --private-key on argv
+    assert error.startswith("error: ") and message in error
     assert captured.out == ""
 
 
@@ -306,3 +316,35 @@ def test_one_signing_option_is_required(capsys: pytest.CaptureFixture[str]) -> N
         )
     assert exc.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_simulators_are_refused_on_a_chain_that_is_not_a_dev_chain(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A chain with a public network's id (here Ethereum mainnet's 1, on a local anvil): the
+    CLI, `deploy` and the governance client all refuse to switch simulators on, and nothing is
+    sent; the same deployment without simulators goes through."""
+    with Anvil(chain_id=1) as mainnet_like:
+        rpc = ("--rpc", mainnet_like.rpc_url)
+        w3 = mainnet_like.web3()
+        owner = Transactor(w3, anvil_account(0))
+
+        def sent() -> int:
+            return w3.eth.get_transaction_count(Web3.to_checksum_address(owner.address))
+
+        code = tkms.main(["chain", "deploy", *rpc, "--anvil-account", "0", "--allow-simulator"])
+        assert code == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: --allow-simulator: refusing to allow simulated TEEs on")
+        assert "chain 1" in error and "(1337, 31337)" in error
+        assert sent() == 0
+        with pytest.raises(InvalidInput, match="allow_simulator: refusing .* chain 1"):
+            deploy(owner, allow_simulator=True)
+        deployment = deploy(owner)
+        governance = GovernanceClient(w3, deployment.governance, owner)
+        before = sent()
+        with pytest.raises(InvalidInput, match="allowed: refusing .* chain 1"):
+            governance.send_set_simulator_allowed(True)
+        assert sent() == before
+        assert governance.get_simulator_allowed() is False
+        governance.send_set_simulator_allowed(False)  # switching off is always allowed

@@ -321,7 +321,7 @@ def test_the_contract_refuses_phases_shorter_than_its_minimum(
 ) -> None:
     """F-10: a 1- or 2-block phase leaves nodes no block to judge and publish in; refused."""
     assert governance.transactor is not None
-    assert governance.contract.functions.MIN_PHASE_BLOCKS().call() == MIN_PHASE_BLOCKS == 3
+    assert MIN_PHASE_BLOCKS == 3
     short = [3] * 5
     short[phase] = 2
     propose = governance.contract.functions.proposeEpoch(0, committee[:2], 1, short)
@@ -347,10 +347,10 @@ def test_epoch_keys_come_from_participants_once_and_only_in_the_keys_phase(
     with pytest.raises(TransactionFailed, match=r"InvalidLength\(field=.key., length=2049"):
         as_signer(2).send_post_epoch_key(epoch, bytes(2049))
     receipt = as_signer(2).send_post_epoch_key(epoch, b"\x02" * 1296)
-    posted = governance.get_epoch_key(epoch, committee[0])
-    assert posted.posted_at == receipt.block
+    key_hash = governance.get_epoch_key_hash(epoch, committee[0])
+    assert key_hash == Web3.keccak(b"\x02" * 1296)
     assert governance.event_args(receipt, "EpochKeyPosted") == [
-        {"epoch": 1, "node": committee[0], "keyHash": posted.key_hash}
+        {"epoch": 1, "node": committee[0], "keyHash": key_hash}
     ]
     with pytest.raises(TransactionFailed, match="EpochKeyAlreadyPosted"):
         as_signer(2).send_post_epoch_key(epoch, b"\x03" * 1296)

@@ -39,6 +39,7 @@ NODE_GOOD: dict[str, dict[str, Any]] = {
 GUEST_GOOD: dict[str, Any] = {
     "rpc": "http://127.0.0.1:8545",
     "governance": "0x" + "22" * 20,
+    "network_fingerprint": "f0" * 32,
     "app_id": "0x" + "11" * 20,
     "compose": "app-compose.json",
     "tee": "simulator",
@@ -206,7 +207,11 @@ def _node() -> Prepared:
 
 def _load_guest(path: Path) -> None:
     config = load_guest_config(path)
-    if config.tee not in ("simulator", "tdx") or len(config.app_id) != 20:
+    if (
+        config.tee not in ("simulator", "tdx")
+        or len(config.app_id) != 20
+        or len(config.network_fingerprint) != 32
+    ):
         raise AssertionError(f"loaded a config the loader should refuse: {config}")
 
 

@@ -79,7 +79,7 @@ def _service() -> Prepared:
     from tests.gateway.test_registration import APP, FakeGovernance, cvm
 
     backends = BackendPolicy(parse_networks(["10.0.0.0/8"]))
-    registrar = Registrar(BASE, RouteTable(), FakeGovernance(), ttl=60, backends=backends)
+    registrar = Registrar(BASE, RouteTable(), FakeGovernance().view(), ttl=60, backends=backends)
     servicer = GatewayServicer(registrar, proxy_port=lambda: 8443, app_id=b"\x77" * 20)
     approved, stranger = cvm(APP), cvm(b"\xcd" * 20)
     now = time.time()

@@ -161,7 +161,7 @@ def _committee(secret: Polynomial) -> Committee:
 
 
 def _kms() -> Prepared:
-    from tests.node.test_authz import app_evidence
+    from tests.node.test_authz import NETWORK, app_evidence
 
     secret = Polynomial.random(1, random.Random(7).randbytes)
     share = secret.share(MemberIndex(1))
@@ -178,6 +178,7 @@ def _kms() -> Prepared:
             running_epoch=0,
             nodes={},
             simulator_allowed=True,
+            fingerprint=NETWORK,
         )
 
     def approve(info: Any, block: int) -> AuthDecision:
@@ -192,12 +193,14 @@ def _kms() -> Prepared:
         max_head_age=60,
         limiter=RateLimiter(5000, 5000),
         metrics=metrics,
+        accept_simulator=True,
     )
     servicer = KmsServicer(
         authorizer=authorizer,
         shares=lambda generation: (committee, share) if generation in (0, 1) else None,
         metrics=metrics,
         max_keys=16,
+        env_policy=lambda app_id, block: (b"\x0e" * 20, 1),
     )
     requester = G1.base_mul(777).to_bytes()
     signed_key = b"\x04" + b"\x55" * 64
@@ -261,6 +264,7 @@ def _peer() -> Prepared:
     verifier = PeerVerifier(
         policy=default_policy(),
         kms_allowed=AllowList(mr_aggregated_of(node.cert_pem)),
+        accept_simulator=True,
     )
     epoch = 5
     receiver = NodeIdentity.generate()  # the node under test; `node` calls it

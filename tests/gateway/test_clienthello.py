@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from gateway.clienthello import (
     MAX_HELLO_BYTES,
+    MAX_HELLO_RECORDS,
     ClientHello,
     HelloError,
+    HelloReader,
     parse_client_hello,
 )
 from tests.gateway.tlsfixtures import client_hello, record, resplit
@@ -175,3 +177,42 @@ def test_the_largest_hello_that_fits_is_read() -> None:
     data = hello(sni(b"a.b") + ext(0x15, bytes(pad)))
     assert len(data) == MAX_HELLO_BYTES
     assert parse_client_hello(data) == ClientHello(server_name="a.b", alpn=())
+
+
+@given(hostnames, alpn_lists, st.lists(st.integers(1, 600), max_size=6), st.data())
+def test_bytes_fed_in_any_pieces_read_as_the_whole(
+    name: str, alpn: list[str], cuts: list[int], data: st.DataObject
+) -> None:
+    raw = resplit(client_hello(name, alpn), cuts) + record(b"\x01", content_type=0x14)
+    reader = HelloReader()
+    pos, result = 0, None
+    while result is None:
+        size = data.draw(st.integers(1, 64))
+        result = reader.feed(raw[pos : pos + size])
+        pos += size
+    assert result == parse_client_hello(raw) == ClientHello(server_name=name, alpn=tuple(alpn))
+    assert reader.data == raw[: min(pos, len(raw))]  # what was fed, untouched
+
+
+def test_a_hello_in_more_records_than_the_cap_is_refused_at_the_extra_header() -> None:
+    raw = client_hello("a.example.com")
+    size = int.from_bytes(raw[3:5], "big")
+    at_cap = resplit(raw, list(range(1, MAX_HELLO_RECORDS)))
+    assert parse_client_hello(at_cap) == ClientHello(server_name="a.example.com", alpn=())
+    over = resplit(raw, list(range(1, MAX_HELLO_RECORDS + 1)))
+    ninth = 6 * MAX_HELLO_RECORDS  # eight one-byte records before it
+    assert size > MAX_HELLO_RECORDS
+    with pytest.raises(HelloError, match=rf"more than 8 records \(record at offset {ninth}\)"):
+        parse_client_hello(over)
+    reader = HelloReader()
+    assert reader.feed(over[:ninth]) is None
+    with pytest.raises(HelloError, match="more than 8 records"):
+        reader.feed(over[ninth : ninth + 5])
+
+
+def test_a_refused_or_finished_reader_takes_no_more_bytes() -> None:
+    reader = HelloReader()
+    with pytest.raises(HelloError):
+        reader.feed(b"GET /")
+    with pytest.raises(RuntimeError, match="already complete or refused"):
+        reader.feed(b"x")

@@ -24,14 +24,14 @@ APP = "ab" * 20
 @pytest.mark.parametrize(
     ("name", "route", "backend_port"),
     [
-        (f"{APP}.{BASE}", Route(APP, None, passthrough=False), 80),
+        (f"{APP}.{BASE}", Route(APP, None, passthrough=False), 443),
         (f"{APP}s.{BASE}", Route(APP, None, passthrough=True), 443),
         (f"{APP}-8080.{BASE}", Route(APP, 8080, passthrough=False), 8080),
         (f"{APP}-8443s.{BASE}", Route(APP, 8443, passthrough=True), 8443),
         (f"{APP}-1.{BASE}", Route(APP, 1, passthrough=False), 1),
         (f"{APP}-65535s.{BASE}", Route(APP, 65535, passthrough=True), 65535),
         (f"{APP.upper()}-443S.GW.Example.TEST.", Route(APP, 443, passthrough=True), 443),
-        (f"i-{APP}.{BASE}", Route(APP, None, passthrough=False, instance=True), 80),
+        (f"i-{APP}.{BASE}", Route(APP, None, passthrough=False, instance=True), 443),
         (f"I-{APP}-8443s.{BASE}", Route(APP, 8443, passthrough=True, instance=True), 8443),
     ],
 )

@@ -1,4 +1,5 @@
-"""The proxy over real sockets on 127.0.0.1: passthrough, termination, refusals, balancing."""
+"""The proxy over real sockets on 127.0.0.1: passthrough, termination (TLS again to the backend,
+pinned to its registered key), refusals, balancing."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from structlog.testing import capture_logs
 
 from gateway._selfsigned import Issued, ThrowawayCA
+from gateway.backend_tls import spki_sha256
+from gateway.limits import ProxyLimits
 from gateway.proxy import REFUSALS, Proxy
 from gateway.table import Registration, RouteTable
 from tests.gateway.tlsfixtures import (
     BASE,
     Backend,
+    MemoryTls,
     MemoryTlsClient,
     Sink,
     backend_context,
@@ -38,6 +42,8 @@ APP = bytes.fromhex("a1" * 20)
 CA = ThrowawayCA.create()
 GATEWAY_CERT = CA.issue("*." + BASE)
 APP_CERT = CA.issue("*." + BASE)  # same names, its own key: the fingerprint tells them apart
+APP_KEY = spki_sha256(APP_CERT.cert_pem)  # what the app registers
+APP_TLS = backend_context(APP_CERT)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -53,9 +59,11 @@ class Gateway:
     port: int
     table: RouteTable
 
-    def register(self, instance: int, host: str = "127.0.0.1", ttl: float = 60.0) -> bytes:
+    def register(
+        self, instance: int, host: str = "127.0.0.1", ttl: float = 60.0, key: bytes = APP_KEY
+    ) -> bytes:
         instance_id = bytes([instance]) * 20
-        reg = Registration(APP, instance_id, host, expires_at=time.time() + ttl)
+        reg = Registration(APP, instance_id, host, time.time() + ttl, key)
         self.table.upsert(reg)
         return instance_id
 
@@ -65,10 +73,10 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    *, certificate: Issued | None = GATEWAY_CERT, **options: float
+    *, certificate: Issued | None = GATEWAY_CERT, **options: Any
 ) -> AsyncIterator[Gateway]:
     table = RouteTable()
-    proxy = Proxy(table, BASE, **options)
+    proxy = Proxy(table, BASE, limits=ProxyLimits(**options))
     port = await proxy.start("127.0.0.1", 0)
     if certificate is not None:
         proxy.set_certificate(certificate.chain_pem, certificate.key_pem)
@@ -102,9 +110,9 @@ def test_passthrough_reaches_the_app_with_its_own_certificate() -> None:
     run(scenario())
 
 
-def test_termination_presents_the_gateway_certificate_and_forwards_plaintext() -> None:
+def test_termination_presents_the_gateway_certificate_and_re_encrypts_to_the_app() -> None:
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             reader, writer, seen = await tls_connect(
@@ -116,7 +124,7 @@ def test_termination_presents_the_gateway_certificate_and_forwards_plaintext() -
             writer.close()
             assert gw.proxy.stats["terminated"] == 1
             await asyncio.sleep(0.05)
-            assert bytes(backend.received[0]) == data  # plaintext on the backend's socket
+            assert bytes(backend.received[0]) == data  # decrypted by the app's own TLS
 
     run(scenario())
 
@@ -156,7 +164,7 @@ def test_a_hello_in_several_records_and_reads_is_forwarded_byte_for_byte() -> No
 
 def test_termination_half_close_both_ways() -> None:
     async def scenario() -> None:
-        sink = await Sink().start()
+        sink = await Sink(tls=APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             client = MemoryTlsClient(
@@ -178,7 +186,7 @@ def test_data_sent_with_the_client_finished_is_forwarded_at_once() -> None:
     had left in the TLS object, so a client that spoke first (and then waited) hung."""
 
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             client = MemoryTlsClient(
@@ -201,7 +209,7 @@ def test_data_sent_with_the_client_finished_is_forwarded_at_once() -> None:
 
 def test_a_client_eof_without_close_notify_reaches_the_backend_as_eof() -> None:
     async def scenario() -> None:
-        sink = await Sink().start()
+        sink = await Sink(tls=APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             client = MemoryTlsClient(
@@ -242,9 +250,11 @@ def test_the_backend_closing_first_leaves_the_client_direction_open() -> None:
     received: list[bytes] = []
 
     async def greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"hello then EOF")
-        writer.write_eof()
-        received.append(await reader.read())
+        tls = MemoryTls((reader, writer), APP_TLS, server_side=True)
+        await tls.handshake()
+        await tls.send(b"hello then EOF")
+        await tls.close_write()
+        received.append(await tls.read_until_eof())
         writer.close()
 
     async def scenario() -> None:
@@ -354,7 +364,7 @@ def test_termination_before_a_certificate_is_refused_and_passthrough_still_works
 
 def test_the_certificate_can_be_swapped_and_a_bad_one_changes_nothing() -> None:
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         renewed = CA.issue("*." + BASE)
         async with gateway() as gw:
             gw.register(1)
@@ -377,7 +387,7 @@ def test_the_certificate_can_be_swapped_and_a_bad_one_changes_nothing() -> None:
 
 def test_a_client_that_rejects_the_certificate_is_counted() -> None:
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -395,8 +405,8 @@ def test_a_client_that_rejects_the_certificate_is_counted() -> None:
 
 def test_instances_of_an_app_take_turns() -> None:
     async def scenario() -> None:
-        first = await Backend("127.0.0.1").start()
-        second = await Backend("127.0.0.2").start(first.port)
+        first = await Backend("127.0.0.1", APP_TLS).start()
+        second = await Backend("127.0.0.2", APP_TLS).start(first.port)
         async with gateway() as gw:
             gw.register(1, "127.0.0.1")
             gw.register(2, "127.0.0.2")
@@ -414,8 +424,8 @@ def test_instances_of_an_app_take_turns() -> None:
 
 def test_an_instance_id_reaches_that_instance() -> None:
     async def scenario() -> None:
-        first = await Backend("127.0.0.1").start()
-        second = await Backend("127.0.0.2").start(first.port)
+        first = await Backend("127.0.0.1", APP_TLS).start()
+        second = await Backend("127.0.0.2", APP_TLS).start(first.port)
         async with gateway() as gw:
             gw.register(1, "127.0.0.1")
             chosen = gw.register(2, "127.0.0.2")
@@ -432,8 +442,8 @@ def test_an_instance_id_reaches_that_instance() -> None:
 
 def test_a_killed_backend_is_skipped() -> None:
     async def scenario() -> None:
-        first = await Backend("127.0.0.1").start()
-        second = await Backend("127.0.0.2").start(first.port)
+        first = await Backend("127.0.0.1", APP_TLS).start()
+        second = await Backend("127.0.0.2", APP_TLS).start(first.port)
         async with gateway() as gw:
             gw.register(1, "127.0.0.1")
             dead = gw.register(2, "127.0.0.2")
@@ -458,7 +468,7 @@ def test_a_killed_backend_is_skipped() -> None:
 
 def test_every_backend_down_is_refused() -> None:
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         await backend.kill()
         async with gateway() as gw:
             gw.register(1)
@@ -472,7 +482,7 @@ def test_every_backend_down_is_refused() -> None:
 
 def test_close_ends_open_connections() -> None:
     async def scenario() -> None:
-        backend = await Backend("127.0.0.1").start()
+        backend = await Backend("127.0.0.1", APP_TLS).start()
         async with gateway() as gw:
             gw.register(1)
             reader, _, _ = await tls_connect(

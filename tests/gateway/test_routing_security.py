@@ -25,12 +25,13 @@ from attest import create_ratls_certificate
 from contracts._anvil import free_port
 from gateway.backends import BackendPolicy, parse_networks
 from gateway.client import GATEWAY_TLS_NAME, GatewayClient, default_gateway_check
+from gateway.limits import ProxyLimits
 from gateway.names import instance_route_id
 from gateway.proxy import Proxy
 from gateway.registration import GatewayServicer, Registrar
 from gateway.table import RouteTable
 from protos.tkms.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.gateway.test_registration import BASE, FakeGovernance, cvm
+from tests.gateway.test_registration import BASE, KEY, FakeGovernance, cvm
 from tests.gateway.test_registration_grpc import GATEWAY_APP, SimulatedCvm
 from tests.gateway.tlsfixtures import Backend, client_hello
 
@@ -60,7 +61,7 @@ class Stack:
     ) -> gateway_pb2.RegisterResponse:
         machine = SimulatedCvm(cvm(app_id, instance_id).provider)
         check = default_gateway_check(simulator_allowed=True, app_id=GATEWAY_APP)
-        return GatewayClient(self.endpoint, machine, check).register(host)
+        return GatewayClient(self.endpoint, machine, check).register(host, KEY)
 
     def reach(self, server_name: str) -> bytes:
         """Connect through the proxy with a ClientHello for `server_name` (passthrough); what
@@ -88,7 +89,7 @@ def _credentials() -> grpc.ServerCredentials:
 def stack(**registrar_options: Any) -> Iterator[Stack]:
     governance = FakeGovernance(allowed={"0x" + VICTIM.hex(), "0x" + ATTACKER.hex()})
     table = RouteTable()
-    registrar = Registrar(BASE, table, governance, ttl=30, **registrar_options)
+    registrar = Registrar(BASE, table, governance.view(), ttl=30, **registrar_options)
     creds = _credentials()
     port = free_port()
     loop = asyncio.new_event_loop()
@@ -97,7 +98,7 @@ def stack(**registrar_options: Any) -> Iterator[Stack]:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        proxy = Proxy(table, BASE, connect_timeout=1.0)
+        proxy = Proxy(table, BASE, limits=ProxyLimits(connect_timeout=1.0))
         ready.append(await proxy.start("127.0.0.1", 0))
         server = grpc.aio.server()
         servicer = GatewayServicer(registrar, proxy_port=lambda: ready[0], app_id=GATEWAY_APP)

@@ -8,6 +8,7 @@ from gateway.table import Registration, RouteTable
 
 APP = bytes.fromhex("aa" * 20)
 OTHER_APP = bytes.fromhex("bb" * 20)
+KEY = bytes(32)
 
 
 class Clock:
@@ -20,7 +21,11 @@ class Clock:
 
 def reg(n: int, app: bytes = APP, *, expires_at: float = 2000.0, host: str = "") -> Registration:
     return Registration(
-        app_id=app, instance_id=bytes([n]) * 20, host=host or f"10.0.0.{n}", expires_at=expires_at
+        app_id=app,
+        instance_id=bytes([n]) * 20,
+        host=host or f"10.0.0.{n}",
+        expires_at=expires_at,
+        tls_key_sha256=KEY,
     )
 
 
@@ -64,7 +69,7 @@ def test_an_instance_id_routes_to_that_instance_only(table: RouteTable) -> None:
 
 
 def test_app_ids_and_instance_ids_are_separate_namespaces(table: RouteTable) -> None:
-    table.upsert(Registration(OTHER_APP, APP, "10.6.6.6", expires_at=2000.0))  # instance = APP
+    table.upsert(Registration(OTHER_APP, APP, "10.6.6.6", 2000.0, KEY))  # instance = APP
     assert app_hosts(table) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert hosts(table.candidates(APP.hex(), instance=True)) == ["10.6.6.6"]
     assert table.candidates("01" * 20, instance=False) == []
@@ -132,9 +137,11 @@ def test_a_bad_target_is_refused(table: RouteTable, target: str) -> None:
 
 def test_registrations_check_their_ids() -> None:
     with pytest.raises(ValueError, match=r"app_id must be 20 bytes"):
-        Registration(app_id=b"\x01" * 19, instance_id=b"\x02" * 20, host="::1", expires_at=0)
+        Registration(b"\x01" * 19, b"\x02" * 20, "::1", 0, KEY)
     with pytest.raises(ValueError, match=r"instance_id must be 20 bytes"):
-        Registration(app_id=b"\x01" * 20, instance_id=b"", host="::1", expires_at=0)
+        Registration(b"\x01" * 20, b"", "::1", 0, KEY)
+    with pytest.raises(ValueError, match=r"tls_key_sha256 must be 32 bytes"):
+        Registration(b"\x01" * 20, b"\x02" * 20, "::1", 0, b"\x00" * 31)
     for host in ("", "h", "app.internal", "10.0.0.1:80"):
         with pytest.raises(ValueError, match=r"host .* is not an IP address"):
-            Registration(app_id=b"\x01" * 20, instance_id=b"\x02" * 20, host=host, expires_at=0)
+            Registration(b"\x01" * 20, b"\x02" * 20, host, 0, KEY)

@@ -99,9 +99,11 @@ class Backend:
 
 @dataclass
 class Sink:
-    """A plain TCP server that reads until EOF, then answers with the byte count and closes."""
+    """A TCP server (TLS with `tls`) that reads until EOF, then answers with the byte count and
+    closes."""
 
     host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None
     port: int = 0
     received: list[bytes] = field(default_factory=list)
     server: asyncio.Server | None = None
@@ -112,6 +114,15 @@ class Sink:
         return self
 
     async def _sink(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.tls is not None:
+            tls = MemoryTls((reader, writer), self.tls, server_side=True)
+            await tls.handshake()
+            data = await tls.read_until_eof()  # until the client's close_notify or FIN
+            self.received.append(data)
+            await tls.send(b"got %d" % len(data))
+            await tls.close_write()
+            writer.close()
+            return
         data = await reader.read()  # until the client's half-close
         self.received.append(data)
         writer.write(b"got %d" % len(data))
@@ -154,16 +165,23 @@ async def closed_without_reply(reader: asyncio.StreamReader) -> bool:
         return True
 
 
-class MemoryTlsClient:
-    """A TLS client over a plain stream (an `SSLObject`), which, unlike asyncio's TLS streams,
-    can half-close: send close_notify and FIN, then keep reading."""
+class MemoryTls:
+    """TLS over a plain stream (an `SSLObject`), either side, which, unlike asyncio's TLS
+    streams, can half-close: send close_notify and FIN, then keep reading."""
 
     def __init__(
-        self, stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], ca: ThrowawayCA, name: str
+        self,
+        stream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        name: str | None = None,
     ) -> None:
         self.reader, self.writer = stream
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = client_context(ca).wrap_bio(self.incoming, self.outgoing, server_hostname=name)
+        self.tls = context.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=name
+        )
 
     async def _flush(self) -> None:
         self.writer.write(self.outgoing.read())
@@ -178,7 +196,7 @@ class MemoryTlsClient:
         return bool(data)
 
     async def handshake(self, first_data: bytes = b"") -> bytes:
-        """Complete the handshake; the SHA-256 of the server's certificate.
+        """Complete the handshake; the SHA-256 of the peer's certificate (b"" without one).
 
         `first_data` goes out in the same write as the client's Finished message."""
         while True:
@@ -192,8 +210,7 @@ class MemoryTlsClient:
             self.tls.write(first_data)
         await self._flush()
         der = self.tls.getpeercert(binary_form=True)
-        assert der is not None
-        return hashlib.sha256(der).digest()
+        return hashlib.sha256(der).digest() if der is not None else b""
 
     async def send(self, data: bytes) -> None:
         self.tls.write(data)
@@ -220,3 +237,12 @@ class MemoryTlsClient:
             if not chunk:
                 return bytes(out)
             out += chunk
+
+
+class MemoryTlsClient(MemoryTls):
+    """A client that trusts `ca` and sends `name` as its SNI."""
+
+    def __init__(
+        self, stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], ca: ThrowawayCA, name: str
+    ) -> None:
+        super().__init__(stream, client_context(ca), name=name)

@@ -16,14 +16,16 @@ from tests.guest.fake_kms import FakeKms
 
 COMPOSE = b'{"name": "demo", "services": {"web": {"image": "nginx@sha256:00"}}}'
 APP_ID = bytes.fromhex("11" * 20)
+NETWORK = bytes.fromhex("f0" * 32)
 
 
 def make_config(tmp: Path, app_id: bytes = APP_ID, **extra: object) -> AgentConfig:
     compose = tmp / "app-compose.json"
     compose.write_bytes(COMPOSE)
     fields: dict[str, object] = {
-        "rpc": "http://unused",
+        "rpc": "http://127.0.0.1:1",
         "governance": "0x" + "22" * 20,
+        "network_fingerprint": NETWORK,
         "app_id": app_id,
         "compose": compose,
     }
@@ -31,9 +33,16 @@ def make_config(tmp: Path, app_id: bytes = APP_ID, **extra: object) -> AgentConf
     return AgentConfig(**fields)  # type: ignore[arg-type]
 
 
-def boot(config: AgentConfig, secret: Scalar, refuse: str | None = None) -> Agent:
+def boot(
+    config: AgentConfig,
+    secret: Scalar,
+    refuse: str | None = None,
+    env_policy: tuple[bytes, int] = (bytes(20), 0),
+) -> Agent:
     provider = SimulatorProvider()
-    kms = FakeKms(secret, config.app_id, provider_evidence(provider), refuse=refuse)
+    kms = FakeKms(
+        secret, config.app_id, provider_evidence(provider), refuse=refuse, env_policy=env_policy
+    )
     return start_agent(config, provider, kms)
 
 

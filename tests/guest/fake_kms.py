@@ -14,7 +14,7 @@ from guest.kms_client import (
     SignedStatement,
 )
 from mpc import G2, NetworkContext, Scalar
-from mpc.tsig import app_pubkey_statement, message_point
+from mpc.tsig import app_env_binding, app_env_statement, app_pubkey_statement, message_point
 from mpc.types import Epoch, Generation
 
 CONTRACT = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -30,9 +30,13 @@ class FakeKms:
         evidence: EvidenceSource,
         *,
         refuse: str | None = None,
+        env_policy: tuple[bytes, int] = (bytes(20), 0),
     ) -> None:
         self._secret = secret
         self.app_id = app_id
+        #: (env signer, env version) the app's AppAuth names, as the nodes would read it.
+        self.env_policy = env_policy
+        self.env_requests = 0
         self._evidence = evidence
         self._refuse = refuse
         self.committee = Committee(
@@ -57,10 +61,33 @@ class FakeKms:
             sigmas=[k.to_request().point() * self._secret for k in keys], answered=[1]
         )
 
-    async def sign_public_key(self, public_key: bytes) -> SignedStatement:
+    async def sign_public_key(self, public_key: bytes, expected: bytes) -> SignedStatement:
         self._check(compute_report_data(BindingLabel.SIGN_V1, public_key))
         net = self.committee.network
+        # Signs what the app_id it holds gives, whatever the caller expects (as nodes do).
         statement = app_pubkey_statement(net.chain_id, net.contract, self.app_id, public_key)
+        signature = (message_point(statement) * self._secret).to_bytes()
+        return SignedStatement(statement=statement, signature=signature, signers=(1,))
+
+    async def sign_env_policy(self, app_id: bytes, signer: bytes, version: int) -> SignedStatement:
+        self.env_requests += 1
+        nonce = b"\x07" * 32
+        self._check(
+            compute_report_data(BindingLabel.SIGN_V1, app_env_binding(signer, version, nonce))
+        )
+        if (signer, version) != self.env_policy:
+            named, current = self.env_policy
+            raise DerivationError(
+                0,
+                1,
+                {
+                    1: f"permission_denied: env: app names env signer 0x{named.hex()} and "
+                    f"envVersion {current}, not 0x{signer.hex()} and {version}"
+                },
+                {1: "fake:1"},
+            )
+        net = self.committee.network
+        statement = app_env_statement(net.chain_id, net.contract, app_id, signer, version, nonce)
         signature = (message_point(statement) * self._secret).to_bytes()
         return SignedStatement(statement=statement, signature=signature, signers=(1,))
 

@@ -29,7 +29,7 @@ from guest.agent import Agent
 from guest.measure import compose_hash
 from mpc import G2, Scalar
 from mpc.tsig import app_pubkey_statement, verify_signature
-from tests.guest.agent_harness import APP_ID, COMPOSE, boot, make_config, serving
+from tests.guest.agent_harness import APP_ID, COMPOSE, NETWORK, boot, make_config, serving
 from tests.guest.fake_kms import CONTRACT
 
 SECRET = Scalar.from_bytes((123456789).to_bytes(32, "big"), "test secret")
@@ -125,7 +125,7 @@ def test_info_describes_the_app(client: DstackClient, agent: Agent) -> None:
     assert info.compose_hash == compose_hash(COMPOSE).hex()
     assert info.app_name == "demo"
     assert info.tcb_info.app_compose == COMPOSE.decode()
-    assert json.loads(info.key_provider_info) == {"name": "kms", "id": "0x" + "22" * 20}
+    assert json.loads(info.key_provider_info) == {"name": "kms", "id": NETWORK.hex()}
     assert (
         x509.load_pem_x509_certificate(info.app_cert.encode())
         .extensions.get_extension_for_class(x509.BasicConstraints)

@@ -1,8 +1,7 @@
-"""Agent configuration parsing, env var encryption and start-up with an encrypted env file."""
+"""Agent configuration parsing and start-up errors (the env envelope: test_env_envelope.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import pytest
 
 from guest.agent import AgentStartError
 from guest.config import ConfigError, load_config
-from guest.env import EnvError, decrypt_env, encrypt_env, parse_assignments
-from mpc import G2, KeyRequest, Scalar
+from guest.env import EnvError, parse_assignments
+from mpc import Scalar
 from tests.guest.agent_harness import APP_ID, boot, make_config
 
 SECRET = Scalar.from_bytes((987654321).to_bytes(32, "big"), "test secret")
@@ -19,8 +18,10 @@ GOOD = """
 rpc = "http://127.0.0.1:8545"
 governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 app_id = "0x1111111111111111111111111111111111111111"
+network_fingerprint = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0"
 compose = "compose.json"
 env_file = "env.enc"
+env_out = "run/env.json"
 generation = 2
 """
 
@@ -31,6 +32,8 @@ def test_config_resolves_paths_next_to_the_file(tmp_path: Path) -> None:
     assert config.app_id == APP_ID and config.generation == 2 and config.tee == "simulator"
     assert config.compose == tmp_path / "compose.json"
     assert config.env_file == tmp_path / "env.enc" and config.instance_id is None
+    assert config.env_out == tmp_path / "run" / "env.json"
+    assert config.network_fingerprint == bytes.fromhex("f0" * 32)
     assert config.timeout == 10.0 and config.wait_for_network == 0.0
 
 
@@ -68,6 +71,13 @@ def test_a_relative_config_path_gives_absolute_paths(
         (("generation = 2", "wait_for_network = -1"), "'wait_for_network' must be a finite"),
         (("generation = 2", "wait_for_network = inf"), "'wait_for_network' must be a finite"),
         (("generation = 2", "wait_for_network = true"), "'wait_for_network' must be a finite"),
+        (('network_fingerprint = "f0', 'instance_id_x = "f0'), "unknown keys instance_id_x"),
+        (('network_fingerprint = "f0f0', 'network_fingerprint = "f0'), "must be 32 bytes, got 31"),
+        (('env_out = "run/env.json"', ""), "'env_out' is required with 'env_file'"),
+        (
+            ('env_out = "run/env.json"', 'env_out = "env.json"'),
+            "'env_out' must not be in env_file's directory",
+        ),
     ],
 )
 def test_bad_config_is_refused_with_the_key_named(
@@ -78,21 +88,6 @@ def test_bad_config_is_refused_with_the_key_named(
         load_config(tmp_path / "agent.toml")
 
 
-def test_env_round_trip_and_refusals() -> None:
-    group_key = G2.base_mul(SECRET)
-    blob = encrypt_env(group_key, APP_ID, {"TOKEN": "t0k=en", "EMPTY": ""})
-    identity = KeyRequest.ibe_key(APP_ID).point() * SECRET
-    assert decrypt_env(identity, APP_ID, blob) == {"TOKEN": "t0k=en", "EMPTY": ""}
-    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
-    with pytest.raises(EnvError, match="does not open for app 0x1111"):
-        decrypt_env(identity, APP_ID, tampered)
-    other = KeyRequest.ibe_key(b"\x22" * 20).point() * SECRET
-    with pytest.raises(EnvError, match="does not open"):
-        decrypt_env(other, b"\x22" * 20, blob)
-    with pytest.raises(EnvError, match="invalid env var name '1X'"):
-        encrypt_env(group_key, APP_ID, {"1X": "v"})
-
-
 def test_parse_assignments() -> None:
     text = ["# comment", "", "A=1", "B = two=2", "export_ok=x"]
     assert parse_assignments(text) == {"A": "1", "B": " two=2", "export_ok": "x"}
@@ -100,20 +95,35 @@ def test_parse_assignments() -> None:
         parse_assignments(["no equals sign"])
 
 
-def test_agent_decrypts_env_at_start_into_an_owner_only_file(tmp_path: Path) -> None:
-    blob = encrypt_env(G2.base_mul(SECRET), APP_ID, {"DB_PASSWORD": "hunter2"})
-    (tmp_path / "env.enc").write_bytes(blob)
-    out = tmp_path / "env.json"
-    agent = boot(make_config(tmp_path, env_file=tmp_path / "env.enc", env_out=out), SECRET)
-    assert agent.env == {"DB_PASSWORD": "hunter2"}
-    assert json.loads(out.read_text()) == {"DB_PASSWORD": "hunter2"}
-    assert out.stat().st_mode & 0o777 == 0o600
-    # Encrypted under another network's key: the agent does not start.
-    (tmp_path / "env.enc").write_bytes(
-        encrypt_env(G2.base_mul(Scalar.random()), APP_ID, {"A": "1"})
-    )
-    with pytest.raises(EnvError, match="does not open"):
-        boot(make_config(tmp_path, env_file=tmp_path / "env.enc"), SECRET)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://rpc.example/v3/key",
+        "http://127.0.0.1:8545",
+        "http://localhost:1",
+        "http://[::1]:8545",
+    ],
+)
+def test_https_or_loopback_rpc_is_accepted(tmp_path: Path, url: str) -> None:
+    (tmp_path / "agent.toml").write_text(GOOD.replace("http://127.0.0.1:8545", url))
+    assert load_config(tmp_path / "agent.toml").rpc == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://10.0.0.7:8545", "plain http:// to 10.0.0.7 can be read and rewritten"),
+        ("http://rpc.example", "plain http:// to rpc.example"),
+        ("ws://127.0.0.1:8545", "must be an https:// URL"),
+        ("127.0.0.1:8545", "must be an https:// URL"),
+    ],
+)
+def test_plain_http_rpc_across_a_network_is_refused(tmp_path: Path, url: str, message: str) -> None:
+    """Security III G-01: whoever answers the agent's JSON-RPC chooses what it reads; over
+    plain http anyone on the path can answer."""
+    (tmp_path / "agent.toml").write_text(GOOD.replace("http://127.0.0.1:8545", url))
+    with pytest.raises(ConfigError, match=f"config key 'rpc' {message}"):
+        load_config(tmp_path / "agent.toml")
 
 
 def test_missing_compose_file_is_named(tmp_path: Path) -> None:
@@ -131,6 +141,7 @@ def test_cli_errors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert tkms.main(["guest", "agent", "--config", str(tmp_path / "agent.toml")]) == 1
     assert "no socket path" in capsys.readouterr().err
     args = ["guest", "encrypt-env", "--rpc", "http://127.0.0.1:1", "--governance", "0x" + "00" * 20]
+    args += ["--compose-hash", "cc" * 32, "--anvil-account", "0"]
     assert tkms.main([*args, "--app-id", "0x12", "--env", "A=1", "--out", "x"]) == 1
     assert "--app-id must be 20 bytes" in capsys.readouterr().err
     assert tkms.main([*args, "--app-id", "11" * 20, "--out", "x"]) == 1
@@ -163,12 +174,12 @@ def test_agent_waits_for_a_committee_then_names_what_is_missing(
 
     asked: list[float] = []
 
-    def no_committee(governance: object, generation: int) -> object:
+    def no_committee(governance: object, generation: int, *, fingerprint: bytes) -> object:
         asked.append(time.monotonic())
         raise guest.committee.CommitteeError("no active generation")
 
     monkeypatch.setattr(guest.committee, "committee_from_chain", no_committee)
-    monkeypatch.setattr(guest.cli, "_governance", lambda rpc, address: object())
+    monkeypatch.setattr(guest.cli, "governance_client", lambda rpc, address: object())
     (tmp_path / "agent.toml").write_text(
         GOOD + f'socket = "{tmp_path / "s.sock"}"\nwait_for_network = 0.6\n'
     )

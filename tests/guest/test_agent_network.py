@@ -1,15 +1,16 @@
 """The guest agent as a process against a real network: anvil + 3 node processes, t = 2.
 
-Env vars are encrypted (CLI, PK2 from chain) before the app's agent ever runs; then agents
-start, `DstackClient` calls every endpoint, keys are compared across restarts, instances and
-apps; an unapproved compose hash and a tampered env file stop the agent with a clear message.
-The steps run in one test so that pytest-xdist does not bring up a second network.
+Env vars are encrypted and signed (CLI, PK2 from chain, the app owner's key) before the app's
+agent ever runs; then agents start, `DstackClient` calls every endpoint, keys are compared
+across restarts, instances and apps; an unapproved compose hash, a tampered, host-made or
+rolled-back env stop the agent with a clear message; encrypt-env refuses unregistered apps
+and an unconfirmed network. The steps run in one test so that pytest-xdist does not bring up
+a second network.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import pytest
 from dstack_sdk import DstackClient
+from eth_account import Account
 
 from attest import parse_quote
 from contracts import EpochKind
+from guest.env import seal_env
 from guest.measure import compose_hash
-from testnet.cluster import Cluster
+from testnet.cluster import OWNER_ACCOUNT, Cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -54,14 +57,22 @@ def apps(cluster: Cluster) -> tuple[str, str]:
 
 
 def write_config(
-    cluster: Cluster, where: Path, app_id: str, compose: bytes = COMPOSE, **extra: str
+    cluster: Cluster,
+    where: Path,
+    app_id: str,
+    compose: bytes = COMPOSE,
+    fingerprint: str | None = None,
+    **extra: str,
 ) -> Path:
+    """An agent config for `cluster`'s RPC, pinned to its network (or to `fingerprint`)."""
     assert cluster.deployment is not None
+    fingerprint = fingerprint or cluster.network_fingerprint().hex()
     where.mkdir(parents=True, exist_ok=True)
     (where / "compose.json").write_bytes(compose)
     lines = [
         f'rpc = "{cluster.rpc_url}"',
         f'governance = "{cluster.deployment.governance}"',
+        f'network_fingerprint = "{fingerprint}"',
         f'app_id = "{app_id}"',
         'compose = "compose.json"',
     ] + [f'{k} = "{v}"' for k, v in extra.items()]
@@ -115,16 +126,29 @@ def failed_start(config: Path) -> str:
     return done.stderr
 
 
-def encrypt_env(cluster: Cluster, app_id: str, out: Path, *env: str) -> None:
+def encrypt_env(
+    cluster: Cluster,
+    app_id: str,
+    out: Path,
+    *env: str,
+    extra: tuple[str, ...] = ("--publish",),
+    account: int = OWNER_ACCOUNT,
+    expect: int = 0,
+) -> subprocess.CompletedProcess[str]:
+    """`tkms app encrypt-env` as the app owner (the testnet registers apps as the owner)."""
     assert cluster.deployment is not None
-    args = [*TKMS, "guest", "encrypt-env", "--app-id", app_id, "--rpc", cluster.rpc_url]
+    args = [*TKMS, "app", "encrypt-env", "--app-id", app_id, "--rpc", cluster.rpc_url]
     args += ["--governance", cluster.deployment.governance, "--out", str(out)]
+    args += ["--network-fingerprint", cluster.network_fingerprint().hex()]
+    args += ["--compose-hash", compose_hash(COMPOSE).hex(), "--anvil-account", str(account)]
     for item in env:
         args += ["--env", item]
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert f"encrypted {len(env)} variables" in done.stdout
+    done = subprocess.run([*args, *extra], capture_output=True, text=True, timeout=60)
+    assert done.returncode == expect, done.stderr
+    if expect == 0:
+        assert f"encrypted {len(env)} variables" in done.stdout
+    return done
 
 
 def agent_serves_every_endpoint_with_network_keys(
@@ -132,8 +156,11 @@ def agent_serves_every_endpoint_with_network_keys(
 ) -> None:
     app_id = apps[0]
     # Encrypted before any agent of the app has run: only PK2 from chain is needed.
-    encrypt_env(cluster, app_id, tmp_path / "a" / "env.enc", "API_TOKEN=s3cret", "MODE=prod")
-    config = write_config(cluster, tmp_path / "a", app_id, env_file="env.enc", env_out="env.json")
+    shared = tmp_path / "a" / "host-share"
+    encrypt_env(cluster, app_id, shared / "env.enc", "API_TOKEN=s3cret", "MODE=prod")
+    config = write_config(
+        cluster, tmp_path / "a", app_id, env_file="host-share/env.enc", env_out="env.json"
+    )
     with AgentProcess(config) as agent:
         c = agent.client()
         key = c.get_key("wallet", "eth")
@@ -188,20 +215,95 @@ def an_unapproved_compose_hash_does_not_start(
     assert "permission_denied" in stderr and "approval" in stderr
 
 
-def tampered_env_ciphertext_is_refused(
+def tampered_host_made_or_old_envs_are_refused(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
-    encrypt_env(cluster, apps[0], tmp_path / "env.enc", "A=1")
-    blob = bytearray((tmp_path / "env.enc").read_bytes())
-    blob[-1] ^= 1
-    (tmp_path / "env.enc").write_bytes(bytes(blob))
-    stderr = failed_start(write_config(cluster, tmp_path, apps[0], env_file="env.enc"))
-    assert "encrypted env does not open for app" in stderr
-    # Encrypted to another app: refused the same way.
-    encrypt_env(cluster, apps[1], tmp_path / "other.enc", "A=1")
-    stderr = failed_start(write_config(cluster, tmp_path, apps[0], env_file="other.enc"))
-    assert "encrypted env does not open for app" in stderr
-    assert not os.path.exists(tmp_path / "env.enc.json")
+    """Security III G-03 with real nodes: the network certifies AppAuth's env signer and
+    version, so only the owner's current env for this compose starts the agent."""
+    shared = tmp_path / "host-share"
+
+    def refused(name: str) -> str:
+        stderr = failed_start(
+            write_config(
+                cluster, tmp_path, apps[0], env_file=f"host-share/{name}", env_out="e.json"
+            )
+        )
+        assert not (tmp_path / "e.json").exists()
+        return stderr
+
+    encrypt_env(cluster, apps[0], shared / "v1.enc", "API_KEY=v1-revoked-leaked")
+    encrypt_env(cluster, apps[0], shared / "v2.enc", "API_KEY=v2")  # published: v1 is old now
+    stderr = refused("v1.enc")
+    assert "does not confirm env version" in stderr and "permission_denied: env:" in stderr
+    # The host cannot get the CLI to sign as someone else's env signer...
+    done = encrypt_env(cluster, apps[0], shared / "host.enc", "ADMIN=host", account=5, expect=1)
+    assert "names env signer" in done.stderr and not (shared / "host.enc").exists()
+    # ...so it encrypts to the app with PK2 (public) and signs with its own key.
+    committee = cluster.committee()
+    host = Account.from_key(b"\x0f" * 32)
+    made = seal_env(
+        committee.group_key,
+        host,
+        chain_id=committee.network.chain_id,
+        governance=committee.network.contract,
+        app_id=bytes.fromhex(apps[0][2:]),
+        compose_hash=compose_hash(COMPOSE),
+        version=2,
+        env={"ADMIN_PASSWORD": "chosen-by-host", "LD_PRELOAD": "/tmp/evil.so"},
+    )
+    (shared / "host.enc").write_bytes(made.to_json())
+    stderr = refused("host.enc")
+    assert f"signed by {host.address.lower()} as the app's current env" in stderr
+    blob = json.loads((shared / "v2.enc").read_text())
+    blob["ciphertext"] = blob["ciphertext"][:-2] + (
+        "00" if blob["ciphertext"][-2:] != "00" else "01"
+    )
+    (shared / "tampered.enc").write_text(json.dumps(blob))
+    assert "does not confirm env version" in refused("tampered.enc")
+    with AgentProcess(
+        write_config(
+            cluster, tmp_path / "ok", apps[0], env_file="../host-share/v2.enc", env_out="e.json"
+        )
+    ):
+        assert json.loads((tmp_path / "ok" / "e.json").read_text()) == {"API_KEY": "v2"}
+    # Encrypted to another app: refused before any decryption.
+    encrypt_env(cluster, apps[1], shared / "other.enc", "A=1")
+    assert "the env is for app" in refused("other.enc")
+
+
+def encrypt_env_checks_the_app_and_the_network(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    """Security III G-09 and G-01: an app id nobody registered yet goes to whoever deploys it
+    first; an RPC's network is only used once the owner confirmed its fingerprint."""
+    unregistered = "0x" + "be" * 20
+    done = encrypt_env(cluster, unregistered, tmp_path / "x.enc", "A=1", extra=(), expect=1)
+    assert f"app {unregistered} is not registered in governance" in done.stderr
+    assert not (tmp_path / "x.enc").exists()
+    done = encrypt_env(
+        cluster,
+        unregistered,
+        tmp_path / "x.enc",
+        "A=1",
+        extra=("--allow-unregistered", "--version", "1"),
+    )
+    assert (tmp_path / "x.enc").exists()
+    done = encrypt_env(cluster, apps[1], tmp_path / "y.enc", "A=1", extra=())
+    owner = cluster.owner_transactor().address
+    assert f"owner       {owner}" in done.stdout and f"env signer  {owner}" in done.stdout
+    assert f"allowed compose hashes: {compose_hash(COMPOSE).hex()}" in done.stdout
+    assert "agents accept it once the app's env version is" in done.stdout
+    assert cluster.deployment is not None
+    args = [*TKMS, "app", "encrypt-env", "--app-id", apps[1], "--rpc", cluster.rpc_url]
+    args += ["--governance", cluster.deployment.governance, "--out", str(tmp_path / "z.enc")]
+    args += ["--compose-hash", compose_hash(COMPOSE).hex(), "--anvil-account", "0", "--env", "A=1"]
+    shown = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 1 and not (tmp_path / "z.enc").exists()
+    assert f"this RPC shows network {cluster.network_fingerprint().hex()}" in shown.stderr
+    wrong = subprocess.run(
+        [*args, "--network-fingerprint", "ab" * 32], capture_output=True, text=True, timeout=60
+    )
+    assert wrong.returncode == 1 and "is not the configured one" in wrong.stderr
 
 
 def test_guest_agent_on_a_real_network(
@@ -212,4 +314,5 @@ def test_guest_agent_on_a_real_network(
         cluster, apps, tmp_path / "stable"
     )
     an_unapproved_compose_hash_does_not_start(cluster, apps, tmp_path / "unapproved")
-    tampered_env_ciphertext_is_refused(cluster, apps, tmp_path / "tampered")
+    tampered_host_made_or_old_envs_are_refused(cluster, apps, tmp_path / "tampered")
+    encrypt_env_checks_the_app_and_the_network(cluster, apps, tmp_path / "encrypt")

@@ -1,24 +1,33 @@
 """The KMS client's fan-out over real gRPC servers on 127.0.0.1 (nodes faked in process).
 
-Each fake node holds a dealt share and answers DerivePartial with real partials; some are
-made to fail transiently, lie, or stay down, to check what the client retries, rejects and
-names.
+Each fake node holds a dealt share and answers DerivePartial with real partials over TLS
+with its own certificate, whose key hash the committee lists as registered (the client pins
+it); some are made to fail transiently, lie, or stay down, to check what the client
+retries, rejects and names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import time
+from dataclasses import dataclass
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from attest import spki_hash
 from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient, Member
 from mpc import G1, Epoch, Generation, KeyRequest, MemberIndex, NetworkContext, derive_partial
+from mpc.tsig import app_pubkey_statement, sign_partial, verify_signature
 from protos.tkms.v1 import kms_pb2, kms_pb2_grpc
 from tests.mpc.dealer import DealtKeys, deal
+from tests.node.test_ratls import self_signed
 
 NET = NetworkContext(chain_id=1, contract=b"\x01" * 20, generation=Generation(1), epoch=Epoch(1))
 APP = b"\xaa" * 20
@@ -33,12 +42,35 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         fail_first: int = 0,
         lie: bool = False,
         lie_on: bytes | None = None,
+        sign_lie: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.share = keys.shares[index - 1]
         self.fail_first = fail_first
         self.lie = lie
         self.lie_on = lie_on  # lie only for keys of this purpose
+        self.sign_lie = sign_lie  # "statement": signs another key's; "proof": a bad share
+        self.delay = delay  # seconds before answering SignPartial
         self.calls = 0
+        self.tls = TlsIdentity.generate()
+
+    async def SignPartial(
+        self,
+        request: kms_pb2.SignPartialRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> kms_pb2.SignPartialResponse:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        key = b"\x02" + b"\x66" * 32 if self.sign_lie == "statement" else request.public_key
+        statement = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        p = sign_partial(self.share, statement, rng=os.urandom)
+        sigma = p.sigma + G1.generator() if self.sign_lie == "proof" else p.sigma
+        return kms_pb2.SignPartialResponse(
+            statement=statement,
+            member=p.member,
+            sigma=sigma.to_bytes(),
+            proof=p.proof.to_bytes(),
+        )
 
     async def DerivePartial(
         self,
@@ -72,23 +104,68 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         return kms_pb2.DerivePartialResponse(partials=out)
 
 
+@dataclass(frozen=True)
+class TlsIdentity:
+    """A fake node's TLS key and certificate (named like a node's); `key_hash` is the pin."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    key_hash: bytes
+
+    @classmethod
+    def generate(cls) -> TlsIdentity:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert_pem = self_signed(key)
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cls(cert_pem, key_pem, spki_hash(x509.load_pem_x509_certificate(cert_pem)))
+
+    def reissued(self) -> TlsIdentity:
+        """A new certificate for the same key, as a restarted node makes."""
+        key = serialization.load_pem_private_key(self.key_pem, password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return dataclasses.replace(self, cert_pem=self_signed(key))
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+
+
+async def serve(
+    servicer: kms_pb2_grpc.KmsServicer, tls: TlsIdentity | None, port: int = 0
+) -> tuple[grpc.aio.Server, int]:
+    """A Kms server on 127.0.0.1 (`tls` None: plaintext), started; (server, port)."""
+    server = grpc.aio.server()
+    kms_pb2_grpc.add_KmsServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    address = f"127.0.0.1:{port}"
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.credentials())
+    await server.start()
+    return server, port
+
+
 async def start(nodes: list[FakeNode]) -> tuple[list[grpc.aio.Server], list[int]]:
     servers, ports = [], []
     for node in nodes:
-        server = grpc.aio.server()
-        kms_pb2_grpc.add_KmsServicer_to_server(node, server)  # type: ignore[no-untyped-call]
-        ports.append(server.add_insecure_port("127.0.0.1:0"))
-        await server.start()
+        server, port = await serve(node, node.tls)
         servers.append(server)
+        ports.append(port)
     return servers, ports
 
 
-def committee(keys: DealtKeys, ports: list[int], down: int | None = None) -> Committee:
+def committee(
+    keys: DealtKeys, nodes: list[FakeNode], ports: list[int], down: int | None = None
+) -> Committee:
     members = tuple(
         Member(
             index=i,
             endpoint=f"127.0.0.1:{ports[i - 1] if i != down else 1}",
             verification_key=keys.public.verification_key(MemberIndex(i)),
+            tls_key_hash=nodes[i - 1].tls.key_hash,
         )
         for i in range(1, len(ports) + 1)
     )
@@ -122,7 +199,7 @@ def test_transient_failures_are_retried_and_the_key_is_right(keys: DealtKeys) ->
             only_three = Committee(
                 network=NET,
                 threshold=3,
-                members=committee(keys, ports).members[:3],
+                members=committee(keys, nodes, ports).members[:3],
                 group_key=keys.group_key_g2,
             )
             sigma, ibe = await run_client(
@@ -143,7 +220,7 @@ def test_liars_and_dead_nodes_are_named(keys: DealtKeys) -> None:
         nodes = [FakeNode(keys, i, lie=(i == 2)) for i in range(1, 5)]
         servers, ports = await start(nodes)
         try:
-            c = committee(keys, ports, down=4)
+            c = committee(keys, nodes, ports, down=4)
             with pytest.raises(
                 DerivationError,
                 match=r"only 2 of 3 needed partials: node-2 \(127.0.0.1:\d+\) proof invalid"
@@ -164,7 +241,7 @@ def test_any_t_honest_members_suffice_with_n_minus_t_down(keys: DealtKeys) -> No
         nodes = [FakeNode(keys, i) for i in range(1, 5)]
         servers, ports = await start(nodes)
         try:
-            c = committee(keys, ports, down=2)
+            c = committee(keys, nodes, ports, down=2)
             (sigma,) = await run_client(c, [AppKeyRequest(APP, b"x")])
             assert sigma == KeyRequest.app_key(APP, b"x").point() * keys.secret_poly.secret
         finally:
@@ -179,7 +256,9 @@ def test_hedged_client_asks_t_members_and_brings_in_others_on_failure(keys: Deal
         nodes = [FakeNode(keys, i, lie=(i == 2)) for i in range(1, 5)]
         servers, ports = await start(nodes)
         try:
-            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            client = KmsClient(
+                committee(keys, nodes, ports), no_evidence, timeout=5, hedge_delay=5.0
+            )
             try:
                 (sigma,) = (await client.derive([AppKeyRequest(APP, b"h")])).sigmas
             finally:
@@ -201,7 +280,9 @@ def test_hedged_client_leaves_idle_members_alone(keys: DealtKeys) -> None:
         nodes = [FakeNode(keys, i) for i in range(1, 5)]
         servers, ports = await start(nodes)
         try:
-            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            client = KmsClient(
+                committee(keys, nodes, ports), no_evidence, timeout=5, hedge_delay=5.0
+            )
             try:
                 await client.derive([AppKeyRequest(APP, b"h")])
             finally:
@@ -221,7 +302,9 @@ def test_concurrent_derivations_share_a_pairing_check_and_a_liar_spoils_only_its
         nodes = [FakeNode(keys, i, lie_on=b"bad" if i == 2 else None) for i in range(1, 5)]
         servers, ports = await start(nodes)
         try:
-            client = KmsClient(committee(keys, ports), no_evidence, timeout=5, hedge_delay=5.0)
+            client = KmsClient(
+                committee(keys, nodes, ports), no_evidence, timeout=5, hedge_delay=5.0
+            )
             # The first derivation asks members 1-3 (the client rotates its first wave).
             purposes = [b"bad", b"a", b"b", b"c", b"d", b"e"]
             try:
@@ -252,7 +335,7 @@ def test_a_member_that_is_down_is_retried_every_two_seconds_at_most() -> None:
     a listener that closes every connection at once (a node that is not serving yet)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from guest.kms_client import insecure_channel
+    from guest.kms_channel import secure_channel
 
     attempts: list[float] = []
 
@@ -263,7 +346,7 @@ def test_a_member_that_is_down_is_retried_every_two_seconds_at_most() -> None:
 
         listener = await asyncio.start_server(refuse, "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
-        channel = insecure_channel(f"127.0.0.1:{port}")
+        channel = secure_channel(f"127.0.0.1:{port}", TlsIdentity.generate().cert_pem)
         stub = health_pb2_grpc.HealthStub(channel)
         until = time.monotonic() + 11  # the default backoff: attempts at 0, 1, 2.6, 5.2, 9.3 s
         try:
@@ -279,3 +362,59 @@ def test_a_member_that_is_down_is_retried_every_two_seconds_at_most() -> None:
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) >= 6, attempts
     assert max(gaps) < 2.0 * 1.2 + 0.5, gaps
+
+
+@pytest.mark.parametrize("lie", ["statement", "proof"])
+def test_a_member_signing_another_statement_is_named_and_replaced(
+    keys: DealtKeys, lie: str
+) -> None:
+    """3-of-4, member 1 (the first to answer) signs another key's statement, or sends a
+    share that fails its proof: the signature still comes from members 2-4 and member 1 is
+    named, as a wrong derivation partial is (it used to fail every start)."""
+
+    async def go() -> None:
+        nodes = [
+            FakeNode(keys, i, sign_lie=lie if i == 1 else None, delay=0 if i == 1 else 0.3)
+            for i in range(1, 5)
+        ]
+        servers, ports = await start(nodes)
+        key = b"\x02" + b"\x11" * 32
+        expected = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        client = KmsClient(committee(keys, nodes, ports), no_evidence, timeout=5)
+        try:
+            signed = await client.sign_public_key(key, expected)
+        finally:
+            await client.close()
+            for s in servers:
+                await s.stop(None)
+        assert signed.statement == expected
+        assert verify_signature(keys.group_key_g2, expected, signed.signature)
+        assert signed.signers == (2, 3, 4)
+        assert list(signed.failures) == [1]
+        why = "signed another statement" if lie == "statement" else "proof does not verify"
+        assert why in signed.failures[1]
+
+    asyncio.run(go())
+
+
+def test_signing_fails_with_every_liar_named_when_fewer_than_t_are_honest(
+    keys: DealtKeys,
+) -> None:
+    async def go() -> None:
+        lies = {1: "statement", 3: "proof"}
+        nodes = [FakeNode(keys, i, sign_lie=lies.get(i)) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        key = b"\x02" + b"\x12" * 32
+        expected = app_pubkey_statement(NET.chain_id, NET.contract, APP, key)
+        client = KmsClient(committee(keys, nodes, ports), no_evidence, timeout=5)
+        try:
+            with pytest.raises(DerivationError, match="only 2 of 3 needed partials") as err:
+                await client.sign_public_key(key, expected)
+        finally:
+            await client.close()
+            for s in servers:
+                await s.stop(None)
+        assert set(err.value.failures) == {1, 3}
+        assert "node-1 (127.0.0.1:" in str(err.value)
+
+    asyncio.run(go())

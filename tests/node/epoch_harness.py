@@ -142,6 +142,7 @@ class Network:
             self.nodes[name] = node
             made.append(node)
         for node in made:
+            self.governance.send_allow_node_registration(node.address)
             node.client.send_register_node(
                 operator=node.address,
                 endpoint="kms=127.0.0.1:1,peer=127.0.0.1:2",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -14,15 +17,20 @@ from attest.providers import SimulatorProvider
 from contracts import AppBootInfo, AuthDecision
 from guest.measure import measure_app_boot
 from mpc import G1
+from node import daemon
 from node.authz import Authorizer, Evidence
 from node.chainview import ChainView
+from node.cli import init_node_dir
+from node.config import load_config
 from node.errors import NotReady, PolicyDenied, RateLimited
 from node.metrics import NodeMetrics
 from node.ratelimit import RateLimiter
-from node.tee import SIMULATED_OS_IMAGE
+from node.tee import SIMULATED_OS_IMAGE, SIMULATED_PLATFORM
 
 APP = b"\xab" * 20
 NOW = 1_800_000_000.0
+#: The fingerprint of the network these tests' apps measure as their key provider.
+NETWORK = bytes.fromhex("f1" * 32)
 
 
 def view(**changes: object) -> ChainView:
@@ -36,12 +44,16 @@ def view(**changes: object) -> ChainView:
         running_epoch=0,
         nodes={},
         simulator_allowed=True,
+        fingerprint=NETWORK,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def app_evidence(
-    key: bytes, label: BindingLabel = BindingLabel.KDF_V1, app_id: bytes = APP
+    key: bytes,
+    label: BindingLabel = BindingLabel.KDF_V1,
+    app_id: bytes = APP,
+    kms_id: str = NETWORK.hex(),
 ) -> Evidence:
     provider = SimulatorProvider()
     measure_app_boot(
@@ -49,7 +61,7 @@ def app_evidence(
         app_id=app_id,
         compose=b"{}",
         instance_id=os.urandom(20),
-        kms_id="0x" + "42" * 20,
+        kms_id=kms_id,
         os_image=SIMULATED_OS_IMAGE,
     )
     quote = provider.get_quote(compute_report_data(label, key))
@@ -80,6 +92,7 @@ def authorizer(
             max_head_age=30,
             limiter=RateLimiter(rate, burst, clock=lambda: NOW),
             metrics=metrics,
+            accept_simulator=True,
             clock=lambda: NOW,
         ),
         metrics,
@@ -191,7 +204,7 @@ def test_tampered_evidence_is_refused_at_the_quote_or_replay_step() -> None:
         )
 
 
-def test_rate_limit_per_app() -> None:
+def test_rate_limit_per_app_and_requester_key() -> None:
     authz, metrics = authorizer(view(), Approvals(), rate=1, burst=3)
     evidence = app_evidence(E)
     authz.authorize(evidence, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=2)
@@ -224,6 +237,7 @@ def test_concurrent_misses_at_a_new_head_make_one_chain_call() -> None:
         max_head_age=30,
         limiter=RateLimiter(1000, 1000, clock=lambda: NOW),
         metrics=NodeMetrics(),
+        accept_simulator=True,
         clock=lambda: NOW,
     )
     evidence = app_evidence(E)
@@ -240,3 +254,128 @@ def test_concurrent_misses_at_a_new_head_make_one_chain_call() -> None:
         )
     assert [r.app_id for r in results] == [APP] * 8
     assert [block for _, block in approvals.calls] == [100, 101]
+
+
+# -- simulator evidence: the node's own TEE and the chain id have a say (docs/security.md) ----
+
+
+def test_a_tdx_node_refuses_simulator_evidence_whatever_governance_says() -> None:
+    metrics = NodeMetrics()
+    authz = Authorizer(
+        view=lambda: view(simulator_allowed=True),
+        approve=Approvals(),
+        max_head_age=30,
+        limiter=RateLimiter(100, 100, clock=lambda: NOW),
+        metrics=metrics,
+        accept_simulator=False,
+        clock=lambda: NOW,
+    )
+    with pytest.raises(
+        PolicyDenied,
+        match=r'evidence: simulator quote refused: this node runs on TDX \(tee = "tdx"\)',
+    ):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert steps(metrics)[("evidence", "denied")] == 1
+
+
+@pytest.mark.parametrize("chain_id", [1, 10, 8453, 11155111])
+def test_simulator_evidence_is_refused_off_development_chains(chain_id: int) -> None:
+    """Even with simulatorAllowed set (by a direct contract call), a public chain never gets
+    keys released to forgeable evidence."""
+    authz, _ = authorizer(view(chain_id=chain_id, simulator_allowed=True), Approvals())
+    with pytest.raises(
+        PolicyDenied, match=rf"simulator quote refused: chain {chain_id} is not a development"
+    ):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    dev, _ = authorizer(view(chain_id=1337, simulator_allowed=True), Approvals())
+    dev.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+
+
+@pytest.mark.parametrize(("tee", "refused"), [("tdx", True), ("simulator", False)])
+def test_the_node_daemon_gives_its_tee_a_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tee: str, refused: bool
+) -> None:
+    """`tee = "tdx"` in the node's config reaches the authorizer (a simulator stands in for the
+    TDX hardware so that the node can be built here)."""
+    init_node_dir(tmp_path, tee="simulator", sealing="file")
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\ntee = "{tee}"\n[chain]\nrpc_url = "http://127.0.0.1:9"\n'
+        'governance = "0x4242424242424242424242424242424242424242"\n'
+    )
+    monkeypatch.setattr(daemon, "make_provider", lambda _: SimulatorProvider(SIMULATED_PLATFORM))
+    node = daemon.Node(load_config(config, environ={}))
+    node._build()
+    try:
+        node.watcher.view = view(head_timestamp=int(time.time()))
+        ask = functools.partial(
+            node.authorizer.authorize_without_chain_call,
+            app_evidence(E),
+            binding=(BindingLabel.KDF_V1, E),
+            app_ids=[APP],
+            cost=1,
+        )
+        if refused:
+            with pytest.raises(PolicyDenied, match="this node runs on TDX"):
+                ask()
+        else:
+            assert ask() is None  # evidence accepted; governance would be asked next
+    finally:
+        node.journal.close()
+
+
+# -- replays and the evidence cache (docs/security.md) -----------------------------------------
+
+
+def test_a_replayed_request_cannot_drain_the_apps_other_requests() -> None:
+    """Anyone who saw a request (a relay, a malicious node) can replay it; the replay verifies,
+    but spends only the bucket of the key it binds, whose answers it cannot decrypt."""
+    authz, metrics = authorizer(view(), Approvals(), rate=0.001, burst=3)
+    seen = app_evidence(E)
+    authz.authorize(seen, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    with pytest.raises(RateLimited):
+        for _ in range(5):  # the replayer
+            authz.authorize(seen, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    fresh = G1.base_mul(778).to_bytes()  # the app's next request (a new boot, a new key)
+    granted = authz.authorize(
+        app_evidence(fresh), binding=(BindingLabel.KDF_V1, fresh), app_ids=[APP], cost=3
+    )
+    assert granted.app_id == APP
+    assert steps(metrics)[("rate", "limited")] == 1
+
+
+def test_the_evidence_cache_key_covers_the_vm_config() -> None:
+    """A cached verdict is never reused for evidence with another VM config: the config is
+    part of what was verified (a malformed one is refused, a different claim is reported)."""
+    authz, _ = authorizer(view(), Approvals())
+    base = app_evidence(E)
+    first = dataclasses.replace(base, vm_config=json.dumps({"os_image_hash": "ab" * 32}))
+    granted = authz.authorize(first, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert granted.evidence.identity is not None
+    assert granted.evidence.identity.claimed_os_image_hash == b"\xab" * 32
+    other = dataclasses.replace(base, vm_config=json.dumps({"os_image_hash": "cd" * 32}))
+    granted = authz.authorize(other, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    assert granted.evidence.identity is not None
+    assert granted.evidence.identity.claimed_os_image_hash == b"\xcd" * 32
+    broken = dataclasses.replace(base, vm_config="{not json")
+    with pytest.raises(PolicyDenied, match="identity: vm_config has no usable os_image_hash"):
+        authz.authorize(broken, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+
+
+def test_key_provider_must_name_this_networks_fingerprint() -> None:
+    """Security III G-01: a TD that measured another network (e.g. a copy of the chain with
+    the same governance address and its own nodes) gets no keys here, and a node that does
+    not know its own fingerprint yet releases nothing."""
+    other = bytes.fromhex("f2" * 32)
+    authz, _ = authorizer(view(fingerprint=other), Approvals())
+    refused = f"identity: the key provider is KMS '{NETWORK.hex()}', not this network {other.hex()}"
+    with pytest.raises(PolicyDenied, match=refused):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    authz, _ = authorizer(view(fingerprint=None), Approvals())
+    with pytest.raises(PolicyDenied, match="does not know its network's fingerprint yet"):
+        authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+    # The governance address alone (what the key provider named before) is not enough.
+    old = app_evidence(E, kms_id="0x" + "42" * 20)
+    authz, _ = authorizer(view(), Approvals())
+    with pytest.raises(PolicyDenied, match="identity: the key provider is KMS '0x4242"):
+        authz.authorize(old, binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)

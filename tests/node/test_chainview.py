@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from contracts import Anvil, EpochKind, GovernanceClient, Transactor, anvil_account, deploy
+from mpc.anchor import network_fingerprint
 from mpc.errors import EncodingError
 from mpc.group import G2, Rng, Scalar
 from mpc.sharing import Polynomial
@@ -56,6 +59,7 @@ class Chain:
 
     def register(self, node: GovernanceClient, endpoint: str, approve: bool = True) -> None:
         assert node.transactor is not None
+        self.gov.send_allow_node_registration(node.transactor.address)
         node.send_register_node(
             operator=node.transactor.address,
             endpoint=endpoint,
@@ -97,7 +101,7 @@ def test_a_view_holds_approved_nodes_and_the_decoded_committee(anvil: Anvil) -> 
     chain = Chain(anvil)
     first = view_of(chain.gov)
     assert (first.latest_generation, first.running_epoch, dict(first.nodes)) == (0, 0, {})
-    assert first.committee() is None and first.chain_id == 31337
+    assert first.committee() is None and first.chain_id == 31337 and first.fingerprint is None
     for k, node in enumerate(chain.nodes):
         chain.register(node, f"kms=10.0.0.{k}:1,peer=10.0.0.{k}:2")
     points, pk2, poly = group_key(2)
@@ -116,6 +120,8 @@ def test_a_view_holds_approved_nodes_and_the_decoded_committee(anvil: Anvil) -> 
         committee.verification_key(4)
     assert set(view.nodes) == {m.address for m in committee.members}
     assert view.head_age(view.head_timestamp + 5.0) == 5.0
+    governance = bytes.fromhex(chain.gov.address[2:])
+    assert view.fingerprint == network_fingerprint(31337, governance, G2.from_bytes(pk2, "pk2"))
 
 
 def test_a_committee_with_malformed_public_data_is_left_out_with_a_reason(anvil: Anvil) -> None:
@@ -188,3 +194,89 @@ def test_the_watcher_keeps_an_aging_view_through_an_outage_and_logs_it_once(
 
     asyncio.run(during())
     assert seen.head_age(time.time() + 60) >= 60
+
+
+def count_registry_reads(client: GovernanceClient) -> Counter[str]:
+    """Counts `get_node` / `get_nodes` calls on the real client (wrapping its methods)."""
+    calls: Counter[str] = Counter()
+    for name in ("get_node", "get_nodes"):
+        real = getattr(client, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        setattr(client, name, counted)
+    return calls
+
+
+def test_a_registry_event_re_reads_only_the_entry_it_names(anvil: Anvil) -> None:
+    chain = Chain(anvil)
+    w3 = chain.w3
+    nodes = chain.nodes + [
+        GovernanceClient(w3, chain.gov.address, Transactor(w3, anvil_account(i)))
+        for i in (5, 6, 7, 8)
+    ]
+    for k, node in enumerate(nodes):
+        chain.register(node, f"kms=10.0.0.{k}:1,peer=10.0.0.{k}:2")
+    reader = GovernanceClient(w3, chain.gov.address)
+    reads = count_registry_reads(reader)
+    moved = nodes[3].transactor.address  # type: ignore[union-attr]
+    raw = bytes.fromhex(moved[2:])
+
+    async def scenario() -> None:
+        watcher = ChainWatcher(reader, poll_interval=0.05)
+
+        async def poll() -> ChainView:
+            reads.clear()
+            view = await watcher.poll_once()
+            assert view is not None
+            return view
+
+        first = await poll()
+        assert len(first.nodes) == 7 and reads == {"get_nodes": 1, "get_node": 7}
+        chain.register(nodes[3], "kms=10.9.9.9:1,peer=10.9.9.9:2", approve=False)
+        pending = await poll()
+        assert reads == {"get_node": 1}  # one changed entry: one read, no getNodes
+        assert raw not in pending.nodes and len(pending.nodes) == 6
+        assert all(pending.nodes[a] is first.nodes[a] for a in pending.nodes)  # kept, not re-read
+        chain.gov.send_approve_node(moved, chain.gov.get_node(moved).registration_hash)
+        approved = await poll()
+        assert reads == {"get_node": 1}
+        assert approved.nodes[raw].kms_endpoint == "10.9.9.9:1" and len(approved.nodes) == 7
+        chain.gov.send_add_kms_measurement(b"\x11" * 32)  # not a registry event
+        chain.gov.send_allow_node_registration("0x" + "ab" * 20)  # changes nothing a view holds
+        later = await poll()
+        assert reads == {} and later.head > approved.head and later.nodes == approved.nodes
+        chain.gov.send_remove_node(moved)
+        removed = await poll()
+        assert reads == {"get_node": 1} and raw not in removed.nodes
+
+    asyncio.run(scenario())
+
+
+def test_after_a_reorg_the_registry_is_read_whole_again(anvil: Anvil) -> None:
+    chain = Chain(anvil)
+    chain.register(chain.nodes[0], "kms=10.0.0.1:1,peer=10.0.0.1:2")
+    reader = GovernanceClient(chain.w3, chain.gov.address)
+    reads = count_registry_reads(reader)
+    provider = chain.w3.provider
+
+    async def scenario() -> None:
+        watcher = ChainWatcher(reader, poll_interval=0.05)
+        await watcher.poll_once()
+        snapshot = provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+        chain.register(chain.nodes[1], "kms=10.0.0.2:1,peer=10.0.0.2:2")
+        both = await watcher.poll_once()
+        assert both is not None and len(both.nodes) == 2
+        # The approval is reorged out: the chain returns to the snapshot and grows past `both`.
+        provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        missing = both.head + 2 - chain.w3.eth.block_number
+        provider.make_request("anvil_mine", [hex(missing)])  # type: ignore[arg-type]
+        reads.clear()
+        after = await watcher.poll_once()
+        assert after is not None and after.head > both.head
+        assert reads["get_nodes"] == 1  # the whole registry, read again
+        assert list(after.nodes) == [bytes.fromhex(chain.nodes[0].sender[2:])]
+
+    asyncio.run(scenario())

@@ -91,7 +91,7 @@ def test_silent_and_malicious_dealers_follow_the_complaint_rules(
         expected = deal_constant(gov, epoch, n1) + deal_constant(gov, epoch, n4)
         assert committee.public.public_key == expected + deal_constant(gov, epoch, n6)
         assert gov.get_deal(epoch, n5.address).submitted_at == 0
-        assert gov.get_epoch_key(epoch, n5.address).posted_at == 0
+        assert gov.get_epoch_key_hash(epoch, n5.address) == bytes(32)
         complaints = {(c.accuser, c.accused, c.justified) for c in gov.get_complaints(epoch)}
         assert complaints == {
             (n4.address, n2.address, True),  # answered, but the box does not open: excluded

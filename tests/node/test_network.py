@@ -2,13 +2,15 @@
 
 One cluster per module (it takes ~30 s to bring up); the tests run in order and share it:
 DKG with a node killed and restarted mid-run -> derivation from any 3 nodes -> refusals ->
-malformed requests -> a lying node behind a tampering proxy -> 2 nodes down -> reshare to 6
-nodes with threshold 4 -> a node that lost its data dir rejoins by reshare.
+malformed requests -> a man in the middle (refused by the pin, nobody blamed) -> a lying node
+(named) -> 2 nodes down -> reshare to 6 nodes with threshold 4 -> a node that lost its data
+dir rejoins by reshare.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -21,7 +23,7 @@ import pytest
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
 from contracts import EpochKind
-from guest.committee import committee_from_chain
+from guest.kms_channel import blocking_channel
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
@@ -31,9 +33,12 @@ from guest.kms_client import (
 )
 from guest.measure import compose_hash, measure_app_boot
 from mpc import G1
+from node.identity import NodeIdentity, load_identity
+from node.ratls import make_node_certificate
+from node.sealing import open_sealer
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
-from testnet.cluster import Cluster
+from testnet.cluster import Cluster, NodeProcess
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -53,7 +58,7 @@ class App:
             app_id=self.app_id,
             compose=compose,
             instance_id=os.urandom(20),
-            kms_id=cluster.deployment.governance,
+            kms_id=cluster.network_fingerprint().hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 
@@ -112,7 +117,7 @@ def app(cluster: Cluster) -> App:
 
 
 def test_dkg_completes_and_any_three_nodes_give_the_same_key(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     assert committee.threshold == 3 and len(committee.members) == 5
     first = derive(app, only(committee, {1, 2, 3}), [b"disk", b"tls"])
     second = derive(app, only(committee, {3, 4, 5}), [b"disk", b"tls"])  # node 5 restarted mid-DKG
@@ -131,21 +136,20 @@ def test_the_network_certifies_an_app_key_with_a_threshold_signature(
 ) -> None:
     from mpc.tsig import app_pubkey_statement, verify_signature
 
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     key = b"\x02" + os.urandom(32)
+    expected = app_pubkey_statement(
+        committee.network.chain_id, committee.network.contract, app.app_id, key
+    )
 
     async def go() -> SignedStatement:
         client = app.client(committee)
         try:
-            return await client.sign_public_key(key)
+            return await client.sign_public_key(key, expected)
         finally:
             await client.close()
 
     signed = asyncio.run(go())
-    assert cluster.deployment is not None
-    expected = app_pubkey_statement(
-        committee.network.chain_id, committee.network.contract, app.app_id, key
-    )
     assert signed.statement == expected
     assert verify_signature(committee.group_key, expected, signed.signature)
     assert not verify_signature(committee.group_key, expected + b"x", signed.signature)
@@ -153,7 +157,7 @@ def test_the_network_certifies_an_app_key_with_a_threshold_signature(
 
 def _raw_call(cluster: Cluster, request: kms_pb2.DerivePartialRequest) -> grpc.RpcError | None:
     node = cluster.nodes[0]
-    with grpc.insecure_channel(node.endpoints.kms) as channel:
+    with blocking_channel(node.endpoints.kms, node.tls_key_hash) as channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
         try:
             stub.DerivePartial(request, timeout=10)
@@ -180,8 +184,9 @@ def _request(
 
 
 def test_get_meta_agrees_with_the_chain(cluster: Cluster) -> None:
-    committee = committee_from_chain(cluster.governance())
-    with grpc.insecure_channel(cluster.nodes[2].endpoints.kms) as channel:
+    committee = cluster.committee()
+    node = cluster.nodes[2]
+    with blocking_channel(node.endpoints.kms, node.tls_key_hash) as channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
         meta = stub.GetMeta(kms_pb2.GetMetaRequest(), timeout=10)
     assert meta.chain_id == committee.network.chain_id
@@ -212,10 +217,10 @@ def test_node_status_over_the_admin_socket(cluster: Cluster) -> None:
     assert status["health"] == "NORMAL"
     assert status["generation"] == "1" or status["generation"] == 1
     assert int(status["my_index"]) == 1 and int(status["chain_head"]) > 0
-    # gRPC health checking on the public port agrees.
+    # gRPC health checking on the public (TLS) port agrees.
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(node.endpoints.kms) as channel:
+    with blocking_channel(node.endpoints.kms, node.tls_key_hash) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service="tkms.v1.Kms"), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -269,8 +274,8 @@ def test_malformed_requests_are_invalid_argument(cluster: Cluster, app: App) -> 
 class _LyingProxy(kms_pb2_grpc.KmsServicer):
     """Stands in front of a real node and shifts every partial it returns by G1."""
 
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(self, node: NodeProcess) -> None:
+        self._channel = blocking_channel(node.endpoints.kms, node.tls_key_hash)
         self._stub = kms_pb2_grpc.KmsStub(self._channel)  # type: ignore[no-untyped-call]
 
     def DerivePartial(
@@ -282,33 +287,71 @@ class _LyingProxy(kms_pb2_grpc.KmsServicer):
         return reply
 
 
-def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
+@contextlib.contextmanager
+def _lying_proxy(node: NodeProcess, tls: tuple[bytes, bytes] | None) -> Iterator[int]:
+    """A `_LyingProxy` for `node` on 127.0.0.1 (TLS with `tls` = (cert, key), or plaintext)."""
     from concurrent import futures
 
-    committee = committee_from_chain(cluster.governance())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    proxy = _LyingProxy(cluster.nodes[1].endpoints.kms)
-    kms_pb2_grpc.add_KmsServicer_to_server(proxy, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    kms_pb2_grpc.add_KmsServicer_to_server(_LyingProxy(node), server)  # type: ignore[no-untyped-call]
+    if tls is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:
-        members = tuple(
-            dataclasses.replace(m, endpoint=f"127.0.0.1:{port}") if m.index == 2 else m
-            for m in committee.members
-        )
-        lied = dataclasses.replace(committee, members=members)
+        yield port
+    finally:
+        server.stop(None)
+
+
+def _behind(committee: Committee, index: int, port: int) -> Committee:
+    members = tuple(
+        dataclasses.replace(m, endpoint=f"127.0.0.1:{port}") if m.index == index else m
+        for m in committee.members
+    )
+    return dataclasses.replace(committee, members=members)
+
+
+def test_a_man_in_the_middle_cannot_get_an_honest_node_named_a_liar(
+    cluster: Cluster, app: App
+) -> None:
+    """A tampering proxy at node 2's address, without node 2's TLS key, speaking plaintext
+    (what the Kms port used to be) or TLS with its own certificate: the client's pin refuses
+    the channel, so node 2 fails as unreachable or unauthenticated, not as a liar."""
+    committee = cluster.committee()
+    honest = derive(app, only(committee, {1, 3, 4}), [b"disk"])
+    stranger = make_node_certificate(NodeIdentity.generate(), SimulatorProvider())
+    for tls, reason in (
+        (None, r"node-2 \(127.0.0.1:\d+\) unavailable: cannot fetch the certificate"),
+        (stranger, r"node-2 \(127.0.0.1:\d+\) unauthenticated: .*does not serve the member's"),
+    ):
+        with _lying_proxy(cluster.nodes[1], tls) as port:
+            mitm = _behind(committee, 2, port)
+            with pytest.raises(DerivationError, match=rf"only 2 of 3 needed partials: {reason}"):
+                derive(app, only(mitm, {1, 2, 3}), [b"disk"])
+            assert derive(app, only(mitm, {1, 2, 3, 4}), [b"disk"]) == honest
+
+
+def test_a_lying_node_is_caught_and_named(cluster: Cluster, app: App) -> None:
+    """Node 2 itself lies (the proxy holds node 2's sealed TLS key, as a compromised node
+    would): its answers pass the pin, fail their proofs, and node 2 is named."""
+    committee = cluster.committee()
+    node = cluster.nodes[1]
+    identity = load_identity(node.dir, open_sealer("file", node.dir))
+    with _lying_proxy(node, make_node_certificate(identity, SimulatorProvider())) as port:
+        lied = _behind(committee, 2, port)
         with pytest.raises(
             DerivationError, match=r"only 2 of 3 needed partials: node-2 .*proof invalid"
         ):
             derive(app, only(lied, {1, 2, 3}), [b"disk"])
         honest = derive(app, only(committee, {1, 3, 4}), [b"disk"])
         assert derive(app, only(lied, {1, 2, 3, 4}), [b"disk"]) == honest
-    finally:
-        server.stop(None)
 
 
 def test_two_nodes_down_still_derive(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     cluster.stop_node(cluster.nodes[1])
     cluster.stop_node(cluster.nodes[3])
@@ -331,7 +374,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
     compose = b'{"services": {"job": {"image": "batch@sha256:11"}}}'
     app_id = cluster.register_app([compose_hash(compose)])
     revocable = App(cluster, app_id, compose=compose)
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     derive(revocable, committee, [b"k"])
     receipt = cluster.app(app_id).send_remove_compose_hash(compose_hash(compose))
     cluster.wait_seen(receipt.block)
@@ -340,7 +383,7 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
 
 
 def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     old_epoch = committee.network.epoch
     sixth = cluster.create_node()
@@ -351,7 +394,7 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     epoch = cluster.propose(EpochKind.RESHARE, cluster.nodes, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(cluster.nodes, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.threshold == 4 and len(after.members) == 6
     assert after.group_key == committee.group_key
     assert derive(app, after, [b"disk"]) == before
@@ -378,7 +421,7 @@ def test_simulator_evidence_is_refused_when_governance_disallows_it(
 
 
 def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App) -> None:
-    committee = committee_from_chain(cluster.governance())
+    committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
     lost = cluster.nodes[2]
     cluster.stop_node(lost)
@@ -392,7 +435,7 @@ def test_a_node_that_lost_its_data_rejoins_by_reshare(cluster: Cluster, app: App
     epoch = cluster.propose(EpochKind.RESHARE, members, 4)
     cluster.wait_epoch(epoch, timeout=180)
     cluster.wait_healthy(members, timeout=120, epoch=epoch)
-    after = committee_from_chain(cluster.governance())
+    after = cluster.committee()
     assert after.group_key == committee.group_key
     assert replacement.endpoints.kms in {m.endpoint for m in after.members}
     assert lost.endpoints.kms not in {m.endpoint for m in after.members}

@@ -22,41 +22,67 @@ class Clock:
         return self.now
 
 
+KEY, FRESH = b"\xe1" * 32, b"\xe2" * 32  # requester-key digests
+
+
 def test_rate_limiter_allows_burst_then_refills() -> None:
     clock = Clock()
     limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
     app, other = b"\x01" * 20, b"\x02" * 20
-    limiter.take(app, 2)
-    limiter.take(app, 1)
-    with pytest.raises(RateLimited, match=r"app 0x0101.* exceeded 2 key requests/s \(burst 3\)"):
-        limiter.take(app)
-    limiter.take(other, 3)  # apps have separate buckets
+    limiter.take(app, KEY, 2)
+    limiter.take(app, KEY, 1)
+    with pytest.raises(
+        RateLimited, match=r"app 0x0101.* exceeded 2 key requests/s \(burst 3\) with requester"
+    ):
+        limiter.take(app, KEY)
+    limiter.take(other, KEY, 3)  # apps have separate buckets
     clock.now += 0.5  # one token back
-    limiter.take(app)
+    limiter.take(app, KEY)
     with pytest.raises(RateLimited):
-        limiter.take(app)
+        limiter.take(app, KEY)
     clock.now += 100
-    limiter.take(app, 3)  # refilled, but never beyond the burst
+    limiter.take(app, KEY, 3)  # refilled, but never beyond the burst
     with pytest.raises(RateLimited):
-        limiter.take(app)
+        limiter.take(app, KEY)
+
+
+def test_an_exhausted_requester_key_leaves_the_apps_other_keys_alone() -> None:
+    """A replay of one key's evidence can only spend that key's bucket (docs/security.md)."""
+    limiter = RateLimiter(rate=1.0, burst=2, clock=Clock())
+    app = b"\x01" * 20
+    limiter.take(app, KEY, 2)
+    with pytest.raises(RateLimited, match=r"requester key e1e1e1e1e1e1e1e1…"):
+        limiter.take(app, KEY)
+    limiter.take(app, FRESH, 2)
 
 
 def test_rate_limiter_refusal_spends_nothing() -> None:
     clock = Clock()
     limiter = RateLimiter(rate=1.0, burst=2, clock=clock)
     with pytest.raises(RateLimited):
-        limiter.take(b"a", 3)
-    limiter.take(b"a", 2)
+        limiter.take(b"a", KEY, 3)
+    limiter.take(b"a", KEY, 2)
 
 
-def test_rate_limiter_forgets_idle_apps_when_full() -> None:
+def test_rate_limiter_forgets_idle_buckets_when_full() -> None:
     clock = Clock()
-    limiter = RateLimiter(rate=1.0, burst=1, clock=clock, max_apps=2)
-    limiter.take(b"a")
-    limiter.take(b"b")
+    limiter = RateLimiter(rate=1.0, burst=1, clock=clock, max_buckets=2)
+    limiter.take(b"a", KEY)
+    limiter.take(b"b", KEY)
     clock.now += 10
-    limiter.take(b"c")
-    assert len(limiter._buckets) == 1
+    limiter.take(b"c", KEY)
+    assert len(limiter) == 1
+
+
+def test_the_bucket_table_never_outgrows_its_bound() -> None:
+    """Even when no bucket has refilled, the least recently used one makes room."""
+    limiter = RateLimiter(rate=0.001, burst=5, clock=Clock(), max_buckets=3)
+    for i in range(50):
+        limiter.take(b"app", bytes([i]) * 32)
+        assert len(limiter) <= 3
+    limiter.take(b"app", bytes([49]) * 32, 4)  # the most recent bucket survived: 1 token left
+    with pytest.raises(RateLimited):
+        limiter.take(b"app", bytes([49]) * 32)
 
 
 BASE = HealthInputs(

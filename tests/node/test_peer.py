@@ -82,6 +82,7 @@ class Net:
             epoch_status=inbox.status,
             roster=lambda e: self.roster if self.roster and e == self.roster.epoch else None,
             kms_allowed=self.allow,
+            accept_simulator=True,
             fetch_timeout=2.0,
             poll_interval=0.05,
             retry_interval=0.2,
@@ -95,6 +96,7 @@ class Net:
             key_pem=node.key_pem,
             view=lambda: self.views.get(addr),
             kms_allowed=self.allow,
+            accept_simulator=True,
             rpc_timeout=2.0,
             deadline=options.get("deadline", 0.6),
             backoff_initial=0.05,
@@ -305,7 +307,8 @@ def test_view_change_is_enforced_before_the_bundle_refreshes() -> None:
             with capture_logs() as logs:
                 with pytest.raises(
                     Unauthenticated,
-                    match=r"evidence: simulator quote, but governance has simulatorAllowed = false",
+                    match=r"evidence: simulator quote refused: governance has simulatorAllowed = "
+                    r"false",
                 ):
                     await client.epoch_status(a.record(), EPOCH)
                 # B is deregistered: its key is no longer any approved node's

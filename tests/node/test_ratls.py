@@ -7,6 +7,7 @@ with the gRPC tests in test_peer.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import socket
@@ -196,7 +197,12 @@ def _verify(
 ) -> NodeRecord:
     allow = allow or AllowList(mr_aggregated_of(node.cert_pem))
     return verify_peer_certificate(
-        node.cert_pem, view, policy=POLICY, now=now or int(time.time()), kms_allowed=allow
+        node.cert_pem,
+        view,
+        policy=POLICY,
+        now=now or int(time.time()),
+        kms_allowed=allow,
+        accept_simulator=True,
     )
 
 
@@ -213,6 +219,30 @@ def test_refuses_a_key_that_is_not_registered() -> None:
         _verify(node, view)
 
 
+@pytest.mark.parametrize("evil_first", [True, False])
+def test_refuses_a_key_registered_by_two_approved_nodes(evil_first: bool) -> None:
+    """Another approved record carrying the honest node's (public) key hash: refused as
+    ambiguous in either registry order, before any evidence is looked at."""
+    honest = attested_node()
+    evil = attested_node()
+    evil.registered_key_hash = honest.identity.tls_key_hash
+    order = [evil, honest] if evil_first else [honest, evil]
+    view = make_view({n.address: n.record() for n in order})
+    allow = AllowList(mr_aggregated_of(honest.cert_pem))
+    names = sorted(f"0x{n.address.hex()}" for n in (honest, evil))
+    with pytest.raises(
+        Unauthenticated,
+        match=rf"^registry: TLS key {honest.identity.tls_key_hash.hex()} is registered by 2 "
+        rf"approved nodes \({names[0]}, {names[1]}\): ambiguous",
+    ):
+        _verify(honest, view, allow)
+    assert allow.calls == 0
+    with pytest.raises(Unauthenticated, match="ambiguous"):
+        PeerVerifier(policy=POLICY, kms_allowed=allow, accept_simulator=True).verify(
+            honest.cert_pem, view
+        )
+
+
 def test_refuses_a_certificate_without_evidence() -> None:
     identity = NodeIdentity.generate()
     node = PeerNode(
@@ -221,7 +251,12 @@ def test_refuses_a_certificate_without_evidence() -> None:
     view = make_view({node.address: node.record()})
     with pytest.raises(Unauthenticated, match=r"^evidence: certificate carries no attestation"):
         verify_peer_certificate(
-            node.cert_pem, view, policy=POLICY, now=int(time.time()), kms_allowed=AllowList()
+            node.cert_pem,
+            view,
+            policy=POLICY,
+            now=int(time.time()),
+            kms_allowed=AllowList(),
+            accept_simulator=True,
         )
 
 
@@ -237,7 +272,29 @@ def test_refuses_simulator_evidence_when_governance_disallows_it() -> None:
     node = attested_node()
     view = make_view({node.address: node.record()}, simulator_allowed=False)
     with pytest.raises(
-        Unauthenticated, match=r"simulator quote, but governance has simulatorAllowed = false"
+        Unauthenticated,
+        match=r"simulator quote refused: governance has simulatorAllowed = false",
+    ):
+        _verify(node, view)
+
+
+def test_a_tdx_node_refuses_simulator_peers_whatever_governance_says() -> None:
+    node = attested_node()
+    view = make_view({node.address: node.record()}, simulator_allowed=True)
+    allow = AllowList(mr_aggregated_of(node.cert_pem))
+    verifier = PeerVerifier(policy=POLICY, kms_allowed=allow, accept_simulator=False)
+    with pytest.raises(
+        Unauthenticated, match=r"^evidence: simulator quote refused: this node runs on TDX"
+    ):
+        verifier.verify(node.cert_pem, view)
+    assert allow.calls == 0
+
+
+def test_refuses_simulator_peers_off_development_chains() -> None:
+    node = attested_node()
+    view = dataclasses.replace(make_view({node.address: node.record()}), chain_id=1)
+    with pytest.raises(
+        Unauthenticated, match=r"simulator quote refused: chain 1 is not a development chain"
     ):
         _verify(node, view)
 
@@ -270,7 +327,9 @@ def test_refuses_an_expired_certificate_and_garbage() -> None:
     with pytest.raises(Unauthenticated, match=r"^certificate: not valid at"):
         _verify(node, view, now=later)
     with pytest.raises(Unauthenticated, match=r"^certificate: not a PEM X.509 certificate"):
-        verify_peer_certificate(b"junk", view, policy=POLICY, now=0, kms_allowed=AllowList())
+        verify_peer_certificate(
+            b"junk", view, policy=POLICY, now=0, kms_allowed=AllowList(), accept_simulator=True
+        )
 
 
 def test_chain_unavailable_is_not_turned_into_a_refusal() -> None:
@@ -282,14 +341,19 @@ def test_chain_unavailable_is_not_turned_into_a_refusal() -> None:
 
     with pytest.raises(NotReady, match="stale"):
         verify_peer_certificate(
-            node.cert_pem, view, policy=POLICY, now=int(time.time()), kms_allowed=unavailable
+            node.cert_pem,
+            view,
+            policy=POLICY,
+            now=int(time.time()),
+            kms_allowed=unavailable,
+            accept_simulator=True,
         )
 
 
 def test_verifier_caches_per_view_snapshot() -> None:
     node = attested_node()
     allow = AllowList(mr_aggregated_of(node.cert_pem))
-    verifier = PeerVerifier(policy=POLICY, kms_allowed=allow)
+    verifier = PeerVerifier(policy=POLICY, kms_allowed=allow, accept_simulator=True)
     view = make_view({node.address: node.record()})
     assert verifier.verify(node.cert_pem, view).address == node.address
     assert verifier.verify(node.cert_pem, view).address == node.address
@@ -332,7 +396,12 @@ def test_refuses_a_key_that_is_not_ecdsa_p256() -> None:
     pem = cert.public_bytes(serialization.Encoding.PEM)
     with pytest.raises(Unauthenticated, match=r"^certificate: key is Ed25519PublicKey, not ECDSA"):
         verify_peer_certificate(
-            pem, make_view({}), policy=POLICY, now=int(time.time()), kms_allowed=AllowList()
+            pem,
+            make_view({}),
+            policy=POLICY,
+            now=int(time.time()),
+            kms_allowed=AllowList(),
+            accept_simulator=True,
         )
 
 
@@ -342,7 +411,7 @@ def test_verifier_turns_an_unexpected_failure_into_a_refusal() -> None:
     def broken(evidence: VerifiedEvidence) -> None:
         raise KeyError("surprise")
 
-    verifier = PeerVerifier(policy=POLICY, kms_allowed=broken)
+    verifier = PeerVerifier(policy=POLICY, kms_allowed=broken, accept_simulator=True)
     view = make_view({node.address: node.record()})
     with pytest.raises(
         Unauthenticated, match=r"^measurement: the governance check failed \(KeyError"
@@ -351,6 +420,7 @@ def test_verifier_turns_an_unexpected_failure_into_a_refusal() -> None:
 
     class Exploding:
         simulator_allowed = True
+        chain_id = 31337
 
         @property
         def nodes(self) -> dict[bytes, NodeRecord]:

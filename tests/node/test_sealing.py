@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -46,16 +47,38 @@ def test_missing_key_without_create(tmp_path: Path) -> None:
         FileSealer.open(tmp_path, create=False)
 
 
-def test_atomic_write_failure_leaves_old_content(tmp_path: Path) -> None:
+def test_atomic_write_failure_leaves_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "f"
     write_atomic(target, b"old")
-    # A directory where the temporary file must go makes the write fail even for root.
-    (tmp_path / ".f.tmp").mkdir()
-    with pytest.raises(StorageError, match="cannot write .*f: Is a directory"):
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(StorageError, match="cannot write .*f: No space left on device"):
         write_atomic(target, b"new")
+    monkeypatch.undo()
     assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no temporary file left
     with pytest.raises(StorageError, match="cannot write"):
         write_atomic(tmp_path / "no-such-dir" / "f", b"x")
+
+
+def test_atomic_write_never_goes_through_a_prepared_tmp_file_or_symlink(tmp_path: Path) -> None:
+    """Security III G-10: the temporary name was fixed (`.f.tmp`) and opened without O_EXCL,
+    so a file prepared there kept its mode (0644 after the rename) and a symlink was followed
+    (the plaintext landed at its target)."""
+    target, leak = tmp_path / "f", tmp_path / "leak"
+    (tmp_path / ".f.tmp").write_bytes(b"")
+    (tmp_path / ".f.tmp").chmod(0o644)
+    (tmp_path / ".g.tmp").symlink_to(leak)
+    write_atomic(target, b"secret", mode=0o600)
+    write_atomic(tmp_path / "g", b"secret", mode=0o600)
+    assert target.read_bytes() == b"secret" and target.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "g").stat().st_mode & 0o777 == 0o600 and not (tmp_path / "g").is_symlink()
+    assert not leak.exists()
 
 
 def test_identity_is_sealed_and_reloads(tmp_path: Path) -> None:

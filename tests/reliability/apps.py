@@ -13,11 +13,13 @@ import grpc
 
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
+from guest.kms_channel import ChannelRefused, blocking_channel
 from guest.kms_client import AppKeyRequest, Committee, KmsClient
 from guest.measure import measure_app_boot
 from mpc import G1
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+from testnet.cluster import NodeProcess
 
 __all__ = ["COMPOSE", "App", "derive", "only", "raw_derive"]
 
@@ -28,14 +30,10 @@ COMPOSE = b'{"services": {"vault": {"image": "vault@sha256:0f"}}}'
 CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1), ("grpc.max_reconnect_backoff_ms", 1000))
 
 
-def channel(endpoint: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
-
-
 class App:
     """A simulated app CVM: its TEE, measured boot, and KMS clients."""
 
-    def __init__(self, app_id: str, governance: str) -> None:
+    def __init__(self, app_id: str, network: bytes) -> None:
         self.app_id = bytes.fromhex(app_id.removeprefix("0x"))
         self.provider = SimulatorProvider()
         measure_app_boot(
@@ -43,7 +41,7 @@ class App:
             app_id=self.app_id,
             compose=COMPOSE,
             instance_id=os.urandom(20),
-            kms_id=governance,
+            kms_id=network.hex(),
             os_image=SIMULATED_OS_IMAGE,
         )
 
@@ -51,7 +49,7 @@ class App:
         return self.provider.get_quote(report_data), event_log_to_json(self.provider.event_log())
 
     def client(self, committee: Committee, timeout: float = 10.0) -> KmsClient:
-        return KmsClient(committee, self.evidence, timeout=timeout, channel=channel)
+        return KmsClient(committee, self.evidence, timeout=timeout, channel_options=CHANNEL_OPTIONS)
 
 
 def only(committee: Committee, indices: set[int]) -> Committee:
@@ -76,8 +74,11 @@ def derive(app: App, committee: Committee, purposes: list[bytes]) -> list[G1]:
     return asyncio.run(go())
 
 
-def raw_derive(app: App, endpoint: str, timeout: float = 5.0) -> grpc.RpcError | None:
-    """One DerivePartial straight to one node: None if it answered, else its error."""
+def raw_derive(
+    app: App, node: NodeProcess, timeout: float = 5.0
+) -> grpc.RpcError | ChannelRefused | None:
+    """One DerivePartial straight to one node over its pinned channel: None if it answered,
+    else its error (`ChannelRefused` when its Kms port is unreachable or not its key's)."""
     e = G1.base_mul(4242)
     quote, log = app.evidence(compute_report_data(BindingLabel.KDF_V1, e.to_bytes()))
     request = kms_pb2.DerivePartialRequest(
@@ -87,7 +88,11 @@ def raw_derive(app: App, endpoint: str, timeout: float = 5.0) -> grpc.RpcError |
             kms_pb2.KeyRequest(kind=kms_pb2.KeyRequest.KIND_KDF, app_id=app.app_id, purpose=b"k")
         ],
     )
-    with grpc.insecure_channel(endpoint) as channel:
+    try:
+        channel = blocking_channel(node.endpoints.kms, node.tls_key_hash)
+    except ChannelRefused as exc:
+        return exc
+    with channel:
         stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
         try:
             stub.DerivePartial(request, timeout=timeout)

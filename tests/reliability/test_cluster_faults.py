@@ -31,7 +31,6 @@ import grpc
 import pytest
 
 from contracts import EpochKind
-from guest.committee import committee_from_chain
 from guest.kms_client import AppKeyRequest, DerivationError
 from guest.measure import compose_hash
 from mpc import G1, KeyRequest, is_consistent_with_group_key
@@ -111,7 +110,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             c.wait_epoch(epoch, timeout=180)
             c.wait_healthy(nodes, timeout=90, epoch=epoch)
             assert c.deployment is not None
-            app = App(c.register_app([compose_hash(COMPOSE)]), c.deployment.governance)
+            app = App(c.register_app([compose_hash(COMPOSE)]), c.network_fingerprint())
             yield Net(c, proxy, epoch, app)
         finally:
             proxy.stop()
@@ -179,7 +178,7 @@ def test_the_byzantine_dealer_is_excluded_and_named_in_logs_and_metrics(net: Net
 
 
 def test_the_network_keeps_serving_and_the_client_names_the_wrong_partials(net: Net) -> None:
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     sigmas = derive(net.app, committee, PURPOSES)
     for purpose, sigma in zip(PURPOSES, sigmas, strict=True):
         request = KeyRequest.app_key(net.app.app_id, purpose)
@@ -191,7 +190,7 @@ def test_the_network_keeps_serving_and_the_client_names_the_wrong_partials(net: 
 
 
 def test_crashing_two_nodes_under_load_fails_no_request(net: Net) -> None:
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     expected = dict(zip(PURPOSES, derive(net.app, committee, PURPOSES), strict=True))
     load = LoadGenerator(net.app, committee, expected, workers=4).start()
     victims = [net.nodes[3], net.nodes[4]]
@@ -248,9 +247,10 @@ def wait_all_fail_closed(net: Net, timeout: float) -> tuple[float, float]:
     waiting = set(range(4))
     while waiting and time.monotonic() - began < timeout:
         for i in sorted(waiting):
-            err = raw_derive(net.app, net.nodes[i].endpoints.kms)
+            err = raw_derive(net.app, net.nodes[i])
             if err is None:
                 continue
+            assert isinstance(err, grpc.RpcError), f"node {i + 1}: {err}"
             assert err.code() is grpc.StatusCode.UNAVAILABLE, f"node {i + 1}: {err}"
             if first != first:
                 first = time.monotonic() - began
@@ -270,7 +270,7 @@ def test_a_slow_node_costs_the_client_nothing(net: Net) -> None:
     net.cluster.stop_node(byzantine, kill=True)
     start_byzantine(byzantine, ("slow-partials",), delay=SLOW_DELAY)
     net.cluster.wait_healthy([byzantine], timeout=90, epoch=net.epoch)
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     expected = derive(net.app, only(committee, {1, 2, 3}), PURPOSES[:2])
 
     async def timed() -> list[float]:
@@ -297,7 +297,7 @@ def wait_all_serving(net: Net, timeout: float) -> float:
     waiting = set(range(4))
     while waiting and time.monotonic() - began < timeout:
         for i in sorted(waiting):
-            if raw_derive(net.app, net.nodes[i].endpoints.kms) is None:
+            if raw_derive(net.app, net.nodes[i]) is None:
                 waiting.discard(i)
         time.sleep(0.3)
     assert not waiting, f"nodes {[i + 1 for i in waiting]} did not recover"
@@ -318,7 +318,7 @@ def test_chain_rpc_outage_fails_closed_and_recovers(net: Net) -> None:
         "recovered_s": round(recovered, 1),
     }
     assert closed >= MAX_HEAD_AGE - 2  # not before the view is actually stale
-    committee = committee_from_chain(net.cluster.governance())
+    committee = net.cluster.committee()
     assert len(derive(net.app, committee, PURPOSES[:1])) == 1
 
 
@@ -346,7 +346,7 @@ def test_a_dealer_that_deals_late_is_left_out_and_nothing_is_revealed(net: Net) 
     as MISSING_DEAL and leave it out of QUAL; nobody complains (before the fix, late share
     deliveries made every recipient complain and the dealer publish their shares)."""
     governance = net.cluster.governance()
-    before = committee_from_chain(governance)
+    before = net.cluster.committee()
     keys = derive(net.app, before, PURPOSES[:2])
     late = net.nodes[4]
     net.cluster.stop_node(late, kill=True)
@@ -357,7 +357,7 @@ def test_a_dealer_that_deals_late_is_left_out_and_nothing_is_revealed(net: Net) 
     net.cluster.wait_healthy(net.nodes[:4], timeout=120, epoch=epoch)
     assert governance.get_complaints(epoch) == []
     assert governance.get_deal(epoch, late.address).submitted_at == 0
-    after = committee_from_chain(governance)
+    after = net.cluster.committee()
     assert after.group_key == before.group_key
     assert derive(net.app, after, PURPOSES[:2]) == keys
     for node in net.nodes[:4]:

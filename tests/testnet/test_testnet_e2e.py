@@ -4,8 +4,11 @@ up (5 nodes, t=3, with a relative --dir from another working directory, through 
 script as a user runs it) -> keys via the SDK -> join -> same keys -> two nodes leave -> same
 keys -> refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation
 (and its registration with the gateway) is refused -> a node and the gateway crash -> down
-leaves no process of the network running, checked the moment it returns. Right after `up`, the
-demo app is reached directly and through the gateway, terminated and passed through.
+leaves no process of the network running, checked the moment it returns -> destroy deletes it.
+In between, a node and anvil are killed and `up` resumes exactly those, with the same keys.
+Right after `up`, the demo app is reached directly and through the gateway, terminated (TLS
+again from the gateway to the app's registered key) and passed through; after the revocation
+the gateway drops its route.
 
 "Same keys" is checked with a fresh guest agent each time (the demo app's agent caches its
 root keys; a new agent instance of the same app derives them from the network again).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -112,6 +116,16 @@ def processes_of(root: Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if str(root) in line]
 
 
+def answers(proxy: str, server_name: str, context: ssl.SSLContext) -> bool:
+    """Whether GET / through the gateway gets 200 (False if it closes the connection)."""
+    from testnet.gateway_run import fetch_through_gateway
+
+    try:
+        return fetch_through_gateway(proxy, server_name, context)[0] == 200
+    except (ssl.SSLError, OSError):
+        return False
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("testnet")
@@ -142,7 +156,6 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     print(f"up took {up_seconds:.1f} s")
 
     # The demo app answers with its app_id over HTTP and over HTTPS with its RA-TLS cert.
-    import ssl
     import urllib.request
 
     demo = doc["demo_app"]
@@ -159,14 +172,16 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     )
     assert json.loads(https.read())["app_id"] == app_hex
 
-    # Through the gateway: terminated with its wildcard certificate from Pebble, and passed
-    # through to the app's own RA-TLS certificate; an unknown name is closed.
+    # Through the gateway: terminated with its wildcard certificate from Pebble (and re-encrypted
+    # to the app's HTTPS port, the key it registered), and passed through to the app's own
+    # RA-TLS certificate; an unknown name is closed, and the app's plain HTTP port is not a
+    # terminated backend (it does not speak TLS with the registered key).
     from testnet.gateway_run import fetch_through_gateway
 
     gateway = doc["gateway"]
     assert gateway["base_domain"] == "tkms.localhost"
     pebble_verified = ssl.create_default_context(cafile=gateway["acme_root"])
-    name = f"{app_hex}-{demo['http_port']}.{gateway['base_domain']}"
+    name = f"{app_hex}-{demo['https_port']}.{gateway['base_domain']}"
     status_code, body, der = fetch_through_gateway(gateway["proxy"], name, pebble_verified)
     assert status_code == 200 and json.loads(body)["app_id"] == app_hex
     issuer = x509.load_der_x509_certificate(der).issuer.rfc4514_string()
@@ -178,6 +193,9 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert der == ssl.PEM_cert_to_DER_cert(direct)  # the app's own certificate, end to end
     with pytest.raises((ssl.SSLError, OSError)):
         fetch_through_gateway(gateway["proxy"], f"{'00' * 20}.{gateway['base_domain']}", insecure)
+    plain_port = f"{app_hex}-{demo['http_port']}.{gateway['base_domain']}"
+    assert not answers(gateway["proxy"], plain_port, pebble_verified)
+    assert answers(gateway["proxy"], name, pebble_verified)
 
     # Keys through the SDK, from the running demo agent and from a fresh instance.
     running = DstackClient(demo["agent_socket"])
@@ -185,8 +203,20 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert keys_from_a_fresh_agent(root, "fresh-1") == before
 
     # Up again is safe: it reports the running network.
-    again = tkms(root, "up", "--json")
-    assert json.loads(again.stdout)["group_public_key"] == group_key
+    again = json.loads(tkms(root, "up", "--json").stdout)
+    assert again["group_public_key"] == group_key
+    assert again["resumed"] == {"restarted": [], "adopted": []}
+
+    # A node and the chain crash (SIGKILL): up resumes exactly those, from the chain's state
+    # on disk and the node's sealed share; nothing is deleted, the keys are the same.
+    state = json.loads((root / "state.json").read_text())
+    os.kill(state["nodes"][2]["pid"], signal.SIGKILL)
+    os.kill(state["anvil_pid"], signal.SIGKILL)
+    resumed = json.loads(tkms(root, "up", "--json").stdout)
+    assert sorted(resumed["resumed"]["restarted"]) == ["anvil", "node3"], resumed["resumed"]
+    assert resumed["group_public_key"] == group_key
+    assert all(n["health"] == "NORMAL" for n in resumed["nodes"]), resumed["nodes"]
+    assert keys_from_a_fresh_agent(root, "fresh-1b") == before
 
     tkms(root, "join")
     after_join = status(root)
@@ -205,6 +235,12 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert after_refresh["epoch"] > after_leave["epoch"]
     assert after_refresh["group_public_key"] == group_key
     assert keys_from_a_fresh_agent(root, "fresh-4") == before
+
+    # The gateway still routes the demo app (it re-registered across the chain's restart)...
+    deadline = time.monotonic() + 60
+    while not answers(gateway["proxy"], name, pebble_verified):
+        assert time.monotonic() < deadline, "the gateway lost the demo app's route"
+        time.sleep(0.5)
 
     # Revoke the demo app's compose hash on chain: a new derivation is refused.
     from web3 import HTTPProvider, Web3
@@ -227,19 +263,28 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     finally:
         refused.stop()
 
-    # ...and the gateway refuses to register it again (its running agent still quotes).
+    # ...the gateway drops the demo app's route within a few polls of the chain (not at the
+    # end of its registration), and refuses to register it again (its running agent still
+    # quotes).
     import grpc
 
     from gateway.agent import GuestAgent
+    from gateway.backend_tls import spki_sha256
     from gateway.client import GatewayClient, default_gateway_check
 
+    deadline = time.monotonic() + 20
+    while answers(gateway["proxy"], name, pebble_verified):
+        assert time.monotonic() < deadline, "the gateway still routes the revoked app"
+        time.sleep(0.5)
     again_client = GatewayClient(
         gateway["registration"],
         GuestAgent(demo["agent_socket"]),
-        default_gateway_check(simulator_allowed=True),
+        default_gateway_check(
+            simulator_allowed=True, app_id=bytes.fromhex(gateway["app_id"].removeprefix("0x"))
+        ),
     )
     with pytest.raises(grpc.RpcError) as denied:
-        again_client.register("127.0.0.1")
+        again_client.register("127.0.0.1", spki_sha256(direct.encode()))
     assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert "approval" in (denied.value.details() or "")
 
@@ -254,3 +299,9 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     tkms(root, "down")
     assert [pid for pid in pids if processes.running(pid)] == []
     assert processes_of(root) == []
+
+    # The state stays for `up` to resume; only destroy deletes, and says what it deletes.
+    assert (root / "state.json").exists()
+    destroyed = tkms(root, "destroy").stdout
+    assert "node directories with their sealed identities and key shares" in destroyed
+    assert not root.exists()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/tkms/v1/gateway.proto\x12\x07tkms.v1\"D\n\x0cRegistration\x12\x13\n\x0b\x62\x61se_domain\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x11\n\tissued_at\x18\x03 \x01(\x04\"\\\n\x0fRegisterRequest\x12\x14\n\x0cregistration\x18\x01 \x01(\x0c\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\t\x12\x11\n\tvm_config\x18\x04 \x01(\t\"Z\n\x10RegisterResponse\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x04\x12\r\n\x05names\x18\x04 \x03(\t\"\r\n\x0bInfoRequest\"i\n\x0cInfoResponse\x12\x13\n\x0b\x62\x61se_domain\x18\x01 \x01(\t\x12\x12\n\nproxy_port\x18\x02 \x01(\r\x12 \n\x18registration_ttl_seconds\x18\x03 \x01(\r\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\x0c\x32\x7f\n\x07Gateway\x12?\n\x08Register\x12\x18.tkms.v1.RegisterRequest\x1a\x19.tkms.v1.RegisterResponse\x12\x33\n\x04Info\x12\x14.tkms.v1.InfoRequest\x1a\x15.tkms.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprotos/tkms/v1/gateway.proto\x12\x07tkms.v1\"k\n\x0cRegistration\x12\x13\n\x0b\x62\x61se_domain\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x11\n\tissued_at\x18\x03 \x01(\x04\x12\x16\n\x0etls_key_sha256\x18\x04 \x01(\x0c\x12\r\n\x05nonce\x18\x05 \x01(\x0c\"\\\n\x0fRegisterRequest\x12\x14\n\x0cregistration\x18\x01 \x01(\x0c\x12\r\n\x05quote\x18\x02 \x01(\x0c\x12\x11\n\tevent_log\x18\x03 \x01(\t\x12\x11\n\tvm_config\x18\x04 \x01(\t\"Z\n\x10RegisterResponse\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\x0c\x12\x13\n\x0binstance_id\x18\x02 \x01(\x0c\x12\x12\n\nexpires_at\x18\x03 \x01(\x04\x12\r\n\x05names\x18\x04 \x03(\t\"\r\n\x0bInfoRequest\"i\n\x0cInfoResponse\x12\x13\n\x0b\x62\x61se_domain\x18\x01 \x01(\t\x12\x12\n\nproxy_port\x18\x02 \x01(\r\x12 \n\x18registration_ttl_seconds\x18\x03 \x01(\r\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\x0c\x32\x7f\n\x07Gateway\x12?\n\x08Register\x12\x18.tkms.v1.RegisterRequest\x1a\x19.tkms.v1.RegisterResponse\x12\x33\n\x04Info\x12\x14.tkms.v1.InfoRequest\x1a\x15.tkms.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.gateway_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REGISTRATION']._serialized_start=41
-  _globals['_REGISTRATION']._serialized_end=109
-  _globals['_REGISTERREQUEST']._serialized_start=111
-  _globals['_REGISTERREQUEST']._serialized_end=203
-  _globals['_REGISTERRESPONSE']._serialized_start=205
-  _globals['_REGISTERRESPONSE']._serialized_end=295
-  _globals['_INFOREQUEST']._serialized_start=297
-  _globals['_INFOREQUEST']._serialized_end=310
-  _globals['_INFORESPONSE']._serialized_start=312
-  _globals['_INFORESPONSE']._serialized_end=417
-  _globals['_GATEWAY']._serialized_start=419
-  _globals['_GATEWAY']._serialized_end=546
+  _globals['_REGISTRATION']._serialized_end=148
+  _globals['_REGISTERREQUEST']._serialized_start=150
+  _globals['_REGISTERREQUEST']._serialized_end=242
+  _globals['_REGISTERRESPONSE']._serialized_start=244
+  _globals['_REGISTERRESPONSE']._serialized_end=334
+  _globals['_INFOREQUEST']._serialized_start=336
+  _globals['_INFOREQUEST']._serialized_end=349
+  _globals['_INFORESPONSE']._serialized_start=351
+  _globals['_INFORESPONSE']._serialized_end=456
+  _globals['_GATEWAY']._serialized_start=458
+  _globals['_GATEWAY']._serialized_end=585
 # @@protoc_insertion_point(module_scope)

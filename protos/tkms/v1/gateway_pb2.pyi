@@ -7,14 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Registration(_message.Message):
-    __slots__ = ("base_domain", "host", "issued_at")
+    __slots__ = ("base_domain", "host", "issued_at", "tls_key_sha256", "nonce")
     BASE_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    TLS_KEY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     base_domain: str
     host: str
     issued_at: int
-    def __init__(self, base_domain: _Optional[str] = ..., host: _Optional[str] = ..., issued_at: _Optional[int] = ...) -> None: ...
+    tls_key_sha256: bytes
+    nonce: bytes
+    def __init__(self, base_domain: _Optional[str] = ..., host: _Optional[str] = ..., issued_at: _Optional[int] = ..., tls_key_sha256: _Optional[bytes] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("registration", "quote", "event_log", "vm_config")

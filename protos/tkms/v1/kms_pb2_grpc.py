@@ -69,7 +69,8 @@ class KmsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignPartial(self, request, context):
-        """A partial threshold signature over a statement about the calling app (design §3.5).
+        """A partial threshold signature over a statement about the calling app or the network
+        (design §3.5, §7).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
