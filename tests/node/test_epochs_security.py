@@ -88,7 +88,7 @@ def test_board_reads_are_pinned_to_a_settled_block_past_the_deadline(
     chain: Anvil, tmp_path: Path
 ) -> None:
     """F-07: deals and complaints were read at "latest" at the first head past a deadline, so
-    a reorg across the deadline could give honest nodes different QULAs."""
+    a reorg across the deadline could give honest nodes different QUALs."""
     net = Network(chain, tmp_path)
     nodes = net.create_nodes("n1", "n2", "n3")
     recorder = Recorder(net, nodes[0])
