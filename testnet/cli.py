@@ -195,7 +195,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
     # Half-second blocks: registration and the DKG's phase deadlines pass twice as fast.
     cluster = Cluster(
-        Path(args.dir), progress=progress, detach=True, block_time=0.5, phases=(6, 4, 4, 10)
+        Path(args.dir), progress=progress, detach=True, block_time=0.5, phases=(4, 6, 5, 5, 10)
     )
     try:
         cluster.start_chain()

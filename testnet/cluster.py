@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
-DEFAULT_PHASES = (4, 4, 4, 8)
+DEFAULT_PHASES = (3, 5, 5, 5, 8)  # Keys, Deal, Complain, Justify, Confirm
 
 Progress = Callable[[str], None]
 
@@ -133,7 +133,7 @@ ANVIL_STATE = "anvil-state.json"
 class Cluster:
     root: Path
     block_time: float = 1.0
-    phases: tuple[int, int, int, int] = DEFAULT_PHASES
+    phases: tuple[int, int, int, int, int] = DEFAULT_PHASES
     progress: Progress = _quiet
     anvil: Anvil | None = None
     deployment: Deployment | None = None
