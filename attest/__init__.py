@@ -61,6 +61,14 @@ from attest._tls_pin import (
     fetch_context,
     spki_hash,
 )
+from attest._versioned import (
+    AttestationFormatError,
+    VersionedAttestation,
+    decode_versioned_attestation,
+    encode_versioned_attestation,
+    evidence_from_attestation,
+    runtime_events_of,
+)
 from attest.errors import (
     AttestError,
     CollateralError,
@@ -151,4 +159,10 @@ __all__ = [
     "verify_replay",
     "verify_report_data",
     "zt_challenge_content",
+    "AttestationFormatError",
+    "VersionedAttestation",
+    "decode_versioned_attestation",
+    "encode_versioned_attestation",
+    "evidence_from_attestation",
+    "runtime_events_of",
 ]

@@ -115,39 +115,21 @@ def run_deploy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _permission(
-    allow: bool, parse: Callable[[argparse.Namespace], Any], grant: str, revoke: str, what: str
-) -> Handler:
-    """A command granting (or revoking) one owner permission through `grant`/`revoke`."""
-
+def run_os_image(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
         governance = governance_client(w3, args, signing_transactor(w3, args))
-        key, value, shown = parse(args)
-        receipt: Receipt = getattr(governance, grant if allow else revoke)(value)
+        image = parse_bytes32("--os-image-hash", args.os_image_hash)
+        if allow:
+            receipt = governance.send_add_os_image(image)
+        else:
+            receipt = governance.send_remove_os_image(image)
         verb = "allowed" if allow else "revoked"
-        document = {key: shown, "allowed": allow, **tx_fields(receipt)}
-        emit(args, document, f"{verb} {what} {shown} (tx {receipt.tx_hash})")
+        document = {"os_image_hash": "0x" + image.hex(), "allowed": allow, **tx_fields(receipt)}
+        emit(args, document, f"{verb} OS image 0x{image.hex()} (tx {receipt.tx_hash})")
         return EXIT_OK
 
     return run
-
-
-def run_os_image(allow: bool) -> Handler:
-    def parse(args: argparse.Namespace) -> tuple[str, bytes, str]:
-        image = parse_bytes32("--os-image-hash", args.os_image_hash)
-        return "os_image_hash", image, "0x" + image.hex()
-
-    return _permission(allow, parse, "send_add_os_image", "send_remove_os_image", "OS image")
-
-
-def run_gateway_app(allow: bool) -> Handler:
-    def parse(args: argparse.Namespace) -> tuple[str, str, str]:
-        app_id = parse_address("--app-id", args.app_id)
-        return "gateway_app_id", app_id, app_id
-
-    grant, revoke = "send_add_gateway_app", "send_remove_gateway_app"
-    return _permission(allow, parse, grant, revoke, "gateway app")
 
 
 def run_audit(args: argparse.Namespace) -> int:

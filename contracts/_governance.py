@@ -186,16 +186,6 @@ class GovernanceClient(EpochCalls):
             raise InvalidInput("signature", f"must be 48 bytes, got {len(signature)}")
         return self._send("setGenerationLink", generation, signature)
 
-    # Gateways: apps the owner names for the gateway role (docs/verify.md)
-    def is_gateway_app(self, app_id: str, *, block: BlockRef = "latest") -> bool:
-        return bool(self._read("gatewayApp", parse_address("app_id", app_id), block=block))
-
-    def send_add_gateway_app(self, app_id: str) -> Receipt:
-        return self._send("addGatewayApp", parse_address("app_id", app_id))
-
-    def send_remove_gateway_app(self, app_id: str) -> Receipt:
-        return self._send("removeGatewayApp", parse_address("app_id", app_id))
-
     def send_register_app(self, app_id: str) -> Receipt:
         return self._send("registerApp", parse_address("app_id", app_id))
 

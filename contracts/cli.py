@@ -90,27 +90,18 @@ def _register_chain(sub: Any) -> None:
     )
     _json(deploy)
 
-    # Owner permissions granted and revoked alike: (name, what, handler, option, metavar).
-    permissions = (
-        ("os-image", "an OS image hash", "run_os_image", "--os-image-hash", "HEX"),
-        (
-            "gateway-app",
-            "an app id in the gateway role (`tkms verify` checks it)",
-            "run_gateway_app",
-            "--app-id",
-            "ADDR",
-        ),
-    )
-    for name, what, handler, option, metavar in permissions:
-        for verb, allow in (("allow", True), ("revoke", False)):
-            command = _leaf(
-                sub, f"{verb}-{name}", f"{verb} {what} (owner only)", _lazy(handler, allow)
-            )
-            _rpc(command)
-            _governance(command)
-            _key(command, "the governance owner")
-            command.add_argument(option, required=True, metavar=metavar)
-            _json(command)
+    for verb, allow in (("allow", True), ("revoke", False)):
+        image = _leaf(
+            sub,
+            f"{verb}-os-image",
+            f"{verb} an OS image hash (owner only)",
+            _lazy("run_os_image", allow),
+        )
+        _rpc(image)
+        _governance(image)
+        _key(image, "the governance owner")
+        image.add_argument("--os-image-hash", required=True, metavar="HEX")
+        _json(image)
 
     audit = _leaf(
         sub,

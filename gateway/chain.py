@@ -46,8 +46,6 @@ QUIET_EVENTS: Final = frozenset(
         "NodeRemoved",
         "KmsMeasurementAdded",
         "KmsMeasurementRemoved",
-        "GatewayAppAdded",  # which app is a gateway: read by verifiers, not by routing
-        "GatewayAppRemoved",
     }
 )
 

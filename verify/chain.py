@@ -4,7 +4,7 @@ Every answer is read at one head (`ChainView.head`), which must be recent: a ver
 a stale chain would pass what governance has since revoked, so an old head fails closed
 (`head_check`). For each approval the latest event that set it is found in the contract's own
 history (`contracts.fetch_events`), so a row can link the block and transaction that approved
-a compose hash, an OS image, a gateway app, a KMS measurement or a node, and, when it is no
+a compose hash, an OS image, an app id, a KMS measurement or a node, and, when it is no
 longer approved, the one that revoked it.
 """
 
@@ -22,6 +22,7 @@ from contracts import (
     DEV_CHAIN_IDS,
     AppAuthClient,
     AppBootInfo,
+    AppStatus,
     ChainEvent,
     GovernanceClient,
     fetch_events,
@@ -145,16 +146,17 @@ def os_image_check(view: ChainView, os_image_hash: bytes, subject: str) -> Check
     )
 
 
-def gateway_role_check(view: ChainView, app_id: str) -> Check:
-    allowed = view.governance.is_gateway_app(app_id, block=view.head)
+def app_registry_check(view: ChainView, app_id: str, subject: str) -> Check:
+    """The app is in governance's app registry now (registered, not removed by the owner)."""
+    status = view.governance.get_app_status(app_id, block=view.head)
     return _approval(
         view,
-        "gateway app approved by governance",
-        allowed,
+        f"{subject}: app id approved by governance",
+        status == AppStatus.REGISTERED,
         f"app {app_id}",
         view.governance_address,
-        ("GatewayAppAdded", "named a gateway"),
-        "GatewayAppRemoved",
+        ("AppRegistered", f"registered in governance (status {status.name})"),
+        "AppRemoved",
         lambda args: str(args["appId"]).lower() == app_id.lower(),
     )
 

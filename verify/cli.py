@@ -28,6 +28,7 @@ def _options(args: argparse.Namespace) -> Any:
     from web3.exceptions import Web3Exception
 
     from attest import load_collateral
+    from contracts._hexargs import parse_address
     from contracts.cliargs import connect
     from contracts.errors import ContractsError
     from verify.chain import ChainView
@@ -36,6 +37,9 @@ def _options(args: argparse.Namespace) -> Any:
     from verify.targets import Options
 
     try:
+        gateway_app = None
+        if args.gateway_app_id:
+            gateway_app = bytes.fromhex(parse_address("--gateway-app-id", args.gateway_app_id)[2:])
         w3 = connect(args.rpc)
         view = ChainView.connect(w3, args.governance)
         view.governance.get_owner(block=view.head)  # a governance contract answers there
@@ -59,6 +63,7 @@ def _options(args: argparse.Namespace) -> Any:
         dns_server=args.dns_server or system_resolver(),
         max_head_age=args.max_head_age,
         key_proof=not args.no_key_proof,
+        gateway_app=gateway_app,
     )
 
 
@@ -135,6 +140,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-key-proof", action="store_true", help="do not ask the app for a key proof"
+    )
+    parser.add_argument(
+        "--gateway-app-id",
+        metavar="ADDR",
+        help="the gateway app the domain's owner names (default: any app governance approves "
+        "whose ACME account the domain's CAA records pin)",
     )
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="also write the report as one HTML page")

@@ -21,8 +21,8 @@ from verify.caa import check_pinned, parse_issue_value
 from verify.chain import (
     ChainView,
     allowed_check,
+    app_registry_check,
     compose_check,
-    gateway_role_check,
     os_image_check,
 )
 from verify.dns import Answer, DnsError
@@ -208,8 +208,10 @@ def gateway_checks(
     evidence_site: Target,
     lookup: Callable[[str], Answer],
     dns_server: str,
+    expected_app: bytes | None = None,
 ) -> GatewayFacts:
-    """Every gateway row for the gateway serving `evidence_site` (`gateway.<base>`)."""
+    """Every gateway row for the gateway serving `evidence_site` (`gateway.<base>`);
+    `expected_app`, if known, is the gateway app the domain's owner names."""
     facts = GatewayFacts()
     base = evidence_site.name.removeprefix("gateway.")
     nonce = os.urandom(32)
@@ -248,7 +250,18 @@ def gateway_checks(
     except FetchError as exc:
         facts.checks.append(failed("app-info agrees with the quotes", str(exc)))
     app_id = "0x" + facts.app_id.hex()
-    facts.checks.append(gateway_role_check(view, app_id))
+    if expected_app is not None:
+        facts.checks.append(
+            judged(
+                "gateway is the app expected",
+                facts.app_id == expected_app,
+                "the quotes come from the gateway app given with --gateway-app-id"
+                if facts.app_id == expected_app
+                else "the quotes come from another app than --gateway-app-id",
+                Compared("app id", "0x" + expected_app.hex(), app_id),
+            )
+        )
+    facts.checks.append(app_registry_check(view, app_id, "gateway"))
     info_boot = attested.boot_info()
     if info_boot is not None:
         facts.checks.append(allowed_check(view, info_boot, "gateway"))

@@ -21,7 +21,14 @@ from attest import AttestError, BindingLabel, read_ratls_certificate
 from contracts import ContractsError, NodeStatus
 from gateway.names import RouteError, parse_server_name
 from guest.committee import CommitteeError, kms_endpoint
-from verify.chain import ChainView, allowed_check, compose_check, head_check, os_image_check
+from verify.chain import (
+    ChainView,
+    allowed_check,
+    app_registry_check,
+    compose_check,
+    head_check,
+    os_image_check,
+)
 from verify.dns import Answer, query_caa, system_resolver
 from verify.fetch import FetchError, Target, peer_certificate, spki_of, trust, unverified
 from verify.gateway_checks import gateway_checks
@@ -43,6 +50,9 @@ class Options:
     dns_server: str = field(default_factory=system_resolver)
     max_head_age: float = 300.0
     key_proof: bool = True
+    #: the gateway app the domain's owner names (None: any app governance approves whose
+    #: ACME account the domain's CAA records pin)
+    gateway_app: bytes | None = None
 
     def lookup(self) -> Callable[[str], Answer]:
         return lambda name: query_caa(self.dns_server, name)
@@ -99,6 +109,7 @@ def _app_rows(report: Report, attested: Attested, proof: Target | None, options:
         return
     view = options.view
     report.add(
+        app_registry_check(view, info.app_id, "app"),
         allowed_check(view, info, "app"),
         compose_check(view, info.app_id, info.compose_hash, "app"),
         os_image_check(view, info.os_image_hash, "app"),
@@ -138,6 +149,7 @@ def verify_domain(name: Target, options: Options) -> Report:
         name.with_name(f"gateway.{base}"),
         options.lookup(),
         options.dns_server,
+        options.gateway_app,
     )
     report.add(*gateway.checks)
     suffix = f"-{route.port}" if route.port is not None else ""

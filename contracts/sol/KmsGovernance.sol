@@ -27,17 +27,11 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
     ///         `tkms-generation:v1` statement, so apps can chain PK2_g to the network's
     ///         fingerprint (design §7). Checked by its readers, not here (no pairing on chain).
     mapping(uint64 => bytes) private _generationLinks;
-    /// @notice Apps the owner names as gateways: a domain's TLS key counts as held by an
-    ///         approved TEE only if one of these apps quoted it (`tkms verify`, docs/verify.md).
-    ///         The app's boot is still judged by `isAppAllowed`; this says which app's role it is.
-    mapping(address => bool) public gatewayApp;
 
     event AppFactorySet(address indexed appFactory);
     event AppRegistered(address indexed appId, address indexed registrar);
     event AppRemoved(address indexed appId);
     event GenerationLinked(uint64 indexed generation, bytes signature);
-    event GatewayAppAdded(address indexed appId);
-    event GatewayAppRemoved(address indexed appId);
 
     error NotAContract(address appId);
     error AppAlreadyRegistered(address appId);
@@ -77,16 +71,6 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
         if (appStatus[appId] != AppStatus.Registered) revert AppNotRegistered(appId);
         appStatus[appId] = AppStatus.Removed;
         emit AppRemoved(appId);
-    }
-
-    function addGatewayApp(address appId) external onlyOwner {
-        gatewayApp[appId] = true;
-        emit GatewayAppAdded(appId);
-    }
-
-    function removeGatewayApp(address appId) external onlyOwner {
-        gatewayApp[appId] = false;
-        emit GatewayAppRemoved(appId);
     }
 
     function generationLink(uint64 generation) external view returns (bytes memory) {

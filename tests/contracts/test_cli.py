@@ -71,9 +71,6 @@ def test_deploy_register_check_revoke_audit_walkthrough(
         "allowed": False,
         "reason": "Compose hash not allowed",
     }
-    gateway = ["chain", "allow-gateway-app", *rpc, *governance, "--anvil-account", "0", *app]
-    assert tkms.main([*gateway, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["gateway_app_id"] == registered["app_id"]
     history = run_json("chain", "audit", *rpc, *governance)
     events = [(e["source"], e["event"]) for e in history]
     assert events[:5] == [
@@ -83,16 +80,15 @@ def test_deploy_register_check_revoke_audit_walkthrough(
         ("governance", "RetirementWindowSet"),
         ("governance", "AppFactorySet"),
     ]
-    assert events[-4:] == [
+    assert events[-3:] == [
         ("governance", "AppRegistered"),
         ("governance", "OsImageAdded"),
         ("app", "ComposeHashRemoved"),
-        ("governance", "GatewayAppAdded"),
     ]
     blocks = [e["block"] for e in history]
     assert blocks == sorted(blocks)
-    assert history[-2]["args"] == {"composeHash": COMPOSE}
-    assert history[-2]["sender"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    assert history[-1]["args"] == {"composeHash": COMPOSE}
+    assert history[-1]["sender"] == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 
 def test_text_output_and_refusals_in_process(

@@ -13,7 +13,6 @@ from contracts import AppBootInfo, GovernanceClient, TransactionFailed
 AsSigner = Callable[[int], GovernanceClient]
 MR = b"\x11" * 32
 IMAGE = b"\x22" * 32
-GATEWAY_APP = "0x" + "33" * 20
 
 
 def test_ownership_moves_in_two_steps_and_only_to_the_named_account(
@@ -48,7 +47,6 @@ PERMISSIONS = [
     ("send_add_os_image", "send_remove_os_image", "is_os_image_allowed", IMAGE),
     ("send_allow_tcb_status", "send_disallow_tcb_status", "is_tcb_status_allowed", "OutOfDate"),
     ("send_block_advisory", "send_unblock_advisory", "is_advisory_blocked", "INTEL-SA-00837"),
-    ("send_add_gateway_app", "send_remove_gateway_app", "is_gateway_app", GATEWAY_APP),
 ]
 
 

@@ -97,7 +97,7 @@ REQUIRED = (
     "the name's certificate key is the gateway's quoted key",
     "ACME account is held by the same gateway app",
     "every quoted certificate key has a zt-cert quote",
-    "gateway app approved by governance",
+    "gateway: app id approved by governance",
     "CAA in DNS pins the TEE-held ACME account",
     "app: RTMR replay",
     "app: identity is the app asked for",
@@ -355,14 +355,20 @@ def test_a_replayed_challenge_answer_fails_as_stale(net: dict[str, Any]) -> None
 def test_a_gateway_whose_app_id_is_not_approved_fails(net: dict[str, Any]) -> None:
     governance = Cluster.load(net["root"]).governance()
     gateway_app = net["status"]["gateway"]["app_id"]
-    governance.send_remove_gateway_app(gateway_app)
+    # Governance removes the gateway's app id (and brings it back: only the owner can).
+    governance.send_remove_app(gateway_app)
     try:
         code, report = domain(net, "--no-key-proof")
     finally:
-        governance.send_add_gateway_app(gateway_app)
+        governance.send_register_app(gateway_app)
     assert code == 1
-    detail = failing(report, "gateway app approved by governance")
-    assert "is NOT named a gateway" in detail and "revoked at block" in detail
+    detail = failing(report, "gateway: app id approved by governance")
+    assert "status REMOVED" in detail and "revoked at block" in detail
+    assert "App removed by governance" in failing(report, "gateway: allowed by governance now")
+    # A gateway other than the one the domain's owner names fails even while approved.
+    code, report = domain(net, "--no-key-proof", "--gateway-app-id", "0x" + "77" * 20)
+    assert code == 1
+    assert "another app" in failing(report, "gateway is the app expected")
 
 
 def test_a_kms_member_whose_evidence_no_longer_verifies_fails(net: dict[str, Any]) -> None:
