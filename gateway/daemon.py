@@ -7,9 +7,10 @@ publish is printed) -> wildcard certificate -> TLS front -> first read of the ch
 registration gRPC service (self-signed RA-TLS certificate quoted by the agent). Each certificate
 key and the ACME account are quoted through the agent before use (a quote it cannot get stops
 the start), and that evidence is served on `https://gateway.<base_domain>/.dstack/...`
-(`gateway.evidence_http`). When everything listens it prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json`
-into the data directory. Meanwhile registrations expire, and the revocation watch
-(`gateway.revocation`) drops routes governance no longer approves. SIGTERM/SIGINT stop it.
+(`gateway.evidence_http`). When everything listens it prints one line
+`gateway-ready proxy=H:P registration=H:P` and writes `gateway.json` into the data directory.
+Meanwhile registrations expire, and the revocation watch (`gateway.revocation`) drops routes
+governance no longer approves. SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _Unusable(Exception):
+    """An argument that makes the verification impossible (exit 2)."""
+
+
 def _options(args: argparse.Namespace) -> Any:
     from web3.exceptions import Web3Exception
 
@@ -44,8 +48,7 @@ def _options(args: argparse.Namespace) -> Any:
         view = ChainView.connect(w3, args.governance)
         view.governance.get_owner(block=view.head)  # a governance contract answers there
     except (ContractsError, ValueError, Web3Exception, OSError) as exc:
-        message = f"cannot read governance {args.governance} at --rpc: {exc}"
-        raise SystemExit(_usage(message)) from None
+        raise _Unusable(f"cannot read governance {args.governance} at --rpc: {exc}") from None
     allowed, note = view.simulator_policy()
     trust = TrustPolicy(
         now=int(time.time()),
@@ -75,6 +78,9 @@ def _usage(message: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     import logging
 
+    from web3.exceptions import Web3Exception
+
+    from contracts.errors import ContractsError
     from verify.fetch import Target
     from verify.html import render
     from verify.targets import verify_app, verify_domain, verify_gateway, verify_node
@@ -96,15 +102,23 @@ def _run(args: argparse.Namespace) -> int:
         return _usage(str(exc))
     # attest warns on every simulator quote it accepts; here each such row says so itself.
     logging.getLogger("attest.simulator").setLevel(logging.ERROR)
-    options = _options(args)
-    if args.verify_command == "domain":
-        report = verify_domain(target, options)
-    elif args.verify_command == "gateway":
-        report = verify_gateway(target, options)
-    elif args.verify_command == "app":
-        report = verify_app(app_id, options, via=via, endpoint=endpoint)
-    else:
-        report = verify_node(address, options)
+    try:
+        options = _options(args)
+    except _Unusable as exc:
+        return _usage(str(exc))
+    try:
+        if args.verify_command == "domain":
+            report = verify_domain(target, options)
+        elif args.verify_command == "gateway":
+            report = verify_gateway(target, options)
+        elif args.verify_command == "app":
+            report = verify_app(app_id, options, via=via, endpoint=endpoint)
+        else:
+            report = verify_node(address, options)
+    except (ContractsError, Web3Exception, OSError) as exc:
+        # The chain stopped answering mid-way: nothing is verified (fail closed).
+        print(f"tkms verify: reading the chain failed, nothing verified: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     if args.html:
         Path(args.html).write_text(render(report, args.explorer_tx), encoding="utf-8")
     print(json.dumps(report.to_json(), indent=2) if args.json else report.to_text())

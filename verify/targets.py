@@ -142,7 +142,10 @@ def verify_domain(name: Target, options: Options) -> Report:
         )
     except FetchError as exc:
         report.add(failed("TLS certificate for the name", str(exc)))
-        served = spki_of(peer_certificate(name, unverified()))
+        try:
+            served = spki_of(peer_certificate(name, unverified()))
+        except FetchError:
+            return report  # nothing answers for the name: every other row would say the same
     gateway = gateway_checks(
         options.view,
         options.trust,
