@@ -92,6 +92,15 @@ def get(port: int, path: str, method: str = "GET") -> tuple[int, Any]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
+def quoted(agent_socket: Path, tmp_path: Path) -> tuple[Issued, GatewayEvidence]:
+    """A certificate, and evidence with its key and the account quoted."""
+    cert = CA.issue("*." + BASE, BASE)
+    evidence = GatewayEvidence(GuestAgent(str(agent_socket)), store(tmp_path))
+    evidence.quote_certificate(cert.chain_pem)
+    evidence.quote_account(ACCOUNT)
+    return cert, evidence
+
+
 def serve(evidence: GatewayEvidence, cert: Issued, calls: Callable[[int], T], **site: Any) -> T:
     """Run the proxy with the evidence site while `calls(port)` runs in a thread."""
 
@@ -110,10 +119,7 @@ def serve(evidence: GatewayEvidence, cert: Issued, calls: Callable[[int], T], **
 def test_acme_and_app_info_have_dstacks_shapes_and_bindings(
     agent_socket: Path, tmp_path: Path
 ) -> None:
-    cert = CA.issue("*." + BASE, BASE)
-    evidence = GatewayEvidence(GuestAgent(str(agent_socket)), store(tmp_path))
-    evidence.quote_certificate(cert.chain_pem)
-    evidence.quote_account(ACCOUNT)
+    cert, evidence = quoted(agent_socket, tmp_path)
     acme, info, index = serve(
         evidence,
         cert,
@@ -143,10 +149,7 @@ def test_acme_and_app_info_have_dstacks_shapes_and_bindings(
 def test_a_challenge_quote_binds_the_nonce_the_live_key_and_the_account(
     agent_socket: Path, tmp_path: Path
 ) -> None:
-    cert = CA.issue("*." + BASE, BASE)
-    evidence = GatewayEvidence(GuestAgent(str(agent_socket)), store(tmp_path))
-    evidence.quote_certificate(cert.chain_pem)
-    evidence.quote_account(ACCOUNT)
+    cert, evidence = quoted(agent_socket, tmp_path)
     first, second = os.urandom(32), os.urandom(32)
     answers = serve(
         evidence,
@@ -176,10 +179,7 @@ def test_a_challenge_quote_binds_the_nonce_the_live_key_and_the_account(
 
 
 def test_bad_requests_get_their_status_and_a_reason(agent_socket: Path, tmp_path: Path) -> None:
-    cert = CA.issue("*." + BASE, BASE)
-    evidence = GatewayEvidence(GuestAgent(str(agent_socket)), store(tmp_path))
-    evidence.quote_certificate(cert.chain_pem)
-    evidence.quote_account(ACCOUNT)
+    cert, evidence = quoted(agent_socket, tmp_path)
     answers = serve(
         evidence,
         cert,
