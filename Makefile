@@ -6,13 +6,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
-# Pebble (a test ACME server) and its DNS test server come from Debian; installed once per machine.
+# Pebble (a test ACME server) and Knot DNS (the authoritative server Pebble validates DNS-01
+# against) come from Debian; installed once per machine. Neither runs as a system service: the
+# tests and the testnet start their own unprivileged instances on free loopback ports.
 PEBBLE := /usr/bin/pebble
+KNOTD := /usr/sbin/knotd
 PYTEST_ARGS ?=
 
 .PHONY: install test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE)
+install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE) $(KNOTD)
 
 $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,10 @@ $(STAMP_NPM): package.json package-lock.json
 $(PEBBLE):
 	command -v pebble >/dev/null || apt-get install -y --no-install-recommends pebble \
 		|| (apt-get update && apt-get install -y --no-install-recommends pebble)
+
+$(KNOTD):
+	command -v knotd >/dev/null || apt-get install -y --no-install-recommends knot \
+		|| (apt-get update && apt-get install -y --no-install-recommends knot)
 
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .

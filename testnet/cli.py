@@ -7,10 +7,10 @@
     tkms testnet refresh                  tkms testnet rotate
     tkms testnet bench [--duration S] [--concurrency C] [--json]
 
-The network's processes (anvil, the nodes, Pebble, the gateway and the demo app with their
-guest agents) run in their own sessions and outlive the command; `<dir>/state.json` records
-them and how each was started; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`,
-`<dir>/gateway/*.log`, `<dir>/demo-app/*.log` and `<dir>/pebble/`.
+The network's processes (anvil, the nodes, the DNS server, Pebble, the gateway and the demo app
+with their guest agents) run in their own sessions and outlive the command; `<dir>/state.json`
+records them and how each was started; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`,
+`<dir>/gateway/*.log`, `<dir>/demo-app/*.log`, `<dir>/dns/knot.log` and `<dir>/pebble/`.
 
 `up` never destroys a network: on a running one it prints its status, on one with stopped
 processes (after `down`, a crash, a reboot) it starts exactly those again and keeps every
@@ -162,6 +162,9 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"gateway     {gateway['proxy']}  *.{gateway['base_domain']}  "
             f"(registration {gateway['registration']}, ACME root {gateway['acme_root']})"
         )
+    dns = doc.get("dns")
+    if dns:
+        print(f"dns         {dns['address']}  zone {dns['zone']}  (CAA at {dns['caa_name']})")
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -300,7 +303,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     others = len([p for p in cluster.extra.get("pids", {}).values() if isinstance(p, int)])
     print(
         f"stopped anvil, {len(cluster.nodes)} nodes and {others} other processes "
-        f"(gateway, Pebble, apps and agents)"
+        f"(gateway, DNS, Pebble, apps and agents)"
         + (f" and {len(by_hand)} started by hand" if by_hand else "")
         + f"; state and logs kept in {cluster.root} (`tkms testnet up` resumes it)"
     )

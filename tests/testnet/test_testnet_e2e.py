@@ -197,6 +197,21 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert not answers(gateway["proxy"], plain_port, pebble_verified)
     assert answers(gateway["proxy"], name, pebble_verified)
 
+    # The zone's DNS server (where Pebble validated) holds the CAA records the gateway pinned to
+    # its ACME account, and no challenge record any more; anyone can ask it.
+    import dns.message
+    import dns.query
+
+    def records(name: str, rdtype: str) -> list[str]:
+        host, _, port = doc["dns"]["address"].rpartition(":")
+        reply = dns.query.udp(dns.message.make_query(name, rdtype), host, port=int(port), timeout=2)
+        return sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
+
+    assert doc["dns"]["zone"] == gateway["base_domain"]
+    pin = f"pebble.letsencrypt.org; accounturi={gateway['account_uri']}; validationmethods=dns-01"
+    assert records(doc["dns"]["caa_name"], "CAA") == [f'0 issue "{pin}"', f'0 issuewild "{pin}"']
+    assert records(doc["dns"]["challenge_name"], "TXT") == []
+
     # Keys through the SDK, from the running demo agent and from a fresh instance.
     running = DstackClient(demo["agent_socket"])
     before = (running.get_key("wallet/eth", "mainnet").key, running.get_key("disk", "").key)
