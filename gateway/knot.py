@@ -185,7 +185,8 @@ class KnotServer:
         """Whether our own knotd (by its identity) answers over UDP and over TCP."""
         query = dns.message.make_query("id.server.", dns.rdatatype.TXT, dns.rdataclass.CH)
         try:
-            for send in (dns.query.udp, dns.query.tcp):
+            # TCP first: refused at once while knotd is not listening yet (UDP would wait).
+            for send in (dns.query.tcp, dns.query.udp):
                 answer = send(query, self.host, port=self.port, timeout=0.5)
                 strings = [s for rrset in answer.answer for rd in rrset for s in rd.strings]
                 if strings != [self.identity.encode()]:
