@@ -4,8 +4,9 @@ Every change is one UPDATE message over TCP to the zone's primary server, signed
 key (RFC 8945) the server allows to update the zone; the server applies a message all or
 nothing (RFC 2136 §3.7). So `set_caa` needs no guard records: it reads the name's CAA RRset
 and sends one message that requires exactly that RRset to still be there (a value-dependent
-prerequisite, §2.4.2), deletes the old issuer records and adds the new ones. A concurrent
-change makes the prerequisite fail (NXRRSET) and the read-and-replace is tried again.
+prerequisite, §2.4.2; or, if there was none, that there still is none), deletes the old issuer
+records and adds the new ones. A concurrent change makes the prerequisite fail (NXRRSET or
+YXRRSET) and the read-and-replace is tried again.
 
 Refusals are reported by what they mean for the operator: a secret that is not the server's
 (TSIG BADSIG), a key the server does not know or does not let change that name and type
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterable
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -132,7 +134,9 @@ class Rfc2136Provider:
                 update.delete(name, *stale)
             if missing:
                 update.add(name, self.ttl, *missing)
-            rcode = self._send(update, f"pinning CAA {name}", allow=(dns.rcode.NXRRSET,))
+            # NXRRSET/YXRRSET: the RRset is no longer what we read (or appeared meanwhile).
+            changed = (dns.rcode.NXRRSET, dns.rcode.YXRRSET)
+            rcode = self._send(update, f"pinning CAA {name}", allow=changed)
             if rcode == dns.rcode.NOERROR:
                 return
             if attempt == _CAS_ATTEMPTS:

@@ -36,10 +36,10 @@ def serial(knot: KnotServer, zone: str = ZONE) -> int:
     return int(soa.split()[2])
 
 
-def raw_update(knot: KnotServer, secret: str | None = None) -> dns.update.UpdateMessage:
-    """An UPDATE of ZONE signed with the server's key, for what the provider never writes."""
-    key = dns.tsig.Key(knot.key_name, secret or knot.secret(), dns.tsig.HMAC_SHA256)
-    return dns.update.UpdateMessage(ZONE, keyring=key, keyname=key.name)
+def raw_update(knot: KnotServer, zone: str = ZONE) -> dns.update.UpdateMessage:
+    """An UPDATE of `zone` signed with the server's key, for what the provider never writes."""
+    key = dns.tsig.Key(knot.key_name, knot.secret(), dns.tsig.HMAC_SHA256)
+    return dns.update.UpdateMessage(zone, keyring=key, keyname=key.name)
 
 
 def send(knot: KnotServer, update: dns.update.UpdateMessage) -> None:
@@ -85,28 +85,36 @@ def test_caa_pin_replaces_the_issuers_keeps_other_tags_in_one_update(knot: KnotS
     assert serial(knot) == before + 2
 
 
-def test_a_change_between_read_and_write_is_detected_and_retried(knot: KnotServer) -> None:
-    provider = dns_for(knot, ZONE)
-    provider.set_caa(ZONE, caa_value("pebble.test", "https://ca.test/acct/3"))
+@pytest.mark.parametrize("zone", [ZONE, "gw.test"], ids=["records-there", "none-yet"])
+def test_a_change_between_read_and_write_is_detected_and_retried(
+    knot: KnotServer, zone: str
+) -> None:
+    provider = dns_for(knot, zone)
+    if zone == ZONE:
+        provider.set_caa(zone, caa_value("pebble.test", "https://ca.test/acct/3"))
+    else:
+        assert query(knot.address, zone, "CAA") == []  # the prerequisite is "none there"
     stale = True
     real_caa = provider.caa
 
     def caa_seen_late(fqdn: str) -> list[dns.rdtypes.ANY.CAA.CAA]:
-        # The first read misses a record someone else added meanwhile.
+        # Someone else adds a record right after the first read.
         nonlocal stale
         records = real_caa(fqdn)
         if stale:
             stale = False
-            extra = raw_update(knot)
-            extra.add(ZONE + ".", 60, "CAA", '0 issue "sneaky.ca"')
+            extra = raw_update(knot, zone)
+            extra.add(zone + ".", 60, "CAA", '0 issue "sneaky.ca"')
             send(knot, extra)
         return records
 
     provider.caa = caa_seen_late  # type: ignore[method-assign]
+    before = serial(knot, zone)
     wanted = caa_value("pebble.test", "https://ca.test/acct/4")
-    provider.set_caa(ZONE, wanted)
-    issuers = [r for r in query(knot.address, ZONE, "CAA") if "iodef" not in r]
+    provider.set_caa(zone, wanted)
+    issuers = [r for r in query(knot.address, zone, "CAA") if "iodef" not in r]
     assert issuers == [f'0 issue "{wanted}"', f'0 issuewild "{wanted}"']
+    assert serial(knot, zone) == before + 2  # the intruder's update, then ours (once)
 
 
 def test_a_wrong_secret_is_refused_and_changes_nothing(knot: KnotServer) -> None:
