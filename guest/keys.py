@@ -8,6 +8,7 @@ same in every instance of the app and after restarts, and differs between apps a
     Sign/Verify keys         child("dstack-sign", algorithm)
     app root key (k256)      child("app-root-k256")
     app CA key (P-256)       child("app-ca-p256")
+    Tappd DeriveKey(path)    child("dstack-derive-key", path)   (P-256)
 
 As in dstack, the purpose of GetKey does not change the key; it is what the signature chain
 signs. The chain is [app signature, network signature]:
@@ -97,9 +98,18 @@ def root_key(seed: bytes) -> DerivedKey:
     return _derive(seed, b"app-root-k256", "secp256k1")
 
 
-def ca_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
-    value = _scalar(derive_child_key(seed, b"app-ca-p256", length=48), _P256_ORDER)
+def _p256(seed: bytes, label: bytes, *context: bytes) -> ec.EllipticCurvePrivateKey:
+    value = _scalar(derive_child_key(seed, label, *context, length=48), _P256_ORDER)
     return ec.derive_private_key(value, ec.SECP256R1())
+
+
+def ca_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
+    return _p256(seed, b"app-ca-p256")
+
+
+def tappd_tls_key(seed: bytes, path: str) -> ec.EllipticCurvePrivateKey:
+    """The legacy Tappd DeriveKey key for `path` (P-256, the same in every instance)."""
+    return _p256(seed, b"dstack-derive-key", path.encode())
 
 
 def chain_message(purpose: str, public_key: bytes) -> bytes:

@@ -9,8 +9,9 @@ grpcio has no custom certificate verifier, so authentication has two layers:
   missing). A caller whose certificate is not in the bundle fails the handshake.
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
   presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
-  the request: a `Deal` must come from the dealer it names (a node delivers deals only as
-  itself), an `EpochStatus` from a dealer or member of the epoch it asks about.
+  the request: an `EpochStatus` must come from a dealer or member of the epoch it asks about.
+
+Shares never travel here: dealers put their sealed shares on chain with their deals.
 
 Every refusal is logged as ``peer_refused`` with the peer and the reason, and answered with
 the error's gRPC code and the same reason.
@@ -32,7 +33,7 @@ from grpc import aio
 from attest import Collateral, Policy, default_policy
 from contracts import GovernanceClient
 from node.chainview import RPC_ERRORS
-from node.errors import InvalidRequest, NodeError, NotReady, Unauthenticated
+from node.errors import NodeError, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.logs import get_logger
 from node.ratls import (
@@ -60,10 +61,7 @@ __all__ = [
 
 log = get_logger("tkms.node.peer")
 
-DEAL_METHOD = "/tkms.v1.Peer/Deal"
 STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
-#: A deal is one HPKE ciphertext of a share (~1.2 KB); anything far larger is not a deal.
-MAX_CIPHERTEXT = 16 * 1024
 MAX_MESSAGE = 64 * 1024
 
 #: The authenticated peer of the call being handled (set by `PeerAuthInterceptor`).
@@ -89,7 +87,6 @@ class EpochStatusReply:
 
 
 ViewSource = Callable[[], PeerRegistry[PeerRecord] | None]
-OnDeal = Callable[[int, int, int, bytes], bool]
 StatusFn = Callable[[int], EpochStatusReply]
 RosterFn = Callable[[int], EpochRoster | None]
 
@@ -129,23 +126,14 @@ class PeerGate:
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
-        if method not in (DEAL_METHOD, STATUS_METHOD):
+        if method != STATUS_METHOD:
             raise Unauthenticated(f"authorization: no rule for method {method}")
         epoch = int(request.epoch)
         roster = await asyncio.to_thread(self._roster, epoch)
         if roster is None:
             raise NotReady(f"epoch {epoch} is not known to this node (yet)")
         me = record.address
-        if method == DEAL_METHOD:
-            if me not in roster.dealers:
-                raise Unauthenticated(f"authorization: {_hex(me)} is not a dealer of epoch {epoch}")
-            index = roster.dealers.index(me) + 1
-            if int(request.dealer) != index:
-                raise Unauthenticated(
-                    f"authorization: {_hex(me)} is dealer {index} of epoch {epoch} "
-                    f"but the deal claims dealer {request.dealer}"
-                )
-        elif me not in roster.dealers and me not in roster.members:
+        if me not in roster.dealers and me not in roster.members:
             raise Unauthenticated(
                 f"authorization: {_hex(me)} is neither a dealer nor a member of epoch {epoch}"
             )
@@ -204,30 +192,8 @@ class PeerAuthInterceptor(aio.ServerInterceptor):
 class PeerServicer(peer_pb2_grpc.PeerServicer):
     """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
 
-    def __init__(self, *, on_deal: OnDeal, epoch_status: StatusFn) -> None:
-        self._on_deal, self._status = on_deal, epoch_status
-
-    async def Deal(
-        self, request: peer_pb2.DealRequest, context: aio.ServicerContext[Any, Any]
-    ) -> peer_pb2.DealAck:
-        peer = _hex(CURRENT_PEER.get().address)
-        args = {"epoch": request.epoch, "dealer": request.dealer, "recipient": request.recipient}
-        try:
-            if not 0 < len(request.ciphertext) <= MAX_CIPHERTEXT:
-                raise InvalidRequest(
-                    f"ciphertext of {len(request.ciphertext)} bytes (expected 1..{MAX_CIPHERTEXT})"
-                )
-            stored = self._on_deal(
-                request.epoch, request.dealer, request.recipient, request.ciphertext
-            )
-        except NodeError as exc:
-            log.warning("deal_rejected", peer=peer, reason=str(exc), **args)
-            await _abort(context, exc, f"deal from {peer} rejected: {exc}")
-        except Exception as exc:  # anything unexpected: INTERNAL, logged, no details out
-            log.error("peer_handler_failed", peer=peer, method="Deal", error=type(exc).__name__)
-            await _abort(context, NodeError(), f"deal from {peer}: internal error")
-        log.info("deal_received", peer=peer, stored=stored, **args)
-        return peer_pb2.DealAck(stored=stored)
+    def __init__(self, *, epoch_status: StatusFn) -> None:
+        self._status = epoch_status
 
     async def EpochStatus(
         self, request: peer_pb2.EpochStatusRequest, context: aio.ServicerContext[Any, Any]
@@ -261,7 +227,6 @@ class PeerServer:
         cert_pem: bytes,
         key_pem: bytes,
         view: ViewSource,
-        on_deal: OnDeal,
         epoch_status: StatusFn,
         roster: RosterFn,
         kms_allowed: KmsAllowed,
@@ -287,7 +252,7 @@ class PeerServer:
         self.bundle = TrustBundle((cert_pem, key_pem))
         self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
-        self._servicer = PeerServicer(on_deal=on_deal, epoch_status=epoch_status)
+        self._servicer = PeerServicer(epoch_status=epoch_status)
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout

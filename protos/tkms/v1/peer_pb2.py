@@ -24,21 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\"S\n\x0b\x44\x65\x61lRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06\x64\x65\x61ler\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"\x19\n\x07\x44\x65\x61lAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r2\x80\x01\n\x04Peer\x12.\n\x04\x44\x65\x61l\x12\x14.tkms.v1.DealRequest\x1a\x10.tkms.v1.DealAck\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r2P\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEALREQUEST']._serialized_start=38
-  _globals['_DEALREQUEST']._serialized_end=121
-  _globals['_DEALACK']._serialized_start=123
-  _globals['_DEALACK']._serialized_end=148
-  _globals['_EPOCHSTATUSREQUEST']._serialized_start=150
-  _globals['_EPOCHSTATUSREQUEST']._serialized_end=185
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=187
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=267
-  _globals['_PEER']._serialized_start=270
-  _globals['_PEER']._serialized_end=398
+  _globals['_EPOCHSTATUSREQUEST']._serialized_start=38
+  _globals['_EPOCHSTATUSREQUEST']._serialized_end=73
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=75
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=155
+  _globals['_PEER']._serialized_start=157
+  _globals['_PEER']._serialized_end=237
 # @@protoc_insertion_point(module_scope)
