@@ -22,12 +22,13 @@ from mpc.derive import (
 )
 from mpc.dkg import DkgFailure, DkgMember, DkgResult, compute_digest
 from mpc.dleq import DleqProof, prove_dleq, verify_dleq
-from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_SIG
+from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_KMS_ROOT, DST_SIG
 from mpc.errors import (
     DecryptionError,
     EncodingError,
     InvalidPartial,
     InvalidProof,
+    InvalidSignature,
     MpcError,
     NotEnoughShares,
     PhaseError,
@@ -67,6 +68,7 @@ __all__ = [
     "DST_CHALLENGE",
     "DST_IBE",
     "DST_KDF",
+    "DST_KMS_ROOT",
     "DST_SIG",
     "G1",
     "G2",
@@ -80,6 +82,7 @@ __all__ = [
     "Generation",
     "InvalidPartial",
     "InvalidProof",
+    "InvalidSignature",
     "KeyKind",
     "KeyRequest",
     "MemberIndex",

@@ -35,6 +35,7 @@ from node.errors import ConfigError, StorageError
 from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
 from node.identity import load_identity
 from node.journal import Journal
+from node.kms_root import KmsRoots
 from node.kms_service import KmsServicer, chain_env_policy
 from node.logs import configure_logging, get_logger
 from node.metrics import NodeMetrics
@@ -110,6 +111,11 @@ class Node:
             journal=self.journal,
             shares=self.shares,
             metrics=self.metrics,
+        )
+        self.roots = KmsRoots(
+            shares=self.epochs.share_for,
+            view=lambda: self.watcher.view,
+            fetch=self.peer_client.kms_root_partial,
         )
         self.authorizer = Authorizer(
             view=lambda: self.watcher.view,
@@ -218,6 +224,7 @@ class Node:
                 metrics=self.metrics,
                 max_keys=cfg.limits.max_keys_per_request,
                 env_policy=chain_env_policy(self.client),
+                roots=self.roots.get,
             ),
             public,
         )
@@ -243,6 +250,7 @@ class Node:
             on_deal=self.epochs.on_deal,
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
+            root_partial=self.roots.partial_for,
             kms_allowed=self._kms_allowed,
             accept_simulator=accepts_simulator(self.config.tee),
         )

@@ -10,7 +10,9 @@ grpcio has no custom certificate verifier, so authentication has two layers:
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
   presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
   the request: a `Deal` must come from the dealer it names (a node delivers deals only as
-  itself), an `EpochStatus` from a dealer or member of the epoch it asks about.
+  itself), an `EpochStatus` from a dealer or member of the epoch it asks about, a
+  `KmsRootPartial` from a member of the epoch it names (the servicer then checks that the
+  epoch is the generation's active one here: only the committee gathers the KMS root).
 
 Every refusal is logged as ``peer_refused`` with the peer and the reason, and answered with
 the error's gRPC code and the same reason.
@@ -45,7 +47,7 @@ from node.ratls import (
     fetch_context,
     fetch_peer_certificate,
 )
-from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+from protos.tkms.v1 import kms_pb2, peer_pb2, peer_pb2_grpc
 
 __all__ = [
     "CURRENT_PEER",
@@ -55,6 +57,7 @@ __all__ = [
     "PeerGate",
     "PeerServer",
     "PeerServicer",
+    "RootPartialFn",
     "chain_roster",
 ]
 
@@ -62,6 +65,7 @@ log = get_logger("tkms.node.peer")
 
 DEAL_METHOD = "/tkms.v1.Peer/Deal"
 STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
+ROOT_METHOD = "/tkms.v1.Peer/KmsRootPartial"
 #: A deal is one HPKE ciphertext of a share (~1.2 KB); anything far larger is not a deal.
 MAX_CIPHERTEXT = 16 * 1024
 MAX_MESSAGE = 64 * 1024
@@ -92,6 +96,8 @@ ViewSource = Callable[[], PeerRegistry[PeerRecord] | None]
 OnDeal = Callable[[int, int, int, bytes], bool]
 StatusFn = Callable[[int], EpochStatusReply]
 RosterFn = Callable[[int], EpochRoster | None]
+#: (generation, epoch, requester key) -> our encrypted partial of the KMS root (node.kms_root).
+RootPartialFn = Callable[[int, int, bytes], kms_pb2.Partial]
 
 
 def _hex(address: bytes) -> str:
@@ -129,7 +135,7 @@ class PeerGate:
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
-        if method not in (DEAL_METHOD, STATUS_METHOD):
+        if method not in (DEAL_METHOD, STATUS_METHOD, ROOT_METHOD):
             raise Unauthenticated(f"authorization: no rule for method {method}")
         epoch = int(request.epoch)
         roster = await asyncio.to_thread(self._roster, epoch)
@@ -144,6 +150,12 @@ class PeerGate:
                 raise Unauthenticated(
                     f"authorization: {_hex(me)} is dealer {index} of epoch {epoch} "
                     f"but the deal claims dealer {request.dealer}"
+                )
+        elif method == ROOT_METHOD:
+            if me not in roster.members:
+                raise Unauthenticated(
+                    f"authorization: {_hex(me)} is not a member of epoch {epoch}: only the "
+                    "committee gathers the KMS root"
                 )
         elif me not in roster.dealers and me not in roster.members:
             raise Unauthenticated(
@@ -204,8 +216,10 @@ class PeerAuthInterceptor(aio.ServerInterceptor):
 class PeerServicer(peer_pb2_grpc.PeerServicer):
     """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
 
-    def __init__(self, *, on_deal: OnDeal, epoch_status: StatusFn) -> None:
-        self._on_deal, self._status = on_deal, epoch_status
+    def __init__(
+        self, *, on_deal: OnDeal, epoch_status: StatusFn, root_partial: RootPartialFn | None = None
+    ) -> None:
+        self._on_deal, self._status, self._root_partial = on_deal, epoch_status, root_partial
 
     async def Deal(
         self, request: peer_pb2.DealRequest, context: aio.ServicerContext[Any, Any]
@@ -246,6 +260,28 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             epoch=reply.epoch, phase=reply.phase, deals_received_from=reply.deals_received_from
         )
 
+    async def KmsRootPartial(
+        self, request: peer_pb2.KmsRootPartialRequest, context: aio.ServicerContext[Any, Any]
+    ) -> peer_pb2.KmsRootPartialResponse:
+        peer = _hex(CURRENT_PEER.get().address)
+        g = request.generation
+        try:
+            if self._root_partial is None:
+                raise NotReady("this node does not serve KMS root partials")
+            partial = await asyncio.to_thread(
+                self._root_partial, g, request.epoch, bytes(request.requester_key)
+            )
+        except NodeError as exc:
+            log.warning("kms_root_partial_refused", peer=peer, generation=g, reason=str(exc))
+            await _abort(context, exc, f"KMS root partial for {peer}: {exc}")
+        except Exception as exc:
+            log.error(
+                "peer_handler_failed", peer=peer, method="KmsRootPartial", error=type(exc).__name__
+            )
+            await _abort(context, NodeError(), f"KMS root partial for {peer}: internal error")
+        log.info("kms_root_partial_sent", peer=peer, generation=g, epoch=request.epoch)
+        return peer_pb2.KmsRootPartialResponse(partial=partial)
+
 
 class PeerServer:
     """The peer port: a grpc.aio server with the dynamic mTLS bundle and the gate.
@@ -266,6 +302,7 @@ class PeerServer:
         roster: RosterFn,
         kms_allowed: KmsAllowed,
         accept_simulator: bool,
+        root_partial: RootPartialFn | None = None,
         policy: Policy | None = None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
@@ -287,7 +324,9 @@ class PeerServer:
         self.bundle = TrustBundle((cert_pem, key_pem))
         self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
-        self._servicer = PeerServicer(on_deal=on_deal, epoch_status=epoch_status)
+        self._servicer = PeerServicer(
+            on_deal=on_deal, epoch_status=epoch_status, root_partial=root_partial
+        )
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout
