@@ -99,9 +99,11 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
         except Exception as exc:  # any transport failure: the chain does not answer
             reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
             return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
+        root, _ = governance.get_kms_root(committee.network.generation)
         return {
             "chain": "reachable",
             "network_fingerprint": fingerprint.hex(),
+            "kms_root": root.hex() or None,
             "generation": int(committee.network.generation),
             "epoch": int(committee.network.epoch),
             "threshold": committee.threshold,
@@ -148,6 +150,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"threshold {doc['threshold']} of {len(doc.get('members', []))}"
         )
         print(f"group key   {doc['group_public_key'][:32]}…")
+        root = doc.get("kms_root") or "not published (tkms chain publish-kms-root)"
+        print(f"kms root    {root}  (anchor of dstack-style key chains)")
     else:
         print(f"key         none yet ({doc.get('committee_error', '')})")
     demo = doc.get("demo_app")
@@ -172,6 +176,7 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from contracts import EpochKind
+    from guest.kms_root import publish_kms_root
 
     progress = _Progress(args.json)
     existing = _attach(args, progress)
@@ -219,6 +224,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
+        progress("publishing generation 1's KMS root, the anchor of dstack-style key chains")
+        publish_kms_root(cluster.governance(), 1)
         wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
@@ -389,15 +396,18 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.kms_root import publish_kms_root
     from guest.links import link_generation
 
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
     generation = cluster.governance().get_epoch(epoch).generation
     link_generation(cluster.governance(), generation)
+    root, _ = publish_kms_root(cluster.governance(), generation)
     progress(
         f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
-        "on chain; the previous generation stays readable for its window"
+        f"on chain, KMS root {root.hex()} published; the previous generation stays readable "
+        "for its window"
     )
     return 0
 

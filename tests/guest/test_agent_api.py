@@ -234,17 +234,20 @@ def test_the_tkms_field_ties_the_chain_to_pk2(socket: str) -> None:
         tkms_check(Scalar(7))
 
 
-def forged_chains(chain: list[bytes], app: bytes, public: bytes) -> dict[str, list[bytes]]:
-    """Chains a dstack verifier must refuse, made from a genuine one."""
+def forged_chains(
+    chain: list[bytes], app: bytes, public: bytes, app_id: bytes = APP_ID, purpose: str = "eth"
+) -> dict[str, list[bytes]]:
+    """Chains a dstack verifier must refuse, made from a genuine GetKey chain of `app_id`
+    for `purpose`."""
     impostor = b"\x42" * 32  # a KMS root the anchor does not name
     s = int.from_bytes(chain[0][32:64], "big")
     high_s = chain[0][:32] + (dstack_verifier.N - s).to_bytes(32, "big") + bytes([chain[0][64] ^ 1])
-    other_app = sign_recoverable(b"\x43" * 32, purpose_digest("eth", public))
+    other_app = sign_recoverable(b"\x43" * 32, purpose_digest(purpose, public))
     other_app_key = k256_public(b"\x43" * 32)
     return {
         "KMS signature by another root": [
             chain[0],
-            sign_recoverable(impostor, kms_issued_digest(APP_ID, app)),
+            sign_recoverable(impostor, kms_issued_digest(app_id, app)),
         ],
         "KMS signature for another app": [
             chain[0],
@@ -253,7 +256,7 @@ def forged_chains(chain: list[bytes], app: bytes, public: bytes) -> dict[str, li
         "app signature by another key": [other_app, chain[1]],
         "KMS signature over another app key": [
             other_app,
-            sign_recoverable(impostor, kms_issued_digest(APP_ID, other_app_key)),
+            sign_recoverable(impostor, kms_issued_digest(app_id, other_app_key)),
         ],
         "high-S app signature": [high_s, chain[1]],
         "the old BLS element": [chain[0], b"\x8a" * 48],
