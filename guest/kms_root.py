@@ -70,17 +70,21 @@ async def _first_certified(
     """(member, root, its signature, certificate) from the first member whose answer verifies
     and whose root the network certifies; DerivationError naming every member that failed."""
     certified: dict[bytes, SignedStatement] = {}
+    refused: dict[bytes, str] = {}  # a root asked about once is not asked about again
     failures: dict[int, str] = {}
     for member in client.members_in_turn():
         try:
             root, signature = await ask(member)
-            if root not in certified:
+            if root not in certified and root not in refused:
                 try:
                     certified[root] = await certify_kms_root(client, root)
                 except DerivationError as exc:
-                    raise ValueError(
-                        f"names KMS root {root.hex()}, which the network does not certify: {exc}"
-                    ) from None
+                    refused[root] = str(exc)
+            if root in refused:
+                raise ValueError(
+                    f"names KMS root {root.hex()}, which the network does not certify: "
+                    f"{refused[root]}"
+                )
         except (grpc.aio.AioRpcError, ChannelRefused, MpcError, ValueError) as exc:
             failures[member.index] = _failure(exc)
             continue

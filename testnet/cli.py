@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,6 @@ STATUS_TIMEOUT = 1.0
 def status_document(cluster: Cluster) -> dict[str, Any]:
     """The network's state in about STATUS_TIMEOUT seconds at most, whatever the chain does: a
     chain that does not answer is reported as such, beside each node's own health."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from contracts import GovernanceClient
     from guest.committee import CommitteeError, chain_fingerprint, committee_from_chain
 
@@ -225,13 +224,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
         progress("publishing generation 1's KMS root, the anchor of dstack-style key chains")
-        publish_kms_root(cluster.governance(), 1)
+        # While the gateway and the demo app start: it needs only the nodes and the chain.
+        published = ThreadPoolExecutor(max_workers=1).submit(
+            publish_kms_root, cluster.governance(), 1
+        )
         wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
         wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
+        published.result(timeout=60)
     except Exception as exc:
         if cluster.deployment is not None:
             cluster.save()
