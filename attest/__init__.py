@@ -60,6 +60,14 @@ from attest._tls_pin import (
     fetch_context,
     spki_hash,
 )
+from attest._versioned import (
+    AttestationFormatError,
+    VersionedAttestation,
+    decode_versioned_attestation,
+    encode_versioned_attestation,
+    evidence_from_attestation,
+    runtime_events_of,
+)
 from attest.errors import (
     AttestError,
     CollateralError,
@@ -149,4 +157,10 @@ __all__ = [
     "verify_quote",
     "verify_replay",
     "verify_report_data",
+    "AttestationFormatError",
+    "VersionedAttestation",
+    "decode_versioned_attestation",
+    "encode_versioned_attestation",
+    "evidence_from_attestation",
+    "runtime_events_of",
 ]

@@ -25,7 +25,7 @@ import datetime as dt
 import gzip
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -35,7 +35,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from attest._binding import BindingLabel, compute_report_data
 from attest._eventlog import (
-    DSTACK_RUNTIME_EVENT_TYPE,
     EventLogEntry,
     EventLogError,
     event_log_to_json,
@@ -43,6 +42,14 @@ from attest._eventlog import (
 )
 from attest._evidence import EvidenceError, QuoteVerifier, VerifiedEvidence, verify_evidence
 from attest._identity import AppIdentity
+from attest._versioned import (
+    AttestationFormatError,
+    ScaleReader,
+    VersionedAttestation,
+    decode_versioned_attestation,
+    encode_versioned_attestation,
+    runtime_events_of,
+)
 from attest.errors import AttestError
 from attest.providers._base import TeeProvider
 
@@ -233,7 +240,7 @@ def read_ratls_certificate(cert: x509.Certificate | bytes) -> RaTlsAttestation:
         event_log=log,
         app_id=app_id,
         app_info=app_info,
-        vm_config=(att.config or None) if att is not None else None,
+        vm_config=(att.vm_config or None) if att is not None else None,
         public_key_der=_spki(key),
     )
 
@@ -300,119 +307,29 @@ def unwrap_octet_string(der: bytes) -> bytes:
     return der[pos:]
 
 
-def _compact(n: int) -> bytes:
-    if n < 1 << 6:
-        return bytes([n << 2])
-    if n < 1 << 14:
-        return ((n << 2) | 1).to_bytes(2, "little")
-    if n < 1 << 30:
-        return ((n << 2) | 2).to_bytes(4, "little")
-    body = n.to_bytes((n.bit_length() + 7) // 8, "little")
-    return bytes([((len(body) - 4) << 2) | 3]) + body
-
-
-def _vec(data: bytes) -> bytes:
-    return _compact(len(data)) + data
-
-
-class _Scale:
-    """Bounds-checked SCALE reader for the few types dstack's attestation uses."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise CodecError(f"SCALE {what} at offset {self.pos} needs {n} bytes")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def compact(self, what: str) -> int:
-        first = self.take(1, what)[0]
-        mode = first & 3
-        if mode == 0:
-            return first >> 2
-        if mode in (1, 2):
-            width = 2 if mode == 1 else 4
-            raw = bytes([first]) + self.take(width - 1, what)
-            return int.from_bytes(raw, "little") >> 2
-        return int.from_bytes(self.take((first >> 2) + 4, what), "little")
-
-    def vec(self, what: str) -> bytes:
-        return self.take(self.compact(what), what)
-
-    def text(self, what: str) -> str:
-        try:
-            return self.vec(what).decode("utf-8")
-        except UnicodeDecodeError:
-            raise CodecError(f"SCALE {what} is not UTF-8") from None
-
-    def u32(self, what: str) -> int:
-        return int.from_bytes(self.take(4, what), "little")
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedAttestation:
-    """dstack's `Attestation` (TDX variant) as read from extension .8."""
-
-    quote: bytes
-    event_log: tuple[EventLogEntry, ...]
-    runtime_events: tuple[tuple[str, bytes], ...]
-    report_data: bytes
-    config: str
-
-
 def encode_attestation(
     quote: bytes, log: Sequence[EventLogEntry], report_data: bytes, config: str
 ) -> bytes:
-    """SCALE `VersionedAttestation::V0` with the log stripped to RTMR3, as dstack embeds it."""
-    runtime = [e for e in log if e.event_type == DSTACK_RUNTIME_EVENT_TYPE]
-    out = bytearray(b"\x00\x00")  # VersionedAttestation::V0, AttestationQuote::DstackTdx
-    out += _vec(quote)
-    stripped = [e for e in log if e.imr == 3]
-    out += _compact(len(stripped))
-    for e in stripped:
-        digest = b"" if e.event_type == DSTACK_RUNTIME_EVENT_TYPE else e.digest
-        out += e.imr.to_bytes(4, "little") + e.event_type.to_bytes(4, "little")
-        out += _vec(digest) + _vec(e.event.encode()) + _vec(e.event_payload)
-    out += _compact(len(runtime))
-    for e in runtime:
-        out += _vec(e.event.encode()) + _vec(e.event_payload)
-    return bytes(out + report_data + _vec(config.encode()))
-
-
-def decode_attestation(data: bytes) -> DecodedAttestation:
-    """Parse extension .8 (TDX attestations only); every length is bounds-checked."""
-    r = _Scale(data)
-    if r.take(1, "version")[0] != 0:
-        raise CodecError("unsupported VersionedAttestation version (expected V0)")
-    if r.take(1, "quote kind")[0] != 0:
-        raise CodecError("attestation is not a DstackTdx quote")
-    quote = r.vec("quote")
-    log: list[EventLogEntry] = []
-    for _ in range(r.compact("event log length")):
-        imr, etype = r.u32("imr"), r.u32("event_type")
-        digest, name, payload = r.vec("digest"), r.text("event"), r.vec("event_payload")
-        try:
-            log.append(
-                EventLogEntry(
-                    imr=imr, event_type=etype, digest=digest, event=name, event_payload=payload
-                )
-            )
-        except EventLogError as exc:
-            raise CodecError(f"event {len(log)}: {exc}") from None
-    runtime = tuple(
-        (r.text("runtime event"), r.vec("runtime payload"))
-        for _ in range(r.compact("runtime events"))
+    """SCALE `VersionedAttestation::V0` with the log stripped to RTMR3, as dstack embeds it:
+    runtime events without their digest (replay recomputes it)."""
+    stripped = tuple(replace(e, digest=b"") if e.is_runtime_event else e for e in log if e.imr == 3)
+    return encode_versioned_attestation(
+        VersionedAttestation(
+            quote=quote,
+            event_log=stripped,
+            runtime_events=runtime_events_of(log),
+            report_data=report_data,
+            vm_config=config,
+        )
     )
-    report_data, config = r.take(64, "report_data"), r.text("config")
-    if r.pos != len(data):
-        raise CodecError(f"{len(data) - r.pos} trailing bytes after the attestation")
-    in_log = tuple((e.event, e.event_payload) for e in log if e.is_runtime_event)
-    if in_log != runtime:
-        raise CodecError("runtime events differ from the RTMR3 events of the event log")
-    return DecodedAttestation(quote, tuple(log), runtime, report_data, config)
+
+
+def decode_attestation(data: bytes) -> VersionedAttestation:
+    """Parse extension .8 (TDX attestations only, `attest._versioned`)."""
+    try:
+        return decode_versioned_attestation(data)
+    except AttestationFormatError as exc:
+        raise CodecError(str(exc)) from None
 
 
 def encode_app_info(info: dict[str, bytes]) -> bytes:
@@ -428,7 +345,14 @@ def encode_app_info(info: dict[str, bytes]) -> bytes:
 
 def decode_app_info(data: bytes) -> dict[str, bytes]:
     """Read the MessagePack map of extension .9 (maps of str to bin; nothing else)."""
-    r = _Scale(data)  # reused for its bounds-checked `take`
+    try:
+        return _decode_app_info(data)
+    except AttestationFormatError as exc:
+        raise CodecError(f"app info: {exc}") from None
+
+
+def _decode_app_info(data: bytes) -> dict[str, bytes]:
+    r = ScaleReader(data)  # reused for its bounds-checked `take`
     head = r.take(1, "map")[0]
     if head & 0xF0 != 0x80:
         raise CodecError("app info is not a MessagePack map (positional form unsupported)")

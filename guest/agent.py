@@ -27,7 +27,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from attest import AppIdentity, TdReport, compute_app_identity, event_log_to_json, parse_quote
+from attest import (
+    AppIdentity,
+    EventLogEntry,
+    TdReport,
+    compute_app_identity,
+    event_log_to_json,
+    parse_quote,
+)
 from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
@@ -42,6 +49,13 @@ from guest.kms_client import (
     SignedStatement,
 )
 from guest.measure import compose_hash, measure_app_boot
+from guest.vmconfig import (
+    VmConfigError,
+    cloud_names,
+    image_only_vm_config,
+    read_vm_config,
+    simulated_vm_config,
+)
 from mpc import (
     G1,
     KeyRequest,
@@ -104,6 +118,8 @@ class Agent:
     issued: IssuedAppKey
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
+    vm_config: str = ""
+    cloud: tuple[str, str] = ("", "")
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _signatures: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
@@ -138,10 +154,13 @@ class Agent:
         return cached
 
     def evidence(self, report_data: bytes) -> tuple[bytes, str]:
+        quote, entries = self.evidence_entries(report_data)
+        return quote, event_log_to_json(entries)
+
+    def evidence_entries(self, report_data: bytes) -> tuple[bytes, Sequence[EventLogEntry]]:
+        """A quote of `report_data` and the event log as of that quote."""
         with self.lock:
-            return self.provider.get_quote(report_data), event_log_to_json(
-                self.provider.event_log()
-            )
+            return self.provider.get_quote(report_data), self.provider.event_log()
 
     def identity(self) -> tuple[AppIdentity, TdReport, str]:
         """(identity, TD report, event log JSON) as of now; runtime events change RTMR3."""
@@ -272,6 +291,32 @@ def _read_envelope(config: AgentConfig) -> EnvEnvelope | None:
     return parse_envelope(blob)
 
 
+def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, str]:
+    """(the OS image digest to measure, the VM config text to report); see guest.vmconfig."""
+    if config.vm_config is None:
+        image = config.os_image_hash or simulated_image
+        if config.tee == "simulator":
+            return image, simulated_vm_config(image)
+        return image, image_only_vm_config(image)
+    try:
+        text, claimed = read_vm_config(config.vm_config)
+    except VmConfigError as exc:
+        raise AgentStartError(str(exc)) from None
+    if claimed and config.os_image_hash and claimed != config.os_image_hash:
+        raise AgentStartError(
+            f"vm_config {config.vm_config} names OS image {claimed.hex()}, but os_image_hash "
+            f"is {config.os_image_hash.hex()}"
+        )
+    measured = config.os_image_hash or claimed
+    if measured is not None:
+        return measured, text
+    if config.tee == "tdx":
+        raise AgentStartError(
+            f"vm_config {config.vm_config} has no os_image_hash and the config sets none"
+        )
+    return simulated_image, text
+
+
 def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
     """Measure the app into `provider`, then get its keys through `client` (see module doc).
 
@@ -289,7 +334,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         ) from None
     envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
-    os_image = config.os_image_hash or SIMULATED_OS_IMAGE
+    os_image, vm_config = vm_description(config, SIMULATED_OS_IMAGE)
     kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,
@@ -325,6 +370,8 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         issued=found.issued,
         ca_key=ca_key,
         ca_cert=app_ca(ca_key, config.app_id),
+        vm_config=vm_config,
+        cloud=cloud_names(config.tee),
     )
     if envelope is not None:
         assert config.env_out is not None  # load_config requires it with env_file

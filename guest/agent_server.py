@@ -1,8 +1,12 @@
-"""The guest agent's HTTP server on a unix socket (the endpoints are in `guest.api`).
+"""The guest agent's HTTP servers on unix sockets (the endpoints: `guest.api`, `guest.tappd`).
 
-POST (or GET) `/<Method>` with a JSON object; JSON replies. A malformed request gets 400
+POST (or GET) a route with a JSON object; JSON replies. A malformed request gets 400
 `{"error": ...}` naming what is wrong, an unknown path 404, and the server keeps serving.
 Request lines and bodies are not logged: they may carry key material.
+
+Routes, as dstack serves them: the dstack socket has `DstackGuest` at `/<Method>` (and, so
+that a `TappdClient` pointed at it works too, `Tappd` at `/prpc/Tappd.<Method>`); the legacy
+tappd socket has `Tappd` at `/prpc/Tappd.<Method>` and `/prpc/<Method>`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,22 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from guest import keys
+from guest import keys, tappd
 from guest.agent import Agent
-from guest.api import ENDPOINTS, BadRequest, Body
+from guest.api import ENDPOINTS, BadRequest, Body, Endpoint
+
+Routes = dict[str, Endpoint]
+
+#: The dstack socket (`/var/run/dstack.sock`).
+DSTACK_ROUTES: Routes = {
+    **ENDPOINTS,
+    **{f"prpc/Tappd.{name}": fn for name, fn in tappd.ENDPOINTS.items()},
+}
+#: The legacy tappd socket (`/var/run/tappd.sock`).
+TAPPD_ROUTES: Routes = {
+    **{f"prpc/Tappd.{name}": fn for name, fn in tappd.ENDPOINTS.items()},
+    **{f"prpc/{name}": fn for name, fn in tappd.ENDPOINTS.items()},
+}
 
 _MAX_BODY = 1 << 20
 
@@ -80,8 +97,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         name = self.path.split("?", 1)[0].strip("/")
-        name = name.removeprefix("prpc/").removeprefix("Tappd.")
-        endpoint = ENDPOINTS.get(name)
+        endpoint = self.server.routes.get(name)
         try:
             body = self._body()
         except BadRequest as exc:
@@ -105,8 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 class AgentServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: Path, agent: Agent) -> None:
+    def __init__(self, path: Path, agent: Agent, routes: Routes = DSTACK_ROUTES) -> None:
         self.agent = agent
+        self.routes = routes
         if path.is_socket():
             path.unlink()
         super().__init__(str(path), Handler)

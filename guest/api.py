@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 
-from attest import create_ratls_certificate
+from attest import (
+    VersionedAttestation,
+    create_ratls_certificate,
+    encode_versioned_attestation,
+    runtime_events_of,
+)
 from guest import keys
 from guest.agent import Agent, compose_info, version
 
@@ -29,6 +34,7 @@ class BadRequest(ValueError):
 
 
 Body = dict[str, Any]
+Endpoint = Callable[[Agent, Body], Body]
 
 
 def _str(body: Body, name: str, default: str | None = None) -> str:
@@ -91,7 +97,7 @@ def _report_data(body: Body) -> bytes:
 
 
 def vm_config(agent: Agent) -> str:
-    return json.dumps({"os_image_hash": agent.os_image.hex()})
+    return agent.vm_config
 
 
 def get_quote(agent: Agent, body: Body) -> Body:
@@ -106,11 +112,23 @@ def get_quote(agent: Agent, body: Body) -> Body:
 
 
 def attest(agent: Agent, body: Body) -> Body:
-    """A self-describing attestation: hex of JSON {version, quote, event_log, vm_config}."""
+    """dstack's VersionedAttestation, V0 (SCALE): quote, event log, runtime events, report
+    data and VM config, as a real dstack agent returns it (`attest._versioned`)."""
     report_data = _report_data(body)
-    quote, log = agent.evidence(report_data)
-    doc = {"version": 1, "quote": quote.hex(), "event_log": log, "vm_config": vm_config(agent)}
-    return {"attestation": json.dumps(doc).encode().hex()}
+    quote, entries = agent.evidence_entries(report_data)
+    attestation = VersionedAttestation(
+        quote=quote,
+        event_log=tuple(entries),
+        runtime_events=runtime_events_of(entries),
+        report_data=report_data,
+        vm_config=vm_config(agent),
+    )
+    return {"attestation": encode_versioned_attestation(attestation).hex()}
+
+
+def gpu_info(agent: Agent, body: Body) -> Body:
+    """No GPU evidence is collected at boot: dstack's answer for a VM without one."""
+    return {"attestation": ""}
 
 
 def info(agent: Agent, body: Body) -> Body:
@@ -141,6 +159,8 @@ def info(agent: Agent, body: Body) -> Body:
         "key_provider_info": ident.key_provider_info.decode("utf-8", "replace"),
         "compose_hash": compose_hash,
         "vm_config": vm_config(agent),
+        "cloud_vendor": agent.cloud[0],
+        "cloud_product": agent.cloud[1],
     }
 
 
@@ -169,15 +189,35 @@ def _validity(body: Body) -> tuple[dt.datetime, dt.datetime]:
 
 def get_tls_key(agent: Agent, body: Body) -> Body:
     """A fresh P-256 key; its RA-TLS certificate (quote of the key) is issued by the app CA."""
+    return issue_tls_key(
+        agent,
+        ec.generate_private_key(ec.SECP256R1()),
+        body,
+        with_app_info=_bool(body, "with_app_info", False),
+        validity=_validity(body),
+        server_auth_default=True,
+    )
+
+
+def issue_tls_key(
+    agent: Agent,
+    key: ec.EllipticCurvePrivateKey,
+    body: Body,
+    *,
+    with_app_info: bool,
+    validity: tuple[dt.datetime, dt.datetime],
+    server_auth_default: bool,
+) -> Body:
+    """`key` (PKCS#8 PEM) and [its RA-TLS certificate from the app CA, the app CA]."""
     alt_names = body.get("alt_names", [])
     if not isinstance(alt_names, list) or not all(isinstance(n, str) for n in alt_names):
         raise BadRequest("field 'alt_names' must be a list of strings")
-    not_before, not_after = _validity(body)
     subject = _str(body, "subject", "") or "tkms app"
     if len(subject) > 64:  # X.509's upper bound for a common name (RFC 5280, ub-common-name)
         raise BadRequest(f"field 'subject' is {len(subject)} characters, at most 64")
-    key = ec.generate_private_key(ec.SECP256R1())
-    app_info = agent.identity()[0] if _bool(body, "with_app_info", False) else None
+    server_auth = _bool(body, "usage_server_auth", server_auth_default)
+    client_auth = _bool(body, "usage_client_auth", False)
+    app_info = agent.identity()[0] if with_app_info else None
     with agent.lock:
         cert = create_ratls_certificate(
             key,
@@ -185,13 +225,13 @@ def get_tls_key(agent: Agent, body: Body) -> Body:
             subject=subject,
             alt_names=alt_names,
             issuer=(agent.ca_cert, agent.ca_key),
-            not_before=not_before,
-            not_after=not_after,
+            not_before=validity[0],
+            not_after=validity[1],
             app_id=agent.app_id,
             app_info=app_info,
             vm_config=vm_config(agent),
-            server_auth=_bool(body, "usage_server_auth", True),
-            client_auth=_bool(body, "usage_client_auth", False),
+            server_auth=server_auth,
+            client_auth=client_auth,
         )
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     return {
@@ -234,12 +274,13 @@ def get_version(agent: Agent, body: Body) -> Body:
     return {"version": version(), "rev": "tkms"}
 
 
-ENDPOINTS: dict[str, Callable[[Agent, Body], Body]] = {
+ENDPOINTS: dict[str, Endpoint] = {
     "GetKey": get_key,
     "GetQuote": get_quote,
     "GetTlsKey": get_tls_key,
     "Info": info,
     "Attest": attest,
+    "GpuInfo": gpu_info,
     "Sign": sign,
     "Verify": verify,
     "Version": get_version,

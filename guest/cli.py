@@ -37,7 +37,7 @@ def governance_client(rpc: str, address: str, *, command_line: bool = False) -> 
 
 def run_agent(args: argparse.Namespace) -> int:
     from guest.agent import AgentStartError, provider_evidence, start_agent
-    from guest.agent_server import AgentServer
+    from guest.agent_server import TAPPD_ROUTES, AgentServer
     from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain
     from guest.config import ConfigError, load_config
     from guest.env import EnvError
@@ -83,6 +83,8 @@ def run_agent(args: argparse.Namespace) -> int:
         return _fail("agent", f"the KMS network refused the app's keys: {exc}")
     except (AgentStartError, EnvError) as exc:
         return _fail("agent", str(exc))
+    tappd_path = Path(args.tappd_socket) if args.tappd_socket else config.tappd_socket
+    legacy = None if tappd_path is None else AgentServer(tappd_path, agent, TAPPD_ROUTES)
     server = AgentServer(socket_path, agent)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -90,9 +92,12 @@ def run_agent(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if legacy is not None:
+        threading.Thread(target=legacy.serve_forever, daemon=True).start()
+    also = "" if tappd_path is None else f" (legacy Tappd API on {tappd_path})"
     print(
         f"tkms guest agent: app 0x{agent.app_id.hex()} instance {agent.instance_id.hex()} "
-        f"serving on {socket_path}",
+        f"serving on {socket_path}{also}",
         flush=True,
     )
     try:
@@ -100,6 +105,10 @@ def run_agent(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
         socket_path.unlink(missing_ok=True)
+        if legacy is not None and tappd_path is not None:
+            legacy.shutdown()
+            legacy.server_close()
+            tappd_path.unlink(missing_ok=True)
     return 0
 
 
@@ -141,6 +150,11 @@ def register(
     )
     agent.add_argument(
         "--socket", type=absolute_path, help="unix socket path (overrides the config)"
+    )
+    agent.add_argument(
+        "--tappd-socket",
+        type=absolute_path,
+        help="also serve dstack's legacy Tappd API on this unix socket (overrides the config)",
     )
     agent.set_defaults(handler=run_agent)
 

@@ -9,6 +9,8 @@ tee = "simulator"                     # simulator | tdx
 instance_id = "..."                   # 20-byte hex; random per start if absent
 generation = 0                        # key generation, 0 = latest
 socket = "/var/run/dstack.sock"       # overridden by --socket
+tappd_socket = "/var/run/tappd.sock"  # optional: dstack's legacy Tappd API; --tappd-socket
+vm_config = "vm-config.json"          # optional: the VM config JSON (or dstack's sys-config.json)
 env_file = "env.enc"                  # optional: signed, encrypted env (tkms app encrypt-env)
 env_out = "/run/app/env.json"         # with env_file: where the env is written (mode 0600),
                                       # not in env_file's directory (the host writes there)
@@ -42,6 +44,8 @@ class AgentConfig:
     instance_id: bytes | None = None
     generation: int = 0
     socket: Path | None = None
+    tappd_socket: Path | None = None
+    vm_config: Path | None = None
     env_file: Path | None = None
     env_out: Path | None = None
     timeout: float = 10.0
@@ -136,8 +140,12 @@ def load_config(path: Path) -> AgentConfig:
     if compose is None:
         raise ConfigError("config key 'compose' is required")
     image = doc.get("os_image_hash")
-    if image is None and tee == "tdx":
-        raise ConfigError("config key 'os_image_hash' is required with tee = \"tdx\"")
+    vm_config = _path(base, doc, "vm_config")
+    if image is None and vm_config is None and tee == "tdx":
+        raise ConfigError(
+            "config key 'os_image_hash' (or a 'vm_config' that has it) is required with "
+            'tee = "tdx"'
+        )
     rpc = _str(doc, "rpc")
     problem = rpc_url_problem(rpc)
     if problem is not None:
@@ -166,6 +174,8 @@ def load_config(path: Path) -> AgentConfig:
         instance_id=None if instance is None else parse_hex("instance_id", instance, 20),
         generation=generation,
         socket=_path(base, doc, "socket"),
+        tappd_socket=_path(base, doc, "tappd_socket"),
+        vm_config=vm_config,
         env_file=env_file,
         env_out=env_out,
         timeout=timeout,

@@ -10,6 +10,7 @@ and after restarts, and differs between apps and paths:
                              dstack's KMS derives an app's key from its root (the seed stands in
                              for the root: it is the app's own threshold-derived secret)
     app CA key (P-256)       child("app-ca-p256")
+    Tappd DeriveKey(path)    child("dstack-derive-key", path)   (P-256)
 
 As in dstack, the purpose of GetKey does not change the key; it is what the signature chain
 signs. The chain is dstack's [app signature, KMS signature]:
@@ -112,9 +113,18 @@ def app_key(seed: bytes, app_id: bytes) -> DerivedKey:
     return DerivedKey("secp256k1", private, _k256_public(key))
 
 
-def ca_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
-    value = _scalar(derive_child_key(seed, b"app-ca-p256", length=48), _P256_ORDER)
+def _p256(seed: bytes, label: bytes, *context: bytes) -> ec.EllipticCurvePrivateKey:
+    value = _scalar(derive_child_key(seed, label, *context, length=48), _P256_ORDER)
     return ec.derive_private_key(value, ec.SECP256R1())
+
+
+def ca_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
+    return _p256(seed, b"app-ca-p256")
+
+
+def tappd_tls_key(seed: bytes, path: str) -> ec.EllipticCurvePrivateKey:
+    """The legacy Tappd DeriveKey key for `path` (P-256, the same in every instance)."""
+    return _p256(seed, b"dstack-derive-key", path.encode())
 
 
 def app_signature(app: DerivedKey, purpose: str, public_key: bytes) -> bytes:

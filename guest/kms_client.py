@@ -3,11 +3,14 @@
 The client knows the committee (index, endpoint, registered TLS key hash, verification key
 V_i), the threshold, the network context and PK2 — from chain. It talks to each member over
 TLS pinned to that member's registered key (`guest.kms_channel`), so what a member answers
-cannot be changed on the way and a wrong answer is the member's own. It sends
-the same request to all members concurrently and returns as soon as t answers combine into
-keys that PK2 confirms (one pairing check, shared by concurrent derivations; each partial's
-proof is checked only when that fails, see docs/mpc.md); nodes that fail, time out or lie
-are named in the result and in the error when fewer than t answer.
+cannot be changed on the way and a wrong answer is the member's own. It sends the request to
+t members and hedges: one more member is asked whenever a member fails, and whenever no answer
+came within the hedge delay (`HedgeDelay`: about twice the typical answer time, adapted as
+answers arrive), so a member that stops answering without closing its connections (a stopped
+process, a lost route) costs a request that delay, not the timeout. It returns as soon as t
+answers combine into keys that PK2 confirms (one pairing check, shared by concurrent
+derivations; each partial's proof is checked only when that fails, see docs/mpc.md); nodes
+that fail, time out or lie are named in the result and in the error when fewer than t answer.
 
 Evidence comes from a callable, so the app decides how to obtain a quote binding its
 ephemeral key E (report_data = SHA-512("tkms-kdf:v1:" ‖ E)).
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -69,6 +74,8 @@ _TRANSIENT = frozenset(
     }
 )
 _MAX_TRIES = 3
+#: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
+AVOID_SECONDS = 10.0
 
 #: Given report_data, returns (quote, event log JSON) from the app's TEE.
 EvidenceSource = Callable[[bytes], tuple[bytes, str]]
@@ -155,22 +162,63 @@ class SignedStatement:
     failures: dict[int, str] = field(default_factory=dict)
 
 
+class HedgeDelay:
+    """How long to wait for the members asked so far before asking one more.
+
+    Twice the median of the last `samples` answer times, kept within [`floor`, `ceiling`]:
+    on a quiet network answers take ~10 ms and a silent member costs ~50 ms; under load the
+    delay grows with the answers so healthy-but-busy members are not doubled up on. Before
+    any answer (a fresh client: the guest agent's start-up derivation) it is `initial`.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float = 0.1,
+        floor: float = 0.05,
+        ceiling: float = 0.3,
+        samples: int = 64,
+    ) -> None:
+        if not 0 < floor <= initial <= ceiling:
+            raise ValueError("hedge delays must satisfy 0 < floor <= initial <= ceiling")
+        self.initial, self.floor, self.ceiling = initial, floor, ceiling
+        self._answers: deque[float] = deque(maxlen=samples)
+
+    def observe(self, seconds: float) -> None:
+        """One member's answer time (a good answer: failures hedge at once anyway)."""
+        self._answers.append(seconds)
+
+    def current(self) -> float:
+        if not self._answers:
+            return self.initial
+        return min(self.ceiling, max(self.floor, 2 * statistics.median(self._answers)))
+
+
 class KmsClient:
+    """The network's client for one app (module docstring).
+
+    `hedge_delay`: None (the default) adapts it (`HedgeDelay`); a number > 0 fixes it; 0
+    asks every member at once (n partials computed per request instead of t).
+    """
+
     def __init__(
         self,
         committee: Committee,
         evidence: EvidenceSource,
         *,
         timeout: float = 10.0,
-        hedge_delay: float = 0.0,
+        hedge_delay: float | None = None,
         channel_options: Sequence[ChannelOption] = CHANNEL_OPTIONS,
         fetch_timeout: float = FETCH_TIMEOUT,
     ) -> None:
         self.committee = committee
         self._evidence = evidence
         self._timeout = timeout
-        self._hedge_delay = hedge_delay
+        self._hedge = HedgeDelay() if hedge_delay is None else None
+        self._fixed_hedge = hedge_delay or 0.0
         self._rotation = 0
+        #: member index -> loop time until which it is asked last (silent or failing lately)
+        self._avoid: dict[int, float] = {}
         self._channels = KmsChannels(
             options=channel_options, fetch_timeout=fetch_timeout, grace=timeout
         )
@@ -235,11 +283,12 @@ class KmsClient:
         accept: Callable[[Member, Reply], Accepted],
         confirm: Callable[[dict[int, Accepted]], Awaitable[dict[int, str]]] | None = None,
     ) -> tuple[dict[int, Accepted], dict[int, str]]:
-        """Ask every member at once; return the first t accepted (and confirmed) answers.
+        """Ask t members, more as needed; return the first t accepted (and confirmed) answers.
 
-        Every member is asked at once, or with `hedge_delay` > 0 t of them first and the others
-        on each failure or after the delay (a slow or dead member then costs at most the
-        delay). A member whose call fails with a transient status (UNAVAILABLE,
+        t members are asked first (rotating, to spread load), and one more on each failure
+        and each time the hedge delay passes without an answer (a slow or silent member then
+        costs the delay); with `hedge_delay=0` every member is asked at once. A member whose
+        call fails with a transient status (UNAVAILABLE,
         DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), or that cannot be reached, is asked again
         after a short backoff while time remains; a member whose answer does not verify, or
         whose endpoint does not prove the member's registered TLS key ("unauthenticated": a
@@ -255,18 +304,27 @@ class KmsClient:
         attempts: dict[int, int] = {}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        # By default every member is asked at once (design §7). With hedge_delay > 0, t
-        # members are asked first (rotating, to spread load) and the rest when one fails or
-        # after hedge_delay: a healthy network then does t members' work per request.
-        members = self.members_in_turn()
-        first = len(members) if self._hedge_delay <= 0 else need
+        # t members first (rotating, to spread load): a healthy network does t members'
+        # work per request (design §7); the others are the hedge. Members that were silent
+        # or failed lately come last, so one stopped member costs the delay once, not on
+        # every request it would have been among the first t.
+        now = loop.time()
+        members = sorted(self.members_in_turn(), key=lambda m: self._avoid.get(m.index, 0.0) > now)
+        hedging = self._hedge is not None or self._fixed_hedge > 0
+        first = need if hedging else len(members)
         reserve = members[first:]
+        delay = self._hedge.current() if self._hedge is not None else self._fixed_hedge
+        next_hedge = loop.time() + delay
 
         async def attempt(member: Member) -> Reply:
             tries = attempts[member.index] = attempts.get(member.index, 0) + 1
             if tries > 1:
                 await asyncio.sleep(min(0.05 * 2**tries, 1.0))
-            return await call(member)
+            asked = loop.time()
+            reply = await call(member)
+            if self._hedge is not None:
+                self._hedge.observe(loop.time() - asked)
+            return reply
 
         tasks: dict[asyncio.Future[Reply], Member] = {}
         pending: set[asyncio.Future[Reply]] = set()
@@ -277,8 +335,10 @@ class KmsClient:
             pending.add(task)
 
         def hedge() -> None:
+            nonlocal next_hedge
             if reserve:
                 ask(reserve.pop(0))
+                next_hedge = loop.time() + delay
 
         def ask_again(member: Member) -> None:
             """After a transient failure: once more, while tries and time remain."""
@@ -298,6 +358,7 @@ class KmsClient:
                     for index, why in wrong.items():
                         del good[index]
                         failures[index] = why
+                        self._avoid[index] = loop.time() + AVOID_SECONDS
                         hedge()
                     continue
                 if not pending and not reserve:
@@ -305,31 +366,36 @@ class KmsClient:
                 if not pending:
                     hedge()
                     continue
-                wait = self._hedge_delay if reserve else None
+                wait = max(0.0, next_hedge - loop.time()) if reserve else None
                 done, pending = await asyncio.wait(
                     pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    while reserve:  # the first wave is slow: ask everyone left
-                        hedge()
+                    for task in pending:  # no answer within the delay: one more member
+                        self._avoid[tasks[task].index] = loop.time() + AVOID_SECONDS
+                    hedge()
                     continue
                 for task in done:
                     member = tasks.pop(task)
                     try:
                         good[member.index] = accept(member, task.result())
                         failures.pop(member.index, None)
+                        self._avoid.pop(member.index, None)
                     except grpc.aio.AioRpcError as exc:
                         failures[member.index] = f"{exc.code().name.lower()}: {exc.details()}"
+                        self._avoid[member.index] = loop.time() + AVOID_SECONDS
                         hedge()
                         if exc.code() in _TRANSIENT:
                             ask_again(member)
                     except ChannelRefused as exc:
                         failures[member.index] = str(exc)
+                        self._avoid[member.index] = loop.time() + AVOID_SECONDS
                         hedge()
                         if exc.transient:
                             ask_again(member)
                     except (InvalidPartial, MpcError) as exc:
                         failures[member.index] = f"proof invalid: {exc}"
+                        self._avoid[member.index] = loop.time() + AVOID_SECONDS
                         hedge()
         finally:
             for task in pending:

@@ -367,21 +367,31 @@ class _Reader:
 class ChainWatcher:
     """Polls the chain every `poll_interval` seconds and publishes the newest `view`."""
 
-    def __init__(self, client: GovernanceClient, *, poll_interval: float) -> None:
+    def __init__(
+        self, client: GovernanceClient, *, poll_interval: float, stall_after: float = 2.0
+    ) -> None:
         self.view: ChainView | None = None
         self._reader = _Reader(client)
         self._poll_interval = poll_interval
+        self._stall_after = stall_after
         self._changed = asyncio.Condition()
         self._failing = False
 
     async def poll_once(self) -> ChainView | None:
-        """Read the chain once; on an RPC error keep (and return) the old view."""
+        """Read the chain once; on an RPC error keep (and return) the old view. A read still
+        unanswered after `stall_after` seconds is logged as `chain_unreachable` at once, not
+        when the client's timeouts finally give up."""
+        read = asyncio.ensure_future(asyncio.to_thread(self._reader.read, self.view))
         try:
-            view = await asyncio.to_thread(self._reader.read, self.view)
+            done, _ = await asyncio.wait({read}, timeout=self._stall_after)
+            if not done:
+                self._unreachable(f"no answer within {self._stall_after:g} s")
+            view = await read
+        except asyncio.CancelledError:
+            read.cancel()
+            raise
         except RPC_ERRORS as exc:
-            if not self._failing:
-                _log.warning("chain_unreachable", error=str(exc), kept_head=self._head())
-                self._failing = True
+            self._unreachable(str(exc))
             return self.view
         if self._failing:
             _log.info("chain_reachable", head=view.head)
@@ -407,6 +417,11 @@ class ChainWatcher:
                 if view is not None and predicate(view):
                     return view
                 await self._changed.wait()
+
+    def _unreachable(self, error: str) -> None:
+        if not self._failing:
+            _log.warning("chain_unreachable", error=error, kept_head=self._head())
+            self._failing = True
 
     def _head(self) -> int | None:
         return None if self.view is None else self.view.head

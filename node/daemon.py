@@ -22,22 +22,30 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from web3 import HTTPProvider, Web3
 
 from contracts import GovernanceClient, Transactor
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
-from node.chainview import ChainWatcher
+from node.chain_rpc import chain_web3
+from node.chainview import ChainWatcher, NodeRecord
 from node.cli import evidence_hash
 from node.config import NodeConfig
 from node.epochs import EpochManager
-from node.errors import ConfigError, StorageError
-from node.health import Health, HealthInputs, HealthReport, StatusHttpServer, compute_health
+from node.errors import ConfigError, NodeError, StorageError
+from node.health import (
+    Health,
+    HealthInputs,
+    HealthReport,
+    StatusHttpServer,
+    compute_health,
+    own_problem,
+)
 from node.identity import load_identity
 from node.journal import Journal
 from node.kms_root import KmsRoots
 from node.kms_service import KmsServicer, chain_env_policy
-from node.logs import configure_logging, get_logger
+from node.liveness import SELF_SERVICE, Liveness
+from node.logs import NativeStderr, capture_native_stderr, configure_logging, get_logger
 from node.metrics import NodeMetrics
 from node.peer_client import PeerClient
 from node.peer_service import EpochStatusReply, PeerServer, chain_roster
@@ -54,6 +62,10 @@ KMS_SERVICE = kms_pb2.DESCRIPTOR.services_by_name["Kms"].full_name
 GRACE_SECONDS = 5.0
 #: Exit status when the data directory cannot be written (sysexits EX_IOERR).
 EXIT_STORAGE = 74
+#: Exit status after an unexpected error, logged as `node_crashed` (sysexits EX_SOFTWARE).
+EXIT_SOFTWARE = 70
+#: Exit status after a clear error (bad configuration, unusable data): as `tkms node` gives.
+EXIT_FAILED = 2
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -87,7 +99,8 @@ class Node:
         self.identity = load_identity(cfg.data_dir, sealer)
         self.provider = make_provider(cfg.tee)
         measure_node_boot(self.provider, sealing=cfg.sealing)
-        w3 = Web3(HTTPProvider(cfg.chain.rpc_url, request_kwargs={"timeout": 10}))
+        # Short timeouts, at most one retry: a hung RPC is noticed within seconds, not minutes.
+        w3 = chain_web3(cfg.chain.rpc_url)
         self.client = GovernanceClient(
             w3, cfg.chain.governance, Transactor(w3, self.identity.eth_account)
         )
@@ -95,6 +108,7 @@ class Node:
         self.journal = Journal.open(cfg.data_dir / "journal.sqlite3", sealer)
         self.shares = ShareStore(cfg.data_dir / "shares", sealer)
         self.cert_pem, self.key_pem = make_node_certificate(self.identity, self.provider)
+        self.liveness = Liveness(self._committee_members, me=self.identity.eth_address)
         self.peer_client = PeerClient(
             identity=self.identity,
             cert_pem=self.cert_pem,
@@ -155,10 +169,14 @@ class Node:
             draining=self._draining.is_set(),
         )
 
+    def _committee_members(self) -> tuple[NodeRecord, ...]:
+        found = self.epochs.share_for(0)
+        return found[0].members if found else ()
+
     def _peers_reachable(self) -> int:
-        """Committee peers whose certificate verified lately (from either direction)."""
-        server = self.peer_server.reachable_count() if hasattr(self, "peer_server") else 0
-        return max(server, self.peer_client.reachable_count())
+        """Other committee members whose health probe answered in the last few seconds
+        (`node.liveness`): what the node can do now, not what it could a minute ago."""
+        return self.liveness.answering()
 
     def _epoch_status(self, epoch: int) -> EpochStatusReply:
         status = self.epochs.status()
@@ -176,12 +194,25 @@ class Node:
         )
 
     async def _health_loop(self, servicer: health.aio.HealthServicer) -> None:
+        serving_self: bool | None = None
         while True:
-            value, reason = compute_health(self._health_inputs())
+            inputs = self._health_inputs()
+            value, reason = compute_health(inputs)
             if (value, reason) != (self._health, self._health_reason):
+                # reasons hold no ages, so this logs transitions only (node.health)
                 log.info("health_changed", health=value.name, reason=reason)
             self._health, self._health_reason = value, reason
             self.metrics.health.set(int(value))
+            self.metrics.peers_reachable.set(inputs.peers_reachable)
+            can_serve = own_problem(inputs) is None
+            if can_serve != serving_self:  # what the other members' probes ask (node.liveness)
+                await servicer.set(
+                    SELF_SERVICE,
+                    health_pb2.HealthCheckResponse.SERVING
+                    if can_serve
+                    else health_pb2.HealthCheckResponse.NOT_SERVING,
+                )
+                serving_self = can_serve
             view = self.watcher.view
             if view is not None:
                 self.metrics.chain_head.set(view.head)
@@ -193,7 +224,10 @@ class Node:
             )
             await servicer.set(KMS_SERVICE, serving)
             await servicer.set("", serving)
-            await asyncio.sleep(1.0)
+            # every second, and at once when a member starts or stops answering
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.liveness.changed.wait(), 1.0)
+            self.liveness.changed.clear()
 
     async def _reattest(self) -> bytes:
         from attest import event_log_to_json
@@ -236,9 +270,12 @@ class Node:
         host, port = _split(cfg.listen.public)
         # TLS with the node's RA-TLS certificate: guests pin it to the TLS key hash this node
         # registered, so answers are authenticated to it (docs/node-design.md).
-        kms_port = public.add_secure_port(
-            f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
-        )
+        try:
+            kms_port = public.add_secure_port(
+                f"{host}:{port}", grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)])
+            )
+        except RuntimeError:  # grpc raises when the address is taken (older versions: 0)
+            kms_port = 0
         if kms_port == 0:
             raise ConfigError("listen.public", f"cannot bind {cfg.listen.public}")
 
@@ -287,6 +324,7 @@ class Node:
                 tg.create_task(self.epochs.run())
                 tg.create_task(peer.run())
                 tg.create_task(self._health_loop(health_servicer))
+                tg.create_task(self.liveness.run())
                 tg.create_task(self._wait_for_drain(public, admin, peer, health_servicer))
         except* _Stopped:
             pass
@@ -327,8 +365,38 @@ class _Stopped(Exception):
 
 
 def run_node_blocking(config: NodeConfig) -> int:
-    """Run a node until SIGTERM/SIGINT; returns the process exit status."""
+    """Run a node until SIGTERM/SIGINT; returns the process exit status.
+
+    With `log_format = "json"` every line the process writes to stderr is JSON: native
+    output (gRPC core) is captured into JSON events (`node.logs`), a clear error (what the
+    CLI would print as "tkms node: ...") is logged as `node_failed`, and an unexpected one as
+    `node_crashed` with its traceback in a field rather than printed.
+    """
+    from attest import AttestError
+    from contracts import ContractsError
+
+    native: NativeStderr | None = None
+    if config.log_format == "json":
+        native = capture_native_stderr()
     configure_logging(config.log_format, config.log_level)
+    try:
+        return _run(config)
+    except (NodeError, ContractsError, AttestError, FileNotFoundError, ValueError) as exc:
+        if native is None:
+            raise  # the CLI prints it
+        log.error("node_failed", reason=str(exc))
+        return EXIT_FAILED
+    except Exception:
+        if native is None:
+            raise
+        log.exception("node_crashed", action="see the traceback in this event; restart")
+        return EXIT_SOFTWARE
+    finally:
+        if native is not None:
+            native.close()
+
+
+def _run(config: NodeConfig) -> int:
     node = Node(config)
 
     async def main() -> None:

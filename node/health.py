@@ -1,20 +1,32 @@
 """The node's health signal and its HTTP endpoint (`/health`, `/metrics`).
 
-Normal: an active share, a fresh chain view, and every committee peer reachable.
-Degraded: still serving, but fewer than n (and at least t) peers are reachable, or the chain
-view is older than half the stale bound. Down: no active share, a stale chain view, fewer
-than t reachable members (counting itself), or draining. The same value drives gRPC health
-checking (SERVING iff not Down) and `tkms_health`.
+Health is what the node can do now. Normal: an active share, a fresh chain view, and every
+committee member answering. Degraded: still serving, but fewer than n (and at least t)
+members answer, or the chain view is older than half the stale bound. Down: no active share,
+a stale chain view, fewer than t members answering (counting itself), or draining. Members
+"answer" when their probe (`node.liveness`) succeeded within the last few seconds, so killed
+or silent members take the node DOWN within seconds. The same value drives gRPC health
+checking (SERVING iff not Down) and `tkms_health`; `own_problem` alone (the node's own
+share, view and drain state) drives the `SELF_SERVICE` answer the other members probe.
+
+Reasons are stable while the state is (no ages or clocks in them): the daemon logs
+`health_changed` when the value or the reason changes, so a log holds transitions only.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from node.logs import get_logger
+
+log = get_logger("tkms.node.health")
 
 
 class Health(enum.IntEnum):
@@ -30,26 +42,46 @@ class HealthInputs:
     max_head_age: float
     members: int
     threshold: int
-    peers_reachable: int  # other members reachable, not counting this node
+    peers_reachable: int  # other members answering now, not counting this node
     draining: bool = False
+
+
+def own_problem(h: HealthInputs) -> str | None:
+    """Why this node cannot give partials on its own, or None if it can."""
+    if h.draining:
+        return "draining"
+    if not h.has_share:
+        return "no active key share"
+    if h.chain_head_age > h.max_head_age:
+        return f"chain view stale (older than {h.max_head_age:g}s)"
+    return None
 
 
 def compute_health(h: HealthInputs) -> tuple[Health, str]:
     """The health value and the reason for it."""
-    if h.draining:
-        return Health.DOWN, "draining"
-    if not h.has_share:
-        return Health.DOWN, "no active key share"
-    if h.chain_head_age > h.max_head_age:
-        return Health.DOWN, f"chain view stale ({h.chain_head_age:.0f}s > {h.max_head_age:.0f}s)"
+    problem = own_problem(h)
+    if problem is not None:
+        return Health.DOWN, problem
     up = h.peers_reachable + 1
     if up < h.threshold:
-        return Health.DOWN, f"only {up} of {h.members} members reachable, threshold {h.threshold}"
+        return Health.DOWN, f"only {up} of {h.members} members answer, threshold {h.threshold}"
     if up < h.members:
-        return Health.DEGRADED, f"{up} of {h.members} members reachable"
+        return Health.DEGRADED, f"{up} of {h.members} members answer"
     if h.chain_head_age > h.max_head_age / 2:
-        return Health.DEGRADED, f"chain view lagging ({h.chain_head_age:.0f}s)"
+        return Health.DEGRADED, f"chain view lagging (older than {h.max_head_age / 2:g}s)"
     return Health.NORMAL, "ok"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A log event, not socketserver's traceback on stderr (a JSON log stays JSON); a
+        client that went away before its answer (a prober's timeout) is not an error."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        log.warning("status_http_error", client=str(client_address), error=repr(error))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +121,7 @@ class StatusHttpServer:
 
         self._report = report
         self._metrics = metrics
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="tkms-http", daemon=True
         )

@@ -62,7 +62,9 @@ class NodeMetrics:
             registry=r,
         )
         self.peers_reachable = Gauge(
-            "tkms_peers_reachable", "Committee peers reachable.", registry=r
+            "tkms_peers_reachable",
+            "Other committee members whose health probe answered SERVING in the last 3 s.",
+            registry=r,
         )
         self.chain_head = Gauge("tkms_chain_head", "Latest chain block seen.", registry=r)
         self.chain_lag = Gauge(

@@ -1,7 +1,9 @@
 """The testnet's apps: an app registered on chain with its guest agent, and the demo app.
 
 Each app runs as a CVM would: a guest agent (simulated TEE) in `<root>/<name>/`, serving the
-dstack guest API on `<root>/<name>/dstack.sock`, with keys from the network.
+dstack guest API on `<root>/<name>/dstack.sock` and dstack's legacy Tappd API beside it on
+`tappd.sock`, with keys from the network. The tappd socket is a command-line option, not in
+agent.toml, so that another instance started from the same config does not take it over.
 """
 
 from __future__ import annotations
@@ -60,15 +62,17 @@ def spawn_agent(
     (app_dir / "app-compose.json").write_bytes(compose)
     socket_path = app_dir / "dstack.sock"
     socket_path.unlink(missing_ok=True)
+    tappd_path = app_dir / "tappd.sock"
     (app_dir / "agent.toml").write_text(
         f'rpc = "{cluster.rpc_url}"\ngovernance = "{cluster.deployment.governance}"\n'
         f'network_fingerprint = "{cluster.network_fingerprint().hex()}"\n'
         f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
         f'socket = "{socket_path}"\nwait_for_network = {wait_for_network}\n'
     )
+    args = ["--config", str(app_dir / "agent.toml"), "--tappd-socket", str(tappd_path)]
     agent = cluster.spawn(
         f"{name}_agent",
-        ["-m", "tkms", "guest", "agent", "--config", str(app_dir / "agent.toml")],
+        ["-m", "tkms", "guest", "agent", *args],
         app_dir / "agent.log",
     )
     return AgentHandle(name, app_id, app_dir, socket_path, agent)
@@ -109,6 +113,7 @@ def start_demo_app(
         "http_port": http_port,
         "https_port": https_port,
         "agent_socket": str(agent.socket),
+        "tappd_socket": str(agent.dir / "tappd.sock"),
         "agent_pid": agent.process.pid,
         "pid": app.pid,
     }

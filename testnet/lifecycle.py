@@ -239,6 +239,15 @@ def _wait_nodes(cluster: Cluster, which: list[str]) -> None:
     nodes = [n for n in cluster.nodes if f"node{n.index}" in which]
     if nodes:
         cluster.wait_healthy(nodes, timeout=120, accept=("NORMAL",))
+    # The other members count a revived one once their next probe reaches it (about a
+    # second, node/liveness.py): wait for them too, so the status shown next is current.
+    others = [
+        n
+        for n in cluster.nodes
+        if n not in nodes and n.pid is not None and (n.health() or {}).get("epoch")
+    ]
+    if which and others:
+        cluster.wait_healthy(others, timeout=30, accept=("NORMAL",))
 
 
 def stop_hand_started(cluster: Cluster) -> list[int]:

@@ -167,7 +167,7 @@ def test_dstack_scale_vector() -> None:
         == b"\x00\x00\x04\x09\x00\x00" + bytes(64) + b"\x00"
     )
     decoded = decode_attestation(b"\x00\x00\x04\x09\x00\x00" + bytes(64) + b"\x00")
-    assert decoded.quote == b"\x09" and decoded.config == ""
+    assert decoded.quote == b"\x09" and decoded.vm_config == ""
 
 
 def test_app_info_map_round_trip() -> None:

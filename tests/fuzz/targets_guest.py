@@ -26,7 +26,8 @@ from typing import Any, cast
 
 from hypothesis import strategies as st
 
-from guest.agent_server import Handler
+from guest import tappd
+from guest.agent_server import DSTACK_ROUTES, Handler
 from guest.api import ENDPOINTS, Body
 from mpc import Scalar
 from tests.fuzz.mutate import random_edits, random_json, seeded
@@ -51,6 +52,9 @@ FIELDS = (
     "data",
     "signature",
     "public_key",
+    "hash_algorithm",
+    "prefix",
+    "random_seed",
 )
 GOOD_VALUES: dict[str, list[Any]] = {
     "path": ["", "a/b", "wallet/eth"],
@@ -65,6 +69,9 @@ GOOD_VALUES: dict[str, list[Any]] = {
     "public_key": ["02" + "11" * 32, "00" * 33, ""],
     "not_before": [0, 1_700_000_000, 2**40, -1],
     "not_after": [0, 1_800_000_000, 2**63, 2**70],
+    "hash_algorithm": ["sha512", "raw", "keccak384", "sha3-256", "md5", ""],
+    "prefix": ["", "mine", "x" * 300],
+    "random_seed": [True, False, "yes"],
 }
 METHODS = (b"POST", b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"POST", b"POST")
 
@@ -109,7 +116,7 @@ def _body(rng: random.Random) -> bytes:
 
 def _request(rng: random.Random) -> bytes:
     method = rng.choice(METHODS)
-    name = rng.choice([*ENDPOINTS, "Nope", ""])
+    name = rng.choice([*ENDPOINTS, *tappd.ENDPOINTS, "Nope", ""])
     path = rng.choice(
         (f"/{name}", f"/prpc/Tappd.{name}", f"/{name}?json", f"//{name}/", "/" + "a" * 5000)
     )
@@ -165,7 +172,7 @@ def _agent() -> Prepared:
 
     workdir = Path(tempfile.mkdtemp(prefix="tkms-fuzz-agent-"))
     agent = boot(make_config(workdir), Scalar(424242))
-    server = SimpleNamespace(agent=agent)
+    server = SimpleNamespace(agent=agent, routes=DSTACK_ROUTES)
 
     def check(data: bytes) -> None:
         CapturingHandler.last_traceback = ""
@@ -185,7 +192,7 @@ def _agent() -> Prepared:
         strategy=seeded(_wire),
         rich=st.tuples(
             st.sampled_from([m.decode() for m in METHODS]),
-            st.sampled_from([f"/{n}" for n in ENDPOINTS]),
+            st.sampled_from([f"/{n}" for n in DSTACK_ROUTES]),
             st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=4),
         ).map(_as_request),
         check=check,

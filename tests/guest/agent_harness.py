@@ -9,7 +9,7 @@ from pathlib import Path
 
 from attest.providers import SimulatorProvider
 from guest.agent import Agent, provider_evidence, start_agent
-from guest.agent_server import AgentServer
+from guest.agent_server import DSTACK_ROUTES, AgentServer, Routes
 from guest.config import AgentConfig
 from mpc import Scalar
 from tests.guest.fake_kms import FakeKms
@@ -47,8 +47,8 @@ def boot(
 
 
 @contextmanager
-def serving(agent: Agent, socket: Path) -> Iterator[AgentServer]:
-    server = AgentServer(socket, agent)
+def serving(agent: Agent, socket: Path, routes: Routes = DSTACK_ROUTES) -> Iterator[AgentServer]:
+    server = AgentServer(socket, agent, routes)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

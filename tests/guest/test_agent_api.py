@@ -24,7 +24,14 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from dstack_sdk import DstackClient
 
-from attest import BindingLabel, compute_report_data, parse_quote, read_ratls_certificate
+from attest import (
+    BindingLabel,
+    compute_report_data,
+    decode_versioned_attestation,
+    parse_quote,
+    read_ratls_certificate,
+    verify_replay,
+)
 from guest import keys, verify
 from guest.agent import Agent
 from guest.measure import compose_hash
@@ -291,11 +298,33 @@ def test_version(client: DstackClient) -> None:
     assert client.version().version
 
 
-def test_attest_carries_a_quote_of_the_report_data(client: DstackClient) -> None:
-    doc = json.loads(client.attest(b"nonce").decode_attestation())
-    assert doc["version"] == 1
-    report = parse_quote(bytes.fromhex(doc["quote"])).td_report
-    assert report.report_data == b"nonce".ljust(64, b"\0")
+def test_attest_is_dstacks_versioned_attestation_of_the_report_data(
+    client: DstackClient, agent: Agent
+) -> None:
+    att = decode_versioned_attestation(client.attest(b"nonce").decode_attestation())
+    assert att.report_data == b"nonce".ljust(64, b"\0")
+    report = parse_quote(att.quote).td_report
+    assert report.report_data == att.report_data
+    verify_replay(att.event_log, report.rtmrs)
+    assert [name for name, _ in att.runtime_events][:3] == [
+        "system-preparing",
+        "os-image-hash",
+        "app-id",
+    ]
+    assert dict(att.runtime_events)["app-id"] == APP_ID
+    assert att.vm_config == client.info().vm_config == agent.vm_config
+
+
+def test_gpu_info_is_dstacks_answer_for_a_vm_without_gpus(socket: str) -> None:
+    reply = raw(socket, "/GpuInfo", b"{}")
+    assert reply.status_code == 200 and reply.json() == {"attestation": ""}
+
+
+def test_info_carries_cloud_names_and_the_vm_config(client: DstackClient, agent: Agent) -> None:
+    info = client.info()
+    assert (info.cloud_vendor, info.cloud_product) == ("", "")  # a simulated TD has no cloud
+    assert info.vm_config == agent.vm_config == client.get_quote(b"x").vm_config
+    assert json.loads(info.vm_config)["os_image_hash"] == info.os_image_hash
 
 
 def raw(socket: str, path: str, body: bytes, method: str = "POST") -> httpx.Response:

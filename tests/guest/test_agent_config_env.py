@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
-from guest.agent import AgentStartError
+from guest.agent import AgentStartError, vm_description
 from guest.config import ConfigError, load_config
 from guest.env import EnvError, parse_assignments
+from guest.vmconfig import cloud_names
 from mpc import Scalar
+from node.tee import SIMULATED_OS_IMAGE
 from tests.guest.agent_harness import APP_ID, boot, make_config
 
 SECRET = Scalar.from_bytes((987654321).to_bytes(32, "big"), "test secret")
@@ -150,7 +153,9 @@ def test_cli_errors_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_tdx_needs_the_os_image_hash(tmp_path: Path) -> None:
     (tmp_path / "agent.toml").write_text(GOOD + 'tee = "tdx"\n')
-    with pytest.raises(ConfigError, match="'os_image_hash' is required"):
+    with pytest.raises(
+        ConfigError, match="'os_image_hash' .or a 'vm_config' that has it. is required"
+    ):
         load_config(tmp_path / "agent.toml")
     (tmp_path / "agent.toml").write_text(
         GOOD + 'tee = "tdx"\nos_image_hash = "' + "ab" * 32 + '"\n'
@@ -188,3 +193,55 @@ def test_agent_waits_for_a_committee_then_names_what_is_missing(
     assert "waiting for a KMS committee on chain (no active generation)" in out.out
     assert "no usable KMS committee on chain: no active generation" in out.err
     assert len(asked) >= 2 and asked[-1] - asked[0] >= 0.5
+
+
+def test_vm_config_file_is_reported_verbatim_and_names_the_image(tmp_path: Path) -> None:
+    image = "ef" * 32
+    vm_config = '{"os_image_hash":"' + image + '","cpu_count":8,"memory_size":17179869184}'
+    (tmp_path / "sys-config.json").write_text(json.dumps({"vm_config": vm_config, "pccs_url": ""}))
+    agent = boot(make_config(tmp_path, vm_config=tmp_path / "sys-config.json"), SECRET)
+    assert agent.vm_config == vm_config
+    measured = [e for e in agent.provider.event_log() if e.event == "os-image-hash"]
+    assert [e.event_payload for e in measured] == [bytes.fromhex(image)]
+    (tmp_path / "vm.json").write_text(vm_config)
+    again = boot(make_config(tmp_path, vm_config=tmp_path / "vm.json"), SECRET)
+    assert again.vm_config == vm_config and again.os_image == bytes.fromhex(image)
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("[1]", {}, "must be a JSON object"),
+        ("{nope", {}, "is not JSON"),
+        ('{"os_image_hash": "abcd"}', {}, "os_image_hash must be 32 bytes of hex"),
+        (
+            '{"os_image_hash": "' + "ab" * 32 + '"}',
+            {"os_image_hash": bytes.fromhex("cd" * 32)},
+            "names OS image abab.*but os_image_hash is cdcd",
+        ),
+        ('{"cpu_count": 1}', {"tee": "tdx"}, "has no os_image_hash and the config sets none"),
+    ],
+)
+def test_a_bad_vm_config_stops_the_agent_with_the_reason(
+    tmp_path: Path, content: str, extra: dict[str, object], message: str
+) -> None:
+    (tmp_path / "vm.json").write_text(content)
+    config = make_config(tmp_path, APP_ID, vm_config=tmp_path / "vm.json", **extra)
+    with pytest.raises(AgentStartError, match=message):
+        vm_description(config, bytes(32))
+
+
+def test_simulated_vm_config_has_dstacks_fields(tmp_path: Path) -> None:
+    agent = boot(make_config(tmp_path), SECRET)
+    doc = json.loads(agent.vm_config)
+    assert doc["os_image_hash"] == agent.os_image.hex() == SIMULATED_OS_IMAGE.hex()
+    assert {"cpu_count", "memory_size", "num_gpus", "hotplug_off", "spec_version"} <= set(doc)
+    assert agent.cloud == ("", "")
+
+
+def test_cloud_names_come_from_dmi_on_a_real_td(tmp_path: Path) -> None:
+    (tmp_path / "sys_vendor").write_text("Google\n")
+    (tmp_path / "product_name").write_text("Google Compute Engine\n")
+    assert cloud_names("tdx", tmp_path) == ("Google", "Google Compute Engine")
+    assert cloud_names("simulator", tmp_path) == ("", "")
+    assert cloud_names("tdx", tmp_path / "absent") == ("", "")

@@ -7,7 +7,8 @@ rolled-back env stop the agent with a clear message; encrypt-env refuses unregis
 and an unconfirmed network; dstack's verifier accepts the agent's chains against the KMS
 root the owner published; a dstack-style controller registered with `--controller` decides
 who gets keys. The steps run in one test so that pytest-xdist does not bring up a second
-network.
+network; for the same reason the official SDK's own test suite runs here too, in its own
+test on the same network.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from dstack_sdk import DstackClient
 from eth_account import Account
 
-from attest import parse_quote
+from attest import decode_versioned_attestation, parse_quote
 from contracts import EpochKind, Transactor, anvil_account
 from guest import verify
 from guest.env import seal_env
@@ -33,7 +34,7 @@ from guest.measure import compose_hash
 from guest.verify import kms_root_from_chain
 from testnet.cluster import OWNER_ACCOUNT, Cluster
 from tests.contracts.testsol import compile_test_contracts, deploy_test_contract
-from tests.guest import dstack_verifier
+from tests.guest import dstack_verifier, sdk_suite
 from tests.guest.test_agent_api import forged_chains
 
 pytestmark = pytest.mark.timeout(300)
@@ -91,10 +92,13 @@ def write_config(
 
 
 class AgentProcess:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, tappd: bool = False) -> None:
         self.socket = config.parent / "dstack.sock"
+        args = ["--config", str(config), "--socket", str(self.socket)]
+        if tappd:
+            args += ["--tappd-socket", str(config.parent / "tappd.sock")]
         self.proc = subprocess.Popen(
-            [*TKMS, "guest", "agent", "--config", str(config), "--socket", str(self.socket)],
+            [*TKMS, "guest", "agent", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -189,7 +193,8 @@ def agent_serves_every_endpoint_with_network_keys(
         assert c.verify(
             "secp256k1", b"data", signed.decode_signature(), signed.decode_public_key()
         ).valid
-        assert json.loads(c.attest(b"x").decode_attestation())["version"] == 1
+        att = decode_versioned_attestation(c.attest(b"x").decode_attestation())
+        assert att.report_data == b"x".ljust(64, b"\0") and att.vm_config == info.vm_config
         assert c.version().rev == "tkms"
         env_file = tmp_path / "a" / "env.json"
         assert json.loads(env_file.read_text()) == {"API_TOKEN": "s3cret", "MODE": "prod"}
@@ -462,3 +467,17 @@ def test_guest_agent_on_a_real_network(
     encrypt_env_checks_the_app_and_the_network(cluster, apps, tmp_path / "encrypt")
     dstack_verifiers_accept_the_agents_chains(cluster, apps, tmp_path / "dstack")
     a_registered_dstack_style_controller_decides_who_gets_keys(cluster, tmp_path / "controller")
+
+
+def test_the_official_python_sdk_suite_passes_against_the_agent(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    """dstack-sdk 0.5.4's own tests, unchanged, against a live agent (tests/guest/sdk_suite.py)."""
+    why_not = sdk_suite.missing()
+    if why_not is not None:
+        pytest.skip(why_not)
+    with AgentProcess(write_config(cluster, tmp_path / "run", apps[1]), tappd=True):
+        result = sdk_suite.run_suite(tmp_path / "run", tmp_path / "junit.xml")
+    print(result.summary())
+    assert result.passed >= 122, result.output  # the suite has 122 tests; none may be lost
+    assert (result.failed, result.errors) == (0, 0), (result.failures, result.output[-4000:])

@@ -22,7 +22,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest import spki_hash
-from guest.kms_client import AppKeyRequest, Committee, DerivationError, KmsClient, Member
+from guest.kms_client import (
+    AppKeyRequest,
+    Committee,
+    DerivationError,
+    HedgeDelay,
+    KmsClient,
+    Member,
+)
 from mpc import G1, Epoch, Generation, KeyRequest, MemberIndex, NetworkContext, derive_partial
 from mpc.tsig import app_pubkey_statement, sign_partial, verify_signature
 from protos.tkms.v1 import kms_pb2, kms_pb2_grpc
@@ -44,6 +51,7 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         lie_on: bytes | None = None,
         sign_lie: str | None = None,
         delay: float = 0.0,
+        silent: bool = False,
     ) -> None:
         self.share = keys.shares[index - 1]
         self.fail_first = fail_first
@@ -51,6 +59,7 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         self.lie_on = lie_on  # lie only for keys of this purpose
         self.sign_lie = sign_lie  # "statement": signs another key's; "proof": a bad share
         self.delay = delay  # seconds before answering SignPartial
+        self.silent = silent  # never answers DerivePartial (a stopped process)
         self.calls = 0
         self.tls = TlsIdentity.generate()
 
@@ -78,6 +87,8 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> kms_pb2.DerivePartialResponse:
         self.calls += 1
+        if self.silent:
+            await asyncio.Event().wait()
         if self.calls <= self.fail_first:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         requester = G1.from_bytes(request.requester_key)
@@ -418,3 +429,55 @@ def test_signing_fails_with_every_liar_named_when_fewer_than_t_are_honest(
         assert "node-1 (127.0.0.1:" in str(err.value)
 
     asyncio.run(go())
+
+
+def test_the_hedge_delay_is_twice_the_typical_answer_within_its_bounds() -> None:
+    delay = HedgeDelay(initial=0.1, floor=0.05, ceiling=0.3)
+    assert delay.current() == 0.1  # no answer seen yet
+    for seconds in (0.01, 0.012, 0.5, 0.011, 0.009):
+        delay.observe(seconds)
+    assert delay.current() == 0.05  # 2 x 11 ms is under the floor; one outlier moves nothing
+    for _ in range(10):
+        delay.observe(0.08)
+    assert delay.current() == pytest.approx(0.16)
+    for _ in range(20):
+        delay.observe(1.0)
+    assert delay.current() == 0.3
+    with pytest.raises(ValueError, match="floor <= initial <= ceiling"):
+        HedgeDelay(initial=0.5, floor=0.05, ceiling=0.3)
+
+
+def test_by_default_a_silent_member_costs_one_hedge_delay_not_the_timeout(
+    keys: DealtKeys,
+) -> None:
+    """Member 1 takes the request and never answers, its connection open (a stopped process).
+    The default client asks t members, brings in one more after the hedge delay, and asks the
+    silent member last afterwards: the 5 s timeout is never waited for, and a healthy network
+    does t members' work per request."""
+
+    async def go() -> list[float]:
+        nodes = [FakeNode(keys, i, silent=(i == 1)) for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        took = []
+        try:
+            client = KmsClient(committee(keys, nodes, ports), no_evidence, timeout=5)
+            try:
+                for n in range(8):
+                    began = time.monotonic()
+                    result = await client.derive([AppKeyRequest(APP, b"k%d" % n)])
+                    took.append(time.monotonic() - began)
+                    assert 1 not in result.answered
+            finally:
+                await client.close()
+            # asked in the first request, then last (at most once more, should a busy
+            # machine make an answer slower than the delay)
+            assert nodes[0].calls <= 2
+            assert sum(n.calls for n in nodes[1:]) == 8 * 3
+        finally:
+            for s in servers:
+                await s.stop(None)
+        return took
+
+    took = asyncio.run(go())
+    print("derivations with a silent member (s):", [round(t, 3) for t in took])
+    assert took[0] < 1.0 and max(took[1:]) < 0.5, took

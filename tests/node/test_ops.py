@@ -94,9 +94,9 @@ BASE = HealthInputs(
     ("changes", "health", "reason"),
     [
         ({}, Health.NORMAL, "ok"),
-        ({"peers_reachable": 3}, Health.DEGRADED, "4 of 5 members reachable"),
-        ({"peers_reachable": 2}, Health.DEGRADED, "3 of 5 members reachable"),
-        ({"peers_reachable": 1}, Health.DOWN, "only 2 of 5 members reachable, threshold 3"),
+        ({"peers_reachable": 3}, Health.DEGRADED, "4 of 5 members answer"),
+        ({"peers_reachable": 2}, Health.DEGRADED, "3 of 5 members answer"),
+        ({"peers_reachable": 1}, Health.DOWN, "only 2 of 5 members answer, threshold 3"),
         ({"chain_head_age": 20}, Health.DEGRADED, "chain view lagging"),
         ({"chain_head_age": 31}, Health.DOWN, "chain view stale"),
         ({"has_share": False}, Health.DOWN, "no active key share"),
@@ -109,6 +109,43 @@ def test_health(changes: dict[str, object], health: Health, reason: str) -> None
     got, why = compute_health(dataclasses.replace(BASE, **changes))  # type: ignore[arg-type]
     assert got is health
     assert reason in why
+
+
+@pytest.mark.parametrize("ages", [(16, 29), (31, 3600)])
+def test_a_health_reason_does_not_change_while_the_state_does_not(ages: tuple[int, int]) -> None:
+    """The daemon logs health_changed when (value, reason) changes: a reason with the chain
+    view's age in it logged a line every second while degraded."""
+    import dataclasses
+
+    first, second = (compute_health(dataclasses.replace(BASE, chain_head_age=age)) for age in ages)
+    assert first == second and first[0] is not Health.NORMAL
+
+
+def test_a_client_gone_before_its_answer_leaves_no_traceback_on_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """socketserver printed a traceback (plain text in a JSON log) whenever a /health poller
+    timed out before a busy or stopped node answered."""
+    import socket
+    import struct
+    import time
+
+    def slow() -> HealthReport:
+        time.sleep(0.3)
+        return HealthReport("NORMAL", "ok", 1, 1)
+
+    server = StatusHttpServer("127.0.0.1", 0, slow, lambda: b"")
+    server.start()
+    try:
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", server.port))
+            client.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # reset: the answer finds no one
+        time.sleep(0.8)
+    finally:
+        server.stop()
+    assert capfd.readouterr().err == ""
 
 
 def test_status_http_endpoint_serves_health_and_metrics() -> None:

@@ -12,6 +12,9 @@ every node reaches the chain through a `TcpProxy`, so the test can take the RPC 
 3. Chain RPC cut, then restored: every node fails closed (UNAVAILABLE, "stale") once its view
    is older than the bound, and serves again by itself after.
 4. The head stalls (anvil stops mining): the same, without any RPC error.
+5. The chain's RPC hangs (anvil stopped with SIGSTOP: connections open, no answers): every
+   node logs `chain_unreachable` within seconds, /health and the testnet status answer at
+   once throughout, and `chain_reachable` is logged as soon as anvil runs again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -337,6 +341,63 @@ def test_a_stalled_head_fails_closed_and_recovers(net: Net) -> None:
         "recovered_s": round(recovered, 1),
     }
     assert closed >= MAX_HEAD_AGE - 2
+
+
+def test_a_hung_chain_rpc_is_logged_within_seconds_and_status_answers_throughout(
+    net: Net,
+) -> None:
+    from testnet.cli import status_document
+
+    honest = net.nodes[:4]
+    wait_all_serving(net, timeout=60)
+    offsets = {n.index: n.log_path.stat().st_size for n in honest}
+
+    def logged(node: NodeProcess, event: str) -> bool:
+        with node.log_path.open() as f:
+            f.seek(offsets[node.index])
+            return any(f'"event": "{event}"' in line for line in f)
+
+    pid = net.cluster.anvil_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    unreachable: dict[int, float] = {}
+    slowest_health = slowest_status = 0.0
+    try:
+        while time.monotonic() - stopped < 8.0:
+            for node in honest:
+                if node.index not in unreachable and logged(node, "chain_unreachable"):
+                    unreachable[node.index] = round(time.monotonic() - stopped, 2)
+                began = time.monotonic()
+                assert node.health(timeout=2.0) is not None, f"node {node.index}: no /health"
+                slowest_health = max(slowest_health, time.monotonic() - began)
+            began = time.monotonic()
+            status = status_document(net.cluster)
+            slowest_status = max(slowest_status, time.monotonic() - began)
+            assert status["chain"] == "unreachable", status
+            assert all(n["health"] in ("NORMAL", "DEGRADED", "DOWN") for n in status["nodes"])
+            time.sleep(0.2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    reachable: dict[int, float] = {}
+    while len(reachable) < len(honest) and time.monotonic() - resumed < 20:
+        for node in honest:
+            if node.index not in reachable and logged(node, "chain_reachable"):
+                reachable[node.index] = round(time.monotonic() - resumed, 2)
+        time.sleep(0.1)
+    MEASURED["rpc_hang"] = {
+        "chain_unreachable_logged_s": unreachable,
+        "chain_reachable_logged_s": reachable,
+        "slowest_health_s": round(slowest_health, 2),
+        "slowest_status_s": round(slowest_status, 2),
+    }
+    print("\nhung RPC:", MEASURED["rpc_hang"])
+    # one 2 s RPC timeout (or the watcher's 2 s stall bound) plus a 0.5 s poll, with slack
+    assert len(unreachable) == 4 and max(unreachable.values()) <= 4.0, unreachable
+    assert len(reachable) == 4 and max(reachable.values()) <= 3.0, reachable
+    assert slowest_health < 1.0 and slowest_status < 2.0
+    wait_all_serving(net, timeout=60)
 
 
 @pytest.mark.slow
