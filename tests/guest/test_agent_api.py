@@ -241,6 +241,45 @@ def test_the_tkms_field_ties_the_chain_to_pk2(socket: str) -> None:
         tkms_check(Scalar(7))
 
 
+@pytest.mark.parametrize("algorithm", ["secp256k1", "secp256k1_prehashed", "ed25519"])
+def test_guest_verify_checks_sign_chains_both_ways(socket: str, algorithm: str) -> None:
+    data = hashlib.sha256(b"payload").digest()
+    body = json.dumps({"algorithm": algorithm, "data": data.hex()}).encode()
+    doc = raw(socket, "/Sign", body).json()
+    public = bytes.fromhex(doc["public_key"])
+    chain = [bytes.fromhex(c) for c in doc["signature_chain"]]
+    certificates = verify.Certificates.from_json(doc["tkms"])
+
+    def both(data: bytes, chain: list[bytes]) -> None:
+        verify.verify_sign_chain(algorithm, data, public, chain, app_id=APP_ID, kms_root=KMS_ROOT)
+        verify.verify_tkms_sign_chain(
+            algorithm,
+            data,
+            public,
+            chain,
+            certificates,
+            app_id=APP_ID,
+            chain_id=31337,
+            governance=CONTRACT,
+            group_key=G2.base_mul(SECRET),
+        )
+
+    both(data, chain)
+    with pytest.raises(verify.ChainError, match="does not verify"):
+        both(bytes([data[0] ^ 1]) + data[1:], chain)
+    with pytest.raises(verify.ChainError, match="a Sign chain has 3 signatures, got 2"):
+        both(data, chain[1:])
+    if algorithm != "ed25519":
+        s = int.from_bytes(chain[0][32:], "big")
+        twin = chain[0][:32] + (dstack_verifier.N - s).to_bytes(32, "big")  # valid ECDSA too
+        with pytest.raises(verify.ChainError, match="high-S"):
+            both(data, [twin, *chain[1:]])
+        with pytest.raises(dstack_verifier.Rejected, match="low-S"):
+            dstack_verifier.verify_sign_chain(
+                algorithm, data, public, [twin, *chain[1:]], app_id=APP_ID, kms_root=KMS_ROOT
+            )
+
+
 def forged_chains(
     chain: list[bytes], app: bytes, public: bytes, app_id: bytes = APP_ID, purpose: str = "eth"
 ) -> dict[str, list[bytes]]:
