@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from contracts._codecheck import is_deployed, predict_app_id, runtime_matches
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
     from contracts._devchain import DEV_CHAIN_IDS, pin_chain_id, require_dev_chain
+    from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._register import RegisteredApp, predicted_app_id, register_app
@@ -88,6 +89,8 @@ _MODULES: dict[str, str] = {
     "DealInfo": "contracts._types",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
+    "MIN_PHASE_BLOCKS": "contracts._epoch_calls",
+    "PHASE_NAMES": "contracts._epoch_calls",
     "EpochKind": "contracts._types",
     "EpochStatus": "contracts._types",
     "FailReason": "contracts._types",
@@ -134,6 +137,8 @@ __all__ = [
     "DEFAULT_RETIREMENT_WINDOW",
     "DEV_CHAIN_IDS",
     "IAPP_AUTH_INTERFACE_ID",
+    "MIN_PHASE_BLOCKS",
+    "PHASE_NAMES",
     "SOURCE_DIR",
     "Anvil",
     "AnvilError",

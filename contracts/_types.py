@@ -40,12 +40,13 @@ class Phase(enum.IntEnum):
     """Where a running epoch is at a given block; FINISHED once active, superseded or failed."""
 
     NONE = 0
-    DEAL = 1
-    COMPLAIN = 2
-    JUSTIFY = 3
-    CONFIRM = 4
-    EXPIRED = 5
-    FINISHED = 6
+    KEYS = 1
+    DEAL = 2
+    COMPLAIN = 3
+    JUSTIFY = 4
+    CONFIRM = 5
+    EXPIRED = 6
+    FINISHED = 7
 
 
 class GenerationStatus(enum.IntEnum):
@@ -158,7 +159,10 @@ class EpochInfo:
     previous_epoch: int
     threshold: int
     previous_threshold: int
+    participants: int  # members plus the dealers that are not members
+    keys_posted: int
     proposed_at: int
+    keys_deadline: int
     deal_deadline: int
     complaint_deadline: int
     justify_deadline: int
@@ -181,6 +185,7 @@ class DealInfo:
     commitments: tuple[bytes, ...]
     pk2_part: bytes
     proof: bytes
+    shares_hash: bytes  # keccak256 of the sealed shares sent with the deal
     submitted_at: int
 
 
@@ -188,8 +193,9 @@ class DealInfo:
 class ComplaintInfo:
     accuser: str
     accused: str
+    reveal: bytes  # the accuser's DH secret of the pair and its DLEQ proof
     justified: bool
-    share: bytes
+    answer: bytes  # the accused dealer's ML-KEM secret of the pair ("" until justified)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from mpc.derive import (
 from mpc.dkg import DkgFailure, DkgMember, DkgResult, compute_digest
 from mpc.dleq import DleqProof, prove_dleq, verify_dleq
 from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_KMS_ROOT, DST_SIG
+from mpc.epochkey import EpochKeyPair, EpochKeys, EpochPublicKey
 from mpc.errors import (
     DecryptionError,
     EncodingError,
@@ -36,10 +37,11 @@ from mpc.errors import (
 )
 from mpc.group import G1, G2, GT, Scalar, hash_to_g1, hash_to_g1_point, pairing
 from mpc.keyschedule import derive_app_seed, derive_child_key
-from mpc.messages import Complaint, Confirmation, DealPublic, EncryptedShare, Justification
+from mpc.messages import Complaint, Confirmation, DealPublic, Justification, ShareBundle
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.schnorr import SchnorrProof
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.sharebox import DhReveal, SealedShare
 from mpc.sharing import Polynomial, PublicPolynomial, Share, recover_secret
 from mpc.types import Epoch, Generation, MemberIndex
 
@@ -53,7 +55,10 @@ __all__ = [
     "DkgFailure",
     "DkgMember",
     "DkgResult",
-    "EncryptedShare",
+    "DhReveal",
+    "EpochKeyPair",
+    "EpochKeys",
+    "EpochPublicKey",
     "Fault",
     "FaultKind",
     "Justification",
@@ -62,6 +67,8 @@ __all__ = [
     "ReshareDealer",
     "ReshareReceiver",
     "SchnorrProof",
+    "SealedShare",
+    "ShareBundle",
     "SessionContext",
     "SessionKind",
     "compute_digest",

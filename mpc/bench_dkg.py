@@ -2,20 +2,22 @@
 
 Each member is a real state machine and decodes every board message from bytes itself, as a
 node reading the chain would, so the figure is the sum of all n members' work on one core:
-deal, decode and judge n deals, open n shares, aggregate. Deal keys and, for the reshare, the
-previous committee are set up before the clock starts (a trusted-dealer committee stands in
-for a previous DKG, which would give the same shapes).
+decode the posted epoch keys, deal (seal n shares), decode and judge n deals with their
+sealed-share bundles, open n shares, aggregate. Epoch keys and, for the reshare, the previous
+committee are set up before the clock starts (a trusted-dealer committee stands in for a
+previous DKG, which would give the same shapes).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
-from mpc.dealenc import DealKeyPair
 from mpc.dkg import DkgMember, DkgResult
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.group import G1, G2
-from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
+from mpc.messages import Complaint, DealPublic, Justification, ShareBundle
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
 from mpc.sharing import Polynomial
@@ -45,21 +47,30 @@ def _warm_up() -> None:
     G2.base_mul(1)
 
 
+def _keys(ctx: SessionContext) -> tuple[list[EpochKeyPair], dict[bytes, bytes]]:
+    pairs = [
+        EpochKeyPair.generate(ctx.session_id, a, member=True, rng=os.urandom) for a in ctx.members
+    ]
+    return pairs, {a: k.public_key.to_bytes() for a, k in zip(ctx.members, pairs, strict=True)}
+
+
+def _board(outputs: list[Any]) -> tuple[list[bytes], list[bytes]]:
+    return [o.public.to_bytes() for o in outputs], [o.bundle.to_bytes() for o in outputs]
+
+
 def bench_dkg(n: int, t: int) -> float:
     """Seconds for a full DKG with n members and threshold t (no faults)."""
     _warm_up()
     ctx = _context(n, t, SessionKind.DKG, None)
-    keys = [DealKeyPair.generate() for _ in range(n)]
-    public_keys = [k.public_key for k in keys]
+    pairs, posted = _keys(ctx)
     start = time.perf_counter()
-    members = [DkgMember(ctx, MemberIndex(i), keys[i - 1]) for i in range(1, n + 1)]
-    outputs = [m.deal(public_keys) for m in members]
-    deal_bytes = [o.public.to_bytes() for o in outputs]
-    share_bytes = [(s.recipient, s.to_bytes()) for o in outputs for s in o.shares]
-    for i, m in enumerate(members, start=1):
+    keys = EpochKeys.from_posted(ctx, posted)
+    members = [DkgMember(ctx, MemberIndex(i), pairs[i - 1]) for i in range(1, n + 1)]
+    deal_bytes, bundle_bytes = _board([m.deal(keys) for m in members])
+    for m in members:
         deals = [DealPublic.from_bytes(b) for b in deal_bytes]
-        mine = [EncryptedShare.from_bytes(b) for r, b in share_bytes if r == i]
-        m.on_deals(deals, mine)
+        bundles = [ShareBundle.from_bytes(b) for b in bundle_bytes]
+        m.on_deals(EpochKeys.from_posted(ctx, posted), deals, bundles)
     _finish(members)
     elapsed = time.perf_counter() - start
     _check(members)
@@ -94,19 +105,17 @@ def bench_reshare(n: int, t: int | None = None) -> float:
         pk2=G2.base_mul(secret_poly.secret),
     )
     ctx = _context(n, t, SessionKind.RESHARE, previous)
-    keys = [DealKeyPair.generate() for _ in range(n)]
-    public_keys = [k.public_key for k in keys]
+    pairs, posted = _keys(ctx)
     old_shares = [secret_poly.share(MemberIndex(i)) for i in range(1, n + 1)]
     start = time.perf_counter()
-    dealers = [ReshareDealer(ctx, s.member, s) for s in old_shares]
-    receivers = [ReshareReceiver(ctx, MemberIndex(j), keys[j - 1]) for j in range(1, n + 1)]
-    outputs = [d.deal(public_keys) for d in dealers]
-    deal_bytes = [o.public.to_bytes() for o in outputs]
-    share_bytes = [(s.recipient, s.to_bytes()) for o in outputs for s in o.shares]
-    for j, receiver in enumerate(receivers, start=1):
+    keys = EpochKeys.from_posted(ctx, posted)
+    dealers = [ReshareDealer(ctx, s.member, s, pairs[s.member - 1]) for s in old_shares]
+    receivers = [ReshareReceiver(ctx, MemberIndex(j), pairs[j - 1]) for j in range(1, n + 1)]
+    deal_bytes, bundle_bytes = _board([d.deal(keys) for d in dealers])
+    for receiver in receivers:
         deals = [DealPublic.from_bytes(b) for b in deal_bytes]
-        mine = [EncryptedShare.from_bytes(b) for r, b in share_bytes if r == j]
-        receiver.on_deals(deals, mine)
+        bundles = [ShareBundle.from_bytes(b) for b in bundle_bytes]
+        receiver.on_deals(EpochKeys.from_posted(ctx, posted), deals, bundles)
     for d in dealers:
         d.on_complaints([])
     _finish(receivers)

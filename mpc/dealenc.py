@@ -1,23 +1,14 @@
-"""Encryption of DKG and reshare shares to a member's deal key, with HPKE (RFC 9180).
+"""The long-term deal key a node registers on chain (ML-KEM-768 + X25519, HPKE-shaped).
 
-The HPKE is `cryptography`'s (`hazmat.primitives.hpke`), suite MLKEM768_X25519 / HKDF_SHA256 /
-AES_256_GCM: a hybrid KEM, so a share recorded today stays secret against a future quantum
-adversary as long as either ML-KEM-768 or X25519 holds. tkms never implements HPKE itself.
-
-`info` binds each ciphertext to one (chain id, contract, epoch, dealer, recipient):
-
-    info = frame(b"tkms-deal:v1", u64 chain_id, contract (20 B), u64 epoch,
-                 u16 dealer, u16 recipient)
-
-so a share encrypted for one member or epoch does not open for another (`DecryptionError`).
+Shares are no longer encrypted to this key: every epoch has its own keys (`mpc.epochkey`),
+which die with the epoch, and the sealed shares go on the public board (`mpc.sharebox`). The
+registered key stays part of a node's attested registration (design §4.4) until the registry
+format drops it; nothing in the protocol uses its private half.
 
 `cryptography` gives these hybrid keys no serialization, so this module defines one:
 
     private key (96 B)  = ML-KEM-768 seed (64 B) ‖ X25519 private key (32 B)
     public key (1216 B) = ML-KEM-768 encapsulation key (1184 B) ‖ X25519 public key (32 B)
-
-HPKE's own randomness comes from OpenSSL, not from the injected `rng`: ciphertexts differ
-between runs even with a seeded rng, which changes nothing else in the protocol.
 """
 
 from __future__ import annotations
@@ -25,24 +16,17 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
-from mpc.encoding import frame
-from mpc.errors import DecryptionError, EncodingError, ProtocolMisuse
-from mpc.group import SCALAR_SIZE, Rng, Scalar
-
-_INFO_LABEL: Final = b"tkms-deal:v1"
-_SUITE: Final = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+from mpc.errors import EncodingError
+from mpc.group import Rng
 
 MLKEM_SEED_SIZE: Final = 64
 MLKEM_PUBLIC_SIZE: Final = 1184
 X25519_SIZE: Final = 32
 PRIVATE_KEY_SIZE: Final = MLKEM_SEED_SIZE + X25519_SIZE
 PUBLIC_KEY_SIZE: Final = MLKEM_PUBLIC_SIZE + X25519_SIZE
-#: HPKE encapsulated key + the 32-byte share + the 16-byte GCM tag.
-CIPHERTEXT_SIZE: Final = hpke.KEM.MLKEM768_X25519.enc_length() + SCALAR_SIZE + 16
 _X25519_P: Final = 2**255 - 19
 
 
@@ -129,44 +113,3 @@ class DealKeyPair:
 
     def __repr__(self) -> str:
         return f"DealKeyPair(public={self._public!r}, <redacted>)"
-
-
-def compute_deal_info(
-    *, chain_id: int, contract: bytes, epoch: int, dealer: int, recipient: int
-) -> bytes:
-    """The HPKE `info` of one share: see the module docstring."""
-    if len(contract) != 20:
-        raise ProtocolMisuse(f"contract address must be 20 bytes, got {len(contract)}")
-    for name, value in (("dealer", dealer), ("recipient", recipient)):
-        if not 1 <= value < 1 << 16:
-            raise ProtocolMisuse(f"{name} index must be in 1..65535, got {value}")
-    if not 0 <= chain_id < 1 << 64 or not 0 <= epoch < 1 << 64:
-        raise ProtocolMisuse("chain id and epoch must fit in 64 bits")
-    return frame(
-        _INFO_LABEL,
-        chain_id.to_bytes(8, "big"),
-        contract,
-        epoch.to_bytes(8, "big"),
-        dealer.to_bytes(2, "big"),
-        recipient.to_bytes(2, "big"),
-    )
-
-
-def encrypt_share(share: Scalar, recipient_key: DealPublicKey, *, info: bytes) -> bytes:
-    """HPKE-encrypt the 32-byte share to `recipient_key` with `info` from `compute_deal_info`."""
-    return _SUITE.encrypt(share.to_bytes(), recipient_key._key, info=info)
-
-
-def decrypt_share(ciphertext: bytes, key_pair: DealKeyPair, *, info: bytes) -> Scalar:
-    """Open a share; raise DecryptionError for any ciphertext that does not open to a scalar.
-
-    Wrong key, wrong `info` (another dealer, recipient or epoch), tampering, a wrong length
-    and a non-canonical plaintext all give the same error, so it is no oracle.
-    """
-    if len(ciphertext) != CIPHERTEXT_SIZE:
-        raise DecryptionError("deal share does not decrypt")
-    try:
-        plaintext = _SUITE.decrypt(bytes(ciphertext), key_pair._private, info=info)
-        return Scalar.from_bytes(plaintext, "deal share")
-    except (InvalidTag, ValueError):
-        raise DecryptionError("deal share does not decrypt") from None

@@ -13,15 +13,16 @@ Rules (h11-style) for the role classes in `mpc.dkg` and `mpc.reshare`:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mpc.dealenc import DealPublicKey, compute_deal_info, encrypt_share
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.errors import PhaseError, ProtocolMisuse
 from mpc.group import G2, Rng
-from mpc.messages import DealPublic, EncryptedShare, Justification
+from mpc.messages import DealPublic, Justification, ShareBundle
 from mpc.schnorr import compute_binding, prove_knowledge
 from mpc.session import SessionContext
+from mpc.sharebox import Encapsulate, SealedShare, pair_context, seal_share
 from mpc.sharing import Polynomial
 from mpc.types import MemberIndex
 
@@ -72,17 +73,25 @@ class FaultKind(enum.Enum):
     EQUIVOCATION = "several different deals"
     WRONG_COMMITMENT_COUNT = "wrong number of commitments"
     WRONG_CONSTANT_TERM = "constant term is not the dealer's old verification key"
+    MISSING_KEY = "no usable epoch key from the dealer"
     BAD_PROOF = "bad proof of knowledge"
+    MISSING_CIPHERTEXTS = "no sealed shares on the board"
+    BAD_CIPHERTEXTS = "sealed shares do not match the members' keys"
     INCONSISTENT_G2 = "P does not match C_0"
-    MISSING_SHARE = "no share for us"
     BAD_SHARE = "invalid share for us"
+    BAD_COMPLAINT = "complaint without a valid reveal"
     UNANSWERED_COMPLAINT = "complaint not answered"
-    BAD_JUSTIFICATION = "justification not on the commitments"
+    BAD_JUSTIFICATION = "revealed share does not open or is not on the commitments"
 
     @property
     def is_local(self) -> bool:
         """Seen only by this member; settled by a complaint, never excludes by itself."""
-        return self in (FaultKind.MISSING_SHARE, FaultKind.BAD_SHARE)
+        return self is FaultKind.BAD_SHARE
+
+    @property
+    def names_accuser(self) -> bool:
+        """The fault's index is an accuser's (a member), not a dealer's."""
+        return self is FaultKind.BAD_COMPLAINT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,10 +105,10 @@ class Fault:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DealOutput:
-    """What `deal()` returns: publish `public` on the board, send each share to its recipient."""
+    """What `deal()` returns: publish both on the board (the node sends them in one write)."""
 
     public: DealPublic
-    shares: tuple[EncryptedShare, ...]
+    bundle: ShareBundle
 
 
 class StateMachine:
@@ -136,26 +145,23 @@ def pok_binding(context: SessionContext, session_id: bytes, dealer: int) -> byte
     )
 
 
-def deal_info(context: SessionContext, dealer: int, recipient: int) -> bytes:
-    return compute_deal_info(
-        chain_id=context.chain_id,
-        contract=context.contract,
-        epoch=context.epoch,
-        dealer=dealer,
-        recipient=recipient,
-    )
-
-
 def make_deal(
     context: SessionContext,
     session_id: bytes,
     dealer: MemberIndex,
     poly: Polynomial,
-    recipient_keys: Sequence[DealPublicKey],
+    *,
+    dealer_key: EpochKeyPair,
+    keys: EpochKeys,
     rng: Rng,
+    encapsulate: Encapsulate,
     skip: int | None = None,
-) -> DealOutput:
-    """Commit to `poly`, prove knowledge of its secret, encrypt a share to each recipient."""
+) -> tuple[DealOutput, dict[MemberIndex, bytes]]:
+    """Commit to `poly`, prove knowledge of its secret, seal a share to every member with a key.
+
+    Returns the output and the ML-KEM secret of each sealed share (the dealer's to keep, for
+    answering complaints).
+    """
     public = DealPublic(
         session_id=session_id,
         dealer=dealer,
@@ -165,33 +171,46 @@ def make_deal(
             poly.secret, binding=pok_binding(context, session_id, dealer), rng=rng
         ),
     )
-    shares = tuple(
-        EncryptedShare(
-            session_id=session_id,
-            dealer=dealer,
-            recipient=MemberIndex(j),
-            ciphertext=encrypt_share(poly.evaluate(j), key, info=deal_info(context, dealer, j)),
+    entries: list[SealedShare | None] = []
+    secrets: dict[MemberIndex, bytes] = {}
+    for j, key in enumerate(keys.members, start=1):
+        if key is None or j == skip:
+            entries.append(None)
+            continue
+        sealed, secrets[MemberIndex(j)] = seal_share(
+            poly.evaluate(j),
+            dealer=dealer_key,
+            recipient=key,
+            recipient_index=j,
+            pair=pair_context(session_id, dealer, j),
+            encapsulate=encapsulate,
         )
-        for j, key in enumerate(recipient_keys, start=1)
-        if j != skip
-    )
-    return DealOutput(public=public, shares=shares)
+        entries.append(sealed)
+    bundle = ShareBundle(session_id=session_id, dealer=dealer, entries=tuple(entries))
+    return DealOutput(public=public, bundle=bundle), secrets
 
 
-def check_recipient_keys(context: SessionContext, keys: Sequence[DealPublicKey]) -> None:
-    if len(keys) != context.n:
-        raise ProtocolMisuse(f"need {context.n} recipient deal keys, got {len(keys)}")
+def check_own_key(context: SessionContext, keys: EpochKeys, dealer: int, own: EpochKeyPair) -> None:
+    """Raise ProtocolMisuse unless `keys` fit the run and hold our key as dealer `dealer`."""
+    keys.check(context)
+    if keys.dealer(dealer) != own.public_key:
+        raise ProtocolMisuse(f"our epoch key is not on the board as dealer {dealer}'s key")
 
 
 def make_justifications(
-    session_id: bytes, dealer: MemberIndex, poly: Polynomial, accusers: Iterable[MemberIndex]
+    session_id: bytes,
+    dealer: MemberIndex,
+    secrets: Mapping[MemberIndex, bytes],
+    accusers: Iterable[MemberIndex],
 ) -> tuple[Justification, ...]:
-    """Answer each accuser's complaint with its share, in the clear.
+    """Answer each accuser's complaint with the ML-KEM secret of its sealed share.
 
-    Only complaints the judge accepted are answered: a share for an index outside the
-    committee would hand out one more point of the dealer's polynomial.
+    Only complaints whose reveal verified are answered (`mpc.judge.answerable`): the answer
+    opens the accuser's share for everyone, which is harmless only once the accuser itself
+    published its half of the key.
     """
     return tuple(
-        Justification(session_id=session_id, dealer=dealer, accuser=j, share=poly.evaluate(j))
+        Justification(session_id=session_id, dealer=dealer, accuser=j, kem_secret=secrets[j])
         for j in sorted(set(accusers))
+        if j in secrets
     )

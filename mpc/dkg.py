@@ -11,7 +11,8 @@ changes nothing; docs/mpc-dkg.md draws this table):
 
 Rules: the member does no I/O and reads no clock. The caller (the node's phaser) publishes what
 the methods return and calls the next method when the chain says the phase deadline passed,
-passing everything seen on the board (and the encrypted shares received for this member).
+passing everything seen on the board: the epoch keys of the Keys phase (`EpochKeys`), the
+deals and their sealed-share bundles, the complaints, the justifications.
 FAILED after `on_deals` means fewer than t dealers passed the public checks; after
 `on_justifications`, that |QUAL| < t. Both are decided from board data only, so every honest
 member reaches the same phase.
@@ -28,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from mpc.dealenc import DealKeyPair, DealPublicKey
 from mpc.dealing import (
     DealOutput,
     Fault,
@@ -36,16 +36,18 @@ from mpc.dealing import (
     Phase,
     StateMachine,
     Transitions,
-    check_recipient_keys,
+    check_own_key,
     make_deal,
     make_justifications,
 )
 from mpc.encoding import frame
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.errors import ProtocolMisuse
 from mpc.group import G1, G2, Rng
 from mpc.judge import DealJudge
-from mpc.messages import Complaint, Confirmation, DealPublic, EncryptedShare, Justification
+from mpc.messages import Complaint, Confirmation, DealPublic, Justification, ShareBundle
 from mpc.session import SessionContext, SessionKind
+from mpc.sharebox import Encapsulate, mlkem_encapsulate
 from mpc.sharing import (
     Polynomial,
     PublicPolynomial,
@@ -119,14 +121,26 @@ class DkgMember(StateMachine):
     """One member's DKG state machine; see the module docstring for its phases."""
 
     TRANSITIONS = TRANSITIONS
-    __slots__ = ("_context", "_judge", "_me", "_outcome", "_poly", "_rng", "_session_id")
+    __slots__ = (
+        "_context",
+        "_encapsulate",
+        "_judge",
+        "_key",
+        "_me",
+        "_outcome",
+        "_poly",
+        "_rng",
+        "_secrets",
+        "_session_id",
+    )
 
     def __init__(
         self,
         context: SessionContext,
         me: MemberIndex,
-        deal_key: DealKeyPair,
+        epoch_key: EpochKeyPair,
         rng: Rng = os.urandom,
+        encapsulate: Encapsulate = mlkem_encapsulate,
     ) -> None:
         if context.kind is not SessionKind.DKG:
             raise ProtocolMisuse(f"DkgMember needs a DKG session, got {context.kind.name}")
@@ -134,14 +148,16 @@ class DkgMember(StateMachine):
             raise ProtocolMisuse(f"member index {me} outside 1..{context.n}")
         super().__init__()
         self._context, self._me, self._rng = context, me, rng
+        self._key, self._encapsulate = epoch_key, encapsulate
         self._session_id = context.session_id
         self._poly: Polynomial | None = None
+        self._secrets: dict[MemberIndex, bytes] = {}
         self._outcome: DkgResult | DkgFailure | None = None
         self._judge = DealJudge(
             context=context,
             session_id=self._session_id,
             me=me,
-            deal_key=deal_key,
+            epoch_key=epoch_key,
             expected_constant=None,
             rng=rng,
         )
@@ -159,31 +175,42 @@ class DkgMember(StateMachine):
         """The result once FINISHED or FAILED, else None."""
         return self._outcome
 
-    def deal(self, recipient_keys: Sequence[DealPublicKey]) -> DealOutput:
-        """Sample f, and return the public deal and an encrypted share for every other member."""
+    @property
+    def opened(self) -> tuple[MemberIndex, ...]:
+        """The dealers whose valid share for us we hold (so far)."""
+        return tuple(sorted(self._judge.shares))
+
+    def deal(self, keys: EpochKeys) -> DealOutput:
+        """Sample f; return the public deal and a share sealed to every other member's key.
+
+        `keys` are the epoch keys on the board once the Keys phase is over; ours must be
+        among them (else ProtocolMisuse: a dealer without a posted key cannot deal).
+        """
         self._require(Input.DEAL)
-        check_recipient_keys(self._context, recipient_keys)
+        check_own_key(self._context, keys, self._me, self._key)
         poly = Polynomial.random(self._context.threshold - 1, self._rng)
-        out = make_deal(
+        out, secrets = make_deal(
             self._context,
             self._session_id,
             self._me,
             poly,
-            recipient_keys,
-            self._rng,
+            dealer_key=self._key,
+            keys=keys,
+            rng=self._rng,
+            encapsulate=self._encapsulate,
             skip=self._me,
         )
-        self._poly = poly
+        self._poly, self._secrets = poly, secrets
         self._enter(Input.DEAL, Phase.DEALT)
         return out
 
     def on_deals(
-        self, deals: Iterable[DealPublic], shares: Iterable[EncryptedShare]
+        self, keys: EpochKeys, deals: Iterable[DealPublic], bundles: Iterable[ShareBundle]
     ) -> tuple[Complaint, ...]:
-        """Judge every deal on the board and the shares sent to us; return our complaints."""
+        """Judge every deal on the board and open our sealed shares; return our complaints."""
         self._require(Input.DEALS)
         own = None if self._poly is None else (self._me, self._poly.evaluate(self._me))
-        complaints = self._judge.judge_deals(deals, shares, own)
+        complaints = self._judge.judge_deals(keys, deals, bundles, own)
         if len(self._judge.deals) < self._context.threshold:
             self._fail(Input.DEALS)
         else:
@@ -197,7 +224,7 @@ class DkgMember(StateMachine):
         out: tuple[Justification, ...] = ()
         if self._poly is not None:
             accusers = self._judge.accusers_of(self._me)
-            out = make_justifications(self._session_id, self._me, self._poly, accusers)
+            out = make_justifications(self._session_id, self._me, self._secrets, accusers)
         self._enter(Input.COMPLAINTS, Phase.JUSTIFY)
         return out
 

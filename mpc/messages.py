@@ -6,10 +6,15 @@ Indices are u16 big-endian and 1-based; scalars and points use the encodings of 
 
     DealPublic      01 01 sid dealer:u16 count:u16 C_0..C_{count-1} (48 B each)
                     P (96 B) proof (64 B: c, z)
-    EncryptedShare  01 02 sid dealer:u16 recipient:u16 ciphertext (1168 B)
-    Complaint       01 03 sid accuser:u16 dealer:u16
-    Justification   01 04 sid dealer:u16 accuser:u16 share (32 B, in the clear)
+    ShareBundle     01 02 sid dealer:u16 count:u16, then per member 1..count:
+                    00 (no share: the member has no usable key) or 01 sealed share (1136 B)
+    Complaint       01 03 sid accuser:u16 dealer:u16 ss_dh (48 B) DLEQ proof (64 B)
+    Justification   01 04 sid dealer:u16 accuser:u16 ss_kem (32 B)
     Confirmation    01 05 sid member:u16 digest (32 B)
+
+A complaint reveals only the accuser's Diffie-Hellman secret of that one pair and a
+justification only the dealer's ML-KEM secret of that pair (`mpc.sharebox`): no message ever
+carries a share in the clear.
 
 Classes are frozen, slotted and keyword-only; constructors check their fields (raising
 `ProtocolMisuse`, a caller bug) and `from_bytes` is strict (raising `EncodingError` that names
@@ -23,11 +28,17 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.errors import EncodingError, ProtocolMisuse
-from mpc.group import G1, G1_SIZE, G2, G2_SIZE, SCALAR_SIZE, Scalar
+from mpc.group import G1, G1_SIZE, G2, G2_SIZE
 from mpc.schnorr import PROOF_SIZE, SchnorrProof
 from mpc.session import SESSION_ID_SIZE
+from mpc.sharebox import (
+    KEM_SECRET_SIZE,
+    REVEAL_SIZE,
+    SEALED_SHARE_SIZE,
+    DhReveal,
+    SealedShare,
+)
 from mpc.sharing import PublicPolynomial
 from mpc.types import MemberIndex
 
@@ -38,7 +49,7 @@ _HEADER: Final = 2 + SESSION_ID_SIZE
 
 class MessageType(enum.IntEnum):
     DEAL_PUBLIC = 1
-    ENCRYPTED_SHARE = 2
+    SHARE_BUNDLE = 2
     COMPLAINT = 3
     JUSTIFICATION = 4
     CONFIRMATION = 5
@@ -143,52 +154,73 @@ class DealPublic:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EncryptedShare:
-    """s_{dealer,recipient} HPKE-encrypted to the recipient's deal key (`mpc.dealenc`)."""
+class ShareBundle:
+    """A dealer's sealed shares, one slot per member of the new committee (`mpc.sharebox`).
+
+    `entries[j-1]` is member j's share, or None where the dealer sealed nothing (a member
+    without a usable epoch key, or the dealer itself in a DKG). Public: it goes on the board.
+    """
 
     session_id: bytes
     dealer: MemberIndex
-    recipient: MemberIndex
-    ciphertext: bytes
+    entries: tuple[SealedShare | None, ...]
 
     def __post_init__(self) -> None:
         _check_session(self.session_id)
         _check_index("dealer", self.dealer)
-        _check_index("recipient", self.recipient)
-        if len(self.ciphertext) != CIPHERTEXT_SIZE:
-            raise ProtocolMisuse(
-                f"ciphertext must be {CIPHERTEXT_SIZE} bytes, got {len(self.ciphertext)}"
-            )
+        if not 1 <= len(self.entries) <= 0xFFFF:
+            raise ProtocolMisuse(f"a bundle has 1..65535 slots, got {len(self.entries)}")
+
+    def entry(self, recipient: int) -> SealedShare | None:
+        return self.entries[recipient - 1] if 1 <= recipient <= len(self.entries) else None
 
     def to_bytes(self) -> bytes:
+        slots = b"".join(b"\x00" if e is None else b"\x01" + e.to_bytes() for e in self.entries)
         return (
-            _header(MessageType.ENCRYPTED_SHARE, self.session_id)
+            _header(MessageType.SHARE_BUNDLE, self.session_id)
             + self.dealer.to_bytes(2, "big")
-            + self.recipient.to_bytes(2, "big")
-            + self.ciphertext
+            + len(self.entries).to_bytes(2, "big")
+            + slots
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> EncryptedShare:
-        r = _Reader(data, MessageType.ENCRYPTED_SHARE, "EncryptedShare")
+    def from_bytes(cls, data: bytes) -> ShareBundle:
+        r = _Reader(data, MessageType.SHARE_BUNDLE, "ShareBundle")
         session_id = r.take(SESSION_ID_SIZE, "session_id")
         dealer = r.index("dealer")
-        recipient = r.index("recipient")
-        ciphertext = r.take(CIPHERTEXT_SIZE, "ciphertext")
+        count = int.from_bytes(r.take(2, "count"), "big")
+        if count == 0:
+            raise EncodingError("ShareBundle.count", "a bundle needs at least one slot")
+        entries: list[SealedShare | None] = []
+        for j in range(1, count + 1):
+            flag = r.take(1, f"entries[{j}].flag")[0]
+            if flag == 0:
+                entries.append(None)
+            elif flag == 1:
+                raw = r.take(SEALED_SHARE_SIZE, f"entries[{j}]")
+                entries.append(SealedShare.from_bytes(raw, f"ShareBundle.entries[{j}]"))
+            else:
+                raise EncodingError(f"ShareBundle.entries[{j}].flag", f"must be 0 or 1, got {flag}")
         r.finish()
-        return cls(session_id=session_id, dealer=dealer, recipient=recipient, ciphertext=ciphertext)
+        return cls(session_id=session_id, dealer=dealer, entries=tuple(entries))
 
     def __repr__(self) -> str:
-        return f"EncryptedShare(dealer={self.dealer}, recipient={self.recipient})"
+        present = [j for j, e in enumerate(self.entries, start=1) if e is not None]
+        return f"ShareBundle(dealer={self.dealer}, recipients={present})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Complaint:
-    """`accuser` received no valid share from `dealer` and asks it to justify in public."""
+    """`accuser`'s share from `dealer` does not open or is not on the commitments.
+
+    `reveal` is the accuser's ss_dh of the pair with its DLEQ proof: with the dealer's
+    answer it lets everyone open that one share, and nothing else.
+    """
 
     session_id: bytes
     accuser: MemberIndex
     dealer: MemberIndex
+    reveal: DhReveal
 
     def __post_init__(self) -> None:
         _check_session(self.session_id)
@@ -200,6 +232,7 @@ class Complaint:
             _header(MessageType.COMPLAINT, self.session_id)
             + self.accuser.to_bytes(2, "big")
             + self.dealer.to_bytes(2, "big")
+            + self.reveal.to_bytes()
         )
 
     @classmethod
@@ -208,30 +241,37 @@ class Complaint:
         session_id = r.take(SESSION_ID_SIZE, "session_id")
         accuser = r.index("accuser")
         dealer = r.index("dealer")
+        reveal = DhReveal.from_bytes(r.take(REVEAL_SIZE, "reveal"), "Complaint.reveal")
         r.finish()
-        return cls(session_id=session_id, accuser=accuser, dealer=dealer)
+        return cls(session_id=session_id, accuser=accuser, dealer=dealer, reveal=reveal)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Justification:
-    """`dealer`'s answer to a complaint: the accuser's share, published in the clear."""
+    """`dealer`'s answer to a complaint: the ML-KEM secret it sealed the accuser's share with.
+
+    With the complaint's ss_dh everyone can open that one share and check it; the share of an
+    honest accuser is never in question (it only complains about a dealer that cheated).
+    """
 
     session_id: bytes
     dealer: MemberIndex
     accuser: MemberIndex
-    share: Scalar
+    kem_secret: bytes
 
     def __post_init__(self) -> None:
         _check_session(self.session_id)
         _check_index("dealer", self.dealer)
         _check_index("accuser", self.accuser)
+        if len(self.kem_secret) != KEM_SECRET_SIZE:
+            raise ProtocolMisuse(f"kem_secret must be {KEM_SECRET_SIZE} bytes")
 
     def to_bytes(self) -> bytes:
         return (
             _header(MessageType.JUSTIFICATION, self.session_id)
             + self.dealer.to_bytes(2, "big")
             + self.accuser.to_bytes(2, "big")
-            + self.share.to_bytes()
+            + self.kem_secret
         )
 
     @classmethod
@@ -240,9 +280,12 @@ class Justification:
         session_id = r.take(SESSION_ID_SIZE, "session_id")
         dealer = r.index("dealer")
         accuser = r.index("accuser")
-        share = Scalar.from_bytes(r.take(SCALAR_SIZE, "share"), "Justification.share")
+        kem_secret = r.take(KEM_SECRET_SIZE, "kem_secret")
         r.finish()
-        return cls(session_id=session_id, dealer=dealer, accuser=accuser, share=share)
+        return cls(session_id=session_id, dealer=dealer, accuser=accuser, kem_secret=kem_secret)
+
+    def __repr__(self) -> str:
+        return f"Justification(dealer={self.dealer}, accuser={self.accuser}, <redacted>)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,6 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from mpc.dealenc import DealKeyPair, DealPublicKey
 from mpc.dealing import (
     DealOutput,
     Fault,
@@ -38,16 +37,18 @@ from mpc.dealing import (
     Phase,
     StateMachine,
     Transitions,
-    check_recipient_keys,
+    check_own_key,
     make_deal,
     make_justifications,
 )
 from mpc.dkg import DkgFailure, DkgResult, compute_digest
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.errors import ProtocolMisuse
 from mpc.group import G1, G2, Rng, Scalar
-from mpc.judge import DealJudge
-from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
+from mpc.judge import DealJudge, answerable
+from mpc.messages import Complaint, DealPublic, Justification, ShareBundle
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.sharebox import Encapsulate, mlkem_encapsulate
 from mpc.sharing import (
     Polynomial,
     PublicPolynomial,
@@ -78,10 +79,27 @@ class ReshareDealer(StateMachine):
     """Old member `me` dealing its share `share` to the new committee."""
 
     TRANSITIONS = DEALER_TRANSITIONS
-    __slots__ = ("_context", "_me", "_poly", "_rng", "_session_id")
+    __slots__ = (
+        "_bundle",
+        "_context",
+        "_encapsulate",
+        "_key",
+        "_keys",
+        "_me",
+        "_poly",
+        "_rng",
+        "_secrets",
+        "_session_id",
+    )
 
     def __init__(
-        self, context: SessionContext, me: MemberIndex, share: Share, rng: Rng = os.urandom
+        self,
+        context: SessionContext,
+        me: MemberIndex,
+        share: Share,
+        epoch_key: EpochKeyPair,
+        rng: Rng = os.urandom,
+        encapsulate: Encapsulate = mlkem_encapsulate,
     ) -> None:
         previous = _previous(context)
         if not 1 <= me <= len(previous.members):
@@ -92,34 +110,48 @@ class ReshareDealer(StateMachine):
             raise ProtocolMisuse("our share is not on the previous committee's public polynomial")
         super().__init__()
         self._context, self._me, self._rng = context, me, rng
+        self._key, self._encapsulate = epoch_key, encapsulate
         self._session_id = context.session_id
-        # Fixed here, once: the deal and every later justification come from this polynomial.
+        # Fixed here, once: the deal comes from this polynomial.
         self._poly = Polynomial.random(context.threshold - 1, rng, secret=share.value)
+        self._keys: EpochKeys | None = None
+        self._bundle: ShareBundle | None = None
+        self._secrets: dict[MemberIndex, bytes] = {}
 
     @property
     def session_id(self) -> bytes:
         return self._session_id
 
-    def deal(self, recipient_keys: Sequence[DealPublicKey]) -> DealOutput:
-        """The public deal and one encrypted share per new member (in new-committee order)."""
+    def deal(self, keys: EpochKeys) -> DealOutput:
+        """The public deal and a share sealed to each new member's key (new-committee order)."""
         self._require(Input.DEAL)
-        check_recipient_keys(self._context, recipient_keys)
-        out = make_deal(
-            self._context, self._session_id, self._me, self._poly, recipient_keys, self._rng
+        check_own_key(self._context, keys, self._me, self._key)
+        out, secrets = make_deal(
+            self._context,
+            self._session_id,
+            self._me,
+            self._poly,
+            dealer_key=self._key,
+            keys=keys,
+            rng=self._rng,
+            encapsulate=self._encapsulate,
         )
+        self._keys, self._bundle, self._secrets = keys, out.bundle, secrets
         self._enter(Input.DEAL, Phase.DEALT)
         return out
 
     def on_complaints(self, complaints: Iterable[Complaint]) -> tuple[Justification, ...]:
-        """Answer the complaints against us that come from new members of this session."""
+        """Answer the complaints against us that count (their reveal verifies)."""
         self._require(Input.COMPLAINTS)
-        n = self._context.n
-        accusers = [
-            c.accuser
-            for c in complaints
-            if c.session_id == self._session_id and c.dealer == self._me and c.accuser <= n
-        ]
-        out = make_justifications(self._session_id, self._me, self._poly, accusers)
+        assert self._keys is not None and self._bundle is not None  # DEALT
+        accusers = answerable(
+            complaints,
+            context=self._context,
+            session_id=self._session_id,
+            keys=self._keys,
+            bundle=self._bundle,
+        )
+        out = make_justifications(self._session_id, self._me, self._secrets, accusers)
         self._enter(Input.COMPLAINTS, Phase.FINISHED)
         return out
 
@@ -134,7 +166,7 @@ class ReshareReceiver(StateMachine):
         self,
         context: SessionContext,
         me: MemberIndex,
-        deal_key: DealKeyPair,
+        epoch_key: EpochKeyPair,
         rng: Rng = os.urandom,
     ) -> None:
         previous = _previous(context)
@@ -149,7 +181,7 @@ class ReshareReceiver(StateMachine):
             context=context,
             session_id=self._session_id,
             me=me,
-            deal_key=deal_key,
+            epoch_key=epoch_key,
             expected_constant=lambda i: evaluate_at_index(old_public, i),
             rng=rng,
         )
@@ -166,12 +198,17 @@ class ReshareReceiver(StateMachine):
     def outcome(self) -> DkgResult | DkgFailure | None:
         return self._outcome
 
+    @property
+    def opened(self) -> tuple[MemberIndex, ...]:
+        """The dealers whose valid share for us we hold (so far)."""
+        return tuple(sorted(self._judge.shares))
+
     def on_deals(
-        self, deals: Iterable[DealPublic], shares: Iterable[EncryptedShare]
+        self, keys: EpochKeys, deals: Iterable[DealPublic], bundles: Iterable[ShareBundle]
     ) -> tuple[Complaint, ...]:
-        """Judge the old members' deals and our shares; return our complaints."""
+        """Judge the old members' deals and open our sealed shares; return our complaints."""
         self._require(Input.DEALS)
-        complaints = self._judge.judge_deals(deals, shares)
+        complaints = self._judge.judge_deals(keys, deals, bundles)
         if len(self._judge.deals) < self._previous.threshold:
             self._fail(Input.DEALS, self._too_few())
         else:

@@ -12,9 +12,7 @@ Rules of this module:
   that generation and answers UNAVAILABLE, never with a wrong key. A node whose registration
   cannot be parsed is left out of `nodes` (`node_record_invalid`); as a committee member it
   keeps its place with empty endpoints, so one bad registration cannot disable a committee.
-* The board of one epoch (`read_setup`, `read_deals`, `read_board`) turns the chain's deals,
-  complaints and justifications into `mpc.messages`. A deal or justification that does not
-  decode is left out, which every honest node does alike, so they still agree on QUAL.
+* The board of one epoch (keys, deals, complaints, answers) is read by `node.board`.
 * web3 calls block, so the watcher runs them in a thread (`asyncio.to_thread`). On an RPC
   error it keeps the old view, which ages (`head_age`); the error is logged once per outage.
 * The registry is read whole only for the first view, and after a reorg (the block the last
@@ -39,22 +37,16 @@ from web3.types import BlockData
 
 from contracts import (
     ContractsError,
-    EpochInfo,
-    EpochKind,
     GenerationStatus,
     GovernanceClient,
     NodeInfo,
     NodeStatus,
 )
 from mpc.anchor import network_fingerprint
-from mpc.dealenc import DealPublicKey
-from mpc.errors import EncodingError, MpcError
-from mpc.group import G1, G1_SIZE, G2, G2_SIZE, Scalar, pairing_product_is_one
-from mpc.messages import Complaint, DealPublic, Justification
-from mpc.schnorr import SchnorrProof
-from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.errors import EncodingError
+from mpc.group import G1, G1_SIZE, G2, G2_SIZE, pairing_product_is_one
 from mpc.sharing import PublicPolynomial
-from mpc.types import Epoch, Generation, MemberIndex
+from mpc.types import MemberIndex
 from node.endpoints import Endpoints
 from node.errors import InvalidRequest
 from node.logs import get_logger
@@ -64,6 +56,7 @@ ADDRESS_SIZE: Final = 20
 _log = get_logger("tkms.chain")
 #: Events that change nothing a view holds.
 _QUIET_EVENTS: Final = (
+    "EpochKeyPosted",
     "DealSubmitted",
     "ComplaintFiled",
     "ComplaintJustified",
@@ -277,8 +270,8 @@ class _Reader:
     def _changes(self, first: int, last: int) -> _Changes:
         """What the governance events of blocks first..last change.
 
-        Every state change of the contract emits an event; deals, complaints, justifications,
-        confirmations and registration permits change nothing a view holds.
+        Every state change of the contract emits an event; epoch keys, deals, complaints,
+        justifications, confirmations and registration permits change nothing a view holds.
         """
         if self._topics is None:
             events = self._client.contract.events
@@ -425,130 +418,3 @@ class ChainWatcher:
 
     def _head(self) -> int | None:
         return None if self.view is None else self.view.head
-
-
-# The board of one epoch: chain records as mpc messages (blocking; run in a thread)
-
-_SESSION_KINDS: Final = {
-    EpochKind.DKG: SessionKind.DKG,
-    EpochKind.ROTATE: SessionKind.DKG,
-    EpochKind.RESHARE: SessionKind.RESHARE,
-    EpochKind.REFRESH: SessionKind.REFRESH,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Board:
-    """A running epoch as read from chain, and the session every message of it is bound to."""
-
-    info: EpochInfo
-    context: SessionContext
-    session_id: bytes
-    keys: tuple[DealPublicKey, ...] | None  # the members' deal keys; None if one is malformed
-    no_deal: str  # why we could not deal to every member ("" if we can)
-
-    @property
-    def fresh_key(self) -> bool:
-        """DKG or ROTATE: every member deals a fresh secret."""
-        return self.context.kind is SessionKind.DKG
-
-    def dealer_index(self, address: str) -> int:
-        lowered = [d.lower() for d in self.info.dealers]
-        return lowered.index(address.lower()) + 1 if address.lower() in lowered else 0
-
-    def member_address(self, index: int) -> str:
-        return self.info.members[index - 1]
-
-    def dealer_address(self, index: int) -> str:
-        return self.info.dealers[index - 1]
-
-
-def read_setup(client: GovernanceClient, view: ChainView, epoch: int) -> Board:
-    """Everything needed to take part in `epoch` (raises MpcError if chain data is malformed)."""
-    info = client.get_epoch(epoch, block=view.head)
-    previous = None
-    if info.kind in (EpochKind.RESHARE, EpochKind.REFRESH):
-        old = client.get_epoch(info.previous_epoch, block=view.head)
-        public, pk2 = decode_public(old.public_polynomial, old.threshold, old.pk2)
-        previous = PreviousCommittee(
-            members=tuple(to_address_bytes(m) for m in old.members),
-            threshold=old.threshold,
-            public=public,
-            pk2=pk2,
-        )
-    context = SessionContext(
-        chain_id=view.chain_id,
-        contract=view.governance,
-        epoch=Epoch(epoch),
-        kind=_SESSION_KINDS[info.kind],
-        generation=Generation(info.generation),
-        threshold=info.threshold,
-        members=tuple(to_address_bytes(m) for m in info.members),
-        previous=previous,
-    )
-    keys: list[DealPublicKey] = []
-    no_deal = ""
-    for k, member in enumerate(info.members, start=1):
-        raw = client.get_node(member, block=view.head).deal_key
-        try:
-            keys.append(DealPublicKey.from_bytes(raw, f"deal key of member {k}"))
-        except EncodingError as exc:
-            no_deal = str(exc)
-    return Board(
-        info=info,
-        context=context,
-        session_id=context.session_id,
-        keys=None if no_deal else tuple(keys),
-        no_deal=no_deal,
-    )
-
-
-def read_deals(client: GovernanceClient, board: Board) -> list[DealPublic]:
-    """The deals on chain; one that does not decode is left out (as if missing)."""
-    deals = []
-    for k, dealer in enumerate(board.info.dealers, start=1):
-        deal = client.get_deal(board.info.epoch, dealer)
-        if deal.submitted_at == 0:
-            continue
-        try:
-            commitments = tuple(
-                G1.from_bytes(c, f"deal of dealer {k}: C_{j}")
-                for j, c in enumerate(deal.commitments)
-            )
-            deals.append(
-                DealPublic(
-                    session_id=board.session_id,
-                    dealer=MemberIndex(k),
-                    commitments=PublicPolynomial(commitments),
-                    p=G2.from_bytes(deal.pk2_part, f"deal of dealer {k}: P"),
-                    proof=SchnorrProof.from_bytes(deal.proof, f"deal of dealer {k}: proof"),
-                )
-            )
-        except MpcError as exc:
-            _log.warning("deal_undecodable", epoch=board.info.epoch, dealer=k, reason=str(exc))
-    return deals
-
-
-def read_board(
-    client: GovernanceClient, board: Board
-) -> tuple[list[Complaint], list[Justification]]:
-    """The complaints on chain, and the justifications answering them."""
-    members = [m.lower() for m in board.info.members]
-    dealers = [d.lower() for d in board.info.dealers]
-    complaints, justifications = [], []
-    for c in client.get_complaints(board.info.epoch):
-        # The contract only accepts complaints from members against dealers.
-        accuser = MemberIndex(members.index(c.accuser.lower()) + 1)
-        dealer = MemberIndex(dealers.index(c.accused.lower()) + 1)
-        complaints.append(Complaint(session_id=board.session_id, accuser=accuser, dealer=dealer))
-        if not c.justified:
-            continue
-        try:
-            share = Scalar.from_bytes(c.share, f"justification of dealer {dealer}")
-        except EncodingError as exc:
-            _log.warning("justification_undecodable", epoch=board.info.epoch, reason=str(exc))
-            continue
-        justifications.append(
-            Justification(session_id=board.session_id, dealer=dealer, accuser=accuser, share=share)
-        )
-    return complaints, justifications

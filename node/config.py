@@ -29,6 +29,8 @@ class ChainConfig:
     governance: str
     max_head_age_seconds: float = 60.0
     poll_interval_seconds: float = 0.5
+    #: Blocks below the head at which the epoch board counts as settled (docs/node-epochs.md).
+    confirmations: int = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +103,16 @@ def _count(value: object) -> int:
     return number
 
 
+def _depth(value: object) -> int:
+    """A confirmation depth: a whole number of blocks, 0 (instant finality) to 64."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number of blocks")
+    text = str(value).strip()
+    if not text.isdigit() or not 0 <= int(text) <= 64:
+        raise ValueError("must be a whole number of blocks from 0 to 64")
+    return int(text)
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
     def parse(value: object) -> str:
         if value not in options:
@@ -152,6 +164,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "governance": (_address, True),
         "max_head_age_seconds": (_number, False),
         "poll_interval_seconds": (_number, False),
+        "confirmations": (_depth, False),
     },
     "listen": {
         "public": (_hostport, False),

@@ -121,10 +121,10 @@ class Node:
             identity=self.identity,
             client=self.client,
             watcher=self.watcher,
-            transport=self.peer_client,
             journal=self.journal,
             shares=self.shares,
             metrics=self.metrics,
+            confirmations=cfg.chain.confirmations,
         )
         self.roots = KmsRoots(
             shares=self.epochs.share_for,
@@ -179,10 +179,8 @@ class Node:
         return self.liveness.answering()
 
     def _epoch_status(self, epoch: int) -> EpochStatusReply:
-        status = self.epochs.status()
-        phase = status.phase if status.running_epoch == epoch else "unknown"
-        dealers = tuple(sorted({d for d, _, _ in self.journal.received(epoch)}))
-        return EpochStatusReply(epoch=epoch, phase=phase, deals_received_from=dealers)
+        phase, opened = self.epochs.progress(epoch)
+        return EpochStatusReply(epoch=epoch, phase=phase, deals_received_from=opened)
 
     def report(self) -> HealthReport:
         found = self.epochs.share_for(0)
@@ -284,7 +282,6 @@ class Node:
             cert_pem=self.cert_pem,
             key_pem=self.key_pem,
             view=lambda: self.watcher.view,
-            on_deal=self.epochs.on_deal,
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
             root_partial=self.roots.partial_for,

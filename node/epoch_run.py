@@ -1,26 +1,32 @@
 """One epoch's run, phase by phase: the `EpochDriver` that `node.epochs.EpochManager` calls.
 
-The chain is the board and the phaser. At every new head the driver compares the head with
-the running epoch's deadlines and feeds the `mpc` state machines what the chain shows:
+The chain is the board and the phaser. At every new head the driver looks at the settled
+block (the view's head minus the confirmation depth) and feeds the `mpc` state machines what
+the chain shows there:
 
-    head <  deal deadline       deal: publish DealPublic, deliver encrypted shares to peers
-    head >  deal deadline       on_deals(deals on chain, shares received) -> publish complaints
-    head >  complaint deadline  on_complaints(complaints on chain) -> publish justifications
-    head >  justify deadline    on_justifications(justified complaints) -> confirm the digest
-    head >  confirm deadline    still running: time it out (anyone may)
-    epoch Active on chain       store our new share (`settle`)
+    keys phase open              post our per-epoch key (sealed first)
+    keys final at settled        read every posted key (all in, or the Keys deadline passed)
+    head < deal deadline         deal: publish DealPublic with our sealed shares, in one write
+    settled >= deal deadline     on_deals(keys, deals and sealed shares) -> publish complaints
+    settled >= complaint dl.     on_complaints(complaints) -> publish our answers
+    settled >= justify dl.       on_justifications(answers) -> confirm the digest
+    head > confirm deadline      still running: time it out (anyone may)
+    epoch Active on chain        store our new share (`settle`), erase the epoch's secrets
 
 Rules (docs/node-epochs.md has the details):
 
-* Every chain write and every received share is journaled (`node.journal`) before it counts,
-  and nothing journaled is published again. A write is only sent while it can still be mined
-  in its phase, and retried at each head until then; catching up after a restart replays the
-  machines without publishing late.
-* Our dealing polynomial is derived from a sealed per-epoch seed (`SeededRng`): a restarted
-  node rebuilds the SAME deal, checks it against the journaled one, and re-sends the journaled
-  ciphertexts to peers that have not acknowledged them.
-* An epoch that failed, or that we cannot follow (missing share, data that does not match the
-  chain), is abandoned with a logged reason; the process never restarts to change epochs.
+* Every chain write is journaled (`node.journal`) once mined and never sent again. A write is
+  only sent while it can still be mined in its phase, and retried at each head until then;
+  catching up after a restart replays the machines without publishing late.
+* Board reads are pinned to the settled block, and a phase is judged only once that block is
+  past its deadline: a reorg shallower than the depth cannot give honest nodes different
+  QUALs.
+* Our per-epoch key, dealing seed and ML-KEM encapsulations are sealed before anything
+  derived from them is published (`node.epoch_secrets`): a restarted node rebuilds the SAME
+  deal, byte for byte, checks it against the journaled one, and answers complaints with the
+  same secrets. They are erased when the epoch's outcome is recorded.
+* An epoch that failed, or that we cannot follow (data that does not match the chain), is
+  abandoned with a logged reason; the process never restarts to change epochs.
 * Faults recorded by the machines are logged (`dkg_fault`) and counted in metrics.
 """
 
@@ -34,23 +40,25 @@ from contracts import EpochStatus as ChainStatus
 from contracts import GovernanceClient, Receipt, TransactionFailed
 from mpc.dealing import Fault, Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
+from mpc.epochkey import EpochKeyPair
 from mpc.errors import MpcError
 from mpc.group import Rng
-from mpc.messages import EncryptedShare, Justification
+from mpc.messages import Justification
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.sharing import Share
 from mpc.types import MemberIndex
-from node.chainview import (
-    RPC_ERRORS,
+from node.board import (
     Board,
-    ChainView,
-    NodeRecord,
-    read_board,
+    keys_final,
+    phase_lengths,
     read_deals,
+    read_disputes,
+    read_keys,
     read_setup,
-    to_checksum,
 )
-from node.epoch_state import PeerTransport, Run, SeededRng, Stage, Write, blamed_peer
+from node.chainview import RPC_ERRORS, ChainView, to_checksum
+from node.epoch_secrets import RecordingKem, recording_kem
+from node.epoch_state import Run, SeededRng, Stage, Write, blamed_peer
 from node.errors import StorageError
 from node.identity import NodeIdentity
 from node.journal import Journal, Outcome, Published
@@ -62,11 +70,24 @@ _log = get_logger("tkms.epochs")
 _CONFIRM_GAS = 3_000_000
 #: Reverts that say our write was already mined (before a crash, say).
 _ALREADY_DONE = frozenset(
-    {"DealAlreadySubmitted", "ComplaintExists", "AlreadyJustified", "AlreadyConfirmed"}
+    {
+        "EpochKeyAlreadyPosted",
+        "DealAlreadySubmitted",
+        "ComplaintExists",
+        "AlreadyJustified",
+        "AlreadyConfirmed",
+    }
 )
 #: Reverts that no retry can fix.
 _REFUSED_FOR_GOOD = frozenset(
-    {"EpochNotRunning", "NoSuchEpoch", "NotAMember", "NotADealer", "NoSuchComplaint"}
+    {
+        "EpochNotRunning",
+        "NoSuchEpoch",
+        "NotAMember",
+        "NotADealer",
+        "NotAParticipant",
+        "NoSuchComplaint",
+    }
 )
 
 
@@ -76,7 +97,7 @@ class EpochDriver:
     `ignored` holds epochs that do not name us or that we gave up, `last` the (epoch,
     outcome, QUAL) of the last one we finished, `faults` the faults recorded since start.
     Activated shares are saved to `shares` and put in `cache`, which the manager shares.
-    `tasks` is the manager's task group for deliveries (None outside `EpochManager.run`).
+    `confirmations` is the depth below the head at which the board counts as settled.
     """
 
     def __init__(
@@ -84,19 +105,17 @@ class EpochDriver:
         *,
         identity: NodeIdentity,
         client: GovernanceClient,
-        transport: PeerTransport,
         journal: Journal,
         shares: ShareStore,
         metrics: NodeMetrics,
         rng: Rng,
         cache: dict[tuple[int, int], Share],
-        on_deal: Callable[[int, int, int, bytes], bool],
+        confirmations: int,
     ) -> None:
-        self._identity, self._client, self._transport = identity, client, transport
+        self._identity, self._client = identity, client
         self._journal, self._shares, self._metrics, self._rng = journal, shares, metrics, rng
-        self._cache, self._on_deal = cache, on_deal
+        self._cache, self._depth = cache, confirmations
         self._address = identity.eth_address
-        self.tasks: asyncio.TaskGroup | None = None
         self.ignored: set[int] = set()
         self.last: tuple[int, str, tuple[int, ...]] = (0, "", ())
         self.faults = 0
@@ -125,28 +144,35 @@ class EpochDriver:
         if record is not None and record.outcome is not None:
             self.ignored.add(epoch)
             return None
+        self._warn_short_phases(board)
         run = Run(board=board, member=member, dealer=dealer)
+        run.epoch_key = self._epoch_key(board, view, member=bool(member))
+        secrets = self._journal.secrets
         seed = None
-        if dealer and board.keys is not None:
-            seed = self._journal.dealing_seed(epoch, create=view.head < board.info.deal_deadline)
+        if dealer and run.epoch_key is not None:
+            seed = secrets.dealing_seed(epoch, create=view.head < board.info.deal_deadline)
         deal_rng: Rng = SeededRng(seed) if seed is not None else self._rng
+        kem = run.kem = recording_kem(secrets, epoch)
+        # Without a key of ours on the board we still follow the run (and confirm its public
+        # outcome) with a key nobody ever saw: we just cannot get a share.
+        key = run.epoch_key or EpochKeyPair.generate(
+            board.session_id, self._address, member=True, rng=self._rng
+        )
         ctx, index = board.context, MemberIndex
         try:
             if board.fresh_key:
                 if member:
-                    run.dkg = DkgMember(ctx, index(member), self._identity.deal_key, deal_rng)
+                    run.dkg = DkgMember(ctx, index(member), key, deal_rng, kem)
             else:
                 if dealer and seed is not None:
-                    run.old_dealer = self._old_dealer(board, dealer, deal_rng)
+                    run.old_dealer = self._old_dealer(board, dealer, key, deal_rng, kem)
                 if member:
-                    run.receiver = ReshareReceiver(
-                        ctx, index(member), self._identity.deal_key, self._rng
-                    )
+                    run.receiver = ReshareReceiver(ctx, index(member), key, self._rng)
         except MpcError as exc:
             self._give_up(epoch, f"cannot take part: {exc}")
             return None
-        if seed is None and dealer:
-            _log.warning("epoch_not_dealing", epoch=epoch, dealer=dealer, reason=board.no_deal)
+        if run.epoch_key is None:
+            _log.warning("epoch_no_key", epoch=epoch, reason="joined after the Keys phase")
         _log.info(
             "epoch_joined",
             epoch=epoch,
@@ -157,7 +183,32 @@ class EpochDriver:
         )
         return run
 
-    def _old_dealer(self, board: Board, dealer: int, rng: Rng) -> ReshareDealer | None:
+    def _epoch_key(self, board: Board, view: ChainView, *, member: bool) -> EpochKeyPair | None:
+        """Our sealed key for this epoch; a fresh one (sealed first) while we can still post."""
+        return self._journal.secrets.epoch_key(
+            board.info.epoch,
+            session_id=board.session_id,
+            address=self._address,
+            member=member,
+            create=view.head < board.info.keys_deadline,
+        )
+
+    def _warn_short_phases(self, board: Board) -> None:
+        """F-10: a phase shorter than our depth + 2 blocks leaves no block to act in."""
+        minimum = self._depth + 2
+        short = {k: v for k, v in phase_lengths(board.info).items() if v < minimum}
+        if short:
+            _log.warning(
+                "epoch_phases_short",
+                epoch=board.info.epoch,
+                phases=short,
+                confirmations=self._depth,
+                minimum=minimum,
+            )
+
+    def _old_dealer(
+        self, board: Board, dealer: int, key: EpochKeyPair, rng: Rng, kem: RecordingKem
+    ) -> ReshareDealer | None:
         previous = board.info.previous_epoch
         if (board.info.generation, previous) not in self._shares.list():
             _log.warning("epoch_no_old_share", epoch=board.info.epoch, previous=previous)
@@ -167,7 +218,7 @@ class EpochDriver:
         except StorageError as exc:  # a corrupt share must not stop the node: we just don't deal
             _log.error("epoch_old_share_unreadable", epoch=board.info.epoch, reason=str(exc))
             return None
-        return ReshareDealer(board.context, MemberIndex(dealer), share, rng)
+        return ReshareDealer(board.context, MemberIndex(dealer), share, key, rng, kem)
 
     def _give_up(self, epoch: int, reason: str) -> None:
         _log.error("epoch_abandoned", epoch=epoch, reason=reason)
@@ -191,15 +242,21 @@ class EpochDriver:
 
     async def _phases(self, run: Run, view: ChainView) -> None:
         info, head = run.info, view.head
+        settled = head - self._depth
         await self._flush(run, view)
+        if run.stage is Stage.KEYS:
+            await self._post_key(run, view)
+            if await asyncio.to_thread(keys_final, self._client, run.board, settled):
+                run.keys = await asyncio.to_thread(read_keys, self._client, run.board, settled)
+                run.stage = Stage.DEAL
         if run.stage is Stage.DEAL:
             await self._deal(run, view)
-            if head > info.deal_deadline:
-                await self._judge_deals(run, view)
-        if run.stage is Stage.COMPLAIN and head > info.complaint_deadline:
-            await self._judge_complaints(run, view)
-        if run.stage is Stage.JUSTIFY and head > info.justify_deadline:
-            await self._judge_justifications(run)
+            if settled >= info.deal_deadline:
+                await self._judge_deals(run, view, settled)
+        if run.stage is Stage.COMPLAIN and settled >= info.complaint_deadline:
+            await self._judge_complaints(run, view, settled)
+        if run.stage is Stage.JUSTIFY and settled >= info.justify_deadline:
+            await self._judge_justifications(run, settled)
         if run.stage is Stage.CONFIRM:
             await self._confirm(run, view)
         if head > info.confirm_deadline and view.running_epoch == run.epoch:
@@ -207,103 +264,84 @@ class EpochDriver:
                 run, Published.TIMEOUT, 0, b"", lambda: self._client.send_timeout_epoch(run.epoch)
             )
 
+    async def _post_key(self, run: Run, view: ChainView) -> None:
+        """Post our per-epoch key while the Keys phase is open (it was sealed when made)."""
+        key = run.epoch_key
+        if key is None or view.head >= run.info.keys_deadline or view.running_epoch != run.epoch:
+            return
+        payload = key.public_key.to_bytes()
+        await self._publish(
+            run,
+            Published.EPOCH_KEY,
+            0,
+            payload,
+            lambda: self._client.send_post_epoch_key(run.epoch, payload),
+        )
+
     async def _deal(self, run: Run, view: ChainView) -> None:
-        """Build our deal once; publish it while the phase is open; deliver what is pending."""
-        machine, keys = run.dealing, run.board.keys
-        if run.abandoned or machine is None or keys is None:
+        """Build our deal once the keys are final; publish it while the phase is open."""
+        machine, keys, key = run.dealing, run.keys, run.epoch_key
+        if run.abandoned or machine is None or keys is None or key is None or run.kem is None:
+            return
+        if keys.dealer(run.dealer) != key.public_key:
+            if run.deal is None and not run.no_deal:
+                run.no_deal = True
+                _log.warning("epoch_not_dealing", epoch=run.epoch, reason="our key is not on chain")
             return
         published = self._journal.published(run.epoch, Published.DEAL)
         if run.deal is None:
             if published is None and view.head >= run.info.deal_deadline:
                 return  # too late: a deal sent now would not be mined in the Deal phase
             run.deal = machine.deal(keys)
-            if published is not None and published != run.deal.public.to_bytes():
+            # Sealed before the deal can be published: a restart must rebuild the same bytes.
+            self._journal.secrets.save_encapsulations(run.epoch, run.kem.made)
+            if published is not None and published != _deal_payload(run):
                 self._give_up(run.epoch, "the rebuilt deal differs from the journaled one")
                 run.abandoned = True
                 return
-            shares = {int(s.recipient): s.ciphertext for s in run.deal.shares}
-            self._journal.record_outgoing(run.epoch, shares)
-        public = run.deal.public
-        if published is None:
-            if view.head >= run.info.deal_deadline:
-                return
-            commitments = [c.to_bytes() for c in public.commitments.commitments]
-            sent = await self._publish(
-                run,
-                Published.DEAL,
-                0,
-                public.to_bytes(),
-                lambda: self._client.send_submit_deal(
-                    run.epoch, commitments, public.p.to_bytes(), public.proof.to_bytes()
-                ),
-            )
-            if not sent:
-                return  # tried again at the next head while the phase lasts
-        if view.running_epoch == run.epoch:
-            self._deliver_all(run, view)
-
-    def _deliver_all(self, run: Run, view: ChainView) -> None:
-        for recipient, ciphertext in self._journal.outgoing(
-            run.epoch, undelivered_only=True
-        ).items():
-            if recipient in run.delivering:
-                continue
-            run.delivering.add(recipient)
-            if recipient == run.member:  # our own new share in a reshare: no network needed
-                self._on_deal(run.epoch, run.dealer, recipient, ciphertext)
-                self._journal.mark_delivered(run.epoch, recipient)
-                continue
-            address = bytes.fromhex(run.board.member_address(recipient).removeprefix("0x"))
-            peer = view.nodes.get(address)
-            if peer is None or self.tasks is None:
-                _log.warning("deal_undeliverable", epoch=run.epoch, recipient=recipient)
-                continue
-            self.tasks.create_task(self._deliver(run, recipient, peer, ciphertext))
-
-    async def _deliver(self, run: Run, recipient: int, peer: NodeRecord, ciphertext: bytes) -> None:
-        epoch = run.epoch
-        try:
-            await self._transport.deliver_deal(peer, epoch, run.dealer, recipient, ciphertext)
-        except Exception as exc:  # any transport failure: the recipient complains, we justify
-            _log.warning("deal_delivery_failed", epoch=epoch, recipient=recipient, error=str(exc))
-            run.delivering.discard(recipient)  # tried again at the next head of the Deal phase
+        late = view.head >= run.info.deal_deadline or view.running_epoch != run.epoch
+        if published is not None or late:
             return
-        self._journal.mark_delivered(epoch, recipient)
+        public, bundle = run.deal.public, run.deal.bundle
+        commitments = [c.to_bytes() for c in public.commitments.commitments]
+        await self._publish(
+            run,
+            Published.DEAL,
+            0,
+            _deal_payload(run),
+            lambda: self._client.send_submit_deal(
+                run.epoch,
+                commitments,
+                public.p.to_bytes(),
+                public.proof.to_bytes(),
+                bundle.to_bytes(),
+            ),
+        )
 
-    async def _judge_deals(self, run: Run, view: ChainView) -> None:
+    async def _judge_deals(self, run: Run, view: ChainView, settled: int) -> None:
         judge = run.judge
-        if judge is None or judge.phase not in (Phase.DEAL, Phase.DEALT):
+        if judge is None or judge.phase not in (Phase.DEAL, Phase.DEALT) or run.keys is None:
             run.stage = Stage.COMPLAIN
             return
-        deals = await asyncio.to_thread(read_deals, self._client, run.board)
+        deals, bundles = await asyncio.to_thread(read_deals, self._client, run.board, settled)
         run.stage = Stage.COMPLAIN
-        shares = [
-            EncryptedShare(
-                session_id=run.board.session_id,
-                dealer=MemberIndex(d),
-                recipient=MemberIndex(r),
-                ciphertext=c,
-            )
-            for d, r, c in self._journal.received(run.epoch)
-            if r == run.member
-        ]
-        complaints = judge.on_deals(deals, shares)
+        complaints = judge.on_deals(run.keys, deals, bundles)
         self._report_faults(run)
         for c in complaints:
-            accused = run.board.dealer_address(c.dealer)
+            accused, reveal = run.board.dealer_address(c.dealer), c.reveal.to_bytes()
             run.writes.append(
                 Write(
                     kind=Published.COMPLAINT,
                     target=c.dealer,
                     payload=c.to_bytes(),
-                    send=lambda a=accused: self._client.send_complain(run.epoch, a),  # type: ignore[misc]
+                    send=lambda a=accused, r=reveal: self._client.send_complain(run.epoch, a, r),  # type: ignore[misc]
                     last_head=run.info.complaint_deadline - 1,
                 )
             )
         await self._flush(run, view)
 
-    async def _judge_complaints(self, run: Run, view: ChainView) -> None:
-        complaints, _ = await asyncio.to_thread(read_board, self._client, run.board)
+    async def _judge_complaints(self, run: Run, view: ChainView, settled: int) -> None:
+        complaints, _ = await asyncio.to_thread(read_disputes, self._client, run.board, settled)
         run.stage = Stage.JUSTIFY
         answers: list[Justification] = []
         if run.dkg is not None and run.dkg.phase is Phase.COMPLAIN:
@@ -312,29 +350,30 @@ class EpochDriver:
             run.receiver.on_complaints(complaints)
         if run.old_dealer is not None and run.old_dealer.phase is Phase.DEALT:
             answers += run.old_dealer.on_complaints(complaints)
+        self._report_faults(run)
         for j in answers:
-            accuser, share = run.board.member_address(j.accuser), j.share.to_bytes()
+            accuser, answer = run.board.member_address(j.accuser), j.kem_secret
             run.writes.append(
                 Write(
                     kind=Published.JUSTIFICATION,
                     target=j.accuser,
                     payload=j.to_bytes(),
-                    send=lambda a=accuser, s=share: self._client.send_justify(run.epoch, a, s),  # type: ignore[misc]
+                    send=lambda a=accuser, s=answer: self._client.send_justify(run.epoch, a, s),  # type: ignore[misc]
                     last_head=run.info.justify_deadline - 1,
                 )
             )
         await self._flush(run, view)
 
-    async def _judge_justifications(self, run: Run) -> None:
+    async def _judge_justifications(self, run: Run, settled: int) -> None:
         judge = run.judge
         if judge is None or judge.phase is not Phase.JUSTIFY:
             run.stage = Stage.CONFIRM
             if judge is not None and judge.outcome is not None:
                 run.outcome = judge.outcome
             return
-        _, justifications = await asyncio.to_thread(read_board, self._client, run.board)
+        _, answers = await asyncio.to_thread(read_disputes, self._client, run.board, settled)
         run.stage = Stage.CONFIRM
-        run.outcome = judge.on_justifications(justifications)
+        run.outcome = judge.on_justifications(answers)
         self._report_faults(run)
         if isinstance(run.outcome, DkgFailure):
             _log.warning("epoch_run_failed", epoch=run.epoch, reason=run.outcome.reason)
@@ -448,6 +487,8 @@ class EpochDriver:
             return False
         if info.status is ChainStatus.RUNNING:
             return False
+        if info.status is ChainStatus.ACTIVE and view.head - self._depth < info.justify_deadline:
+            return False  # the board is not settled yet: judge it at a later head
         if info.status is not ChainStatus.ACTIVE:
             self._journal.finish(run.epoch, Outcome.FAILED, info.status.name.lower())
             _log.warning("epoch_failed", epoch=run.epoch, status=info.status.name)
@@ -473,3 +514,9 @@ class EpochDriver:
         self.last = (run.epoch, Outcome.ACTIVE.value, qual)
         _log.info("epoch_activated", epoch=run.epoch, generation=info.generation, member=run.member)
         return True
+
+
+def _deal_payload(run: Run) -> bytes:
+    """What the journal keeps of our deal: the public part and the sealed shares."""
+    assert run.deal is not None
+    return run.deal.public.to_bytes() + run.deal.bundle.to_bytes()

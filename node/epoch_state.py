@@ -7,35 +7,27 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from contracts import EpochInfo, Receipt
 from mpc.dealing import DealOutput, Fault, FaultKind
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
 from mpc.encoding import frame
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.reshare import ReshareDealer, ReshareReceiver
-from node.chainview import Board, NodeRecord
+from node.board import Board
+from node.epoch_secrets import RecordingKem
 from node.journal import Published
 
 
-class PeerTransport(Protocol):
-    """Delivers our encrypted shares; implemented by `node.peer_client.PeerClient`."""
-
-    async def deliver_deal(
-        self, peer: NodeRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        """Retries inside; raises when it gives up."""
-        ...
-
-
 class Stage(enum.IntEnum):
-    """How far we processed an epoch; each stage names the phase whose deadline comes next."""
+    """How far we processed an epoch; each stage names the phase whose end comes next."""
 
-    DEAL = 0
-    COMPLAIN = 1  # deals judged
-    JUSTIFY = 2  # complaints judged
-    CONFIRM = 3  # justifications judged: the outcome is known
-    CONFIRMED = 4
+    KEYS = 0
+    DEAL = 1  # the epoch keys are final
+    COMPLAIN = 2  # deals judged
+    JUSTIFY = 3  # complaints judged
+    CONFIRM = 4  # justifications judged: the outcome is known
+    CONFIRMED = 5
 
 
 class SeededRng:
@@ -68,15 +60,18 @@ class Run:
     board: Board
     member: int  # 0 if not a member
     dealer: int  # 0 if not a dealer
+    epoch_key: EpochKeyPair | None = None  # ours; None if we could not make one in time
+    kem: RecordingKem | None = None  # the encapsulations of our deal (dealers)
+    keys: EpochKeys | None = None  # the keys on the board, once final
     dkg: DkgMember | None = None
     old_dealer: ReshareDealer | None = None
     receiver: ReshareReceiver | None = None
     deal: DealOutput | None = None  # our deal, once built
+    no_deal: bool = False  # we are a dealer but cannot deal (logged once)
     abandoned: bool = False
-    stage: Stage = Stage.DEAL
+    stage: Stage = Stage.KEYS
     outcome: DkgResult | DkgFailure | None = None
     faults_seen: int = 0
-    delivering: set[int] = field(default_factory=set)
     writes: list[Write] = field(default_factory=list)
 
     @property
@@ -101,11 +96,16 @@ _AMBIGUOUS_FAULTS = frozenset({FaultKind.WRONG_SESSION, FaultKind.UNKNOWN_MEMBER
 
 
 def blamed_peer(run: Run, fault: Fault) -> str:
-    """The address of the dealer a fault blames ("" when the index names no known dealer).
+    """The address of the peer a fault blames ("" when the index names no known peer).
 
     Indices are per epoch (and in a reshare dealers and members are different lists), so
     the address is what lets an operator follow one peer's misbehaviour across epochs.
     """
-    if fault.kind in _AMBIGUOUS_FAULTS or not 1 <= fault.member <= len(run.info.dealers):
+    if fault.kind in _AMBIGUOUS_FAULTS:
+        return ""
+    if fault.kind.names_accuser:
+        members = run.info.members
+        return members[fault.member - 1] if 1 <= fault.member <= len(members) else ""
+    if not 1 <= fault.member <= len(run.info.dealers):
         return ""
     return run.board.dealer_address(fault.member)

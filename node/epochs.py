@@ -2,14 +2,13 @@
 
 design §3.2-3.3. At each new head `step` settles the epoch we were running if the chain ended
 it, opens the running epoch if it concerns us, and has `node.epoch_run.EpochDriver` advance it
-through its phases (that module has the phase table and the publishing rules). The manager
-also answers the services: `on_deal` journals a share a peer delivered, `share_for` hands out
-our key share of an active epoch, `status` and `progress` report where we are.
+through its phases (that module has the phase table and the publishing rules). Everything of
+an epoch travels through the chain; nothing comes from peers. The manager also answers the
+services: `share_for` hands out our key share of an active epoch, `status` and `progress`
+report where we are.
 
 Rules (docs/node-epochs.md has the details):
 
-* A delivered share is checked (epoch, recipient, dealer, size) before it is journaled; an
-  epoch this node has not set up yet is `NotReady` (retryable), one that is over is refused.
 * Shares of superseded epochs and of retired generations are erased at every head
   (forward secrecy), and dropped from the in-memory cache with them.
 * Epochs left open in the journal by a restart are settled first, from the chain.
@@ -23,20 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts import GenerationStatus, GovernanceClient
-from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.group import Rng
 from mpc.sharing import Share
 from node.chainview import RPC_ERRORS, ChainView, ChainWatcher, Committee
 from node.epoch_run import EpochDriver
-from node.epoch_state import PeerTransport, Run, Stage
-from node.errors import InvalidRequest, NotReady
+from node.epoch_state import Run, Stage
 from node.identity import NodeIdentity
 from node.journal import Journal
 from node.logs import get_logger
 from node.metrics import NodeMetrics
 from node.shares import ShareStore
 
-__all__ = ["EpochManager", "EpochStatus", "PeerTransport", "Stage"]
+__all__ = ["DEFAULT_CONFIRMATIONS", "EpochManager", "EpochStatus", "Stage"]
+
+#: Blocks below the head at which the board counts as settled (node config
+#: `chain.confirmations`): a reorg this shallow cannot change what a phase is judged on.
+DEFAULT_CONFIRMATIONS = 2
 
 _log = get_logger("tkms.epochs")
 
@@ -71,11 +72,11 @@ class EpochManager:
         identity: NodeIdentity,
         client: GovernanceClient,
         watcher: ChainWatcher,
-        transport: PeerTransport,
         journal: Journal,
         shares: ShareStore,
         metrics: NodeMetrics,
         rng: Rng = os.urandom,
+        confirmations: int = DEFAULT_CONFIRMATIONS,
     ) -> None:
         self._client, self._watcher = client, watcher
         self._journal, self._shares, self._metrics = journal, shares, metrics
@@ -86,25 +87,22 @@ class EpochManager:
         self._driver = EpochDriver(
             identity=identity,
             client=client,
-            transport=transport,
             journal=journal,
             shares=shares,
             metrics=metrics,
             rng=rng,
             cache=self._cache,
-            on_deal=self.on_deal,
+            confirmations=confirmations,
         )
 
     # The loop
     async def run(self) -> None:
         """Forever: at each new head, advance the running epoch and tidy the shares."""
-        async with asyncio.TaskGroup() as tasks:
-            self._driver.tasks = tasks
-            seen = -1
-            while True:
-                view = await self._watcher.wait_for_view(_newer_than(seen))
-                seen = view.head
-                await self.step(view)
+        seen = -1
+        while True:
+            view = await self._watcher.wait_for_view(_newer_than(seen))
+            seen = view.head
+            await self.step(view)
 
     async def step(self, view: ChainView) -> None:
         """One pass over `view` (the loop calls it; tests may too)."""
@@ -165,42 +163,6 @@ class EpochManager:
             m.epoch_phase.labels(epoch=str(self._run.epoch), phase=self._run.stage.name).set(1)
 
     # For the Peer and Kms services
-    def on_deal(self, epoch: int, dealer: int, recipient: int, ciphertext: bytes) -> bool:
-        """Journal a share delivered to us: True if new, False if a duplicate."""
-        run = self._run
-        if run is None or run.epoch != epoch:
-            view = self._watcher.view
-            known = (
-                0
-                if view is None
-                else max(
-                    view.running_epoch,
-                    self._driver.last[0],
-                    *(c.epoch for c in view.committees.values()),
-                    0,
-                )
-            )
-            if epoch in self._driver.ignored:
-                raise InvalidRequest(f"epoch {epoch}: this node takes no part in it")
-            if view is None or epoch > known or epoch == view.running_epoch:
-                raise NotReady(f"epoch {epoch} is not set up on this node yet; retry")
-            raise InvalidRequest(f"epoch {epoch} is not in progress")
-        if not run.member:
-            raise InvalidRequest(f"epoch {epoch}: this node is not a member")
-        if recipient != run.member:
-            raise InvalidRequest(
-                f"epoch {epoch}: recipient {recipient} is not us (we are member {run.member})"
-            )
-        if not 1 <= dealer <= len(run.info.dealers):
-            raise InvalidRequest(
-                f"epoch {epoch}: dealer {dealer} outside 1..{len(run.info.dealers)}"
-            )
-        if len(ciphertext) != CIPHERTEXT_SIZE:
-            raise InvalidRequest(
-                f"epoch {epoch}: ciphertext is {len(ciphertext)} bytes, expected {CIPHERTEXT_SIZE}"
-            )
-        return self._journal.record_share(epoch, dealer, recipient, ciphertext)
-
     def share_for(self, generation: int = 0) -> tuple[Committee, Share] | None:
         """Our key share of the ACTIVE epoch of `generation` (0 = latest), if we hold one."""
         view = self._watcher.view
@@ -219,19 +181,20 @@ class EpochManager:
         return committee, share
 
     def progress(self, epoch: int) -> tuple[str, tuple[int, ...]]:
-        """For the Peer `EpochStatus` RPC: our phase in `epoch` and the dealers we hold shares of.
+        """For the Peer `EpochStatus` RPC: our phase in `epoch` and the dealers whose shares
+        we opened (only while we run it: nothing of them is kept afterwards).
 
         The phase is a `Stage` name while we run the epoch, its outcome once it ended,
         "unknown" if we never took part.
         """
         run = self._run
         if run is not None and run.epoch == epoch:
-            phase = run.stage.name.lower()
-        else:
-            record = self._journal.epoch(epoch)
-            outcome = record.outcome if record is not None else None
-            phase = "unknown" if record is None else outcome.value if outcome else "pending"
-        return phase, tuple(sorted({d for d, _, _ in self._journal.received(epoch)}))
+            judge = run.judge
+            opened = judge.opened if judge is not None else ()
+            return run.stage.name.lower(), opened
+        record = self._journal.epoch(epoch)
+        outcome = record.outcome if record is not None else None
+        return ("unknown" if record is None else outcome.value if outcome else "pending"), ()
 
     def status(self) -> EpochStatus:
         view = self._watcher.view

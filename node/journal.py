@@ -1,50 +1,45 @@
-"""The journal of in-flight epochs: what we received and published, durable across restarts.
+"""The journal of in-flight epochs: what we published, durable across restarts.
 
 One SQLite database, normally `<data_dir>/journal.sqlite3` (WAL, one connection per node,
 every change in a transaction). `PRAGMA application_id` marks it as ours and
 `PRAGMA user_version` carries the schema version; anything else (a foreign or corrupt
 file) is a StorageError naming the path.
 
-Tables (schema version 1):
+Tables (schema version 2):
 
     epochs     (epoch PK, session_id, kind, generation, outcome NULL|active|failed|abandoned,
                 detail)                       one row per epoch we take part in
-    received   (epoch, dealer) PK, recipient, ciphertext
-                                              encrypted shares delivered to us; first wins:
-                                              the same bytes again are a duplicate, other bytes
-                                              an equivocation (rejected)
-    outgoing   (epoch, recipient) PK, ciphertext, delivered
-                                              our encrypted shares, re-sent as the same bytes
     published  (epoch, kind, target) PK, payload, tx_hash
-                                              our chain writes (deal, complaint, justification,
-                                              confirmation, timeout), so a restart never
-                                              publishes twice
+                                              our chain writes (epoch key, deal, complaint,
+                                              justification, confirmation, timeout), so a
+                                              restart never publishes twice
 
-Ciphertexts are not secret (each opens only with its recipient's deal key). The one secret of
-an in-flight epoch, the seed our dealing polynomial is derived from, is sealed
-(`node.sealing`) in `dealing/epoch-<n>.sealed` next to the database, never stored in SQLite, and
-deleted when the epoch ends, together with the epoch's ciphertexts (`finish`).
+Nothing here is secret: every payload is (or is about to be) public on chain, and shares
+travel only as sealed shares on the board. The secrets of an in-flight epoch (our per-epoch
+key, our dealing seed, our deal's ML-KEM encapsulations) are sealed files kept by
+`node.epoch_secrets` next to the database, and `finish` erases them with the epoch.
+(Version 1 also journaled encrypted shares delivered peer to peer; a version-1 file is
+refused with its path, like any other schema.)
 """
 
 from __future__ import annotations
 
 import enum
-import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from node.errors import InvalidRequest, StorageError
-from node.sealing import Sealer, make_directory, read_sealed, remove_durably, write_sealed
+from node.epoch_secrets import DIR_NAME, EpochSecrets
+from node.errors import StorageError
+from node.sealing import Sealer
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x746B6A31  # "tkj1"
 DB_FILE: Final = "journal.sqlite3"
-SEED_SIZE: Final = 32
 
 _SCHEMA: Final = """
 CREATE TABLE epochs (
@@ -54,20 +49,6 @@ CREATE TABLE epochs (
     generation INTEGER NOT NULL,
     outcome TEXT,
     detail TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE received (
-    epoch INTEGER NOT NULL REFERENCES epochs(epoch),
-    dealer INTEGER NOT NULL,
-    recipient INTEGER NOT NULL,
-    ciphertext BLOB NOT NULL,
-    PRIMARY KEY (epoch, dealer)
-);
-CREATE TABLE outgoing (
-    epoch INTEGER NOT NULL REFERENCES epochs(epoch),
-    recipient INTEGER NOT NULL,
-    ciphertext BLOB NOT NULL,
-    delivered INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (epoch, recipient)
 );
 CREATE TABLE published (
     epoch INTEGER NOT NULL REFERENCES epochs(epoch),
@@ -87,15 +68,12 @@ class Outcome(enum.Enum):
 
 
 class Published(enum.Enum):
+    EPOCH_KEY = "epoch_key"  # target 0
     DEAL = "deal"  # target 0
     COMPLAINT = "complaint"  # target: the accused dealer's index
     JUSTIFICATION = "justification"  # target: the accuser's index
     CONFIRMATION = "confirmation"  # target 0
     TIMEOUT = "timeout"  # target 0
-
-
-class ShareConflict(InvalidRequest):
-    """A dealer delivered a different ciphertext for a slot it already filled (equivocation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +89,8 @@ class EpochRecord:
 class Journal:
     """The journal of one node; see the module docstring. Not shared between processes."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, secrets: Path, sealer: Sealer):
-        self._db, self.path, self._secrets, self._sealer = connection, path, secrets, sealer
+    def __init__(self, connection: sqlite3.Connection, path: Path, secrets: EpochSecrets):
+        self._db, self.path, self.secrets = connection, path, secrets
         self._lock = threading.Lock()
 
     @classmethod
@@ -130,7 +108,7 @@ class Journal:
         except StorageError:
             db.close()
             raise
-        return cls(db, path, path.parent / "dealing", sealer)
+        return cls(db, path, EpochSecrets(path.parent / DIR_NAME, sealer))
 
     def close(self) -> None:
         with self._lock:
@@ -197,81 +175,16 @@ class Journal:
         return [int(r[0]) for r in rows]
 
     def finish(self, epoch: int, outcome: Outcome, detail: str = "") -> None:
-        """Record the outcome; forget the epoch's ciphertexts and its sealed dealing seed.
+        """Record the outcome, then erase the epoch's sealed secrets (`node.epoch_secrets`).
 
-        The ciphertexts go too: with our long-term deal key they would give back our share of
-        a superseded epoch, which is exactly what erasure after a reshare must make
-        impossible. The dealers' indices stay (for `received`-based status).
+        From here on nothing on this node opens the epoch's sealed shares on chain.
         """
         with self._tx() as db:
             db.execute(
                 "UPDATE epochs SET outcome = ?, detail = ? WHERE epoch = ?",
                 (outcome.value, detail, epoch),
             )
-            db.execute("UPDATE received SET ciphertext = x'' WHERE epoch = ?", (epoch,))
-            db.execute("DELETE FROM outgoing WHERE epoch = ?", (epoch,))
-        with self._lock:
-            try:  # move the overwritten pages out of the WAL file too
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                raise StorageError(f"{self.path}: journal checkpoint failed: {exc}") from None
-        self.erase_dealing_seed(epoch)
-
-    # Received shares
-    def record_share(self, epoch: int, dealer: int, recipient: int, ciphertext: bytes) -> bool:
-        """Store a delivered share: True if new, False if the same bytes were already stored."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT recipient, ciphertext FROM received WHERE epoch = ? AND dealer = ?",
-                (epoch, dealer),
-            ).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO received (epoch, dealer, recipient, ciphertext) "
-                    "VALUES (?, ?, ?, ?)",
-                    (epoch, dealer, recipient, ciphertext),
-                )
-                return True
-        if int(row[0]) == recipient and bytes(row[1]) == ciphertext:
-            return False
-        raise ShareConflict(
-            f"epoch {epoch}: dealer {dealer} already delivered a different share to us "
-            "(equivocation); the first one is kept"
-        )
-
-    def received(self, epoch: int) -> list[tuple[int, int, bytes]]:
-        """(dealer, recipient, ciphertext) of every share delivered to us in `epoch`."""
-        rows = self._query(
-            "SELECT dealer, recipient, ciphertext FROM received WHERE epoch = ? ORDER BY dealer",
-            (epoch,),
-        )
-        return [(int(d), int(r), bytes(c)) for d, r, c in rows]
-
-    # Our outgoing shares
-    def record_outgoing(self, epoch: int, shares: Mapping[int, bytes]) -> dict[int, bytes]:
-        """Keep the first set of outgoing ciphertexts of `epoch`; return what is stored."""
-        with self._tx() as db:
-            for recipient, ciphertext in shares.items():
-                db.execute(
-                    "INSERT OR IGNORE INTO outgoing (epoch, recipient, ciphertext) "
-                    "VALUES (?, ?, ?)",
-                    (epoch, recipient, ciphertext),
-                )
-        return self.outgoing(epoch)
-
-    def outgoing(self, epoch: int, *, undelivered_only: bool = False) -> dict[int, bytes]:
-        where = " AND delivered = 0" if undelivered_only else ""
-        rows = self._query(
-            f"SELECT recipient, ciphertext FROM outgoing WHERE epoch = ?{where}", (epoch,)
-        )
-        return {int(r): bytes(c) for r, c in rows}
-
-    def mark_delivered(self, epoch: int, recipient: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE outgoing SET delivered = 1 WHERE epoch = ? AND recipient = ?",
-                (epoch, recipient),
-            )
+        self.secrets.erase(epoch)
 
     # Published chain writes
     def published(self, epoch: int, kind: Published, target: int = 0) -> bytes | None:
@@ -291,29 +204,6 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?)",
                 (epoch, kind.value, target, payload, tx_hash),
             )
-
-    # The sealed dealing seed
-    def _seed_path(self, epoch: int) -> Path:
-        return self._secrets / f"epoch-{epoch}.sealed"
-
-    def dealing_seed(self, epoch: int, *, create: bool) -> bytes | None:
-        """The sealed seed of our dealing polynomial in `epoch`; made (and sealed) if asked."""
-        path = self._seed_path(epoch)
-        label = f"tkms-dealing:v1:{epoch}"
-        if path.exists():
-            seed = read_sealed(path, self._sealer, label)
-            if len(seed) != SEED_SIZE:
-                raise StorageError(f"{path}: dealing seed is {len(seed)} bytes")
-            return seed
-        if not create:
-            return None
-        make_directory(self._secrets)
-        seed = os.urandom(SEED_SIZE)
-        write_sealed(path, self._sealer, label, seed)
-        return seed
-
-    def erase_dealing_seed(self, epoch: int) -> None:
-        remove_durably(self._seed_path(epoch))
 
 
 def _prepare(db: sqlite3.Connection, path: Path) -> None:
@@ -335,7 +225,6 @@ def _prepare(db: sqlite3.Connection, path: Path) -> None:
         raise StorageError(
             f"{path}: journal schema version {version}, this node reads {SCHEMA_VERSION}"
         )
-    db.execute("PRAGMA secure_delete = ON")  # deleted ciphertexts are overwritten, not kept
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("PRAGMA foreign_keys = ON")

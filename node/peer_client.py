@@ -1,4 +1,4 @@
-"""Channels to peers and deal delivery (design §6.4): fetch, verify, pin, retry.
+"""Channels to peers (design §6.4): fetch, verify, pin, retry.
 
 For each peer the client fetches the certificate its peer endpoint serves, verifies it with
 `node.ratls` (attested, registered as *that* peer, allowed KMS measurement), and opens a
@@ -7,11 +7,10 @@ RA-TLS certificate as client certificate, with the target name overridden to the
 `PEER_TLS_NAME`. Channels are cached per peer and dropped when the registry entry changes or
 a call fails with UNAVAILABLE (the peer may have restarted with a new certificate).
 
-`send_deal` retries UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (and an
-unreachable endpoint) with bounded exponential backoff and jitter until `deadline`;
-re-delivery is safe because the receiver acknowledges a duplicate as not stored. A server
-certificate that does not verify, or an answer such as INVALID_ARGUMENT, is final. Every
-error names the peer and its endpoint.
+Calls retry UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED (and an unreachable
+endpoint) with bounded exponential backoff and jitter until `deadline`. A server certificate
+that does not verify, or an answer such as INVALID_ARGUMENT, is final. Every error names the
+peer and its endpoint. (Shares are not sent to peers: they go on chain with each deal.)
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ class _Pinned:
 
 
 class PeerClient:
-    """The `PeerTransport` of the epoch manager, over pinned mutual RA-TLS channels."""
+    """Calls to peers over pinned mutual RA-TLS channels."""
 
     def __init__(
         self,
@@ -234,34 +233,6 @@ class PeerClient:
                 raise error
             log.info("peer_call_retry", peer=name, call=what, attempt=attempt, reason=str(error))
             await asyncio.sleep(delay)
-
-    async def send_deal(
-        self, peer: PeerRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> bool:
-        """Deliver a deal (with retries); True if the peer stored it, False if it had it."""
-        request = peer_pb2.DealRequest(
-            epoch=epoch, dealer=dealer, recipient=recipient, ciphertext=ciphertext
-        )
-
-        async def deal(stub: peer_pb2_grpc.PeerStub, timeout: float) -> bool:
-            ack: peer_pb2.DealAck = await stub.Deal(request, timeout=timeout)
-            return bool(ack.stored)
-
-        return await self._call(peer, f"deal (epoch {epoch}, dealer {dealer})", deal)
-
-    async def deliver_deal(
-        self, peer: PeerRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        """`PeerTransport.deliver_deal`: retries inside; raises a `NodeError` when it gives up."""
-        stored = await self.send_deal(peer, epoch, dealer, recipient, ciphertext)
-        log.info(
-            "deal_delivered",
-            peer=_name(peer),
-            epoch=epoch,
-            dealer=dealer,
-            recipient=recipient,
-            stored=stored,
-        )
 
     async def epoch_status(self, peer: PeerRecord, epoch: int) -> EpochStatusReply:
         """What `peer` knows about `epoch` (for catch-up), with the same retries."""

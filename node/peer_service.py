@@ -9,10 +9,11 @@ grpcio has no custom certificate verifier, so authentication has two layers:
   missing). A caller whose certificate is not in the bundle fails the handshake.
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
   presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
-  the request: a `Deal` must come from the dealer it names (a node delivers deals only as
-  itself), an `EpochStatus` from a dealer or member of the epoch it asks about, a
-  `KmsRootPartial` from a member of the epoch it names (the servicer then checks that the
+  the request: an `EpochStatus` must come from a dealer or member of the epoch it asks about,
+  a `KmsRootPartial` from a member of the epoch it names (the servicer then checks that the
   epoch is the generation's active one here: only the committee gathers the KMS root).
+
+Shares never travel here: dealers put their sealed shares on chain with their deals.
 
 Every refusal is logged as ``peer_refused`` with the peer and the reason, and answered with
 the error's gRPC code and the same reason.
@@ -34,7 +35,7 @@ from grpc import aio
 from attest import Collateral, Policy, default_policy
 from contracts import GovernanceClient
 from node.chainview import RPC_ERRORS
-from node.errors import InvalidRequest, NodeError, NotReady, Unauthenticated
+from node.errors import NodeError, NotReady, Unauthenticated
 from node.identity import NodeIdentity
 from node.logs import get_logger
 from node.ratls import (
@@ -63,11 +64,8 @@ __all__ = [
 
 log = get_logger("tkms.node.peer")
 
-DEAL_METHOD = "/tkms.v1.Peer/Deal"
 STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
 ROOT_METHOD = "/tkms.v1.Peer/KmsRootPartial"
-#: A deal is one HPKE ciphertext of a share (~1.2 KB); anything far larger is not a deal.
-MAX_CIPHERTEXT = 16 * 1024
 MAX_MESSAGE = 64 * 1024
 
 #: The authenticated peer of the call being handled (set by `PeerAuthInterceptor`).
@@ -93,7 +91,6 @@ class EpochStatusReply:
 
 
 ViewSource = Callable[[], PeerRegistry[PeerRecord] | None]
-OnDeal = Callable[[int, int, int, bytes], bool]
 StatusFn = Callable[[int], EpochStatusReply]
 RosterFn = Callable[[int], EpochRoster | None]
 #: (generation, epoch, requester key) -> our encrypted partial of the KMS root (node.kms_root).
@@ -135,23 +132,14 @@ class PeerGate:
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
-        if method not in (DEAL_METHOD, STATUS_METHOD, ROOT_METHOD):
+        if method not in (STATUS_METHOD, ROOT_METHOD):
             raise Unauthenticated(f"authorization: no rule for method {method}")
         epoch = int(request.epoch)
         roster = await asyncio.to_thread(self._roster, epoch)
         if roster is None:
             raise NotReady(f"epoch {epoch} is not known to this node (yet)")
         me = record.address
-        if method == DEAL_METHOD:
-            if me not in roster.dealers:
-                raise Unauthenticated(f"authorization: {_hex(me)} is not a dealer of epoch {epoch}")
-            index = roster.dealers.index(me) + 1
-            if int(request.dealer) != index:
-                raise Unauthenticated(
-                    f"authorization: {_hex(me)} is dealer {index} of epoch {epoch} "
-                    f"but the deal claims dealer {request.dealer}"
-                )
-        elif method == ROOT_METHOD:
+        if method == ROOT_METHOD:
             if me not in roster.members:
                 raise Unauthenticated(
                     f"authorization: {_hex(me)} is not a member of epoch {epoch}: only the "
@@ -217,31 +205,9 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
 
     def __init__(
-        self, *, on_deal: OnDeal, epoch_status: StatusFn, root_partial: RootPartialFn | None = None
+        self, *, epoch_status: StatusFn, root_partial: RootPartialFn | None = None
     ) -> None:
-        self._on_deal, self._status, self._root_partial = on_deal, epoch_status, root_partial
-
-    async def Deal(
-        self, request: peer_pb2.DealRequest, context: aio.ServicerContext[Any, Any]
-    ) -> peer_pb2.DealAck:
-        peer = _hex(CURRENT_PEER.get().address)
-        args = {"epoch": request.epoch, "dealer": request.dealer, "recipient": request.recipient}
-        try:
-            if not 0 < len(request.ciphertext) <= MAX_CIPHERTEXT:
-                raise InvalidRequest(
-                    f"ciphertext of {len(request.ciphertext)} bytes (expected 1..{MAX_CIPHERTEXT})"
-                )
-            stored = self._on_deal(
-                request.epoch, request.dealer, request.recipient, request.ciphertext
-            )
-        except NodeError as exc:
-            log.warning("deal_rejected", peer=peer, reason=str(exc), **args)
-            await _abort(context, exc, f"deal from {peer} rejected: {exc}")
-        except Exception as exc:  # anything unexpected: INTERNAL, logged, no details out
-            log.error("peer_handler_failed", peer=peer, method="Deal", error=type(exc).__name__)
-            await _abort(context, NodeError(), f"deal from {peer}: internal error")
-        log.info("deal_received", peer=peer, stored=stored, **args)
-        return peer_pb2.DealAck(stored=stored)
+        self._status, self._root_partial = epoch_status, root_partial
 
     async def EpochStatus(
         self, request: peer_pb2.EpochStatusRequest, context: aio.ServicerContext[Any, Any]
@@ -297,7 +263,6 @@ class PeerServer:
         cert_pem: bytes,
         key_pem: bytes,
         view: ViewSource,
-        on_deal: OnDeal,
         epoch_status: StatusFn,
         roster: RosterFn,
         kms_allowed: KmsAllowed,
@@ -324,9 +289,7 @@ class PeerServer:
         self.bundle = TrustBundle((cert_pem, key_pem))
         self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
-        self._servicer = PeerServicer(
-            on_deal=on_deal, epoch_status=epoch_status, root_partial=root_partial
-        )
+        self._servicer = PeerServicer(epoch_status=epoch_status, root_partial=root_partial)
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout

@@ -27,20 +27,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from guest.measure import compose_hash
-from testnet.apps import spawn_agent, start_demo_app
-from testnet.cluster import STATE_FILE, Cluster
-from testnet.gateway_run import GATEWAY_COMPOSE, launch_gateway, start_pebble, wait_routed
-from testnet.lifecycle import (
-    ResumeError,
-    contents,
-    destroy,
-    restart,
-    resume,
-    stop_hand_started,
-)
+# Only the standard library at import time: the parser is built for every `tkms testnet`
+# command, and `status` must answer fast (web3 alone is about a second of CPU). Each command
+# imports what it uses.
+from testnet.probes import STATE_FILE, Probes
+
+if TYPE_CHECKING:
+    from testnet.cluster import Cluster
 
 DEFAULT_DIR = ".tkms-testnet"
 DEMO_COMPOSE = b'{"name": "tkms-demo", "services": {"web": {"image": "tkms-demo@sha256:00"}}}\n'
@@ -62,6 +57,8 @@ def _fail(message: str) -> int:
 
 
 def _attach(args: argparse.Namespace, progress: Any = None) -> Cluster | None:
+    from testnet.cluster import Cluster
+
     root = Path(args.dir)
     if not (root / STATE_FILE).exists():
         return None
@@ -72,9 +69,10 @@ def _attach(args: argparse.Namespace, progress: Any = None) -> Cluster | None:
 STATUS_TIMEOUT = 1.0
 
 
-def status_document(cluster: Cluster) -> dict[str, Any]:
+def status_document(cluster: Cluster, probes: Probes | None = None) -> dict[str, Any]:
     """The network's state in about STATUS_TIMEOUT seconds at most, whatever the chain does: a
-    chain that does not answer is reported as such, beside each node's own health."""
+    chain that does not answer is reported as such, beside each node's own health. `probes`
+    may have been started before (see `cmd_status`)."""
     from contracts import GovernanceClient
     from guest.committee import CommitteeError, chain_fingerprint, committee_from_chain
 
@@ -85,11 +83,18 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
         "app_factory": cluster.deployment.app_factory if cluster.deployment else None,
     }
 
+    if probes is None:
+        ports = {node.index: node.status_port for node in cluster.nodes}
+        probes = Probes(cluster.rpc_url, ports, STATUS_TIMEOUT)
+
     def chain() -> dict[str, Any]:
-        assert cluster.deployment is not None
+        assert cluster.deployment is not None and probes is not None
+        no_key = {"generation": 0, "epoch": 0, "threshold": 0, "group_public_key": None}
+        if not probes.chain_answers():  # never wait on web3 for a chain that does not answer
+            reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
+            return {"chain": "unreachable", **no_key, "committee_error": reason}
         w3 = cluster.w3(timeout=STATUS_TIMEOUT, retries=False)
         governance = GovernanceClient(w3, cluster.deployment.governance)
-        no_key = {"generation": 0, "epoch": 0, "threshold": 0, "group_public_key": None}
         try:
             fingerprint = chain_fingerprint(governance)
             committee = committee_from_chain(governance, fingerprint=fingerprint)
@@ -110,13 +115,11 @@ def status_document(cluster: Cluster) -> dict[str, Any]:
             "members": [m.endpoint for m in committee.members],
         }
 
-    with ThreadPoolExecutor(max_workers=1 + len(cluster.nodes)) as pool:
-        chain_view = pool.submit(chain)
-        healths = list(pool.map(lambda n: n.health(timeout=STATUS_TIMEOUT), cluster.nodes))
-        doc.update(chain_view.result())
+    doc.update(chain())
     members = set(doc.get("members", []))
     nodes = []
-    for node, health in zip(cluster.nodes, healths, strict=True):
+    for node in cluster.nodes:
+        health = probes.health(node.index)
         nodes.append(
             {
                 "index": node.index,
@@ -176,6 +179,11 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from contracts import EpochKind
     from guest.kms_root import publish_kms_root
+    from guest.measure import compose_hash
+    from testnet.apps import spawn_agent, start_demo_app
+    from testnet.cluster import Cluster
+    from testnet.gateway_run import GATEWAY_COMPOSE, launch_gateway, start_pebble, wait_routed
+    from testnet.lifecycle import contents, destroy
 
     progress = _Progress(args.json)
     existing = _attach(args, progress)
@@ -193,7 +201,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
     # Half-second blocks: registration and the DKG's phase deadlines pass twice as fast.
     cluster = Cluster(
-        Path(args.dir), progress=progress, detach=True, block_time=0.5, phases=(6, 4, 4, 10)
+        Path(args.dir), progress=progress, detach=True, block_time=0.5, phases=(4, 6, 5, 5, 10)
     )
     try:
         cluster.start_chain()
@@ -256,6 +264,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _resume(cluster: Cluster, args: argparse.Namespace, progress: _Progress) -> int:
+    from testnet.lifecycle import ResumeError, resume
+
     try:
         revival = resume(cluster, progress)
     except (ResumeError, RuntimeError, TimeoutError) as exc:
@@ -280,8 +290,10 @@ def _require(args: argparse.Namespace, progress: Any = None) -> Cluster:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    # Ask the chain and the nodes first: their answers (or timeouts) overlap the imports below.
+    probes = Probes.from_state(args.dir, STATUS_TIMEOUT)
     cluster = _require(args)
-    _print_status(status_document(cluster), args.json)
+    _print_status(status_document(cluster, probes), args.json)
     return 0
 
 
@@ -300,6 +312,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from testnet.lifecycle import stop_hand_started
+
     cluster = _attach(args)
     if cluster is None:
         print(f"no testnet in {args.dir}")
@@ -318,6 +332,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    from testnet.lifecycle import ResumeError, restart
+
     progress = _Progress(False)
     cluster = _require(args, progress)
     try:
@@ -331,6 +347,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
+    from testnet.lifecycle import destroy
+
     cluster = _attach(args)
     if cluster is None and not args.dir.exists():
         print(f"no testnet in {args.dir}")

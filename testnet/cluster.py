@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from node.registration import (
 )
 from node.sealing import write_atomic
 from node.tee import SIMULATED_OS_IMAGE
+from testnet.probes import STATE_FILE, node_health
 from testnet.processes import argv_of, running, start_ticks, stop_groups
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1
-DEFAULT_PHASES = (4, 4, 4, 8)
+DEFAULT_PHASES = (3, 5, 5, 5, 8)  # Keys, Deal, Complain, Justify, Confirm
 
 Progress = Callable[[str], None]
 
@@ -122,18 +122,9 @@ class NodeProcess:
         )
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.status_port}/health", timeout=timeout
-            ) as r:
-                return dict(json.loads(r.read()))
-        except urllib.error.HTTPError as exc:
-            return dict(json.loads(exc.read() or b"{}"))
-        except (OSError, ValueError):
-            return None
+        return node_health(self.status_port, timeout)
 
 
-STATE_FILE = "state.json"
 #: anvil's own state dump (blocks, contracts, history), kept across chain restarts.
 ANVIL_STATE = "anvil-state.json"
 
@@ -142,7 +133,7 @@ ANVIL_STATE = "anvil-state.json"
 class Cluster:
     root: Path
     block_time: float = 1.0
-    phases: tuple[int, int, int, int] = DEFAULT_PHASES
+    phases: tuple[int, int, int, int, int] = DEFAULT_PHASES
     progress: Progress = _quiet
     anvil: Anvil | None = None
     deployment: Deployment | None = None

@@ -95,7 +95,7 @@ def getkey_load(socket: Path, duration: float, concurrency: int) -> tuple[int, i
 
 
 def run(n: int, t: int, *, derivations: int, duration: float, concurrency: int, root: Path) -> None:
-    with Cluster(root, phases=(4, 4, 4, 8), max_head_age=60, app_rate_limit=1e6) as cluster:
+    with Cluster(root, phases=(3, 5, 5, 5, 8), max_head_age=60, app_rate_limit=1e6) as cluster:
         cluster.start_chain()
         members = [cluster.create_node() for _ in range(n)]
         for m in members:

@@ -94,7 +94,7 @@ async def load(
 def run(nodes: list[int], *, duration: float, concurrency: int, root: Path) -> None:
     for n in nodes:
         t = {5: 3, 16: 11}.get(n, n // 2 + 1)
-        phases = (4, 4, 4, 8) if n <= 8 else (12, 8, 8, 12)
+        phases = (3, 5, 5, 5, 8) if n <= 8 else (8, 12, 8, 8, 12)
         # The per-app rate limit would measure itself, not the node: lift it for the load.
         with Cluster(root / f"n{n}", phases=phases, max_head_age=60, app_rate_limit=1e6) as cluster:
             cluster.start_chain()
@@ -108,9 +108,8 @@ def run(nodes: list[int], *, duration: float, concurrency: int, root: Path) -> N
             elapsed = time.monotonic() - start
             _emit(f"dkg_anvil_n{n}_t{t}_s", elapsed, "s")
             block = f"{cluster.block_time:g} s"
-            print(
-                f"# phase lengths in blocks of {block} (deal, complain, justify, confirm): {phases}"
-            )
+            names = "keys, deal, complain, justify, confirm"
+            print(f"# phase lengths in blocks of {block} ({names}): {phases}")
             if n == nodes[0]:
                 cluster.wait_healthy(members, timeout=120, epoch=epoch)
                 app_id = cluster.register_app([compose_hash(COMPOSE)])

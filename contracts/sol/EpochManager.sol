@@ -7,7 +7,14 @@ import "./NodeRegistry.sol";
 /// @notice The chain is the broadcast channel; it checks who may say what and when, never the
 ///         curve math, which every node verifies itself. Rules:
 ///         - one epoch runs at a time; the owner proposes it with its committee, threshold, kind
-///           and phase lengths in blocks: Deal, then Complain, then Justify, then Confirm;
+///           and phase lengths in blocks (each at least MIN_PHASE_BLOCKS): Keys, then Deal, then
+///           Complain, then Justify, then Confirm;
+///         - Keys: every member and dealer posts its per-epoch key once; the Deal phase starts
+///           as soon as all have (or when the Keys phase ends);
+///         - Deal: each dealer posts its commitments and, in the same call, its sealed shares;
+///           the contract keeps only their hash (nodes read the bytes from the transaction);
+///         - a complaint carries the accuser's reveal of one pair's key half, an answer the
+///           dealer's other half: no share is ever published;
 ///         - DKG starts generation 1 and ROTATE generation g+1 (dealers: the new members);
 ///           RESHARE and REFRESH move the latest generation to a new committee (dealers: the
 ///           members of its active epoch); REFRESH keeps committee and threshold;
@@ -35,6 +42,7 @@ abstract contract EpochManager is NodeRegistry {
     }
     enum Phase {
         None,
+        Keys,
         Deal,
         Complain,
         Justify,
@@ -60,7 +68,10 @@ abstract contract EpochManager is NodeRegistry {
         uint64 previousEpoch;
         uint16 threshold;
         uint16 previousThreshold;
+        uint16 participants;
+        uint16 keysPosted;
         uint64 proposedAt;
+        uint64 keysDeadline;
         uint64 dealDeadline;
         uint64 complaintDeadline;
         uint64 justifyDeadline;
@@ -77,14 +88,16 @@ abstract contract EpochManager is NodeRegistry {
         bytes commitments;
         bytes pk2Part;
         bytes proof;
+        bytes32 sharesHash;
         uint64 submittedAt;
     }
 
     struct Complaint {
         address accuser;
         address accused;
+        bytes reveal;
         bool justified;
-        bytes share;
+        bytes answer;
     }
 
     struct Generation {
@@ -98,9 +111,20 @@ abstract contract EpochManager is NodeRegistry {
 
     uint256 public constant G1_LENGTH = 48;
     uint256 public constant G2_LENGTH = 96;
-    uint256 public constant SCALAR_LENGTH = 32;
     uint256 public constant MAX_PROOF_LENGTH = 512;
     uint256 public constant MAX_MEMBERS = 64;
+    /// @notice A member's key is 1296 bytes (X, its proof, an ML-KEM-768 key), a dealer's 112.
+    uint256 internal constant MAX_EPOCH_KEY_LENGTH = 2048;
+    /// @notice Sealed shares of one dealer: 38 bytes of header and 1137 per member (72,806 at 64).
+    uint256 internal constant MAX_SHARES_LENGTH = 73728;
+    /// @notice The accuser's DH secret of one pair (48 bytes) and its DLEQ proof (64).
+    uint256 internal constant REVEAL_LENGTH = 112;
+    /// @notice The accused dealer's ML-KEM secret of that pair.
+    uint256 internal constant ANSWER_LENGTH = 32;
+    /// @notice Nodes judge a phase once its deadline block has a few confirmations and must get
+    ///         their write mined before the next deadline (docs/node-epochs.md): shorter phases
+    ///         leave no block for that and make the protocol silently unusable.
+    uint64 internal constant MIN_PHASE_BLOCKS = 3;
 
     uint64 public epochCount;
     uint64 public runningEpoch;
@@ -112,6 +136,8 @@ abstract contract EpochManager is NodeRegistry {
     mapping(uint64 => mapping(address => uint256)) public memberIndex; // 1-based; 0 = not a member
     mapping(uint64 => mapping(address => uint256)) public dealerIndex;
     mapping(uint64 => mapping(address => Deal)) private _deals;
+    /// @notice epoch => node => keccak256 of the key it posted (zero: none).
+    mapping(uint64 => mapping(address => bytes32)) public epochKeyHash;
     mapping(uint64 => Complaint[]) private _complaints;
     mapping(uint64 => mapping(address => mapping(address => uint256))) private _complaintSlot;
     mapping(uint64 => mapping(address => bytes32)) public confirmationOf;
@@ -123,17 +149,26 @@ abstract contract EpochManager is NodeRegistry {
         EpochKind kind,
         address[] members,
         uint16 threshold,
+        uint64 keysDeadline,
         uint64 dealDeadline,
         uint64 complaintDeadline,
         uint64 justifyDeadline,
         uint64 confirmDeadline
     );
+    event EpochKeyPosted(uint64 indexed epoch, address indexed node, bytes32 keyHash);
     event DealSubmitted(
-        uint64 indexed epoch, address indexed dealer, bytes commitments, bytes pk2Part, bytes proof
+        uint64 indexed epoch,
+        address indexed dealer,
+        bytes commitments,
+        bytes pk2Part,
+        bytes proof,
+        bytes32 sharesHash
     );
-    event ComplaintFiled(uint64 indexed epoch, address indexed accuser, address indexed accused);
+    event ComplaintFiled(
+        uint64 indexed epoch, address indexed accuser, address indexed accused, bytes reveal
+    );
     event ComplaintJustified(
-        uint64 indexed epoch, address indexed accuser, address indexed accused, bytes share
+        uint64 indexed epoch, address indexed accuser, address indexed accused, bytes answer
     );
     event Confirmed(uint64 indexed epoch, address indexed member, bytes32 digest, uint256 votes);
     event EpochActivated(
@@ -150,13 +185,15 @@ abstract contract EpochManager is NodeRegistry {
     error EpochNotRunning(uint64 epoch, EpochStatus status);
     error WrongPhase(uint64 epoch, Phase expected, Phase actual);
     error InvalidThreshold(uint256 threshold, uint256 members);
-    error InvalidPhaseLength(uint256 phase);
+    error PhaseTooShort(uint256 phase, uint64 blocks, uint64 minimum);
     error DuplicateMember(address node);
     error GenerationExists(uint64 generation);
     error NoActiveGeneration();
     error RefreshChangesCommittee();
     error NotADealer(uint64 epoch, address caller);
     error NotAMember(uint64 epoch, address caller);
+    error NotAParticipant(uint64 epoch, address caller);
+    error EpochKeyAlreadyPosted(uint64 epoch, address node);
     error DealAlreadySubmitted(uint64 epoch, address dealer);
     error ComplaintExists(uint64 epoch, address accuser, address accused);
     error NoSuchComplaint(uint64 epoch, address accuser, address accused);
@@ -171,19 +208,22 @@ abstract contract EpochManager is NodeRegistry {
         _setRetirementWindow(blocks);
     }
 
-    /// @param phaseBlocks lengths in blocks of Deal, Complain, Justify and Confirm (each >= 1).
+    /// @param phaseBlocks lengths in blocks of Keys, Deal, Complain, Justify and Confirm (each
+    ///        >= MIN_PHASE_BLOCKS).
     function proposeEpoch(
         EpochKind kind,
         address[] calldata members,
         uint16 threshold,
-        uint64[4] calldata phaseBlocks
+        uint64[5] calldata phaseBlocks
     ) external onlyOwner returns (uint64 epochId) {
         if (runningEpoch != 0) revert EpochInProgress(runningEpoch);
         uint256 n = members.length;
         if (n == 0 || n > MAX_MEMBERS) revert InvalidLength("members", n, 1, MAX_MEMBERS);
         if (threshold == 0 || threshold > n) revert InvalidThreshold(threshold, n);
-        for (uint256 p = 0; p < 4; p++) {
-            if (phaseBlocks[p] == 0) revert InvalidPhaseLength(p);
+        for (uint256 p = 0; p < 5; p++) {
+            if (phaseBlocks[p] < MIN_PHASE_BLOCKS) {
+                revert PhaseTooShort(p, phaseBlocks[p], MIN_PHASE_BLOCKS);
+            }
         }
         epochId = ++epochCount;
         Epoch storage epoch = _epochs[epochId];
@@ -198,10 +238,11 @@ abstract contract EpochManager is NodeRegistry {
         _setDealers(epochId, epoch, kind);
         epoch.status = EpochStatus.Running;
         epoch.proposedAt = uint64(block.number);
-        epoch.dealDeadline = uint64(block.number) + phaseBlocks[0];
-        epoch.complaintDeadline = epoch.dealDeadline + phaseBlocks[1];
-        epoch.justifyDeadline = epoch.complaintDeadline + phaseBlocks[2];
-        epoch.confirmDeadline = epoch.justifyDeadline + phaseBlocks[3];
+        epoch.keysDeadline = uint64(block.number) + phaseBlocks[0];
+        epoch.dealDeadline = epoch.keysDeadline + phaseBlocks[1];
+        epoch.complaintDeadline = epoch.dealDeadline + phaseBlocks[2];
+        epoch.justifyDeadline = epoch.complaintDeadline + phaseBlocks[3];
+        epoch.confirmDeadline = epoch.justifyDeadline + phaseBlocks[4];
         runningEpoch = epochId;
         emit EpochProposed(
             epochId,
@@ -209,6 +250,7 @@ abstract contract EpochManager is NodeRegistry {
             kind,
             members,
             threshold,
+            epoch.keysDeadline,
             epoch.dealDeadline,
             epoch.complaintDeadline,
             epoch.justifyDeadline,
@@ -216,11 +258,30 @@ abstract contract EpochManager is NodeRegistry {
         );
     }
 
+    /// @notice A member or dealer posts its key for this epoch, once. Only its hash is stored;
+    ///         nodes find this call through its event and check its bytes against the hash.
+    function postEpochKey(uint64 epochId, bytes calldata key) external {
+        Epoch storage epoch = _inPhase(epochId, Phase.Keys);
+        if (memberIndex[epochId][msg.sender] == 0 && dealerIndex[epochId][msg.sender] == 0) {
+            revert NotAParticipant(epochId, msg.sender);
+        }
+        _requireApproved(msg.sender);
+        if (epochKeyHash[epochId][msg.sender] != 0) revert EpochKeyAlreadyPosted(epochId, msg.sender);
+        _requireNonEmpty("key", key.length, MAX_EPOCH_KEY_LENGTH);
+        bytes32 keyHash = keccak256(key);
+        epochKeyHash[epochId][msg.sender] = keyHash;
+        epoch.keysPosted += 1;
+        emit EpochKeyPosted(epochId, msg.sender, keyHash);
+    }
+
+    /// @param shares the dealer's sealed shares (one bundle); only its hash is stored, nodes
+    ///        read the bytes from this call's transaction and check them against it.
     function submitDeal(
         uint64 epochId,
         bytes calldata commitments,
         bytes calldata pk2Part,
-        bytes calldata proof
+        bytes calldata proof,
+        bytes calldata shares
     ) external {
         Epoch storage epoch = _inPhase(epochId, Phase.Deal);
         if (dealerIndex[epochId][msg.sender] == 0) revert NotADealer(epochId, msg.sender);
@@ -229,17 +290,18 @@ abstract contract EpochManager is NodeRegistry {
         if (deal.submittedAt != 0) revert DealAlreadySubmitted(epochId, msg.sender);
         _requireLength("commitments", commitments.length, epoch.threshold * G1_LENGTH);
         _requireLength("pk2Part", pk2Part.length, G2_LENGTH);
-        if (proof.length == 0 || proof.length > MAX_PROOF_LENGTH) {
-            revert InvalidLength("proof", proof.length, 1, MAX_PROOF_LENGTH);
-        }
+        _requireNonEmpty("proof", proof.length, MAX_PROOF_LENGTH);
+        _requireNonEmpty("shares", shares.length, MAX_SHARES_LENGTH);
         deal.commitments = commitments;
         deal.pk2Part = pk2Part;
         deal.proof = proof;
+        deal.sharesHash = keccak256(shares);
         deal.submittedAt = uint64(block.number);
-        emit DealSubmitted(epochId, msg.sender, commitments, pk2Part, proof);
+        emit DealSubmitted(epochId, msg.sender, commitments, pk2Part, proof, deal.sharesHash);
     }
 
-    function complain(uint64 epochId, address accused) external {
+    /// @param reveal the accuser's Diffie-Hellman secret with the accused and its DLEQ proof.
+    function complain(uint64 epochId, address accused, bytes calldata reveal) external {
         _inPhase(epochId, Phase.Complain);
         if (memberIndex[epochId][msg.sender] == 0) revert NotAMember(epochId, msg.sender);
         _requireApproved(msg.sender);
@@ -247,22 +309,24 @@ abstract contract EpochManager is NodeRegistry {
         if (_complaintSlot[epochId][accused][msg.sender] != 0) {
             revert ComplaintExists(epochId, msg.sender, accused);
         }
-        _complaints[epochId].push(Complaint(msg.sender, accused, false, ""));
+        _requireLength("reveal", reveal.length, REVEAL_LENGTH);
+        _complaints[epochId].push(Complaint(msg.sender, accused, reveal, false, ""));
         _complaintSlot[epochId][accused][msg.sender] = _complaints[epochId].length;
-        emit ComplaintFiled(epochId, msg.sender, accused);
+        emit ComplaintFiled(epochId, msg.sender, accused, reveal);
     }
 
-    /// @notice The accused dealer answers a complaint by publishing the accuser's share.
-    function justify(uint64 epochId, address accuser, bytes calldata share) external {
+    /// @notice The accused dealer answers a complaint with its ML-KEM secret of that one pair;
+    ///         with the complaint's reveal everyone can open (only) the disputed share.
+    function justify(uint64 epochId, address accuser, bytes calldata answer) external {
         _inPhase(epochId, Phase.Justify);
         uint256 slot = _complaintSlot[epochId][msg.sender][accuser];
         if (slot == 0) revert NoSuchComplaint(epochId, accuser, msg.sender);
         Complaint storage complaint = _complaints[epochId][slot - 1];
         if (complaint.justified) revert AlreadyJustified(epochId, accuser, msg.sender);
-        _requireLength("share", share.length, SCALAR_LENGTH);
+        _requireLength("answer", answer.length, ANSWER_LENGTH);
         complaint.justified = true;
-        complaint.share = share;
-        emit ComplaintJustified(epochId, accuser, msg.sender, share);
+        complaint.answer = answer;
+        emit ComplaintJustified(epochId, accuser, msg.sender, answer);
     }
 
     /// @notice Votes for (digest, public polynomial, PK2); `threshold` equal votes activate.
@@ -328,6 +392,9 @@ abstract contract EpochManager is NodeRegistry {
         Epoch storage epoch = _epochs[epochId];
         if (epoch.status == EpochStatus.None) return Phase.None;
         if (epoch.status != EpochStatus.Running) return Phase.Finished;
+        if (block.number <= epoch.keysDeadline && epoch.keysPosted < epoch.participants) {
+            return Phase.Keys;
+        }
         if (block.number <= epoch.dealDeadline) return Phase.Deal;
         if (block.number <= epoch.complaintDeadline) return Phase.Complain;
         if (block.number <= epoch.justifyDeadline) return Phase.Justify;
@@ -360,7 +427,9 @@ abstract contract EpochManager is NodeRegistry {
         emit RetirementWindowSet(blocks);
     }
 
+    /// @dev Also counts the participants: the members plus the dealers that are not members.
     function _setDealers(uint64 epochId, Epoch storage epoch, EpochKind kind) private {
+        uint256 participants = epoch.members.length;
         if (kind == EpochKind.DKG || kind == EpochKind.ROTATE) {
             if (kind == EpochKind.DKG && latestGeneration != 0) revert GenerationExists(latestGeneration);
             if (kind == EpochKind.ROTATE && latestGeneration == 0) revert NoActiveGeneration();
@@ -369,6 +438,7 @@ abstract contract EpochManager is NodeRegistry {
             for (uint256 i = 0; i < epoch.members.length; i++) {
                 dealerIndex[epochId][epoch.members[i]] = i + 1;
             }
+            epoch.participants = uint16(participants);
             return;
         }
         if (latestGeneration == 0) revert NoActiveGeneration();
@@ -387,7 +457,9 @@ abstract contract EpochManager is NodeRegistry {
         epoch.dealers = previous.members;
         for (uint256 i = 0; i < previous.members.length; i++) {
             dealerIndex[epochId][previous.members[i]] = i + 1;
+            if (memberIndex[epochId][previous.members[i]] == 0) participants++;
         }
+        epoch.participants = uint16(participants);
     }
 
     function _activate(
@@ -442,6 +514,10 @@ abstract contract EpochManager is NodeRegistry {
         epoch = _running(epochId);
         Phase actual = epochPhase(epochId);
         if (actual != expected) revert WrongPhase(epochId, expected, actual);
+    }
+
+    function _requireNonEmpty(string memory field, uint256 length, uint256 max) private pure {
+        if (length == 0 || length > max) revert InvalidLength(field, length, 1, max);
     }
 
     function _requireLength(string memory field, uint256 length, uint256 expected) private pure {

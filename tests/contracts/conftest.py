@@ -23,7 +23,7 @@ from contracts import (
 )
 from tests.contracts.testsol import Compiled, compile_test_contracts
 
-PHASES = (8, 8, 8, 8)  # blocks of Deal, Complain, Justify, Confirm in epoch tests
+PHASES = (8, 8, 8, 8, 8)  # blocks of Keys, Deal, Complain, Justify, Confirm in epoch tests
 NODE_ACCOUNTS = (2, 3, 4, 5, 6)  # registered and approved in the base deployment
 RETIREMENT_WINDOW = 5
 

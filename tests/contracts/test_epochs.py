@@ -8,6 +8,7 @@ import pytest
 from web3 import Web3
 
 from contracts import (
+    MIN_PHASE_BLOCKS,
     EpochInfo,
     EpochKind,
     EpochStatus,
@@ -23,12 +24,21 @@ AsSigner = Callable[[int], GovernanceClient]
 DIGEST = b"\xd1" * 32
 OTHER_DIGEST = b"\xd2" * 32
 PROOF = b"\x77" * 80
+SHARES = b"\x5a" * 300  # stand-in sealed shares: the contract only hashes them
+REVEAL = b"\x33" * 112
+
+
+def to_deal(w3: Web3, info: EpochInfo) -> None:
+    mine_until(w3, info.keys_deadline + 1)
 
 
 def deal_all(w3: Web3, as_signer: AsSigner, info: EpochInfo, dealers: list[int]) -> None:
+    to_deal(w3, info)
     for i in dealers:
         commitments = [bytes([i, j]) * 24 for j in range(info.threshold)]
-        as_signer(i).send_submit_deal(info.epoch, commitments, bytes([i]) * 96, PROOF)
+        as_signer(i).send_submit_deal(
+            info.epoch, commitments, bytes([i]) * 96, PROOF, SHARES + bytes([i])
+        )
 
 
 def to_confirm(w3: Web3, info: EpochInfo) -> None:
@@ -62,9 +72,18 @@ def test_dkg_runs_through_every_phase_and_activates_generation_1(
     _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:3], 2, PHASES)
     info = governance.get_epoch(epoch)
     assert (info.status, info.generation, info.dealers) == (EpochStatus.RUNNING, 1, info.members)
-    assert governance.get_phase(epoch) is Phase.DEAL
+    assert (info.participants, info.keys_posted) == (3, 0)
+    assert governance.get_phase(epoch) is Phase.KEYS
     assert governance.get_running_epoch() == epoch
+    for i in (2, 3, 4):  # once every participant posted its key, the Deal phase begins at once
+        as_signer(i).send_post_epoch_key(epoch, bytes([i]) * 1296)
+    assert governance.get_phase(epoch) is Phase.DEAL
+    assert governance.get_epoch(epoch).keys_posted == 3
     deal_all(w3, as_signer, info, [2, 3, 4])
+    assert governance.fetch_deal_shares(
+        epoch, committee[1], deal=governance.get_deal(epoch, committee[1])
+    ) == SHARES + bytes([3])
+    assert governance.fetch_epoch_key(epoch, committee[2]) == bytes([4]) * 1296
     assert governance.get_deal(epoch, committee[1]).commitments == (
         bytes([3, 0]) * 24,
         bytes([3, 1]) * 24,
@@ -101,7 +120,7 @@ def test_dkg_runs_through_every_phase_and_activates_generation_1(
     assert [e.args["dealer"] for e in events[:3]] == committee[:3]
     assert events[3].args["publicPolynomial"] == b"".join(poly.points)
     everything = governance.get_events(info.proposed_at, done.finished_at)
-    assert [e.event for e in everything][:2] == ["EpochProposed", "DealSubmitted"]
+    assert [e.event for e in everything][:2] == ["EpochProposed", "EpochKeyPosted"]
     assert [e.event for e in everything][-3:] == ["Confirmed", "Confirmed", "EpochActivated"]
     with pytest.raises(InvalidInput, match="names: no event called 'Nope' in our contracts"):
         governance.get_events(0, names=["Nope"])
@@ -127,7 +146,7 @@ def test_minority_digest_or_forged_polynomial_never_activates(
     as_signer(5).send_confirm(epoch, DIGEST, honest.points, honest.pk2)
     assert governance.get_epoch(epoch).status is EpochStatus.RUNNING  # 2 of 3 needed
     mine_until(w3, info.confirm_deadline + 1)
-    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=4, actual=5\)"):
+    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=5, actual=6\)"):
         as_signer(6).send_confirm(epoch, DIGEST, honest.points, honest.pk2)
     governance.send_timeout_epoch(epoch)
     assert governance.get_epoch(epoch).status is EpochStatus.FAILED
@@ -140,33 +159,35 @@ def test_complaints_and_justifications_follow_the_phases(
     _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:3], 2, PHASES)
     info = governance.get_epoch(epoch)
     deal_all(w3, as_signer, info, [2, 3])
-    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=2, actual=1\)"):
-        as_signer(4).send_complain(epoch, committee[0])
+    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=3, actual=2\)"):
+        as_signer(4).send_complain(epoch, committee[0], REVEAL)
     mine_until(w3, info.deal_deadline + 1)
     with pytest.raises(TransactionFailed, match="WrongPhase"):
-        as_signer(2).send_submit_deal(epoch, Poly.make(1, 2).points, b"\x01" * 96, PROOF)
-    as_signer(4).send_complain(epoch, committee[0])
-    as_signer(4).send_complain(epoch, committee[2])  # dealer 4 never dealt: a missing share
+        as_signer(2).send_submit_deal(epoch, Poly.make(1, 2).points, b"\x01" * 96, PROOF, SHARES)
+    as_signer(4).send_complain(epoch, committee[0], REVEAL)
+    as_signer(4).send_complain(epoch, committee[2], REVEAL)  # a dealer that never dealt
     with pytest.raises(TransactionFailed, match="ComplaintExists"):
-        as_signer(4).send_complain(epoch, committee[0])
+        as_signer(4).send_complain(epoch, committee[0], REVEAL)
     with pytest.raises(TransactionFailed, match=f"NotAMember\\(epoch=1, caller={committee[4]}\\)"):
-        as_signer(6).send_complain(epoch, committee[0])
+        as_signer(6).send_complain(epoch, committee[0], REVEAL)
     with pytest.raises(TransactionFailed, match=f"NotADealer\\(epoch=1, caller={committee[4]}\\)"):
-        as_signer(2).send_complain(epoch, committee[4])
+        as_signer(2).send_complain(epoch, committee[4], REVEAL)
+    with pytest.raises(InvalidInput, match="reveal: expected 112 bytes, got 111"):
+        as_signer(3).send_complain(epoch, committee[0], REVEAL[1:])
     with pytest.raises(TransactionFailed, match="WrongPhase"):
         as_signer(2).send_justify(epoch, committee[2], b"\x05" * 32)
     mine_until(w3, info.complaint_deadline + 1)
     with pytest.raises(TransactionFailed, match="NoSuchComplaint"):
         as_signer(3).send_justify(epoch, committee[2], b"\x05" * 32)
-    with pytest.raises(InvalidInput, match="share: expected 32 bytes, got 31"):
+    with pytest.raises(InvalidInput, match="answer: expected 32 bytes, got 31"):
         as_signer(2).send_justify(epoch, committee[2], b"\x05" * 31)
     as_signer(2).send_justify(epoch, committee[2], b"\x05" * 32)
     with pytest.raises(TransactionFailed, match="AlreadyJustified"):
         as_signer(2).send_justify(epoch, committee[2], b"\x06" * 32)
     complaints = governance.get_complaints(epoch)
-    assert [(c.accuser, c.accused, c.justified, c.share) for c in complaints] == [
-        (committee[2], committee[0], True, b"\x05" * 32),
-        (committee[2], committee[2], False, b""),
+    assert [(c.accuser, c.accused, c.reveal, c.justified, c.answer) for c in complaints] == [
+        (committee[2], committee[0], REVEAL, True, b"\x05" * 32),
+        (committee[2], committee[2], REVEAL, False, b""),
     ]
 
 
@@ -178,8 +199,8 @@ def test_a_removed_member_can_no_longer_complain(
     mine_until(w3, info.deal_deadline + 1)
     governance.send_remove_node(committee[2])
     with pytest.raises(TransactionFailed, match=f"NodeNotApproved\\(node={committee[2]}\\)"):
-        as_signer(4).send_complain(epoch, committee[0])
-    as_signer(3).send_complain(epoch, committee[0])
+        as_signer(4).send_complain(epoch, committee[0], REVEAL)
+    as_signer(3).send_complain(epoch, committee[0], REVEAL)
     assert len(governance.get_complaints(epoch)) == 1
 
 
@@ -188,22 +209,34 @@ def test_deal_rules_lengths_duplicates_and_removed_dealers(
 ) -> None:
     _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:3], 3, PHASES)
     good = Poly.make(1, 3)
+    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=2, actual=1\)"):
+        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF, SHARES)
+    to_deal(w3, governance.get_epoch(epoch))
     with pytest.raises(
         TransactionFailed, match=r"InvalidLength\(field=.commitments., length=96, min=144"
     ):
-        as_signer(2).send_submit_deal(epoch, good.points[:2], good.pk2, PROOF)
+        as_signer(2).send_submit_deal(epoch, good.points[:2], good.pk2, PROOF, SHARES)
     with pytest.raises(InvalidInput, match=r"commitments\[1\]: expected 48 bytes, got 47"):
-        as_signer(2).send_submit_deal(epoch, [good.points[0], b"\x01" * 47], good.pk2, PROOF)
+        as_signer(2).send_submit_deal(
+            epoch, [good.points[0], b"\x01" * 47], good.pk2, PROOF, SHARES
+        )
     with pytest.raises(TransactionFailed, match=r"InvalidLength\(field=.proof., length=0"):
-        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, b"")
-    as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF)
+        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, b"", SHARES)
+    with pytest.raises(InvalidInput, match="shares: must not be empty"):
+        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF, b"")
+    with pytest.raises(TransactionFailed, match=r"InvalidLength\(field=.shares., length=73729"):
+        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF, bytes(73729))
+    as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF, SHARES)
     with pytest.raises(TransactionFailed, match="DealAlreadySubmitted"):
-        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF)
+        as_signer(2).send_submit_deal(epoch, good.points, good.pk2, PROOF, SHARES)
     with pytest.raises(TransactionFailed, match="NotADealer"):
-        as_signer(6).send_submit_deal(epoch, good.points, good.pk2, PROOF)
+        as_signer(6).send_submit_deal(epoch, good.points, good.pk2, PROOF, SHARES)
     governance.send_remove_node(committee[1])
     with pytest.raises(TransactionFailed, match=f"NodeNotApproved\\(node={committee[1]}\\)"):
-        as_signer(3).send_submit_deal(epoch, good.points, good.pk2, PROOF)
+        as_signer(3).send_submit_deal(epoch, good.points, good.pk2, PROOF, SHARES)
+    deal = governance.get_deal(epoch, committee[0])
+    assert governance.fetch_deal_shares(epoch, committee[0], deal=deal) == SHARES
+    assert governance.get_deal(epoch, committee[2]).shares_hash == bytes(32)
 
 
 def test_timeout_only_after_the_confirm_deadline_then_a_new_epoch_may_start(
@@ -251,7 +284,8 @@ def test_only_the_owner_proposes_or_cancels_and_cancel_is_one_call(
         ([0, 1], 3, PHASES, r"threshold: must be 1..2, got 3"),
         ([0, 1], 0, PHASES, r"threshold: must be 1..2, got 0"),
         ([0, 0], 1, PHASES, "DuplicateMember"),
-        ([0, 1], 1, (1, 1, 0, 1), r"InvalidPhaseLength\(phase=2\)"),
+        ([0, 1], 1, (3, 3, 2, 3, 3), "complain phase of 2 blocks, at least 3"),
+        ([0, 1], 1, (3, 3, 3, 3), r"need 5 lengths"),
         ([0, 9], 1, PHASES, "NodeNotApproved"),
     ],
 )
@@ -261,7 +295,7 @@ def test_propose_rejects_bad_committees(
     committee: list[str],
     members: list[int],
     threshold: int,
-    phases: tuple[int, int, int, int],
+    phases: tuple[int, int, int, int, int],
     error: str,
 ) -> None:
     outsider = as_signer(9).sender
@@ -279,6 +313,67 @@ def test_the_contract_itself_rejects_a_threshold_above_the_committee(
     propose = governance.contract.functions.proposeEpoch(0, committee[:2], 3, list(PHASES))
     with pytest.raises(TransactionFailed, match=r"InvalidThreshold\(threshold=3, members=2\)"):
         governance.transactor.send(propose)
+
+
+@pytest.mark.parametrize("phase", range(5))
+def test_the_contract_refuses_phases_shorter_than_its_minimum(
+    governance: GovernanceClient, committee: list[str], phase: int
+) -> None:
+    """F-10: a 1- or 2-block phase leaves nodes no block to judge and publish in; refused."""
+    assert governance.transactor is not None
+    assert MIN_PHASE_BLOCKS == 3
+    short = [3] * 5
+    short[phase] = 2
+    propose = governance.contract.functions.proposeEpoch(0, committee[:2], 1, short)
+    with pytest.raises(
+        TransactionFailed, match=rf"PhaseTooShort\(phase={phase}, blocks=2, minimum=3\)"
+    ):
+        governance.transactor.send(propose)
+    assert governance.get_epoch_count() == 0
+    _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:2], 1, (3, 3, 3, 3, 3))
+    info = governance.get_epoch(epoch)
+    assert info.confirm_deadline - info.proposed_at == 15
+
+
+def test_epoch_keys_come_from_participants_once_and_only_in_the_keys_phase(
+    w3: Web3, governance: GovernanceClient, as_signer: AsSigner, committee: list[str]
+) -> None:
+    _, epoch = governance.send_propose_epoch(EpochKind.DKG, committee[:3], 2, PHASES)
+    info = governance.get_epoch(epoch)
+    with pytest.raises(
+        TransactionFailed, match=f"NotAParticipant\\(epoch=1, caller={committee[4]}"
+    ):
+        as_signer(6).send_post_epoch_key(epoch, b"\x01" * 112)
+    with pytest.raises(TransactionFailed, match=r"InvalidLength\(field=.key., length=2049"):
+        as_signer(2).send_post_epoch_key(epoch, bytes(2049))
+    receipt = as_signer(2).send_post_epoch_key(epoch, b"\x02" * 1296)
+    key_hash = governance.get_epoch_key_hash(epoch, committee[0])
+    assert key_hash == Web3.keccak(b"\x02" * 1296)
+    assert governance.event_args(receipt, "EpochKeyPosted") == [
+        {"epoch": 1, "node": committee[0], "keyHash": key_hash}
+    ]
+    with pytest.raises(TransactionFailed, match="EpochKeyAlreadyPosted"):
+        as_signer(2).send_post_epoch_key(epoch, b"\x03" * 1296)
+    assert governance.fetch_epoch_key(epoch, committee[1]) is None  # not posted
+    assert governance.get_phase(epoch) is Phase.KEYS  # 1 of 3 keys
+    mine_until(w3, info.keys_deadline + 1)
+    assert governance.get_phase(epoch) is Phase.DEAL  # the deadline ends the Keys phase anyway
+    with pytest.raises(TransactionFailed, match=r"WrongPhase\(epoch=1, expected=1, actual=2\)"):
+        as_signer(3).send_post_epoch_key(epoch, b"\x03" * 1296)
+    assert governance.fetch_epoch_key(epoch, committee[0]) == b"\x02" * 1296
+
+
+def test_a_reshare_counts_dealers_that_leave_among_the_key_posters(
+    w3: Web3, governance: GovernanceClient, as_signer: AsSigner, committee: list[str]
+) -> None:
+    run_epoch(w3, governance, as_signer, EpochKind.DKG, [2, 3, 4], 2, [2, 3, 4], Poly.make(1, 2))
+    _, epoch = governance.send_propose_epoch(EpochKind.RESHARE, committee[2:], 2, PHASES)
+    info = governance.get_epoch(epoch)
+    assert info.participants == 5  # members 4, 5, 6 and the leaving dealers 2 and 3
+    for i in (2, 3, 4, 5, 6):
+        assert governance.get_phase(epoch) is Phase.KEYS
+        as_signer(i).send_post_epoch_key(epoch, bytes([i]) * 112)
+    assert governance.get_phase(epoch) is Phase.DEAL
 
 
 def test_kinds_need_the_right_generation_state(
@@ -305,8 +400,9 @@ def test_reshare_moves_the_key_to_a_new_committee_and_keeps_it(
     info = governance.get_epoch(epoch)
     assert (info.generation, info.previous_epoch, info.previous_threshold) == (1, first.epoch, 2)
     assert info.dealers == first.members  # the old committee deals its shares
+    to_deal(w3, info)
     with pytest.raises(TransactionFailed, match="NotADealer"):
-        as_signer(6).send_submit_deal(epoch, Poly.make(6, 3).points, b"\x06" * 96, PROOF)
+        as_signer(6).send_submit_deal(epoch, Poly.make(6, 3).points, b"\x06" * 96, PROOF, SHARES)
     deal_all(w3, as_signer, info, [2, 3, 4])
     to_confirm(w3, info)
     moved = Poly.make(5, 3, pk1=group.points[0])

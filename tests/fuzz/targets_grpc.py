@@ -10,8 +10,8 @@ with a message. INTERNAL (the edge's catch-all) is a finding.
   an in-process chain view and approval function), a real key share, a real rate limiter.
   Pools hold valid evidence and keys so that many requests pass authorization and derive.
 * Peer: the real `PeerAuthInterceptor`/`PeerGate`/`PeerVerifier` in front of the real
-  `PeerServicer`, whose `on_deal` is a real `EpochManager` journaling into a real sqlite
-  journal; callers present no certificate, garbage, or a genuine attested node certificate.
+  `PeerServicer`, whose status comes from a real `EpochManager` over a real sqlite journal;
+  callers present no certificate, garbage, or a genuine attested node certificate.
 * Admin: the real `AdminServicer` (its requests have no fields; unknown fields and garbage
   must be ignored or refused by the deserializer).
 """
@@ -34,7 +34,6 @@ from hypothesis import strategies as st
 from attest import BindingLabel, default_policy
 from contracts import AuthDecision
 from mpc import G1, G2, MemberIndex, Polynomial
-from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.k256 import public_key
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
@@ -295,9 +294,8 @@ def _peer() -> Prepared:
     watcher = SimpleNamespace(view=view)
     manager = EpochManager(
         identity=receiver,
-        client=cast(Any, None),  # on_deal and status never reach the chain
+        client=cast(Any, None),  # status never reaches the chain
         watcher=cast(Any, watcher),
-        transport=cast(Any, None),
         journal=journal,
         shares=ShareStore(data_dir / "shares", sealer),
         metrics=NodeMetrics(),
@@ -313,6 +311,7 @@ def _peer() -> Prepared:
             dealer=2,
             info=info,
             stage=SimpleNamespace(name="DEAL"),
+            judge=SimpleNamespace(opened=(1, 3)),
         ),
     )
     daemon = SimpleNamespace(epochs=manager, journal=journal)
@@ -322,7 +321,6 @@ def _peer() -> Prepared:
 
     roots = KmsRoots(shares=manager.share_for, view=lambda: view, fetch=no_fetch)
     servicer = PeerServicer(
-        on_deal=manager.on_deal,
         epoch_status=lambda e: Node._epoch_status(cast(Any, daemon), e),
         root_partial=roots.partial_for,
     )
@@ -361,18 +359,10 @@ def _peer() -> Prepared:
     pools = Pools(
         {
             "epoch": [epoch, epoch, 4, 6, 0],
-            "dealer": [1, 2, 3, 0],
-            "recipient": [1, 2, 0],
-            "ciphertext": [bytes(CIPHERTEXT_SIZE), b"\x01" * CIPHERTEXT_SIZE, b"\x00"],
             "generation": [0, 1, 2],
             "requester_key": [G1.base_mul(5).to_bytes(), bytes(48)],
         },
         seeds={
-            "Deal": [
-                peer_pb2.DealRequest(
-                    epoch=epoch, dealer=1, recipient=1, ciphertext=b"\x02" * CIPHERTEXT_SIZE
-                )
-            ],
             "EpochStatus": [peer_pb2.EpochStatusRequest(epoch=epoch)],
             "KmsRootPartial": [
                 peer_pb2.KmsRootPartialRequest(
@@ -432,6 +422,6 @@ def _admin() -> Prepared:
 
 TARGETS = (
     Target("grpc-kms", "node Kms servicer: GetMeta, DerivePartial, SignPartial", _kms),
-    Target("grpc-peer", "node Peer interceptor + servicer: Deal, EpochStatus", _peer),
+    Target("grpc-peer", "node Peer interceptor + servicer: EpochStatus", _peer),
     Target("grpc-admin", "node Admin servicer: Status, Reattest, Drain", _admin),
 )

@@ -22,14 +22,16 @@ from mpc import (
     Confirmation,
     DealPublic,
     DecryptionError,
+    DhReveal,
     DleqProof,
     EncodingError,
     EncryptedPartial,
-    EncryptedShare,
+    EpochPublicKey,
     Justification,
     SchnorrProof,
+    SealedShare,
+    ShareBundle,
 )
-from mpc.dealenc import CIPHERTEXT_SIZE
 from mpc.group import G1_SIZE, G2_SIZE, SCALAR_SIZE, P, Scalar
 from mpc.ibe import decrypt, encrypt, identity_point
 from mpc.sharing import PublicPolynomial
@@ -155,24 +157,32 @@ def _message_seeds() -> list[tuple[str, bytes]]:
     return [
         ("DealPublic", deal.to_bytes()),
         (
-            "EncryptedShare",
-            EncryptedShare(
+            "ShareBundle",
+            ShareBundle(
                 session_id=session,
                 dealer=MemberIndex(1),
-                recipient=MemberIndex(2),
-                ciphertext=bytes(CIPHERTEXT_SIZE),
+                entries=(None, SealedShare(bytes(1088), bytes(48)), None),
             ).to_bytes(),
         ),
         (
             "Complaint",
-            Complaint(session_id=session, accuser=MemberIndex(1), dealer=MemberIndex(2)).to_bytes(),
+            Complaint(
+                session_id=session,
+                accuser=MemberIndex(1),
+                dealer=MemberIndex(2),
+                reveal=DhReveal(g1, DleqProof(c=Scalar(5), z=Scalar(6))),
+            ).to_bytes(),
         ),
         (
             "Justification",
             Justification(
-                session_id=session, dealer=MemberIndex(2), accuser=MemberIndex(1), share=Scalar(9)
+                session_id=session,
+                dealer=MemberIndex(2),
+                accuser=MemberIndex(1),
+                kem_secret=bytes(range(32)),
             ).to_bytes(),
         ),
+        ("EpochPublicKey", epoch_key_seed()),
         (
             "Confirmation",
             Confirmation(session_id=session, member=MemberIndex(1), digest=bytes(32)).to_bytes(),
@@ -181,9 +191,18 @@ def _message_seeds() -> list[tuple[str, bytes]]:
     ]
 
 
+def epoch_key_seed() -> bytes:
+    """A member's posted epoch key (X, proof, ML-KEM key), built without the key-pair API."""
+    from cryptography.hazmat.primitives.asymmetric import mlkem
+
+    kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(bytes(64)).public_key().public_bytes_raw()
+    return G1.base_mul(17).to_bytes() + SchnorrProof(c=Scalar(1), z=Scalar(2)).to_bytes() + kem
+
+
 DECODERS: dict[str, Callable[[bytes], _Codec]] = {
     "DealPublic": DealPublic.from_bytes,
-    "EncryptedShare": EncryptedShare.from_bytes,
+    "ShareBundle": ShareBundle.from_bytes,
+    "EpochPublicKey": EpochPublicKey.from_bytes,
     "Complaint": Complaint.from_bytes,
     "Justification": Justification.from_bytes,
     "Confirmation": Confirmation.from_bytes,
@@ -262,6 +281,6 @@ TARGETS = (
     Target("g2", "mpc.G2.from_bytes: strict compressed G2 decoding", _point_target(G2, G2_SIZE)),
     Target("scalar", "mpc.Scalar.from_bytes: canonical 32-byte scalars", _scalar),
     Target("proofs", "mpc DleqProof/SchnorrProof.from_bytes", _proofs),
-    Target("mpc-messages", "mpc DKG messages and EncryptedPartial from bytes", _messages),
+    Target("mpc-messages", "mpc DKG messages, epoch keys, EncryptedPartial", _messages),
     Target("mpc-ciphertexts", "mpc IBE decrypt and BLS verify_signature on bytes", _ciphertexts),
 )

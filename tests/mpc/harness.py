@@ -2,9 +2,11 @@
 
 Modelled on kyber's `RunDKG`: every member is a real state machine; the "board" is a list of
 messages that every member sees (each message goes through `to_bytes`/`from_bytes` once, as it
-would on chain); encrypted shares reach only their recipient. The `tamper_*` hooks rewrite the
-messages of a phase before delivery; `silent` members never deal; `assert_consistent` checks
-the invariants (same public data everywhere, shares on it, any t shares recover the key).
+would on chain): the epoch keys of the Keys phase, the deals with their sealed-share bundles,
+the complaints and the justifications. Nothing travels anywhere else. The `tamper_*` hooks
+rewrite the messages of a phase before everyone reads them; `silent` members never deal;
+`assert_consistent` checks the invariants (same public data everywhere, shares on it, any t
+shares recover the key).
 """
 
 from __future__ import annotations
@@ -12,18 +14,30 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mpc.dealenc import DealKeyPair, encrypt_share
-from mpc.dealing import Phase, deal_info
+from cryptography.hazmat.primitives.asymmetric import mlkem
+
+from mpc.dealing import Phase
 from mpc.dkg import DkgFailure, DkgMember, DkgResult
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.group import G1, G2, Rng, Scalar, pairing_product_is_one
-from mpc.messages import Complaint, DealPublic, EncryptedShare, Justification
+from mpc.messages import Complaint, DealPublic, Justification, ShareBundle
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.schnorr import SchnorrProof
 from mpc.session import PreviousCommittee, SessionContext, SessionKind
+from mpc.sharebox import (
+    Encapsulate,
+    SealedShare,
+    mlkem_encapsulate,
+    open_share,
+    pair_context,
+    reveal_dh,
+    seal_share,
+)
 from mpc.sharing import PublicPolynomial, Share, recover_secret
 from mpc.types import Epoch, Generation, MemberIndex
 
@@ -44,14 +58,17 @@ def address(k: int) -> bytes:
     return bytes([0xA0]) + k.to_bytes(19, "big")
 
 
-_KEYS: dict[bytes, DealKeyPair] = {}
+def epoch_key(ctx: SessionContext, addr: bytes) -> EpochKeyPair:
+    """The node's key for this run (members get an ML-KEM key, dealers only X), seeded."""
+    seed = int.from_bytes(addr + ctx.session_id[:4], "big")
+    return EpochKeyPair.generate(
+        ctx.session_id, addr, member=addr in ctx.members, rng=seeded_rng(seed)
+    )
 
 
-def deal_key(addr: bytes) -> DealKeyPair:
-    """The node's deal key pair, derived from its address (cached: tests reuse nodes)."""
-    if addr not in _KEYS:
-        _KEYS[addr] = DealKeyPair.generate(seeded_rng(int.from_bytes(addr, "big")))
-    return _KEYS[addr]
+def participants(ctx: SessionContext) -> tuple[bytes, ...]:
+    dealers = ctx.previous.members if ctx.previous else ctx.members
+    return tuple(dict.fromkeys((*dealers, *ctx.members)))
 
 
 def make_context(
@@ -92,7 +109,9 @@ class Run:
 
     context: SessionContext
     outcomes: dict[int, DkgResult | DkgFailure] = field(default_factory=dict)
-    deals: list[DealPublic] = field(default_factory=list)  # as delivered, after tampering
+    keys: EpochKeys | None = None  # as on the board, after tampering
+    deals: list[DealPublic] = field(default_factory=list)
+    bundles: list[ShareBundle] = field(default_factory=list)
     complaints: list[Complaint] = field(default_factory=list)
     justifications: list[Justification] = field(default_factory=list)
 
@@ -105,12 +124,23 @@ class Run:
         return {i: o for i, o in self.outcomes.items() if isinstance(o, DkgFailure)}
 
 
+Posted = dict[bytes, bytes]  # the Keys phase: address -> the bytes it posted
+
+
 @dataclass
 class Hooks:
+    tamper_keys: Callable[[Posted], Posted] = _identity  # type: ignore[assignment]
     tamper_deals: Tamper[DealPublic] = _identity
-    tamper_shares: Tamper[EncryptedShare] = _identity
+    tamper_bundles: Tamper[ShareBundle] = _identity
     tamper_complaints: Tamper[Complaint] = _identity
     tamper_justifications: Tamper[Justification] = _identity
+
+
+def _board_keys(ctx: SessionContext, h: Hooks) -> tuple[dict[bytes, EpochKeyPair], EpochKeys]:
+    """Every participant posts its key; everyone reads the (tampered) board."""
+    pairs = {a: epoch_key(ctx, a) for a in participants(ctx)}
+    posted = h.tamper_keys({a: k.public_key.to_bytes() for a, k in pairs.items()})
+    return pairs, EpochKeys.from_posted(ctx, posted)
 
 
 def run_dkg(
@@ -120,41 +150,50 @@ def run_dkg(
     *,
     silent: Collection[int] = (),
     context: SessionContext | None = None,
+    tamper_keys: Callable[[Posted], Posted] = _identity,  # type: ignore[assignment]
     tamper_deals: Tamper[DealPublic] = _identity,
-    tamper_shares: Tamper[EncryptedShare] = _identity,
+    tamper_bundles: Tamper[ShareBundle] = _identity,
     tamper_complaints: Tamper[Complaint] = _identity,
     tamper_justifications: Tamper[Justification] = _identity,
 ) -> Run:
-    """A full DKG with members 1..n; `silent` members never deal but take part otherwise."""
+    """A full DKG with members 1..n; `silent` members never deal but take part otherwise.
+
+    A member whose key the board does not hold (tampered) cannot deal either.
+    """
     ctx = context or make_context(n, t)
-    h = Hooks(tamper_deals, tamper_shares, tamper_complaints, tamper_justifications)
+    h = Hooks(tamper_keys, tamper_deals, tamper_bundles, tamper_complaints, tamper_justifications)
+    pairs, keys = _board_keys(ctx, h)
     members = {
         i: DkgMember(
-            ctx, MemberIndex(i), deal_key(ctx.members[i - 1]), seeded_rng(rng_seed * 1000 + i)
+            ctx, MemberIndex(i), pairs[ctx.members[i - 1]], seeded_rng(rng_seed * 1000 + i)
         )
         for i in range(1, ctx.n + 1)
     }
-    keys = [deal_key(a).public_key for a in ctx.members]
-    outputs = [m.deal(keys) for i, m in members.items() if i not in silent]
+    outputs = [
+        m.deal(keys)
+        for i, m in members.items()
+        if i not in silent and keys.dealer(i) == pairs[ctx.members[i - 1]].public_key
+    ]
     return _drive(
-        ctx, h, [o.public for o in outputs], [s for o in outputs for s in o.shares], members, {}
+        ctx, h, keys, [o.public for o in outputs], [o.bundle for o in outputs], members, {}
     )
 
 
 def _drive(
     ctx: SessionContext,
     h: Hooks,
+    keys: EpochKeys,
     deals: list[DealPublic],
-    shares: list[EncryptedShare],
+    bundles: list[ShareBundle],
     receivers: Mapping[int, DkgMember | ReshareReceiver],
     dealers: Mapping[int, ReshareDealer],
 ) -> Run:
     run = Run(ctx)
     deals = _wire(h.tamper_deals(deals))
-    shares = _wire(h.tamper_shares(shares))
+    bundles = _wire(h.tamper_bundles(bundles))
     complaints: list[Complaint] = []
-    for i, m in receivers.items():
-        complaints += m.on_deals(deals, [s for s in shares if s.recipient == i])
+    for m in receivers.values():
+        complaints += m.on_deals(keys, deals, bundles)
     complaints = _wire(h.tamper_complaints(complaints))
     justifications: list[Justification] = []
     roles: list[DkgMember | ReshareReceiver | ReshareDealer] = [*receivers.values()]
@@ -168,7 +207,8 @@ def _drive(
             m.on_justifications(justifications)
         assert m.outcome is not None
         run.outcomes[i] = m.outcome
-    run.deals, run.complaints, run.justifications = deals, complaints, justifications
+    run.keys, run.deals, run.bundles = keys, deals, bundles
+    run.complaints, run.justifications = complaints, justifications
     return run
 
 
@@ -192,8 +232,9 @@ def run_reshare(
     members: Sequence[bytes] | None = None,
     silent: Collection[int] = (),
     context: SessionContext | None = None,
+    tamper_keys: Callable[[Posted], Posted] = _identity,  # type: ignore[assignment]
     tamper_deals: Tamper[DealPublic] = _identity,
-    tamper_shares: Tamper[EncryptedShare] = _identity,
+    tamper_bundles: Tamper[ShareBundle] = _identity,
     tamper_complaints: Tamper[Complaint] = _identity,
     tamper_justifications: Tamper[Justification] = _identity,
 ) -> Run:
@@ -202,25 +243,28 @@ def run_reshare(
     ctx = context or make_context(
         new_n, new_t, epoch=before.context.epoch + 1, kind=kind, members=members, previous=prev
     )
-    h = Hooks(tamper_deals, tamper_shares, tamper_complaints, tamper_justifications)
+    h = Hooks(tamper_keys, tamper_deals, tamper_bundles, tamper_complaints, tamper_justifications)
+    pairs, keys = _board_keys(ctx, h)
     dealers = {
-        i: ReshareDealer(ctx, MemberIndex(i), s, seeded_rng(rng_seed * 1000 + i))
+        i: ReshareDealer(
+            ctx, MemberIndex(i), s, pairs[prev.members[i - 1]], seeded_rng(rng_seed * 1000 + i)
+        )
         for i, s in old_shares.items()
-        if i not in silent
+        if i not in silent and keys.dealer(i) == pairs[prev.members[i - 1]].public_key
     }
     receivers = {
         j: ReshareReceiver(
-            ctx, MemberIndex(j), deal_key(ctx.members[j - 1]), seeded_rng(rng_seed * 1000 + 500 + j)
+            ctx, MemberIndex(j), pairs[ctx.members[j - 1]], seeded_rng(rng_seed * 1000 + 500 + j)
         )
         for j in range(1, ctx.n + 1)
     }
-    keys = [deal_key(a).public_key for a in ctx.members]
     outputs = [d.deal(keys) for d in dealers.values()]
     return _drive(
         ctx,
         h,
+        keys,
         [o.public for o in outputs],
-        [s for o in outputs for s in o.shares],
+        [o.bundle for o in outputs],
         receivers,
         dealers,
     )
@@ -263,34 +307,110 @@ def assert_consistent(run: Run, expect_members: Collection[int] | None = None) -
 # --- tamper helpers: each returns a hook for one phase -------------------------------------
 
 
-def corrupt_ciphertext(dealer: int, holder: int) -> Tamper[EncryptedShare]:
-    """Flip a byte of dealer's ciphertext to holder: it no longer decrypts."""
+def replace_entry(
+    bundles: list[ShareBundle], dealer: int, holder: int, entry: SealedShare | None
+) -> list[ShareBundle]:
+    out = []
+    for b in bundles:
+        if b.dealer == dealer:
+            entries = list(b.entries)
+            entries[holder - 1] = entry
+            b = dataclasses.replace(b, entries=tuple(entries))
+        out.append(b)
+    return out
 
-    def hook(shares: list[EncryptedShare]) -> list[EncryptedShare]:
-        out = []
-        for s in shares:
-            if (s.dealer, s.recipient) == (dealer, holder):
-                ct = bytearray(s.ciphertext)
-                ct[-1] ^= 1
-                s = dataclasses.replace(s, ciphertext=bytes(ct))
-            out.append(s)
-        return out
+
+def corrupt_ciphertext(dealer: int, holder: int) -> Tamper[ShareBundle]:
+    """Flip a byte of the box dealer sealed to holder: it no longer opens."""
+
+    def hook(bundles: list[ShareBundle]) -> list[ShareBundle]:
+        sealed = next(b for b in bundles if b.dealer == dealer).entry(holder)
+        assert sealed is not None
+        box = bytearray(sealed.box)
+        box[-1] ^= 1
+        return replace_entry(
+            bundles, dealer, holder, SealedShare(sealed.kem_ciphertext, bytes(box))
+        )
 
     return hook
 
 
-def wrong_share(ctx: SessionContext, dealer: int, holder: int) -> Tamper[EncryptedShare]:
-    """Replace dealer's share for holder by a well-encrypted wrong value."""
+def wrong_share(ctx: SessionContext, dealer: int, holder: int) -> Tamper[ShareBundle]:
+    """Replace dealer's share for holder by a well-sealed wrong value (the dealer's ss_kem for
+    it is what the harness's `honest_answer` hook then reveals)."""
 
-    def hook(shares: list[EncryptedShare]) -> list[EncryptedShare]:
-        out = []
-        for s in shares:
-            if (s.dealer, s.recipient) == (dealer, holder):
-                key = deal_key(ctx.members[holder - 1]).public_key
-                ct = encrypt_share(Scalar(12345), key, info=deal_info(ctx, dealer, holder))
-                s = dataclasses.replace(s, ciphertext=ct)
-            out.append(s)
-        return out
+    def hook(bundles: list[ShareBundle]) -> list[ShareBundle]:
+        sealed, secret = seal_wrong(ctx, dealer, holder, Scalar(12345))
+        WRONG_SECRETS[(ctx.session_id, dealer, holder)] = secret
+        return replace_entry(bundles, dealer, holder, sealed)
+
+    return hook
+
+
+def bogus_kem(ctx: SessionContext, dealer: int, holder: int) -> Tamper[ShareBundle]:
+    """The dealer seals holder's true share under an ML-KEM secret that its ct_kem does not
+    encapsulate: holder cannot open it, but the dealer can answer with that secret."""
+
+    def hook(bundles: list[ShareBundle]) -> list[ShareBundle]:
+        sealed = next(b for b in bundles if b.dealer == dealer).entry(holder)
+        assert sealed is not None
+        pair = pair_context(ctx.session_id, dealer, holder)
+        value = open_share(
+            sealed,
+            me=epoch_key(ctx, ctx.members[holder - 1]),
+            dealer=epoch_key(ctx, dealer_address(ctx, dealer)).public_key,
+            pair=pair,
+        )
+        other = secrets.token_bytes(32)
+
+        def mismatched(j: int, key: mlkem.MLKEM768PublicKey) -> tuple[bytes, bytes]:
+            return other, key.encapsulate()[1]
+
+        bad, secret = seal_wrong(ctx, dealer, holder, value, mismatched)
+        WRONG_SECRETS[(ctx.session_id, dealer, holder)] = secret
+        return replace_entry(bundles, dealer, holder, bad)
+
+    return hook
+
+
+#: ss_kem of the shares `wrong_share` and `bogus_kem` sealed, so the dealer can answer with it.
+WRONG_SECRETS: dict[tuple[bytes, int, int], bytes] = {}
+
+
+def dealer_address(ctx: SessionContext, dealer: int) -> bytes:
+    return (ctx.previous.members if ctx.previous else ctx.members)[dealer - 1]
+
+
+def seal_wrong(
+    ctx: SessionContext,
+    dealer: int,
+    holder: int,
+    value: Scalar,
+    encapsulate: Encapsulate = mlkem_encapsulate,
+) -> tuple[SealedShare, bytes]:
+    recipient = epoch_key(ctx, ctx.members[holder - 1]).public_key
+    return seal_share(
+        value,
+        dealer=epoch_key(ctx, dealer_address(ctx, dealer)),
+        recipient=recipient,
+        recipient_index=holder,
+        pair=pair_context(ctx.session_id, dealer, holder),
+        encapsulate=encapsulate,
+    )
+
+
+def answer_with(ctx: SessionContext, dealer: int, holder: int) -> Tamper[Justification]:
+    """The dealer answers holder's complaint with the secret of the share `wrong_share` sealed
+    (a dealer that cheated but stands by its ciphertext)."""
+
+    def hook(js: list[Justification]) -> list[Justification]:
+        secret = WRONG_SECRETS[(ctx.session_id, dealer, holder)]
+        return [
+            dataclasses.replace(j, kem_secret=secret)
+            if (j.dealer, j.accuser) == (dealer, holder)
+            else j
+            for j in js
+        ]
 
     return hook
 
@@ -340,16 +460,36 @@ def equivocate(dealer: int) -> Tamper[DealPublic]:
     return hook
 
 
-def add_complaint(session_id: bytes, accuser: int, dealer: int) -> Tamper[Complaint]:
+def false_complaint(ctx: SessionContext, accuser: int, dealer: int) -> Tamper[Complaint]:
+    """`accuser` complains about `dealer` with a valid reveal, although its share was fine."""
+    reveal = reveal_dh(
+        epoch_key(ctx, ctx.members[accuser - 1]),
+        epoch_key(ctx, dealer_address(ctx, dealer)).public_key,
+        pair=pair_context(ctx.session_id, dealer, accuser),
+        rng=seeded_rng(accuser),
+    )
     extra = Complaint(
-        session_id=session_id, accuser=MemberIndex(accuser), dealer=MemberIndex(dealer)
+        session_id=ctx.session_id,
+        accuser=MemberIndex(accuser),
+        dealer=MemberIndex(dealer),
+        reveal=reveal,
     )
     return lambda complaints: [*complaints, extra]
 
 
+def stray_complaint(
+    ctx: SessionContext, session_id: bytes, accuser: int, dealer: int
+) -> Tamper[Complaint]:
+    """A complaint with a reveal that proves nothing (another pair's, or another session's)."""
+    real = false_complaint(ctx, 1 if accuser != 1 else 2, dealer)([])[0]
+    extra = dataclasses.replace(real, session_id=session_id, accuser=MemberIndex(accuser))
+    return lambda complaints: [*complaints, extra]
+
+
 def corrupt_justification(dealer: int) -> Tamper[Justification]:
+    """The dealer answers with a wrong ML-KEM secret: the share does not open."""
     return lambda js: [
-        dataclasses.replace(j, share=j.share + 1) if j.dealer == dealer else j for j in js
+        dataclasses.replace(j, kem_secret=bytes(32)) if j.dealer == dealer else j for j in js
     ]
 
 

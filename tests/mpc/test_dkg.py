@@ -12,15 +12,16 @@ from py_ecc.optimized_bls12_381 import G1 as ECC_G1
 from py_ecc.optimized_bls12_381 import G2 as ECC_G2
 from py_ecc.optimized_bls12_381 import multiply
 
-from mpc.dealenc import DealKeyPair
 from mpc.dealing import FaultKind, Phase
 from mpc.dkg import DkgMember, DkgResult, compute_digest
+from mpc.epochkey import EpochKeyPair, EpochKeys
 from mpc.errors import ProtocolMisuse
+from mpc.session import SessionContext
 from mpc.sharing import recover_secret
 from mpc.types import MemberIndex
 from tests.mpc.harness import (
     assert_consistent,
-    deal_key,
+    epoch_key,
     make_context,
     run_dkg,
     seeded_rng,
@@ -118,35 +119,65 @@ def test_results_never_print_the_share() -> None:
     assert first.share.value.to_bytes().hex() not in repr(first)
 
 
+def board_keys(ctx: SessionContext, *skip: int) -> EpochKeys:
+    posted = {
+        a: epoch_key(ctx, a).public_key.to_bytes()
+        for k, a in enumerate(ctx.members, start=1)
+        if k not in skip
+    }
+    return EpochKeys.from_posted(ctx, posted)
+
+
 def test_constructor_and_deal_arguments_are_checked() -> None:
     ctx = make_context(3, 2)
-    key = deal_key(ctx.members[0])
+    key = epoch_key(ctx, ctx.members[0])
     with pytest.raises(ProtocolMisuse, match=r"member index 4 outside 1..3"):
         DkgMember(ctx, MemberIndex(4), key)
     member = DkgMember(ctx, MemberIndex(1), key, seeded_rng(1))
-    with pytest.raises(ProtocolMisuse, match="need 3 recipient deal keys, got 2"):
-        member.deal([key.public_key, key.public_key])
+    keys = board_keys(ctx)
+    with pytest.raises(ProtocolMisuse, match="need keys for 3 dealers and 3 members, got 2 and 3"):
+        member.deal(EpochKeys(dealers=keys.dealers[:2], members=keys.members))
+    with pytest.raises(ProtocolMisuse, match="our epoch key is not on the board"):
+        member.deal(board_keys(ctx, 1))
     assert member.phase is Phase.DEAL  # unchanged: it can still deal
-    out = member.deal([deal_key(a).public_key for a in ctx.members])
-    assert len(out.shares) == 2 and str(member.phase) == "Phase.DEALT"
+    out = member.deal(keys)
+    assert [e is not None for e in out.bundle.entries] == [False, True, True]
+    assert str(member.phase) == "Phase.DEALT"
 
 
-def test_deal_keys_of_other_members_cannot_open_my_shares() -> None:
-    # Everyone's ciphertexts go to everyone: only the addressed member opens its own.
+def test_a_member_without_a_key_on_the_board_gets_no_share_and_costs_nobody_anything() -> None:
+    # Member 3's key never made it to the board: dealers seal nothing to it, nobody complains.
+    ctx = make_context(4, 2)
+    run = run_dkg(
+        4,
+        2,
+        rng_seed=15,
+        tamper_keys=lambda posted: {a: k for a, k in posted.items() if a != ctx.members[2]},
+    )
+    first = assert_consistent(run)
+    assert first.qual == (1, 2, 4)  # member 3 could not deal without a key either
+    assert run.results[3].share is None and not run.complaints
+    assert all(b.entry(3) is None for b in run.bundles)
+    assert (3, FaultKind.MISSING_DEAL) in {(f.member, f.kind) for f in first.faults}
+
+
+def test_other_members_keys_cannot_open_my_shares() -> None:
+    # Everyone's sealed shares are on the board: only the addressed member opens its own.
     ctx = make_context(3, 2)
-    keys = [deal_key(a).public_key for a in ctx.members]
+    keys = board_keys(ctx)
     outputs = [
-        DkgMember(ctx, MemberIndex(i), deal_key(ctx.members[i - 1]), seeded_rng(i)).deal(keys)
+        DkgMember(ctx, MemberIndex(i), epoch_key(ctx, ctx.members[i - 1]), seeded_rng(i)).deal(keys)
         for i in (1, 2, 3)
     ]
-    member = DkgMember(ctx, MemberIndex(1), DealKeyPair.generate(seeded_rng(99)), seeded_rng(5))
-    deals = [o.public for o in outputs]
-    shares = [s for o in outputs for s in o.shares]
-    complaints = member.on_deals(deals, shares)
-    assert {(c.accuser, c.dealer) for c in complaints} == {(1, 1), (1, 2), (1, 3)}
-    kinds = {f.member: f.kind for f in member.faults}
-    # Dealer 1 (another instance) sends no share to itself; 2 and 3 encrypted to the real key.
-    assert kinds == {1: FaultKind.MISSING_SHARE, 2: FaultKind.BAD_SHARE, 3: FaultKind.BAD_SHARE}
+    stranger = EpochKeyPair.generate(ctx.session_id, ctx.members[0], member=True, rng=seeded_rng(9))
+    member = DkgMember(ctx, MemberIndex(1), stranger, seeded_rng(5))
+    complaints = member.on_deals(keys, [o.public for o in outputs], [o.bundle for o in outputs])
+    # Our key is not the one on the board: nothing was sealed to us, so there is nothing to
+    # complain about (a complaint could not prove anything either).
+    assert complaints == () and not member.faults
+    impostor = DkgMember(ctx, MemberIndex(2), epoch_key(ctx, ctx.members[0]), seeded_rng(6))
+    complaints = impostor.on_deals(keys, [o.public for o in outputs], [o.bundle for o in outputs])
+    assert {(c.accuser, c.dealer) for c in complaints} == set()  # key of member 1 != member 2's
 
 
 def test_a_result_without_share_when_my_complaint_never_reached_the_board() -> None:
@@ -156,7 +187,7 @@ def test_a_result_without_share_when_my_complaint_never_reached_the_board() -> N
         4,
         2,
         rng_seed=14,
-        tamper_shares=corrupt_ciphertext(dealer=1, holder=3),
+        tamper_bundles=corrupt_ciphertext(dealer=1, holder=3),
         tamper_complaints=lambda cs: [c for c in cs if c.accuser != 3],
     )
     first = assert_consistent(run)

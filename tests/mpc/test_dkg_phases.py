@@ -17,13 +17,21 @@ from hypothesis import strategies as st
 
 from mpc.dealing import Input, Phase, StateMachine, Transitions, state_diagram
 from mpc.dkg import TRANSITIONS, DkgFailure, DkgMember, DkgResult
+from mpc.epochkey import EpochKeys
 from mpc.errors import PhaseError
-from mpc.messages import DealPublic, EncryptedShare
+from mpc.messages import DealPublic, ShareBundle
 from mpc.reshare import DEALER_TRANSITIONS, RECEIVER_TRANSITIONS, ReshareDealer, ReshareReceiver
 from mpc.session import SessionContext, SessionKind
 from mpc.sharing import Share
 from mpc.types import MemberIndex
-from tests.mpc.harness import deal_key, make_context, previous_committee, run_dkg, seeded_rng
+from tests.mpc.harness import (
+    epoch_key,
+    make_context,
+    participants,
+    previous_committee,
+    run_dkg,
+    seeded_rng,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "mpc-dkg.md"
 
@@ -33,19 +41,24 @@ class Board:
     """Messages of one fault-free run of 3 members, as seen by member 1."""
 
     context: SessionContext
+    keys: EpochKeys
     deals: list[DealPublic]
-    shares: list[EncryptedShare]
+    bundles: list[ShareBundle]
+
+
+def board_keys(ctx: SessionContext) -> EpochKeys:
+    posted = {a: epoch_key(ctx, a).public_key.to_bytes() for a in participants(ctx)}
+    return EpochKeys.from_posted(ctx, posted)
 
 
 def dkg_board() -> Board:
     ctx = make_context(3, 2)
-    keys = [deal_key(a).public_key for a in ctx.members]
+    keys = board_keys(ctx)
     outs = [
-        DkgMember(ctx, MemberIndex(i), deal_key(ctx.members[i - 1]), seeded_rng(i)).deal(keys)
+        DkgMember(ctx, MemberIndex(i), epoch_key(ctx, ctx.members[i - 1]), seeded_rng(i)).deal(keys)
         for i in (1, 2, 3)
     ]
-    shares = [s for o in outs for s in o.shares if s.recipient == 1]
-    return Board(ctx, [o.public for o in outs], shares)
+    return Board(ctx, keys, [o.public for o in outs], [o.bundle for o in outs])
 
 
 DKG = dkg_board()
@@ -55,12 +68,14 @@ def reshare_board() -> tuple[Board, dict[int, Share]]:
     before = run_dkg(3, 2, rng_seed=5)
     prev, shares = previous_committee(before)
     ctx = make_context(3, 2, epoch=2, kind=SessionKind.RESHARE, previous=prev)
-    keys = [deal_key(a).public_key for a in ctx.members]
+    keys = board_keys(ctx)
     outs = [
-        ReshareDealer(ctx, MemberIndex(i), s, seeded_rng(i)).deal(keys) for i, s in shares.items()
+        ReshareDealer(
+            ctx, MemberIndex(i), s, epoch_key(ctx, prev.members[i - 1]), seeded_rng(i)
+        ).deal(keys)
+        for i, s in shares.items()
     ]
-    mine = [s for o in outs for s in o.shares if s.recipient == 1]
-    return Board(ctx, [o.public for o in outs], mine), dict(shares)
+    return Board(ctx, keys, [o.public for o in outs], [o.bundle for o in outs]), dict(shares)
 
 
 RESHARE, OLD_SHARES = reshare_board()
@@ -68,12 +83,11 @@ RESHARE, OLD_SHARES = reshare_board()
 
 def call(machine: StateMachine, what: Input, board: Board, *, empty: bool = False) -> None:
     """Drive one input; `empty` feeds a board with no deals (the way to FAILED)."""
-    keys = [deal_key(a).public_key for a in board.context.members]
     method = getattr(machine, what.value)  # Input values are the method names
     if what is Input.DEAL:
-        method(keys)
+        method(board.keys)
     elif what is Input.DEALS:
-        method([] if empty else board.deals, board.shares)
+        method(board.keys, [] if empty else board.deals, board.bundles)
     else:
         method([])
 
@@ -95,7 +109,10 @@ ROLES = [
         "DkgMember",
         TRANSITIONS,
         lambda: DkgMember(
-            DKG.context, MemberIndex(1), deal_key(DKG.context.members[0]), seeded_rng(1)
+            DKG.context,
+            MemberIndex(1),
+            epoch_key(DKG.context, DKG.context.members[0]),
+            seeded_rng(1),
         ),
         DKG,
         list(Input),
@@ -115,7 +132,13 @@ ROLES = [
     Role(
         "ReshareDealer",
         DEALER_TRANSITIONS,
-        lambda: ReshareDealer(RESHARE.context, MemberIndex(1), OLD_SHARES[1], seeded_rng(1)),
+        lambda: ReshareDealer(
+            RESHARE.context,
+            MemberIndex(1),
+            OLD_SHARES[1],
+            epoch_key(RESHARE.context, RESHARE.context.members[0]),
+            seeded_rng(1),
+        ),
         RESHARE,
         [Input.DEAL, Input.COMPLAINTS],
         {
@@ -129,7 +152,10 @@ ROLES = [
         "ReshareReceiver",
         RECEIVER_TRANSITIONS,
         lambda: ReshareReceiver(
-            RESHARE.context, MemberIndex(1), deal_key(RESHARE.context.members[0]), seeded_rng(9)
+            RESHARE.context,
+            MemberIndex(1),
+            epoch_key(RESHARE.context, RESHARE.context.members[0]),
+            seeded_rng(9),
         ),
         RESHARE,
         [Input.DEALS, Input.COMPLAINTS, Input.JUSTIFICATIONS],

@@ -10,42 +10,53 @@ from hypothesis import strategies as st
 
 from mpc.dealing import DealOutput
 from mpc.dkg import DkgMember
+from mpc.epochkey import EpochKeys
 from mpc.errors import EncodingError, ProtocolMisuse
-from mpc.group import G1, G2, P, R, Scalar
+from mpc.group import G1, G2, P, R
 from mpc.messages import (
     Complaint,
     Confirmation,
     DealPublic,
-    EncryptedShare,
     Justification,
+    ShareBundle,
 )
 from mpc.session import PreviousCommittee, SessionContext, SessionKind, compute_session_id
+from mpc.sharebox import DhReveal, pair_context, reveal_dh
 from mpc.sharing import Polynomial
 from mpc.types import Epoch, Generation, MemberIndex
-from tests.mpc.harness import address, deal_key, make_context, seeded_rng
+from tests.mpc.harness import address, epoch_key, make_context, seeded_rng
 
 CTX = make_context(4, 3)
 SID = CTX.session_id
 
 
+KEYS = EpochKeys.from_posted(CTX, {a: epoch_key(CTX, a).public_key.to_bytes() for a in CTX.members})
+REVEAL = reveal_dh(
+    epoch_key(CTX, CTX.members[2]),
+    epoch_key(CTX, CTX.members[0]).public_key,
+    pair=pair_context(SID, 1, 3),
+    rng=seeded_rng(2),
+)
+
+
 @pytest.fixture(scope="module")
 def output() -> DealOutput:
-    member = DkgMember(CTX, MemberIndex(2), deal_key(CTX.members[1]), seeded_rng(1))
-    return member.deal([deal_key(a).public_key for a in CTX.members])
+    member = DkgMember(CTX, MemberIndex(2), epoch_key(CTX, CTX.members[1]), seeded_rng(1))
+    return member.deal(KEYS)
 
 
 def small_messages() -> list[Complaint | Justification | Confirmation]:
     return [
-        Complaint(session_id=SID, accuser=MemberIndex(3), dealer=MemberIndex(1)),
+        Complaint(session_id=SID, accuser=MemberIndex(3), dealer=MemberIndex(1), reveal=REVEAL),
         Justification(
-            session_id=SID, dealer=MemberIndex(1), accuser=MemberIndex(3), share=Scalar(7)
+            session_id=SID, dealer=MemberIndex(1), accuser=MemberIndex(3), kem_secret=bytes(32)
         ),
         Confirmation(session_id=SID, member=MemberIndex(2), digest=bytes(range(32))),
     ]
 
 
 def test_every_message_round_trips(output: DealOutput) -> None:
-    messages = [output.public, *output.shares, *small_messages()]
+    messages = [output.public, output.bundle, *small_messages()]
     for m in messages:
         data = m.to_bytes()
         assert data[:2] == bytes([1, data[1]]) and data[2:34] == SID
@@ -53,8 +64,10 @@ def test_every_message_round_trips(output: DealOutput) -> None:
         assert again == m
         assert again.to_bytes() == data
     assert len(output.public.to_bytes()) == 2 + 32 + 2 + 2 + 3 * 48 + 96 + 64
-    assert len(output.shares) == 3  # no share to the dealer itself
-    assert [s.recipient for s in output.shares] == [1, 3, 4]
+    # no share to the dealer itself: an empty slot is one byte, a sealed share 1 + 1136
+    assert [e is not None for e in output.bundle.entries] == [True, False, True, True]
+    assert len(output.bundle.to_bytes()) == 2 + 32 + 2 + 2 + 1 + 3 * 1137
+    assert [len(m.to_bytes()) for m in small_messages()] == [150, 70, 68]
 
 
 def test_decoders_refuse_another_message_type_and_version(output: DealOutput) -> None:
@@ -73,9 +86,13 @@ def test_truncation_and_trailing_bytes_name_the_field(output: DealOutput) -> Non
         DealPublic.from_bytes(data[:-1])
     with pytest.raises(EncodingError, match=r"DealPublic: 1 trailing bytes"):
         DealPublic.from_bytes(data + b"\x00")
-    share = output.shares[0].to_bytes()
-    with pytest.raises(EncodingError, match=r"EncryptedShare.ciphertext: message is truncated"):
-        EncryptedShare.from_bytes(share[:100])
+    bundle = output.bundle.to_bytes()
+    with pytest.raises(EncodingError, match=r"ShareBundle.entries\[1\]: message is truncated"):
+        ShareBundle.from_bytes(bundle[:100])
+    with pytest.raises(
+        EncodingError, match=r"ShareBundle.entries\[2\].flag: must be 0 or 1, got 2"
+    ):
+        ShareBundle.from_bytes(bundle[: 38 + 1137] + b"\x02" + bundle[38 + 1138 :])
 
 
 def test_bad_points_scalars_and_indices_name_the_field(output: DealOutput) -> None:
@@ -104,11 +121,14 @@ def test_bad_points_scalars_and_indices_name_the_field(output: DealOutput) -> No
     bent[36:38] = b"\x00\x00"
     with pytest.raises(EncodingError, match=r"DealPublic.count: a deal needs at least one"):
         DealPublic.from_bytes(bytes(bent))
-    just = small_messages()[1].to_bytes()
-    with pytest.raises(EncodingError, match=r"Justification.share: not canonical"):
-        Justification.from_bytes(just[:-32] + R.to_bytes(32, "big"))
+    complaint = small_messages()[0].to_bytes()
+    with pytest.raises(EncodingError, match=r"Complaint.reveal: shared secret: the identity"):
+        Complaint.from_bytes(complaint[:38] + bytes([0xC0]) + bytes(47) + complaint[86:])
+    with pytest.raises(EncodingError, match=r"Complaint.reveal: proof c: not canonical"):
+        Complaint.from_bytes(complaint[:86] + R.to_bytes(32, "big") + complaint[118:])
     with pytest.raises(EncodingError, match=r"Complaint.accuser: member index 0"):
-        Complaint.from_bytes(small_messages()[0].to_bytes()[:34] + b"\x00\x00\x00\x01")
+        Complaint.from_bytes(complaint[:34] + b"\x00\x00" + complaint[36:])
+    assert DhReveal.from_bytes(REVEAL.to_bytes()) == REVEAL
     assert P > R  # sanity: field elements and scalars have different bounds
 
 
@@ -124,13 +144,16 @@ def test_a_wrong_commitment_count_decodes_and_is_left_to_the_protocol(output: De
 
 def test_constructors_check_their_fields() -> None:
     with pytest.raises(ProtocolMisuse, match="session_id must be 32 bytes, got 31"):
-        Complaint(session_id=bytes(31), accuser=MemberIndex(1), dealer=MemberIndex(2))
-    with pytest.raises(ProtocolMisuse, match="accuser must be a member index in 1..65535, got 0"):
-        Complaint(session_id=SID, accuser=MemberIndex(0), dealer=MemberIndex(2))
-    with pytest.raises(ProtocolMisuse, match="ciphertext must be 1168 bytes"):
-        EncryptedShare(
-            session_id=SID, dealer=MemberIndex(1), recipient=MemberIndex(2), ciphertext=b""
+        Complaint(
+            session_id=bytes(31), accuser=MemberIndex(1), dealer=MemberIndex(2), reveal=REVEAL
         )
+    with pytest.raises(ProtocolMisuse, match="accuser must be a member index in 1..65535, got 0"):
+        Complaint(session_id=SID, accuser=MemberIndex(0), dealer=MemberIndex(2), reveal=REVEAL)
+    with pytest.raises(ProtocolMisuse, match="a bundle has 1..65535 slots, got 0"):
+        ShareBundle(session_id=SID, dealer=MemberIndex(1), entries=())
+    with pytest.raises(ProtocolMisuse, match="kem_secret must be 32 bytes"):
+        Justification(session_id=SID, dealer=MemberIndex(1), accuser=MemberIndex(2), kem_secret=b"")
+    assert "redacted" in repr(small_messages()[1])
     with pytest.raises(ProtocolMisuse, match="digest must be 32 bytes"):
         Confirmation(session_id=SID, member=MemberIndex(1), digest=b"")
     with pytest.raises(TypeError):
@@ -225,11 +248,11 @@ def test_session_context_decoding_is_strict() -> None:
         SessionContext.from_bytes(bytes(bent))
 
 
-@given(which=st.integers(0, 4), position=st.integers(0, 2000), value=st.integers(0, 255))
+@given(which=st.integers(0, 4), position=st.integers(0, 4000), value=st.integers(0, 255))
 def test_a_mutated_message_is_rejected_or_is_its_own_canonical_encoding(
     output: DealOutput, which: int, position: int, value: int
 ) -> None:
-    original = [output.public, output.shares[0], *small_messages()][which]
+    original = [output.public, output.bundle, *small_messages()][which]
     data = bytearray(original.to_bytes())
     data[position % len(data)] = value
     try:
@@ -241,8 +264,8 @@ def test_a_mutated_message_is_rejected_or_is_its_own_canonical_encoding(
 
 @given(st.binary(max_size=200))
 def test_random_bodies_are_rejected_or_canonical(data: bytes) -> None:
-    classes: list[type[DealPublic | EncryptedShare | Complaint | Justification | Confirmation]]
-    classes = [DealPublic, EncryptedShare, Complaint, Justification, Confirmation]
+    classes: list[type[DealPublic | ShareBundle | Complaint | Justification | Confirmation]]
+    classes = [DealPublic, ShareBundle, Complaint, Justification, Confirmation]
     for kind, cls in enumerate(classes, start=1):
         blob = bytes([1, kind]) + SID + data
         try:

@@ -11,22 +11,27 @@ from hypothesis import strategies as st
 
 from mpc.dealing import DealOutput, FaultKind, make_deal
 from mpc.dst import DST_KDF
+from mpc.epochkey import EpochKeys
 from mpc.errors import ProtocolMisuse
 from mpc.group import G1, hash_to_g1_point
-from mpc.messages import DealPublic, EncryptedShare
+from mpc.messages import DealPublic, ShareBundle
 from mpc.reshare import ReshareDealer, ReshareReceiver
 from mpc.session import SessionKind
+from mpc.sharebox import mlkem_encapsulate
 from mpc.sharing import Polynomial, Share, recover_secret
 from mpc.types import MemberIndex
 from tests.mpc.harness import (
     Run,
     address,
+    answer_with,
     assert_consistent,
     bad_proof,
-    deal_key,
+    bogus_kem,
     drop_from,
+    epoch_key,
     inconsistent_p,
     make_context,
+    participants,
     previous_committee,
     run_dkg,
     run_reshare,
@@ -119,9 +124,19 @@ def impostor(before: Run, n: int, t: int, dealer: int) -> DealOutput:
     ctx = make_context(
         n, t, epoch=before.context.epoch + 1, kind=SessionKind.RESHARE, previous=prev
     )
-    keys = [deal_key(a).public_key for a in ctx.members]
+    posted = {a: epoch_key(ctx, a).public_key.to_bytes() for a in participants(ctx)}
     poly = Polynomial.random(t - 1, seeded_rng(7))
-    return make_deal(ctx, ctx.session_id, MemberIndex(dealer), poly, keys, seeded_rng(8))
+    out, _ = make_deal(
+        ctx,
+        ctx.session_id,
+        MemberIndex(dealer),
+        poly,
+        dealer_key=epoch_key(ctx, prev.members[dealer - 1]),
+        keys=EpochKeys.from_posted(ctx, posted),
+        rng=seeded_rng(8),
+        encapsulate=mlkem_encapsulate,
+    )
+    return out
 
 
 def test_a_dealer_that_does_not_deal_its_own_share_is_excluded() -> None:
@@ -131,10 +146,10 @@ def test_a_dealer_that_does_not_deal_its_own_share_is_excluded() -> None:
     def swap_deal(deals: list[DealPublic]) -> list[DealPublic]:
         return [out.public if d.dealer == 2 else d for d in deals]
 
-    def swap_shares(shares: list[EncryptedShare]) -> list[EncryptedShare]:
-        return [s for s in shares if s.dealer != 2] + list(out.shares)
+    def swap_bundle(bundles: list[ShareBundle]) -> list[ShareBundle]:
+        return [out.bundle if b.dealer == 2 else b for b in bundles]
 
-    run = run_reshare(start, 4, 3, rng_seed=50, tamper_deals=swap_deal, tamper_shares=swap_shares)
+    run = run_reshare(start, 4, 3, rng_seed=50, tamper_deals=swap_deal, tamper_bundles=swap_bundle)
     now = assert_consistent(run, expect_members=range(1, 5))
     assert now.qual == (1, 3, 4, 5)
     fault = next(f for f in run.outcomes[1].faults if f.member == 2)
@@ -158,7 +173,7 @@ def test_bad_old_dealers_are_excluded_like_in_the_dkg(name: str, expected: Fault
         "bad proof": {"tamper_deals": bad_proof(3)},
         "inconsistent P": {"tamper_deals": inconsistent_p(3)},
         "wrong share": {
-            "tamper_shares": wrong_share(ctx, 3, 6),
+            "tamper_bundles": wrong_share(ctx, 3, 6),
             "tamper_justifications": drop_from({3}),
         },
     }[name]
@@ -168,14 +183,23 @@ def test_bad_old_dealers_are_excluded_like_in_the_dkg(name: str, expected: Fault
     assert (3, expected) in {(f.member, f.kind) for f in run.outcomes[2].faults}
 
 
-def test_a_wrong_share_justified_by_the_old_dealer_is_used() -> None:
+def test_a_share_the_new_member_cannot_open_is_opened_by_the_old_dealers_answer() -> None:
     start = run_dkg(4, 2, rng_seed=53)
     prev, _ = previous_committee(start)
     ctx = make_context(5, 3, epoch=2, kind=SessionKind.RESHARE, previous=prev)
-    run = run_reshare(start, 5, 3, rng_seed=54, context=ctx, tamper_shares=wrong_share(ctx, 1, 5))
+    run = run_reshare(
+        start,
+        5,
+        3,
+        rng_seed=54,
+        context=ctx,
+        tamper_bundles=bogus_kem(ctx, 1, 5),
+        tamper_justifications=answer_with(ctx, 1, 5),
+    )
     now = assert_consistent(run, expect_members=range(1, 6))
     assert now.qual == (1, 2, 3, 4)
     assert [(j.dealer, j.accuser) for j in run.justifications] == [(1, 5)]
+    assert run.results[5].share is not None
 
 
 def test_join_and_leave_are_reshares_to_another_member_list() -> None:
@@ -191,15 +215,18 @@ def test_role_arguments_are_checked() -> None:
     start = run_dkg(3, 2, rng_seed=57)
     prev, shares = previous_committee(start)
     ctx = make_context(3, 2, epoch=2, kind=SessionKind.RESHARE, previous=prev)
+    key = epoch_key(ctx, address(1))
     with pytest.raises(ProtocolMisuse, match="share of member 2 given to dealer 1"):
-        ReshareDealer(ctx, MemberIndex(1), shares[2])
+        ReshareDealer(ctx, MemberIndex(1), shares[2], key)
     forged = Share(MemberIndex(1), shares[1].value + 1)
     with pytest.raises(ProtocolMisuse, match="not on the previous committee's public polynomial"):
-        ReshareDealer(ctx, MemberIndex(1), forged)
+        ReshareDealer(ctx, MemberIndex(1), forged, key)
     with pytest.raises(ProtocolMisuse, match=r"old member index 4 outside 1..3"):
-        ReshareDealer(ctx, MemberIndex(4), dataclasses.replace(shares[1], member=MemberIndex(4)))
+        ReshareDealer(
+            ctx, MemberIndex(4), dataclasses.replace(shares[1], member=MemberIndex(4)), key
+        )
     with pytest.raises(ProtocolMisuse, match="resharing needs a RESHARE or REFRESH session"):
-        ReshareReceiver(start.context, MemberIndex(1), deal_key(address(1)))
+        ReshareReceiver(start.context, MemberIndex(1), key)
     with pytest.raises(ProtocolMisuse, match=r"new member index 4 outside 1..3"):
-        ReshareReceiver(ctx, MemberIndex(4), deal_key(address(1)))
+        ReshareReceiver(ctx, MemberIndex(4), key)
     assert G1.base_mul(shares[1].value) == prev.public.evaluate(1)

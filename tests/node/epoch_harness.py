@@ -1,16 +1,17 @@
 """An in-process network of epoch managers on a real anvil (interval mining, short phases).
 
-Every node is real except the network between them: it has its own identity (sealed in its
-own data directory), its own funded Ethereum account and GovernanceClient, journal and share
-store. `MemoryTransport` hands an encrypted share straight to the recipient manager's
-`on_deal` (retrying while the recipient is not set up yet), and can drop or corrupt the
-deliveries of one sender, which is how tests make a dealer silent or malicious.
+Every node is real: it has its own identity (sealed in its own data directory), its own
+funded Ethereum account and GovernanceClient, journal and share store. There is no network
+between them to fake: everything of an epoch goes through the chain. A test makes a dealer
+malicious by tampering with what its client sends (`Network.tamper`: the sealed share one
+dealer puts on chain for one member is rewritten before the transaction is signed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import time
@@ -33,10 +34,11 @@ from contracts import (
     deploy,
 )
 from mpc.group import G1
+from mpc.messages import ShareBundle
+from mpc.sharebox import SealedShare
 from mpc.sharing import Share, recover_secret
-from node.chainview import ChainWatcher, Committee, NodeRecord
+from node.chainview import ChainWatcher, Committee
 from node.epochs import EpochManager
-from node.errors import NotReady
 from node.identity import NodeIdentity, create_identity, load_identity
 from node.journal import Journal
 from node.metrics import NodeMetrics
@@ -44,13 +46,25 @@ from node.sealing import FileSealer
 from node.shares import ShareStore
 
 BLOCK_TIME = 0.25
-PHASES = (10, 8, 8, 10)  # blocks of Deal, Complain, Justify, Confirm
+PHASES = (5, 12, 8, 8, 10)  # blocks of Keys, Deal, Complain, Justify, Confirm
 RETIREMENT_WINDOW = 4
-Tamper = Callable[[bytes], bytes]
+Tamper = Callable[[SealedShare], SealedShare]
 
 
-def flip_last_byte(ciphertext: bytes) -> bytes:
-    return ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+def flip_last_byte(sealed: SealedShare) -> SealedShare:
+    """The box no longer opens (for the recipient, and for everyone once it is disputed)."""
+    return SealedShare(sealed.kem_ciphertext, sealed.box[:-1] + bytes([sealed.box[-1] ^ 1]))
+
+
+def tampered_bundle(raw: bytes, tamper: dict[int, Tamper]) -> bytes:
+    """`raw` (a ShareBundle) with the sealed share of each member in `tamper` rewritten."""
+    bundle = ShareBundle.from_bytes(raw)
+    entries = list(bundle.entries)
+    for member, change in tamper.items():
+        sealed = entries[member - 1]
+        if sealed is not None:
+            entries[member - 1] = change(sealed)
+    return dataclasses.replace(bundle, entries=tuple(entries)).to_bytes()
 
 
 @dataclass(eq=False)
@@ -90,33 +104,6 @@ class Node:
         ).list()
 
 
-class MemoryTransport:
-    """`PeerTransport` for one sender: calls the recipient manager's `on_deal` in process."""
-
-    def __init__(self, network: Network, sender: str) -> None:
-        self._network, self._sender = network, sender
-
-    async def deliver_deal(
-        self, peer: NodeRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        net = self._network
-        if self._sender in net.blocked:
-            raise ConnectionError(f"{self._sender}: network down (test)")
-        tamper = net.tamper.get((self._sender, recipient))
-        if tamper is not None:
-            ciphertext = tamper(ciphertext)
-        for _ in range(net.attempts):
-            target = net.live.get(peer.address)
-            if target is not None:
-                try:
-                    target.on_deal(epoch, dealer, recipient, ciphertext)
-                    return
-                except NotReady:
-                    pass
-            await asyncio.sleep(net.retry_delay)
-        raise ConnectionError(f"peer 0x{peer.address.hex()} unreachable")
-
-
 class Network:
     """A fresh deployment on `anvil` and the nodes of one test."""
 
@@ -131,9 +118,9 @@ class Network:
         )
         self.nodes: dict[str, Node] = {}
         self.live: dict[bytes, EpochManager] = {}
-        self.blocked: set[str] = set()
+        #: (dealer node, member index) -> how its sealed share for that member is rewritten
         self.tamper: dict[tuple[str, int], Tamper] = {}
-        self.attempts, self.retry_delay = 20, 0.1
+        self.confirmations = 2
         self._group: asyncio.TaskGroup | None = None
 
     # Nodes
@@ -151,6 +138,7 @@ class Network:
             fund = [identity.eth_account.address, hex(10**20)]
             self.w3.provider.make_request("anvil_setBalance", fund)  # type: ignore[arg-type]
             node = Node(name=name, data_dir=data_dir, identity=identity, client=client)
+            self._tamper_deals(node)
             self.nodes[name] = node
             made.append(node)
         for node in made:
@@ -166,6 +154,20 @@ class Network:
             info = self.governance.get_node(node.address)
             self.governance.send_approve_node(node.address, info.registration_hash)
         return made
+
+    def _tamper_deals(self, node: Node) -> None:
+        """Route the node's `submitDeal` through `self.tamper` (a malicious dealer's bytes)."""
+        send = node.client.send_submit_deal
+
+        def submit(
+            epoch: int, commitments: Any, pk2_part: bytes, proof: bytes, shares: bytes
+        ) -> Any:
+            changes = {m: t for (n, m), t in self.tamper.items() if n == node.name}
+            if changes:
+                shares = tampered_bundle(shares, changes)
+            return send(epoch, commitments, pk2_part, proof, shares)
+
+        node.client.send_submit_deal = submit  # type: ignore[method-assign]
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Network]:
@@ -191,10 +193,10 @@ class Network:
             identity=identity,
             client=node.client,
             watcher=self.watcher,
-            transport=MemoryTransport(self, node.name),
             journal=node.journal,
             shares=node.shares,
             metrics=node.metrics,
+            confirmations=self.confirmations,
         )
         self.live[node.raw_address] = node.manager
         node.task = self._group.create_task(node.manager.run())
@@ -218,7 +220,7 @@ class Network:
         kind: EpochKind,
         members: list[Node],
         threshold: int,
-        phases: tuple[int, int, int, int] = PHASES,
+        phases: tuple[int, int, int, int, int] = PHASES,
     ) -> EpochInfo:
         addresses = [m.address for m in members]
         _, epoch = await asyncio.to_thread(

@@ -22,7 +22,7 @@ from mpc.sharing import Polynomial
 from node.chainview import ChainView, ChainWatcher, decode_public
 from node.errors import InvalidRequest
 
-PHASES = (5, 1, 1, 5)
+PHASES = (3, 5, 3, 3, 5)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,11 @@ class Chain:
         _, epoch = self.gov.send_propose_epoch(EpochKind.DKG, members, len(points), PHASES)
         info = self.gov.get_epoch(epoch)
         for node in self.nodes:
-            node.send_submit_deal(epoch, [b"\x05" * 48] * len(points), b"\x06" * 96, b"\x07" * 64)
+            node.send_post_epoch_key(epoch, b"\x08" * 112)
+        for node in self.nodes:
+            node.send_submit_deal(
+                epoch, [b"\x05" * 48] * len(points), b"\x06" * 96, b"\x07" * 64, b"\x09"
+            )
         missing = info.justify_deadline + 1 - self.w3.eth.block_number
         self.w3.provider.make_request("anvil_mine", [hex(missing)])  # type: ignore[arg-type]
         for node in self.nodes[: len(points)]:

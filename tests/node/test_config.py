@@ -34,6 +34,7 @@ def test_file_values_and_defaults(tmp_path: Path) -> None:
     assert cfg.data_dir == Path("/var/lib/tkms")
     assert cfg.chain.max_head_age_seconds == 30.0
     assert cfg.chain.poll_interval_seconds == 0.5
+    assert cfg.chain.confirmations == 2
     assert cfg.listen.public == "127.0.0.1:7000"
     assert cfg.sealing == "file"
     assert cfg.admin_socket == Path("/var/lib/tkms/admin.sock")
@@ -141,3 +142,12 @@ def test_endpoint_string_round_trip_and_errors() -> None:
     ]:
         with pytest.raises(InvalidRequest, match=message):
             Endpoints.parse(bad)
+
+
+def test_the_confirmation_depth_is_a_small_whole_number(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert load_config(path, environ={"TKMS_CHAIN_CONFIRMATIONS": "0"}).chain.confirmations == 0
+    assert load_config(path, environ={"TKMS_CHAIN_CONFIRMATIONS": "12"}).chain.confirmations == 12
+    for bad in ("-1", "65", "2.5", "two"):
+        with pytest.raises(ConfigError, match=r"chain.confirmations: must be a whole number"):
+            load_config(path, environ={"TKMS_CHAIN_CONFIRMATIONS": bad})

@@ -95,19 +95,20 @@ def test_an_erased_share_stays_erased(tmp_path: Path, events: list[Event]) -> No
     assert events == []  # nothing deleted, nothing to sync
 
 
-def test_the_dealing_seed_is_durable_when_made_and_when_erased(
+def test_epoch_secrets_are_durable_when_made_and_when_erased(
     tmp_path: Path, events: list[Event]
 ) -> None:
     journal = Journal.open(tmp_path / "journal.sqlite3", FileSealer.open(tmp_path, create=True))
     try:
         events.clear()
-        seed = journal.dealing_seed(5, create=True)
-        path = tmp_path / "dealing" / "epoch-5.sealed"
+        seed = journal.secrets.dealing_seed(5, create=True)
+        folder = tmp_path / "epoch-secrets"
+        path = folder / "epoch-5.seed.sealed"
         assert seed is not None and path.exists()
-        assert synced_after(events, "mkdir", tmp_path / "dealing")
+        assert synced_after(events, "mkdir", folder)
         assert synced_after(events, "replace", path)
         events.clear()
-        journal.erase_dealing_seed(5)
+        journal.secrets.erase(5)
         assert not path.exists()
         assert synced_after(events, "unlink", path)
     finally:

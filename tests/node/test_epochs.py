@@ -105,7 +105,7 @@ def test_dkg_with_16_nodes(chain: Anvil, tmp_path: Path) -> None:
             for node in nodes:
                 net.start(node)
             started = time.monotonic()
-            info = await net.propose(EpochKind.DKG, nodes, 11, phases=(60, 40, 40, 40))
+            info = await net.propose(EpochKind.DKG, nodes, 11, phases=(30, 60, 40, 40, 40))
             assert (await net.wait_settled(info.epoch, timeout=120)).status is EpochStatus.ACTIVE
             elapsed = time.monotonic() - started
             committee, shares = held_shares(nodes)

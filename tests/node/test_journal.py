@@ -1,5 +1,6 @@
-"""The epoch journal: idempotent shares, equivocation, publication records, sealed seeds, and
-refusal of foreign, corrupt or newer databases."""
+"""The epoch journal and the sealed secrets of an epoch: publication records, outcomes, the
+seed, key and encapsulations sealed outside SQLite and erased with the epoch, and refusal of
+foreign, corrupt, older or newer databases."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from node.errors import InvalidRequest, StorageError
-from node.journal import APPLICATION_ID, SCHEMA_VERSION, Journal, Outcome, Published, ShareConflict
+from mpc.epochkey import EpochKeyPair
+from node.errors import StorageError
+from node.journal import APPLICATION_ID, SCHEMA_VERSION, Journal, Outcome, Published
 from node.sealing import FileSealer
 
 SID = b"\x11" * 32
@@ -34,27 +36,6 @@ def test_a_new_journal_is_marked_as_ours_and_in_wal_mode(journal: Journal) -> No
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_shares_are_idempotent_and_a_different_ciphertext_is_equivocation(
-    journal: Journal,
-) -> None:
-    assert journal.record_share(4, 2, 1, b"first") is True
-    assert journal.record_share(4, 2, 1, b"first") is False
-    with pytest.raises(ShareConflict, match="epoch 4: dealer 2 already delivered a different"):
-        journal.record_share(4, 2, 1, b"second")
-    assert issubclass(ShareConflict, InvalidRequest)
-    assert journal.record_share(4, 3, 1, b"other") is True
-    assert journal.received(4) == [(2, 1, b"first"), (3, 1, b"other")]
-    assert journal.received(5) == []
-
-
-def test_outgoing_shares_keep_the_first_ciphertexts_until_delivered(journal: Journal) -> None:
-    assert journal.record_outgoing(4, {1: b"a", 2: b"b"}) == {1: b"a", 2: b"b"}
-    # a restarted dealer re-encrypts: the journaled bytes win, so peers see no equivocation
-    assert journal.record_outgoing(4, {1: b"x", 2: b"y"}) == {1: b"a", 2: b"b"}
-    journal.mark_delivered(4, 2)
-    assert journal.outgoing(4, undelivered_only=True) == {1: b"a"}
-
-
 def test_publications_and_outcomes_survive_a_reopen(
     tmp_path: Path, sealer: FileSealer, journal: Journal
 ) -> None:
@@ -77,25 +58,40 @@ def test_publications_and_outcomes_survive_a_reopen(
         again.begin_epoch(4, b"\x33" * 32, "DKG", 1)
 
 
-def test_the_dealing_seed_is_sealed_outside_sqlite_and_erased_at_the_end(
+def test_epoch_secrets_are_sealed_outside_sqlite_and_erased_with_the_epoch(
     tmp_path: Path, sealer: FileSealer, journal: Journal
 ) -> None:
-    assert journal.dealing_seed(4, create=False) is None
-    seed = journal.dealing_seed(4, create=True)
+    secrets = journal.secrets
+    assert secrets.dealing_seed(4, create=False) is None
+    seed = secrets.dealing_seed(4, create=True)
     assert seed is not None and len(seed) == 32
-    assert journal.dealing_seed(4, create=True) == seed
-    sealed = tmp_path / "dealing" / "epoch-4.sealed"
-    assert sealed.exists() and seed not in sealed.read_bytes()
+    assert secrets.dealing_seed(4, create=True) == seed
+    args = {"session_id": SID, "address": b"\x07" * 20, "member": True}
+    assert secrets.epoch_key(4, **args, create=False) is None  # type: ignore[arg-type]
+    key = secrets.epoch_key(4, **args, create=True)  # type: ignore[arg-type]
+    assert key is not None and key.public_key.proves_possession(SID, b"\x07" * 20)
+    made = {2: (b"\x01" * 32, b"\x02" * 1088), 5: (b"\x03" * 32, b"\x04" * 1088)}
+    secrets.save_encapsulations(4, made)
+    folder = tmp_path / "epoch-secrets"
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["epoch-4.kem.sealed", "epoch-4.key.sealed", "epoch-4.seed.sealed"]
+    assert folder.stat().st_mode & 0o777 == 0o700
+    blobs = b"".join(p.read_bytes() for p in folder.iterdir())
+    assert seed not in blobs and key.private_bytes()[:32] not in blobs and b"\x01" * 32 not in blobs
     journal.close()
     database = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
     assert seed not in database
     other = FileSealer(b"\x01" * 32)
     with pytest.raises(StorageError, match="does not unseal"):
-        Journal.open(tmp_path / "journal.sqlite3", other).dealing_seed(4, create=False)
+        Journal.open(tmp_path / "journal.sqlite3", other).secrets.dealing_seed(4, create=False)
     again = Journal.open(tmp_path / "journal.sqlite3", sealer)
-    assert again.dealing_seed(4, create=False) == seed
+    assert again.secrets.dealing_seed(4, create=False) == seed
+    reloaded = again.secrets.epoch_key(4, **args, create=True)  # type: ignore[arg-type]
+    assert isinstance(reloaded, EpochKeyPair) and reloaded.public_key == key.public_key
+    assert again.secrets.encapsulations(4) == made
+    assert again.secrets.epochs() == [4]
     again.finish(4, Outcome.ACTIVE)
-    assert not sealed.exists()
+    assert list(folder.iterdir()) == [] and again.secrets.epochs() == []
     assert again.open_epochs() == []
 
 
@@ -129,15 +125,46 @@ def test_a_newer_schema_is_refused(tmp_path: Path, sealer: FileSealer) -> None:
         Journal.open(path, sealer)
 
 
-def test_finishing_an_epoch_forgets_its_ciphertexts_on_disk(
-    tmp_path: Path, journal: Journal
+def test_a_version_1_journal_is_refused_with_its_path(tmp_path: Path, sealer: FileSealer) -> None:
+    path = tmp_path / "journal.sqlite3"
+    Journal.open(path, sealer).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match=f"{path}: journal schema version 1, this node reads 2"):
+        Journal.open(path, sealer)
+
+
+def test_a_restarted_dealer_rebuilds_its_deal_byte_for_byte(
+    tmp_path: Path, sealer: FileSealer
 ) -> None:
-    secret_looking = bytes(range(256)) * 4
-    journal.record_share(4, 2, 1, secret_looking)
-    journal.record_outgoing(4, {3: secret_looking[::-1]})
-    journal.finish(4, Outcome.ACTIVE)
-    assert journal.received(4) == [(2, 1, b"")]
-    assert journal.outgoing(4) == {}
-    journal.close()
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
-    assert secret_looking[:64] not in on_disk and secret_looking[::-1][:64] not in on_disk
+    """ML-KEM draws its own randomness; the sealed encapsulations make a rebuilt deal identical."""
+    from mpc.dkg import DkgMember
+    from mpc.epochkey import EpochKeys
+    from mpc.types import MemberIndex
+    from node.epoch_secrets import recording_kem
+    from node.epoch_state import SeededRng
+    from tests.mpc.harness import epoch_key, make_context
+
+    ctx = make_context(4, 3)
+    keys = EpochKeys.from_posted(
+        ctx, {a: epoch_key(ctx, a).public_key.to_bytes() for a in ctx.members}
+    )
+    own = epoch_key(ctx, ctx.members[1])
+
+    def deal(journal: Journal) -> bytes:
+        seed = journal.secrets.dealing_seed(9, create=True)
+        assert seed is not None
+        kem = recording_kem(journal.secrets, 9)
+        out = DkgMember(ctx, MemberIndex(2), own, SeededRng(seed), kem).deal(keys)
+        journal.secrets.save_encapsulations(9, kem.made)
+        return out.public.to_bytes() + out.bundle.to_bytes()
+
+    first = Journal.open(tmp_path / "journal.sqlite3", sealer)
+    before = deal(first)
+    first.close()
+    again = Journal.open(tmp_path / "journal.sqlite3", sealer)
+    assert deal(again) == before
+    again.secrets.erase(9)
+    assert deal(again) != before  # without the sealed record the ML-KEM part differs

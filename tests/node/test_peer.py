@@ -41,31 +41,23 @@ from tests.node.test_ratls import (
 )
 
 EPOCH = 7
-CIPHERTEXT = b"\xc7" * 1200
+STATUS = EpochStatusReply(EPOCH, "deal", (1,))
 
 
 class Inbox:
-    """Stands in for EpochManager.on_deal / status: stores deals, flags duplicates."""
+    """Stands in for EpochManager.progress: answers status calls and counts them."""
 
     def __init__(self, me: int) -> None:
         self.me = me
-        self.deals: dict[tuple[int, int, int], bytes] = {}
-        self.calls: list[tuple[int, int, int, bytes]] = []
+        self.calls: list[int] = []
+        self.refuse = ""  # a reason to refuse with (InvalidRequest), "" to answer
         self.roots: list[tuple[int, int, bytes]] = []
 
-    def on_deal(self, epoch: int, dealer: int, recipient: int, ciphertext: bytes) -> bool:
-        self.calls.append((epoch, dealer, recipient, ciphertext))
-        if recipient != self.me:
-            raise InvalidRequest(f"recipient {recipient} is not this node (member {self.me})")
-        key = (epoch, dealer, recipient)
-        if key in self.deals:
-            return False
-        self.deals[key] = ciphertext
-        return True
-
     def status(self, epoch: int) -> EpochStatusReply:
-        got = sorted(d for (e, d, _) in self.deals if e == epoch)
-        return EpochStatusReply(epoch=epoch, phase="deal", deals_received_from=tuple(got))
+        self.calls.append(epoch)
+        if self.refuse:
+            raise InvalidRequest(self.refuse)
+        return EpochStatusReply(epoch=epoch, phase="deal", deals_received_from=(1,))
 
     def root_partial(self, generation: int, epoch: int, requester: bytes) -> kms_pb2.Partial:
         """Stands in for KmsRoots.partial_for: records the request, answers a marker."""
@@ -93,7 +85,6 @@ class Net:
             cert_pem=node.cert_pem,
             key_pem=node.key_pem,
             view=lambda: self.views.get(addr),
-            on_deal=inbox.on_deal,
             epoch_status=inbox.status,
             roster=lambda e: self.roster if self.roster and e == self.roster.epoch else None,
             kms_allowed=self.allow,
@@ -166,17 +157,14 @@ def refusals(logs: Sequence[Mapping[str, Any]]) -> list[str]:
 # -- the accepted path ----------------------------------------------------------------------------
 
 
-def test_attested_registered_dealer_delivers_and_duplicates_are_not_stored() -> None:
+def test_an_attested_registered_participant_gets_an_answer() -> None:
     async def test() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
             client = net.clients[b.address]
-            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is True
-            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is False
-            await client.deliver_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
-            assert net.inboxes[a.address].calls == [(EPOCH, 1, 1, CIPHERTEXT)] * 3
-            status = await client.epoch_status(a.record(), EPOCH)
-            assert status == EpochStatusReply(EPOCH, "deal", (1,))
+            assert await client.epoch_status(a.record(), EPOCH) == STATUS
+            assert await client.epoch_status(a.record(), EPOCH) == STATUS
+            assert net.inboxes[a.address].calls == [EPOCH, EPOCH]
             assert client.reachable_count() == 1
             assert net.servers[a.address].reachable_count() == 1
 
@@ -198,22 +186,20 @@ def test_a_dealer_with_a_long_boot_log_gets_through() -> None:
             net.publish(a, b)
             net.roster = EpochRoster(EPOCH, dealers=(b.address,), members=(a.address,))
             await net.servers[a.address].refresh()
-            assert await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert await net.clients[b.address].epoch_status(a.record(), EPOCH) == STATUS
 
     run(test)
 
 
-def test_deal_rejected_by_the_epoch_manager_is_invalid_argument_and_not_retried() -> None:
+def test_a_request_refused_by_the_epoch_manager_is_invalid_argument_and_not_retried() -> None:
     async def test() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
-            rejected = r"INVALID_ARGUMENT: deal from 0x[0-9a-f]{40} rejected: recipient 2 is not"
-            with capture_logs() as logs, pytest.raises(InvalidRequest, match=rejected):
-                await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 2, CIPHERTEXT)
+            net.inboxes[a.address].refuse = "epoch 7: not ours (test)"
+            refused = r"INVALID_ARGUMENT: epoch status for 0x[0-9a-f]{40}: epoch 7: not ours"
+            with pytest.raises(InvalidRequest, match=refused):
+                await net.clients[b.address].epoch_status(a.record(), EPOCH)
             assert len(net.inboxes[a.address].calls) == 1
-            assert [e["event"] for e in logs].count("deal_rejected") == 1
-            with pytest.raises(InvalidRequest, match=r"ciphertext of 0 bytes"):
-                await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, b"")
 
     run(test)
 
@@ -227,10 +213,10 @@ def test_a_dealer_not_yet_trusted_gets_in_once_the_bundle_refreshes() -> None:
             net.publish(a, b)  # A has not fetched B's certificate: B's handshakes fail
             refresher = asyncio.create_task(net.servers[a.address].run())
             try:
-                stored = await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                status = await net.clients[b.address].epoch_status(a.record(), EPOCH)
             finally:
                 refresher.cancel()
-            assert stored is True
+            assert status == STATUS
             assert set(net.servers[a.address].bundle.trusted()) == {b.address}
 
     run(test)
@@ -240,7 +226,7 @@ def test_a_restarted_peer_with_a_new_certificate_gets_back_in() -> None:
     async def test() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
-            assert await net.clients[b.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+            assert await net.clients[b.address].epoch_status(a.record(), EPOCH) == STATUS
             # B restarts: same sealed key and endpoint, fresh quote, so a new certificate
             await net.servers[b.address].stop(None)
             await net.clients[b.address].close()
@@ -254,7 +240,7 @@ def test_a_restarted_peer_with_a_new_certificate_gets_back_in() -> None:
             refresher = asyncio.create_task(server_a.run())
             try:
                 client = net.clients[b.address]
-                assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is False
+                assert await client.epoch_status(a.record(), EPOCH) == STATUS
             finally:
                 refresher.cancel()
             assert server_a.bundle.trusted()[b.address].cert_pem == cert
@@ -292,18 +278,15 @@ def test_node_outside_the_epoch_is_refused() -> None:
             net.publish(a, b, c)
             await net.servers[a.address].refresh()
             client = net.clients[c.address]
-            with capture_logs() as logs:
-                not_dealer = (
-                    r"UNAUTHENTICATED: peer refused: authorization: 0x[0-9a-f]{40} is not a"
-                )
-                with pytest.raises(Unauthenticated, match=not_dealer + " dealer of epoch 7"):
-                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
-                with pytest.raises(
+            with (
+                capture_logs() as logs,
+                pytest.raises(
                     Unauthenticated, match=r"is neither a dealer nor a member of epoch 7"
-                ):
-                    await client.epoch_status(a.record(), EPOCH)
+                ),
+            ):
+                await client.epoch_status(a.record(), EPOCH)
             assert net.inboxes[a.address].calls == []
-            assert [r.split(":")[0] for r in refusals(logs)] == ["authorization"] * 2
+            assert [r.split(":")[0] for r in refusals(logs)] == ["authorization"]
 
     run(test)
 
@@ -353,32 +336,14 @@ def test_only_members_of_the_epoch_get_kms_root_partials() -> None:
     run(test)
 
 
-def test_peer_claiming_another_dealer_index_is_refused() -> None:
-    async def test() -> None:
-        async with network() as net:
-            a, b = await two_nodes(net)
-            with (
-                capture_logs() as logs,
-                pytest.raises(
-                    Unauthenticated, match=r"is dealer 1 of epoch 7 but the deal claims dealer 2"
-                ),
-            ):
-                await net.clients[b.address].send_deal(a.record(), EPOCH, 2, 1, CIPHERTEXT)
-            assert net.inboxes[a.address].calls == []
-            claim = "is dealer 1 of epoch 7 but the deal claims dealer 2"
-            assert refusals(logs) == [f"authorization: 0x{b.address.hex()} {claim}"]
-
-    run(test)
-
-
-def test_unknown_epoch_is_unavailable_so_the_dealer_retries() -> None:
+def test_unknown_epoch_is_unavailable_so_the_caller_retries() -> None:
     async def test() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
             with pytest.raises(
                 NotReady, match=r"UNAVAILABLE: peer refused: epoch 8 is not known to this node"
             ):
-                await net.clients[b.address].send_deal(a.record(), 8, 1, 1, CIPHERTEXT)
+                await net.clients[b.address].epoch_status(a.record(), 8)
 
     run(test)
 
@@ -398,25 +363,25 @@ def test_view_change_is_enforced_before_the_bundle_refreshes() -> None:
                     match=r"evidence: simulator quote refused: governance has simulatorAllowed = "
                     r"false",
                 ):
-                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                    await client.epoch_status(a.record(), EPOCH)
                 # B is deregistered: its key is no longer any approved node's
                 net.views[a.address] = make_view({a.address: a.record()})
                 with pytest.raises(
                     Unauthenticated,
                     match=r"registry: TLS key [0-9a-f]{64} is not the key of any approved node",
                 ):
-                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                    await client.epoch_status(a.record(), EPOCH)
                 await net.servers[a.address].refresh()
                 # the bundle only guards new handshakes: B's open connection meets the gate
                 with pytest.raises(Unauthenticated, match=r"registry: TLS key"):
-                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                    await client.epoch_status(a.record(), EPOCH)
             assert net.inboxes[a.address].calls == []
             assert len(refusals(logs)) == 3  # deregistered: dropped from the bundle silently
             assert net.servers[a.address].bundle.trusted() == {}
             await client.close()  # a new connection fails the handshake
             unavailable = rf"to peer 0x{a.address.hex()} at {a.endpoint} failed: UNAVAILABLE"
             with pytest.raises(NotReady, match=unavailable):
-                await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                await client.epoch_status(a.record(), EPOCH)
 
     run(test)
 
@@ -440,7 +405,7 @@ async def _refused_at_handshake(
     assert entries[0]["peer"] == f"0x{bad.address.hex()}" and entries[0]["stage"] == "trust-bundle"
     assert reason in entries[0]["reason"]
     with pytest.raises(NotReady, match="UNAVAILABLE"):
-        await net.clients[bad.address].send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+        await net.clients[bad.address].epoch_status(a.record(), EPOCH)
     assert net.inboxes[a.address].calls == []
 
 
@@ -520,21 +485,19 @@ def test_caller_without_a_client_certificate_or_unregistered_fails_the_handshake
             await net.clients[stranger.address]._stub(a.record())  # fetch and pin A first
             credentials = grpc.ssl_channel_credentials(root_certificates=a.cert_pem)
             options = [("grpc.ssl_target_name_override", PEER_TLS_NAME)]
-            request = peer_pb2.DealRequest(
-                epoch=EPOCH, dealer=1, recipient=1, ciphertext=CIPHERTEXT
-            )
+            request = peer_pb2.EpochStatusRequest(epoch=EPOCH)
 
             async def without_certificate() -> None:
                 async with aio.secure_channel(a.endpoint, credentials, options=options) as ch:
                     stub = peer_pb2_grpc.PeerStub(ch)  # type: ignore[no-untyped-call]
                     with pytest.raises(aio.AioRpcError) as info:
-                        await stub.Deal(request, timeout=2)
+                        await stub.EpochStatus(request, timeout=2)
                 assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
             async def unregistered() -> None:
                 client = net.clients[stranger.address]
                 with pytest.raises(NotReady, match="UNAVAILABLE"):
-                    await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                    await client.epoch_status(a.record(), EPOCH)
 
             await grpc_core_log_after(without_certificate(), "PEER_DID_NOT_RETURN_A_CERTIFICATE")
             await grpc_core_log_after(unregistered(), "CERTIFICATE_VERIFY_FAILED")
@@ -586,7 +549,7 @@ def test_client_refuses_a_server_whose_certificate_does_not_verify() -> None:
             refused = rf"peer 0x{bad.address.hex()} at {bad.endpoint}: server certificate refused: "
             refused += "evidence: certificate carries no attestation"
             with capture_logs() as logs, pytest.raises(Unauthenticated, match=refused):
-                await net.clients[a.address].send_deal(bad.record(), EPOCH, 1, 1, CIPHERTEXT)
+                await net.clients[a.address].epoch_status(bad.record(), EPOCH)
             assert time.monotonic() - started < 1.0  # final, not retried
             assert net.inboxes[bad.address].calls == []
             assert [e["stage"] for e in logs if e["event"] == "peer_refused"] == [
@@ -599,7 +562,7 @@ def test_client_refuses_a_server_whose_certificate_does_not_verify() -> None:
             with pytest.raises(
                 Unauthenticated, match=rf"serves the certificate of 0x{a.address.hex()}"
             ):
-                await net.clients[a.address].send_deal(impostor, EPOCH, 1, 1, CIPHERTEXT)
+                await net.clients[a.address].epoch_status(impostor, EPOCH)
 
     run(test)
 
@@ -609,12 +572,12 @@ def test_client_rechecks_a_pinned_server_when_the_view_changes() -> None:
         async with network() as net:
             a, b = await two_nodes(net)
             client = net.clients[b.address]
-            assert await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT) is True
+            assert await client.epoch_status(a.record(), EPOCH) == STATUS
             # B learns that A's measurement is no longer allowed: B stops talking to A
             net.allow.allowed.clear()
             net.views[b.address] = make_view({n.address: n.record() for n in (a, b)})
             with pytest.raises(Unauthenticated, match=r"server certificate refused: measurement"):
-                await client.send_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                await client.epoch_status(a.record(), EPOCH)
             assert len(net.inboxes[a.address].calls) == 1
 
     run(test)
@@ -634,7 +597,7 @@ def test_unreachable_peer_gives_up_at_the_deadline_naming_peer_and_endpoint() ->
             started = time.monotonic()
             gave_up = rf"to peer 0x{a.address.hex()} at {a.endpoint} failed: .*cannot fetch the"
             with capture_logs() as logs, pytest.raises(NotReady, match=gave_up + " certificate"):
-                await net.clients[b.address].deliver_deal(a.record(), EPOCH, 1, 1, CIPHERTEXT)
+                await net.clients[b.address].epoch_status(a.record(), EPOCH)
             assert 0.3 < time.monotonic() - started < 3.0
             assert sum(e["event"] == "peer_call_retry" for e in logs) >= 2
 

@@ -2,8 +2,9 @@
 come from the chain (ChainWatcher, `chain_roster`, `isKmsAllowed`), not from stand-ins.
 
 Two nodes register themselves (endpoint string, TLS key hash, deal key), the owner approves
-them, allows their measurement and OS image, and proposes a DKG. Then a deal goes through;
-then the owner removes the measurement and the next deal is refused with the chain's reason.
+them, allows their measurement and OS image, and proposes a DKG. Then a status call goes
+through; then the owner removes the measurement and the next call is refused with the chain's
+reason.
 A second approved registration carrying a node's TLS key hash makes that node's certificate
 ambiguous: refused both as a server (client pin) and as a caller (server gate).
 """
@@ -31,7 +32,7 @@ from node.peer_client import PeerClient
 from node.peer_service import PeerServer, chain_roster
 from node.ratls import make_node_certificate
 from node.tee import SIMULATED_OS_IMAGE
-from tests.node.test_peer import CIPHERTEXT, Inbox
+from tests.node.test_peer import Inbox
 from tests.node.test_ratls import mr_aggregated_of
 
 #: What the simulated TD claims as its image; governance approves what its registers measure.
@@ -129,7 +130,6 @@ async def start_nodes(
             cert_pem=cert,
             key_pem=key,
             view=view,
-            on_deal=inbox.on_deal,
             epoch_status=inbox.status,
             roster=chain_roster(reader),
             kms_allowed=allowed,
@@ -173,29 +173,31 @@ async def anvil_with_nodes(
             await nodes.close()
 
 
-def test_deal_over_the_peer_channel_follows_governance_on_anvil() -> None:
+def test_the_peer_channel_follows_governance_on_anvil() -> None:
     async def test() -> None:
         async with anvil_with_nodes(2) as (_, owner, reader, nodes):
             ids, certs, clients = nodes.ids, nodes.certs, nodes.clients
             members = [i.eth_account.address for i in ids]
-            _, epoch = owner.send_propose_epoch(EpochKind.DKG, members, 2, (50, 50, 50, 50))
+            _, epoch = owner.send_propose_epoch(EpochKind.DKG, members, 2, (50,) * 5)
             await nodes.poll()
             await nodes.servers[0].refresh()
             a = nodes.record(0)
-            dealer = chain_roster(reader)(epoch).dealers.index(ids[1].eth_address) + 1  # type: ignore[union-attr]
-            assert await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT) is True
+            roster = chain_roster(reader)(epoch)
+            assert roster is not None
+            assert roster.dealers == (ids[0].eth_address, ids[1].eth_address)
+            assert (await clients[1].epoch_status(a, epoch)).deals_received_from == (1,)
 
             # governance removes the measurement; A sees it, B has not polled yet
             owner.send_remove_kms_measurement(mr_aggregated_of(certs[0][0]))
             await nodes.watchers[0].poll_once()
             refused = r"UNAUTHENTICATED: peer refused: measurement: .*KMS measurement not allowed"
             with pytest.raises(Unauthenticated, match=refused):
-                await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT)
+                await clients[1].epoch_status(a, epoch)
             # once B sees it too, B no longer talks to A at all
             await nodes.watchers[1].poll_once()
             refused = r"server certificate refused: measurement: .*KMS measurement not allowed"
             with pytest.raises(Unauthenticated, match=refused):
-                await clients[1].send_deal(a, epoch, dealer, 1, CIPHERTEXT)
+                await clients[1].epoch_status(a, epoch)
             assert len(nodes.inboxes[0].calls) == 1
 
     asyncio.run(asyncio.wait_for(test(), 60))
@@ -207,18 +209,14 @@ def test_a_second_approved_node_with_the_same_tls_key_makes_it_ambiguous_on_anvi
     calling B) refuse A's certificate as ambiguous, whatever the registry order."""
 
     async def test() -> None:
-        async with anvil_with_nodes(2) as (w3, owner, reader, nodes):
+        async with anvil_with_nodes(2) as (w3, owner, _, nodes):
             a, b = nodes.ids
             _, epoch = owner.send_propose_epoch(
-                EpochKind.DKG, [a.eth_account.address, b.eth_account.address], 2, (50,) * 4
+                EpochKind.DKG, [a.eth_account.address, b.eth_account.address], 2, (50,) * 5
             )
-            roster = chain_roster(reader)(epoch)
-            assert roster is not None
-            dealer_a = roster.dealers.index(a.eth_address) + 1
-            dealer_b = roster.dealers.index(b.eth_address) + 1
             await nodes.poll()
             await nodes.servers[0].refresh()
-            assert await nodes.clients[1].send_deal(nodes.record(0), epoch, dealer_b, 1, CIPHERTEXT)
+            assert await nodes.clients[1].epoch_status(nodes.record(0), epoch)
 
             register(
                 w3,
@@ -236,7 +234,7 @@ def test_a_second_approved_node_with_the_same_tls_key_makes_it_ambiguous_on_anvi
             with pytest.raises(
                 Unauthenticated, match="certificate refused: registry: " + ambiguous
             ):
-                await nodes.clients[1].send_deal(nodes.record(0), epoch, dealer_b, 1, CIPHERTEXT)
+                await nodes.clients[1].epoch_status(nodes.record(0), epoch)
             # A calling B: B's gate (its trust bundle) no longer admits A's certificate
             with capture_logs() as logs:
                 await nodes.servers[1].refresh()
@@ -244,7 +242,7 @@ def test_a_second_approved_node_with_the_same_tls_key_makes_it_ambiguous_on_anvi
             reasons = [str(e["reason"]) for e in logs if e["event"] == "peer_refused"]
             assert any(re.search(ambiguous, r) for r in reasons), reasons
             with pytest.raises(NotReady, match="UNAVAILABLE"):
-                await nodes.clients[0].send_deal(nodes.record(1), epoch, dealer_a, 2, CIPHERTEXT)
+                await nodes.clients[0].epoch_status(nodes.record(1), epoch)
             assert len(nodes.inboxes[0].calls) == 1 and nodes.inboxes[1].calls == []
 
     asyncio.run(asyncio.wait_for(test(), 60))

@@ -4,14 +4,14 @@
 
 Test-only (nothing in `node/` knows about it). Behaviours, any combination:
 
-* `bad-deals`: every encrypted share this node delivers is corrupted (so no share matches its
-  on-chain commitments: the effect of equivocating between the polynomial it committed to
-  and the one it shares), and it never justifies a complaint against it. Honest members
-  complain BAD_SHARE, then find the complaint unanswered and leave it out of QUAL.
+* `bad-deals`: every sealed share this node puts on chain is corrupted (no member can open
+  it: the effect of sealing shares that are not on the commitments), and it never answers a
+  complaint against it. Honest members complain BAD_SHARE, then find the complaint
+  unanswered and leave it out of QUAL.
 * `wrong-partials`: every partial it returns is shifted by G1 (its DLEQ proof then fails).
 * `slow-partials`: every DerivePartial answer is delayed by `--delay` seconds.
-* `late-deals`: its share deliveries wait `--delay` seconds (past a short Deal phase, the
-  recipients complain MISSING_SHARE and it must justify on chain).
+* `late-deals`: its deal waits `--delay` seconds before it is sent (past a short Deal phase
+  the chain refuses it: the others record MISSING_DEAL and nobody reveals anything).
 """
 
 from __future__ import annotations
@@ -28,19 +28,33 @@ BEHAVIOURS = ("bad-deals", "wrong-partials", "slow-partials", "late-deals")
 
 
 def _bad_deals() -> None:
+    from contracts import GovernanceClient
     from mpc.dkg import DkgMember
+    from mpc.messages import ShareBundle
     from mpc.reshare import ReshareDealer
-    from node.peer_client import PeerClient
+    from mpc.sharebox import SealedShare
 
-    deliver = PeerClient.deliver_deal
+    submit = GovernanceClient.send_submit_deal
 
-    async def corrupt(
-        self: PeerClient, peer: Any, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        bad = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
-        await deliver(self, peer, epoch, dealer, recipient, bad)
+    def corrupt(
+        self: GovernanceClient,
+        epoch: int,
+        commitments: Any,
+        pk2_part: bytes,
+        proof: bytes,
+        shares: bytes,
+    ) -> Any:
+        bundle = ShareBundle.from_bytes(shares)
+        bent = tuple(
+            None
+            if e is None
+            else SealedShare(e.kem_ciphertext, e.box[:-1] + bytes([e.box[-1] ^ 1]))
+            for e in bundle.entries
+        )
+        bad = dataclasses.replace(bundle, entries=bent).to_bytes()
+        return submit(self, epoch, commitments, pk2_part, proof, bad)
 
-    PeerClient.deliver_deal = corrupt  # type: ignore[method-assign]
+    GovernanceClient.send_submit_deal = corrupt  # type: ignore[method-assign, assignment]
     for machine in (DkgMember, ReshareDealer):
         answer = machine.on_complaints
 
@@ -52,15 +66,17 @@ def _bad_deals() -> None:
 
 
 def _late_deals(delay: float) -> None:
-    from node.peer_client import PeerClient
+    import time
 
-    deliver = PeerClient.deliver_deal
+    from contracts import GovernanceClient
 
-    async def late(self: PeerClient, *args: Any) -> None:
-        await asyncio.sleep(delay)
-        await deliver(self, *args)
+    submit = GovernanceClient.send_submit_deal
 
-    PeerClient.deliver_deal = late  # type: ignore[method-assign, assignment]
+    def late(self: GovernanceClient, *args: Any) -> Any:
+        time.sleep(delay)  # sends run in a worker thread: this holds only our deal
+        return submit(self, *args)
+
+    GovernanceClient.send_submit_deal = late  # type: ignore[method-assign, assignment]
 
 
 def _wrong_partials() -> None:

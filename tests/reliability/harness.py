@@ -1,10 +1,8 @@
 """The in-process epoch harness (`tests.node.epoch_harness`) with the faults this package needs.
 
-`FaultNetwork` adds to `Network`:
+`FaultNetwork` adds to `Network` (there is no peer traffic to cut in an epoch: everything
+goes through the chain; `tests/reliability/test_partition.py` cuts real peer ports):
 
-* `partitioned`: names of nodes cut off from every other node. Their deliveries fail at once
-  and deliveries to them fail as if the peer were unreachable; the chain stays reachable
-  (it is the broadcast channel a partitioned node catches up from).
 * `crashed`: a node whose epoch manager dies (a StorageError on a full disk, say) no longer
   takes the whole test's task group down with it: the exception is kept here by node name,
   as a supervisor would see the exit of a node process.
@@ -18,67 +16,31 @@ import asyncio
 from collections.abc import Callable
 
 from contracts import EpochInfo, EpochKind
-from node.chainview import ChainView, NodeRecord
+from node.chainview import ChainView
 from node.epochs import EpochManager
-from node.errors import NotReady
 from node.identity import load_identity
 from node.journal import Journal
 from node.sealing import FileSealer
 from node.shares import ShareStore
 from tests.node.epoch_harness import Network, Node
 
-__all__ = ["SLOW_PHASES", "FaultNetwork", "PartitionTransport", "leaves"]
+__all__ = ["SLOW_PHASES", "FaultNetwork", "leaves"]
 
-#: Deal, Complain, Justify, Confirm in blocks of 0.25 s: longer than the harness default so
+#: Keys, Deal, Complain, Justify, Confirm in blocks of 0.25 s: longer than the harness default so
 #: five managers in one process still meet every deadline on 2 busy cores.
-SLOW_PHASES = (20, 12, 12, 16)
+SLOW_PHASES = (8, 20, 12, 12, 16)
 SETTLE_TIMEOUT = 120.0
 
 
-class PartitionTransport:
-    """`MemoryTransport` that honours `FaultNetwork.partitioned` on both ends of a delivery."""
-
-    def __init__(self, network: FaultNetwork, sender: str) -> None:
-        self._network, self._sender = network, sender
-
-    async def deliver_deal(
-        self, peer: NodeRecord, epoch: int, dealer: int, recipient: int, ciphertext: bytes
-    ) -> None:
-        net = self._network
-        if self._sender in net.blocked or self._sender in net.partitioned:
-            raise ConnectionError(f"{self._sender}: cut off from its peers (test)")
-        tamper = net.tamper.get((self._sender, recipient))
-        if tamper is not None:
-            ciphertext = tamper(ciphertext)
-        for _ in range(net.attempts):
-            target = net.live.get(peer.address)
-            cut = self._sender in net.partitioned or net.name_of(peer.address) in net.partitioned
-            if target is not None and not cut:
-                try:
-                    target.on_deal(epoch, dealer, recipient, ciphertext)
-                    return
-                except NotReady:
-                    pass
-            await asyncio.sleep(net.retry_delay)
-        raise ConnectionError(f"peer 0x{peer.address.hex()} unreachable")
-
-
 class FaultNetwork(Network):
-    """`Network` with partitions, crash capture and kills at a chosen moment."""
+    """`Network` with crash capture and kills at a chosen moment."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.partitioned: set[str] = set()
         self.crashed: dict[str, BaseException] = {}
 
-    def name_of(self, address: bytes) -> str | None:
-        for node in self.nodes.values():
-            if node.raw_address == address:
-                return node.name
-        return None
-
     def start(self, node: Node) -> EpochManager:
-        """As `Network.start`, with `PartitionTransport` and the crash captured in `crashed`."""
+        """As `Network.start`, with the crash captured in `crashed`."""
         assert self._group is not None and node.task is None
         self.crashed.pop(node.name, None)
         sealer = FileSealer.open(node.data_dir, create=False)
@@ -89,10 +51,10 @@ class FaultNetwork(Network):
             identity=identity,
             client=node.client,
             watcher=self.watcher,
-            transport=PartitionTransport(self, node.name),
             journal=node.journal,
             shares=node.shares,
             metrics=node.metrics,
+            confirmations=self.confirmations,
         )
         self.live[node.raw_address] = node.manager
         node.task = self._group.create_task(self._supervised(node, node.manager))

@@ -16,9 +16,10 @@ __all__ = ["TcpProxy"]
 
 
 class TcpProxy:
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], port: int = 0) -> None:
+        """Forward 127.0.0.1:`port` (0: any free port) to `target`."""
         self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self._listener.settimeout(0.2)
         self.port = int(self._listener.getsockname()[1])
         self._cut = threading.Event()

@@ -49,12 +49,12 @@ pytestmark = pytest.mark.timeout(600)
 LOAD_SECONDS = 60.0 if os.environ.get("TKMS_SLOW") == "1" else 9.0
 SLOW_DELAY = 5.0
 MAX_HEAD_AGE = 6.0
-#: Deal, Complain, Justify, Confirm in 1 s blocks: roomier than the testnet's (4, 4, 4, 8)
+#: Keys, Deal, Complain, Justify, Confirm in 1 s blocks: roomier than the cluster default
 #: so honest nodes on 2 busy cores are not late (the Byzantine one must be the only culprit).
-PHASES = (8, 6, 6, 8)  # seconds; short so the stale-view tests are quick
+PHASES = (4, 8, 6, 6, 8)  # seconds; short so the stale-view tests are quick
 BYZANTINE = ("bad-deals", "wrong-partials")
 BYZANTINE_FAULTS = {"BAD_SHARE", "UNANSWERED_COMPLAINT"}
-LATENESS = {"MISSING_DEAL", "MISSING_SHARE"}
+LATENESS = {"MISSING_DEAL", "MISSING_KEY"}
 PURPOSES = [f"key-{i}".encode() for i in range(6)]
 REPO = Path(__file__).resolve().parents[2]
 #: Numbers the tests measured, printed at the end of the module (docs/reliability-faults.md).
@@ -402,23 +402,22 @@ def test_a_hung_chain_rpc_is_logged_within_seconds_and_status_answers_throughout
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TKMS_SLOW") != "1", reason="slow: set TKMS_SLOW=1")
-def test_a_dealer_that_delivers_late_is_named_and_justifies_in_a_reshare(net: Net) -> None:
-    """Node 5 holds its share deliveries past the Deal phase: the others complain that its
-    shares are missing, it answers on chain, stays in QUAL, and the group key is unchanged."""
+def test_a_dealer_that_deals_late_is_left_out_and_nothing_is_revealed(net: Net) -> None:
+    """Node 5 holds its deal past the Deal phase: the chain refuses it, the others record it
+    as MISSING_DEAL and leave it out of QUAL; nobody complains (before the fix, late share
+    deliveries made every recipient complain and the dealer publish their shares)."""
     governance = net.cluster.governance()
     before = net.cluster.committee()
     keys = derive(net.app, before, PURPOSES[:2])
     late = net.nodes[4]
     net.cluster.stop_node(late, kill=True)
-    start_byzantine(late, ("late-deals",), delay=PHASES[0] + 4.0)
+    start_byzantine(late, ("late-deals",), delay=sum(PHASES[:2]) + 4.0)
     net.cluster.wait_healthy([late], timeout=90, epoch=net.epoch)
     epoch = net.cluster.propose(EpochKind.RESHARE, net.nodes, 3)
     net.cluster.wait_epoch(epoch, timeout=240)
-    net.cluster.wait_healthy(net.nodes, timeout=120, epoch=epoch)
-    complaints = governance.get_complaints(epoch)
-    against = {c.accuser for c in complaints if c.accused == late.address}
-    assert against == {n.address for n in net.nodes[:4]}
-    assert all(c.justified for c in complaints), complaints
+    net.cluster.wait_healthy(net.nodes[:4], timeout=120, epoch=epoch)
+    assert governance.get_complaints(epoch) == []
+    assert governance.get_deal(epoch, late.address).submitted_at == 0
     after = net.cluster.committee()
     assert after.group_key == before.group_key
     assert derive(net.app, after, PURPOSES[:2]) == keys
@@ -428,4 +427,4 @@ def test_a_dealer_that_delivers_late_is_named_and_justifies_in_a_reshare(net: Ne
             for e in log_events(node, "dkg_fault")
             if e["epoch"] == epoch
         }
-        assert named == {(late.address.lower(), "MISSING_SHARE")}, (node.index, named)
+        assert named == {(late.address.lower(), "MISSING_DEAL")}, (node.index, named)

@@ -2,7 +2,7 @@
 be used at start.
 
 The node's data directory is a small tmpfs (we run as root; the test skips if `mount` is not
-allowed). Once the node has dealt and received every share, a filler file takes the rest of
+allowed). Once the node has posted its key and dealt, a filler file takes the rest of
 the space: the node's next durable write fails with a StorageError naming the file and the
 cause, and the node stops (fail-stop: it must not publish what it cannot journal). The other
 four nodes activate the epoch without it. With space back, the restarted node finds an intact
@@ -68,7 +68,6 @@ def test_disk_full_mid_dkg_stops_the_node_cleanly_and_it_resumes_after(
     net = FaultNetwork(chain, tmp_path)
     nodes = net.create_nodes("n1", "n2", "n3", "n4", "n5")
     n5 = nodes[4]
-    net.attempts = 150
 
     async def go() -> None:
         async with net.running():
@@ -78,11 +77,7 @@ def test_disk_full_mid_dkg_stops_the_node_cleanly_and_it_resumes_after(
             journal = n5.journal
             assert journal is not None
             await net.wait_until(
-                lambda: (
-                    journal.published(info.epoch, Published.DEAL) is not None
-                    and len(journal.received(info.epoch)) == 4
-                ),
-                "n5 to deal and receive every share",
+                lambda: journal.published(info.epoch, Published.DEAL) is not None, "n5 to deal"
             )
             filler = fill(n5.data_dir)
             failure = await net.wait_crashed(n5, timeout=60)

@@ -27,17 +27,18 @@ from tests.reliability.harness import FaultNetwork
 
 __all__ = ["chain"]
 
-PHASES = ("deal", "complain", "justify", "confirm")
+PHASES = ("keys", "deal", "complain", "justify", "confirm")
 DOWN_SECONDS = 0.5  # two blocks
 
 
 def moment(info: EpochInfo, phase: str) -> Callable[[ChainView], bool]:
     """The first head inside `phase` at which the kill happens."""
     head = {
+        "keys": info.proposed_at + 2,  # our key just posted (or being posted)
         "deal": info.deal_deadline - 5,  # after our deal went out, before the deadline
-        "complain": info.deal_deadline + 1,  # deals just judged, complaints being sent
-        "justify": info.complaint_deadline + 1,  # complaints judged, justifications owed
-        "confirm": info.justify_deadline + 1,  # outcome known, confirmation being sent
+        "complain": info.deal_deadline + 3,  # deals just judged, complaints being sent
+        "justify": info.complaint_deadline + 3,  # complaints judged, answers owed
+        "confirm": info.justify_deadline + 3,  # outcome known, confirmation being sent
     }[phase]
     return lambda view: view.head >= head
 
@@ -73,7 +74,6 @@ def scenario(tmp_path: Path, chain: Anvil, plan: dict[EpochKind, dict[str, int]]
     """Run a DKG (and a reshare if planned), killing `plan[kind][phase]` (a node's position)."""
     net = FaultNetwork(chain, tmp_path)
     nodes = net.create_nodes("n1", "n2", "n3", "n4", "n5")
-    net.attempts = 150  # peers keep delivering while a node is down
 
     async def go() -> None:
         async with net.running():
@@ -99,7 +99,7 @@ def scenario(tmp_path: Path, chain: Anvil, plan: dict[EpochKind, dict[str, int]]
 
 
 def test_a_node_killed_in_each_phase_of_a_dkg_keeps_its_share(chain: Anvil, tmp_path: Path) -> None:
-    staggered = {p: i for i, p in enumerate(PHASES)}  # n1 in Deal, n2 in Complain, ...
+    staggered = {p: i for i, p in enumerate(PHASES)}  # n1 in Keys, n2 in Deal, ...
     scenario(tmp_path, chain, {EpochKind.DKG: staggered})
 
 
@@ -108,8 +108,8 @@ def test_a_node_killed_in_each_phase_of_a_dkg_keeps_its_share(chain: Anvil, tmp_
 def test_a_node_killed_in_each_phase_of_a_dkg_and_a_reshare_keeps_its_share(
     chain: Anvil, tmp_path: Path
 ) -> None:
-    staggered = {p: i for i, p in enumerate(PHASES)}  # n1 in Deal, n2 in Complain, ...
-    shifted = {p: (i + 1) % 5 for i, p in enumerate(PHASES)}  # n2 in Deal, ...
+    staggered = {p: i for i, p in enumerate(PHASES)}  # n1 in Keys, n2 in Deal, ...
+    shifted = {p: (i + 1) % 5 for i, p in enumerate(PHASES)}  # n2 in Keys, ...
     scenario(tmp_path, chain, {EpochKind.DKG: staggered, EpochKind.RESHARE: shifted})
 
 

@@ -230,6 +230,20 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert all(n["health"] == "NORMAL" for n in resumed["nodes"]), resumed["nodes"]
     assert keys_from_a_fresh_agent(root, "fresh-1b") == before
 
+    # The chain stalls (SIGSTOP): status still answers at once, says so, and shows each node.
+    anvil = json.loads((root / "state.json").read_text())["anvil_pid"]
+    os.kill(anvil, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        stalled = json.loads(tkms(root, "status", "--json").stdout)
+        took = time.monotonic() - started
+    finally:
+        os.kill(anvil, signal.SIGCONT)
+    print(f"status during a chain stall took {took:.2f} s")
+    assert stalled["chain"] == "unreachable", stalled.get("committee_error")
+    assert [n["health"] for n in stalled["nodes"]] != ["UNREACHABLE"] * len(stalled["nodes"])
+    assert took < 10  # loose for busy machines; before, web3 retried 5 x 30 s
+
     tkms(root, "join")
     after_join = status(root)
     assert after_join["threshold"] == 3 and len(after_join["members"]) == 6

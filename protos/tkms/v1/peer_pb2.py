@@ -25,25 +25,21 @@ _sym_db = _symbol_database.Default()
 from protos.tkms.v1 import kms_pb2 as protos_dot_tkms_dot_v1_dot_kms__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\x1a\x18protos/tkms/v1/kms.proto\"S\n\x0b\x44\x65\x61lRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0e\n\x06\x64\x65\x61ler\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"\x19\n\x07\x44\x65\x61lAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r\"Q\n\x15KmsRootPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\";\n\x16KmsRootPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial2\xd3\x01\n\x04Peer\x12.\n\x04\x44\x65\x61l\x12\x14.tkms.v1.DealRequest\x1a\x10.tkms.v1.DealAck\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponse\x12Q\n\x0eKmsRootPartial\x12\x1e.tkms.v1.KmsRootPartialRequest\x1a\x1f.tkms.v1.KmsRootPartialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\x1a\x18protos/tkms/v1/kms.proto\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r\"Q\n\x15KmsRootPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\";\n\x16KmsRootPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial2\xa3\x01\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponse\x12Q\n\x0eKmsRootPartial\x12\x1e.tkms.v1.KmsRootPartialRequest\x1a\x1f.tkms.v1.KmsRootPartialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEALREQUEST']._serialized_start=64
-  _globals['_DEALREQUEST']._serialized_end=147
-  _globals['_DEALACK']._serialized_start=149
-  _globals['_DEALACK']._serialized_end=174
-  _globals['_EPOCHSTATUSREQUEST']._serialized_start=176
-  _globals['_EPOCHSTATUSREQUEST']._serialized_end=211
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=213
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=293
-  _globals['_KMSROOTPARTIALREQUEST']._serialized_start=295
-  _globals['_KMSROOTPARTIALREQUEST']._serialized_end=376
-  _globals['_KMSROOTPARTIALRESPONSE']._serialized_start=378
-  _globals['_KMSROOTPARTIALRESPONSE']._serialized_end=437
-  _globals['_PEER']._serialized_start=440
-  _globals['_PEER']._serialized_end=651
+  _globals['_EPOCHSTATUSREQUEST']._serialized_start=64
+  _globals['_EPOCHSTATUSREQUEST']._serialized_end=99
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=101
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=181
+  _globals['_KMSROOTPARTIALREQUEST']._serialized_start=183
+  _globals['_KMSROOTPARTIALREQUEST']._serialized_end=264
+  _globals['_KMSROOTPARTIALRESPONSE']._serialized_start=266
+  _globals['_KMSROOTPARTIALRESPONSE']._serialized_end=325
+  _globals['_PEER']._serialized_start=328
+  _globals['_PEER']._serialized_end=491
 # @@protoc_insertion_point(module_scope)

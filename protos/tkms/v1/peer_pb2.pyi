@@ -7,24 +7,6 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class DealRequest(_message.Message):
-    __slots__ = ("epoch", "dealer", "recipient", "ciphertext")
-    EPOCH_FIELD_NUMBER: _ClassVar[int]
-    DEALER_FIELD_NUMBER: _ClassVar[int]
-    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
-    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
-    epoch: int
-    dealer: int
-    recipient: int
-    ciphertext: bytes
-    def __init__(self, epoch: _Optional[int] = ..., dealer: _Optional[int] = ..., recipient: _Optional[int] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
-
-class DealAck(_message.Message):
-    __slots__ = ("stored",)
-    STORED_FIELD_NUMBER: _ClassVar[int]
-    stored: bool
-    def __init__(self, stored: _Optional[bool] = ...) -> None: ...
-
 class EpochStatusRequest(_message.Message):
     __slots__ = ("epoch",)
     EPOCH_FIELD_NUMBER: _ClassVar[int]

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class PeerStub:
-    """Missing associated documentation comment in .proto file."""
+    """Shares are not delivered here: every dealer puts its sealed shares on chain with its deal
+    (design §3.2), so a dropped connection can never make a share "missing".
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -34,11 +36,6 @@ class PeerStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Deal = channel.unary_unary(
-                '/tkms.v1.Peer/Deal',
-                request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DealRequest.SerializeToString,
-                response_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DealAck.FromString,
-                _registered_method=True)
         self.EpochStatus = channel.unary_unary(
                 '/tkms.v1.Peer/EpochStatus',
                 request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusRequest.SerializeToString,
@@ -52,18 +49,12 @@ class PeerStub:
 
 
 class PeerServicer:
-    """Missing associated documentation comment in .proto file."""
-
-    def Deal(self, request, context):
-        """Deliver one dealer's encrypted share to its recipient. Idempotent: re-delivery of the
-        same (epoch, dealer, recipient) with the same ciphertext is acknowledged again.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
+    """Shares are not delivered here: every dealer puts its sealed shares on chain with its deal
+    (design §3.2), so a dropped connection can never make a share "missing".
+    """
 
     def EpochStatus(self, request, context):
-        """What a peer knows about an epoch, for catch-up after a restart.
+        """What a peer knows about an epoch, for operators and catch-up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -80,11 +71,6 @@ class PeerServicer:
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Deal': grpc.unary_unary_rpc_method_handler(
-                    servicer.Deal,
-                    request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DealRequest.FromString,
-                    response_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DealAck.SerializeToString,
-            ),
             'EpochStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.EpochStatus,
                     request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusRequest.FromString,
@@ -104,34 +90,9 @@ def add_PeerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Peer:
-    """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Deal(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/tkms.v1.Peer/Deal',
-            protos_dot_tkms_dot_v1_dot_peer__pb2.DealRequest.SerializeToString,
-            protos_dot_tkms_dot_v1_dot_peer__pb2.DealAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
+    """Shares are not delivered here: every dealer puts its sealed shares on chain with its deal
+    (design §3.2), so a dropped connection can never make a share "missing".
+    """
 
     @staticmethod
     def EpochStatus(request,
