@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,9 +103,11 @@ def status_document(cluster: Cluster, probes: Probes | None = None) -> dict[str,
         except Exception as exc:  # any transport failure: the chain does not answer
             reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
             return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
+        root, _ = governance.get_kms_root(committee.network.generation)
         return {
             "chain": "reachable",
             "network_fingerprint": fingerprint.hex(),
+            "kms_root": root.hex() or None,
             "generation": int(committee.network.generation),
             "epoch": int(committee.network.epoch),
             "threshold": committee.threshold,
@@ -149,6 +152,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"threshold {doc['threshold']} of {len(doc.get('members', []))}"
         )
         print(f"group key   {doc['group_public_key'][:32]}…")
+        root = doc.get("kms_root") or "not published (tkms chain publish-kms-root)"
+        print(f"kms root    {root}  (anchor of dstack-style key chains)")
     else:
         print(f"key         none yet ({doc.get('committee_error', '')})")
     demo = doc.get("demo_app")
@@ -176,6 +181,7 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from contracts import EpochKind
+    from guest.kms_root import publish_kms_root
     from guest.measure import compose_hash
     from testnet.apps import spawn_agent, start_demo_app
     from testnet.cluster import Cluster
@@ -228,12 +234,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
+        progress("publishing generation 1's KMS root, the anchor of dstack-style key chains")
+        # While the gateway and the demo app start: it needs only the nodes and the chain.
+        published = ThreadPoolExecutor(max_workers=1).submit(
+            publish_kms_root, cluster.governance(), 1
+        )
         wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
         wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
+        published.result(timeout=60)
     except Exception as exc:
         if cluster.deployment is not None:
             cluster.save()
@@ -408,15 +420,18 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.kms_root import publish_kms_root
     from guest.links import link_generation
 
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
     generation = cluster.governance().get_epoch(epoch).generation
     link_generation(cluster.governance(), generation)
+    root, _ = publish_kms_root(cluster.governance(), generation)
     progress(
         f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
-        "on chain; the previous generation stays readable for its window"
+        f"on chain, KMS root {root.hex()} published; the previous generation stays readable "
+        "for its window"
     )
     return 0
 
