@@ -29,6 +29,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("app", "guest", "add_encrypt_env"),
     ("chain", "guest", "add_link_generation"),
+    ("chain", "guest", "add_publish_kms_root"),
 )
 
 Handler = Callable[[argparse.Namespace], int]

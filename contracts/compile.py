@@ -26,6 +26,9 @@ from contracts.errors import ArtifactError, CompileError
 SOLC_VERSION = "0.8.37"
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
+    # The IR pipeline: KmsGovernance is 22.0 KB with it, 24.5 KB without (EIP-170 allows
+    # 24,576 bytes of runtime code); it costs about 15 s more per compile.
+    "viaIR": True,
     "evmVersion": "cancun",
     "outputSelection": {
         "*": {

@@ -42,7 +42,7 @@ from gateway.certs import CertificateManager
 from gateway.chain import ChainGovernance, GovernanceView
 from gateway.client import GATEWAY_TLS_NAME
 from gateway.config import GatewayConfig
-from gateway.dns01 import ChallTestSrvPublisher
+from gateway.dns_providers import open_dns_provider
 from gateway.evidence import GatewayEvidence
 from gateway.evidence_http import EvidenceSite
 from gateway.keystore import SealedStore
@@ -176,7 +176,7 @@ class Gateway:
             store,
             issuer,
             cfg.base_domain,
-            ChallTestSrvPublisher(cfg.acme.challtestsrv_url),
+            open_dns_provider(cfg.acme),
             use_certificate,
             renew_before=cfg.acme.renew_before_days * 86400,
             caa_issuer=cfg.acme.caa_issuer,
@@ -197,7 +197,7 @@ class Gateway:
         self.manager = await self._certificates(agent)
         caa = self.manager.caa_records().splitlines()
         for line in caa:
-            log.info("publish_caa_record", record=line)
+            log.info("caa_record", record=line)
         proxy_host, proxy_port = _split(cfg.proxy)
         bound_proxy = await self.proxy.start(proxy_host, proxy_port)
 
@@ -270,7 +270,7 @@ class Gateway:
             f"gateway-ready proxy={running.proxy} registration={running.registration}", flush=True
         )
         for line in running.caa_records:
-            print(f"publish this CAA record: {line}", flush=True)
+            print(f"CAA record pinned: {line}", flush=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
