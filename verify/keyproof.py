@@ -2,15 +2,18 @@
 
 An app that offers it serves `GET /.tkms/key-proof?nonce=HEX` (the testnet's demo app does):
 its guest agent signs `KEY_PROOF_LABEL ‖ nonce` with the app's signing key (`/Sign`,
-secp256k1 over SHA-256) and answers with the signature, the public key and the key's
-signature chain (docs/guest.md, Signature chain). The verifier's nonce makes the answer fresh;
-then the chain is followed to the network:
+secp256k1 over SHA-256) and answers with the Sign reply: the signature, the public key, the
+chain [signature, app signature, KMS signature] and the `tkms` certificates (docs/guest.md,
+Signature chain). The verifier's nonce makes the answer fresh; then the chain is followed to
+the network, both ways `guest.verify` knows:
 
-1. the signature over our nonce verifies under the public key (the app holds it now);
-2. chain[0] recovers the app's root key over `"signing:" ‖ hex(public key)`;
-3. chain[1] is the network's threshold BLS signature over
-   `tkms-app-pubkey:v1 ‖ chain id ‖ governance ‖ app id ‖ root key` (design §3.5) under PK2 of a
-   generation whose key chains to the fingerprint the app measured (`guest.committee`).
+1. the signature over our nonce verifies under the public key (the app holds it now), with
+   low S, as dstack's verifiers require;
+2. tkms's way: the app key and the KMS root are certified by the network's threshold BLS
+   signature under PK2 of the generation the reply names, whose key chains to the fingerprint
+   the app measured (`guest.committee`), and chain[1..2] recover to exactly those keys;
+3. dstack's way: chain[2] recovers to the KMS root governance stores for that generation
+   (`kmsRoot(g)`, itself certified under PK2), the anchor a dstack verifier compares with.
 
 No operator's word enters: PK2 comes from chain and is checked against the fingerprint.
 """
@@ -20,11 +23,13 @@ from __future__ import annotations
 import os
 import ssl
 
-from contracts import GovernanceClient
-from guest.keys import KeyRequestError, recover_root
-from guest.keys import verify as verify_signature_of
+from guest.verify import (
+    Certificates,
+    ChainError,
+    verify_sign_chain,
+    verify_tkms_sign_chain,
+)
 from mpc import G2
-from mpc.tsig import app_pubkey_statement, verify_signature
 from verify.chain import ChainView
 from verify.fetch import FetchError, Target, get_json
 from verify.report import Check, failed, judged
@@ -32,19 +37,6 @@ from verify.report import Check, failed, judged
 KEY_PROOF_PATH = "/.tkms/key-proof"
 KEY_PROOF_LABEL = b"tkms-key-proof:v1:"
 NAME = "a key the app got verifies to the network's key on chain"
-
-
-def _generation_keys(governance: GovernanceClient, head: int) -> list[tuple[int, G2]]:
-    """PK2 of every generation up to the latest (the caller checked the chain of links)."""
-    latest = governance.get_latest_generation(block=head)
-    keys = []
-    for generation in range(latest, 0, -1):
-        raw = governance.get_generation(generation, block=head).pk2
-        try:
-            keys.append((generation, G2.from_bytes(raw, f"PK2 of generation {generation}")))
-        except ValueError:
-            continue
-    return keys
 
 
 def key_proof_check(
@@ -56,38 +48,45 @@ def key_proof_check(
     try:
         proof, _ = get_json(target, f"{KEY_PROOF_PATH}?nonce={nonce.hex()}", context)
         public_key = bytes.fromhex(proof["public_key"])
-        signature = bytes.fromhex(proof["signature"])
         chain = [bytes.fromhex(link) for link in proof["signature_chain"]]
+        certificates = Certificates.from_json(proof["tkms"])
     except FetchError as exc:
         return failed(NAME, f"no key proof from the app: {exc}")
     except (KeyError, TypeError, ValueError) as exc:
         return failed(NAME, f"the app's key proof is malformed: {exc}")
-    if len(chain) != 2:
-        return failed(NAME, f"the signature chain has {len(chain)} elements, expected 2")
+    governance = view.governance
+    generation = certificates.generation
+    contract = bytes.fromhex(view.governance_address[2:])
     try:
-        fresh = verify_signature_of("secp256k1", KEY_PROOF_LABEL + nonce, signature, public_key)
-        root = recover_root("signing", public_key, chain[0])
-    except KeyRequestError as exc:
-        return failed(NAME, f"the app's key proof does not verify: {exc}")
-    if not fresh:
-        return failed(NAME, "the signature is not over our nonce under the app's key (replayed?)")
-    statement = app_pubkey_statement(
-        view.chain_id, bytes.fromhex(view.governance_address[2:]), app_id, root
-    )
-    for generation, pk2 in _generation_keys(view.governance, view.head):
-        if verify_signature(pk2, statement, chain[1]):
-            return judged(
-                NAME,
-                True,
-                f"signing key {public_key.hex()[:16]}… signed our nonce; its root key "
-                f"{root.hex()[:16]}… is certified for app 0x{app_id.hex()} by the network's "
-                f"threshold signature under PK2 of generation {generation}",
-                proof=proof,
-                nonce=nonce.hex(),
-            )
-    return failed(
+        group_key = G2.from_bytes(
+            governance.get_generation(generation, block=view.head).pk2,
+            f"PK2 of generation {generation}",
+        )
+        data = KEY_PROOF_LABEL + nonce
+        app_key = verify_tkms_sign_chain(
+            "secp256k1",
+            data,
+            public_key,
+            chain,
+            certificates,
+            app_id=app_id,
+            chain_id=view.chain_id,
+            governance=contract,
+            group_key=group_key,
+        )
+        anchor, _ = governance.get_kms_root(generation, block=view.head)
+        if not anchor:
+            raise ChainError(f"generation {generation} has no KMS root on chain")
+        verify_sign_chain("secp256k1", data, public_key, chain, app_id=app_id, kms_root=anchor)
+    except (ChainError, ValueError) as exc:
+        return failed(NAME, f"the app's key proof does not verify: {exc}", proof=proof)
+    return judged(
         NAME,
-        f"the network signature does not verify under any generation's PK2 for app "
-        f"0x{app_id.hex()} and root key {root.hex()}",
+        True,
+        f"signing key {public_key.hex()[:16]}… signed our nonce; its app key "
+        f"{app_key.hex()[:16]}… is certified for app 0x{app_id.hex()} by the network's threshold "
+        f"signature under PK2 of generation {generation}, and its chain recovers to the KMS "
+        f"root {anchor.hex()[:16]}… that governance stores (dstack's check)",
         proof=proof,
+        nonce=nonce.hex(),
     )
