@@ -62,6 +62,10 @@ class AppAuthClient(ContractClient):
         """The version an env must carry to be accepted now."""
         return int(self._read("envVersion", block=block))
 
+    def get_live_revocation_blocks(self, *, block: BlockRef = "latest") -> int:
+        """0: off; N: running agents stop serving keys within N blocks of a revocation."""
+        return int(self._read("liveRevocationBlocks", block=block))
+
     def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("supportsInterface", interface_id, block=block))
 
@@ -94,6 +98,11 @@ class AppAuthClient(ContractClient):
         if not 0 < version < 2**64:
             raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
         return self._send("setEnvVersion", version)
+
+    def send_set_live_revocation_blocks(self, blocks: int) -> Receipt:
+        if not 0 <= blocks < 2**64:
+            raise InvalidInput("blocks", f"must be 0 (off) to 2**64-1, got {blocks}")
+        return self._send("setLiveRevocationBlocks", blocks)
 
     def send_transfer_ownership(self, new_owner: str) -> Receipt:
         return self._send("transferOwnership", parse_address("new_owner", new_owner))

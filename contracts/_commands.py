@@ -284,6 +284,22 @@ def run_env_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_live_revocation(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(
+        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
+    )
+    receipt = app.send_set_live_revocation_blocks(args.blocks)
+    document = {"app_id": app.address, "live_revocation_blocks": args.blocks, **tx_fields(receipt)}
+    state = (
+        f"on: running agents stop serving keys within {args.blocks} blocks of a revocation"
+        if args.blocks
+        else "off: running agents keep the keys they fetched at boot"
+    )
+    emit(args, document, f"live revocation of {app.address} is {state}")
+    return EXIT_OK
+
+
 def run_check(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     governance = governance_client(w3, args, None)

@@ -69,10 +69,34 @@ def _lazy(function: str, *factory_args: bool) -> Handler:
     return handler
 
 
-def _leaf(sub: Any, name: str, help_text: str, handler: Handler) -> Any:
-    parser = sub.add_parser(name, help=help_text, description=help_text)
+def _leaf(
+    sub: Any, name: str, help_text: str, handler: Handler, description: str | None = None
+) -> Any:
+    parser = sub.add_parser(name, help=help_text, description=description or help_text)
     parser.set_defaults(handler=handler)
     return parser
+
+
+COMPOSE_DESCRIPTION = {
+    "allow": "allow a compose hash for an app (app owner only): the nodes derive keys for it "
+    "from the block the transaction is in",
+    "revoke": "revoke a compose hash for an app (app owner only). The nodes refuse new "
+    "derivations for it from the block the revocation is in, so no new instance of it gets "
+    "keys; an instance already running keeps serving the keys it fetched at boot, as with "
+    "dstack, unless the app opted in to live revocation (`tkms app set-live-revocation`): then "
+    "its agent stops serving keys within that many blocks. Keys an app already handed out "
+    "(copied, written to disk, sent away) are out of anyone's reach: rotate what they protect",
+}
+
+
+def _blocks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of blocks: {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) to 2**64-1 blocks, got {value}")
+    return value
 
 
 def _register_chain(sub: Any) -> None:
@@ -151,12 +175,32 @@ def _register_app(sub: Any) -> None:
             f"{verb}-compose",
             f"{verb} a compose hash for an app (app owner only)",
             _lazy("run_compose", allow),
+            COMPOSE_DESCRIPTION[verb],
         )
         _rpc(compose)
         _key(compose, "the app owner")
         compose.add_argument("--app-id", required=True, metavar="HEX")
         compose.add_argument("--compose-hash", required=True, metavar="HEX")
         _json(compose)
+
+    live = _leaf(
+        sub,
+        "set-live-revocation",
+        "make running agents stop serving keys within N blocks of a revocation (app owner only)",
+        _lazy("run_live_revocation"),
+        "opt the app in to live revocation (app owner only): its running agents confirm every "
+        "N/2 blocks that the network still derives their keys, and stop serving keys within N "
+        "blocks of a revocation, or once N blocks pass without that confirmation (the nodes "
+        "unreachable, the agent's chain view stale); 0 turns it off (dstack's behaviour: a "
+        "running agent keeps the keys it fetched at boot)",
+    )
+    _rpc(live)
+    _key(live, "the app owner")
+    live.add_argument("--app-id", required=True, metavar="HEX")
+    live.add_argument(
+        "--blocks", required=True, type=_blocks, metavar="N", help="0 (off) or a number of blocks"
+    )
+    _json(live)
 
     env_signer = _leaf(
         sub,

@@ -7,25 +7,24 @@ and its IBE identity key; the network certifies the app's secp256k1 key twice: w
 threshold BLS signature under PK2, and with dstack's KMS signature by the generation's KMS
 root, whose own certificate the network signs (`guest.kms_root`); a signed env envelope is
 accepted only if the network certifies that the app's AppAuth names its signer and version
-now (`guest.env`), then decrypted. Everything after that is local (`guest.api`).
+now (`guest.env`), then decrypted. During a rotation's retirement window the keys of the
+retiring generation are fetched too. Requests are answered locally (`guest.api`) from the
+keys `Agent.serving` allows; a chain watch (`guest.watch`) keeps that in step with the chain
+(rotations, retirements, live revocation).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import functools
 import json
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from attest import (
     AppIdentity,
@@ -39,6 +38,7 @@ from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
 from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
+from guest.keyring import GenerationKeys
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
@@ -49,6 +49,7 @@ from guest.kms_client import (
     SignedStatement,
 )
 from guest.measure import compose_hash, measure_app_boot
+from guest.serving import UNAVAILABLE, KeysWithheld, Serving
 from guest.vmconfig import (
     VmConfigError,
     cloud_names,
@@ -60,7 +61,6 @@ from mpc import (
     G1,
     KeyRequest,
     MpcError,
-    NetworkContext,
     derive_app_seed,
     is_consistent_with_group_key,
 )
@@ -98,9 +98,14 @@ def version() -> str:
         return "0+unknown"
 
 
-@dataclass(repr=False)  # it holds the app seed and key material: never print them
+@dataclass(repr=False)  # it holds the app seeds and key material: never print them
 class Agent:
-    """Everything the API needs; the provider is shared, so calls into it take `lock`."""
+    """Everything the API needs; the provider is shared, so calls into it take `lock`.
+
+    `keyring` (generation -> keys) and `serving` (which of them the API may hand out, see
+    `guest.serving`) are replaced whole by the chain watch, never changed in place, so a
+    request reads a consistent pair without a lock.
+    """
 
     provider: TeeProvider
     app_id: bytes
@@ -108,50 +113,37 @@ class Agent:
     compose: bytes
     kms_id: str
     os_image: bytes
-    seed: bytes
-    ibe_key: G1
-    #: Where the keys come from: chain id, governance and key generation.
-    network: NetworkContext
-    #: The network's BLS signature (under PK2) over the app key's `tkms-app-pubkey:v1`.
-    app_certificate: bytes
-    #: dstack's KMS signature over the app key (chain element 1), with the root's certificate.
-    issued: IssuedAppKey
-    ca_key: ec.EllipticCurvePrivateKey
-    ca_cert: x509.Certificate
+    keyring: dict[int, GenerationKeys]
+    serving: Serving
     vm_config: str = ""
     cloud: tuple[str, str] = ("", "")
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _signatures: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
+    #: The clock `serving` snapshots are dated by (monotonic seconds).
+    clock: Callable[[], float] = time.monotonic
 
-    @functools.cached_property
-    def app_key(self) -> keys.DerivedKey:
-        return keys.app_key(self.seed, self.app_id)
+    def keys(self, generation: int = 0) -> GenerationKeys:
+        """The keys to serve for `generation` (0: the default), or KeysWithheld saying why."""
+        chosen = self.serving.generation(generation, self.clock())
+        found = self.keyring.get(chosen)
+        if found is None:  # dropped between the two reads: the next snapshot refuses it
+            raise KeysWithheld(UNAVAILABLE, f"generation {chosen}'s keys are not held any more")
+        return found
 
-    def chain(self, purpose: str, public_key: bytes) -> list[bytes]:
-        """dstack's signature chain of a derived key (see guest.keys)."""
-        return [self._app_signature(purpose, public_key), self.issued.signature]
+    @property
+    def ca_cert(self) -> x509.Certificate:
+        """The app CA of the default generation (public: shown even when keys are withheld)."""
+        keyring = self.keyring
+        chosen = self.serving.default if self.serving.default in keyring else max(keyring)
+        return keyring[chosen].ca_cert
 
-    def certificates(self) -> dict[str, object]:
-        """What ties the chain to the network's PK2 (the GetKey/Sign reply's `tkms` field)."""
-        return {
-            "generation": self.network.generation,
-            "app_public_key": self.app_key.public.hex(),
-            "app_key_certificate": self.app_certificate.hex(),
-            "kms_root": self.issued.root.hex(),
-            "kms_root_certificate": self.issued.certificate.hex(),
-        }
+    def add_generation(self, keys: GenerationKeys) -> None:
+        self.keyring = {**self.keyring, keys.generation: keys}
 
-    def _app_signature(self, purpose: str, public_key: bytes) -> bytes:
-        # Deterministic (RFC 6979) and ~5 ms in pure Python: worth remembering per key.
-        cached = self._signatures.get((purpose, public_key))
-        if cached is None:
-            cached = keys.app_signature(self.app_key, purpose, public_key)
-            with self.lock:
-                if len(self._signatures) >= 4096:
-                    self._signatures.clear()
-                self._signatures[(purpose, public_key)] = cached
-        return cached
+    def drop_generation(self, generation: int) -> None:
+        """Forget a retired generation's keys (the last one is kept for the app CA)."""
+        if generation in self.keyring and len(self.keyring) > 1:
+            self.keyring = {g: k for g, k in self.keyring.items() if g != generation}
 
     def evidence(self, report_data: bytes) -> tuple[bytes, str]:
         quote, entries = self.evidence_entries(report_data)
@@ -171,47 +163,11 @@ class Agent:
         return ident, report, event_log_to_json(entries)
 
 
-def app_ca(key: ec.EllipticCurvePrivateKey, app_id: bytes) -> x509.Certificate:
-    """The app's CA certificate; its key is derived, so it is the same in every instance."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tkms app 0x{app_id.hex()} CA")])
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
+async def derive_seed(client: KeyService, app_id: bytes) -> tuple[bytes, G1]:
+    """The app's root seed and IBE key from `client`'s committee, both checked against PK2.
 
-
-@dataclass(frozen=True, repr=False)  # the seed is secret
-class NetworkKeys:
-    seed: bytes
-    ibe_key: G1
-    app_certificate: bytes
-    issued: IssuedAppKey
-
-
-async def fetch_keys(client: KeyService, app_id: bytes) -> NetworkKeys:
-    """The app's seed and IBE key, and its app key certified by the network both ways."""
+    Nodes derive only for an app authorized at their chain head, so this is also how a
+    running agent confirms it still is (live revocation, `guest.watch`)."""
     committee = client.committee
     result = await client.derive(
         [AppKeyRequest(app_id, keys.ROOT_PURPOSE), AppKeyRequest(app_id, ibe=True)]
@@ -224,6 +180,14 @@ async def fetch_keys(client: KeyService, app_id: bytes) -> NetworkKeys:
     seed = derive_app_seed(
         sigma, generation=committee.network.generation, app_id=app_id, purpose=keys.ROOT_PURPOSE
     )
+    return seed, ibe_key
+
+
+async def fetch_keys(client: KeyService, app_id: bytes) -> GenerationKeys:
+    """The app's seed and IBE key of the client's generation, and its app key certified by
+    the network both ways."""
+    committee = client.committee
+    seed, ibe_key = await derive_seed(client, app_id)
     app = keys.app_key(seed, app_id)
     net = committee.network
     expected = app_pubkey_statement(net.chain_id, net.contract, app_id, app.public)
@@ -245,7 +209,14 @@ async def fetch_keys(client: KeyService, app_id: bytes) -> NetworkKeys:
         )
     except MpcError as exc:
         raise AgentStartError(f"the network's KMS root does not check: {exc}") from None
-    return NetworkKeys(seed, ibe_key, signed.signature, issued)
+    return GenerationKeys(
+        app_id=app_id,
+        network=net,
+        seed=seed,
+        ibe_key=ibe_key,
+        app_certificate=signed.signature,
+        issued=issued,
+    )
 
 
 #: A node whose chain view lags behind a just-published envVersion refuses; ask again.
@@ -317,11 +288,19 @@ def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, 
     return simulated_image, text
 
 
-def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
-    """Measure the app into `provider`, then get its keys through `client` (see module doc).
+def start_agent(
+    config: AgentConfig,
+    provider: TeeProvider,
+    client: KeyService,
+    *,
+    more: Sequence[KeyService] = (),
+) -> Agent:
+    """Measure the app into `provider`, then get its keys through `client` (see module doc),
+    and those of the generations of `more` (the retiring generation during a rotation).
 
-    `client` must draw its evidence from `provider` (see `provider_evidence`) and talk to a
-    committee already checked against `config.network_fingerprint`.
+    Every client must draw its evidence from `provider` (see `provider_evidence`) and talk to
+    a committee already checked against `config.network_fingerprint`. The agent serves
+    `client`'s generation until a `guest.watch.ChainWatch` decides otherwise.
     """
     from node.errors import StorageError
     from node.tee import SIMULATED_OS_IMAGE
@@ -345,17 +324,19 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         os_image=os_image,
     )
 
-    async def go() -> NetworkKeys:
+    async def go() -> list[GenerationKeys]:
+        clients = [client, *more]
         try:
-            found = await fetch_keys(client, config.app_id)
+            found = [await fetch_keys(c, config.app_id) for c in clients]
             if envelope is not None:
                 await confirm_env(client, config.app_id, compose, envelope)
             return found
         finally:
-            await client.close()
+            for c in clients:
+                await c.close()
 
     found = asyncio.run(go())
-    ca_key = keys.ca_key(found.seed)
+    main = found[0].generation
     agent = Agent(
         provider=provider,
         app_id=config.app_id,
@@ -363,19 +344,15 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         compose=compose,
         kms_id=kms_id,
         os_image=os_image,
-        seed=found.seed,
-        ibe_key=found.ibe_key,
-        network=client.committee.network,
-        app_certificate=found.app_certificate,
-        issued=found.issued,
-        ca_key=ca_key,
-        ca_cert=app_ca(ca_key, config.app_id),
+        keyring={k.generation: k for k in found},
+        serving=Serving.fixed(main),
         vm_config=vm_config,
         cloud=cloud_names(config.tee),
     )
     if envelope is not None:
         assert config.env_out is not None  # load_config requires it with env_file
-        agent.env = open_env(found.ibe_key, envelope)
+        newest_first = sorted(found, key=lambda k: -k.generation)
+        agent.env = open_env([k.ibe_key for k in newest_first], envelope)
         try:
             write_env(config.env_out, agent.env)
         except StorageError as exc:

@@ -1,7 +1,9 @@
 """The guest agent's HTTP servers on unix sockets (the endpoints: `guest.api`, `guest.tappd`).
 
 POST (or GET) a route with a JSON object; JSON replies. A malformed request gets 400
-`{"error": ...}` naming what is wrong, an unknown path 404, and the server keeps serving.
+`{"error": ...}` naming what is wrong, an unknown path 404, keys the agent does not serve now
+the status `guest.serving` gives (403 revoked, 404 a generation not held, 410 retired, 503
+cannot confirm) with the reason, and the server keeps serving.
 Request lines and bodies are not logged: they may carry key material.
 
 Routes, as dstack serves them: the dstack socket has `DstackGuest` at `/<Method>` (and, so
@@ -21,6 +23,7 @@ from typing import Any
 from guest import keys, tappd
 from guest.agent import Agent
 from guest.api import ENDPOINTS, BadRequest, Body, Endpoint
+from guest.serving import KeysWithheld
 
 Routes = dict[str, Endpoint]
 
@@ -111,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, endpoint(self.server.agent, body))
         except (BadRequest, keys.KeyRequestError) as exc:
             self._reply(400, {"error": str(exc)})
+        except KeysWithheld as exc:
+            self._reply(exc.status, {"error": f"{name}: {exc}"})
         except Exception as exc:  # the agent must keep serving; the client learns what failed
             self._reply(500, {"error": f"{name} failed: {type(exc).__name__}: {exc}"})
 

@@ -1,8 +1,14 @@
 """The dstack guest API endpoints, shaped exactly as `dstack-sdk` 0.5.4 expects.
 
 Every endpoint takes the request's JSON object and returns the reply's; bytes are lowercase
-hex. A bad field raises `BadRequest` naming it (the server answers 400). Served over a unix
-socket by `guest.agent_server`.
+hex. A bad field raises `BadRequest` naming it (the server answers 400); keys the agent does
+not serve now (live revocation, a retired generation) raise `guest.serving.KeysWithheld`
+with the status and the reason. Served over a unix socket by `guest.agent_server`.
+
+One extension to dstack's API: GetKey, Sign and GetTlsKey (and the Tappd key methods) take an
+optional integer `generation`, the key generation to use; absent or 0 means the agent's
+default (during a rotation's retirement window, the retiring generation). dstack's SDKs
+never send it; replies say which generation served them in the `tkms` field.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from attest import (
 )
 from guest import keys
 from guest.agent import Agent, compose_info, version
+from guest.keyring import GenerationKeys
 
 
 class BadRequest(ValueError):
@@ -61,6 +68,20 @@ def _bool(body: Body, name: str, default: bool) -> bool:
     return value
 
 
+def _generation(body: Body) -> int:
+    value = body.get("generation", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise BadRequest(
+            "field 'generation' must be a key generation (an integer >= 1), or 0 for the default"
+        )
+    return value
+
+
+def keys_for(agent: Agent, body: Body) -> GenerationKeys:
+    """The keys of the generation `body` asks for (or KeysWithheld)."""
+    return agent.keys(_generation(body))
+
+
 #: 9999-12-31T23:59:59Z, the last instant an X.509 validity time can express.
 _MAX_TIME = 253402300799
 
@@ -79,13 +100,15 @@ def get_key(agent: Agent, body: Body) -> Body:
     if algorithm == "k256":
         algorithm = "secp256k1"
     purpose = _str(body, "purpose", "")
-    key = keys.get_key(agent.seed, _str(body, "path", ""), algorithm)
-    chain = agent.chain(purpose, key.public)
+    path = _str(body, "path", "")
+    held = keys_for(agent, body)
+    key = keys.get_key(held.seed, path, algorithm)
+    chain = held.chain(purpose, key.public)
     # `tkms` is extra: dstack's SDKs ignore fields they do not know (guest.verify reads it).
     return {
         "key": key.private.hex(),
         "signature_chain": [c.hex() for c in chain],
-        "tkms": agent.certificates(),
+        "tkms": held.certificates(),
     }
 
 
@@ -191,6 +214,7 @@ def get_tls_key(agent: Agent, body: Body) -> Body:
     """A fresh P-256 key; its RA-TLS certificate (quote of the key) is issued by the app CA."""
     return issue_tls_key(
         agent,
+        keys_for(agent, body),
         ec.generate_private_key(ec.SECP256R1()),
         body,
         with_app_info=_bool(body, "with_app_info", False),
@@ -201,6 +225,7 @@ def get_tls_key(agent: Agent, body: Body) -> Body:
 
 def issue_tls_key(
     agent: Agent,
+    held: GenerationKeys,
     key: ec.EllipticCurvePrivateKey,
     body: Body,
     *,
@@ -208,7 +233,7 @@ def issue_tls_key(
     validity: tuple[dt.datetime, dt.datetime],
     server_auth_default: bool,
 ) -> Body:
-    """`key` (PKCS#8 PEM) and [its RA-TLS certificate from the app CA, the app CA]."""
+    """`key` (PKCS#8 PEM) and [its RA-TLS certificate from `held`'s app CA, that CA]."""
     alt_names = body.get("alt_names", [])
     if not isinstance(alt_names, list) or not all(isinstance(n, str) for n in alt_names):
         raise BadRequest("field 'alt_names' must be a list of strings")
@@ -224,7 +249,7 @@ def issue_tls_key(
             agent.provider,
             subject=subject,
             alt_names=alt_names,
-            issuer=(agent.ca_cert, agent.ca_key),
+            issuer=(held.ca_cert, held.ca_key),
             not_before=validity[0],
             not_after=validity[1],
             app_id=agent.app_id,
@@ -238,7 +263,7 @@ def issue_tls_key(
         "key": pem,
         "certificate_chain": [
             cert.public_bytes(Encoding.PEM).decode(),
-            agent.ca_cert.public_bytes(Encoding.PEM).decode(),
+            held.ca_cert.public_bytes(Encoding.PEM).decode(),
         ],
     }
 
@@ -249,14 +274,16 @@ def sign(agent: Agent, body: Body) -> Body:
     algorithm = _str(body, "algorithm")
     if algorithm == "k256":
         algorithm = "secp256k1"
-    key = keys.signing_key(agent.seed, algorithm)
-    signature = keys.sign(key, algorithm, _hex(body, "data"))
-    chain = [signature, *agent.chain(keys.SIGN_PURPOSE, key.public)]
+    data = _hex(body, "data")
+    held = keys_for(agent, body)
+    key = keys.signing_key(held.seed, algorithm)
+    signature = keys.sign(key, algorithm, data)
+    chain = [signature, *held.chain(keys.SIGN_PURPOSE, key.public)]
     return {
         "signature": signature.hex(),
         "signature_chain": [c.hex() for c in chain],
         "public_key": key.public.hex(),
-        "tkms": agent.certificates(),
+        "tkms": held.certificates(),
     }
 
 

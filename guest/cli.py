@@ -42,6 +42,8 @@ def run_agent(args: argparse.Namespace) -> int:
     from guest.config import ConfigError, load_config
     from guest.env import EnvError
     from guest.kms_client import DerivationError, KmsClient
+    from guest.serving import Policy
+    from guest.watch import ChainWatch, RpcChain, kms_clients
     from node.tee import make_provider
 
     try:
@@ -76,13 +78,46 @@ def run_agent(args: argparse.Namespace) -> int:
             problem = f"cannot read the committee from {config.rpc}: {exc}"
             return _fail("agent", redact_in(problem, config.rpc))
     provider = make_provider(config.tee)
-    client = KmsClient(committee, provider_evidence(provider), timeout=config.timeout)
+    policy = Policy(
+        pinned=config.generation, stale_seconds=config.chain_stale_seconds, now=time.monotonic()
+    )
     try:
-        agent = start_agent(config, provider, client)
+        # The first reading: which generations to fetch now (a rotation's window may be open).
+        reading = RpcChain(governance, config.app_id, config.network_fingerprint).read(
+            policy.watched
+        )
+        policy.observe(reading, time.monotonic())
+        gen = committee.network.generation
+        more = [
+            committee_from_chain(governance, g, fingerprint=config.network_fingerprint)
+            for g in sorted(policy.wanted() - {gen}, reverse=True)
+        ]
+    except (CommitteeError, UntrustedNetwork) as exc:
+        return _fail("agent", f"cannot use the retiring generation's committee: {exc}")
+    except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
+        from contracts import redact_in
+
+        problem = f"cannot read the key generations from {config.rpc}: {exc}"
+        return _fail("agent", redact_in(problem, config.rpc))
+    evidence = provider_evidence(provider)
+    client = KmsClient(committee, evidence, timeout=config.timeout)
+    others = [KmsClient(c, evidence, timeout=config.timeout) for c in more]
+    try:
+        agent = start_agent(config, provider, client, more=others)
     except DerivationError as exc:
         return _fail("agent", f"the KMS network refused the app's keys: {exc}")
     except (AgentStartError, EnvError) as exc:
         return _fail("agent", str(exc))
+    for generation in agent.keyring:
+        policy.fetched(generation, reading.head)
+    agent.serving = policy.serving(time.monotonic())
+    watch = ChainWatch(
+        agent,
+        policy,
+        RpcChain.connect(config.rpc, config.governance, config.app_id, config.network_fingerprint),
+        kms_clients(agent, config.timeout),
+        poll=config.chain_poll_seconds,
+    )
     tappd_path = Path(args.tappd_socket) if args.tappd_socket else config.tappd_socket
     legacy = None if tappd_path is None else AgentServer(tappd_path, agent, TAPPD_ROUTES)
     server = AgentServer(socket_path, agent)
@@ -97,12 +132,14 @@ def run_agent(args: argparse.Namespace) -> int:
     also = "" if tappd_path is None else f" (legacy Tappd API on {tappd_path})"
     print(
         f"tkms guest agent: app 0x{agent.app_id.hex()} instance {agent.instance_id.hex()} "
-        f"serving on {socket_path}{also}",
+        f"serving on {socket_path}{also}; {agent.serving.describe()}",
         flush=True,
     )
+    watch.start()
     try:
         server.serve_forever()
     finally:
+        watch.stop()
         server.server_close()
         socket_path.unlink(missing_ok=True)
         if legacy is not None and tappd_path is not None:

@@ -16,6 +16,8 @@ env_out = "/run/app/env.json"         # with env_file: where the env is written 
                                       # not in env_file's directory (the host writes there)
 timeout = 10.0                        # seconds per KMS request
 wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
+chain_poll_seconds = 1.0              # how often the chain watch reads the chain
+chain_stale_seconds = 60.0            # no new block for this long: the view is stale
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class AgentConfig:
     timeout: float = 10.0
     wait_for_network: float = 0.0
     os_image_hash: bytes | None = None
+    chain_poll_seconds: float = 1.0
+    chain_stale_seconds: float = 60.0
 
 
 def rpc_url_problem(url: str) -> str | None:
@@ -135,6 +139,15 @@ def load_config(path: Path) -> AgentConfig:
     if timeout <= 0:
         raise ConfigError("config key 'timeout' must be a positive number of seconds")
     wait_for_network = _seconds(doc, "wait_for_network", 0.0)
+    poll = _seconds(doc, "chain_poll_seconds", 1.0)
+    stale = _seconds(doc, "chain_stale_seconds", 60.0)
+    if not 0.05 <= poll <= 60:
+        raise ConfigError("config key 'chain_poll_seconds' must be between 0.05 and 60 seconds")
+    if stale < 2 * poll:
+        raise ConfigError(
+            f"config key 'chain_stale_seconds' must be at least twice chain_poll_seconds "
+            f"({2 * poll:g} s), or every reading would find the view stale"
+        )
     instance = doc.get("instance_id")
     compose = _path(base, doc, "compose")
     if compose is None:
@@ -181,6 +194,8 @@ def load_config(path: Path) -> AgentConfig:
         timeout=timeout,
         wait_for_network=wait_for_network,
         os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),
+        chain_poll_seconds=poll,
+        chain_stale_seconds=stale,
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -190,15 +190,24 @@ def parse_envelope(blob: bytes) -> EnvEnvelope:
     )
 
 
-def open_env(identity_key: G1, envelope: EnvEnvelope) -> dict[str, str]:
-    """Decrypt a verified envelope with the app's IBE identity key; names are checked."""
+def open_env(identity_keys: G1 | Sequence[G1], envelope: EnvEnvelope) -> dict[str, str]:
+    """Decrypt a verified envelope with the app's IBE identity key; names are checked.
+
+    During a rotation the agent holds two generations' keys and tries each: the envelope
+    does not say which generation's PK2 it was encrypted to."""
     aad = _aad(envelope.app_id, envelope.compose_hash, envelope.version)
-    try:
-        plaintext = ibe.decrypt(identity_key, envelope.app_id, envelope.ciphertext, aad=aad)
-    except DecryptionError as exc:
+    candidates = [identity_keys] if isinstance(identity_keys, G1) else list(identity_keys)
+    failure: DecryptionError | None = None
+    for identity_key in candidates:
+        try:
+            plaintext = ibe.decrypt(identity_key, envelope.app_id, envelope.ciphertext, aad=aad)
+            break
+        except DecryptionError as exc:
+            failure = exc
+    else:
         raise EnvError(
             f"encrypted env does not open for app 0x{envelope.app_id.hex()} "
-            f"(tampered, or encrypted to another network): {exc}"
+            f"(tampered, or encrypted to another network): {failure}"
         ) from None
     try:
         doc = json.loads(plaintext)

@@ -39,13 +39,16 @@ _TEN_YEARS = dt.timedelta(days=3650)
 
 def derive_key(agent: Agent, body: Body) -> Body:
     path = api._str(body, "path", "")
-    if api._bool(body, "random_seed", False):
+    random_seed = api._bool(body, "random_seed", False)
+    held = api.keys_for(agent, body)
+    if random_seed:
         key = ec.generate_private_key(ec.SECP256R1())
     else:
-        key = keys.tappd_tls_key(agent.seed, path)
+        key = keys.tappd_tls_key(held.seed, path)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     return api.issue_tls_key(
         agent,
+        held,
         key,
         body,
         with_app_info=False,

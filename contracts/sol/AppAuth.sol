@@ -10,6 +10,10 @@ import "./Owned2Step.sol";
 ///         same kind of single owner call. Encrypted env vars are authenticated: the guest agent
 ///         accepts only an env signed by `envSigner` for exactly the current `envVersion`, which
 ///         only grows, so an older env (or one the host made) does not start the app.
+///         Live revocation is opt-in: with `liveRevocationBlocks` N > 0 a running guest agent
+///         re-derives from the network every N/2 blocks and stops handing out keys within N
+///         blocks of a revocation (docs/guest.md); with 0, as in dstack, a running agent keeps
+///         the keys it fetched at boot and only new boots are refused.
 contract AppAuth is Owned2Step, IAppAuth {
     bytes4 private constant ERC165_ID = 0x01ffc9a7;
 
@@ -21,6 +25,9 @@ contract AppAuth is Owned2Step, IAppAuth {
     address public envSigner;
     /// @notice The version an env must carry to be accepted; raised to publish a new env.
     uint64 public envVersion;
+    /// @notice 0: off. N: running agents confirm every N/2 blocks that the network still
+    ///         derives their keys, and stop serving keys after N blocks without that.
+    uint64 public liveRevocationBlocks;
 
     event ComposeHashAdded(bytes32 indexed composeHash);
     event ComposeHashRemoved(bytes32 indexed composeHash);
@@ -30,6 +37,7 @@ contract AppAuth is Owned2Step, IAppAuth {
     event TcbRequirementSet(bool requireUpToDate);
     event EnvSignerSet(address indexed signer);
     event EnvVersionSet(uint64 version);
+    event LiveRevocationSet(uint64 blocks);
 
     error EnvVersionNotIncreasing(uint64 current, uint64 proposed);
 
@@ -100,6 +108,12 @@ contract AppAuth is Owned2Step, IAppAuth {
         if (version <= envVersion) revert EnvVersionNotIncreasing(envVersion, version);
         envVersion = version;
         emit EnvVersionSet(version);
+    }
+
+    /// @notice Opt in (N > 0) or out (0) of live revocation; the agents read it every block.
+    function setLiveRevocationBlocks(uint64 blocks) external onlyOwner {
+        liveRevocationBlocks = blocks;
+        emit LiveRevocationSet(blocks);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

@@ -163,6 +163,7 @@ def test_revocation_takes_effect_in_the_next_block(
         ("send_set_env_signer", "0x" + "01" * 20),
         ("send_set_env_version", 1),
         ("send_transfer_ownership", "0x" + "01" * 20),
+        ("send_set_live_revocation_blocks", 4),
     ],
 )
 def test_only_the_app_owner_changes_the_app(
@@ -227,3 +228,17 @@ def test_env_signer_starts_as_the_owner_and_env_versions_only_grow(
     assert app.get_env_signer() == signers[4].address
     with pytest.raises(InvalidInput, match="version: must be 1..2\\*\\*64-1, got 0"):
         app.send_set_env_version(0)
+
+
+def test_live_revocation_is_off_until_the_owner_opts_in(app: AppAuthClient) -> None:
+    """Agents read `liveRevocationBlocks` to decide whether to re-derive while running."""
+    assert app.get_live_revocation_blocks() == 0  # dstack's behaviour by default
+    receipt = app.send_set_live_revocation_blocks(10)
+    assert app.event_args(receipt, "LiveRevocationSet") == [{"blocks": 10}]
+    assert app.get_live_revocation_blocks() == 10
+    receipt = app.send_set_live_revocation_blocks(0)
+    assert app.event_args(receipt, "LiveRevocationSet") == [{"blocks": 0}]
+    assert app.get_live_revocation_blocks() == 0
+    for bad in (-1, 2**64):
+        with pytest.raises(InvalidInput, match="blocks: must be 0 \\(off\\) to 2\\*\\*64-1"):
+            app.send_set_live_revocation_blocks(bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from attest import BindingLabel, compute_report_data, parse_quote
 from guest.kms_client import (
@@ -12,9 +13,10 @@ from guest.kms_client import (
     DerivationResult,
     EvidenceSource,
     IssuedAppKey,
+    Member,
     SignedStatement,
 )
-from mpc import G2, NetworkContext, Scalar
+from mpc import G1, G2, NetworkContext, Scalar
 from mpc.k256 import kms_issued_digest, public_key, sign_recoverable
 from mpc.kmsroot import derive_kms_root, kms_root_request, kms_root_statement
 from mpc.tsig import app_env_binding, app_env_statement, app_pubkey_statement, message_point
@@ -28,11 +30,12 @@ NETWORK = NetworkContext(
 )
 
 
-def fake_kms_root(group_secret: Scalar) -> tuple[bytes, bytes]:
+def fake_kms_root(group_secret: Scalar, generation: int = 1) -> tuple[bytes, bytes]:
     """(root secret, root public key) as nodes with group secret x derive them."""
-    request = kms_root_request(NETWORK.chain_id, NETWORK.contract, NETWORK.generation)
+    g = Generation(generation)
+    request = kms_root_request(NETWORK.chain_id, NETWORK.contract, g)
     sigma = request.point() * group_secret
-    secret = derive_kms_root(sigma, NETWORK.chain_id, NETWORK.contract, NETWORK.generation)
+    secret = derive_kms_root(sigma, NETWORK.chain_id, NETWORK.contract, g)
     return secret, public_key(secret)
 
 
@@ -48,6 +51,7 @@ class FakeKms:
         *,
         refuse: str | None = None,
         env_policy: tuple[bytes, int] = (bytes(20), 0),
+        generation: int = 1,
     ) -> None:
         self._secret = secret
         self.app_id = app_id
@@ -55,11 +59,14 @@ class FakeKms:
         self.env_policy = env_policy
         self.env_requests = 0
         self._evidence = evidence
-        self._refuse = refuse
+        #: What every request is refused with (a node's reason), None to answer.
+        self.refuse = refuse
+        self.derivations = 0
         self.committee = Committee(
-            network=NETWORK,
+            network=replace(NETWORK, generation=Generation(generation)),
             threshold=1,
-            members=(),
+            # One member holding x: V_1 = x·G1, never dialled (no channels here).
+            members=(Member(1, "fake:1", G1.base_mul(secret), bytes(32)),),
             group_key=G2.base_mul(secret),
         )
 
@@ -67,10 +74,11 @@ class FakeKms:
         quote, _ = self._evidence(report_data)
         if parse_quote(quote).td_report.report_data != report_data:
             raise AssertionError("evidence does not bind the request")
-        if self._refuse is not None:
-            raise DerivationError(0, 1, {1: self._refuse}, {1: "fake:1"})
+        if self.refuse is not None:
+            raise DerivationError(0, 1, {1: self.refuse}, {1: "fake:1"})
 
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult:
+        self.derivations += 1
         self._check(compute_report_data(BindingLabel.KDF_V1, b"\x02" * 48))
         return DerivationResult(
             sigmas=[k.to_request().point() * self._secret for k in keys], answered=[1]
@@ -109,7 +117,7 @@ class FakeKms:
     async def issue_app_key(self, app_id: bytes, key: bytes) -> IssuedAppKey:
         self._check(compute_report_data(BindingLabel.SIGN_V1, key))
         net = self.committee.network
-        secret, root = fake_kms_root(self._secret)
+        secret, root = fake_kms_root(self._secret, net.generation)
         statement = kms_root_statement(net.chain_id, net.contract, net.generation, root)
         return IssuedAppKey(
             root=root,
