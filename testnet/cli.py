@@ -417,17 +417,24 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rotate(args: argparse.Namespace) -> int:
-    progress = _Progress(False)
-    cluster = _require(args, progress)
+def rotate(cluster: Cluster, members: list[Any], threshold: int) -> tuple[int, int, bytes]:
+    """A new key generation: a fresh DKG, its link to the previous generation and its KMS
+    root published on chain. Returns (epoch, generation, KMS root)."""
     from guest.kms_root import publish_kms_root
     from guest.links import link_generation
 
-    members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
     generation = cluster.governance().get_epoch(epoch).generation
     link_generation(cluster.governance(), generation)
     root, _ = publish_kms_root(cluster.governance(), generation)
+    return epoch, generation, root
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    progress = _Progress(False)
+    cluster = _require(args, progress)
+    members, threshold = _current_members(cluster)
+    epoch, generation, root = rotate(cluster, members, threshold)
     progress(
         f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
         f"on chain, KMS root {root.hex()} published; the previous generation stays readable "

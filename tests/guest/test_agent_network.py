@@ -8,7 +8,8 @@ and an unconfirmed network; dstack's verifier accepts the agent's chains against
 root the owner published; a dstack-style controller registered with `--controller` decides
 who gets keys. The steps run in one test so that pytest-xdist does not bring up a second
 network; for the same reason the official SDK's own test suite runs here too, in its own
-test on the same network.
+test on the same network (`make test` runs a module's tests in one worker, in file order),
+and so do live revocation and a rotation, which runs last: it retires generation 1.
 """
 
 from __future__ import annotations
@@ -116,15 +117,18 @@ class AgentProcess:
     def client(self) -> DstackClient:
         return DstackClient(str(self.socket), timeout=30)
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the agent; returns what it printed."""
         self.proc.terminate()
-        self.proc.communicate(timeout=10)
+        out, _ = self.proc.communicate(timeout=10)
+        return out
 
     def __enter__(self) -> AgentProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        if self.proc.returncode is None:
+            self.stop()
 
 
 def failed_start(config: Path) -> str:
@@ -320,12 +324,16 @@ def encrypt_env_checks_the_app_and_the_network(
     assert wrong.returncode == 1 and "is not the configured one" in wrong.stderr
 
 
-def get_key_reply(agent: AgentProcess, path: str, purpose: str) -> dict[str, Any]:
-    """/GetKey as raw JSON: `DstackClient` drops the extra `tkms` field."""
-    body = json.dumps({"path": path, "purpose": purpose}).encode()
+def post(agent: AgentProcess, method: str, **body: object) -> httpx.Response:
+    """One raw request: `DstackClient` drops the extra `tkms` field and knows no generation."""
     transport = httpx.HTTPTransport(uds=str(agent.socket))
-    with httpx.Client(transport=transport, base_url="http://agent") as http:
-        reply = http.post("/GetKey", content=body)
+    with httpx.Client(transport=transport, base_url="http://agent", timeout=30) as http:
+        return http.post(f"/{method}", content=json.dumps(body).encode())
+
+
+def get_key_reply(agent: AgentProcess, path: str, purpose: str, **extra: object) -> dict[str, Any]:
+    """/GetKey as raw JSON."""
+    reply = post(agent, "GetKey", path=path, purpose=purpose, **extra)
     assert reply.status_code == 200, reply.text
     doc: dict[str, Any] = reply.json()
     return doc
@@ -481,3 +489,143 @@ def test_the_official_python_sdk_suite_passes_against_the_agent(
     print(result.summary())
     assert result.passed >= 122, result.output  # the suite has 122 tests; none may be lost
     assert (result.failed, result.errors) == (0, 0), (result.failures, result.output[-4000:])
+
+
+def watched(config: Path) -> Path:
+    """The agent reads the chain every 0.25 s (1 s blocks here) and goes stale after 10 s."""
+    with config.open("a") as out:
+        out.write("chain_poll_seconds = 0.25\nchain_stale_seconds = 10\n")
+    return config
+
+
+def wait_for(what: str, done: Any, timeout: float = 30.0, every: float = 0.05) -> float:
+    """Poll `done()` until true; returns the seconds it took."""
+    start = time.monotonic()
+    while not done():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout:g} s: {what}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+LIVE_BLOCKS = 4
+
+
+def test_live_revocation_stops_a_running_agent_within_its_window(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Issue 23 item 5. Nodes refuse a revoked compose hash at once, but a running agent
+    serves keys from the seed it fetched at boot (dstack's behaviour, kept for apps that do
+    not opt in); with `liveRevocationBlocks` = N on chain it re-derives every N/2 blocks and
+    stops serving keys within N blocks of the revocation."""
+    assert cluster.deployment is not None
+    live_app, plain_app = (cluster.register_app([compose_hash(COMPOSE)]) for _ in range(2))
+    opt_in = [*TKMS, "app", "set-live-revocation", "--rpc", cluster.rpc_url, "--app-id"]
+    opt_in += [live_app, "--blocks", str(LIVE_BLOCKS), "--anvil-account", str(OWNER_ACCOUNT)]
+    done = subprocess.run(opt_in, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with (
+        AgentProcess(watched(write_config(cluster, tmp_path / "live", live_app))) as live,
+        AgentProcess(watched(write_config(cluster, tmp_path / "plain", plain_app))) as plain,
+    ):
+        before = get_key_reply(live, "db", "p")
+        plain_key = get_key_reply(plain, "db", "p")["key"]
+        cluster.app(plain_app).send_remove_compose_hash(compose_hash(COMPOSE))
+        receipt = cluster.app(live_app).send_remove_compose_hash(compose_hash(COMPOSE))
+        mined = time.monotonic()
+        w3 = cluster.w3()
+        took = wait_for(
+            "the live agent refuses GetKey",
+            lambda: post(live, "GetKey", path="db").status_code != 200,
+            every=0.02,
+        )
+        head = w3.eth.block_number
+        print(
+            f"live revocation ({LIVE_BLOCKS} blocks): first refusal {took:.2f} s after the "
+            f"revocation's receipt, at head {head} (revoked in block {receipt.block})"
+        )
+        assert head - receipt.block <= LIVE_BLOCKS
+        refused = post(live, "GetKey", path="db")
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert "keys withheld (live revocation)" in error and "Compose hash not allowed" in error
+        assert "Keys handed out before are beyond the agent's reach" in error
+        assert post(live, "Sign", algorithm="ed25519", data="00").status_code == 403
+        assert post(live, "GetTlsKey").status_code == 403
+        assert post(live, "Info").status_code == 200  # not a key
+        # Without the opt-in, as dstack: the running agent keeps serving past the window.
+        wait_for("N + 2 more blocks", lambda: w3.eth.block_number > head + LIVE_BLOCKS + 2)
+        assert get_key_reply(plain, "db", "p")["key"] == plain_key
+        # Allowed again: the live agent serves again at its next confirmation.
+        cluster.app(live_app).send_add_compose_hash(compose_hash(COMPOSE))
+        again = wait_for(
+            "the live agent serves again",
+            lambda: post(live, "GetKey", path="db").status_code == 200,
+        )
+        print(f"live revocation: serving again {again:.2f} s after the compose hash came back")
+        assert get_key_reply(live, "db", "p")["key"] == before["key"]
+        assert time.monotonic() - mined < 60
+        output = live.stop()
+    assert "keys withheld (live revocation): at block" in output
+    assert output.rstrip().endswith("serving generation 1 by default")
+
+
+def test_a_rotation_serves_both_generations_until_the_old_one_retires(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 18 item 4, last in the module (it changes the network's generation): during a
+    rotation's retirement window the agent holds both generations, apps get the old keys by
+    default and the new ones on request; once the old generation is retired on chain the
+    default is the new one and the old one is refused."""
+    from testnet.cli import rotate
+
+    app_id = bytes.fromhex(apps[1][2:])
+    with AgentProcess(watched(write_config(cluster, tmp_path / "running", apps[1]))) as agent:
+        old = get_key_reply(agent, "db", "p")
+        assert old["tkms"]["generation"] == 1
+        _, generation, root = rotate(cluster, list(cluster.nodes), 2)
+        assert generation == 2
+        linked = time.monotonic()
+        took = wait_for(
+            "the running agent fetches generation 2",
+            lambda: post(agent, "GetKey", path="db", generation=2).status_code == 200,
+        )
+        print(f"rotation: generation 2 served {took:.2f} s after its link and root were published")
+        assert get_key_reply(agent, "db", "p") == old  # the window is open: what apps had
+        new = get_key_reply(agent, "db", "p", generation=2)
+        assert new["tkms"]["generation"] == 2 and new["key"] != old["key"]
+        assert get_key_reply(agent, "db", "p", generation=1)["key"] == old["key"]
+        # The new chain ends at generation 2's KMS root, read from governance.
+        anchor = kms_root_from_chain(
+            cluster.governance(), 2, fingerprint=cluster.network_fingerprint()
+        )
+        assert anchor == root
+        public = dstack_verifier.derived_public_key(bytes.fromhex(new["key"]))
+        chain = [bytes.fromhex(c) for c in new["signature_chain"]]
+        dstack_verifier.verify_key_chain(public, chain, purpose="p", app_id=app_id, kms_root=root)
+        # An agent that starts inside the window fetches both generations at once.
+        with AgentProcess(watched(write_config(cluster, tmp_path / "fresh", apps[1]))) as fresh:
+            assert get_key_reply(fresh, "db", "p")["key"] == old["key"]
+            assert get_key_reply(fresh, "db", "p", generation=2)["key"] == new["key"]
+        receipt = cluster.governance().send_retire_generation(1)
+        switched = wait_for(
+            "the default switches to generation 2",
+            lambda: get_key_reply(agent, "db", "p")["tkms"]["generation"] == 2,
+        )
+        print(
+            f"rotation: default switched {switched:.2f} s after generation 1's retirement "
+            f"(block {receipt.block}); {time.monotonic() - linked:.1f} s after the link"
+        )
+        assert get_key_reply(agent, "db", "p")["key"] == new["key"]
+        gone = post(agent, "GetKey", path="db", generation=1)
+        assert gone.status_code == 410
+        assert gone.json()["error"] == (
+            "GetKey: generation 1 was retired on chain: its keys are no longer served "
+            "(generation 2 is the latest)"
+        )
+        output = agent.stop()
+    assert "fetched the app's keys of generation 2" in output
+    assert "serving generation 1 by default; generation 2 on request" in output
+    assert output.rstrip().endswith(
+        "serving generation 2 by default; generation 1 refused: retired"
+    )
