@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        RefreshSchedule,
         node_registration_hash,
     )
     from contracts.errors import (
@@ -103,6 +104,7 @@ _MODULES: dict[str, str] = {
     "NodeStatus": "contracts._types",
     "Phase": "contracts._types",
     "Receipt": "contracts._tx",
+    "RefreshSchedule": "contracts._types",
     "RegisteredApp": "contracts._register",
     "Revert": "contracts.errors",
     "SOURCE_DIR": "contracts._artifacts",
@@ -172,6 +174,7 @@ __all__ = [
     "NodeStatus",
     "Phase",
     "Receipt",
+    "RefreshSchedule",
     "RegisteredApp",
     "Revert",
     "TransactionFailed",
