@@ -25,6 +25,7 @@ from contracts._deploy import deploy
 from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address, parse_bytes32
+from contracts._ownercall import owner_call, print_call
 from contracts._register import predicted_app_id, register_app
 from contracts._tx import Receipt, Transactor
 from contracts._types import AppBootInfo
@@ -118,8 +119,13 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_os_image(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
-        governance = governance_client(w3, args, signing_transactor(w3, args))
         image = parse_bytes32("--os-image-hash", args.os_image_hash)
+        if args.calldata:
+            reader = governance_client(w3, args, None)
+            function = "addOsImage" if allow else "removeOsImage"
+            call = owner_call(w3, reader.contract, function, image, caller=reader.get_owner())
+            return print_call(args, call)
+        governance = governance_client(w3, args, signing_transactor(w3, args))
         if allow:
             receipt = governance.send_add_os_image(image)
         else:
@@ -206,8 +212,15 @@ def run_compose(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
         app_id = existing_contract(w3, "--app-id", args.app_id)
-        app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         compose_hash = parse_bytes32("--compose-hash", args.compose_hash)
+        if args.calldata:
+            reader = AppAuthClient(w3, app_id)
+            function = "addComposeHash" if allow else "removeComposeHash"
+            call = owner_call(
+                w3, reader.contract, function, compose_hash, caller=reader.get_owner()
+            )
+            return print_call(args, call)
+        app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         if allow:
             receipt = app.send_add_compose_hash(compose_hash)
         else:
