@@ -1,5 +1,9 @@
-"""`tkms node ...`: init, allow-registration, register, approve, run, status.
+"""`tkms node ...`: join, admit, init, allow-registration, register, approve, run, status.
 
+tkms node join --chain URL --governance ADDR (--host HOST | --endpoint kms=H:P,peer=H:P)
+               [--dir DIR] [--chain-id N] [--tee ...] [--sealing ...] [--no-run]
+tkms node admit --rpc URL --governance ADDR --registration FILE KEY [--chain-id N]
+                [--reshare [--threshold T] [--phases K,D,C,J,F]] [--wait S]
 tkms node init --dir DIR [--tee simulator|tdx] [--sealing file|dstack] [--json]
 tkms node allow-registration --rpc URL --governance ADDR --node ADDR KEY [--chain-id N]
 tkms node register --dir DIR --rpc URL --governance ADDR --endpoint kms=H:P,peer=H:P
@@ -14,7 +18,10 @@ environment variable, --private-key HEX (visible to other local users: warned), 
 development chain --anvil-account N. --chain-id is required off development chains (31337,
 1337): nothing is signed for a chain the RPC serves unless it is the one named.
 
-Onboarding: the operator runs `init` and sends the node's address; the governance owner runs
+Onboarding in two commands (node/join.py, node/admit.py): the operator runs `join` on the new
+host and sends the registration.json it writes; the governance owner runs `admit` on it (with
+`--reshare`, also the reshare that puts the node in the committee). The same, step by step:
+the operator runs `init` and sends the node's address; the governance owner runs
 `allow-registration`; the operator runs `register` and sends the updated registration.json;
 the owner runs `approve --registration` on it, which verifies the evidence, its binding to the
 node's keys and the on-chain registration before approving exactly that registration
@@ -248,6 +255,123 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.daemon import run_node_blocking
+    from node.endpoints import Endpoints
+    from node.join import (
+        JoinSettings,
+        governance_for_node,
+        owner_instructions,
+        prepare,
+        wait_for_approval,
+    )
+
+    if args.endpoint is not None:
+        endpoints = Endpoints.parse(args.endpoint)
+    else:
+        endpoints = Endpoints(
+            kms=f"{args.host}:{args.kms_port}", peer=f"{args.host}:{args.peer_port}"
+        )
+    settings = JoinSettings(
+        data_dir=args.dir,
+        rpc_url=args.rpc,
+        governance=_checked_address("--governance", args.governance),
+        chain_id=args.chain_id,
+        endpoints=endpoints,
+        listen_host=args.listen_host,
+        metrics=args.metrics,
+        tee=args.tee,
+        sealing=args.sealing,
+        operator=None if args.operator is None else _checked_address("--operator", args.operator),
+        fund_from_anvil_account=args.fund_from_anvil_account,
+        poll_seconds=args.poll,
+        timeout_seconds=args.wait,
+        log_format=args.log_format,
+    )
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    prepared = prepare(settings, say)
+    client = governance_for_node(settings)
+    instructions = owner_instructions(prepared, settings, int(client.w3.eth.chain_id))
+    wait_for_approval(client, prepared, settings, say, instructions=instructions)
+    say(
+        f"approved: {prepared.address} is a node of {settings.governance}; it takes part in the "
+        "next epoch whose committee includes it (the owner: tkms node admit --reshare, or tkms "
+        f"chain propose-epoch --kind reshare --add {prepared.address})"
+    )
+    if args.no_run:
+        return 0
+    say(f"starting the node (tkms node run --config {prepared.config_path})")
+    return int(run_node_blocking(load_config(prepared.config_path)))
+
+
+def _checked_address(argument: str, value: str) -> str:
+    from contracts._hexargs import parse_address
+
+    return str(parse_address(argument, value))
+
+
+def cmd_admit(args: argparse.Namespace) -> int:
+    from contracts import describe_epoch, parse_phases
+    from node.admit import admit
+
+    try:
+        document = json.loads(Path(args.registration).read_text())
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.registration}: {exc}")
+    client = _owner(args)
+    if not client.w3.eth.get_code(client.address):
+        return _fail(f"--governance: no contract at {client.address} on this chain")
+    now = int(time.time())
+    lines: list[str] = []
+
+    def say(message: str) -> None:
+        lines.append(message)
+        if not args.json:
+            print(message, flush=True)
+
+    admission = admit(
+        client,
+        document,
+        now=now,
+        collateral=_collateral(args, document, now),
+        wait_seconds=args.wait,
+        say=say,
+        reshare=args.reshare,
+        threshold=args.threshold,
+        phases=parse_phases(args.phases),
+    )
+    approval = admission.approval
+    epoch = admission.reshare
+    if epoch is not None:
+        say(f"proposed {describe_epoch(epoch)}")
+    elif not args.reshare:
+        say(
+            "next: the node takes part in the next epoch that includes it: tkms chain "
+            f"propose-epoch --kind reshare --add {approval.node} (or --kind dkg for the first)"
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "node": approval.node,
+                    "approved": True,
+                    "registration_hash": approval.registration_hash.hex(),
+                    "kms_measurement": approval.measurement.hex(),
+                    "kms_measurement_added": approval.measurement_added,
+                    "registration_allowed_now": admission.allowed_now,
+                    "reshare_epoch": None if epoch is None else epoch.epoch,
+                    "log": lines,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from node.config import load_config
     from node.daemon import run_node_blocking
@@ -303,6 +427,77 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "join",
+        help="on a new host: identity, registration, wait for the owner's approval, then run",
+        description="Creates the node's identity and sealed storage in --dir (or reuses them), "
+        "writes registration.json for the governance owner (who runs `tkms node admit`) and "
+        "node.toml, waits for gas, for the owner's permission, registers, waits for the "
+        "approval, then runs the node, which takes part in the next epoch that includes it. "
+        "Run again on the same --dir, it skips what the chain already holds.",
+    )
+    p.add_argument(
+        "--chain",
+        "--rpc",
+        dest="rpc",
+        required=True,
+        metavar="URL",
+        help="the chain's JSON-RPC URL",
+    )
+    p.add_argument("--governance", required=True, metavar="ADDR")
+    add_chain_id_argument(p)
+    p.add_argument(
+        "--dir", type=absolute_path, default=Path("/var/lib/tkms"), help="data directory"
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", help="the address others reach this node at (IP or DNS name)")
+    where.add_argument("--endpoint", help="kms=HOST:PORT,peer=HOST:PORT, for other ports")
+    p.add_argument("--kms-port", type=int, default=7001, help="with --host (default 7001)")
+    p.add_argument("--peer-port", type=int, default=7002, help="with --host (default 7002)")
+    p.add_argument("--listen-host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    p.add_argument(
+        "--metrics", default="127.0.0.1:9101", help="/metrics and /health (default 127.0.0.1:9101)"
+    )
+    p.add_argument("--tee", choices=("simulator", "tdx"), default="simulator")
+    p.add_argument("--sealing", choices=("file", "dstack"), default="file")
+    p.add_argument("--operator", metavar="ADDR", help="operator address (default: the node's own)")
+    p.add_argument("--fund-from-anvil-account", type=int, help="dev chains: fund the node first")
+    p.add_argument(
+        "--wait", type=float, metavar="S", help="give up after S seconds (default: never)"
+    )
+    p.add_argument("--poll", type=float, default=2.0, metavar="S", help=argparse.SUPPRESS)
+    p.add_argument("--log-format", choices=("json", "console"), default="json")
+    p.add_argument("--no-run", action="store_true", help="stop once approved (run it yourself)")
+    p.set_defaults(handler=_guard(cmd_join))
+
+    p = sub.add_parser(
+        "admit",
+        help="review a joining node's registration.json, allow, wait, approve (governance owner)",
+        description="Reviews the registration.json a joining node wrote (evidence verified with "
+        "the chain's policy, bound to the node's keys), allows the node to register, waits "
+        "until the chain holds exactly that registration, approves it and allows its KMS "
+        "measurement; with --reshare, once the node serves, proposes the reshare that adds it. "
+        "Nothing is approved if a check fails.",
+    )
+    add_rpc_argument(p)
+    p.add_argument("--governance", required=True)
+    p.add_argument("--registration", required=True, type=absolute_path, metavar="FILE")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--collateral", type=absolute_path, metavar="FILE", help="DCAP collateral (TDX quotes)"
+    )
+    source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
+    p.add_argument(
+        "--wait", type=float, default=600.0, metavar="S", help="for the node (default 600 s)"
+    )
+    p.add_argument(
+        "--reshare", action="store_true", help="then propose the reshare that adds the node"
+    )
+    p.add_argument("--threshold", type=int, help="of the reshare (default: the current one)")
+    p.add_argument("--phases", metavar="K,D,C,J,F", help="of the reshare (blocks, each >= 3)")
+    _owner_arguments(p)
+    p.set_defaults(handler=_guard(cmd_admit))
 
     p = sub.add_parser("init", help="create a node identity and its evidence")
     p.add_argument("--dir", required=True, type=absolute_path, help="data directory (created)")
