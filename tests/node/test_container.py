@@ -111,7 +111,7 @@ def test_the_dockerfile_copies_what_the_node_imports_and_nothing_ignored() -> No
 
 
 def test_the_entrypoint_the_image_runs_is_the_one_it_copies() -> None:
-    ((name, entry),) = [(n, r) for n, r in instructions() if n == "ENTRYPOINT"]
+    (entry,) = [r for n, r in instructions() if n == "ENTRYPOINT"]
     target = json.loads(entry)[0]
     assert (["deploy/node/entrypoint.sh"], target) in copies()
     assert os.access(DEPLOY / "entrypoint.sh", os.X_OK)
