@@ -138,6 +138,33 @@ def run_os_image(allow: bool) -> Handler:
     return run
 
 
+def run_kms_measurement(allow: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        w3 = connect(args.rpc)
+        measurement = parse_bytes32("--measurement", args.measurement)
+        function = "addKmsMeasurement" if allow else "removeKmsMeasurement"
+        if args.calldata:
+            reader = governance_client(w3, args, None)
+            call = owner_call(w3, reader.contract, function, measurement, caller=reader.get_owner())
+            return print_call(args, call)
+        governance = governance_client(w3, args, signing_transactor(w3, args))
+        if allow:
+            receipt = governance.send_add_kms_measurement(measurement)
+        else:
+            receipt = governance.send_remove_kms_measurement(measurement)
+        now = governance.is_kms_measurement_allowed(measurement, block=receipt.block)
+        document = {
+            "kms_measurement": "0x" + measurement.hex(),
+            "allowed": now,
+            **tx_fields(receipt),
+        }
+        verb = "allowed" if allow else "revoked"
+        emit(args, document, f"{verb} KMS measurement 0x{measurement.hex()} (tx {receipt.tx_hash})")
+        return EXIT_OK
+
+    return run
+
+
 def run_audit(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     address = existing_contract(w3, "--governance", args.governance)

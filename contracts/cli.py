@@ -121,6 +121,21 @@ def _register_chain(sub: Any) -> None:
         _calldata(image)
         _json(image)
 
+    for verb, allow in (("allow", True), ("revoke", False)):
+        measurement = _leaf(
+            sub,
+            f"{verb}-kms-measurement",
+            f"{verb} a KMS node measurement (mr_aggregated; owner only): peers accept a node only "
+            "with an allowed one (`tkms node measurement` computes a release's)",
+            _lazy("run_kms_measurement", allow),
+        )
+        _rpc(measurement)
+        _governance(measurement)
+        _key(measurement, "the governance owner")
+        measurement.add_argument("--measurement", required=True, metavar="HEX")
+        _calldata(measurement)
+        _json(measurement)
+
     audit = _leaf(
         sub,
         "audit",

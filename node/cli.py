@@ -372,6 +372,30 @@ def cmd_admit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measurement(args: argparse.Namespace) -> int:
+    from node.measurement import describe_release, release_measurement
+
+    try:
+        document = json.loads(Path(args.registration).read_text())
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.registration}: {exc}")
+    measurement = release_measurement(document)
+    data = {
+        "kms_measurement": measurement.hex(),
+        "release": json.loads(describe_release()),
+        "platform_of": document.get("address"),
+    }
+    _print(
+        args,
+        data,
+        f"KMS measurement 0x{measurement.hex()}\n  of release {describe_release()} on the "
+        f"platform of {document.get('address')} (its registered evidence)\nbefore upgrading "
+        "to this release, the owner allows it: tkms chain allow-kms-measurement --measurement "
+        f"0x{measurement.hex()}",
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from node.config import load_config
     from node.daemon import run_node_blocking
@@ -548,6 +572,14 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
     _owner_arguments(p)
     p.set_defaults(handler=_guard(cmd_approve))
+
+    p = sub.add_parser(
+        "measurement",
+        help="the KMS measurement this release has on a registered node's platform (upgrades)",
+    )
+    p.add_argument("--registration", required=True, type=absolute_path, metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_guard(cmd_measurement))
 
     p = sub.add_parser("run", help="run the node daemon")
     p.add_argument("--config", required=True, type=absolute_path, help="TOML config file")

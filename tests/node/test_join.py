@@ -34,7 +34,11 @@ from contracts import (
 from node.endpoints import Endpoints
 from node.errors import NodeError
 from node.join import CONFIG_FILE, JoinSettings, prepare
-from node.registration import REGISTRATION_FILE
+from node.registration import (
+    REGISTRATION_FILE,
+    parse_registration,
+    verify_registration_evidence,
+)
 from node.tee import SIMULATED_OS_IMAGE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -273,3 +277,38 @@ def _settings(
         chain_id=None,
         endpoints=Endpoints(kms=f"{host}:7001", peer=f"{host}:7002"),
     )
+
+
+def test_the_measurement_of_an_upgrade_is_known_and_allowed_before_it(
+    tmp_path: Path,
+    anvil: Anvil,
+    governance: GovernanceClient,
+    capsys: Capture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`tkms node measurement` gives the measurement the registered evidence verifies to for
+    this release, and another one for another release on the same platform; the owner allows
+    that one first (`tkms chain allow-kms-measurement`), so upgraded nodes are accepted."""
+    prepared = prepare(_settings(tmp_path / "node", anvil, governance, "127.0.0.1"), print)
+    registration = str(tmp_path / "node" / REGISTRATION_FILE)
+    verified = verify_registration_evidence(
+        parse_registration(prepared.registration), simulator_allowed=True, now=int(time.time())
+    )
+    assert verified.identity is not None
+    capsys.readouterr()
+    assert tkms.main(["node", "measurement", "--registration", registration, "--json"]) == 0
+    current = json.loads(capsys.readouterr().out)
+    assert current["kms_measurement"] == verified.identity.mr_aggregated.hex()
+
+    monkeypatch.setattr("node.tee.metadata.version", lambda name: "99.0.0")
+    assert tkms.main(["node", "measurement", "--registration", registration, "--json"]) == 0
+    upgrade = json.loads(capsys.readouterr().out)
+    assert upgrade["release"] == {"name": "tkms-node", "version": "99.0.0"}
+    assert upgrade["kms_measurement"] != current["kms_measurement"]
+    new = bytes.fromhex(upgrade["kms_measurement"])
+    owner = ["--rpc", anvil.rpc_url, "--governance", governance.address, "--anvil-account", "0"]
+    measurement = ["--measurement", "0x" + new.hex()]
+    assert tkms.main(["chain", "allow-kms-measurement", *owner, *measurement]) == 0
+    assert governance.is_kms_measurement_allowed(new)
+    assert tkms.main(["chain", "revoke-kms-measurement", *owner, *measurement]) == 0
+    assert not governance.is_kms_measurement_allowed(new)
