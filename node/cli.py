@@ -44,6 +44,7 @@ from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
 from node.registration import (
     REGISTRATION_FILE,
+    approval_calls,
     approve_reviewed,
     evidence_hash,
     parse_registration,
@@ -184,7 +185,34 @@ def _owner(args: argparse.Namespace) -> Any:
     return _governance(args, account, development_key=choice.development)
 
 
+def _reader(args: argparse.Namespace) -> Any:
+    """A read-only governance client (`--calldata`: the owner signs elsewhere)."""
+    from contracts import GovernanceClient
+    from contracts.cliargs import connect
+
+    return GovernanceClient(connect(args.rpc), args.governance)
+
+
+def _print_calls(args: argparse.Namespace, client: Any, calls: list[tuple[str, Any]]) -> int:
+    """`--calldata`: each call simulated as the owner, printed for its multisig or timelock."""
+    from contracts._ownercall import owner_call, print_call
+
+    owner = client.get_owner()
+    made = [owner_call(client.w3, client.contract, name, *a, caller=owner) for name, a in calls]
+    if args.json:
+        print(json.dumps(made, indent=2))
+    else:
+        for call in made:
+            print_call(args, call)
+    return 0
+
+
 def cmd_allow_registration(args: argparse.Namespace) -> int:
+    if args.calldata:
+        from contracts._hexargs import parse_address
+
+        node = parse_address("--node", args.node)
+        return _print_calls(args, _reader(args), [("allowNodeRegistration", (node,))])
     client = _owner(args)
     receipt = client.send_allow_node_registration(args.node)
     data = {"node": args.node, "registration_allowed": True, "block": receipt.block}
@@ -232,11 +260,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
         document = json.loads(Path(args.registration).read_text())
     except (OSError, ValueError) as exc:
         return _fail(f"cannot read {args.registration}: {exc}")
-    client = _owner(args)
+    client = _reader(args) if args.calldata else _owner(args)
     now = int(time.time())
     reviewed = review_registration(
         client, document, now=now, collateral=_collateral(args, document, now), node=args.node
     )
+    if args.calldata:
+        return _print_calls(args, client, approval_calls(client, reviewed))
     approval = approve_reviewed(client, reviewed)
     data: dict[str, Any] = {
         "node": approval.node,
@@ -534,7 +564,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument("--node", required=True, help="the node's address (from its registration.json)")
-    _owner_arguments(p)
+    _owner_arguments(p, calldata=True)
     p.set_defaults(handler=_guard(cmd_allow_registration))
 
     p = sub.add_parser("register", help="register the node on chain (from its own address)")
@@ -570,7 +600,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--collateral", type=absolute_path, metavar="FILE", help="DCAP collateral (TDX quotes)"
     )
     source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
-    _owner_arguments(p)
+    _owner_arguments(p, calldata=True)
     p.set_defaults(handler=_guard(cmd_approve))
 
     p = sub.add_parser(
@@ -591,6 +621,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(handler=_guard(cmd_status))
 
 
-def _owner_arguments(p: argparse.ArgumentParser) -> None:
+def _owner_arguments(p: argparse.ArgumentParser, *, calldata: bool = False) -> None:
     add_signer_arguments(p, "the governance owner")
     p.add_argument("--json", action="store_true")
+    if calldata:
+        p.add_argument(
+            "--calldata",
+            action="store_true",
+            help="send nothing: check, simulate as the owner and print the calls for an owner "
+            "that is a multisig or a timelock",
+        )

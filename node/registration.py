@@ -68,6 +68,7 @@ __all__ = [
     "Registration",
     "RegistrationRejected",
     "ReviewedRegistration",
+    "approval_calls",
     "approve_registration",
     "approve_reviewed",
     "check_on_chain",
@@ -401,6 +402,21 @@ def approve_reviewed(
         measurement=reviewed.measurement,
         measurement_added=added,
     )
+
+
+def approval_calls(
+    client: GovernanceClient, reviewed: ReviewedRegistration
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """What `approve_reviewed` sends, as (function, arguments), for an owner that signs elsewhere
+    (a multisig or timelock): approveNode with the reviewed hash pinned, and addKmsMeasurement
+    if governance does not allow the verified measurement yet."""
+    registration = reviewed.registration
+    calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("approveNode", (registration.address, registration.registration_hash))
+    ]
+    if not client.is_kms_measurement_allowed(reviewed.measurement):
+        calls.append(("addKmsMeasurement", (reviewed.measurement,)))
+    return calls
 
 
 def approve_registration(

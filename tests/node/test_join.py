@@ -31,9 +31,10 @@ from contracts import (
     deploy,
     free_port,
 )
+from node.cli import fund_from_anvil
 from node.endpoints import Endpoints
 from node.errors import NodeError
-from node.join import CONFIG_FILE, JoinSettings, prepare
+from node.join import CONFIG_FILE, JoinSettings, governance_for_node, prepare
 from node.registration import (
     REGISTRATION_FILE,
     parse_registration,
@@ -312,3 +313,50 @@ def test_the_measurement_of_an_upgrade_is_known_and_allowed_before_it(
     assert governance.is_kms_measurement_allowed(new)
     assert tkms.main(["chain", "revoke-kms-measurement", *owner, *measurement]) == 0
     assert not governance.is_kms_measurement_allowed(new)
+
+
+def test_an_owner_that_signs_elsewhere_gets_the_reviewed_calls(
+    tmp_path: Path, anvil: Anvil, governance: GovernanceClient, capsys: Capture
+) -> None:
+    """`--calldata` on allow-registration and approve: the same review, nothing sent, the
+    calls printed (simulated as the owner); made by the owner, they admit exactly that node."""
+    settings = _settings(tmp_path / "node", anvil, governance, "127.0.0.1")
+    prepared = prepare(settings, print)
+    owner = ["--rpc", anvil.rpc_url, "--governance", governance.address, "--json", "--calldata"]
+
+    def calls(*argv: str) -> list[dict[str, Any]]:
+        capsys.readouterr()
+        assert tkms.main([*argv, *owner]) == 0
+        return list(json.loads(capsys.readouterr().out))
+
+    def make(call: dict[str, Any]) -> None:  # what the multisig does with the printed call
+        assert governance.transactor is not None
+        w3 = governance.w3
+        tx_hash = w3.eth.send_transaction(
+            {"from": governance.transactor.address, "to": call["to"], "data": call["data"]}
+        )
+        assert w3.eth.wait_for_transaction_receipt(tx_hash)["status"] == 1
+
+    (allow,) = calls("node", "allow-registration", "--node", prepared.address)
+    assert (allow["function"], allow["args"]) == ("allowNodeRegistration", [prepared.address])
+    assert not governance.is_node_registration_allowed(prepared.address)
+    make(allow)
+    fund_from_anvil(governance.w3, prepared.address, 3)
+    own = governance_for_node(settings)
+    document = prepared.registration
+    own.send_register_node(
+        operator=document["operator"],
+        endpoint=document["endpoint"],
+        tls_key_hash=bytes.fromhex(document["tls_key_hash"]),
+        deal_key=bytes.fromhex(document["deal_public_key"]),
+        evidence_hash=bytes.fromhex(document["evidence_hash"]),
+    )
+    registration = str(tmp_path / "node" / REGISTRATION_FILE)
+    approve, measurement = calls("node", "approve", "--registration", registration)
+    assert approve["function"] == "approveNode" and measurement["function"] == "addKmsMeasurement"
+    assert approve["args"] == [prepared.address, "0x" + document["registration_hash"]]
+    assert governance.get_node(prepared.address).status is NodeStatus.PENDING
+    make(approve)
+    make(measurement)
+    assert governance.get_node(prepared.address).status is NodeStatus.APPROVED
+    assert governance.is_kms_measurement_allowed(bytes.fromhex(measurement["args"][0][2:]))
