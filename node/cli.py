@@ -426,6 +426,50 @@ def cmd_measurement(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    """removeNode and disallowNodeRegistration, after checking what it would cost."""
+    from contracts import NodeStatus, Refused, read_state
+    from contracts._hexargs import parse_address
+
+    node = parse_address("--node", args.node)
+    client = _reader(args) if args.calldata else _owner(args)
+    state = read_state(client)
+    if not args.calldata and client.sender.lower() != state.owner.lower():
+        raise Refused(f"{client.sender} is not the governance owner ({state.owner})")
+    status = {n.address.lower(): n.status for n in state.nodes}.get(node.lower(), NodeStatus.NONE)
+    allowed = client.is_node_registration_allowed(node)
+    if status is NodeStatus.NONE and not allowed:
+        raise Refused(f"{node} is neither registered nor allowed to register: nothing to remove")
+    committee = state.committee
+    members = [m.lower() for m in committee.members] if committee is not None else []
+    if committee is not None and node.lower() in members and not args.even_if_member:
+        raise Refused(
+            f"{node} is a member of the committee (epoch {committee.epoch}): reshare without "
+            f"it first (tkms chain propose-epoch --kind reshare --remove {node}); "
+            "--even-if-member removes it at once (a compromised node), leaving the committee "
+            "one member short until the next reshare"
+        )
+    calls: list[tuple[str, Any]] = []
+    if status not in (NodeStatus.NONE, NodeStatus.REMOVED):
+        calls.append(("removeNode", (node,)))
+    if allowed:
+        calls.append(("disallowNodeRegistration", (node,)))
+    if not calls:
+        raise Refused(f"{node} is removed and may not register again already")
+    if args.calldata:
+        return _print_calls(args, client, calls)
+    for name, call_args in calls:
+        client.transactor.send(client.contract.functions[name](*call_args))
+    after = client.get_node(node)
+    data = {
+        "node": node,
+        "status": after.status.name,
+        "registration_allowed": client.is_node_registration_allowed(node),
+    }
+    _print(args, data, f"{node}: {after.status.name}, may not register again")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from node.config import load_config
     from node.daemon import run_node_blocking
@@ -602,6 +646,21 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
     _owner_arguments(p, calldata=True)
     p.set_defaults(handler=_guard(cmd_approve))
+
+    p = sub.add_parser(
+        "remove",
+        help="remove a node and stop it registering again (governance owner)",
+    )
+    add_rpc_argument(p)
+    p.add_argument("--governance", required=True)
+    p.add_argument("--node", required=True, metavar="ADDR")
+    p.add_argument(
+        "--even-if-member",
+        action="store_true",
+        help="remove a committee member at once (else: reshare without it first)",
+    )
+    _owner_arguments(p, calldata=True)
+    p.set_defaults(handler=_guard(cmd_remove))
 
     p = sub.add_parser(
         "measurement",

@@ -285,3 +285,44 @@ def test_the_keeper_makes_every_due_call_and_only_those(
     assert (retired["event"], retired["generation"]) == ("generation_retired", 1)
     assert governance.get_generation(1).status is GenerationStatus.RETIRED
     assert keeper() == []
+
+
+def test_removing_a_node_checks_the_committee_first(
+    w3: Web3,
+    anvil: Anvil,
+    cli: Cli,
+    governance: GovernanceClient,
+    as_signer: AsSigner,
+    committee: list[str],
+    capsys: Capture,
+) -> None:
+    members = ",".join(committee[:3])
+    cli("chain", "propose-epoch", "--kind", "dkg", "--members", members, "--phases", PHASES)
+    complete(w3, as_signer, governance.get_epoch(1), Poly.make(1, 2))
+    base = ["node", "remove", "--rpc", anvil.rpc_url, "--governance", governance.address]
+
+    def remove(*extra: str, account: int = 0) -> tuple[int, str]:
+        capsys.readouterr()
+        code = tkms.main([*base, "--anvil-account", str(account), *extra])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    code, out = remove("--node", committee[0])
+    assert code == 2 and "is a member of the committee (epoch 1): reshare without it" in out
+    code, out = remove("--node", committee[4], account=9)
+    assert code == 2 and "is not the governance owner" in out
+    code, out = remove("--node", committee[4], "--calldata", "--json")
+    assert code == 0
+    calls = json.loads(out)
+    assert [c["function"] for c in calls] == ["removeNode", "disallowNodeRegistration"]
+    assert governance.is_node_approved(committee[4])  # nothing sent
+    code, out = remove("--node", committee[4], "--json")
+    assert code == 0 and json.loads(out) == {
+        "node": committee[4],
+        "status": "REMOVED",
+        "registration_allowed": False,
+    }
+    code, out = remove("--node", committee[4])
+    assert code == 2 and "may not register again already" in out
+    code, out = remove("--node", committee[2], "--even-if-member")  # a compromised member
+    assert code == 0 and not governance.is_node_approved(committee[2])
