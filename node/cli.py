@@ -1,4 +1,5 @@
-"""`tkms node ...`: join, admit, init, allow-registration, register, approve, run, status.
+"""`tkms node ...`: join, admit, init, allow-registration, register, approve, remove,
+measurement, run, status.
 
 tkms node join --chain URL --governance ADDR (--host HOST | --endpoint kms=H:P,peer=H:P)
                [--dir DIR] [--chain-id N] [--tee ...] [--sealing ...] [--no-run]
