@@ -51,6 +51,21 @@ from attest._replay import (
     runtime_event_digest,
     verify_replay,
 )
+from attest._snp_evidence import (
+    SnpReportVerifier,
+    VerifiedSnpEvidence,
+    make_snp_report_verifier,
+    verify_snp_evidence,
+)
+from attest._snp_identity import (
+    MrConfigV3,
+    compute_snp_identity,
+    parse_mr_config,
+    snp_host_data,
+    snp_platform_hash,
+)
+from attest._snp_report import SnpProduct, SnpReport, SnpReportError, SnpTcb, parse_snp_report
+from attest._snp_verify import SnpPolicy, VerifiedSnpReport, verify_amd_snp_report
 from attest._tls_pin import (
     NODE_TLS_NAME,
     CertificateFetchError,
@@ -67,6 +82,12 @@ from attest._versioned import (
     encode_versioned_attestation,
     evidence_from_attestation,
     runtime_events_of,
+)
+from attest._versioned_snp import (
+    SnpAttestation,
+    attestation_kind,
+    decode_snp_attestation,
+    encode_snp_attestation,
 )
 from attest.errors import (
     AttestError,
@@ -163,4 +184,25 @@ __all__ = [
     "encode_versioned_attestation",
     "evidence_from_attestation",
     "runtime_events_of",
+    "MrConfigV3",
+    "SnpAttestation",
+    "SnpPolicy",
+    "SnpProduct",
+    "SnpReport",
+    "SnpReportError",
+    "SnpReportVerifier",
+    "SnpTcb",
+    "VerifiedSnpEvidence",
+    "VerifiedSnpReport",
+    "attestation_kind",
+    "compute_snp_identity",
+    "decode_snp_attestation",
+    "encode_snp_attestation",
+    "make_snp_report_verifier",
+    "parse_mr_config",
+    "parse_snp_report",
+    "snp_host_data",
+    "snp_platform_hash",
+    "verify_amd_snp_report",
+    "verify_snp_evidence",
 ]

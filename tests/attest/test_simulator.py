@@ -218,7 +218,9 @@ def test_providers_public_surface() -> None:
     assert set(providers.__all__) == {
         "ConfigfsKernel",
         "ProviderError",
+        "SIMULATED_SNP_MEASUREMENT",
         "SimulatorAllowed",
+        "SnpSimulator",
         "SimulatorConfig",
         "SimulatorProvider",
         "TdxProvider",
@@ -227,5 +229,6 @@ def test_providers_public_surface() -> None:
         "simulator_root_ca",
         "simulator_root_public_key_der",
         "verify_simulator_quote",
+        "verify_simulator_snp_report",
     }
     assert all(getattr(providers, name) is not None for name in providers.__all__)
