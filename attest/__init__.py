@@ -60,6 +60,7 @@ from attest._snp_evidence import (
 from attest._snp_identity import (
     MrConfigV3,
     compute_snp_identity,
+    make_mr_config,
     parse_mr_config,
     snp_host_data,
     snp_platform_hash,
@@ -198,6 +199,7 @@ __all__ = [
     "compute_snp_identity",
     "decode_snp_attestation",
     "encode_snp_attestation",
+    "make_mr_config",
     "make_snp_report_verifier",
     "parse_mr_config",
     "parse_snp_report",

@@ -51,6 +51,7 @@ __all__ = [
     "SNP_PLATFORM_TAG",
     "MrConfigV3",
     "compute_snp_identity",
+    "make_mr_config",
     "mr_config_document",
     "parse_mr_config",
     "snp_host_data",
@@ -89,6 +90,31 @@ class MrConfigV3:
         """dstack's ``KeyProviderInfo`` as serde_json writes it: ``{"name":…,"id":…}``."""
         info = {"name": _KEY_PROVIDER_NAMES[self.key_provider], "id": self.key_provider_id.hex()}
         return json.dumps(info, separators=(",", ":")).encode()
+
+
+def make_mr_config(
+    *,
+    app_id: bytes,
+    compose_hash: bytes,
+    key_provider: str,
+    key_provider_id: bytes = b"",
+    instance_id: bytes = b"",
+) -> str:
+    """The document a host launches an SEV-SNP guest with, in dstack's JCS form (sorted keys,
+    no spaces; empty optional fields left out). HOST_DATA = `snp_host_data` of exactly this."""
+    doc: dict[str, object] = {
+        "app_id": app_id.hex(),
+        "compose_hash": compose_hash.hex(),
+        "instance_id": instance_id.hex(),
+        "key_provider": key_provider,
+        "key_provider_id": key_provider_id.hex(),
+        "version": 3,
+    }
+    document = json.dumps(
+        {k: v for k, v in doc.items() if v != ""}, sort_keys=True, separators=(",", ":")
+    )
+    parse_mr_config(document)  # refuse what a verifier would refuse
+    return document
 
 
 def snp_host_data(document: str) -> bytes:

@@ -43,7 +43,7 @@ from guest.kms_client import (
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
+    QuoteSource,
     SignedStatement,
 )
 from guest.measure import compose_hash, measure_app_boot
@@ -330,7 +330,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
     return agent
 
 
-def provider_evidence(provider: TeeProvider) -> EvidenceSource:
+def provider_evidence(provider: TeeProvider) -> QuoteSource:
     def evidence(report_data: bytes) -> tuple[bytes, str]:
         return provider.get_quote(report_data), event_log_to_json(provider.event_log())
 

@@ -77,8 +77,28 @@ _MAX_TRIES = 3
 #: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
 AVOID_SECONDS = 10.0
 
-#: Given report_data, returns (quote, event log JSON) from the app's TEE.
-EvidenceSource = Callable[[bytes], tuple[bytes, str]]
+
+@dataclass(frozen=True, slots=True)
+class SnpEvidence:
+    """An AMD SEV-SNP guest's evidence: dstack's VersionedAttestation with the report, its
+    [ASK, VCEK] and the MrConfigV3 document (`attest.SnpAttestation`)."""
+
+    attestation: bytes
+
+
+#: Given report_data, returns (quote, event log JSON) from the app's TDX TEE.
+QuoteSource = Callable[[bytes], tuple[bytes, str]]
+#: A `QuoteSource`, or one returning an SEV-SNP guest's `SnpEvidence`. Keys do not depend on
+#: which: they are the app id's.
+EvidenceSource = Callable[[bytes], tuple[bytes, str] | SnpEvidence]
+
+
+def evidence_message(produced: tuple[bytes, str] | SnpEvidence) -> common_pb2.Evidence:
+    """The wire form of what an `EvidenceSource` produced."""
+    if isinstance(produced, SnpEvidence):
+        return common_pb2.Evidence(attestation=produced.attestation)
+    quote, event_log = produced
+    return common_pb2.Evidence(quote=quote, event_log=event_log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +229,7 @@ class KmsClient:
             options=channel_options, fetch_timeout=fetch_timeout, grace=timeout
         )
         self._ephemeral: EphemeralKey | None = None
-        self._quote: tuple[bytes, str] | None = None
+        self._quote: common_pb2.Evidence | None = None
         self._pairings = PairingBatch(committee.group_key)
 
     async def _rpc(
@@ -228,14 +248,14 @@ class KmsClient:
     async def close(self) -> None:
         await self._channels.close()
 
-    def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
+    def _session(self) -> tuple[EphemeralKey, common_pb2.Evidence]:
         """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
         if self._ephemeral is None or self._quote is None:
             self._ephemeral = EphemeralKey.generate(os.urandom)
             report_data = compute_report_data(
                 BindingLabel.KDF_V1, self._ephemeral.public.to_bytes()
             )
-            self._quote = self._evidence(report_data)
+            self._quote = evidence_message(self._evidence(report_data))
         return self._ephemeral, self._quote
 
     async def _collect(
@@ -373,11 +393,11 @@ class KmsClient:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
         if not keys:
             raise ValueError("derive needs at least one key")
-        eph, (quote, event_log) = self._session()
+        eph, evidence = self._session()
         net = self.committee.network
         requests = [k.to_request() for k in keys]
         message = kms_pb2.DerivePartialRequest(
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=evidence,
             requester_key=eph.public.to_bytes(),
             generation=net.generation,
             keys=[
@@ -443,9 +463,9 @@ class KmsClient:
         named and replaced by another member, like a wrong derivation partial; the result is
         checked against PK2.
         """
-        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
+        produced = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
         message = kms_pb2.SignPartialRequest(
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=evidence_message(produced),
             public_key=public_key,
             generation=self.committee.network.generation,
         )
@@ -460,11 +480,11 @@ class KmsClient:
         """
         nonce = os.urandom(32)
         binding = app_env_binding(signer, version, nonce)
-        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
+        produced = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
         net = self.committee.network
         message = kms_pb2.SignPartialRequest(
             kind=kms_pb2.SignPartialRequest.KIND_APP_ENV,
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=evidence_message(produced),
             generation=net.generation,
             env_signer=signer,
             env_version=version,

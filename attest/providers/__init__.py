@@ -11,14 +11,18 @@ from attest.providers._simulator_verify import (
 )
 from attest.providers._snp_simulator import (
     SIMULATED_SNP_MEASUREMENT,
+    SIMULATED_SNP_POLICY,
     SnpSimulator,
+    is_simulator_snp_chain,
     verify_simulator_snp_report,
 )
 from attest.providers._tdx import ConfigfsKernel, TdxProvider
 
 __all__ = [
     "SIMULATED_SNP_MEASUREMENT",
+    "SIMULATED_SNP_POLICY",
     "SnpSimulator",
+    "is_simulator_snp_chain",
     "verify_simulator_snp_report",
     "ConfigfsKernel",
     "ProviderError",

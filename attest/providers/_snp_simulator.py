@@ -40,6 +40,7 @@ from attest.providers._simulator_ca import der_integer, insecure_ca_certificate,
 
 __all__ = [
     "SIMULATED_SNP_MEASUREMENT",
+    "SIMULATED_SNP_POLICY",
     "SNP_SIMULATOR_SEED",
     "SnpSimulator",
     "is_simulator_snp_chain",
@@ -59,7 +60,8 @@ _NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _NOT_AFTER = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 _AMD_ARC = "1.3.6.1.4.1.3704.1"
 _MILAN_CPUID = bytes([0x19, 0x01, 0x01])  # family 19h, model 01h: Milan
-_POLICY = 0x30000  # SMT allowed, reserved bit 17 (what QEMU launches by default)
+#: The guest POLICY simulated guests launch with: SMT allowed, reserved bit 17 (QEMU's default).
+SIMULATED_SNP_POLICY = 0x30000
 
 
 @cache
@@ -130,7 +132,7 @@ class SnpSimulator:
     """Makes SEV-SNP reports as a guest with this launch state would get them (INSECURE)."""
 
     measurement: bytes = SIMULATED_SNP_MEASUREMENT
-    policy: int = _POLICY
+    policy: int = SIMULATED_SNP_POLICY
     chip_id: bytes = field(default_factory=lambda: os.urandom(64))
     #: Milan TCB_VERSION bytes: boot loader, TEE, 4 reserved, SNP, microcode.
     tcb: bytes = bytes([4, 0, 0, 0, 0, 0, 24, 213])

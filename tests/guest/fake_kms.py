@@ -10,7 +10,7 @@ from guest.kms_client import (
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
+    QuoteSource,
     SignedStatement,
 )
 from mpc import G2, NetworkContext, Scalar
@@ -27,7 +27,7 @@ class FakeKms:
         self,
         secret: Scalar,
         app_id: bytes,
-        evidence: EvidenceSource,
+        evidence: QuoteSource,
         *,
         refuse: str | None = None,
         env_policy: tuple[bytes, int] = (bytes(20), 0),
