@@ -13,6 +13,7 @@ from tests.fuzz import (
     targets_grpc,
     targets_guest,
     targets_mpc,
+    targets_snp,
 )
 from tests.fuzz.runner import Target
 
@@ -34,6 +35,7 @@ for _module in (
     targets_guest,
     targets_config,
     targets_gateway,
+    targets_snp,
 ):
     for _target in _module.TARGETS:
         register_target(_target)
