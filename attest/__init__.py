@@ -1,4 +1,5 @@
-"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (design §4)."""
+"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (design §4);
+AMD SEV-SNP reports (docs/attest-snp.md) and NVIDIA GPU evidence (docs/attest-gpu.md)."""
 
 from attest._binding import (
     BindingError,
@@ -25,6 +26,17 @@ from attest._evidence import (
     make_quote_verifier,
     verify_evidence,
 )
+from attest._gpu_evidence import (
+    GPU_EVENT,
+    GpuEvidence,
+    VerifiedGpuEvidence,
+    gpu_event_payload,
+    parse_gpu_evidence,
+    verify_gpu_evidence,
+    verify_gpu_info,
+)
+from attest._gpu_report import GpuEvidenceError, GpuMeasurement, GpuReport, parse_gpu_report
+from attest._gpu_verify import VerifiedGpuReport, verify_gpu_report
 from attest._identity import (
     AppIdentity,
     IdentityError,
@@ -207,4 +219,17 @@ __all__ = [
     "snp_platform_hash",
     "verify_amd_snp_report",
     "verify_snp_evidence",
+    "GPU_EVENT",
+    "GpuEvidence",
+    "GpuEvidenceError",
+    "GpuMeasurement",
+    "GpuReport",
+    "VerifiedGpuEvidence",
+    "VerifiedGpuReport",
+    "gpu_event_payload",
+    "parse_gpu_evidence",
+    "parse_gpu_report",
+    "verify_gpu_evidence",
+    "verify_gpu_info",
+    "verify_gpu_report",
 ]

@@ -10,6 +10,7 @@ from tests.fuzz import (
     targets_attest,
     targets_config,
     targets_gateway,
+    targets_gpu,
     targets_grpc,
     targets_guest,
     targets_mpc,
@@ -36,6 +37,7 @@ for _module in (
     targets_config,
     targets_gateway,
     targets_snp,
+    targets_gpu,
 ):
     for _target in _module.TARGETS:
         register_target(_target)
