@@ -42,12 +42,12 @@ from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
 from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
+from guest.evidence_source import QuoteSource
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    QuoteSource,
     SignedStatement,
 )
 from guest.measure import compose_hash, measure_app_boot

@@ -29,6 +29,7 @@ from typing import TypeVar
 import grpc
 
 from attest import BindingLabel, compute_report_data
+from guest.evidence_source import EvidenceSource, evidence_message
 from guest.kms_channel import (
     CHANNEL_OPTIONS,
     FETCH_TIMEOUT,
@@ -76,29 +77,6 @@ _TRANSIENT = frozenset(
 _MAX_TRIES = 3
 #: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
 AVOID_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class SnpEvidence:
-    """An AMD SEV-SNP guest's evidence: dstack's VersionedAttestation with the report, its
-    [ASK, VCEK] and the MrConfigV3 document (`attest.SnpAttestation`)."""
-
-    attestation: bytes
-
-
-#: Given report_data, returns (quote, event log JSON) from the app's TDX TEE.
-QuoteSource = Callable[[bytes], tuple[bytes, str]]
-#: A `QuoteSource`, or one returning an SEV-SNP guest's `SnpEvidence`. Keys do not depend on
-#: which: they are the app id's.
-EvidenceSource = Callable[[bytes], tuple[bytes, str] | SnpEvidence]
-
-
-def evidence_message(produced: tuple[bytes, str] | SnpEvidence) -> common_pb2.Evidence:
-    """The wire form of what an `EvidenceSource` produced."""
-    if isinstance(produced, SnpEvidence):
-        return common_pb2.Evidence(attestation=produced.attestation)
-    quote, event_log = produced
-    return common_pb2.Evidence(quote=quote, event_log=event_log)
 
 
 @dataclass(frozen=True, slots=True)

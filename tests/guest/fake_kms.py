@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attest import BindingLabel, compute_report_data, parse_quote
+from guest.evidence_source import QuoteSource
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    QuoteSource,
     SignedStatement,
 )
 from mpc import G2, NetworkContext, Scalar

@@ -16,7 +16,8 @@ from attest import make_mr_config
 from attest.providers import SimulatorProvider, SnpSimulator
 from contracts import AppBootInfo, AuthDecision
 from guest.agent import fetch_keys, provider_evidence
-from guest.kms_client import DerivationError, EvidenceSource, KmsClient, SnpEvidence
+from guest.evidence_source import EvidenceSource, SnpEvidence
+from guest.kms_client import DerivationError, KmsClient
 from guest.measure import compose_hash, measure_app_boot
 from node.tee import SIMULATED_OS_IMAGE, SIMULATED_PLATFORM, SIMULATED_SNP_OS_IMAGE
 from tests.node import test_authz_chain as tdx
