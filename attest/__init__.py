@@ -7,6 +7,7 @@ from attest._binding import (
     compute_report_data,
     node_binding_content,
     verify_report_data,
+    zt_challenge_content,
 )
 from attest._ccel import parse_ccel
 from attest._collateral import Collateral, collateral_from_json, fetch_collateral, load_collateral
@@ -191,6 +192,7 @@ __all__ = [
     "verify_quote",
     "verify_replay",
     "verify_report_data",
+    "zt_challenge_content",
     "AttestationFormatError",
     "VersionedAttestation",
     "decode_versioned_attestation",

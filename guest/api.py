@@ -81,7 +81,12 @@ def get_key(agent: Agent, body: Body) -> Body:
     purpose = _str(body, "purpose", "")
     key = keys.get_key(agent.seed, _str(body, "path", ""), algorithm)
     chain = agent.chain(purpose, key.public)
-    return {"key": key.private.hex(), "signature_chain": [c.hex() for c in chain]}
+    # `tkms` is extra: dstack's SDKs ignore fields they do not know (guest.verify reads it).
+    return {
+        "key": key.private.hex(),
+        "signature_chain": [c.hex() for c in chain],
+        "tkms": agent.certificates(),
+    }
 
 
 def _report_data(body: Body) -> bytes:
@@ -240,14 +245,19 @@ def issue_tls_key(
 
 
 def sign(agent: Agent, body: Body) -> Body:
+    """dstack's Sign: the key is GetKey("vms") and the chain is [signature, GetKey's chain
+    for purpose "signing"]."""
     algorithm = _str(body, "algorithm")
+    if algorithm == "k256":
+        algorithm = "secp256k1"
     key = keys.signing_key(agent.seed, algorithm)
     signature = keys.sign(key, algorithm, _hex(body, "data"))
-    chain = agent.chain("signing", key.public)
+    chain = [signature, *agent.chain(keys.SIGN_PURPOSE, key.public)]
     return {
         "signature": signature.hex(),
         "signature_chain": [c.hex() for c in chain],
         "public_key": key.public.hex(),
+        "tkms": agent.certificates(),
     }
 
 
