@@ -15,10 +15,12 @@ from typing import Any
 from attest import make_mr_config
 from attest.providers import SimulatorProvider, SnpSimulator
 from contracts import AppBootInfo, AuthDecision
-from guest.agent import fetch_keys, provider_evidence
+from guest import keys
+from guest.agent import provider_evidence
 from guest.evidence_source import EvidenceSource, SnpEvidence
-from guest.kms_client import DerivationError, KmsClient
+from guest.kms_client import AppKeyRequest, DerivationError, KmsClient
 from guest.measure import compose_hash, measure_app_boot
+from mpc import Generation, derive_app_seed
 from node.tee import SIMULATED_OS_IMAGE, SIMULATED_PLATFORM, SIMULATED_SNP_OS_IMAGE
 from tests.node import test_authz_chain as tdx
 from tests.node.test_authz_chain import COMPOSE, Chain
@@ -54,8 +56,9 @@ def snp_guest(app_id: bytes) -> EvidenceSource:
 
 
 def fetch(chain: Chain, guests: list[EvidenceSource], app_id: bytes | None = None) -> list[Any]:
-    """What each guest's agent gets for `app_id` (default: the chain's app): its keys or the
-    network's refusal."""
+    """What each guest's agent derives for `app_id` (default: the chain's app) as it starts:
+    (root seed, IBE key), or the network's refusal. (The agent's later steps, certification
+    and the KMS root's signature, use the same seed and need a full node.)"""
 
     def approve(info: AppBootInfo, block: int) -> AuthDecision:
         return chain.reader.is_app_allowed(info)  # the views' head is not anvil's: ask latest
@@ -64,8 +67,16 @@ def fetch(chain: Chain, guests: list[EvidenceSource], app_id: bytes | None = Non
         out: list[Any] = []
         for guest in guests:
             client = KmsClient(client_committee(1, GEN1, ports), guest, timeout=5)
+            wanted = app_id or chain.app_id
             try:
-                out.append(await fetch_keys(client, app_id or chain.app_id))
+                result = await client.derive(
+                    [AppKeyRequest(wanted, keys.ROOT_PURPOSE), AppKeyRequest(wanted, ibe=True)]
+                )
+                sigma, ibe_key = result.sigmas
+                seed = derive_app_seed(
+                    sigma, generation=Generation(1), app_id=wanted, purpose=keys.ROOT_PURPOSE
+                )
+                out.append((seed, ibe_key))
             except DerivationError as exc:
                 out.append(exc)
             finally:
@@ -81,7 +92,7 @@ def test_one_app_gets_the_same_keys_on_tdx_and_on_sev_snp(chain: Chain) -> None:
         chain, [tdx_guest(chain.app_id), snp_guest(chain.app_id), snp_guest(chain.app_id)]
     )
     assert not isinstance(on_tdx, Exception) and not isinstance(on_snp, Exception)
-    seed, ibe_key, _ = on_tdx
+    seed, ibe_key = on_tdx
     assert on_snp[0] == seed and on_snp[1] == ibe_key  # root seed and IBE key: the same
     assert on_snp_again[0] == seed  # another SNP chip, another instance: still the app's keys
     assert len(seed) == 32 and seed != bytes(32)
