@@ -9,13 +9,20 @@ STAMP_NPM := node_modules/.installed
 # The official dstack Python SDK's test suite (tests/sdk/), run against a live agent by the tests.
 SDK_SUITE := build/sdk-suite
 STAMP_SDK := $(SDK_SUITE)/.installed
-# Pebble (a test ACME server) and its DNS test server come from Debian; installed once per machine.
+# Pebble (a test ACME server) and Knot DNS (the authoritative server Pebble validates DNS-01
+# against) come from Debian; installed once per machine. Neither runs as a system service: the
+# tests and the testnet start their own unprivileged instances on free loopback ports.
 PEBBLE := /usr/bin/pebble
+# Headless Chromium and NSS's certutil, for the browser tests only (`make test`, not
+# `make testnet`): Debian's packages too, installed once per machine when missing.
+CHROMIUM := /usr/bin/chromium
+CERTUTIL := /usr/bin/certutil
+KNOTD := /usr/sbin/knotd
 PYTEST_ARGS ?=
 
 .PHONY: install sdk-suite test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE)
+install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE) $(KNOTD)
 
 sdk-suite: $(STAMP_SDK)
 
@@ -42,6 +49,14 @@ $(PEBBLE):
 	command -v pebble >/dev/null || apt-get install -y --no-install-recommends pebble \
 		|| (apt-get update && apt-get install -y --no-install-recommends pebble)
 
+$(KNOTD):
+	test -x $@ || apt-get install -y --no-install-recommends knot \
+		|| (apt-get update && apt-get install -y --no-install-recommends knot)
+
+$(CHROMIUM) $(CERTUTIL):
+	test -x $@ || apt-get install -y --no-install-recommends chromium libnss3-tools \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium libnss3-tools)
+
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -49,7 +64,7 @@ lint: $(STAMP_PY)
 typecheck: $(STAMP_PY)
 	$(VENV)/bin/mypy
 
-unit: install $(STAMP_SDK)
+unit: install $(STAMP_SDK) $(CHROMIUM) $(CERTUTIL)
 	$(VENV)/bin/pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 test: install lint typecheck unit

@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("node", "node", "run and manage a KMS node"),
     ("guest", "guest", "the guest agent inside an app's CVM"),
     ("gateway", "gateway", "the attested TLS gateway"),
+    ("verify", "verify", "check an app, its domain, gateway and KMS network from outside"),
     ("testnet", "testnet", "a complete local network in one command"),
 )
 
@@ -29,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 EXTENSIONS: tuple[tuple[str, str, str], ...] = (
     ("app", "guest", "add_encrypt_env"),
     ("chain", "guest", "add_link_generation"),
+    ("chain", "guest", "add_publish_kms_root"),
 )
 
 Handler = Callable[[argparse.Namespace], int]

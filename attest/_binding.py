@@ -9,6 +9,10 @@ Labels:
 ``tkms-kdf:v1:``    the 48-byte compressed G1 point E of a key-derivation request
 ``tkms-node:v1:``   a node's registration keys, framed as below
 ``tkms-sign:v1:``   an app public key to be certified by a threshold signature
+``acme-account:``   a gateway's ACME account URI (dstack's `/.dstack/acme-info` account quote)
+``zt-cert:``        DER SubjectPublicKeyInfo of a gateway certificate key (dstack's per-cert quote)
+``tkms-zt-challenge:v1:``  a verifier's nonce, the live certificate's SPKI and the ACME account
+                    URI, framed as below (the gateway's fresh challenge quote)
 ``app-data:``       dstack's app-defined data (read-only compatibility)
 ``kms-root-ca:``    dstack's KMS root CA key (read-only compatibility)
 =================  ==============================================================
@@ -19,6 +23,11 @@ different key sets can produce the same bytes::
     u32be(len(tls_spki_der)) || tls_spki_der
     u32be(len(deal_public_key)) || deal_public_key
     eth_address (exactly 20 bytes)
+
+Challenge content (`zt_challenge_content`), each part length-prefixed the same way::
+
+    u32be(len(nonce)) || nonce || u32be(len(spki_der)) || spki_der
+    u32be(len(account_uri)) || account_uri (UTF-8)
 
 The comparison of an expected and a quoted report_data is constant-time.
 """
@@ -37,10 +46,14 @@ __all__ = [
     "compute_report_data",
     "node_binding_content",
     "verify_report_data",
+    "zt_challenge_content",
 ]
 
 G1_COMPRESSED_LEN = 48
 ETH_ADDRESS_LEN = 20
+#: A challenge nonce's bounds: enough to be unguessable, small enough to quote in a URL.
+MIN_NONCE_LEN = 16
+MAX_NONCE_LEN = 64
 
 
 class BindingError(AttestError):
@@ -60,6 +73,12 @@ class BindingLabel(Enum):
     SIGN_V1 = b"tkms-sign:v1:"
     #: a CVM's registration with a gateway (the registration payload's digest)
     GATEWAY_V1 = b"tkms-gateway:v1:"
+    #: a gateway's ACME account URI (dstack `QuoteContentType::Custom("acme-account")`)
+    ACME_ACCOUNT = b"acme-account:"
+    #: a gateway certificate key's SPKI (dstack `QuoteContentType::Custom("zt-cert")`)
+    ZT_CERT = b"zt-cert:"
+    #: a verifier's challenge to a gateway: nonce, live certificate SPKI, account URI
+    ZT_CHALLENGE_V1 = b"tkms-zt-challenge:v1:"
     #: dstack's other content types, for reading dstack evidence.
     DSTACK_APP_DATA = b"app-data:"
     DSTACK_KMS_ROOT_CA = b"kms-root-ca:"
@@ -93,6 +112,19 @@ def node_binding_content(tls_spki_der: bytes, deal_public_key: bytes, eth_addres
         + deal_public_key
         + eth_address
     )
+
+
+def zt_challenge_content(nonce: bytes, spki_der: bytes, account_uri: str) -> bytes:
+    """The framed (nonce, certificate key, ACME account) a gateway binds under
+    ``tkms-zt-challenge:v1:`` (see the module docstring)."""
+    if not MIN_NONCE_LEN <= len(nonce) <= MAX_NONCE_LEN:
+        raise BindingError(
+            f"a challenge nonce has {MIN_NONCE_LEN}..{MAX_NONCE_LEN} bytes, got {len(nonce)}"
+        )
+    if not spki_der or not account_uri:
+        raise BindingError("a challenge binds a certificate key and an ACME account URI")
+    uri = account_uri.encode()
+    return b"".join(len(part).to_bytes(4, "big") + part for part in (nonce, spki_der, uri))
 
 
 def verify_report_data(report_data: bytes, label: BindingLabel, content: bytes) -> None:

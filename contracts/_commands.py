@@ -26,7 +26,7 @@ from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address, parse_bytes32
 from contracts._ownercall import owner_call, print_call
-from contracts._register import predicted_app_id, register_app
+from contracts._register import predicted_app_id, register_app, register_controller
 from contracts._tx import Receipt, Transactor
 from contracts._types import AppBootInfo
 from contracts.cliargs import connect, redact_in, signing_transactor
@@ -196,6 +196,8 @@ def audit_caveats(reader: AuditReader) -> list[str]:
 
 
 def run_register(args: argparse.Namespace) -> int:
+    if args.controller is not None:
+        return run_register_controller(args)
     w3 = connect(args.rpc)
     hashes = [parse_bytes32("--compose-hash", h) for h in args.compose_hash]
     devices = [parse_bytes32("--device-id", d) for d in args.device_id]
@@ -218,6 +220,41 @@ def run_register(args: argparse.Namespace) -> int:
     text = (
         f"app_id {app.app_id} (owner {app.owner}, factory {app.factory}, "
         f"salt 0x{app.salt.hex()}, tx {app.receipt.tx_hash})"
+    )
+    emit(args, document, text)
+    return EXIT_OK
+
+
+def run_register_controller(args: argparse.Namespace) -> int:
+    factory_options = [
+        name
+        for name, given in (
+            ("--salt", args.salt is not None),
+            ("--compose-hash", bool(args.compose_hash)),
+            ("--device-id", bool(args.device_id)),
+            ("--any-device", args.any_device),
+        )
+        if given
+    ]
+    if factory_options:
+        raise InvalidInput(
+            "--controller",
+            f"registers an existing contract: {', '.join(factory_options)} set up a new "
+            "AppAuth and cannot go with it (the controller's owner sets its policy)",
+        )
+    w3 = connect(args.rpc)
+    governance = governance_client(w3, args, signing_transactor(w3, args))
+    app = register_controller(governance, args.controller)
+    document = {
+        "app_id": app.app_id,
+        "controller": app.app_id,
+        "code_hash": app.code_hash,
+        **tx_fields(app.receipt),
+    }
+    text = (
+        f"app_id {app.app_id} (existing controller, code hash {app.code_hash}, "
+        f"tx {app.receipt.tx_hash})\nnote: {CUSTOM_CONTROLLER} (flagged by tkms chain audit): "
+        "the controller can change who gets the app's keys without an event"
     )
     emit(args, document, text)
     return EXIT_OK

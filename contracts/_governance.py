@@ -186,6 +186,19 @@ class GovernanceClient(EpochCalls):
             raise InvalidInput("signature", f"must be 48 bytes, got {len(signature)}")
         return self._send("setGenerationLink", generation, signature)
 
+    # KMS roots (design §3.5): the anchor of dstack-style key chains, checked by its readers
+    def get_kms_root(self, generation: int, *, block: BlockRef = "latest") -> tuple[bytes, bytes]:
+        """(compressed secp256k1 root, the network's certificate of it); (b"", b"") if unset."""
+        root, certificate = self._read("kmsRoot", generation, block=block)
+        return bytes(root), bytes(certificate)
+
+    def send_set_kms_root(self, generation: int, root: bytes, certificate: bytes) -> Receipt:
+        if len(root) != 33 or root[0] not in (2, 3):
+            raise InvalidInput("root", "must be a 33-byte compressed secp256k1 key")
+        if len(certificate) != 48:
+            raise InvalidInput("certificate", f"must be 48 bytes, got {len(certificate)}")
+        return self._send("setKmsRoot", generation, root, certificate)
+
     def send_register_app(self, app_id: str) -> Receipt:
         return self._send("registerApp", parse_address("app_id", app_id))
 

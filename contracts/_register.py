@@ -1,4 +1,5 @@
-"""Registering an app through the governance's factory, checked before and after.
+"""Registering an app through the governance's factory, or an existing controller, checked
+before and after.
 
 The governance owner chooses the factory (`setAppFactory`), so what `tkms app register` sends
 to is not trusted by being named: before sending, the factory's runtime code must be the
@@ -6,6 +7,12 @@ to is not trusted by being named: before sending, the factory's runtime code mus
 computed here for (factory, sender, salt), its code `AppAuth`'s, its owner the sender, and the
 governance must list it as registered. A factory swapped for one that deploys apps owned by
 someone else is refused before anything is sent.
+
+`register_controller` registers a contract that already exists, e.g. a dstack `DstackApp`
+(`tkms app register --controller`): any contract implementing dstack's `IAppAuth` may
+decide who gets an app's keys, and its address is the app id. Before sending, the contract
+must say through ERC-165 that it implements `IAppAuth` (interface id 0x1e079198); its code is
+not ours, so its decisions are not in `tkms chain audit` (which flags it).
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
 from contracts._app import AppAuthClient, AppFactoryClient
+from contracts._artifacts import load_artifact
 from contracts._codecheck import code_hash, is_deployed, predict_app_id
 from contracts._governance import GovernanceClient
-from contracts._hexargs import parse_bytes32
+from contracts._hexargs import parse_address, parse_bytes32
 from contracts._tx import Receipt, require_sender
 from contracts._types import AppStatus
 from contracts.errors import InvalidInput, UnexpectedContract
@@ -113,3 +124,73 @@ def check_new_app(
     status = governance.get_app_status(app_id, block=block)
     if status != AppStatus.REGISTERED:
         raise UnexpectedContract(f"the new app {app_id} is not registered ({status.name})")
+
+
+#: ERC-165's own interface id, the id no contract may claim, and dstack's `IAppAuth` (the
+#: selector of `isAppAllowed((address,bytes32,address,bytes32,bytes32,bytes32,bytes32,string,
+#: string[]))`, the interface's one function).
+ERC165_ID = bytes.fromhex("01ffc9a7")
+INVALID_ID = bytes.fromhex("ffffffff")
+IAPP_AUTH_ID = bytes.fromhex("1e079198")
+#: ERC-165 says a query must use at most 30,000 gas.
+_ERC165_GAS = 30_000
+
+
+@dataclass(frozen=True)
+class RegisteredController:
+    app_id: str
+    code_hash: str
+    receipt: Receipt
+
+
+def _supports(w3: Web3, address: str, interface: bytes) -> bool:
+    contract = w3.eth.contract(
+        address=Web3.to_checksum_address(address), abi=load_artifact("IAppAuth").abi
+    )
+    try:
+        answer = contract.functions.supportsInterface(interface).call({"gas": _ERC165_GAS})
+    except (Web3Exception, ValueError):  # a revert, or an answer that is not a bool
+        return False
+    return answer is True
+
+
+def check_app_controller(w3: Web3, controller: str) -> str:
+    """`controller` (checksummed) if a contract there implements dstack's IAppAuth by
+    ERC-165's rules; InvalidInput naming `--controller` otherwise."""
+    address = parse_address("--controller", controller)
+    if not w3.eth.get_code(address):
+        raise InvalidInput("--controller", f"no contract at {address} on this chain")
+    if not _supports(w3, address, ERC165_ID) or _supports(w3, address, INVALID_ID):
+        raise InvalidInput(
+            "--controller", f"the contract at {address} does not implement ERC-165 detection"
+        )
+    if not _supports(w3, address, IAPP_AUTH_ID):
+        raise InvalidInput(
+            "--controller",
+            f"the contract at {address} does not implement dstack's IAppAuth "
+            f"(supportsInterface(0x{IAPP_AUTH_ID.hex()}) is not true)",
+        )
+    return address
+
+
+def register_controller(governance: GovernanceClient, controller: str) -> RegisteredController:
+    """Registers an existing IAppAuth contract as an app (its address is the app id), after
+    checking it; raises `UnexpectedContract` if governance does not list it afterwards."""
+    transactor = require_sender(governance.transactor, "register_controller")
+    w3 = governance.w3
+    app_id = check_app_controller(w3, controller)
+    status = governance.get_app_status(app_id)
+    if status == AppStatus.REGISTERED:
+        raise InvalidInput("--controller", f"{app_id} is already registered")
+    if status == AppStatus.REMOVED and transactor.address != governance.get_owner():
+        raise InvalidInput(
+            "--controller",
+            f"{app_id} was removed by the governance owner; only the owner can register it again",
+        )
+    receipt = governance.send_register_app(app_id)
+    registered = governance.get_app_status(app_id, block=receipt.block)
+    if registered != AppStatus.REGISTERED:
+        raise UnexpectedContract(f"the app {app_id} is not registered ({registered.name})")
+    return RegisteredController(
+        app_id=app_id, code_hash=code_hash(w3, app_id, block=receipt.block), receipt=receipt
+    )

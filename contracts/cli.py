@@ -155,7 +155,9 @@ def _register_app(sub: Any) -> None:
         sub,
         "register",
         "deploy an AppAuth owned by you through the governance's app factory and register it; "
-        "the factory and the new app are checked against the contracts tkms ships",
+        "the factory and the new app are checked against the contracts tkms ships. With "
+        "--controller: register an existing contract implementing dstack's IAppAuth (e.g. a "
+        "DstackApp) instead",
         _lazy("run_register"),
     )
     _rpc(register_app)
@@ -169,6 +171,11 @@ def _register_app(sub: Any) -> None:
         "--device-id", action="append", default=[], metavar="HEX", help="repeatable"
     )
     register_app.add_argument("--any-device", action="store_true", help="allow every device")
+    register_app.add_argument(
+        "--controller",
+        metavar="ADDR",
+        help="an existing IAppAuth contract (checked with ERC-165); its address is the app id",
+    )
     _json(register_app)
 
     for verb, allow in (("allow", True), ("revoke", False)):

@@ -5,9 +5,10 @@ DNS-01 is the challenge that can prove control of a wildcard name, so one order 
 certificate key are P-256 keys the caller keeps sealed (`gateway.keystore`); this module never
 writes them anywhere.
 
-CAA pinning (RFC 8659, with the `accounturi` parameter of RFC 8657): once the operator publishes
-`caa_record(...)`, a CA honouring CAA issues for the base domain only to this gateway's ACME
-account, whose key never leaves the gateway's TEE.
+CAA pinning (RFC 8659, with the `accounturi` and `validationmethods` parameters of RFC 8657):
+with the records of `caa_record(...)` in the zone (`gateway.certs` writes them through the DNS
+provider), a CA honouring CAA issues for the base domain only to this gateway's ACME account,
+whose key never leaves the gateway's TEE, and only after a DNS-01 validation.
 
 The `acme` library is synchronous (requests); async callers use `asyncio.to_thread`.
 Every failure is an `AcmeError` carrying the server's problem detail where there is one.
@@ -16,6 +17,7 @@ Every failure is an `AcmeError` carrying the server's problem detail where there
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -29,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
-from gateway.dns01 import Dns01Error, Dns01Publisher
+from gateway.dns01 import DnsError, DnsProvider, caa_value, caa_zone_lines
 
 if TYPE_CHECKING:
     import requests
@@ -72,9 +74,7 @@ def load_chain(chain_pem: bytes) -> list[x509.Certificate]:
 
 def caa_record(base_domain: str, issuer_domain: str, account_uri: str) -> str:
     """The CAA zone lines pinning issuance for `base_domain` (and its wildcard) to one account."""
-    value = f'"{issuer_domain}; accounturi={account_uri}"'
-    base = base_domain.rstrip(".")
-    return f"{base}. CAA 0 issue {value}\n{base}. CAA 0 issuewild {value}"
+    return "\n".join(caa_zone_lines(base_domain, caa_value(issuer_domain, account_uri)))
 
 
 class _Network(client.ClientNetwork):
@@ -155,7 +155,7 @@ class AcmeIssuer:
         self,
         names: Sequence[str],
         cert_key: ec.EllipticCurvePrivateKey,
-        dns: Dns01Publisher,
+        dns: DnsProvider,
         *,
         timeout: float = 60,
     ) -> IssuedCertificate:
@@ -177,6 +177,8 @@ class AcmeIssuer:
             except Exception as exc:
                 raise _wrap(f"ordering {', '.join(names)}", self.directory_url, exc) from None
             answers = [self._publish(authz, dns, published) for authz in order.authorizations]
+            if published and dns.propagation_seconds > 0:
+                time.sleep(dns.propagation_seconds)  # until the provider's servers have them
             # The naive local clock is what acme's pollers compare the deadline against.
             deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
             try:
@@ -189,7 +191,7 @@ class AcmeIssuer:
             for fqdn in dict.fromkeys(published):
                 try:
                     dns.clear_txt(fqdn)
-                except Dns01Error as exc:
+                except DnsError as exc:
                     log.warning("acme_txt_not_cleared", name=fqdn, error=str(exc))
         try:
             issued = IssuedCertificate.from_chain_pem(order.fullchain_pem.encode())
@@ -210,7 +212,7 @@ class AcmeIssuer:
         return self._client
 
     def _publish(
-        self, authz: messages.AuthorizationResource, dns: Dns01Publisher, published: list[str]
+        self, authz: messages.AuthorizationResource, dns: DnsProvider, published: list[str]
     ) -> tuple[messages.ChallengeBody, challenges.ChallengeResponse] | None:
         """Publish the TXT record of one authorization; None if it is already valid."""
         name = authz.body.identifier.value
@@ -222,7 +224,7 @@ class AcmeIssuer:
                 response, value = challenge.chall.response_and_validation(self._jwk)
                 try:
                     dns.set_txt(fqdn, value)
-                except Dns01Error as exc:
+                except DnsError as exc:
                     raise AcmeError(f"publishing the DNS-01 record for {name}: {exc}") from None
                 published.append(fqdn)
                 return challenge, response

@@ -7,6 +7,11 @@ Rules:
 * A sealed chain is reused only if it came from the same ACME directory, its leaf is for the
   sealed key, names `*.<base>` and `<base>`, and is more than `renew_before` seconds away from
   expiry. Otherwise a new one is issued for the same key.
+* CAA pinning: before the account orders anything, the base domain's CAA `issue` and
+  `issuewild` records are set through the DNS provider to allow only this account, only by
+  DNS-01 (`gateway.dns01.caa_value`). This happens before every issuance, and at start-up
+  whenever the sealed record of the last pin (`caa-pinned`) differs from what the current
+  account and issuer need: a new ACME account is pinned before it is used.
 * Whenever a certificate is taken into use, `on_certificate(chain_pem, key_pem)` is called so
   the TLS front can load it; `key_pem` is the unsealed key and must not be logged or written.
 """
@@ -24,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate, caa_record
-from gateway.dns01 import Dns01Publisher
+from gateway.dns01 import DnsError, DnsProvider, caa_value
 from gateway.keystore import SealedStore
 
 log = structlog.get_logger("tkms.gateway.certs")
@@ -33,6 +38,7 @@ KEY_ITEM = "tls-key"
 CHAIN_ITEM = "tls-chain"
 CHAIN_CA_ITEM = "tls-chain-ca"  # the ACME directory URL the sealed chain came from
 ACCOUNT_ITEM = "acme-account-uri"
+CAA_ITEM = "caa-pinned"  # the CAA value last written to the zone (issuer, account, method)
 _DAY = 86400.0
 
 
@@ -44,7 +50,7 @@ class CertificateManager:
         store: SealedStore,
         issuer: AcmeIssuer,
         base_domain: str,
-        dns: Dns01Publisher,
+        dns: DnsProvider,
         on_certificate: Callable[[bytes, bytes], None],
         *,
         renew_before: float = 30 * _DAY,
@@ -76,7 +82,7 @@ class CertificateManager:
         return self._account_uri
 
     def caa_records(self) -> str:
-        """The CAA zone lines the operator must publish for the base domain."""
+        """The CAA zone lines the gateway pins for the base domain (for the operator to see)."""
         if self._account_uri is None:
             raise AcmeError("the ACME account is not known yet: call ensure() first")
         return caa_record(self.base_domain, self.caa_issuer, self._account_uri)
@@ -100,6 +106,16 @@ class CertificateManager:
                 self.store.put(ACCOUNT_ITEM, self._account_uri.encode())
         else:
             self._account_uri = stored_uri.decode()
+        try:
+            pin = caa_value(self.caa_issuer, self._account_uri)
+        except ValueError as exc:
+            raise AcmeError(f"cannot pin CAA for {self.base_domain}: {exc}") from None
+        pinned = self.store.get(CAA_ITEM)
+        if cert is None or pinned is None or pinned.decode() != pin:
+            # Before the account orders: a CA checking CAA must find this account allowed.
+            self.dns.set_caa(self.base_domain, pin)
+            self.store.put(CAA_ITEM, pin.encode())
+            log.info("caa_pinned", base=self.base_domain, value=pin)
         if cert is None:
             cert = self.issuer.issue(self.names, key, self.dns, timeout=self.issue_timeout)
             self.store.put(CHAIN_ITEM, cert.chain_pem)
@@ -164,7 +180,7 @@ class CertificateManager:
                 continue
             try:
                 await asyncio.to_thread(self.ensure)
-            except (AcmeError, OSError) as exc:
+            except (AcmeError, DnsError, OSError) as exc:
                 log.warning("certificate_renewal_failed", base=self.base_domain, error=str(exc))
                 await _wait(stop, self.retry_after)
                 continue

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backends import IPNetwork, parse_networks
+from gateway.dns01 import caa_value, in_zone
+from gateway.dns_cloudflare import DEFAULT_API_URL
+from gateway.dns_rfc2136 import ALGORITHMS, parse_server
 from gateway.limits import ProxyLimits
 
 
@@ -34,11 +37,28 @@ def normalize_base_domain(name: str) -> str:
     return domain
 
 
+#: `[acme]` keys that belong to one DNS provider (docs/gateway-certs.md).
+_PROVIDER_KEYS = {
+    "rfc2136": ("dns_server", "tsig_key_name", "tsig_key_file", "tsig_algorithm"),
+    "cloudflare": ("cloudflare_token_file", "cloudflare_api_url"),
+}
+
+
 @dataclass(frozen=True)
 class AcmeConfig:
     directory_url: str
-    dns_provider: str  # "challtestsrv" (Pebble's DNS test server) is the one provider built in
-    challtestsrv_url: str = ""
+    #: Who writes the DNS-01 and CAA records: "rfc2136" (dynamic updates signed with TSIG to
+    #: the zone's primary server) or "cloudflare" (its v4 API).
+    dns_provider: str
+    dns_zone: str = ""  # the zone holding base_domain; empty = base_domain itself
+    dns_server: str = ""  # rfc2136: host:port of the primary server
+    tsig_key_name: str = ""
+    #: rfc2136: file holding the key's base64 secret, mode 0600 (read at start, never logged).
+    tsig_key_file: str = ""
+    tsig_algorithm: str = "hmac-sha256"
+    #: cloudflare: file holding the API token (Zone:DNS:Edit), mode 0600.
+    cloudflare_token_file: str = ""
+    cloudflare_api_url: str = DEFAULT_API_URL
     ca_bundle: str = ""  # trust for a private ACME server's HTTPS (Pebble); empty = system CAs
     contact: str = ""
     caa_issuer: str = "letsencrypt.org"
@@ -84,7 +104,13 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "acme": {
         "directory_url": str,
         "dns_provider": str,
-        "challtestsrv_url": str,
+        "dns_zone": str,
+        "dns_server": str,
+        "tsig_key_name": str,
+        "tsig_key_file": str,
+        "tsig_algorithm": str,
+        "cloudflare_token_file": str,
+        "cloudflare_api_url": str,
         "ca_bundle": str,
         "contact": str,
         "caa_issuer": str,
@@ -200,13 +226,8 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         base_domain = normalize_base_domain(top["base_domain"])
     except ValueError as exc:
         raise GatewayConfigError(f"{path}: base_domain: {exc}") from None
-    if acme["dns_provider"] != "challtestsrv":
-        raise GatewayConfigError(
-            f"{path}: [acme] dns_provider {acme['dns_provider']!r} is not supported "
-            "(built in: 'challtestsrv')"
-        )
-    if not acme.get("challtestsrv_url"):
-        raise GatewayConfigError(f"{path}: [acme] challtestsrv_url is required for challtestsrv")
+    here = Path(os.path.abspath(path)).parent
+    acme_config = _acme(path, acme, base_domain, here)
     governance = chain["governance"]
     if not (governance.startswith("0x") and len(governance) == 42):
         raise GatewayConfigError(f"{path}: [chain] governance must be a 0x-prefixed address")
@@ -214,13 +235,11 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     freshness = _positive(
         path, "registration", "freshness_seconds", reg.get("freshness_seconds", 120.0)
     )
-    renew = _positive(path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0))
 
     def positive(section: str, values: dict[str, Any], key: str, default: float) -> float:
         return _positive(path, section, key, values.get(key, default))
 
     networks = _networks(path, reg.get("allowed_backend_networks", []))
-    here = Path(os.path.abspath(path)).parent
     return GatewayConfig(
         base_domain=base_domain,
         data_dir=(here / top["data_dir"]).resolve(),
@@ -229,15 +248,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         rpc_url=chain["rpc_url"],
         governance=governance,
         agent_socket=str(here / agent["socket"]),
-        acme=AcmeConfig(
-            directory_url=acme["directory_url"],
-            dns_provider=acme["dns_provider"],
-            challtestsrv_url=acme.get("challtestsrv_url", ""),
-            ca_bundle=str(here / acme["ca_bundle"]) if acme.get("ca_bundle") else "",
-            contact=acme.get("contact", ""),
-            caa_issuer=acme.get("caa_issuer", "letsencrypt.org"),
-            renew_before_days=renew,
-        ),
+        acme=acme_config,
         registration_ttl_seconds=ttl,
         registration_freshness_seconds=freshness,
         registration_max_skew_seconds=positive("registration", reg, "max_clock_skew_seconds", 10),
@@ -247,6 +258,68 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         chain_poll_seconds=positive("chain", chain, "poll_seconds", 5),
         approval_recheck_seconds=positive("chain", chain, "recheck_seconds", 60),
         limits=_limits(path, limits),
+    )
+
+
+def _acme(path: Path, acme: dict[str, Any], base_domain: str, here: Path) -> AcmeConfig:
+    """The `[acme]` section: the provider's own keys are required, the other's refused."""
+    where = f"{path}: [acme]"
+    provider = acme["dns_provider"]
+    if provider not in _PROVIDER_KEYS:
+        raise GatewayConfigError(
+            f"{where} dns_provider {provider!r} is not supported "
+            f"(built in: {', '.join(repr(p) for p in _PROVIDER_KEYS)})"
+        )
+    for other, keys in _PROVIDER_KEYS.items():
+        stray = [key for key in keys if key in acme and other != provider]
+        if stray:
+            raise GatewayConfigError(f"{where} {stray[0]} is for dns_provider {other!r}")
+    try:
+        zone = normalize_base_domain(acme.get("dns_zone") or base_domain)
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where} dns_zone: {exc}") from None
+    if not in_zone(base_domain, zone):
+        raise GatewayConfigError(f"{where} base_domain {base_domain} is not in dns_zone {zone}")
+    required = {"rfc2136": ("dns_server", "tsig_key_name", "tsig_key_file")}
+    for key in required.get(provider, ("cloudflare_token_file",)):
+        if not acme.get(key):
+            raise GatewayConfigError(f"{where} {key} is required for dns_provider {provider!r}")
+    if provider == "rfc2136":
+        try:
+            parse_server(acme["dns_server"])
+        except ValueError as exc:
+            raise GatewayConfigError(f"{where} dns_server: {exc}") from None
+        if acme.get("tsig_algorithm", "hmac-sha256") not in ALGORITHMS:
+            raise GatewayConfigError(
+                f"{where} tsig_algorithm must be one of {', '.join(sorted(ALGORITHMS))}"
+            )
+    try:
+        caa_value(acme.get("caa_issuer", "letsencrypt.org"), "https://ca.example/acct/1")
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where} caa_issuer: {exc}") from None
+    api_url = acme.get("cloudflare_api_url", DEFAULT_API_URL)
+    if not api_url.startswith(("https://", "http://")):
+        raise GatewayConfigError(f"{where} cloudflare_api_url must be an http(s) URL")
+
+    def file(key: str) -> str:
+        return str(here / acme[key]) if acme.get(key) else ""
+
+    return AcmeConfig(
+        directory_url=acme["directory_url"],
+        dns_provider=provider,
+        dns_zone=zone,
+        dns_server=acme.get("dns_server", ""),
+        tsig_key_name=acme.get("tsig_key_name", ""),
+        tsig_key_file=file("tsig_key_file"),
+        tsig_algorithm=acme.get("tsig_algorithm", "hmac-sha256"),
+        cloudflare_token_file=file("cloudflare_token_file"),
+        cloudflare_api_url=api_url,
+        ca_bundle=file("ca_bundle"),
+        contact=acme.get("contact", ""),
+        caa_issuer=acme.get("caa_issuer", "letsencrypt.org"),
+        renew_before_days=_positive(
+            path, "acme", "renew_before_days", acme.get("renew_before_days", 30.0)
+        ),
     )
 
 

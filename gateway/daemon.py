@@ -4,10 +4,13 @@ Start-up order: config -> open-files limit raised (the connection cap fits what 
 guest agent (the gateway's app id and its sealing key, derived by the KMS network) -> sealed
 store (ACME account key, certificate key) -> ACME account (the CAA `accounturi` record to
 publish is printed) -> wildcard certificate -> TLS front -> first read of the chain ->
-registration gRPC service (self-signed RA-TLS certificate quoted by the agent). When everything
-listens it prints one line `gateway-ready proxy=H:P registration=H:P` and writes `gateway.json`
-into the data directory. Meanwhile registrations expire, and the revocation watch
-(`gateway.revocation`) drops routes governance no longer approves. SIGTERM/SIGINT stop it.
+registration gRPC service (self-signed RA-TLS certificate quoted by the agent). Each certificate
+key and the ACME account are quoted through the agent before use (a quote it cannot get stops
+the start), and that evidence is served on `https://gateway.<base_domain>/.dstack/...`
+(`gateway.evidence_http`). When everything listens it prints one line
+`gateway-ready proxy=H:P registration=H:P` and writes `gateway.json` into the data directory.
+Meanwhile registrations expire, and the revocation watch (`gateway.revocation`) drops routes
+governance no longer approves. SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from gateway.certs import CertificateManager
 from gateway.chain import ChainGovernance, GovernanceView
 from gateway.client import GATEWAY_TLS_NAME
 from gateway.config import GatewayConfig
-from gateway.dns01 import ChallTestSrvPublisher
+from gateway.dns_providers import open_dns_provider
+from gateway.evidence import GatewayEvidence
+from gateway.evidence_http import EvidenceSite
 from gateway.keystore import SealedStore
 from gateway.limits import (
     FD_RESERVE,
@@ -78,6 +83,8 @@ class RunningGateway:
     app_id: str
     account_uri: str
     caa_records: list[str]
+    #: the gateway's own HTTPS name, serving its evidence (`/.dstack/acme-info`, ...)
+    evidence_name: str
 
 
 def registration_credentials(agent: GuestAgent, app_id: bytes) -> grpc.ServerCredentials:
@@ -151,6 +158,14 @@ class Gateway:
         cfg = self.config
         sealing_key = await asyncio.to_thread(agent.get_key, SEALING_KEY_PATH)
         store = SealedStore(cfg.data_dir / "sealed", sealing_key)
+        # Every certificate key is quoted before the proxy serves it; a key the agent cannot
+        # quote is never served (EvidenceError stops the start, or a renewal).
+        self.evidence = evidence = GatewayEvidence(agent, store)
+
+        def use_certificate(chain_pem: bytes, key_pem: bytes) -> None:
+            evidence.quote_certificate(chain_pem)
+            self.proxy.set_certificate(chain_pem, key_pem)
+
         issuer = AcmeIssuer(
             cfg.acme.directory_url,
             store.load_or_create_key(ACCOUNT_KEY_ITEM),
@@ -161,12 +176,14 @@ class Gateway:
             store,
             issuer,
             cfg.base_domain,
-            ChallTestSrvPublisher(cfg.acme.challtestsrv_url),
-            self.proxy.set_certificate,
+            open_dns_provider(cfg.acme),
+            use_certificate,
             renew_before=cfg.acme.renew_before_days * 86400,
             caa_issuer=cfg.acme.caa_issuer,
         )
         await asyncio.to_thread(manager.ensure)
+        await asyncio.to_thread(evidence.quote_account, manager.account_uri or "")
+        self.proxy.site = EvidenceSite(evidence, cfg.base_domain)
         return manager
 
     async def start(self) -> RunningGateway:
@@ -180,7 +197,7 @@ class Gateway:
         self.manager = await self._certificates(agent)
         caa = self.manager.caa_records().splitlines()
         for line in caa:
-            log.info("publish_caa_record", record=line)
+            log.info("caa_record", record=line)
         proxy_host, proxy_port = _split(cfg.proxy)
         bound_proxy = await self.proxy.start(proxy_host, proxy_port)
 
@@ -231,6 +248,7 @@ class Gateway:
             app_id="0x" + app_id.hex(),
             account_uri=self.manager.account_uri or "",
             caa_records=caa,
+            evidence_name=f"gateway.{cfg.base_domain}",
         )
         (cfg.data_dir / "gateway.json").write_text(json.dumps(running.__dict__, indent=2))
         return running
@@ -252,7 +270,7 @@ class Gateway:
             f"gateway-ready proxy={running.proxy} registration={running.registration}", flush=True
         )
         for line in running.caa_records:
-            print(f"publish this CAA record: {line}", flush=True)
+            print(f"CAA record pinned: {line}", flush=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)

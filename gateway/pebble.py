@@ -1,10 +1,11 @@
-"""A development/test ACME CA: Pebble plus its DNS test server, on free 127.0.0.1 ports.
+"""A development/test ACME CA: Pebble on free 127.0.0.1 ports, validating against a DNS server.
 
-Used by the tests and by `tkms testnet up`. `Pebble.start(directory)` writes a throwaway TLS
-CA and leaf for Pebble's HTTPS listeners (`directory/pebble-ca.pem` is what clients trust),
-Pebble's config, and the two processes' logs into `directory`, then waits until both answer.
-Pebble validates DNS-01 against `pebble-challtestsrv`, whose TXT records are set over its
-management API (`gateway.dns01.ChallTestSrvPublisher`).
+Used by the tests and by `tkms testnet up`. `Pebble.start(directory, dns_server)` writes a
+throwaway TLS CA and leaf for Pebble's HTTPS listeners (`directory/pebble-ca.pem` is what
+clients trust), Pebble's config and its log into `directory`, then waits until it answers.
+Pebble resolves DNS-01 challenge records (and nothing else: it never checks CAA) at
+`dns_server`, the authoritative server the gateway writes to (`gateway.knot` in tests and on
+the testnet).
 
 Pebble regenerates its issuing root on every start and keeps nothing on disk: certificates
 issued by one run do not chain to the next run's `roots_pem()`.
@@ -12,12 +13,10 @@ issued by one run do not chain to the next run's `roots_pem()`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,45 +26,29 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar, cast
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway._servers import alive, free_port, spawn, state_field, stop
+
 PEBBLE = "pebble"
-CHALLTESTSRV = "pebble-challtestsrv"
-#: Environment both processes run with (no artificial validation delay).
+#: Environment Pebble runs with (no artificial validation delay).
 PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1"}
 _START_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 3
 _BIND_FAILED = b"address already in use"
-_T = TypeVar("_T")
 
 
 class PebbleError(RuntimeError):
-    """Pebble or its DNS test server failed to start or to answer."""
+    """Pebble failed to start or to answer."""
 
 
 class _PortTaken(PebbleError):
-    """A child could not bind the port we chose for it (start again with new ports)."""
-
-
-def _free_port(*kinds: socket.SocketKind) -> int:
-    """A port free right now for every socket kind in `kinds` (a DNS server needs UDP and TCP)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
-            try:
-                for kind in kinds[1:]:
-                    with socket.socket(socket.AF_INET, kind) as other:
-                        other.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise PebbleError("no free port on 127.0.0.1")
+    """Pebble could not bind a port we chose for it (start again with new ports)."""
 
 
 def _write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
@@ -126,50 +109,40 @@ def _write_tls_files(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def _spawn(
-    argv: list[str], log_path: Path, env: dict[str, str], detach: bool
-) -> subprocess.Popen[bytes]:
-    log: IO[bytes]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=detach,
-        )
-    return proc
-
-
 @dataclass
 class Pebble:
-    """Handles on a running Pebble and pebble-challtestsrv; see the module docstring."""
+    """Handles on a running Pebble; see the module docstring."""
 
     directory: Path
     directory_url: str
     ca_bundle: Path
-    challtestsrv_url: str
     management_url: str
-    dns_address: str
+    #: The DNS server (host:port) Pebble resolves challenge records at.
+    dns_server: str
     pids: list[int] = field(default_factory=list)
-    # Our own children, kept so that they are reaped; empty for an instance loaded by from_dict.
+    # Our own child, kept so that it is reaped; empty for an instance loaded by from_dict.
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @classmethod
     def start(
-        cls, directory: Path, *, detach: bool = False, env: Mapping[str, str] | None = None
+        cls,
+        directory: Path,
+        dns_server: str,
+        *,
+        detach: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Pebble:
-        """Start both processes with state and logs in `directory`; wait until they answer.
+        """Start Pebble with state and log in `directory`, resolving at `dns_server`
+        (host:port); wait until it answers.
 
-        `env` adds to the processes' environment, e.g. Pebble's `PEBBLE_WFE_NONCEREJECT`.
+        `env` adds to its environment, e.g. Pebble's `PEBBLE_WFE_NONCEREJECT`.
         """
         directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
         tls_files = _write_tls_files(directory)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             try:
-                return cls._start_once(directory, tls_files, detach, dict(env or {}))
+                return cls._start_once(directory, tls_files, dns_server, detach, dict(env or {}))
             except _PortTaken:
                 # Another process took a port between our probe and the child's bind.
                 if attempt == _PORT_ATTEMPTS:
@@ -181,12 +154,12 @@ class Pebble:
         cls,
         directory: Path,
         tls_files: tuple[Path, Path, Path],
+        dns_server: str,
         detach: bool,
         extra_env: dict[str, str],
     ) -> Pebble:
         ca, cert, key = tls_files
-        dns_port = _free_port(socket.SOCK_DGRAM, socket.SOCK_STREAM)
-        chall_port, acme_port, mgmt_port = (_free_port(socket.SOCK_STREAM) for _ in range(3))
+        acme_port, mgmt_port = (free_port(socket.SOCK_STREAM) for _ in range(2))
         config = {
             "pebble": {
                 "listenAddress": f"127.0.0.1:{acme_port}",
@@ -207,27 +180,14 @@ class Pebble:
             directory=directory,
             directory_url=f"https://127.0.0.1:{acme_port}/dir",
             ca_bundle=ca,
-            challtestsrv_url=f"http://127.0.0.1:{chall_port}",
             management_url=f"https://127.0.0.1:{mgmt_port}",
-            dns_address=f"127.0.0.1:{dns_port}",
+            dns_server=dns_server,
         )
-        chall_argv = [
-            CHALLTESTSRV,
-            "-dns01",
-            pebble.dns_address,
-            "-management",
-            f"127.0.0.1:{chall_port}",
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-        ]
-        pebble._add(_spawn(chall_argv, pebble.challtestsrv_log, env, detach))
+        argv = [PEBBLE, "-config", str(config_path), "-dnsserver", dns_server]
+        proc = spawn(argv, pebble.log, env, detach)
+        pebble._procs.append(proc)
+        pebble.pids.append(proc.pid)
         try:
-            pebble_argv = [PEBBLE, "-config", str(config_path), "-dnsserver", pebble.dns_address]
-            pebble._add(_spawn(pebble_argv, pebble.pebble_log, env, detach))
             pebble._wait_ready()
         except BaseException:
             pebble.stop()
@@ -235,75 +195,42 @@ class Pebble:
         return pebble
 
     def commands(self) -> list[tuple[int, list[str], Path]]:
-        """(pid, argv, log) of each process this instance started: challtestsrv, then Pebble.
-        Started again with the same argv and `PEBBLE_ENV`, each serves as before."""
-        logs = (self.challtestsrv_log, self.pebble_log)
-        return [
-            (proc.pid, list(cast("list[str]", proc.args)), log)
-            for proc, log in zip(self._procs, logs, strict=True)
-        ]
-
-    def _add(self, proc: subprocess.Popen[bytes]) -> None:
-        self._procs.append(proc)
-        self.pids.append(proc.pid)
-
-    def _log_of(self, pid: int) -> Path:
-        return self.pebble_log if pid == self.pids[-1] else self.challtestsrv_log
+        """(pid, argv, log) of the process this instance started. Started again with the same
+        argv and `PEBBLE_ENV`, it serves as before (with a new root)."""
+        return [(proc.pid, list(cast("list[str]", proc.args)), self.log) for proc in self._procs]
 
     @property
-    def pebble_log(self) -> Path:
+    def log(self) -> Path:
         return self.directory / "pebble.log"
-
-    @property
-    def challtestsrv_log(self) -> Path:
-        return self.directory / "pebble-challtestsrv.log"
 
     def _ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_bundle))
 
     def _get(self, url: str, timeout: float = 5.0) -> bytes:
-        context = self._ssl_context() if url.startswith("https:") else None
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=self._ssl_context()) as response:
             body: bytes = response.read()
             return body
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
-        checks = [
-            (self.directory_url, self.pebble_log),
-            # The management API has no GET route; any HTTP answer (404) means it is up.
-            (self.challtestsrv_url + "/", self.challtestsrv_log),
-        ]
-        for url, log_path in checks:
-            while True:
-                try:
-                    self._get(url, timeout=1.0)
-                    break
-                except urllib.error.HTTPError:
-                    break
-                except OSError as exc:
-                    dead = [pid for pid in self.pids if not _alive(pid)]
-                    if dead:
-                        log_path = self._log_of(dead[0])
-                        if _BIND_FAILED in log_path.read_bytes():
-                            raise _PortTaken(f"a port was taken; see the log {log_path}") from None
-                        raise PebbleError(
-                            f"{url}: process {dead[0]} exited; see the log {log_path}"
-                        ) from None
-                    if time.monotonic() > deadline:
-                        raise PebbleError(
-                            f"{url}: no answer after {_START_TIMEOUT:.0f} s ({exc}); "
-                            f"see the log {log_path}"
-                        ) from None
-                    time.sleep(0.05)
-        dead = [pid for pid in self.pids if not _alive(pid)]
-        if dead:
-            raise PebbleError(f"process {dead[0]} exited; see the log {self._log_of(dead[0])}")
-        # challtestsrv logs a DNS port it could not bind and keeps running, so read its log;
-        # it logs that before its management API (checked above) starts to answer.
-        for log_path in (self.challtestsrv_log, self.pebble_log):
-            if _BIND_FAILED in log_path.read_bytes():
-                raise _PortTaken(f"a port was taken; see the log {log_path}")
+        while True:
+            try:
+                self._get(self.directory_url, timeout=1.0)
+                return
+            except OSError as exc:
+                if not alive(self.pids[0]):
+                    if _BIND_FAILED in self.log.read_bytes():
+                        raise _PortTaken(f"a port was taken; see the log {self.log}") from None
+                    raise PebbleError(
+                        f"{self.directory_url}: process {self.pids[0]} exited; "
+                        f"see the log {self.log}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise PebbleError(
+                        f"{self.directory_url}: no answer after {_START_TIMEOUT:.0f} s ({exc}); "
+                        f"see the log {self.log}"
+                    ) from None
+                time.sleep(0.05)
 
     def roots_pem(self) -> bytes:
         """The root that signs this run's certificates (management `/roots/0`)."""
@@ -313,25 +240,12 @@ class Pebble:
             raise PebbleError(f"{self.management_url}/roots/0: {exc}") from None
 
     def stop(self) -> None:
-        """Terminate both processes and wait for them (SIGKILL after 5 s).
+        """Terminate Pebble and wait for it (SIGKILL after 5 s).
 
         A pid that is not our child (an instance loaded by `from_dict` in another process) is
-        signalled only while it still runs a Pebble binary, so a reused pid is left alone.
+        signalled only while it still runs the Pebble binary, so a reused pid is left alone.
         """
-        children = {proc.pid for proc in self._procs}
-        targets = [pid for pid in self.pids if pid in children or _runs_pebble(pid)]
-        for pid in targets:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
-        for pid in targets:
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if _alive(pid):
-                _signal(pid, signal.SIGKILL)
-                while _alive(pid):
-                    time.sleep(0.02)
-        for proc in self._procs:
-            proc.wait()
+        stop(self._procs, self.pids, {PEBBLE})
         self.pids.clear()
         self._procs.clear()
 
@@ -341,62 +255,24 @@ class Pebble:
             "directory": str(self.directory),
             "directory_url": self.directory_url,
             "ca_bundle": str(self.ca_bundle),
-            "challtestsrv_url": self.challtestsrv_url,
             "management_url": self.management_url,
-            "dns_address": self.dns_address,
+            "dns_server": self.dns_server,
             "pids": list(self.pids),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Pebble:
         """The inverse of `to_dict`; raises ValueError naming a missing or mistyped field."""
-        names = ("directory", "directory_url", "ca_bundle", "challtestsrv_url", "management_url")
-        strings = {key: _field(data, key, str) for key in (*names, "dns_address")}
-        pids = _field(data, "pids", list)
+        names = ("directory", "directory_url", "ca_bundle", "management_url", "dns_server")
+        strings = {key: state_field(data, key, str, "pebble") for key in names}
+        pids = state_field(data, "pids", list, "pebble")
         if not all(isinstance(pid, int) and not isinstance(pid, bool) for pid in pids):
             raise ValueError("pebble state: pids must be a list of integers")
         return cls(
             directory=Path(strings["directory"]),
             directory_url=strings["directory_url"],
             ca_bundle=Path(strings["ca_bundle"]),
-            challtestsrv_url=strings["challtestsrv_url"],
             management_url=strings["management_url"],
-            dns_address=strings["dns_address"],
+            dns_server=strings["dns_server"],
             pids=list(pids),
         )
-
-
-def _field(data: dict[str, object], key: str, kind: type[_T]) -> _T:
-    value = data.get(key)
-    if not isinstance(value, kind):
-        raise ValueError(f"pebble state: {key} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; reaps it if it is our exited child (so it is no zombie)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    else:
-        return done == 0
-    # Not our child: an exited process may stay a zombie until its parent reaps it.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _runs_pebble(pid: int) -> bool:
-    try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except OSError:
-        return False
-    return os.path.basename(argv0).decode(errors="replace") in {PEBBLE, CHALLTESTSRV}
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Protocol
 
 import structlog
 
@@ -57,6 +57,19 @@ CLOSURES: Final = ("idle", "lifetime", "revoked")
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+class LocalSite(Protocol):
+    """A site the gateway serves itself on one name (`gateway.<base>`, its evidence)."""
+
+    @property
+    def name(self) -> str:
+        """The server name it answers (lower case, no trailing dot)."""
+        ...
+
+    async def serve(self, end: End, client: str) -> None:
+        """Answer the terminated connection `end` from `client` (an address)."""
+        ...
+
+
 class _Refused(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -68,9 +81,15 @@ class Proxy:
     """The TCP front: `await start(host, port)`, `set_certificate(...)`, `await close()`."""
 
     def __init__(
-        self, table: RouteTable, base_domain: str, *, limits: ProxyLimits | None = None
+        self,
+        table: RouteTable,
+        base_domain: str,
+        *,
+        limits: ProxyLimits | None = None,
+        site: LocalSite | None = None,
     ) -> None:
         self._table = table
+        self.site = site  # served on its own name; may be set before start()
         self._base_domain = base_domain.lower().rstrip(".")
         self.limits = limits or ProxyLimits()
         self._slots = ConnectionSlots(
@@ -91,6 +110,7 @@ class Proxy:
                 "terminated",
                 "backend_connect_failures",
                 "backend_tls_failures",
+                "site",
             ],
             0,
         )
@@ -171,7 +191,7 @@ class Proxy:
         self._tasks.add(task)
         self._stats["active"] += 1
         try:
-            await self._guarded(reader, writer, peer)
+            await self._guarded(reader, writer, host, peer)
         except asyncio.CancelledError:
             # close() or close_instances() cancels open connections. The task must not end
             # cancelled: asyncio's stream callback would log that as an unhandled error.
@@ -188,12 +208,12 @@ class Proxy:
             self._tasks.discard(task)
 
     async def _guarded(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, peer: str
     ) -> None:
         """Serve one connection; a refusal is counted and logged, a peer's error ends it."""
         try:
             try:
-                await self._serve((reader, writer), peer)
+                await self._serve((reader, writer), host, peer)
             except _Refused as refused:
                 self._stats[f"refused_{refused.reason}"] += 1
                 self._log.info(
@@ -209,10 +229,16 @@ class Proxy:
             # connection both ways; it is the peer's business, so only a debug line.
             log.debug("connection ended by an error", peer=peer, error=str(errors.exceptions[0]))
 
-    async def _serve(self, client: Stream, peer: str) -> None:
+    async def _serve(self, client: Stream, host: str, peer: str) -> None:
         first, hello = await self._read_hello(client[0])
         if hello.server_name is None:
             raise _Refused("no_sni", "the ClientHello has no server_name")
+        site = self.site
+        if site is not None and hello.server_name.lower().rstrip(".") == site.name:
+            tls = await self._terminate(client, first, hello.server_name)
+            self._stats["site"] += 1
+            await site.serve(tls, host)
+            return
         try:
             route = parse_server_name(hello.server_name, self._base_domain)
         except RouteError as exc:
@@ -231,6 +257,17 @@ class Proxy:
             finally:
                 backend_writer.close()
             return
+        tls = await self._terminate(client, first, hello.server_name)
+        backend, reg, backend_writer = await self._connect(candidates, route, hello.server_name)
+        self._stats["terminated"] += 1
+        log.debug("terminated", peer=peer, target=route.target, instance=reg.instance_id.hex())
+        try:
+            await self._relay(tls, backend, reg)
+        finally:
+            backend_writer.close()
+
+    async def _terminate(self, client: Stream, first: bytes, server_name: str) -> TlsEnd:
+        """The client's TLS, ended here with the wildcard certificate."""
         context = self._context
         if context is None:
             raise _Refused("no_certificate", "no certificate is set yet for termination")
@@ -240,14 +277,8 @@ class Proxy:
                 await tls.handshake()
         except (HandshakeFailed, TimeoutError) as exc:
             detail = str(exc) or f"handshake not complete within {self.limits.handshake_timeout} s"
-            raise _Refused("tls_handshake", f"{shown(hello.server_name)}: {detail}") from None
-        backend, reg, backend_writer = await self._connect(candidates, route, hello.server_name)
-        self._stats["terminated"] += 1
-        log.debug("terminated", peer=peer, target=route.target, instance=reg.instance_id.hex())
-        try:
-            await self._relay(tls, backend, reg)
-        finally:
-            backend_writer.close()
+            raise _Refused("tls_handshake", f"{shown(server_name)}: {detail}") from None
+        return tls
 
     async def _relay(self, a: End, b: End, reg: Registration) -> None:
         """`relay` within the limits, known as a connection to `reg`'s instance meanwhile."""

@@ -19,6 +19,8 @@ _MODULES = {
     "UntrustedNetwork": "guest.committee",
     "chain_fingerprint": "guest.committee",
     "link_generation": "guest.links",
+    "publish_kms_root": "guest.kms_root",
+    "IssuedAppKey": "guest.kms_client",
     "DerivationError": "guest.kms_client",
     "KmsClient": "guest.kms_client",
     "SignedStatement": "guest.kms_client",

@@ -3,10 +3,11 @@
 At start (`start_agent`): extend RTMR3 with dstack's boot events for this app (the key
 provider is the network fingerprint); the committee, already checked against that fingerprint
 (`guest.committee`), derives in one request the app's root seed (purpose `dstack-app-root`)
-and its IBE identity key; the network certifies the app root key (threshold signature); a
-signed env envelope is accepted only if the network certifies that the app's AppAuth names
-its signer and version now (`guest.env`), then decrypted. Everything after that is local
-(`guest.api`).
+and its IBE identity key; the network certifies the app's secp256k1 key twice: with a
+threshold BLS signature under PK2, and with dstack's KMS signature by the generation's KMS
+root, whose own certificate the network signs (`guest.kms_root`); a signed env envelope is
+accepted only if the network certifies that the app's AppAuth names its signer and version
+now (`guest.env`), then decrypted. Everything after that is local (`guest.api`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime as dt
 import functools
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -29,21 +31,25 @@ from cryptography.x509.oid import NameOID
 from attest import (
     AppIdentity,
     EventLogEntry,
+    GpuEvidenceError,
     TdReport,
     compute_app_identity,
     event_log_to_json,
+    gpu_event_payload,
     parse_quote,
+    verify_gpu_evidence,
 )
 from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
 from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
+from guest.evidence_source import QuoteSource
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
+    IssuedAppKey,
     SignedStatement,
 )
 from guest.measure import compose_hash, measure_app_boot
@@ -54,7 +60,16 @@ from guest.vmconfig import (
     read_vm_config,
     simulated_vm_config,
 )
-from mpc import G1, KeyRequest, derive_app_seed, is_consistent_with_group_key
+from mpc import (
+    G1,
+    KeyRequest,
+    MpcError,
+    NetworkContext,
+    derive_app_seed,
+    is_consistent_with_group_key,
+)
+from mpc.k256 import kms_issued_digest, recover_signer
+from mpc.kmsroot import verify_kms_root
 from mpc.tsig import app_pubkey_statement
 
 
@@ -66,6 +81,8 @@ class KeyService(Protocol):
     async def derive(self, keys: Sequence[AppKeyRequest]) -> DerivationResult: ...
 
     async def sign_public_key(self, public_key: bytes, statement: bytes) -> SignedStatement: ...
+
+    async def issue_app_key(self, app_id: bytes, public_key: bytes) -> IssuedAppKey: ...
 
     async def sign_env_policy(
         self, app_id: bytes, signer: bytes, version: int
@@ -97,28 +114,45 @@ class Agent:
     os_image: bytes
     seed: bytes
     ibe_key: G1
-    network_signature: bytes
+    #: Where the keys come from: chain id, governance and key generation.
+    network: NetworkContext
+    #: The network's BLS signature (under PK2) over the app key's `tkms-app-pubkey:v1`.
+    app_certificate: bytes
+    #: dstack's KMS signature over the app key (chain element 1), with the root's certificate.
+    issued: IssuedAppKey
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
     vm_config: str = ""
+    #: The GPU evidence document, exactly as read and measured ("" without GPU evidence).
+    gpu_attestation: str = ""
     cloud: tuple[str, str] = ("", "")
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _signatures: dict[tuple[str, bytes], bytes] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
-    def root(self) -> keys.DerivedKey:
-        return keys.root_key(self.seed)
+    def app_key(self) -> keys.DerivedKey:
+        return keys.app_key(self.seed, self.app_id)
 
     def chain(self, purpose: str, public_key: bytes) -> list[bytes]:
-        """The signature chain of a derived key (see guest.keys)."""
-        return [self._app_signature(purpose, public_key), self.network_signature]
+        """dstack's signature chain of a derived key (see guest.keys)."""
+        return [self._app_signature(purpose, public_key), self.issued.signature]
+
+    def certificates(self) -> dict[str, object]:
+        """What ties the chain to the network's PK2 (the GetKey/Sign reply's `tkms` field)."""
+        return {
+            "generation": self.network.generation,
+            "app_public_key": self.app_key.public.hex(),
+            "app_key_certificate": self.app_certificate.hex(),
+            "kms_root": self.issued.root.hex(),
+            "kms_root_certificate": self.issued.certificate.hex(),
+        }
 
     def _app_signature(self, purpose: str, public_key: bytes) -> bytes:
         # Deterministic (RFC 6979) and ~5 ms in pure Python: worth remembering per key.
         cached = self._signatures.get((purpose, public_key))
         if cached is None:
-            cached = keys.app_signature(self.root, purpose, public_key)
+            cached = keys.app_signature(self.app_key, purpose, public_key)
             with self.lock:
                 if len(self._signatures) >= 4096:
                     self._signatures.clear()
@@ -174,8 +208,16 @@ def app_ca(key: ec.EllipticCurvePrivateKey, app_id: bytes) -> x509.Certificate:
     )
 
 
-async def fetch_keys(client: KeyService, app_id: bytes) -> tuple[bytes, G1, bytes]:
-    """(app seed, IBE identity key, network signature over the app root key)."""
+@dataclass(frozen=True, repr=False)  # the seed is secret
+class NetworkKeys:
+    seed: bytes
+    ibe_key: G1
+    app_certificate: bytes
+    issued: IssuedAppKey
+
+
+async def fetch_keys(client: KeyService, app_id: bytes) -> NetworkKeys:
+    """The app's seed and IBE key, and its app key certified by the network both ways."""
     committee = client.committee
     result = await client.derive(
         [AppKeyRequest(app_id, keys.ROOT_PURPOSE), AppKeyRequest(app_id, ibe=True)]
@@ -188,13 +230,28 @@ async def fetch_keys(client: KeyService, app_id: bytes) -> tuple[bytes, G1, byte
     seed = derive_app_seed(
         sigma, generation=committee.network.generation, app_id=app_id, purpose=keys.ROOT_PURPOSE
     )
-    root = keys.root_key(seed)
+    app = keys.app_key(seed, app_id)
     net = committee.network
-    expected = app_pubkey_statement(net.chain_id, net.contract, app_id, root.public)
-    signed = await client.sign_public_key(root.public, expected)
+    expected = app_pubkey_statement(net.chain_id, net.contract, app_id, app.public)
+    signed = await client.sign_public_key(app.public, expected)
     if signed.statement != expected:
         raise AgentStartError("the network signed a statement about another key or app")
-    return seed, ibe_key, signed.signature
+    issued = await client.issue_app_key(app_id, app.public)
+    # The client checked both; check again here, whoever the client is.
+    try:
+        if recover_signer(kms_issued_digest(app_id, app.public), issued.signature) != issued.root:
+            raise AgentStartError("the KMS signature over the app key is not by its KMS root")
+        verify_kms_root(
+            committee.group_key,
+            chain_id=net.chain_id,
+            governance=net.contract,
+            generation=net.generation,
+            public=issued.root,
+            certificate=issued.certificate,
+        )
+    except MpcError as exc:
+        raise AgentStartError(f"the network's KMS root does not check: {exc}") from None
+    return NetworkKeys(seed, ibe_key, signed.signature, issued)
 
 
 #: A node whose chain view lags behind a just-published envVersion refuses; ask again.
@@ -266,6 +323,29 @@ def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, 
     return simulated_image, text
 
 
+def read_gpu_evidence(config: AgentConfig, *, now: int) -> tuple[str, bytes] | None:
+    """(the evidence text, its gpu-attestation payload) from `config.gpu_evidence`, verified
+    (docs/attest-gpu.md), or None without one. Evidence that does not verify stops the agent:
+    an app must not start believing it has a GPU that no one can confirm."""
+    if config.gpu_evidence is None:
+        return None
+    try:
+        text = config.gpu_evidence.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AgentStartError(
+            f"cannot read gpu_evidence {config.gpu_evidence}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise AgentStartError(
+            f"gpu_evidence {config.gpu_evidence} is not UTF-8 (byte offset {exc.start})"
+        ) from None
+    try:
+        verified = verify_gpu_evidence(text, now=now)
+    except GpuEvidenceError as exc:
+        raise AgentStartError(f"gpu_evidence {config.gpu_evidence}: {exc}") from None
+    return text, gpu_event_payload(verified)
+
+
 def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
     """Measure the app into `provider`, then get its keys through `client` (see module doc).
 
@@ -284,6 +364,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
     envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
     os_image, vm_config = vm_description(config, SIMULATED_OS_IMAGE)
+    gpu = read_gpu_evidence(config, now=int(time.time()))
     kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,
@@ -292,9 +373,10 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         instance_id=instance_id,
         kms_id=kms_id,
         os_image=os_image,
+        gpu_event=None if gpu is None else gpu[1],
     )
 
-    async def go() -> tuple[bytes, G1, bytes]:
+    async def go() -> NetworkKeys:
         try:
             found = await fetch_keys(client, config.app_id)
             if envelope is not None:
@@ -303,8 +385,8 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         finally:
             await client.close()
 
-    seed, ibe_key, network_signature = asyncio.run(go())
-    ca_key = keys.ca_key(seed)
+    found = asyncio.run(go())
+    ca_key = keys.ca_key(found.seed)
     agent = Agent(
         provider=provider,
         app_id=config.app_id,
@@ -312,17 +394,20 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         compose=compose,
         kms_id=kms_id,
         os_image=os_image,
-        seed=seed,
-        ibe_key=ibe_key,
-        network_signature=network_signature,
+        seed=found.seed,
+        ibe_key=found.ibe_key,
+        network=client.committee.network,
+        app_certificate=found.app_certificate,
+        issued=found.issued,
         ca_key=ca_key,
         ca_cert=app_ca(ca_key, config.app_id),
         vm_config=vm_config,
+        gpu_attestation="" if gpu is None else gpu[0],
         cloud=cloud_names(config.tee),
     )
     if envelope is not None:
         assert config.env_out is not None  # load_config requires it with env_file
-        agent.env = open_env(ibe_key, envelope)
+        agent.env = open_env(found.ibe_key, envelope)
         try:
             write_env(config.env_out, agent.env)
         except StorageError as exc:
@@ -330,7 +415,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
     return agent
 
 
-def provider_evidence(provider: TeeProvider) -> EvidenceSource:
+def provider_evidence(provider: TeeProvider) -> QuoteSource:
     def evidence(report_data: bytes) -> tuple[bytes, str]:
         return provider.get_quote(report_data), event_log_to_json(provider.event_log())
 

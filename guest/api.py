@@ -81,7 +81,12 @@ def get_key(agent: Agent, body: Body) -> Body:
     purpose = _str(body, "purpose", "")
     key = keys.get_key(agent.seed, _str(body, "path", ""), algorithm)
     chain = agent.chain(purpose, key.public)
-    return {"key": key.private.hex(), "signature_chain": [c.hex() for c in chain]}
+    # `tkms` is extra: dstack's SDKs ignore fields they do not know (guest.verify reads it).
+    return {
+        "key": key.private.hex(),
+        "signature_chain": [c.hex() for c in chain],
+        "tkms": agent.certificates(),
+    }
 
 
 def _report_data(body: Body) -> bytes:
@@ -122,8 +127,9 @@ def attest(agent: Agent, body: Body) -> Body:
 
 
 def gpu_info(agent: Agent, body: Body) -> Body:
-    """No GPU evidence is collected at boot: dstack's answer for a VM without one."""
-    return {"attestation": ""}
+    """The GPU evidence measured at boot (`gpu-attestation` event), exactly as measured, or
+    "" without one: dstack's shape (docs/attest-gpu.md)."""
+    return {"attestation": agent.gpu_attestation}
 
 
 def info(agent: Agent, body: Body) -> Body:
@@ -239,14 +245,19 @@ def issue_tls_key(
 
 
 def sign(agent: Agent, body: Body) -> Body:
+    """dstack's Sign: the key is GetKey("vms") and the chain is [signature, GetKey's chain
+    for purpose "signing"]."""
     algorithm = _str(body, "algorithm")
+    if algorithm == "k256":
+        algorithm = "secp256k1"
     key = keys.signing_key(agent.seed, algorithm)
     signature = keys.sign(key, algorithm, _hex(body, "data"))
-    chain = agent.chain("signing", key.public)
+    chain = [signature, *agent.chain(keys.SIGN_PURPOSE, key.public)]
     return {
         "signature": signature.hex(),
         "signature_chain": [c.hex() for c in chain],
         "public_key": key.public.hex(),
+        "tkms": agent.certificates(),
     }
 
 

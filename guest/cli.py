@@ -1,6 +1,6 @@
 """`tkms guest agent` (the dstack-compatible guest agent), `tkms guest fingerprint`, and the
-commands guest adds elsewhere: `encrypt-env` (under `guest` and `app`) and
-`tkms chain link-generation`."""
+commands guest adds elsewhere: `encrypt-env` (under `guest` and `app`),
+`tkms chain link-generation` and `tkms chain publish-kms-root`."""
 
 from __future__ import annotations
 
@@ -186,5 +186,18 @@ def add_link_generation(commands: argparse._SubParsersAction[argparse.ArgumentPa
         commands.add_parser(
             "link-generation",
             help="have generation g-1 sign generation g's key and publish it (owner)",
+        )
+    )
+
+
+def add_publish_kms_root(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`tkms chain publish-kms-root`: store a generation's certified KMS root (governance owner)."""
+    from guest.kms_root import add_arguments
+
+    add_arguments(
+        commands.add_parser(
+            "publish-kms-root",
+            help="have the network certify a generation's secp256k1 KMS root and publish it, "
+            "the anchor of dstack-style key chains (owner)",
         )
     )

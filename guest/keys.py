@@ -1,22 +1,25 @@
 """App keys below the network-derived seed: dstack's GetKey/Sign keys and their signature chain.
 
 The agent derives one app seed from the network (design §3.4, purpose `dstack-app-root`);
-every key it hands out is an HKDF child of that seed (`mpc.derive_child_key`), so it is the
-same in every instance of the app and after restarts, and differs between apps and paths:
+every key it hands out comes from that seed, so it is the same in every instance of the app
+and after restarts, and differs between apps and paths:
 
-    GetKey(path, algorithm)  child("dstack-get-key", algorithm, path)
-    Sign/Verify keys         child("dstack-sign", algorithm)
-    app root key (k256)      child("app-root-k256")
+    GetKey(path, algorithm)  child("dstack-get-key", algorithm, path)   (`mpc.derive_child_key`)
+    Sign keys                GetKey("vms", algorithm), as dstack's Sign
+    app key (k256)           HKDF-SHA256(salt "RATLS", ikm seed, info app_id ‖ "app-key"), as
+                             dstack's KMS derives an app's key from its root (the seed stands in
+                             for the root: it is the app's own threshold-derived secret)
     app CA key (P-256)       child("app-ca-p256")
     Tappd DeriveKey(path)    child("dstack-derive-key", path)   (P-256)
 
 As in dstack, the purpose of GetKey does not change the key; it is what the signature chain
-signs. The chain is [app signature, network signature]:
+signs. The chain is dstack's [app signature, KMS signature]:
 
-  0. 65 bytes r‖s‖v: the app root key's recoverable secp256k1 signature over
-     keccak256(f"{purpose}:{hex(public key)}") (dstack's own message format);
-  1. 48 bytes: the KMS network's threshold BLS signature, under PK2 from chain, over
-     `mpc.tsig.app_pubkey_statement(chain_id, governance, app_id, app root public key)`.
+  0. 65 bytes r‖s‖v: the app key's recoverable secp256k1 signature over
+     keccak256(f"{purpose}:{hex(public key)}") (`mpc.k256.purpose_digest`);
+  1. 65 bytes r‖s‖v: the generation's KMS root's signature over
+     keccak256("dstack-kms-issued:" ‖ app_id ‖ app key) (`mpc.k256.kms_issued_digest`),
+     from a node (`guest.agent`); `guest.verify` checks whole chains.
 """
 
 from __future__ import annotations
@@ -28,15 +31,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from eth_hash.auto import keccak
-from eth_keys.datatypes import PrivateKey, Signature
 
 from mpc import derive_child_key
+from mpc.k256 import ORDER as _K256_ORDER
+from mpc.k256 import check_secret, purpose_digest, recover_signer, sign_recoverable
+from mpc.keyschedule import hkdf_sha256
 
 ALGORITHMS = ("secp256k1", "ed25519")
 SIGN_ALGORITHMS = ("secp256k1", "secp256k1_prehashed", "ed25519")
 ROOT_PURPOSE = b"dstack-app-root"
-_K256_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+#: dstack's Sign signs with GetKey(path="vms", purpose="signing").
+SIGN_PATH = "vms"
+SIGN_PURPOSE = "signing"
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -87,15 +93,24 @@ def get_key(seed: bytes, path: str, algorithm: str) -> DerivedKey:
 
 
 def signing_key(seed: bytes, algorithm: str) -> DerivedKey:
+    """Sign's key: GetKey("vms") for the algorithm (secp256k1_prehashed uses secp256k1's)."""
     if algorithm not in SIGN_ALGORITHMS:
         raise KeyRequestError(
             f"unsupported algorithm {algorithm!r} (use {', '.join(SIGN_ALGORITHMS)})"
         )
-    return _derive(seed, b"dstack-sign", algorithm)
+    base = "secp256k1" if algorithm == "secp256k1_prehashed" else algorithm
+    return get_key(seed, SIGN_PATH, base)
 
 
-def root_key(seed: bytes) -> DerivedKey:
-    return _derive(seed, b"app-root-k256", "secp256k1")
+def app_key(seed: bytes, app_id: bytes) -> DerivedKey:
+    """The app's secp256k1 key (dstack's `k256_key`): signs element 0 of every chain.
+
+    dstack's KMS: HKDF-SHA256(salt "RATLS", ikm root, info app_id ‖ "app-key", 32 bytes),
+    refused outside [1, n-1] (probability 2^-128)."""
+    material = hkdf_sha256(seed, salt=b"RATLS", info=app_id + b"app-key", length=32)
+    private = check_secret(material)
+    key = ec.derive_private_key(int.from_bytes(private, "big"), ec.SECP256K1())
+    return DerivedKey("secp256k1", private, _k256_public(key))
 
 
 def _p256(seed: bytes, label: bytes, *context: bytes) -> ec.EllipticCurvePrivateKey:
@@ -112,24 +127,14 @@ def tappd_tls_key(seed: bytes, path: str) -> ec.EllipticCurvePrivateKey:
     return _p256(seed, b"dstack-derive-key", path.encode())
 
 
-def chain_message(purpose: str, public_key: bytes) -> bytes:
-    return keccak(f"{purpose}:{public_key.hex()}".encode())
+def app_signature(app: DerivedKey, purpose: str, public_key: bytes) -> bytes:
+    """Element 0 of the chain: 65-byte r‖s‖v (v in {0, 1}, low-S) over `purpose_digest`."""
+    return sign_recoverable(app.private, purpose_digest(purpose, public_key))
 
 
-def app_signature(root: DerivedKey, purpose: str, public_key: bytes) -> bytes:
-    """Element 0 of the chain: 65-byte r‖s‖v (v in {0, 1}) over `chain_message`."""
-    signature = PrivateKey(root.private).sign_msg_hash(chain_message(purpose, public_key))
-    return bytes(signature.to_bytes())
-
-
-def recover_root(purpose: str, public_key: bytes, signature: bytes) -> bytes:
-    """The compressed app root public key that made `signature` (element 0 of a chain)."""
-    try:
-        sig = Signature(signature_bytes=signature)
-        recovered = sig.recover_public_key_from_msg_hash(chain_message(purpose, public_key))
-    except Exception as exc:  # eth_keys raises several unrelated types for bad input
-        raise KeyRequestError(f"chain signature does not recover a key: {exc}") from None
-    return bytes(recovered.to_compressed_bytes())
+def recover_app_key(purpose: str, public_key: bytes, signature: bytes) -> bytes:
+    """The compressed app key that made `signature` (element 0 of a chain)."""
+    return recover_signer(purpose_digest(purpose, public_key), signature, "app signature")
 
 
 def sign(key: DerivedKey, algorithm: str, data: bytes) -> bytes:
@@ -145,6 +150,8 @@ def sign(key: DerivedKey, algorithm: str, data: bytes) -> bytes:
     private = ec.derive_private_key(int.from_bytes(key.private, "big"), ec.SECP256K1())
     der = private.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     r, s = utils.decode_dss_signature(der)
+    # Low-S, as dstack's k256 signs and as its verifiers require.
+    s = min(s, _K256_ORDER - s)
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 

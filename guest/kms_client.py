@@ -29,6 +29,7 @@ from typing import TypeVar
 import grpc
 
 from attest import BindingLabel, compute_report_data
+from guest.evidence_source import EvidenceSource, evidence_message
 from guest.kms_channel import (
     CHANNEL_OPTIONS,
     FETCH_TIMEOUT,
@@ -76,9 +77,6 @@ _TRANSIENT = frozenset(
 _MAX_TRIES = 3
 #: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
 AVOID_SECONDS = 10.0
-
-#: Given report_data, returns (quote, event log JSON) from the app's TEE.
-EvidenceSource = Callable[[bytes], tuple[bytes, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +133,20 @@ class DerivationResult:
     answered: list[int]
     #: Members whose answers failed on the way (wrong partials, errors), and why.
     failures: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAppKey:
+    """dstack's KMS signature over an app key, by a KMS root the network certified."""
+
+    #: The generation's KMS root, 33 bytes SEC1-compressed.
+    root: bytes
+    #: 65 bytes r‖s‖v over keccak("dstack-kms-issued:" ‖ app_id ‖ app key): chain element 1.
+    signature: bytes
+    #: The network's BLS signature (48 bytes, under PK2) over the root's `tkms-k256-root:v1`.
+    certificate: bytes
+    #: The member whose root signed.
+    member: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +221,10 @@ class KmsClient:
             options=channel_options, fetch_timeout=fetch_timeout, grace=timeout
         )
         self._ephemeral: EphemeralKey | None = None
-        self._quote: tuple[bytes, str] | None = None
+        self._quote: common_pb2.Evidence | None = None
         self._pairings = PairingBatch(committee.group_key)
 
-    async def _rpc(
+    async def rpc(
         self, member: Member, method: Callable[[kms_pb2_grpc.KmsStub], Awaitable[Reply]]
     ) -> Reply:
         """`method` on the member's pinned channel; UNAVAILABLE retires that channel, so the
@@ -225,17 +237,41 @@ class KmsClient:
                 self._channels.retire(pinned)
             raise
 
+    @property
+    def timeout(self) -> float:
+        """Seconds per request to one member."""
+        return self._timeout
+
     async def close(self) -> None:
         await self._channels.close()
 
-    def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
+    def attested(self, binding: bytes) -> common_pb2.Evidence:
+        """Evidence whose report_data binds `binding` for a signature request
+        (SHA-512("tkms-sign:v1:" ‖ binding))."""
+        return evidence_message(self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding)))
+
+    def members_in_turn(self) -> list[Member]:
+        """Every member, starting with the next in rotation (spreads one-node requests)."""
+        members = list(self.committee.members)
+        shift = self._rotation % len(members) if members else 0
+        self._rotation += 1
+        return members[shift:] + members[:shift]
+
+    async def issue_app_key(self, app_id: bytes, public_key: bytes) -> IssuedAppKey:
+        """dstack's KMS signature over the app's secp256k1 key, and the network's certificate
+        of the root that made it (`guest.kms_root.issue_app_key`)."""
+        from guest.kms_root import issue_app_key
+
+        return await issue_app_key(self, app_id, public_key)
+
+    def _session(self) -> tuple[EphemeralKey, common_pb2.Evidence]:
         """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
         if self._ephemeral is None or self._quote is None:
             self._ephemeral = EphemeralKey.generate(os.urandom)
             report_data = compute_report_data(
                 BindingLabel.KDF_V1, self._ephemeral.public.to_bytes()
             )
-            self._quote = self._evidence(report_data)
+            self._quote = evidence_message(self._evidence(report_data))
         return self._ephemeral, self._quote
 
     async def _collect(
@@ -269,13 +305,8 @@ class KmsClient:
         # work per request (design §7); the others are the hedge. Members that were silent
         # or failed lately come last, so one stopped member costs the delay once, not on
         # every request it would have been among the first t.
-        members = list(self.committee.members)
-        shift = self._rotation % len(members)
-        self._rotation += 1
         now = loop.time()
-        members = sorted(
-            members[shift:] + members[:shift], key=lambda m: self._avoid.get(m.index, 0.0) > now
-        )
+        members = sorted(self.members_in_turn(), key=lambda m: self._avoid.get(m.index, 0.0) > now)
         hedging = self._hedge is not None or self._fixed_hedge > 0
         first = need if hedging else len(members)
         reserve = members[first:]
@@ -373,11 +404,11 @@ class KmsClient:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
         if not keys:
             raise ValueError("derive needs at least one key")
-        eph, (quote, event_log) = self._session()
+        eph, evidence = self._session()
         net = self.committee.network
         requests = [k.to_request() for k in keys]
         message = kms_pb2.DerivePartialRequest(
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=evidence,
             requester_key=eph.public.to_bytes(),
             generation=net.generation,
             keys=[
@@ -394,7 +425,7 @@ class KmsClient:
         need = self.committee.threshold
 
         async def call(member: Member) -> kms_pb2.DerivePartialResponse:
-            return await self._rpc(
+            return await self.rpc(
                 member, lambda stub: stub.DerivePartial(message, timeout=self._timeout)
             )
 
@@ -443,13 +474,12 @@ class KmsClient:
         named and replaced by another member, like a wrong derivation partial; the result is
         checked against PK2.
         """
-        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, public_key))
         message = kms_pb2.SignPartialRequest(
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=self.attested(public_key),
             public_key=public_key,
             generation=self.committee.network.generation,
         )
-        return await self._sign_expected(message, statement)
+        return await self.sign_expected(message, statement)
 
     async def sign_env_policy(self, app_id: bytes, signer: bytes, version: int) -> SignedStatement:
         """Have the network certify that the app's AppAuth names `signer` and `version` now.
@@ -459,19 +489,17 @@ class KmsClient:
         refuses and says what it sees.
         """
         nonce = os.urandom(32)
-        binding = app_env_binding(signer, version, nonce)
-        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
         net = self.committee.network
         message = kms_pb2.SignPartialRequest(
             kind=kms_pb2.SignPartialRequest.KIND_APP_ENV,
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=self.attested(app_env_binding(signer, version, nonce)),
             generation=net.generation,
             env_signer=signer,
             env_version=version,
             nonce=nonce,
         )
         expected = app_env_statement(net.chain_id, net.contract, app_id, signer, version, nonce)
-        return await self._sign_expected(message, expected)
+        return await self.sign_expected(message, expected)
 
     async def sign_generation(self, generation: int, key: G2) -> SignedStatement:
         """The link of `generation` (this client's committee must be generation - 1's): its
@@ -486,9 +514,9 @@ class KmsClient:
             kind=kms_pb2.SignPartialRequest.KIND_GENERATION, generation=generation
         )
         expected = generation_statement(net.chain_id, net.contract, generation, key)
-        return await self._sign_expected(message, expected)
+        return await self.sign_expected(message, expected)
 
-    async def _sign_expected(
+    async def sign_expected(
         self, message: kms_pb2.SignPartialRequest, expected: bytes
     ) -> SignedStatement:
         """A threshold signature over exactly `expected`; a member that signs anything else,
@@ -497,7 +525,7 @@ class KmsClient:
         need = self.committee.threshold
 
         async def call(member: Member) -> kms_pb2.SignPartialResponse:
-            return await self._rpc(
+            return await self.rpc(
                 member, lambda stub: stub.SignPartial(message, timeout=self._timeout)
             )
 

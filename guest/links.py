@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from contracts import GovernanceClient
 from guest.committee import (
@@ -22,7 +23,7 @@ from guest.committee import (
     committee_from_chain,
 )
 from guest.kms_client import DerivationError, KmsClient
-from mpc import G2
+from mpc import G2, MpcError
 
 
 def _no_evidence(report_data: bytes) -> tuple[bytes, str]:
@@ -59,34 +60,56 @@ def link_generation(
     return signature
 
 
-def link_generation_command(args: argparse.Namespace) -> int:
-    from contracts import ContractsError
-    from contracts.cliargs import connect, signing_transactor
-
-    try:
-        w3 = connect(args.rpc)
-        governance = GovernanceClient(w3, args.governance, signing_transactor(w3, args))
-        signature = link_generation(governance, args.generation, timeout=args.timeout)
-    except (
-        ContractsError,
-        CommitteeError,
-        UntrustedNetwork,
-        DerivationError,
-        ValueError,
-    ) as exc:
-        print(f"tkms chain link-generation: {exc}", file=sys.stderr)
-        return 1
-    g = args.generation
-    print(f"generation {g} linked to generation {g - 1}: 0x{signature.hex()}")
-    return 0
+Handler = Callable[[argparse.Namespace], int]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def owner_command(name: str, act: Callable[[GovernanceClient, argparse.Namespace], str]) -> Handler:
+    """A `tkms chain <name>` handler: `act` with the owner's governance client; its message on
+    stdout, or the error on stderr and status 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from contracts import ContractsError
+        from contracts.cliargs import connect, signing_transactor
+
+        try:
+            w3 = connect(args.rpc)
+            governance = GovernanceClient(w3, args.governance, signing_transactor(w3, args))
+            print(act(governance, args))
+        except (
+            ContractsError,
+            CommitteeError,
+            UntrustedNetwork,
+            DerivationError,
+            MpcError,
+            ValueError,
+        ) as exc:
+            print(f"tkms chain {name}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return handler
+
+
+def add_owner_arguments(parser: argparse.ArgumentParser, *, lowest: int, handler: Handler) -> None:
+    """RPC, governance, the owner's key, `--generation G` (>= `lowest`) and `--timeout`."""
     from contracts.cliargs import add_rpc_argument, add_signer_arguments
 
     add_rpc_argument(parser)
     parser.add_argument("--governance", required=True, metavar="ADDR", help="KmsGovernance")
     add_signer_arguments(parser, "the governance owner")
-    parser.add_argument("--generation", required=True, type=int, metavar="G", help="g >= 2")
+    parser.add_argument("--generation", required=True, type=int, metavar="G", help=f"g >= {lowest}")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per node request")
-    parser.set_defaults(handler=link_generation_command)
+    parser.set_defaults(handler=handler)
+
+
+def _link(governance: GovernanceClient, args: argparse.Namespace) -> str:
+    signature = link_generation(governance, args.generation, timeout=args.timeout)
+    g = args.generation
+    return f"generation {g} linked to generation {g - 1}: 0x{signature.hex()}"
+
+
+link_generation_command = owner_command("link-generation", _link)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_owner_arguments(parser, lowest=2, handler=link_generation_command)

@@ -22,13 +22,14 @@ from mpc.derive import (
 )
 from mpc.dkg import DkgFailure, DkgMember, DkgResult, compute_digest
 from mpc.dleq import DleqProof, prove_dleq, verify_dleq
-from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_SIG
+from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_KMS_ROOT, DST_SIG
 from mpc.epochkey import EpochKeyPair, EpochKeys, EpochPublicKey
 from mpc.errors import (
     DecryptionError,
     EncodingError,
     InvalidPartial,
     InvalidProof,
+    InvalidSignature,
     MpcError,
     NotEnoughShares,
     PhaseError,
@@ -74,6 +75,7 @@ __all__ = [
     "DST_CHALLENGE",
     "DST_IBE",
     "DST_KDF",
+    "DST_KMS_ROOT",
     "DST_SIG",
     "G1",
     "G2",
@@ -87,6 +89,7 @@ __all__ = [
     "Generation",
     "InvalidPartial",
     "InvalidProof",
+    "InvalidSignature",
     "KeyKind",
     "KeyRequest",
     "MemberIndex",

@@ -24,11 +24,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from mpc._fixedbase import PreparedPoint
 from mpc._lagrange import integer_lagrange_at_zero, small_combination
 from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
-from mpc.dst import DST_IBE, DST_KDF
+from mpc.dst import DST_IBE, DST_KDF, DST_KMS_ROOT
 from mpc.encoding import frame
 from mpc.errors import (
     EncodingError,
@@ -56,10 +57,16 @@ class KeyKind(enum.IntEnum):
 
     KDF = 1
     IBE = 2
+    #: The generation's KMS root (`mpc.kmsroot`): asked for only by committee nodes over
+    #: the peer channel, never accepted in an app's request.
+    KMS_ROOT = 3
 
     @property
     def dst(self) -> bytes:
-        return DST_KDF if self is KeyKind.KDF else DST_IBE
+        return _DSTS[self]
+
+
+_DSTS: Final = {KeyKind.KDF: DST_KDF, KeyKind.IBE: DST_IBE, KeyKind.KMS_ROOT: DST_KMS_ROOT}
 
 
 def kdf_message(app_id: bytes, purpose: bytes) -> bytes:

@@ -8,6 +8,9 @@ from typing import Final
 DST_KDF: Final = b"TKMS-V1-KDF-BLS12381G1_XMD:SHA-256_SSWU_RO_"
 #: Hash-to-G1 of an app_id for identity-based encryption (§3.6).
 DST_IBE: Final = b"TKMS-V1-IBE-BLS12381G1_XMD:SHA-256_SSWU_RO_"
+#: Hash-to-G1 of the network's secp256k1 KMS root of a generation (design §3.5): its own tag,
+#: so no app's derivation request can ever reach it.
+DST_KMS_ROOT: Final = b"TKMS-V1-KMSROOT-BLS12381G1_XMD:SHA-256_SSWU_RO_"
 #: Standard min-sig BLS (signature in G1, key in G2), so any standard verifier can check (§3.5).
 DST_SIG: Final = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_"
 #: hash_to_field for Fiat-Shamir challenges of every proof.

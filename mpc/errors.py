@@ -5,6 +5,7 @@
     ├── InvalidProof           a proof (DLEQ, Schnorr) does not verify
     │   └── InvalidPartial     a node's partial failed verification; names the member
     ├── DecryptionError        a ciphertext (deal, IBE) does not open: tampered or wrong key
+    ├── InvalidSignature       a signature (secp256k1 chain link, BLS certificate) is refused
     ├── NotEnoughShares        fewer than t valid shares or partials to combine
     └── ProtocolMisuse         the caller used an API wrongly (e.g. wrong phase); a bug
         └── PhaseError         a state-machine input arrived in the wrong phase
@@ -50,6 +51,11 @@ class DecryptionError(MpcError):
 
     Deliberately carries no detail about *why*, so it cannot serve as an oracle.
     """
+
+
+class InvalidSignature(MpcError, ValueError):
+    """A signature that is malformed, not canonical, or not by the expected key; the message
+    says which (a verifier refuses the chain it belongs to)."""
 
 
 class NotEnoughShares(MpcError):

@@ -42,6 +42,7 @@ from node.health import (
 )
 from node.identity import load_identity
 from node.journal import Journal
+from node.kms_root import KmsRoots
 from node.kms_service import KmsServicer, chain_env_policy
 from node.liveness import SELF_SERVICE, Liveness
 from node.logs import NativeStderr, capture_native_stderr, configure_logging, get_logger
@@ -124,6 +125,11 @@ class Node:
             shares=self.shares,
             metrics=self.metrics,
             confirmations=cfg.chain.confirmations,
+        )
+        self.roots = KmsRoots(
+            shares=self.epochs.share_for,
+            view=lambda: self.watcher.view,
+            fetch=self.peer_client.kms_root_partial,
         )
         self.authorizer = Authorizer(
             view=lambda: self.watcher.view,
@@ -250,6 +256,7 @@ class Node:
                 metrics=self.metrics,
                 max_keys=cfg.limits.max_keys_per_request,
                 env_policy=chain_env_policy(self.client),
+                roots=self.roots.get,
             ),
             public,
         )
@@ -277,6 +284,7 @@ class Node:
             view=lambda: self.watcher.view,
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
+            root_partial=self.roots.partial_for,
             kms_allowed=self._kms_allowed,
             accept_simulator=accepts_simulator(self.config.tee),
         )

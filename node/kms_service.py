@@ -1,10 +1,13 @@
-"""The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial (design §6.2).
+"""The public `Kms` gRPC service: GetMeta, DerivePartial, SignPartial, SignAppKey (design §6.2).
 
-SignPartial signs three kinds of statement, each only when it is true of this node's view:
+SignPartial signs four kinds of statement, each only when it is true of this node's view:
 an attested app's public key (`tkms-app-pubkey:v1`), the env signer and version an attested
-app's AppAuth names now (`tkms-app-env:v1`, with the app's nonce), and an activated
-generation's key under the previous generation's key (`tkms-generation:v1`, public data: no
-evidence, one partial per generation and epoch, cached).
+app's AppAuth names now (`tkms-app-env:v1`, with the app's nonce), an activated
+generation's key under the previous generation's key (`tkms-generation:v1`), and the
+generation's secp256k1 KMS root as this node derived it (`tkms-k256-root:v1`). The last two
+are public data: no evidence, one partial per generation, epoch and key, cached.
+SignAppKey is dstack's KMS signature over an attested app's secp256k1 key, made with the
+generation's KMS root (`node.kms_root`), so dstack's verifiers accept the app's key chain.
 
 The servicer decodes and bounds every field, runs the authorization pipeline, calls the pure
 `mpc` functions and encodes the answer. One edge (`_edge`) maps errors to status codes:
@@ -30,6 +33,8 @@ from mpc import G1, EncodingError, Generation, KeyRequest, NetworkContext, deriv
 from mpc._fixedbase import PreparedPoint
 from mpc.anchor import generation_statement
 from mpc.group import Rng
+from mpc.k256 import decode_public_key
+from mpc.kmsroot import kms_root_statement
 from mpc.sharing import Share
 from mpc.tsig import (
     SignaturePartial,
@@ -42,6 +47,7 @@ from mpc.types import Epoch
 from node.authz import Authorized, Authorizer, Evidence
 from node.chainview import Committee
 from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
+from node.kms_root import KmsRoot, encode_partial
 from node.logs import get_logger
 from node.metrics import NodeMetrics
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
@@ -65,6 +71,9 @@ ShareLookup = Callable[[int], tuple[Committee, Share] | None]
 EnvPolicy = Callable[[bytes, int], tuple[bytes, int]]
 """(app_id, block) -> (env signer, env version) the app's controller names at that block;
 (20 zero bytes, 0) for a controller that names none."""
+
+RootSource = Callable[[int], Awaitable[KmsRoot]]
+"""generation (0 = latest) -> its KMS root (`node.kms_root.KmsRoots.get`)."""
 
 _SIGN = kms_pb2.SignPartialRequest
 
@@ -116,15 +125,29 @@ def _edge(
 
 
 def _evidence(msg: common_pb2.Evidence) -> Evidence:
-    if not msg.quote:
-        raise InvalidRequest("evidence.quote is empty")
+    if msg.attestation:
+        if msg.quote or msg.event_log:
+            raise InvalidRequest(
+                "evidence: set either quote (TDX, with event_log) or attestation (SEV-SNP)"
+            )
+        if len(msg.attestation) > MAX_QUOTE:
+            raise InvalidRequest(
+                f"evidence.attestation is {len(msg.attestation)} bytes, at most {MAX_QUOTE}"
+            )
+    elif not msg.quote:
+        raise InvalidRequest("evidence.quote is empty (and no SEV-SNP attestation is set)")
     if len(msg.quote) > MAX_QUOTE:
         raise InvalidRequest(f"evidence.quote is {len(msg.quote)} bytes, at most {MAX_QUOTE}")
     if len(msg.event_log) > MAX_EVENT_LOG:
         raise InvalidRequest(f"evidence.event_log is over {MAX_EVENT_LOG} bytes")
     if len(msg.vm_config) > MAX_VM_CONFIG:
         raise InvalidRequest(f"evidence.vm_config is over {MAX_VM_CONFIG} bytes")
-    return Evidence(quote=bytes(msg.quote), event_log=msg.event_log, vm_config=msg.vm_config)
+    return Evidence(
+        quote=bytes(msg.quote),
+        event_log=msg.event_log,
+        vm_config=msg.vm_config,
+        attestation=bytes(msg.attestation),
+    )
 
 
 def _key_request(i: int, msg: kms_pb2.KeyRequest) -> KeyRequest:
@@ -153,10 +176,12 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         metrics: NodeMetrics,
         max_keys: int,
         env_policy: EnvPolicy | None = None,
+        roots: RootSource | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         self._authz = authorizer
         self._env_policy = env_policy
+        self._roots = roots
         self._links: dict[tuple[int, int, bytes], kms_pb2.SignPartialResponse] = {}
         self._shares = shares
         self._metrics = metrics
@@ -290,16 +315,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 share, key, requester=requester, network=network, rng=self._rng, verification_key=vk
             )
             self._count_partial(key.kind.name)
-            partials.append(
-                kms_pb2.Partial(
-                    generation=p.generation,
-                    epoch=p.epoch,
-                    member=p.member,
-                    y=p.y.to_bytes(),
-                    z=p.z.to_bytes(),
-                    proof=p.proof.to_bytes(),
-                )
-            )
+            partials.append(encode_partial(p))
         return kms_pb2.DerivePartialResponse(partials=partials)
 
     @_edge
@@ -308,6 +324,8 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
     ) -> kms_pb2.SignPartialResponse:
         if request.kind == _SIGN.KIND_GENERATION:
             return self._generation_link(request)
+        if request.kind == _SIGN.KIND_KMS_ROOT:
+            return await self._kms_root(request)
         if request.kind == _SIGN.KIND_APP_ENV:
             committee, share, statement = await self._app_env(request)
             kind = "SIG_ENV"
@@ -396,6 +414,60 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 self._links.clear()
             cached = self._links[key] = _sign_response(committee, statement, partial)
         return cached
+
+    def _root_source(self) -> RootSource:
+        if self._roots is None:
+            raise NotReady("this node does not serve KMS root signatures")
+        return self._roots
+
+    async def _kms_root(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over the generation's KMS root as we derived it (or refuse another)."""
+        if request.HasField("evidence") or request.env_signer or request.nonce:
+            raise InvalidRequest("KIND_KMS_ROOT takes only a generation and a public_key")
+        expected = bytes(request.public_key)
+        if expected:
+            decode_public_key(expected, "public_key")
+        roots = self._root_source()
+        view = self._authz.fresh_view()
+        committee, share = self._share(request.generation)
+        root = await roots(committee.generation)
+        if expected and expected != root.public:
+            raise PolicyDenied(
+                f"generation {committee.generation}'s KMS root here is {root.public.hex()}, "
+                f"not {expected.hex()}"
+            )
+        key = (committee.generation, committee.epoch, b"root:" + root.public)
+        cached = self._links.get(key)
+        if cached is None:
+            statement = kms_root_statement(
+                view.chain_id, view.governance, committee.generation, root.public
+            )
+            vk = self._verification_key(committee, share)
+            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
+            self._count_partial("SIG_KMS_ROOT")
+            if len(self._links) >= 16:
+                self._links.clear()
+            cached = self._links[key] = _sign_response(committee, statement, partial)
+        return cached
+
+    @_edge
+    async def SignAppKey(
+        self, request: kms_pb2.SignAppKeyRequest, context: Ctx
+    ) -> kms_pb2.SignAppKeyResponse:
+        evidence = _evidence(request.evidence)
+        key = decode_public_key(bytes(request.public_key), "public_key")
+        roots = self._root_source()
+        authorized = await self._authorize(
+            evidence, binding=(BindingLabel.SIGN_V1, key), app_ids=[], cost=1
+        )
+        committee, _ = self._share(request.generation)
+        root = await roots(committee.generation)
+        # secp256k1 in pure Python takes milliseconds: keep it off the event loop.
+        signature = await asyncio.to_thread(root.sign_app_key, authorized.app_id, key)
+        self._count_partial("KMS_ISSUED")
+        return kms_pb2.SignAppKeyResponse(
+            generation=committee.generation, root_public_key=root.public, signature=signature
+        )
 
 
 def _sign_response(

@@ -38,7 +38,7 @@ from node.ratls import (
     fetch_context,
     fetch_peer_certificate,
 )
-from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+from protos.tkms.v1 import kms_pb2, peer_pb2, peer_pb2_grpc
 
 __all__ = ["PeerClient"]
 
@@ -97,6 +97,7 @@ class PeerClient:
         backoff_max: float = 5.0,
         fetch_timeout: float = 3.0,
         reachable_ttl: float = 120.0,
+        root_deadline: float = 6.0,
     ) -> None:
         self.address = identity.eth_address
         self._cert_pem, self._key_pem, self._view = cert_pem, key_pem, view
@@ -111,6 +112,7 @@ class PeerClient:
         self.rpc_timeout, self.deadline, self.fetch_timeout = rpc_timeout, deadline, fetch_timeout
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.reachable_ttl = reachable_ttl
+        self.root_deadline = root_deadline
         self._pinned: dict[bytes, _Pinned] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._last_ok: dict[bytes, float] = {}
@@ -197,10 +199,12 @@ class PeerClient:
         peer: PeerRecord,
         what: str,
         call: Callable[[peer_pb2_grpc.PeerStub, float], Awaitable[T]],
+        deadline: float | None = None,
     ) -> T:
-        """Run `call` with retries (module docstring) until it succeeds or `deadline` passes."""
+        """Run `call` with retries (module docstring) until it succeeds or `deadline` (default
+        the client's) passes."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.deadline
+        give_up = loop.time() + (self.deadline if deadline is None else deadline)
         name, attempt = _name(peer), 0
         while True:
             attempt += 1
@@ -243,3 +247,22 @@ class PeerClient:
             )
 
         return await self._call(peer, f"epoch status ({epoch})", status)
+
+    async def kms_root_partial(
+        self, peer: PeerRecord, generation: int, epoch: int, requester: bytes
+    ) -> kms_pb2.Partial:
+        """`peer`'s partial of `generation`'s KMS root, encrypted to `requester` (E); retried
+        for `root_deadline` seconds only: the caller asks every member at once."""
+        request = peer_pb2.KmsRootPartialRequest(
+            generation=generation, epoch=epoch, requester_key=requester
+        )
+
+        async def partial(stub: peer_pb2_grpc.PeerStub, timeout: float) -> kms_pb2.Partial:
+            reply: peer_pb2.KmsRootPartialResponse = await stub.KmsRootPartial(
+                request, timeout=timeout
+            )
+            return reply.partial
+
+        return await self._call(
+            peer, f"KMS root partial (generation {generation})", partial, self.root_deadline
+        )

@@ -9,7 +9,9 @@ grpcio has no custom certificate verifier, so authentication has two layers:
   missing). A caller whose certificate is not in the bundle fails the handshake.
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
   presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
-  the request: an `EpochStatus` must come from a dealer or member of the epoch it asks about.
+  the request: an `EpochStatus` must come from a dealer or member of the epoch it asks about,
+  a `KmsRootPartial` from a member of the epoch it names (the servicer then checks that the
+  epoch is the generation's active one here: only the committee gathers the KMS root).
 
 Shares never travel here: dealers put their sealed shares on chain with their deals.
 
@@ -46,7 +48,7 @@ from node.ratls import (
     fetch_context,
     fetch_peer_certificate,
 )
-from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+from protos.tkms.v1 import kms_pb2, peer_pb2, peer_pb2_grpc
 
 __all__ = [
     "CURRENT_PEER",
@@ -56,12 +58,14 @@ __all__ = [
     "PeerGate",
     "PeerServer",
     "PeerServicer",
+    "RootPartialFn",
     "chain_roster",
 ]
 
 log = get_logger("tkms.node.peer")
 
 STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
+ROOT_METHOD = "/tkms.v1.Peer/KmsRootPartial"
 MAX_MESSAGE = 64 * 1024
 
 #: The authenticated peer of the call being handled (set by `PeerAuthInterceptor`).
@@ -89,6 +93,8 @@ class EpochStatusReply:
 ViewSource = Callable[[], PeerRegistry[PeerRecord] | None]
 StatusFn = Callable[[int], EpochStatusReply]
 RosterFn = Callable[[int], EpochRoster | None]
+#: (generation, epoch, requester key) -> our encrypted partial of the KMS root (node.kms_root).
+RootPartialFn = Callable[[int, int, bytes], kms_pb2.Partial]
 
 
 def _hex(address: bytes) -> str:
@@ -126,14 +132,20 @@ class PeerGate:
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
-        if method != STATUS_METHOD:
+        if method not in (STATUS_METHOD, ROOT_METHOD):
             raise Unauthenticated(f"authorization: no rule for method {method}")
         epoch = int(request.epoch)
         roster = await asyncio.to_thread(self._roster, epoch)
         if roster is None:
             raise NotReady(f"epoch {epoch} is not known to this node (yet)")
         me = record.address
-        if me not in roster.dealers and me not in roster.members:
+        if method == ROOT_METHOD:
+            if me not in roster.members:
+                raise Unauthenticated(
+                    f"authorization: {_hex(me)} is not a member of epoch {epoch}: only the "
+                    "committee gathers the KMS root"
+                )
+        elif me not in roster.dealers and me not in roster.members:
             raise Unauthenticated(
                 f"authorization: {_hex(me)} is neither a dealer nor a member of epoch {epoch}"
             )
@@ -192,8 +204,10 @@ class PeerAuthInterceptor(aio.ServerInterceptor):
 class PeerServicer(peer_pb2_grpc.PeerServicer):
     """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
 
-    def __init__(self, *, epoch_status: StatusFn) -> None:
-        self._status = epoch_status
+    def __init__(
+        self, *, epoch_status: StatusFn, root_partial: RootPartialFn | None = None
+    ) -> None:
+        self._status, self._root_partial = epoch_status, root_partial
 
     async def EpochStatus(
         self, request: peer_pb2.EpochStatusRequest, context: aio.ServicerContext[Any, Any]
@@ -211,6 +225,28 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         return peer_pb2.EpochStatusResponse(
             epoch=reply.epoch, phase=reply.phase, deals_received_from=reply.deals_received_from
         )
+
+    async def KmsRootPartial(
+        self, request: peer_pb2.KmsRootPartialRequest, context: aio.ServicerContext[Any, Any]
+    ) -> peer_pb2.KmsRootPartialResponse:
+        peer = _hex(CURRENT_PEER.get().address)
+        g = request.generation
+        try:
+            if self._root_partial is None:
+                raise NotReady("this node does not serve KMS root partials")
+            partial = await asyncio.to_thread(
+                self._root_partial, g, request.epoch, bytes(request.requester_key)
+            )
+        except NodeError as exc:
+            log.warning("kms_root_partial_refused", peer=peer, generation=g, reason=str(exc))
+            await _abort(context, exc, f"KMS root partial for {peer}: {exc}")
+        except Exception as exc:
+            log.error(
+                "peer_handler_failed", peer=peer, method="KmsRootPartial", error=type(exc).__name__
+            )
+            await _abort(context, NodeError(), f"KMS root partial for {peer}: internal error")
+        log.info("kms_root_partial_sent", peer=peer, generation=g, epoch=request.epoch)
+        return peer_pb2.KmsRootPartialResponse(partial=partial)
 
 
 class PeerServer:
@@ -231,6 +267,7 @@ class PeerServer:
         roster: RosterFn,
         kms_allowed: KmsAllowed,
         accept_simulator: bool,
+        root_partial: RootPartialFn | None = None,
         policy: Policy | None = None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
@@ -252,7 +289,7 @@ class PeerServer:
         self.bundle = TrustBundle((cert_pem, key_pem))
         self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
-        self._servicer = PeerServicer(epoch_status=epoch_status)
+        self._servicer = PeerServicer(epoch_status=epoch_status, root_partial=root_partial)
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout

@@ -7,10 +7,10 @@
     tkms testnet refresh                  tkms testnet rotate
     tkms testnet bench [--duration S] [--concurrency C] [--json]
 
-The network's processes (anvil, the nodes, Pebble, the gateway and the demo app with their
-guest agents) run in their own sessions and outlive the command; `<dir>/state.json` records
-them and how each was started; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`,
-`<dir>/gateway/*.log`, `<dir>/demo-app/*.log` and `<dir>/pebble/`.
+The network's processes (anvil, the nodes, the DNS server, Pebble, the gateway and the demo app
+with their guest agents) run in their own sessions and outlive the command; `<dir>/state.json`
+records them and how each was started; logs are in `<dir>/anvil.log`, `<dir>/node<i>/node.log`,
+`<dir>/gateway/*.log`, `<dir>/demo-app/*.log`, `<dir>/dns/knot.log` and `<dir>/pebble/`.
 
 `up` never destroys a network: on a running one it prints its status, on one with stopped
 processes (after `down`, a crash, a reboot) it starts exactly those again and keeps every
@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,9 +103,11 @@ def status_document(cluster: Cluster, probes: Probes | None = None) -> dict[str,
         except Exception as exc:  # any transport failure: the chain does not answer
             reason = f"no answer from {cluster.rpc_url} within {STATUS_TIMEOUT:g} s"
             return {"chain": "unreachable", **no_key, "committee_error": f"{reason} ({exc})"}
+        root, _ = governance.get_kms_root(committee.network.generation)
         return {
             "chain": "reachable",
             "network_fingerprint": fingerprint.hex(),
+            "kms_root": root.hex() or None,
             "generation": int(committee.network.generation),
             "epoch": int(committee.network.epoch),
             "threshold": committee.threshold,
@@ -149,6 +152,8 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"threshold {doc['threshold']} of {len(doc.get('members', []))}"
         )
         print(f"group key   {doc['group_public_key'][:32]}…")
+        root = doc.get("kms_root") or "not published (tkms chain publish-kms-root)"
+        print(f"kms root    {root}  (anchor of dstack-style key chains)")
     else:
         print(f"key         none yet ({doc.get('committee_error', '')})")
     demo = doc.get("demo_app")
@@ -163,6 +168,9 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
             f"gateway     {gateway['proxy']}  *.{gateway['base_domain']}  "
             f"(registration {gateway['registration']}, ACME root {gateway['acme_root']})"
         )
+    dns = doc.get("dns")
+    if dns:
+        print(f"dns         {dns['address']}  zone {dns['zone']}  (CAA at {dns['caa_name']})")
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -173,6 +181,7 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from contracts import EpochKind
+    from guest.kms_root import publish_kms_root
     from guest.measure import compose_hash
     from testnet.apps import spawn_agent, start_demo_app
     from testnet.cluster import Cluster
@@ -225,16 +234,29 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
+        progress("publishing generation 1's KMS root, the anchor of dstack-style key chains")
+        # While the gateway and the demo app start: it needs only the nodes and the chain.
+        published = ThreadPoolExecutor(max_workers=1).submit(
+            publish_kms_root, cluster.governance(), 1
+        )
         wait_gateway(90)
         cluster.save()
         demo = start_demo_app(cluster, DEMO_COMPOSE, agent=demo_agent)
         cluster.save()
         progress("waiting for the demo app to register with the gateway")
         wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
-    except Exception as exc:
-        if cluster.deployment is not None:
-            cluster.save()
+        published.result(timeout=60)
+    except BaseException as exc:
         logs = ", ".join(str(n.log_path) for n in cluster.nodes) or str(cluster.root / "anvil.log")
+        if cluster.deployment is None:
+            # Nothing to resume or inspect but anvil's log: stop what started, leave no orphan.
+            cluster.down()
+            if not isinstance(exc, Exception):
+                raise
+            return _fail(f"up failed: {exc}\nread: {logs}")
+        cluster.save()  # every process started so far is recorded: `down` stops them
+        if not isinstance(exc, Exception):
+            raise
         return _fail(
             f"up failed: {exc}\nread: {logs}\nthen run `tkms testnet down --dir {args.dir}`"
         )
@@ -312,7 +334,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     others = len([p for p in cluster.extra.get("pids", {}).values() if isinstance(p, int)])
     print(
         f"stopped anvil, {len(cluster.nodes)} nodes and {others} other processes "
-        f"(gateway, Pebble, apps and agents)"
+        f"(gateway, DNS, Pebble, apps and agents)"
         + (f" and {len(by_hand)} started by hand" if by_hand else "")
         + f"; state and logs kept in {cluster.root} (`tkms testnet up` resumes it)"
     )
@@ -405,15 +427,18 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     progress = _Progress(False)
     cluster = _require(args, progress)
+    from guest.kms_root import publish_kms_root
     from guest.links import link_generation
 
     members, threshold = _current_members(cluster)
     epoch = _reshare(cluster, "ROTATE", members, threshold)
     generation = cluster.governance().get_epoch(epoch).generation
     link_generation(cluster.governance(), generation)
+    root, _ = publish_kms_root(cluster.governance(), generation)
     progress(
         f"new key generation {generation}: epoch {epoch}, linked to generation {generation - 1} "
-        "on chain; the previous generation stays readable for its window"
+        f"on chain, KMS root {root.hex()} published; the previous generation stays readable "
+        "for its window"
     )
     return 0
 

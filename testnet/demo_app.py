@@ -2,7 +2,9 @@
 
 It runs beside its guest agent, as an app container would: it asks the agent (dstack guest
 API on a unix socket) for `/Info` and for a TLS key with an RA-TLS certificate, then answers
-`{"app_id": ..., "instance_id": ...}` on both ports. Given `--gateway`, it registers with that
+`{"app_id": ..., "instance_id": ...}` on both ports (a small HTML page to a browser), and
+`GET /.tkms/key-proof?nonce=HEX` with a fresh signature by a key the app got from the network,
+and its signature chain (`verify.keyproof`). Given `--gateway`, it registers with that
 gateway (as `127.0.0.1`, naming the key of its HTTPS port: the gateway's terminated connections
 arrive there, over TLS to that key) and renews the registration for as long as it runs.
 `python -m testnet.demo_app --socket PATH --http-port N --https-port M [--gateway H:P]`.
@@ -15,23 +17,66 @@ import json
 import ssl
 import tempfile
 import threading
+from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+from node.errors import NodeError
 from node.sealing import post_guest_agent
+from verify.keyproof import KEY_PROOF_LABEL, KEY_PROOF_PATH
 
 
-def make_handler(body: bytes) -> type[BaseHTTPRequestHandler]:
+def page(info: dict[str, object]) -> bytes:
+    """What a person sees in a browser: the app's identity, no external resources."""
+    rows = "".join(
+        f"<tr><th>{escape(k)}</th><td><code>{escape(str(info.get(k)))}</code></td></tr>"
+        for k in ("app_id", "instance_id", "compose_hash")
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>tkms demo app</title>"
+        "<style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}"
+        "</style></head><body><h1>tkms demo app</h1>"
+        "<p>This page comes from inside the app's (simulated) TEE.</p>"
+        f"<table>{rows}</table></body></html>"
+    ).encode()
+
+
+def key_proof(socket: str, query: str) -> bytes:
+    """The agent's signature over the label and the caller's nonce, with its chain."""
+    nonce = bytes.fromhex(parse_qs(query).get("nonce", [""])[0])
+    if not 16 <= len(nonce) <= 64:
+        raise ValueError("nonce must be 16..64 bytes of hex")
+    data = (KEY_PROOF_LABEL + nonce).hex()
+    signed = post_guest_agent(socket, "/Sign", {"algorithm": "secp256k1", "data": data})
+    return json.dumps({"algorithm": "secp256k1", "purpose": "signing", **signed}).encode()
+
+
+def make_handler(body: bytes, html: bytes, socket: str = "") -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, kind: str, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_GET(self) -> None:
-            if self.path != "/":
+            url = urlsplit(self.path)
+            if url.path == KEY_PROOF_PATH and socket:
+                try:
+                    self._send(200, "application/json", key_proof(socket, url.query))
+                except (ValueError, NodeError) as exc:
+                    error = json.dumps({"error": str(exc)}).encode()
+                    self._send(400, "application/json", error)
+                return
+            if url.path != "/":
                 self.send_error(404)
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            if "text/html" in self.headers.get("Accept", ""):
+                self._send(200, "text/html; charset=utf-8", html)
+                return
+            self._send(200, "application/json", body)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -83,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     body = json.dumps(
         {"app_id": info.get("app_id"), "instance_id": info.get("instance_id")}
     ).encode()
-    handler = make_handler(body)
+    handler = make_handler(body, page(info), args.socket)
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with tempfile.TemporaryDirectory() as tmp:

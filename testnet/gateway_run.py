@@ -2,7 +2,11 @@
 
 The gateway is an attested app: its compose hash is registered on chain like the demo app's,
 its guest agent gets keys from the network, and the gateway derives its sealing key there.
-Certificates come from a local Pebble whose DNS-01 answers come from pebble-challtestsrv.
+Certificates come from a local Pebble that validates DNS-01 against a real authoritative
+DNS server, Knot DNS, serving the zone `BASE_DOMAIN`; the gateway writes the challenge TXT
+records and pins the zone's CAA records itself, by RFC 2136 updates signed with the TSIG key
+Knot was started with (a copy, mode 0600, in the gateway's directory). `status --json` says
+where the server is (`dns`: address, zone, the names it holds), so anyone can query it.
 The base domain is under `.localhost`, which curl and most resolvers send to 127.0.0.1, so
 `https://<app_id>-<port>.<base>:<proxy port>/` works from the host with no DNS set-up.
 """
@@ -10,6 +14,7 @@ The base domain is under `.localhost`, which curl and most resolvers send to 127
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts._anvil import free_port
+from gateway.knot import KnotServer
 from gateway.pebble import PEBBLE_ENV, Pebble
 from testnet.apps import AgentHandle
 from testnet.cluster import Cluster
@@ -27,9 +33,15 @@ GATEWAY_COMPOSE = (
     b'{"name": "tkms-gateway", "services": {"gateway": {"image": "tkms@sha256:00"}}}\n'
 )
 BASE_DOMAIN = "tkms.localhost"
+#: The CA name in the CAA records. Pebble checks no CAA; a real CA checks its own name here
+#: (Let's Encrypt: "letsencrypt.org").
+CAA_ISSUER = "pebble.letsencrypt.org"
+TSIG_KEY_FILE = "tsig.key"
 
 
-def _config(cluster: Cluster, pebble: Pebble, socket: Path, proxy: int, registration: int) -> str:
+def _config(
+    cluster: Cluster, pebble: Pebble, dns: dict[str, Any], socket: Path, proxy: int, reg: int
+) -> str:
     assert cluster.deployment is not None
     return f"""# written by `tkms testnet up`
 base_domain = "{BASE_DOMAIN}"
@@ -37,7 +49,7 @@ data_dir = "state"
 
 [listen]
 proxy = "127.0.0.1:{proxy}"
-registration = "127.0.0.1:{registration}"
+registration = "127.0.0.1:{reg}"
 
 [chain]
 rpc_url = "{cluster.rpc_url}"
@@ -49,10 +61,13 @@ socket = "{socket}"
 
 [acme]
 directory_url = "{pebble.directory_url}"
-dns_provider = "challtestsrv"
-challtestsrv_url = "{pebble.challtestsrv_url}"
+dns_provider = "rfc2136"
+dns_zone = "{dns["zone"]}"
+dns_server = "{dns["address"]}"
+tsig_key_name = "{dns["key_name"]}"
+tsig_key_file = "{TSIG_KEY_FILE}"
 ca_bundle = "{pebble.ca_bundle}"
-caa_issuer = "pebble.letsencrypt.org"
+caa_issuer = "{CAA_ISSUER}"
 
 [registration]
 ttl_seconds = 60
@@ -61,13 +76,32 @@ allowed_backend_networks = ["127.0.0.0/8"]  # every testnet process runs on loop
 
 
 def start_pebble(cluster: Cluster) -> Pebble:
-    """Start Pebble and pebble-challtestsrv for the testnet (recorded for `down`)."""
-    pebble = Pebble.start(cluster.root / "pebble", detach=True)
-    for i, (pid, argv, log) in enumerate(pebble.commands()):
-        cluster.record(f"pebble_{i}", pid)
-        cluster.remember(f"pebble_{i}", argv, log, PEBBLE_ENV)
+    """Start the DNS server (Knot, serving BASE_DOMAIN) and Pebble validating against it, for
+    the testnet; both are recorded for `down`, resume and restart (DNS first)."""
+    dns = KnotServer.start(cluster.root / "dns", [BASE_DOMAIN], detach=True)
+    [(pid, argv, log)] = dns.commands()
+    cluster.record("dns", pid)
+    cluster.remember("dns", argv, log)
+    cluster.extra["dns"] = dns_record(dns)
+    pebble = Pebble.start(cluster.root / "pebble", dns.address, detach=True)
+    [(pid, argv, log)] = pebble.commands()
+    cluster.record("pebble", pid)
+    cluster.remember("pebble", argv, log, PEBBLE_ENV)
     cluster.extra["pebble"] = pebble.to_dict()
     return pebble
+
+
+def dns_record(dns: KnotServer) -> dict[str, Any]:
+    """What `status --json` says of the DNS server: where to ask, and what it holds."""
+    return {
+        "server": "knot",
+        "address": dns.address,
+        "zone": BASE_DOMAIN,
+        "caa_name": BASE_DOMAIN,  # CAA issue/issuewild pinned to the gateway's account
+        "challenge_name": f"_acme-challenge.{BASE_DOMAIN}",  # TXT, only during validation
+        "key_name": dns.key_name,
+        "log": str(dns.log),
+    }
 
 
 def launch_gateway(
@@ -83,9 +117,15 @@ def launch_gateway(
     gw_dir = agent.dir
     (gw_dir / "pebble-root.pem").write_bytes(pebble.roots_pem())
     (gw_dir / "state").mkdir(exist_ok=True)
+    dns = cluster.extra["dns"]
+    # The gateway's own copy of the TSIG secret, readable by its user only.
+    secret = (cluster.root / "dns" / TSIG_KEY_FILE).read_bytes()
+    fd = os.open(gw_dir / TSIG_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(secret)
     proxy, registration = free_port(), free_port()
     config = gw_dir / "gateway.toml"
-    config.write_text(_config(cluster, pebble, agent.socket, proxy, registration))
+    config.write_text(_config(cluster, pebble, dns, agent.socket, proxy, registration))
     ready = gw_dir / "state" / "gateway.json"
     ready.unlink(missing_ok=True)
     log = gw_dir / "gateway.log"
@@ -121,6 +161,7 @@ def _wait_gateway(
         "app_id": running["app_id"],
         "account_uri": running["account_uri"],
         "caa_records": running["caa_records"],
+        "evidence_name": running["evidence_name"],
         "acme_root": str(gw_dir / "pebble-root.pem"),
         "pid": process.pid,
         "log": str(log),

@@ -66,3 +66,23 @@ def test_chain_link_generation_is_the_guest_command() -> None:
         ]
     )
     assert args.handler is link_generation_command and args.generation == 2
+
+
+def test_chain_publish_kms_root_is_the_guest_command() -> None:
+    from guest.kms_root import publish_kms_root_command
+
+    args = tkms.build_parser("chain").parse_args(
+        [
+            "chain",
+            "publish-kms-root",
+            "--rpc",
+            "http://127.0.0.1:1",
+            "--governance",
+            "0x" + "bb" * 20,
+            "--anvil-account",
+            "0",
+            "--generation",
+            "1",
+        ]
+    )
+    assert args.handler is publish_kms_root_command and args.generation == 1

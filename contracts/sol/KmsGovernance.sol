@@ -27,17 +27,31 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
     ///         `tkms-generation:v1` statement, so apps can chain PK2_g to the network's
     ///         fingerprint (design §7). Checked by its readers, not here (no pairing on chain).
     mapping(uint64 => bytes) private _generationLinks;
+    /// @notice Per generation: its secp256k1 KMS root (33 bytes, compressed) and the network's
+    ///         threshold signature over its `tkms-k256-root:v1` statement (design §3.5). The
+    ///         anchor dstack-style verifiers compare a key chain's KMS signature with. Set once
+    ///         per generation; checked by its readers (no pairing on chain).
+    mapping(uint64 => KmsRoot) private _kmsRoots;
+
+    struct KmsRoot {
+        bytes k256Pubkey;
+        bytes certificate;
+    }
 
     event AppFactorySet(address indexed appFactory);
     event AppRegistered(address indexed appId, address indexed registrar);
     event AppRemoved(address indexed appId);
     event GenerationLinked(uint64 indexed generation, bytes signature);
+    event KmsRootSet(uint64 indexed generation, bytes k256Pubkey, bytes certificate);
 
     error NotAContract(address appId);
     error AppAlreadyRegistered(address appId);
     error AppRemovedByOwner(address appId);
     error AppNotRegistered(address appId);
     error NotALinkableGeneration(uint64 generation);
+    error NotAKeyGeneration(uint64 generation);
+    error KmsRootAlreadySet(uint64 generation);
+    error NotACompressedKey();
 
     constructor(address initialOwner, bool allowSimulator, uint64 retirementWindowBlocks)
         Owned2Step(initialOwner)
@@ -88,6 +102,34 @@ contract KmsGovernance is GovernancePolicy, EpochManager, IAppAuth {
         }
         _generationLinks[generation] = signature;
         emit GenerationLinked(generation, signature);
+    }
+
+    function kmsRoot(uint64 generation)
+        external
+        view
+        returns (bytes memory k256Pubkey, bytes memory certificate)
+    {
+        KmsRoot storage root = _kmsRoots[generation];
+        return (root.k256Pubkey, root.certificate);
+    }
+
+    /// @notice The owner publishes an activated generation's KMS root with the network's
+    ///         certificate (`tkms chain publish-kms-root`), once: nobody can swap the anchor
+    ///         later.
+    function setKmsRoot(uint64 generation, bytes calldata k256Pubkey, bytes calldata certificate)
+        external
+        onlyOwner
+    {
+        if (generation < 1 || generation > latestGeneration) revert NotAKeyGeneration(generation);
+        if (_kmsRoots[generation].k256Pubkey.length != 0) revert KmsRootAlreadySet(generation);
+        if (k256Pubkey.length != 33 || (k256Pubkey[0] != 0x02 && k256Pubkey[0] != 0x03)) {
+            revert NotACompressedKey();
+        }
+        if (certificate.length != G1_LENGTH) {
+            revert InvalidLength("certificate", certificate.length, G1_LENGTH, G1_LENGTH);
+        }
+        _kmsRoots[generation] = KmsRoot(k256Pubkey, certificate);
+        emit KmsRootSet(generation, k256Pubkey, certificate);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

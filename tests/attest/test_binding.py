@@ -14,6 +14,7 @@ from attest._binding import (
     compute_report_data,
     node_binding_content,
     verify_report_data,
+    zt_challenge_content,
 )
 
 
@@ -68,3 +69,45 @@ def test_node_framing_is_unambiguous() -> None:
         node_binding_content(b"\x01", b"\x02", addr[:19])
     with pytest.raises(BindingError, match="needs a TLS key and a deal key"):
         node_binding_content(b"", b"\x02", addr)
+
+
+def test_gateway_labels_are_dstacks_acme_formulas() -> None:
+    # dstack gateway (distributed_certbot.rs): sha512("acme-account:" || uri), and
+    # ct_monitor's compute_expected_report_data: sha512("zt-cert:" || SPKI DER).
+    uri = "https://acme.example/acme/acct/42"
+    spki = _spki()
+    assert (
+        compute_report_data(BindingLabel.ACME_ACCOUNT, uri.encode())
+        == hashlib.sha512(b"acme-account:" + uri.encode()).digest()
+    )
+    assert (
+        compute_report_data(BindingLabel.ZT_CERT, spki)
+        == hashlib.sha512(b"zt-cert:" + spki).digest()
+    )
+
+
+def test_challenge_content_is_framed_so_no_part_can_borrow_from_another() -> None:
+    nonce, spki, uri = bytes(range(32)), _spki(), "https://acme.example/acct/1"
+    content = zt_challenge_content(nonce, spki, uri)
+    assert content == (
+        (32).to_bytes(4, "big")
+        + nonce
+        + len(spki).to_bytes(4, "big")
+        + spki
+        + len(uri).to_bytes(4, "big")
+        + uri.encode()
+    )
+    # The same bytes split differently between nonce and key frame differently.
+    shifted = zt_challenge_content(nonce + spki[:1], spki[1:], uri)
+    assert shifted != content
+    rd = compute_report_data(BindingLabel.ZT_CHALLENGE_V1, content)
+    with pytest.raises(BindingError, match="tkms-zt-challenge:v1:"):
+        verify_report_data(
+            rd, BindingLabel.ZT_CHALLENGE_V1, zt_challenge_content(nonce, spki, uri + "2")
+        )
+
+
+@pytest.mark.parametrize("size", [0, 15, 65])
+def test_challenge_nonce_outside_16_to_64_bytes_is_refused(size: int) -> None:
+    with pytest.raises(BindingError, match=f"16..64 bytes, got {size}"):
+        zt_challenge_content(bytes(size), _spki(), "https://acme.example/acct/1")

@@ -115,8 +115,10 @@ _GOOD_SECTIONS: dict[str, dict[str, Any]] = {
     "agent": {"socket": "dstack.sock"},
     "acme": {
         "directory_url": "https://127.0.0.1:14000/dir",
-        "dns_provider": "challtestsrv",
-        "challtestsrv_url": "http://127.0.0.1:8055",
+        "dns_provider": "rfc2136",
+        "dns_server": "127.0.0.1:5353",
+        "tsig_key_name": "tkms-gateway",
+        "tsig_key_file": "tsig.key",
         "renew_before_days": 30,
     },
     "registration": {

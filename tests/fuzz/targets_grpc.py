@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from attest import BindingLabel, default_policy
 from contracts import AuthDecision
 from mpc import G1, G2, MemberIndex, Polynomial
+from mpc.k256 import public_key
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
 from node.chainview import ChainView, Committee, NodeRecord
@@ -41,6 +42,7 @@ from node.daemon import Node
 from node.epochs import EpochManager
 from node.identity import NodeIdentity
 from node.journal import Journal
+from node.kms_root import KmsRoot, KmsRoots
 from node.kms_service import KmsServicer
 from node.metrics import NodeMetrics
 from node.peer_service import (
@@ -195,20 +197,29 @@ def _kms() -> Prepared:
         metrics=metrics,
         accept_simulator=True,
     )
+    root = KmsRoot(generation=1, public=public_key(b"\x31" * 32), secret=b"\x31" * 32)
+
+    async def roots(generation: int) -> KmsRoot:
+        return root
+
     servicer = KmsServicer(
         authorizer=authorizer,
         shares=lambda generation: (committee, share) if generation in (0, 1) else None,
         metrics=metrics,
         max_keys=16,
         env_policy=lambda app_id, block: (b"\x0e" * 20, 1),
+        roots=roots,
     )
     requester = G1.base_mul(777).to_bytes()
     signed_key = b"\x04" + b"\x55" * 64
+    app_key = public_key(b"\x32" * 32)
     kdf = app_evidence(requester, BindingLabel.KDF_V1)
     sign = app_evidence(signed_key, BindingLabel.SIGN_V1)
     other = app_evidence(requester, BindingLabel.KDF_V1, app_id=OTHER_APP)
+    app_sign = app_evidence(app_key, BindingLabel.SIGN_V1)
     evidences = [
-        common_pb2.Evidence(quote=e.quote, event_log=e.event_log) for e in (kdf, sign, other)
+        common_pb2.Evidence(quote=e.quote, event_log=e.event_log)
+        for e in (kdf, sign, other, app_sign)
     ]
     keys = [
         kms_pb2.KeyRequest(app_id=APP, kind=kms_pb2.KeyRequest.KIND_KDF, purpose=b"disk"),
@@ -220,12 +231,12 @@ def _kms() -> Prepared:
             "evidence": list(evidences),
             "keys": list(keys),
             "requester_key": [requester, G1.base_mul(778).to_bytes(), bytes([0xC0]) + bytes(47)],
-            "public_key": [signed_key],
+            "public_key": [signed_key, app_key, root.public],
             "app_id": [APP, OTHER_APP],
             "quote": [e.quote for e in evidences],
             "event_log": [e.event_log for e in evidences],
             "generation": [0, 1, 2],
-            "kind": [0, 1, 2, 3],
+            "kind": [0, 1, 2, 3, 4],
         },
         seeds={
             "GetMeta": [kms_pb2.GetMetaRequest()],
@@ -238,8 +249,12 @@ def _kms() -> Prepared:
                 ),
             ],
             "SignPartial": [
-                kms_pb2.SignPartialRequest(evidence=evidences[1], public_key=signed_key)
+                kms_pb2.SignPartialRequest(evidence=evidences[1], public_key=signed_key),
+                kms_pb2.SignPartialRequest(
+                    kind=kms_pb2.SignPartialRequest.KIND_KMS_ROOT, generation=1
+                ),
             ],
+            "SignAppKey": [kms_pb2.SignAppKeyRequest(evidence=evidences[3], public_key=app_key)],
         },
     )
     methods = methods_of(kms_pb2.DESCRIPTOR, "Kms")
@@ -300,7 +315,15 @@ def _peer() -> Prepared:
         ),
     )
     daemon = SimpleNamespace(epochs=manager, journal=journal)
-    servicer = PeerServicer(epoch_status=lambda e: Node._epoch_status(cast(Any, daemon), e))
+
+    async def no_fetch(*args: Any) -> kms_pb2.Partial:
+        raise AssertionError("serving a partial never asks peers")
+
+    roots = KmsRoots(shares=manager.share_for, view=lambda: view, fetch=no_fetch)
+    servicer = PeerServicer(
+        epoch_status=lambda e: Node._epoch_status(cast(Any, daemon), e),
+        root_partial=roots.partial_for,
+    )
     gate = PeerGate(
         view=lambda: view, verifier=verifier, roster=lambda e: roster if e == epoch else None
     )
@@ -334,8 +357,19 @@ def _peer() -> Prepared:
         return FuzzContext({"x509_pem_cert": chosen} if chosen else {})
 
     pools = Pools(
-        {"epoch": [epoch, epoch, 4, 6, 0]},
-        seeds={"EpochStatus": [peer_pb2.EpochStatusRequest(epoch=epoch)]},
+        {
+            "epoch": [epoch, epoch, 4, 6, 0],
+            "generation": [0, 1, 2],
+            "requester_key": [G1.base_mul(5).to_bytes(), bytes(48)],
+        },
+        seeds={
+            "EpochStatus": [peer_pb2.EpochStatusRequest(epoch=epoch)],
+            "KmsRootPartial": [
+                peer_pb2.KmsRootPartialRequest(
+                    generation=1, epoch=epoch, requester_key=G1.base_mul(5).to_bytes()
+                )
+            ],
+        },
     )
 
     def cleanup() -> None:

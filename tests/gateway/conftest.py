@@ -1,32 +1,64 @@
-"""Gateway test fixtures: one real Pebble (ACME CA) and its DNS test server per test module."""
+"""Gateway test fixtures: one real Knot DNS server and one real Pebble validating against it per
+test module, and a provider wrapper that records what the gateway writes and when."""
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import socket
-import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import dns.message
+import dns.query
+import dns.rdata
+import dns.rdatatype
 import pytest
 
+from gateway.dns_rfc2136 import Rfc2136Provider
+from gateway.knot import KnotServer, knotd_path
 from gateway.pebble import Pebble
+
+#: The zones the module's DNS server serves (names the tests get certificates for).
+ZONES = ("gw.test", "other.test", "nonce.test")
+
+
+def require_knot() -> None:
+    try:
+        knotd_path()
+    except RuntimeError:
+        pytest.skip("knotd is not installed (Debian package `knot`; `make install`)")
 
 
 def require_pebble() -> None:
-    if shutil.which("pebble") is None or shutil.which("pebble-challtestsrv") is None:
+    require_knot()
+    if shutil.which("pebble") is None:
         pytest.skip("pebble is not installed (Debian package `pebble`; `make install`)")
 
 
 @pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
-    """Pebble on free 127.0.0.1 ports, stopped (both processes waited for) after the module."""
+def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    """Knot DNS serving ZONES on a free 127.0.0.1 port, stopped after the module."""
+    require_knot()
+    server = KnotServer.start(tmp_path_factory.mktemp("knot"), ZONES)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
+    """Pebble on free 127.0.0.1 ports resolving at `knot`, stopped after the module."""
     require_pebble()
-    instance = Pebble.start(tmp_path_factory.mktemp("pebble"))
+    instance = Pebble.start(tmp_path_factory.mktemp("pebble"), knot.address)
     try:
         yield instance
     finally:
         instance.stop()
+
+
+def dns_for(knot: KnotServer, zone: str = "gw.test", secret: str | None = None) -> Rfc2136Provider:
+    """The gateway's provider for `zone` on `knot`, with the server's key (or `secret`)."""
+    return Rfc2136Provider(knot.address, zone, knot.key_name, secret or knot.secret())
 
 
 def free_port() -> int:
@@ -37,35 +69,46 @@ def free_port() -> int:
         return port
 
 
-def query_txt(dns_address: str, name: str) -> list[bytes]:
-    """The TXT strings of `name` as the DNS server at `dns_address` answers (one UDP query)."""
-    host, port = dns_address.rsplit(":", 1)
-    query_id = secrets.randbelow(1 << 16)
-    question = b"".join(bytes([len(label)]) + label.encode() for label in name.split("."))
-    packet = struct.pack(">HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + question + b"\0"
-    packet += struct.pack(">HH", 16, 1)  # TXT, IN
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2.0)
-        sock.sendto(packet, (host, int(port)))
-        reply, _ = sock.recvfrom(4096)
-    answer_id, _, _, answers, _, _ = struct.unpack(">HHHHHH", reply[:12])
-    assert answer_id == query_id
-    offset = len(packet)  # the reply repeats our question after the same header size
-    values: list[bytes] = []
-    for _ in range(answers):
-        offset = _skip_name(reply, offset)
-        rtype, _, _, length = struct.unpack(">HHIH", reply[offset : offset + 10])
-        offset += 10
-        rdata, offset = reply[offset : offset + length], offset + length
-        while rtype == 16 and rdata:
-            values.append(rdata[1 : 1 + rdata[0]])
-            rdata = rdata[1 + rdata[0] :]
-    return values
+def records(address: str, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
+    """The `rdtype` records of `name` as the server at `address` answers over UDP: what any
+    resolver, a CA or a verifier sees."""
+    host, _, port = address.rpartition(":")
+    answer = dns.query.udp(dns.message.make_query(name, rdtype), host, port=int(port), timeout=2)
+    wanted = dns.rdatatype.from_text(rdtype)
+    return [rd for rrset in answer.answer if rrset.rdtype == wanted for rd in rrset]
 
 
-def _skip_name(data: bytes, offset: int) -> int:
-    while data[offset] != 0:
-        if data[offset] & 0xC0 == 0xC0:  # a compression pointer ends the name
-            return offset + 2
-        offset += 1 + data[offset]
-    return offset + 1
+def query(address: str, name: str, rdtype: str) -> list[str]:
+    """The `rdtype` records of `name` in zone-file text, sorted."""
+    return sorted(rd.to_text() for rd in records(address, name, rdtype))
+
+
+def query_txt(address: str, name: str) -> list[bytes]:
+    """The TXT strings of `name`, sorted."""
+    return sorted(b"".join(getattr(rd, "strings", ())) for rd in records(address, name, "TXT"))
+
+
+class Recording:
+    """A DnsProvider passing every call to `inner`, recording (call, name, what the server
+    held for `watch(name)` right after it)."""
+
+    def __init__(
+        self, inner: Rfc2136Provider, watch: Callable[[str], object] | None = None
+    ) -> None:
+        self.inner = inner
+        self.watch = watch or (lambda _: None)
+        self.calls: list[tuple[str, str, object]] = []
+        self.propagation_seconds = inner.propagation_seconds
+
+    def set_txt(self, fqdn: str, value: str) -> None:
+        self.inner.set_txt(fqdn, value)
+        self.calls.append(("set_txt", fqdn, self.watch(fqdn)))
+
+    def clear_txt(self, fqdn: str) -> None:
+        # What the server held until now (validation is over when the client clears).
+        self.calls.append(("clear_txt", fqdn, self.watch(fqdn)))
+        self.inner.clear_txt(fqdn)
+
+    def set_caa(self, fqdn: str, value: str) -> None:
+        self.inner.set_caa(fqdn, value)
+        self.calls.append(("set_caa", fqdn, self.watch(fqdn)))

@@ -25,8 +25,11 @@ socket = "agent/dstack.sock"
 
 [acme]
 directory_url = "https://127.0.0.1:14000/dir"
-dns_provider = "challtestsrv"
-challtestsrv_url = "http://127.0.0.1:8055"
+dns_provider = "rfc2136"
+dns_zone = "example.test"
+dns_server = "127.0.0.1:5353"
+tsig_key_name = "tkms-gateway"
+tsig_key_file = "secrets/tsig.key"
 ca_bundle = "pebble-ca.pem"
 caa_issuer = "pebble.letsencrypt.org"
 
@@ -49,6 +52,12 @@ def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
     assert config.agent_socket == str(tmp_path / "agent/dstack.sock")
     assert config.acme.ca_bundle == str(tmp_path / "pebble-ca.pem")
     assert config.acme.caa_issuer == "pebble.letsencrypt.org"
+    assert config.acme.dns_provider == "rfc2136"
+    assert config.acme.dns_zone == "example.test"
+    assert config.acme.dns_server == "127.0.0.1:5353"
+    assert config.acme.tsig_key_name == "tkms-gateway"
+    assert config.acme.tsig_key_file == str(tmp_path / "secrets/tsig.key")
+    assert config.acme.tsig_algorithm == "hmac-sha256"
     assert config.registration_ttl_seconds == 90.0
     assert config.registration_freshness_seconds == 120.0
     assert config.acme.renew_before_days == 30.0
@@ -78,7 +87,37 @@ def test_no_backend_network_is_allowed_by_default(tmp_path: Path) -> None:
         ),
         ("ttl_seconds = 90", 'ttl_seconds = "90"', "ttl_seconds has the wrong type"),
         ("ttl_seconds = 90", "ttl_second = 90", r"\[registration\]: unknown key 'ttl_second'"),
-        ('dns_provider = "challtestsrv"', 'dns_provider = "route53"', "'route53' is not supported"),
+        ('dns_provider = "rfc2136"', 'dns_provider = "route53"', "'route53' is not supported"),
+        (
+            'dns_zone = "example.test"',
+            'dns_zone = "other.test"',
+            r"\[acme\] base_domain apps\.example\.test is not in dns_zone other\.test",
+        ),
+        (
+            'tsig_key_file = "secrets/tsig.key"\n',
+            "",
+            r"\[acme\] tsig_key_file is required for dns_provider 'rfc2136'",
+        ),
+        (
+            'dns_server = "127.0.0.1:5353"',
+            'dns_server = "ns1"',
+            r"\[acme\] dns_server: .*host:port",
+        ),
+        (
+            'tsig_key_name = "tkms-gateway"',
+            'tsig_key_name = "tkms-gateway"\ntsig_algorithm = "hmac-md5"',
+            r"\[acme\] tsig_algorithm must be one of hmac-sha256",
+        ),
+        (
+            'tsig_key_name = "tkms-gateway"',
+            'tsig_key_name = "tkms-gateway"\ncloudflare_token_file = "cf.token"',
+            r"\[acme\] cloudflare_token_file is for dns_provider 'cloudflare'",
+        ),
+        (
+            'caa_issuer = "pebble.letsencrypt.org"',
+            'caa_issuer = "evil.ca; accounturi=x"',
+            r"\[acme\] caa_issuer: CAA issuer domain .* is not a domain name",
+        ),
         (
             'governance = "0x5FbDB2315678afecb367f032d93F642f64180aa3"',
             'governance = "abc"',
@@ -114,6 +153,30 @@ def test_bad_values_are_named(tmp_path: Path, old: str, new: str, message: str) 
     assert old in GOOD
     with pytest.raises(GatewayConfigError, match=message):
         load_gateway_config(write(tmp_path, GOOD.replace(old, new)))
+
+
+def test_cloudflare_takes_its_token_file_and_api_url(tmp_path: Path) -> None:
+    rfc2136 = (
+        'dns_server = "127.0.0.1:5353"\ntsig_key_name = "tkms-gateway"\n'
+        'tsig_key_file = "secrets/tsig.key"\n'
+    )
+    assert rfc2136 in GOOD
+    token = 'cloudflare_token_file = "cf.token"\n'
+    cloudflare = GOOD.replace('"rfc2136"', '"cloudflare"').replace(rfc2136, token)
+    config = load_gateway_config(write(tmp_path, cloudflare)).acme
+    assert config.cloudflare_token_file == str(tmp_path / "cf.token")
+    assert config.cloudflare_api_url == "https://api.cloudflare.com/client/v4"
+    with pytest.raises(GatewayConfigError, match=r"\[acme\] dns_server is for .*'rfc2136'"):
+        stray = 'cloudflare_token_file = "cf.token"\ndns_server = "127.0.0.1:53"\n'
+        load_gateway_config(write(tmp_path, cloudflare.replace(token, stray)))
+    missing = cloudflare.replace(token, "")
+    with pytest.raises(GatewayConfigError, match="cloudflare_token_file is required"):
+        load_gateway_config(write(tmp_path, missing))
+
+
+def test_the_zone_defaults_to_the_base_domain(tmp_path: Path) -> None:
+    config = load_gateway_config(write(tmp_path, GOOD.replace('dns_zone = "example.test"\n', "")))
+    assert config.acme.dns_zone == "apps.example.test"
 
 
 def test_unreadable_and_malformed_files_say_so(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""ACME issuance against a real Pebble: accounts, DNS-01 wildcards, errors; the Pebble launcher."""
+"""ACME issuance against a real Pebble validating at a real DNS server (Knot) the client writes
+to by RFC 2136: accounts, DNS-01 wildcards, errors; the Pebble launcher."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from gateway import _servers as servers
 from gateway import pebble as pebble_module
 from gateway.acme_client import AcmeError, AcmeIssuer, IssuedCertificate, caa_record
-from gateway.dns01 import ChallTestSrvPublisher, Dns01Error
+from gateway.dns01 import DnsError
+from gateway.dns_rfc2136 import Rfc2136Provider
+from gateway.knot import KnotServer
 from gateway.pebble import Pebble, PebbleError
-from tests.gateway.conftest import free_port, query_txt, require_pebble
+from tests.gateway.conftest import Recording, dns_for, free_port, query_txt, require_pebble
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,21 +50,25 @@ def verify_for(pebble: Pebble, issued: IssuedCertificate, hostname: str) -> None
 class NoDns:
     """A DNS provider that publishes nothing, so that validation must fail."""
 
+    propagation_seconds = 0.0
+
     def set_txt(self, fqdn: str, value: str) -> None:
         pass
 
     def clear_txt(self, fqdn: str) -> None:
         pass
 
+    def set_caa(self, fqdn: str, value: str) -> None:
+        pass
+
 
 def test_wildcard_certificate_chains_to_pebble_root_and_txt_records_are_cleared(
-    pebble: Pebble,
+    pebble: Pebble, knot: KnotServer
 ) -> None:
     issuer = issuer_for(pebble)
     cert_key = new_key()
-    issued = issuer.issue(
-        ["*.gw.test", "gw.test"], cert_key, ChallTestSrvPublisher(pebble.challtestsrv_url)
-    )
+    dns = Recording(dns_for(knot), watch=lambda name: query_txt(knot.address, name))
+    issued = issuer.issue(["*.gw.test", "gw.test"], cert_key, dns)
     verify_for(pebble, issued, "app-1.gw.test")
     verify_for(pebble, issued, "gw.test")
     for outside in ("app-1.other.test", "a.app-1.gw.test"):
@@ -73,19 +81,13 @@ def test_wildcard_certificate_chains_to_pebble_root_and_txt_records_are_cleared(
         leaf.not_valid_after_utc,
     )
     assert issued.not_before < issued.not_after
-    assert query_txt(pebble.dns_address, "_acme-challenge.gw.test") == []
-
-
-def test_publisher_adds_values_and_clear_removes_them_all(pebble: Pebble) -> None:
-    dns = ChallTestSrvPublisher(pebble.challtestsrv_url)
-    dns.set_txt("_acme-challenge.txt.test", "first")
-    dns.set_txt("_acme-challenge.txt.test.", "second")
-    assert sorted(query_txt(pebble.dns_address, "_acme-challenge.txt.test")) == [
-        b"first",
-        b"second",
-    ]
-    dns.clear_txt("_acme-challenge.txt.test")
-    assert query_txt(pebble.dns_address, "_acme-challenge.txt.test") == []
+    # Both values (the wildcard's and the name's) were on the real server while Pebble
+    # validated, and are gone afterwards.
+    [first, second, cleared] = dns.calls
+    assert first[:2] == second[:2] == ("set_txt", "_acme-challenge.gw.test")
+    assert len(second[2]) == 2  # type: ignore[arg-type]
+    assert cleared == ("clear_txt", "_acme-challenge.gw.test", second[2])
+    assert query_txt(knot.address, "_acme-challenge.gw.test") == []
 
 
 def test_register_reuses_the_account_of_the_same_key(pebble: Pebble) -> None:
@@ -101,12 +103,16 @@ def test_unpublished_challenge_fails_with_the_servers_problem_detail(pebble: Peb
         issuer_for(pebble).issue(["nodns.test"], new_key(), NoDns(), timeout=20)
 
 
-def test_dns_provider_down_is_named(pebble: Pebble) -> None:
-    dead = ChallTestSrvPublisher(f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(AcmeError, match=r"publishing the DNS-01 record for dead\.test: .*set-txt"):
+def test_dns_provider_down_is_named(pebble: Pebble, knot: KnotServer) -> None:
+    dead = Rfc2136Provider(f"127.0.0.1:{free_port()}", "dead.test", "k", knot.secret())
+    with pytest.raises(
+        AcmeError,
+        match=r"publishing the DNS-01 record for dead\.test: adding TXT _acme-challenge\.dead"
+        r"\.test\. at 127\.0\.0\.1:\d+: Connection refused",
+    ):
         issuer_for(pebble).issue(["dead.test"], new_key(), dead)
-    with pytest.raises(Dns01Error, match=r"clear-txt for x\.test\.: "):
-        dead.clear_txt("x.test")
+    with pytest.raises(DnsError, match=r"removing TXT x\.dead\.test\. at .*: Connection refused"):
+        dead.clear_txt("x.dead.test")
 
 
 def test_pebble_down_gives_a_clear_error() -> None:
@@ -125,20 +131,29 @@ def test_untrusted_https_is_refused(pebble: Pebble) -> None:
         issuer.register()
 
 
-def test_caa_record_pins_the_account() -> None:
+def test_caa_record_pins_the_account_and_the_method() -> None:
     uri = "https://acme.example/acct/42"
+    value = f"letsencrypt.org; accounturi={uri}; validationmethods=dns-01"
     assert caa_record("gw.example.", "letsencrypt.org", uri).splitlines() == [
-        f'gw.example. CAA 0 issue "letsencrypt.org; accounturi={uri}"',
-        f'gw.example. CAA 0 issuewild "letsencrypt.org; accounturi={uri}"',
+        f'gw.example. CAA 0 issue "{value}"',
+        f'gw.example. CAA 0 issuewild "{value}"',
     ]
+    # A value that would end the parameter list or the quoted string is refused, not written.
+    for bad in ("https://x/acct/1; accounturi=https://evil/acct/2", 'https://x/"', ""):
+        with pytest.raises(ValueError, match="cannot be a CAA parameter value"):
+            caa_record("gw.example", "letsencrypt.org", bad)
+    with pytest.raises(ValueError, match="is not a domain name"):
+        caa_record("gw.example", "letsencrypt.org; x=y", uri)
 
 
-def test_pebble_state_round_trips_and_stop_leaves_no_process(tmp_path: Path) -> None:
+def test_pebble_state_round_trips_and_stop_leaves_no_process(
+    tmp_path: Path, knot: KnotServer
+) -> None:
     require_pebble()
-    instance = Pebble.start(tmp_path, detach=True)
+    instance = Pebble.start(tmp_path, knot.address, detach=True)
     pids = list(instance.pids)
     try:
-        assert len(pids) == 2
+        assert len(pids) == 1
         assert all(os.getsid(pid) == pid for pid in pids)  # own sessions: they outlive us
         loaded = Pebble.from_dict(instance.to_dict())
         assert loaded.to_dict() == instance.to_dict()
@@ -153,10 +168,10 @@ def test_pebble_state_round_trips_and_stop_leaves_no_process(tmp_path: Path) -> 
         Pebble.from_dict({**instance.to_dict(), "pids": "12"})
 
 
-def test_stop_from_another_process_ends_only_pebble(tmp_path: Path) -> None:
+def test_stop_from_another_process_ends_only_pebble(tmp_path: Path, knot: KnotServer) -> None:
     # As `tkms testnet down` does: another process loads the state and stops the instance.
     require_pebble()
-    instance = Pebble.start(tmp_path, detach=True)
+    instance = Pebble.start(tmp_path, knot.address, detach=True)
     bystander = subprocess.Popen(["sleep", "30"])
     try:
         state = {**instance.to_dict(), "pids": [*instance.pids, bystander.pid]}
@@ -165,8 +180,8 @@ def test_stop_from_another_process_ends_only_pebble(tmp_path: Path) -> None:
         subprocess.run(
             [sys.executable, "-c", script, json.dumps(state)], check=True, timeout=20, cwd=REPO
         )
-        # Both ended (they are zombies until we, their parent, reap them); the pid that is not
-        # a Pebble process was left alone.
+        # Pebble ended (a zombie until we, its parent, reap it); the pid that is not a Pebble
+        # process was left alone.
         for pid in instance.pids:
             assert Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
         assert bystander.poll() is None
@@ -177,48 +192,48 @@ def test_stop_from_another_process_ends_only_pebble(tmp_path: Path) -> None:
 
 
 def test_pebble_that_cannot_start_names_its_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, knot: KnotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_pebble()
     spawned: list[subprocess.Popen[bytes]] = []
-    real_spawn = pebble_module._spawn
+    real_spawn = servers.spawn
 
     def recording_spawn(*args: Any) -> subprocess.Popen[bytes]:
         spawned.append(real_spawn(*args))
         return spawned[-1]
 
-    monkeypatch.setattr(pebble_module, "_spawn", recording_spawn)
+    monkeypatch.setattr(pebble_module, "spawn", recording_spawn)
     monkeypatch.setattr(pebble_module, "PEBBLE", "false")
     with pytest.raises(
         PebbleError, match=rf"/dir: process \d+ exited; see the log {tmp_path}/pebble\.log"
     ):
-        Pebble.start(tmp_path)
-    assert len(spawned) == 2
-    assert all(proc.poll() is not None for proc in spawned)  # the DNS server was stopped too
+        Pebble.start(tmp_path, knot.address)
+    assert len(spawned) == 1
+    assert spawned[0].poll() is not None
 
 
 def test_a_port_taken_before_the_child_binds_it_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, knot: KnotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_pebble()
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     taken: int = squatter.getsockname()[1]
-    real_free_port = pebble_module._free_port
+    real_free_port = servers.free_port
     handed_out: list[int] = []
 
     def racy_free_port(*kinds: socket.SocketKind) -> int:
-        # The first DNS port handed out is already someone else's, as in a lost race.
+        # The first ACME port handed out is already someone else's, as in a lost race.
         port = taken if not handed_out else real_free_port(*kinds)
         handed_out.append(port)
         return port
 
-    monkeypatch.setattr(pebble_module, "_free_port", racy_free_port)
+    monkeypatch.setattr(pebble_module, "free_port", racy_free_port)
     try:
-        instance = Pebble.start(tmp_path)
+        instance = Pebble.start(tmp_path, knot.address)
         try:
-            assert instance.dns_address != f"127.0.0.1:{taken}"
+            assert f":{taken}/" not in instance.directory_url
             assert handed_out.count(taken) == 1
             assert instance.roots_pem().startswith(b"-----BEGIN CERTIFICATE-----")
         finally:
@@ -233,27 +248,26 @@ def test_contact_is_sent_and_a_refused_one_carries_the_servers_problem(pebble: P
         issuer_for(pebble, contact="not-an-email").register()
 
 
-def test_rejected_nonces_are_retried(tmp_path: Path) -> None:
+def test_rejected_nonces_are_retried(tmp_path: Path, knot: KnotServer) -> None:
     # Pebble rejects 40% of valid nonces: acme alone retries once, which fails most issuances.
     require_pebble()
-    instance = Pebble.start(tmp_path, env={"PEBBLE_WFE_NONCEREJECT": "40"})
+    instance = Pebble.start(tmp_path, knot.address, env={"PEBBLE_WFE_NONCEREJECT": "40"})
     try:
-        issued = issuer_for(instance).issue(
-            ["nonce.test"], new_key(), ChallTestSrvPublisher(instance.challtestsrv_url)
-        )
+        issued = issuer_for(instance).issue(["nonce.test"], new_key(), dns_for(knot, "nonce.test"))
         verify_for(instance, issued, "nonce.test")
     finally:
         instance.stop()
 
 
-def test_pebble_stopped_after_registration_gives_a_clear_error(tmp_path: Path) -> None:
+def test_pebble_stopped_after_registration_gives_a_clear_error(
+    tmp_path: Path, knot: KnotServer
+) -> None:
     require_pebble()
-    instance = Pebble.start(tmp_path)
+    instance = Pebble.start(tmp_path, knot.address)
     try:
         issuer = issuer_for(instance)
         issuer.register()
     finally:
         instance.stop()
-    dns = ChallTestSrvPublisher(instance.challtestsrv_url)
     with pytest.raises(AcmeError, match=r"ordering gone\.test at https://.*Connection refused"):
-        issuer.issue(["gone.test"], new_key(), dns)
+        issuer.issue(["gone.test"], new_key(), NoDns())

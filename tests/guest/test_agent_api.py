@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,13 +32,14 @@ from attest import (
     read_ratls_certificate,
     verify_replay,
 )
-from guest import keys
+from guest import keys, verify
 from guest.agent import Agent
 from guest.measure import compose_hash
 from mpc import G2, Scalar
-from mpc.tsig import app_pubkey_statement, verify_signature
+from mpc.k256 import kms_issued_digest, purpose_digest, sign_recoverable
+from tests.guest import dstack_verifier
 from tests.guest.agent_harness import APP_ID, COMPOSE, NETWORK, boot, make_config, serving
-from tests.guest.fake_kms import CONTRACT
+from tests.guest.fake_kms import CONTRACT, fake_kms_root
 
 SECRET = Scalar.from_bytes((123456789).to_bytes(32, "big"), "test secret")
 
@@ -59,13 +61,15 @@ def client(socket: str) -> DstackClient:
     return DstackClient(socket, timeout=30)
 
 
+#: The fake network's KMS root, pinned as a dstack verifier would pin its KMS's key.
+KMS_ROOT = fake_kms_root(SECRET)[1]
+
+
 def check_chain(purpose: str, public_key: bytes, chain: list[bytes]) -> bytes:
-    """Verify a signature chain; return the app root key it leads to."""
-    assert len(chain) == 2
-    root = keys.recover_root(purpose, public_key, chain[0])
-    statement = app_pubkey_statement(31337, CONTRACT, APP_ID, root)
-    assert verify_signature(G2.base_mul(SECRET), statement, chain[1])
-    return root
+    """dstack's verifier (independent of our code) accepts the chain; return the app key."""
+    return dstack_verifier.verify_key_chain(
+        public_key, chain, purpose=purpose, app_id=APP_ID, kms_root=KMS_ROOT
+    )
 
 
 def k256_public(private: bytes) -> bytes:
@@ -80,7 +84,7 @@ def test_get_key_secp256k1_has_a_chain_to_the_network(client: DstackClient) -> N
     chain = got.decode_signature_chain()
     root = check_chain("ethereum", k256_public(private), chain)
     # The chain signs the purpose: the same signature does not recover the root for another.
-    assert keys.recover_root("other", k256_public(private), chain[0]) != root
+    assert keys.recover_app_key("other", k256_public(private), chain[0]) != root
 
 
 def test_get_key_ed25519(client: DstackClient) -> None:
@@ -174,7 +178,15 @@ def test_get_tls_key_issues_an_ra_tls_certificate_under_the_app_ca(client: Dstac
 def test_sign_and_verify(client: DstackClient, algorithm: str) -> None:
     data = hashlib.sha256(b"message").digest()
     signed = client.sign(algorithm, data)
-    check_chain("signing", signed.decode_public_key(), signed.decode_signature_chain())
+    chain = signed.decode_signature_chain()
+    dstack_verifier.verify_sign_chain(
+        algorithm, data, signed.decode_public_key(), chain, app_id=APP_ID, kms_root=KMS_ROOT
+    )
+    # dstack's Sign: the key is GetKey("vms") and the chain continues with its chain.
+    base = "ed25519" if algorithm == "ed25519" else "secp256k1"
+    vms = client.get_key("vms", "signing", algorithm=base)
+    assert dstack_verifier.derived_public_key(vms.decode_key(), base) == signed.decode_public_key()
+    assert chain[0] == signed.decode_signature() and chain[1:] == vms.decode_signature_chain()
     assert client.verify(
         algorithm, data, signed.decode_signature(), signed.decode_public_key()
     ).valid
@@ -182,6 +194,142 @@ def test_sign_and_verify(client: DstackClient, algorithm: str) -> None:
     assert not client.verify(
         algorithm, tampered, signed.decode_signature(), signed.decode_public_key()
     ).valid
+
+
+def test_secp256k1_signatures_are_low_s(client: DstackClient) -> None:
+    """dstack's k256 signs low-S and its verifiers refuse high-S: so do we (half of all ECDSA
+    signatures come out high-S before normalizing)."""
+    for i in range(16):
+        for algorithm in ("secp256k1", "secp256k1_prehashed"):
+            signature = client.sign(
+                algorithm, hashlib.sha256(b"%d" % i).digest()
+            ).decode_signature()
+            assert 2 * int.from_bytes(signature[32:], "big") <= dstack_verifier.N
+
+
+def get_key_reply(socket: str, path: str, purpose: str) -> dict[str, Any]:
+    """The raw reply: `DstackClient` drops the extra `tkms` field, as it should."""
+    reply = raw(socket, "/GetKey", json.dumps({"path": path, "purpose": purpose}).encode())
+    assert reply.status_code == 200
+    doc: dict[str, Any] = reply.json()
+    return doc
+
+
+def test_the_tkms_field_ties_the_chain_to_pk2(socket: str) -> None:
+    doc = get_key_reply(socket, "wallet", "eth")
+    chain = [bytes.fromhex(c) for c in doc["signature_chain"]]
+    public = dstack_verifier.derived_public_key(bytes.fromhex(doc["key"]))
+    certificates = verify.Certificates.from_json(doc["tkms"])
+    assert certificates.kms_root == KMS_ROOT and certificates.generation == 1
+
+    def tkms_check(secret: Scalar) -> bytes:
+        return verify.verify_tkms_key_chain(
+            "eth",
+            public,
+            chain,
+            certificates,
+            app_id=APP_ID,
+            chain_id=31337,
+            governance=CONTRACT,
+            group_key=G2.base_mul(secret),
+        )
+
+    app = tkms_check(SECRET)
+    assert app == certificates.app_public_key
+    assert verify.verify_key_chain("eth", public, chain, app_id=APP_ID, kms_root=KMS_ROOT) == app
+    with pytest.raises(verify.ChainError, match="not certified by generation 1"):
+        tkms_check(Scalar(7))
+
+
+@pytest.mark.parametrize("algorithm", ["secp256k1", "secp256k1_prehashed", "ed25519"])
+def test_guest_verify_checks_sign_chains_both_ways(socket: str, algorithm: str) -> None:
+    data = hashlib.sha256(b"payload").digest()
+    body = json.dumps({"algorithm": algorithm, "data": data.hex()}).encode()
+    doc = raw(socket, "/Sign", body).json()
+    public = bytes.fromhex(doc["public_key"])
+    chain = [bytes.fromhex(c) for c in doc["signature_chain"]]
+    certificates = verify.Certificates.from_json(doc["tkms"])
+
+    def both(data: bytes, chain: list[bytes]) -> None:
+        verify.verify_sign_chain(algorithm, data, public, chain, app_id=APP_ID, kms_root=KMS_ROOT)
+        verify.verify_tkms_sign_chain(
+            algorithm,
+            data,
+            public,
+            chain,
+            certificates,
+            app_id=APP_ID,
+            chain_id=31337,
+            governance=CONTRACT,
+            group_key=G2.base_mul(SECRET),
+        )
+
+    both(data, chain)
+    with pytest.raises(verify.ChainError, match="does not verify"):
+        both(bytes([data[0] ^ 1]) + data[1:], chain)
+    with pytest.raises(verify.ChainError, match="a Sign chain has 3 signatures, got 2"):
+        both(data, chain[1:])
+    if algorithm != "ed25519":
+        s = int.from_bytes(chain[0][32:], "big")
+        twin = chain[0][:32] + (dstack_verifier.N - s).to_bytes(32, "big")  # valid ECDSA too
+        with pytest.raises(verify.ChainError, match="high-S"):
+            both(data, [twin, *chain[1:]])
+        with pytest.raises(dstack_verifier.Rejected, match="low-S"):
+            dstack_verifier.verify_sign_chain(
+                algorithm, data, public, [twin, *chain[1:]], app_id=APP_ID, kms_root=KMS_ROOT
+            )
+
+
+def forged_chains(
+    chain: list[bytes], app: bytes, public: bytes, app_id: bytes = APP_ID, purpose: str = "eth"
+) -> dict[str, list[bytes]]:
+    """Chains a dstack verifier must refuse, made from a genuine GetKey chain of `app_id`
+    for `purpose`."""
+    impostor = b"\x42" * 32  # a KMS root the anchor does not name
+    s = int.from_bytes(chain[0][32:64], "big")
+    high_s = chain[0][:32] + (dstack_verifier.N - s).to_bytes(32, "big") + bytes([chain[0][64] ^ 1])
+    other_app = sign_recoverable(b"\x43" * 32, purpose_digest(purpose, public))
+    other_app_key = k256_public(b"\x43" * 32)
+    return {
+        "KMS signature by another root": [
+            chain[0],
+            sign_recoverable(impostor, kms_issued_digest(app_id, app)),
+        ],
+        "KMS signature for another app": [
+            chain[0],
+            sign_recoverable(b"\x42" * 32, kms_issued_digest(b"\x99" * 20, app)),
+        ],
+        "app signature by another key": [other_app, chain[1]],
+        "KMS signature over another app key": [
+            other_app,
+            sign_recoverable(impostor, kms_issued_digest(app_id, other_app_key)),
+        ],
+        "high-S app signature": [high_s, chain[1]],
+        "the old BLS element": [chain[0], b"\x8a" * 48],
+        "an extra element": [*chain, b"\x8a" * 48],
+        "recovery id 27": [chain[0][:64] + b"\x1b", chain[1]],
+    }
+
+
+def test_forged_chains_are_refused_by_dstacks_verifier_and_ours(client: DstackClient) -> None:
+    got = client.get_key("wallet", "eth")
+    public = k256_public(got.decode_key())
+    chain = got.decode_signature_chain()
+    app = check_chain("eth", public, chain)
+    for name, forged in forged_chains(chain, app, public).items():
+        with pytest.raises(dstack_verifier.Rejected):
+            check_chain("eth", public, forged)
+            pytest.fail(f"dstack's verifier accepted: {name}")
+        with pytest.raises(verify.ChainError):
+            verify.verify_key_chain("eth", public, forged, app_id=APP_ID, kms_root=KMS_ROOT)
+            pytest.fail(f"guest.verify accepted: {name}")
+    # The genuine chain, for another purpose, key or app, is refused too.
+    with pytest.raises(dstack_verifier.Rejected):
+        check_chain("other", public, chain)
+    with pytest.raises(dstack_verifier.Rejected):
+        dstack_verifier.verify_key_chain(
+            public, chain, purpose="eth", app_id=b"\x33" * 20, kms_root=KMS_ROOT
+        )
 
 
 def test_version(client: DstackClient) -> None:

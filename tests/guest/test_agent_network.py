@@ -4,9 +4,11 @@ Env vars are encrypted and signed (CLI, PK2 from chain, the app owner's key) bef
 agent ever runs; then agents start, `DstackClient` calls every endpoint, keys are compared
 across restarts, instances and apps; an unapproved compose hash, a tampered, host-made or
 rolled-back env stop the agent with a clear message; encrypt-env refuses unregistered apps
-and an unconfirmed network. The steps run in one test so that pytest-xdist does not bring up
-a second network; for the same reason the official SDK's own test suite runs here too, in its
-own test on the same network.
+and an unconfirmed network; dstack's verifier accepts the agent's chains against the KMS
+root the owner published; a dstack-style controller registered with `--controller` decides
+who gets keys. The steps run in one test so that pytest-xdist does not bring up a second
+network; for the same reason the official SDK's own test suite runs here too, in its own
+test on the same network.
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from dstack_sdk import DstackClient
 from eth_account import Account
 
 from attest import decode_versioned_attestation, parse_quote
-from contracts import EpochKind
+from contracts import EpochKind, Transactor, anvil_account
+from guest import verify
 from guest.env import seal_env
 from guest.measure import compose_hash
+from guest.verify import kms_root_from_chain
 from testnet.cluster import OWNER_ACCOUNT, Cluster
-from tests.guest import sdk_suite
+from tests.contracts.testsol import compile_test_contracts, deploy_test_contract
+from tests.guest import dstack_verifier, sdk_suite
+from tests.guest.test_agent_api import forged_chains
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -312,6 +320,141 @@ def encrypt_env_checks_the_app_and_the_network(
     assert wrong.returncode == 1 and "is not the configured one" in wrong.stderr
 
 
+def get_key_reply(agent: AgentProcess, path: str, purpose: str) -> dict[str, Any]:
+    """/GetKey as raw JSON: `DstackClient` drops the extra `tkms` field."""
+    body = json.dumps({"path": path, "purpose": purpose}).encode()
+    transport = httpx.HTTPTransport(uds=str(agent.socket))
+    with httpx.Client(transport=transport, base_url="http://agent") as http:
+        reply = http.post("/GetKey", content=body)
+    assert reply.status_code == 200, reply.text
+    doc: dict[str, Any] = reply.json()
+    return doc
+
+
+def dstack_verifiers_accept_the_agents_chains(
+    cluster: Cluster, apps: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 16: GetKey's and Sign's chains end at the generation's KMS root, which the owner
+    publishes in governance; dstack's verifier recipe (tests/guest/dstack_verifier.py, no tkms
+    code) accepts them with that anchor, forged chains fail, and the `tkms` field checks
+    under PK2."""
+    assert cluster.deployment is not None
+    publish = [*TKMS, "chain", "publish-kms-root", "--rpc", cluster.rpc_url]
+    publish += ["--governance", cluster.deployment.governance, "--generation", "1"]
+    publish += ["--anvil-account", str(OWNER_ACCOUNT)]
+    done = subprocess.run(publish, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # A dstack verifier reads its anchor from the contract, never from the KMS it checks.
+    anchor, certificate = cluster.governance().get_kms_root(1)
+    assert done.stdout.startswith(f"generation 1 KMS root {anchor.hex()} (certificate 0x")
+    assert (
+        kms_root_from_chain(cluster.governance(), 1, fingerprint=cluster.network_fingerprint())
+        == anchor
+    )
+    again = subprocess.run(publish, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and again.stdout == done.stdout  # published once, checked
+    app_id = bytes.fromhex(apps[0][2:])
+    with AgentProcess(write_config(cluster, tmp_path, apps[0])) as agent:
+        c = agent.client()
+        got = c.get_key("wallet/eth", "ethereum")
+        public = dstack_verifier.derived_public_key(got.decode_key())
+        chain = got.decode_signature_chain()
+        app_key = dstack_verifier.verify_key_chain(
+            public, chain, purpose="ethereum", app_id=app_id, kms_root=anchor
+        )
+        ed = c.get_key("ssh", "login", algorithm="ed25519")
+        dstack_verifier.verify_key_chain(
+            dstack_verifier.derived_public_key(ed.decode_key(), "ed25519"),
+            ed.decode_signature_chain(),
+            purpose="login",
+            app_id=app_id,
+            kms_root=anchor,
+        )
+        for algorithm, data in (
+            ("secp256k1", b"data"),
+            ("secp256k1_prehashed", bytes(range(32))),
+            ("ed25519", b"data"),
+        ):
+            signed = c.sign(algorithm, data)
+            assert (
+                dstack_verifier.verify_sign_chain(
+                    algorithm,
+                    data,
+                    signed.decode_public_key(),
+                    signed.decode_signature_chain(),
+                    app_id=app_id,
+                    kms_root=anchor,
+                )
+                == app_key
+            )
+        for name, forged in forged_chains(chain, app_key, public, app_id, "ethereum").items():
+            with pytest.raises(dstack_verifier.Rejected):
+                dstack_verifier.verify_key_chain(
+                    public, forged, purpose="ethereum", app_id=app_id, kms_root=anchor
+                )
+                pytest.fail(f"dstack's verifier accepted: {name}")
+        with pytest.raises(dstack_verifier.Rejected):  # the chain is this app's only
+            dstack_verifier.verify_key_chain(
+                public,
+                chain,
+                purpose="ethereum",
+                app_id=bytes.fromhex(apps[1][2:]),
+                kms_root=anchor,
+            )
+        doc = get_key_reply(agent, "wallet/eth", "ethereum")
+    committee = cluster.committee(1)
+    certificates = verify.Certificates.from_json(doc["tkms"])
+    assert (certificates.kms_root, certificates.kms_root_certificate) == (anchor, certificate)
+    assert (
+        verify.verify_tkms_key_chain(
+            "ethereum",
+            public,
+            [bytes.fromhex(x) for x in doc["signature_chain"]],
+            certificates,
+            app_id=app_id,
+            chain_id=committee.network.chain_id,
+            governance=committee.network.contract,
+            group_key=committee.group_key,
+        )
+        == app_key
+    )
+
+
+def a_registered_dstack_style_controller_decides_who_gets_keys(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Issue 16 item 6: `tkms app register --controller` registers an existing IAppAuth
+    contract (our DstackApp-shaped test controller); nodes consult it, so its owner grants
+    and revokes keys."""
+    assert cluster.deployment is not None
+    owner = Transactor(cluster.w3(), anvil_account(6))  # the controller's own owner
+    compiled = compile_test_contracts()["DstackStyleApp"]
+    controller = deploy_test_contract(owner, compiled, True, False, compose_hash(COMPOSE))
+    register = [*TKMS, "app", "register", "--rpc", cluster.rpc_url, "--json"]
+    register += ["--governance", cluster.deployment.governance, "--anvil-account", "7"]
+    done = subprocess.run(
+        [*register, "--controller", controller.address], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["app_id"] == controller.address
+    cluster.wait_seen(cluster.w3().eth.block_number)
+    config = write_config(cluster, tmp_path / "ok", controller.address)
+    anchor, _ = cluster.governance().get_kms_root(1)
+    with AgentProcess(config) as agent:
+        got = agent.client().get_key("k", "p")
+        dstack_verifier.verify_key_chain(
+            dstack_verifier.derived_public_key(got.decode_key()),
+            got.decode_signature_chain(),
+            purpose="p",
+            app_id=bytes.fromhex(controller.address[2:]),
+            kms_root=anchor,
+        )
+    receipt = owner.send(controller.functions.removeComposeHash(compose_hash(COMPOSE)))
+    cluster.wait_seen(receipt.block)
+    stderr = failed_start(write_config(cluster, tmp_path / "revoked", controller.address))
+    assert "permission_denied" in stderr and "Compose hash not allowed" in stderr
+
+
 def test_guest_agent_on_a_real_network(
     cluster: Cluster, apps: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -322,6 +465,8 @@ def test_guest_agent_on_a_real_network(
     an_unapproved_compose_hash_does_not_start(cluster, apps, tmp_path / "unapproved")
     tampered_host_made_or_old_envs_are_refused(cluster, apps, tmp_path / "tampered")
     encrypt_env_checks_the_app_and_the_network(cluster, apps, tmp_path / "encrypt")
+    dstack_verifiers_accept_the_agents_chains(cluster, apps, tmp_path / "dstack")
+    a_registered_dstack_style_controller_decides_who_gets_keys(cluster, tmp_path / "controller")
 
 
 def test_the_official_python_sdk_suite_passes_against_the_agent(

@@ -21,6 +21,7 @@ import pytest
 
 from contracts import EpochKind
 from guest.measure import compose_hash
+from guest.verify import kms_root_from_chain
 from mpc import Scalar
 from mpc.anchor import generation_statement
 from mpc.tsig import message_point
@@ -86,6 +87,9 @@ def rotations_are_accepted_only_through_links(honest: Cluster, app_id: str, tmp:
     assert done.returncode == 0, done.stderr
     governance = honest.governance()
     assert governance.get_latest_generation() == 2 and len(governance.get_generation_link(2)) == 48
+    # ...and its KMS root (a new one: a new group secret), certified under PK2 of generation 2.
+    root = kms_root_from_chain(governance, 2, fingerprint=honest.network_fingerprint())
+    assert governance.get_kms_root(2)[0] == root and "KMS root " + root.hex() in done.stderr
     config = write_config(honest, tmp / "gen2", app_id)
     with AgentProcess(config) as agent:
         second = agent.client().get_key("wallet").decode_key()

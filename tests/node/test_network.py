@@ -4,8 +4,9 @@ One cluster per module (it takes ~30 s to bring up); the tests run in order and 
 DKG with a node killed and restarted mid-run -> t+1 nodes killed: the others say DOWN within
 seconds -> derivation from any 3 nodes -> refusals -> malformed requests -> a man in the
 middle (refused by the pin, nobody blamed) -> a lying node (named) -> 2 nodes down -> a
-stopped (SIGSTOP) node costs clients little -> reshare to 6 nodes with threshold 4 -> t+1
-killed again -> a node that lost its data dir rejoins by reshare -> every node's log is JSON.
+stopped (SIGSTOP) node costs clients little -> reshare to 6 nodes with threshold 4 (same keys,
+the same KMS root on every member) -> t+1 killed again -> a node that lost its data dir
+rejoins by reshare -> every node's log is JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from guest.kms_client import (
 )
 from guest.measure import compose_hash, measure_app_boot
 from mpc import G1
+from mpc.k256 import kms_issued_digest, recover_signer
+from mpc.kmsroot import verify_kms_root
 from node.identity import NodeIdentity, load_identity
 from node.ratls import make_node_certificate
 from node.sealing import open_sealer
@@ -486,9 +489,56 @@ def test_revoked_compose_hash_is_refused_from_the_next_block(cluster: Cluster) -
         derive(revocable, committee, [b"k"])
 
 
+APP_KEY = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+
+
+def kms_roots(cluster: Cluster, app: App) -> set[bytes]:
+    """The KMS root each running node signs `app`'s key with (SignAppKey, asked directly);
+    each signature recovers to the root the node names."""
+    quote, log = app.evidence(compute_report_data(BindingLabel.SIGN_V1, APP_KEY))
+    request = kms_pb2.SignAppKeyRequest(
+        evidence=common_pb2.Evidence(quote=quote, event_log=log), public_key=APP_KEY
+    )
+    roots = set()
+    for node in cluster.nodes:
+        if node.process is None or node.process.poll() is not None:
+            continue
+        with blocking_channel(node.endpoints.kms, node.tls_key_hash) as channel:
+            stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+            reply = stub.SignAppKey(request, timeout=20)
+        digest = kms_issued_digest(app.app_id, APP_KEY)
+        assert recover_signer(digest, reply.signature) == reply.root_public_key
+        roots.add(bytes(reply.root_public_key))
+    return roots
+
+
+def certified_root(app: App, committee: Committee) -> bytes:
+    async def go() -> bytes:
+        client = app.client(committee)
+        try:
+            issued = await client.issue_app_key(app.app_id, APP_KEY)
+        finally:
+            await client.close()
+        verify_kms_root(
+            committee.group_key,
+            chain_id=committee.network.chain_id,
+            governance=committee.network.contract,
+            generation=committee.network.generation,
+            public=issued.root,
+            certificate=issued.certificate,
+        )
+        return issued.root
+
+    return asyncio.run(go())
+
+
 def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster, app: App) -> None:
+    """... and the KMS root: every member, the new one too, gathers the same one over the
+    peer channel and signs with it, and the network still certifies it."""
     committee = cluster.committee()
     before = derive(app, committee, [b"disk"])
+    root = certified_root(app, committee)
+    assert kms_roots(cluster, app) == {root}
     old_epoch = committee.network.epoch
     sixth = cluster.create_node()
     cluster.start_node(sixth)
@@ -502,6 +552,7 @@ def test_reshare_to_six_nodes_keeps_keys_and_erases_old_shares(cluster: Cluster,
     assert after.threshold == 4 and len(after.members) == 6
     assert after.group_key == committee.group_key
     assert derive(app, after, [b"disk"]) == before
+    assert kms_roots(cluster, app) == {root} and certified_root(app, after) == root
     time.sleep(2)
     for node in cluster.nodes[:5]:
         names = sorted(p.name for p in (node.dir / "shares").iterdir())

@@ -27,7 +27,7 @@ from node.identity import NodeIdentity
 from node.peer_client import PeerClient
 from node.peer_service import EpochRoster, EpochStatusReply, PeerServer
 from node.ratls import PEER_TLS_NAME, fetch_context, fetch_peer_certificate, make_node_certificate
-from protos.tkms.v1 import peer_pb2, peer_pb2_grpc
+from protos.tkms.v1 import kms_pb2, peer_pb2, peer_pb2_grpc
 from tests.node.test_ratls import (
     AllowList,
     OtherKeyProvider,
@@ -51,12 +51,18 @@ class Inbox:
         self.me = me
         self.calls: list[int] = []
         self.refuse = ""  # a reason to refuse with (InvalidRequest), "" to answer
+        self.roots: list[tuple[int, int, bytes]] = []
 
     def status(self, epoch: int) -> EpochStatusReply:
         self.calls.append(epoch)
         if self.refuse:
             raise InvalidRequest(self.refuse)
         return EpochStatusReply(epoch=epoch, phase="deal", deals_received_from=(1,))
+
+    def root_partial(self, generation: int, epoch: int, requester: bytes) -> kms_pb2.Partial:
+        """Stands in for KmsRoots.partial_for: records the request, answers a marker."""
+        self.roots.append((generation, epoch, requester))
+        return kms_pb2.Partial(generation=generation, epoch=epoch, member=self.me, y=requester)
 
 
 class Net:
@@ -83,6 +89,7 @@ class Net:
             roster=lambda e: self.roster if self.roster and e == self.roster.epoch else None,
             kms_allowed=self.allow,
             accept_simulator=True,
+            root_partial=inbox.root_partial if options.get("roots", True) else None,
             fetch_timeout=2.0,
             poll_interval=0.05,
             retry_interval=0.2,
@@ -99,6 +106,7 @@ class Net:
             accept_simulator=True,
             rpc_timeout=2.0,
             deadline=options.get("deadline", 0.6),
+            root_deadline=options.get("deadline", 0.6),
             backoff_initial=0.05,
             backoff_max=0.3,
         )
@@ -279,6 +287,51 @@ def test_node_outside_the_epoch_is_refused() -> None:
                 await client.epoch_status(a.record(), EPOCH)
             assert net.inboxes[a.address].calls == []
             assert [r.split(":")[0] for r in refusals(logs)] == ["authorization"]
+
+    run(test)
+
+
+def test_only_members_of_the_epoch_get_kms_root_partials() -> None:
+    """The KMS root lives only in committee TEEs: a registered, attested node that deals in the
+    epoch but is not its member, or is outside it, gets nothing."""
+
+    async def test() -> None:
+        async with network() as net:
+            a, b = await two_nodes(net)
+            c = await net.add(attested_node())
+            d = await net.add(attested_node(), roots=False)
+            net.publish(a, b, c, d)
+            # c deals in epoch 7 but does not stay a member (a node leaving by reshare)
+            net.roster = EpochRoster(
+                EPOCH, dealers=(b.address, a.address, c.address), members=(a.address, b.address)
+            )
+            for server in net.servers.values():
+                await server.refresh()
+            requester = b"\x0e" * 48
+            partial = await net.clients[b.address].kms_root_partial(a.record(), 3, EPOCH, requester)
+            assert (partial.generation, partial.epoch, partial.member, partial.y) == (
+                3,
+                EPOCH,
+                1,
+                requester,
+            )
+            assert net.inboxes[a.address].roots == [(3, EPOCH, requester)]
+            with capture_logs() as logs:
+                with pytest.raises(
+                    Unauthenticated, match=r"is not a member of epoch 7: only the committee"
+                ):
+                    await net.clients[c.address].kms_root_partial(a.record(), 3, EPOCH, requester)
+                with pytest.raises(NotReady, match=r"epoch 8 is not known to this node"):
+                    await net.clients[b.address].kms_root_partial(a.record(), 3, 8, requester)
+            assert net.inboxes[a.address].roots == [(3, EPOCH, requester)]
+            # UNAVAILABLE is retried until the deadline: the unknown epoch is refused each time
+            assert {r.split(":")[0] for r in refusals(logs)} == {
+                "authorization",
+                "epoch 8 is not known to this node (yet)",
+            }
+            net.roster = EpochRoster(EPOCH, dealers=(), members=(a.address, d.address))
+            with pytest.raises(NotReady, match="does not serve KMS root partials"):
+                await net.clients[a.address].kms_root_partial(d.record(), 3, EPOCH, requester)
 
     run(test)
 

@@ -1,7 +1,8 @@
 """The testnet end to end, through its CLI and the official dstack SDK.
 
 up (5 nodes, t=3, with a relative --dir from another working directory, through the console
-script as a user runs it) -> keys via the SDK -> join -> same keys -> two nodes leave -> same
+script as a user runs it) -> keys via the SDK (their chain checked by dstack's verifier recipe
+against the KMS root `up` published) -> join -> same keys -> two nodes leave -> same
 keys -> refresh -> same keys -> the demo app's compose hash is revoked -> the next derivation
 (and its registration with the gateway) is refused -> a node and the gateway crash -> down
 leaves no process of the network running, checked the moment it returns -> destroy deletes it.
@@ -32,6 +33,7 @@ from cryptography import x509
 from dstack_sdk import DstackClient
 
 from testnet import processes
+from tests.guest import dstack_verifier
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -197,9 +199,34 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert not answers(gateway["proxy"], plain_port, pebble_verified)
     assert answers(gateway["proxy"], name, pebble_verified)
 
-    # Keys through the SDK, from the running demo agent and from a fresh instance.
+    # The zone's DNS server (where Pebble validated) holds the CAA records the gateway pinned to
+    # its ACME account, and no challenge record any more; anyone can ask it.
+    import dns.message
+    import dns.query
+
+    def records(name: str, rdtype: str) -> list[str]:
+        host, _, port = doc["dns"]["address"].rpartition(":")
+        reply = dns.query.udp(dns.message.make_query(name, rdtype), host, port=int(port), timeout=2)
+        return sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
+
+    assert doc["dns"]["zone"] == gateway["base_domain"]
+    pin = f"pebble.letsencrypt.org; accounturi={gateway['account_uri']}; validationmethods=dns-01"
+    assert records(doc["dns"]["caa_name"], "CAA") == [f'0 issue "{pin}"', f'0 issuewild "{pin}"']
+    assert records(doc["dns"]["challenge_name"], "TXT") == []
+
+    # Keys through the SDK, from the running demo agent and from a fresh instance; `up`
+    # published the KMS root, and dstack's verifier recipe accepts the chain against it.
     running = DstackClient(demo["agent_socket"])
-    before = (running.get_key("wallet/eth", "mainnet").key, running.get_key("disk", "").key)
+    wallet = running.get_key("wallet/eth", "mainnet")
+    anchor = bytes.fromhex(doc["kms_root"])
+    dstack_verifier.verify_key_chain(
+        dstack_verifier.derived_public_key(wallet.decode_key()),
+        wallet.decode_signature_chain(),
+        purpose="mainnet",
+        app_id=bytes.fromhex(app_hex),
+        kms_root=anchor,
+    )
+    before = (wallet.key, running.get_key("disk", "").key)
     assert keys_from_a_fresh_agent(root, "fresh-1") == before
 
     # Up again is safe: it reports the running network.
@@ -307,7 +334,7 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     state = json.loads((root / "state.json").read_text())
     pids = [state["anvil_pid"], *(n["pid"] for n in state["nodes"] if n["pid"])]
     pids += list(state["extra"]["pids"].values())
-    assert len(pids) >= 10, pids  # anvil, 4 nodes, Pebble x2, gateway, 2 agents, the demo app
+    assert len(pids) >= 10, pids  # anvil, 4 nodes, DNS, Pebble, gateway, 2 agents, the demo app
     os.kill(state["nodes"][-1]["pid"], signal.SIGKILL)
     os.kill(state["extra"]["pids"]["gateway"], signal.SIGKILL)
     tkms(root, "down")

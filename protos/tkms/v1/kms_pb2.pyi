@@ -93,9 +93,11 @@ class SignPartialRequest(_message.Message):
         KIND_APP_PUBKEY: _ClassVar[SignPartialRequest.Kind]
         KIND_APP_ENV: _ClassVar[SignPartialRequest.Kind]
         KIND_GENERATION: _ClassVar[SignPartialRequest.Kind]
+        KIND_KMS_ROOT: _ClassVar[SignPartialRequest.Kind]
     KIND_APP_PUBKEY: SignPartialRequest.Kind
     KIND_APP_ENV: SignPartialRequest.Kind
     KIND_GENERATION: SignPartialRequest.Kind
+    KIND_KMS_ROOT: SignPartialRequest.Kind
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -127,3 +129,23 @@ class SignPartialResponse(_message.Message):
     sigma: bytes
     proof: bytes
     def __init__(self, generation: _Optional[int] = ..., epoch: _Optional[int] = ..., member: _Optional[int] = ..., statement: _Optional[bytes] = ..., sigma: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class SignAppKeyRequest(_message.Message):
+    __slots__ = ("evidence", "public_key", "generation")
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    evidence: _common_pb2.Evidence
+    public_key: bytes
+    generation: int
+    def __init__(self, evidence: _Optional[_Union[_common_pb2.Evidence, _Mapping]] = ..., public_key: _Optional[bytes] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class SignAppKeyResponse(_message.Message):
+    __slots__ = ("generation", "root_public_key", "signature")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ROOT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    root_public_key: bytes
+    signature: bytes
+    def __init__(self, generation: _Optional[int] = ..., root_public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...

@@ -49,6 +49,11 @@ class KmsStub:
                 request_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialRequest.SerializeToString,
                 response_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialResponse.FromString,
                 _registered_method=True)
+        self.SignAppKey = channel.unary_unary(
+                '/tkms.v1.Kms/SignAppKey',
+                request_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.SerializeToString,
+                response_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.FromString,
+                _registered_method=True)
 
 
 class KmsServicer:
@@ -76,6 +81,15 @@ class KmsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignAppKey(self, request, context):
+        """dstack's KMS signature over the calling app's secp256k1 key, by the generation's KMS root
+        (design §3.5): one node's answer suffices; the root's certificate is SignPartial
+        KIND_KMS_ROOT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KmsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +107,11 @@ def add_KmsServicer_to_server(servicer, server):
                     servicer.SignPartial,
                     request_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialRequest.FromString,
                     response_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialResponse.SerializeToString,
+            ),
+            'SignAppKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignAppKey,
+                    request_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.FromString,
+                    response_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +195,33 @@ class Kms:
             '/tkms.v1.Kms/SignPartial',
             protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialRequest.SerializeToString,
             protos_dot_tkms_dot_v1_dot_kms__pb2.SignPartialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignAppKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tkms.v1.Kms/SignAppKey',
+            protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.SerializeToString,
+            protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

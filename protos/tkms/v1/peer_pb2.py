@@ -22,19 +22,24 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from protos.tkms.v1 import kms_pb2 as protos_dot_tkms_dot_v1_dot_kms__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r2P\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\x1a\x18protos/tkms/v1/kms.proto\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r\"Q\n\x15KmsRootPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\";\n\x16KmsRootPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial2\xa3\x01\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponse\x12Q\n\x0eKmsRootPartial\x12\x1e.tkms.v1.KmsRootPartialRequest\x1a\x1f.tkms.v1.KmsRootPartialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EPOCHSTATUSREQUEST']._serialized_start=38
-  _globals['_EPOCHSTATUSREQUEST']._serialized_end=73
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=75
-  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=155
-  _globals['_PEER']._serialized_start=157
-  _globals['_PEER']._serialized_end=237
+  _globals['_EPOCHSTATUSREQUEST']._serialized_start=64
+  _globals['_EPOCHSTATUSREQUEST']._serialized_end=99
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_start=101
+  _globals['_EPOCHSTATUSRESPONSE']._serialized_end=181
+  _globals['_KMSROOTPARTIALREQUEST']._serialized_start=183
+  _globals['_KMSROOTPARTIALREQUEST']._serialized_end=264
+  _globals['_KMSROOTPARTIALRESPONSE']._serialized_start=266
+  _globals['_KMSROOTPARTIALRESPONSE']._serialized_end=325
+  _globals['_PEER']._serialized_start=328
+  _globals['_PEER']._serialized_end=491
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,9 @@
+from protos.tkms.v1 import kms_pb2 as _kms_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -21,3 +22,19 @@ class EpochStatusResponse(_message.Message):
     phase: str
     deals_received_from: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, epoch: _Optional[int] = ..., phase: _Optional[str] = ..., deals_received_from: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class KmsRootPartialRequest(_message.Message):
+    __slots__ = ("generation", "epoch", "requester_key")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_KEY_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    epoch: int
+    requester_key: bytes
+    def __init__(self, generation: _Optional[int] = ..., epoch: _Optional[int] = ..., requester_key: _Optional[bytes] = ...) -> None: ...
+
+class KmsRootPartialResponse(_message.Message):
+    __slots__ = ("partial",)
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    partial: _kms_pb2.Partial
+    def __init__(self, partial: _Optional[_Union[_kms_pb2.Partial, _Mapping]] = ...) -> None: ...

@@ -41,6 +41,11 @@ class PeerStub:
                 request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusRequest.SerializeToString,
                 response_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusResponse.FromString,
                 _registered_method=True)
+        self.KmsRootPartial = channel.unary_unary(
+                '/tkms.v1.Peer/KmsRootPartial',
+                request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.SerializeToString,
+                response_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -55,6 +60,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KmsRootPartial(self, request, context):
+        """This node's partial of the generation's KMS root (design §3.5), encrypted to the
+        caller's key; only for members of the generation's active epoch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +75,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.EpochStatus,
                     request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusRequest.FromString,
                     response_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusResponse.SerializeToString,
+            ),
+            'KmsRootPartial': grpc.unary_unary_rpc_method_handler(
+                    servicer.KmsRootPartial,
+                    request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.FromString,
+                    response_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +111,33 @@ class Peer:
             '/tkms.v1.Peer/EpochStatus',
             protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusRequest.SerializeToString,
             protos_dot_tkms_dot_v1_dot_peer__pb2.EpochStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KmsRootPartial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tkms.v1.Peer/KmsRootPartial',
+            protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.SerializeToString,
+            protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.FromString,
             options,
             channel_credentials,
             insecure,
