@@ -29,22 +29,25 @@ from cryptography import x509
 from attest import (
     AppIdentity,
     EventLogEntry,
+    GpuEvidenceError,
     TdReport,
     compute_app_identity,
     event_log_to_json,
+    gpu_event_payload,
     parse_quote,
+    verify_gpu_evidence,
 )
 from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
 from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
+from guest.evidence_source import QuoteSource
 from guest.keyring import GenerationKeys
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
     IssuedAppKey,
     SignedStatement,
 )
@@ -116,6 +119,8 @@ class Agent:
     keyring: dict[int, GenerationKeys]
     serving: Serving
     vm_config: str = ""
+    #: The GPU evidence document, exactly as read and measured ("" without GPU evidence).
+    gpu_attestation: str = ""
     cloud: tuple[str, str] = ("", "")
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -288,6 +293,29 @@ def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, 
     return simulated_image, text
 
 
+def read_gpu_evidence(config: AgentConfig, *, now: int) -> tuple[str, bytes] | None:
+    """(the evidence text, its gpu-attestation payload) from `config.gpu_evidence`, verified
+    (docs/attest-gpu.md), or None without one. Evidence that does not verify stops the agent:
+    an app must not start believing it has a GPU that no one can confirm."""
+    if config.gpu_evidence is None:
+        return None
+    try:
+        text = config.gpu_evidence.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AgentStartError(
+            f"cannot read gpu_evidence {config.gpu_evidence}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise AgentStartError(
+            f"gpu_evidence {config.gpu_evidence} is not UTF-8 (byte offset {exc.start})"
+        ) from None
+    try:
+        verified = verify_gpu_evidence(text, now=now)
+    except GpuEvidenceError as exc:
+        raise AgentStartError(f"gpu_evidence {config.gpu_evidence}: {exc}") from None
+    return text, gpu_event_payload(verified)
+
+
 def start_agent(
     config: AgentConfig,
     provider: TeeProvider,
@@ -314,6 +342,7 @@ def start_agent(
     envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
     os_image, vm_config = vm_description(config, SIMULATED_OS_IMAGE)
+    gpu = read_gpu_evidence(config, now=int(time.time()))
     kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,
@@ -322,6 +351,7 @@ def start_agent(
         instance_id=instance_id,
         kms_id=kms_id,
         os_image=os_image,
+        gpu_event=None if gpu is None else gpu[1],
     )
 
     async def go() -> list[GenerationKeys]:
@@ -347,6 +377,7 @@ def start_agent(
         keyring={k.generation: k for k in found},
         serving=Serving.fixed(main),
         vm_config=vm_config,
+        gpu_attestation="" if gpu is None else gpu[0],
         cloud=cloud_names(config.tee),
     )
     if envelope is not None:
@@ -360,7 +391,7 @@ def start_agent(
     return agent
 
 
-def provider_evidence(provider: TeeProvider) -> EvidenceSource:
+def provider_evidence(provider: TeeProvider) -> QuoteSource:
     def evidence(report_data: bytes) -> tuple[bytes, str]:
         return provider.get_quote(report_data), event_log_to_json(provider.event_log())
 
