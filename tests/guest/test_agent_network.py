@@ -14,11 +14,12 @@ and so do live revocation and a rotation, which runs last: it retires generation
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +29,17 @@ from dstack_sdk import DstackClient
 from eth_account import Account
 
 from attest import decode_versioned_attestation, parse_quote
-from contracts import EpochKind, Transactor, anvil_account
+from contracts import EpochKind, Receipt, Transactor, anvil_account
 from guest import verify
 from guest.env import seal_env
+from guest.kms_client import AppKeyRequest, DerivationError
 from guest.measure import compose_hash
 from guest.verify import kms_root_from_chain
 from testnet.cluster import OWNER_ACCOUNT, Cluster
 from tests.contracts.testsol import compile_test_contracts, deploy_test_contract
 from tests.guest import dstack_verifier, sdk_suite
 from tests.guest.test_agent_api import forged_chains
+from tests.node.test_network import App
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -511,6 +514,32 @@ def wait_for(what: str, done: Any, timeout: float = 30.0, every: float = 0.05) -
 LIVE_BLOCKS = 4
 
 
+def nodes_refuse(cluster: Cluster, app_id: str, revoke: Callable[[], Receipt]) -> float:
+    """Seconds from `revoke`'s receipt until the nodes refuse a new derivation for `app_id`
+    (one client, warmed by a derivation before the revocation, asks every 20 ms)."""
+    app = App(cluster, app_id, compose=COMPOSE)
+    request = [AppKeyRequest(app.app_id, b"k")]
+
+    async def go() -> float:
+        client = app.client(cluster.committee())
+        try:
+            await client.derive(request)
+            revoke()
+            mined = time.monotonic()
+            while time.monotonic() - mined < 30:
+                try:
+                    await client.derive(request)
+                except DerivationError as exc:
+                    assert all(w.startswith("permission_denied") for w in exc.failures.values())
+                    return time.monotonic() - mined
+                await asyncio.sleep(0.02)
+            pytest.fail("the nodes still derive 30 s after the revocation")
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
 def test_live_revocation_stops_a_running_agent_within_its_window(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -530,7 +559,13 @@ def test_live_revocation_stops_a_running_agent_within_its_window(
     ):
         before = get_key_reply(live, "db", "p")
         plain_key = get_key_reply(plain, "db", "p")["key"]
-        cluster.app(plain_app).send_remove_compose_hash(compose_hash(COMPOSE))
+        # New derivations are refused from the revocation's block on, for every app.
+        refused_after = nodes_refuse(
+            cluster,
+            plain_app,
+            lambda: cluster.app(plain_app).send_remove_compose_hash(compose_hash(COMPOSE)),
+        )
+        print(f"revocation: nodes refuse {refused_after:.2f} s after the revocation's receipt")
         receipt = cluster.app(live_app).send_remove_compose_hash(compose_hash(COMPOSE))
         mined = time.monotonic()
         w3 = cluster.w3()
