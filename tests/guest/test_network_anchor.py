@@ -6,8 +6,9 @@ its own node process (t = 1) and the same deterministic governance address.
   the fix it started there and served keys B's operator also derives; now it refuses, naming
   the fingerprint B's key makes. The same agent starts on A.
 * A rotation on A (`tkms testnet rotate`) publishes generation 2's link: the agent accepts
-  generation 2 through the chain; with a generation-2 link not signed by generation 1 it
-  refuses; `tkms chain link-generation` puts the right one back.
+  generation 2 through the chain (on request during generation 1's retirement window); with
+  a generation-2 link not signed by generation 1 it refuses; `tkms chain link-generation`
+  puts the right one back.
 The steps run in one test so that pytest-xdist does not bring up more networks.
 """
 
@@ -26,7 +27,14 @@ from mpc import Scalar
 from mpc.anchor import generation_statement
 from mpc.tsig import message_point
 from testnet.cluster import Cluster
-from tests.guest.test_agent_network import COMPOSE, TKMS, AgentProcess, failed_start, write_config
+from tests.guest.test_agent_network import (
+    COMPOSE,
+    TKMS,
+    AgentProcess,
+    failed_start,
+    get_key_reply,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -92,8 +100,11 @@ def rotations_are_accepted_only_through_links(honest: Cluster, app_id: str, tmp:
     assert governance.get_kms_root(2)[0] == root and "KMS root " + root.hex() in done.stderr
     config = write_config(honest, tmp / "gen2", app_id)
     with AgentProcess(config) as agent:
-        second = agent.client().get_key("wallet").decode_key()
-    assert second != first  # generation 2's keys: the agent followed the rotation
+        # Generation 2's keys: the agent followed the rotation; during generation 1's
+        # retirement window they are served on request and generation 1's by default.
+        second = get_key_reply(agent, "wallet", "", generation=2)["key"]
+        assert get_key_reply(agent, "wallet", "")["key"] == first.hex()
+    assert second != first.hex()
     # A generation-2 link that generation 1 did not make: a valid BLS signature, wrong key.
     assert honest.deployment is not None
     chain_id = honest.w3().eth.chain_id
@@ -113,7 +124,7 @@ def rotations_are_accepted_only_through_links(honest: Cluster, app_id: str, tmp:
     )
     assert relinked.returncode == 0, relinked.stderr
     with AgentProcess(config) as agent:
-        assert agent.client().get_key("wallet").decode_key() == second
+        assert get_key_reply(agent, "wallet", "", generation=2)["key"] == second
 
 
 def test_the_agent_trusts_only_its_network_and_its_rotations(
