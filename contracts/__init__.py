@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from contracts._app import IAPP_AUTH_INTERFACE_ID, AppAuthClient, AppFactoryClient
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
+    from contracts._bls import BlsVerifierClient, deploy_bls_verifier
     from contracts._codecheck import is_deployed, predict_app_id, runtime_matches
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
     from contracts._devchain import DEV_CHAIN_IDS, pin_chain_id, require_dev_chain
@@ -78,6 +79,7 @@ _MODULES: dict[str, str] = {
     "AuditReader": "contracts._audit",
     "AuthDecision": "contracts._types",
     "BlockRef": "contracts._types",
+    "BlsVerifierClient": "contracts._bls",
     "CallReverted": "contracts.errors",
     "ChainEvent": "contracts._events",
     "ChainError": "contracts.errors",
@@ -113,6 +115,7 @@ _MODULES: dict[str, str] = {
     "anvil_account": "contracts._accounts",
     "decode_revert": "contracts._tx",
     "deploy": "contracts._deploy",
+    "deploy_bls_verifier": "contracts._bls",
     "fetch_events": "contracts._events",
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
@@ -152,6 +155,7 @@ __all__ = [
     "AuditReader",
     "AuthDecision",
     "BlockRef",
+    "BlsVerifierClient",
     "CallReverted",
     "ChainEvent",
     "ChainError",
@@ -181,6 +185,7 @@ __all__ = [
     "anvil_account",
     "decode_revert",
     "deploy",
+    "deploy_bls_verifier",
     "fetch_events",
     "find_anvil",
     "free_port",

@@ -74,9 +74,17 @@ def anvil_command(
     block_time: float | None = None,
     chain_id: int = DEFAULT_CHAIN_ID,
     state_file: Path | None = None,
+    hardfork: str | None = None,
+    fork_url: str | None = None,
 ) -> list[str]:
     command = [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port)]
     command += ["--chain-id", str(chain_id)]
+    if hardfork is not None:
+        command += ["--hardfork", hardfork]
+    if fork_url is not None:
+        # State and blocks up to the fork's head come from `fork_url`; every later block is
+        # this chain's own (a chain that diverges from the one it copies: tests of RPC quorums).
+        command += ["--fork-url", fork_url]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
     if state_file is not None:
@@ -97,7 +105,9 @@ def is_ready(rpc_url: str, timeout: float = 0.5) -> bool:
 
 
 class Anvil:
-    """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction."""
+    """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction;
+    `hardfork=None` is anvil's default (its latest); `fork_url` starts from another chain's
+    state (anvil `--fork-url`)."""
 
     def __init__(
         self,
@@ -109,8 +119,12 @@ class Anvil:
         log: IO[bytes] | None = None,
         detach: bool = False,
         state_file: Path | None = None,
+        hardfork: str | None = None,
+        fork_url: str | None = None,
     ) -> None:
         self.requested_port = port
+        self.hardfork = hardfork
+        self.fork_url = fork_url
         #: Where the chain's state is kept across restarts (see `anvil_command`), if anywhere.
         self.state_file = state_file
         self.block_time = block_time
@@ -146,7 +160,12 @@ class Anvil:
         if not port_is_free(port):
             return f"port {port} on 127.0.0.1 is in use"
         command = anvil_command(
-            port, block_time=self.block_time, chain_id=self.chain_id, state_file=self.state_file
+            port,
+            block_time=self.block_time,
+            chain_id=self.chain_id,
+            state_file=self.state_file,
+            hardfork=self.hardfork,
+            fork_url=self.fork_url,
         )
         output = self.log if self.log is not None else subprocess.DEVNULL
         process = subprocess.Popen(
