@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
+    from contracts._quorum import Divergence, QuorumProvider
     from contracts._register import RegisteredApp, predicted_app_id, register_app
     from contracts._rpcurl import insecure_rpc_warning, redact_in, redact_url
     from contracts._tx import Receipt, Transactor, decode_revert
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         CompileError,
         ContractsError,
         InvalidInput,
+        NoQuorum,
         Revert,
         TransactionFailed,
         UnexpectedContract,
@@ -89,6 +91,7 @@ _MODULES: dict[str, str] = {
     "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
     "DEV_CHAIN_IDS": "contracts._devchain",
     "DealInfo": "contracts._types",
+    "Divergence": "contracts._quorum",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
     "MIN_PHASE_BLOCKS": "contracts._epoch_calls",
@@ -101,9 +104,11 @@ _MODULES: dict[str, str] = {
     "GovernanceClient": "contracts._governance",
     "IAPP_AUTH_INTERFACE_ID": "contracts._app",
     "InvalidInput": "contracts.errors",
+    "NoQuorum": "contracts.errors",
     "NodeInfo": "contracts._types",
     "NodeStatus": "contracts._types",
     "Phase": "contracts._types",
+    "QuorumProvider": "contracts._quorum",
     "Receipt": "contracts._tx",
     "RegisteredApp": "contracts._register",
     "Revert": "contracts.errors",
@@ -164,6 +169,7 @@ __all__ = [
     "ContractsError",
     "DealInfo",
     "Deployment",
+    "Divergence",
     "EpochInfo",
     "EpochKind",
     "EpochStatus",
@@ -172,9 +178,11 @@ __all__ = [
     "GenerationStatus",
     "GovernanceClient",
     "InvalidInput",
+    "NoQuorum",
     "NodeInfo",
     "NodeStatus",
     "Phase",
+    "QuorumProvider",
     "Receipt",
     "RegisteredApp",
     "Revert",

@@ -152,6 +152,7 @@ class Authorizer:
         limiter: RateLimiter,
         metrics: NodeMetrics,
         accept_simulator: bool,
+        chain_problem: Callable[[], str | None] = lambda: None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         evidence_ttl: float = 60.0,
@@ -163,6 +164,7 @@ class Authorizer:
         self._limiter = limiter
         self._metrics = metrics
         self._accept_simulator = accept_simulator
+        self._chain_problem = chain_problem
         self._collateral = collateral
         self._clock = clock
         self._ttl = evidence_ttl
@@ -275,7 +277,12 @@ class Authorizer:
                     del self._asking[key]
 
     def fresh_view(self) -> ChainView:
-        """(5) The current chain view, or NotReady when it is missing or stale (fail closed)."""
+        """(5) The current chain view, or NotReady when it is missing or stale, or the RPC
+        endpoints disagree about the chain (`chain_problem`): fail closed."""
+        problem = self._chain_problem()
+        if problem is not None:
+            self._count("chain", "no_quorum")
+            raise NotReady(f"{problem}; refusing to release keys")
         view = self._view()
         if view is None:
             self._count("chain", "stale")

@@ -25,12 +25,26 @@ LOG_FORMATS: Final = ("console", "json")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainConfig:
-    rpc_url: str
     governance: str
+    #: One endpoint (trusted alone), or several with a quorum (`contracts._quorum`): exactly
+    #: one of the two forms is set.
+    rpc_url: str = ""
+    rpc_urls: tuple[str, ...] = ()
+    #: How many of `rpc_urls` must agree on the head and on every read (default: a majority).
+    rpc_quorum: int = 0
     max_head_age_seconds: float = 60.0
     poll_interval_seconds: float = 0.5
     #: Blocks below the head at which the epoch board counts as settled (docs/node-epochs.md).
     confirmations: int = 2
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return self.rpc_urls or (self.rpc_url,)
+
+    @property
+    def quorum(self) -> int:
+        """k: 1 for a single endpoint."""
+        return self.rpc_quorum or len(self.endpoints) // 2 + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +143,17 @@ def _url(value: object) -> str:
     return text
 
 
+def _urls(value: object) -> tuple[str, ...]:
+    """A list of URLs (TOML array), or one string of comma-separated URLs (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError("must be a non-empty list of http(s) or ws(s) URLs")
+    urls = tuple(_url(item.strip() if isinstance(item, str) else item) for item in items)
+    if len(set(urls)) != len(urls):
+        raise ValueError("lists an endpoint twice (it would vote twice)")
+    return urls
+
+
 def _address(value: object) -> str:
     text = _text(value)
     body = text[2:] if text.startswith("0x") else ""
@@ -160,7 +185,10 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "log_level": (_choice(("debug", "info", "warning", "error")), False),
     },
     "chain": {
-        "rpc_url": (_url, True),
+        # Required unless rpc_urls is given (checked in `load_config`).
+        "rpc_url": (_url, False),
+        "rpc_urls": (_urls, False),
+        "rpc_quorum": (_count, False),
         "governance": (_address, True),
         "max_head_age_seconds": (_number, False),
         "poll_interval_seconds": (_number, False),
@@ -178,6 +206,30 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "max_keys_per_request": (_count, False),
     },
 }
+
+
+def _check_endpoints(chain: dict[str, Any]) -> None:
+    """Exactly one of rpc_url and rpc_urls; a quorum only with rpc_urls, and a majority."""
+    if "rpc_url" in chain and "rpc_urls" in chain:
+        raise ConfigError("chain.rpc_urls", "give rpc_url (one endpoint) or rpc_urls, not both")
+    urls = chain.get("rpc_urls")
+    if urls is None:
+        if "rpc_url" not in chain:
+            raise ConfigError(
+                "chain.rpc_url",
+                "required (set it in the file or TKMS_CHAIN_RPC_URL), or chain.rpc_urls with "
+                "chain.rpc_quorum for several endpoints",
+            )
+        if "rpc_quorum" in chain:
+            raise ConfigError("chain.rpc_quorum", "needs chain.rpc_urls (several endpoints)")
+        return
+    quorum = chain.get("rpc_quorum", len(urls) // 2 + 1)
+    if not len(urls) // 2 < quorum <= len(urls):
+        raise ConfigError(
+            "chain.rpc_quorum",
+            f"must be more than half of the {len(urls)} rpc_urls and at most all of them, "
+            f"got {quorum} (two groups of {quorum} could otherwise both agree)",
+        )
 
 
 def _env_name(section: str, key: str) -> str:
@@ -244,6 +296,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         base = os.path.dirname(os.path.abspath(path)) if from_file and path else os.getcwd()
         return Path(os.path.abspath(os.path.join(base, os.path.expanduser(value))))
 
+    _check_endpoints(parsed["chain"])
     top = parsed[""]
     listen = parsed["listen"]
     if listen.get("admin_socket"):
