@@ -43,7 +43,7 @@ from attest import (
 )
 from attest._evidence import EvidenceError, VerifiedEvidence, make_quote_verifier, verify_evidence
 from attest.providers._simulator_verify import SimulatorAllowed
-from contracts import AppBootInfo, AuthDecision
+from contracts import AppBootInfo, AuthDecision, NoQuorum
 from node.chainview import ChainView
 from node.errors import NotReady, PolicyDenied
 from node.logs import get_logger
@@ -261,6 +261,13 @@ class Authorizer:
                     return decision
                 try:
                     decision = self._approve(info, key[1])
+                except NoQuorum as exc:  # endpoints named in the node's log, not to clients
+                    self._count("approval", "no_quorum")
+                    why = "disagree" if exc.disagreement else "do not answer"
+                    raise NotReady(
+                        f"cannot ask governance about app 0x{app_id.hex()}: the node's RPC "
+                        f"endpoints {why} (no quorum); refusing to release keys"
+                    ) from None
                 except Exception as exc:  # a chain call that fails must not release keys
                     self._count("approval", "error")
                     raise NotReady(

@@ -70,18 +70,6 @@ EXIT_FAILED = 2
 DIVERGED_WINDOW = 60.0
 
 
-def _log_divergence(report: Divergence) -> None:
-    """An RPC endpoint answered against the quorum (URL redacted; `contracts._quorum`)."""
-    log.warning(
-        "rpc_diverged",
-        endpoint=report.endpoint,
-        method=report.method,
-        block=report.block,
-        detail=report.detail,
-        suppressed=report.suppressed,
-    )
-
-
 def _split(hostport: str) -> tuple[str, int]:
     host, _, port = hostport.rpartition(":")
     return host, int(port)
@@ -118,7 +106,7 @@ class Node:
         self.quorum: QuorumProvider | None = None
         if len(cfg.chain.endpoints) > 1:
             w3, self.quorum = quorum_web3(
-                cfg.chain.endpoints, cfg.chain.quorum, on_divergence=_log_divergence
+                cfg.chain.endpoints, cfg.chain.quorum, on_divergence=self._rpc_divergence
             )
         else:
             w3 = chain_web3(cfg.chain.endpoints[0])
@@ -167,6 +155,19 @@ class Node:
         if self.watcher.disagreement is None:
             return None
         return "the node's RPC endpoints disagree about the chain (no quorum)"
+
+    def _rpc_divergence(self, report: Divergence) -> None:
+        """An RPC endpoint answered against the quorum or is stale (`contracts._quorum`);
+        the endpoint's URL is redacted there."""
+        log.warning(
+            "rpc_diverged",
+            endpoint=report.endpoint,
+            method=report.method,
+            block=report.block,
+            detail=report.detail,
+            suppressed=report.suppressed,
+        )
+        self.metrics.rpc_diverged.labels(report.endpoint).inc(1 + report.suppressed)
 
     def _rpc_diverged(self) -> tuple[str, ...]:
         if self.quorum is None:
@@ -364,6 +365,8 @@ class Node:
             http.stop()
             await self.peer_client.close()
             self.journal.close()
+            if self.quorum is not None:
+                self.quorum.close()
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
             log.info("node_stopped")

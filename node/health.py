@@ -57,7 +57,8 @@ def own_problem(h: HealthInputs) -> str | None:
     if h.draining:
         return "draining"
     if h.chain_disagreement:
-        return "chain RPC endpoints disagree (no quorum)"
+        named = f": diverged {', '.join(h.rpc_diverged)}" if h.rpc_diverged else ""
+        return f"chain RPC endpoints disagree (no quorum){named}"
     if not h.has_share:
         return "no active key share"
     if h.chain_head_age > h.max_head_age:
