@@ -83,6 +83,8 @@ class AppIdentity:
     #: Where the claim came from: "vm_config" (host-supplied), "event" (written by the guest)
     #: or "none".
     claimed_os_image_hash_source: str = "none"
+    #: The TEE the identity was measured on: "tdx" or "amd-sev-snp" (attest._snp_identity).
+    platform: str = "tdx"
 
     def to_json_dict(self) -> dict[str, object]:
         """Hex strings, and the key provider as an object (or None)."""
@@ -103,6 +105,7 @@ class AppIdentity:
         kp = self.key_provider
         out["key_provider"] = None if kp is None else {"name": kp.name, "id": kp.id}
         out["claimed_os_image_hash_source"] = self.claimed_os_image_hash_source
+        out["platform"] = self.platform
         return out
 
 

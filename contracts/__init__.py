@@ -30,9 +30,11 @@ if TYPE_CHECKING:
     from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
+    from contracts._preflight import EpochPlan, parse_phases, plan_epoch
     from contracts._quorum import Divergence, QuorumProvider
     from contracts._register import RegisteredApp, predicted_app_id, register_app
     from contracts._rpcurl import insecure_rpc_warning, redact_in, redact_url
+    from contracts._state import GovernanceState, describe_epoch, read_state
     from contracts._tx import Receipt, Transactor, decode_revert
     from contracts._types import (
         AppBootInfo,
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        RefreshSchedule,
         node_registration_hash,
     )
     from contracts.errors import (
@@ -61,12 +64,19 @@ if TYPE_CHECKING:
         ContractsError,
         InvalidInput,
         NoQuorum,
+        Refused,
         Revert,
         TransactionFailed,
         UnexpectedContract,
     )
 
 _MODULES: dict[str, str] = {
+    "EpochPlan": "contracts._preflight",
+    "parse_phases": "contracts._preflight",
+    "plan_epoch": "contracts._preflight",
+    "GovernanceState": "contracts._state",
+    "describe_epoch": "contracts._state",
+    "read_state": "contracts._state",
     "ANVIL_MNEMONIC": "contracts._accounts",
     "ARTIFACT_DIR": "contracts._artifacts",
     "Anvil": "contracts._anvil",
@@ -110,6 +120,8 @@ _MODULES: dict[str, str] = {
     "Phase": "contracts._types",
     "QuorumProvider": "contracts._quorum",
     "Receipt": "contracts._tx",
+    "Refused": "contracts.errors",
+    "RefreshSchedule": "contracts._types",
     "RegisteredApp": "contracts._register",
     "Revert": "contracts.errors",
     "SOURCE_DIR": "contracts._artifacts",
@@ -140,6 +152,12 @@ _MODULES: dict[str, str] = {
 }
 
 __all__ = [
+    "EpochPlan",
+    "parse_phases",
+    "plan_epoch",
+    "GovernanceState",
+    "describe_epoch",
+    "read_state",
     "ANVIL_MNEMONIC",
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
@@ -184,6 +202,8 @@ __all__ = [
     "Phase",
     "QuorumProvider",
     "Receipt",
+    "RefreshSchedule",
+    "Refused",
     "RegisteredApp",
     "Revert",
     "TransactionFailed",

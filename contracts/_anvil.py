@@ -53,16 +53,16 @@ def find_anvil() -> Path:
     return Path(found)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True
@@ -76,8 +76,9 @@ def anvil_command(
     state_file: Path | None = None,
     hardfork: str | None = None,
     fork_url: str | None = None,
+    host: str = "127.0.0.1",
 ) -> list[str]:
-    command = [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(find_anvil()), "--host", host, "--port", str(port)]
     command += ["--chain-id", str(chain_id)]
     if hardfork is not None:
         command += ["--hardfork", hardfork]
@@ -107,7 +108,8 @@ def is_ready(rpc_url: str, timeout: float = 0.5) -> bool:
 class Anvil:
     """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction;
     `hardfork=None` is anvil's default (its latest); `fork_url` starts from another chain's
-    state (anvil `--fork-url`)."""
+    state (anvil `--fork-url`); `host` is the address it listens on (tests of separate hosts
+    use a bridge's)."""
 
     def __init__(
         self,
@@ -121,7 +123,9 @@ class Anvil:
         state_file: Path | None = None,
         hardfork: str | None = None,
         fork_url: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.requested_port = port
         self.hardfork = hardfork
         self.fork_url = fork_url
@@ -140,7 +144,7 @@ class Anvil:
     def rpc_url(self) -> str:
         if self.process is None:
             raise AnvilError("anvil is not running")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def web3(self) -> Web3:
         return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
@@ -149,7 +153,7 @@ class Anvil:
         attempts = 1 if self.requested_port else 3
         failure = ""
         for _ in range(attempts):
-            port = self.requested_port or free_port()
+            port = self.requested_port or free_port(self.host)
             failure = self._try_start(port)
             if not failure:
                 return self
@@ -157,8 +161,8 @@ class Anvil:
 
     def _try_start(self, port: int) -> str:
         # Another server on the port would answer the readiness probe in our anvil's place.
-        if not port_is_free(port):
-            return f"port {port} on 127.0.0.1 is in use"
+        if not port_is_free(port, self.host):
+            return f"port {port} on {self.host} is in use"
         command = anvil_command(
             port,
             block_time=self.block_time,
@@ -166,12 +170,13 @@ class Anvil:
             state_file=self.state_file,
             hardfork=self.hardfork,
             fork_url=self.fork_url,
+            host=self.host,
         )
         output = self.log if self.log is not None else subprocess.DEVNULL
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=self.detach
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{self.host}:{port}"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
