@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from contracts import redact_url
 from node.errors import ConfigError
 
 TEE_PROVIDERS: Final = ("simulator", "tdx")
@@ -209,10 +210,16 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
 
 
 def _check_endpoints(chain: dict[str, Any]) -> None:
-    """Exactly one of rpc_url and rpc_urls; a quorum only with rpc_urls, and a majority."""
-    if "rpc_url" in chain and "rpc_urls" in chain:
-        raise ConfigError("chain.rpc_urls", "give rpc_url (one endpoint) or rpc_urls, not both")
+    """rpc_url or rpc_urls (rpc_url may stay beside rpc_urls only as one of them: `tkms node
+    join` writes rpc_url, `TKMS_CHAIN_RPC_URLS` then adds the others); a quorum only with
+    rpc_urls, and a majority."""
     urls = chain.get("rpc_urls")
+    if urls is not None and chain.get("rpc_url", urls[0]) not in urls:
+        raise ConfigError(
+            "chain.rpc_url",
+            f"{redact_url(chain['rpc_url'])} is not one of chain.rpc_urls: give rpc_urls alone "
+            "(every endpoint, a quorum of which must agree), or list it there too",
+        )
     if urls is None:
         if "rpc_url" not in chain:
             raise ConfigError(

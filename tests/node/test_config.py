@@ -157,6 +157,7 @@ SEVERAL = GOOD.replace(
     'rpc_url = "http://127.0.0.1:8545"',
     'rpc_urls = ["http://127.0.0.1:8545", "https://eth.example/v3/KEY", "http://10.0.0.3:8545"]',
 )
+SEVERAL_ENV = "http://127.0.0.1:8545,http://10.0.0.2:8545,http://10.0.0.3:8545"
 
 
 def test_one_rpc_url_is_one_endpoint_trusted_alone(tmp_path: Path) -> None:
@@ -175,15 +176,19 @@ def test_several_rpc_urls_need_a_majority_or_the_quorum_given(tmp_path: Path) ->
     from_env = load_config(write(tmp_path, SEVERAL), environ=env).chain
     assert from_env.endpoints == ("http://a.example:1", "http://b.example:2")
     assert from_env.quorum == 2  # 2 of 2: a majority of two is both
+    # The rpc_url `tkms node join` wrote may stay, as one of the list.
+    joined = load_config(write(tmp_path, GOOD), environ={"TKMS_CHAIN_RPC_URLS": SEVERAL_ENV})
+    assert joined.chain.endpoints == tuple(SEVERAL_ENV.split(",")) and joined.chain.quorum == 2
 
 
 @pytest.mark.parametrize(
     ("text", "env", "message"),
     [
         (
-            SEVERAL.replace("max_head_age", 'rpc_url = "http://127.0.0.1:1"\nmax_head_age'),
+            SEVERAL.replace("max_head_age", 'rpc_url = "https://x.example/KEY"\nmax_head_age'),
             {},
-            "chain.rpc_urls: give rpc_url \\(one endpoint\\) or rpc_urls, not both",
+            r"chain.rpc_url: https://x.example/\*\*\* is not one of chain.rpc_urls: give "
+            "rpc_urls alone",
         ),
         (
             SEVERAL.replace("max_head_age", "rpc_quorum = 1\nmax_head_age"),
