@@ -75,11 +75,20 @@ def chain_provider(
 
 
 def quorum_web3(
-    urls: Sequence[str], quorum: int, on_divergence: Callable[[Divergence], None]
+    urls: Sequence[str],
+    quorum: int,
+    on_divergence: Callable[[Divergence], None],
+    *,
+    max_lag_blocks: int = 2,
 ) -> tuple[Web3, QuorumProvider]:
     """A Web3 client that needs `quorum` of `urls` to agree, each with `chain_provider`'s
-    timeouts; the provider too, for the health of its endpoints."""
+    timeouts; the provider too, for the health of its endpoints. An endpoint more than
+    `max_lag_blocks` behind is stale (`contracts._quorum`)."""
     provider = QuorumProvider(
-        urls, quorum, connect=lambda url: chain_provider(url), on_divergence=on_divergence
+        urls,
+        quorum,
+        connect=lambda url: chain_provider(url),
+        on_divergence=on_divergence,
+        stale_blocks=max_lag_blocks,
     )
     return Web3(provider), provider

@@ -33,6 +33,8 @@ class ChainConfig:
     rpc_urls: tuple[str, ...] = ()
     #: How many of `rpc_urls` must agree on the head and on every read (default: a majority).
     rpc_quorum: int = 0
+    #: Blocks an endpoint may be behind the quorum's head before it counts as stale.
+    rpc_max_lag_blocks: int = 2
     max_head_age_seconds: float = 60.0
     poll_interval_seconds: float = 0.5
     #: Blocks below the head at which the epoch board counts as settled (docs/node-epochs.md).
@@ -190,6 +192,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "rpc_url": (_url, False),
         "rpc_urls": (_urls, False),
         "rpc_quorum": (_count, False),
+        "rpc_max_lag_blocks": (_depth, False),
         "governance": (_address, True),
         "max_head_age_seconds": (_number, False),
         "poll_interval_seconds": (_number, False),
@@ -227,8 +230,9 @@ def _check_endpoints(chain: dict[str, Any]) -> None:
                 "required (set it in the file or TKMS_CHAIN_RPC_URL), or chain.rpc_urls with "
                 "chain.rpc_quorum for several endpoints",
             )
-        if "rpc_quorum" in chain:
-            raise ConfigError("chain.rpc_quorum", "needs chain.rpc_urls (several endpoints)")
+        for key in ("rpc_quorum", "rpc_max_lag_blocks"):
+            if key in chain:
+                raise ConfigError(f"chain.{key}", "needs chain.rpc_urls (several endpoints)")
         return
     quorum = chain.get("rpc_quorum", len(urls) // 2 + 1)
     if not len(urls) // 2 < quorum <= len(urls):

@@ -106,7 +106,10 @@ class Node:
         self.quorum: QuorumProvider | None = None
         if len(cfg.chain.endpoints) > 1:
             w3, self.quorum = quorum_web3(
-                cfg.chain.endpoints, cfg.chain.quorum, on_divergence=self._rpc_divergence
+                cfg.chain.endpoints,
+                cfg.chain.quorum,
+                on_divergence=self._rpc_divergence,
+                max_lag_blocks=cfg.chain.rpc_max_lag_blocks,
             )
         else:
             w3 = chain_web3(cfg.chain.endpoints[0])

@@ -172,6 +172,9 @@ def test_several_rpc_urls_need_a_majority_or_the_quorum_given(tmp_path: Path) ->
         "max_head_age_seconds = 30", "max_head_age_seconds = 30\nrpc_quorum = 3"
     )
     assert load_config(write(tmp_path, all_three), environ={}).chain.quorum == 3
+    assert load_config(write(tmp_path, SEVERAL), environ={}).chain.rpc_max_lag_blocks == 2
+    lag = {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "10"}
+    assert load_config(write(tmp_path, SEVERAL), environ=lag).chain.rpc_max_lag_blocks == 10
     env = {"TKMS_CHAIN_RPC_URLS": "http://a.example:1, http://b.example:2"}
     from_env = load_config(write(tmp_path, SEVERAL), environ=env).chain
     assert from_env.endpoints == ("http://a.example:1", "http://b.example:2")
@@ -206,6 +209,8 @@ def test_several_rpc_urls_need_a_majority_or_the_quorum_given(tmp_path: Path) ->
             {},
             "chain.rpc_quorum: needs chain.rpc_urls",
         ),
+        (GOOD, {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "3"}, "chain.rpc_max_lag_blocks: needs chain"),
+        (SEVERAL, {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "-1"}, "chain.rpc_max_lag_blocks: must be"),
         (
             SEVERAL,
             {"TKMS_CHAIN_RPC_URLS": "http://a.example:1,http://a.example:1"},
