@@ -10,7 +10,6 @@ The third endpoint of the 2-of-3 cases is the honest anvil under a second addres
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from web3 import HTTPProvider, Web3
@@ -24,19 +23,7 @@ from contracts import (
     Transactor,
     anvil_account,
 )
-from tests.contracts.lying_chain import COMPOSE, EVIL, Honest, honest_chain
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Honest]:
-    with honest_chain() as chain:
-        yield chain
-
-
-@pytest.fixture
-def honest(base: Honest) -> Iterator[Honest]:
-    with base.snapshot() as chain:
-        yield chain
+from tests.contracts.lying_chain import COMPOSE, EVIL, Honest
 
 
 def quorum_reader(

@@ -27,19 +27,7 @@ from node.chainview import ChainWatcher
 from node.errors import NotReady
 from node.metrics import NodeMetrics
 from node.ratelimit import RateLimiter
-from tests.contracts.lying_chain import COMPOSE, Honest, honest_chain
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Honest]:
-    with honest_chain() as chain:
-        yield chain
-
-
-@pytest.fixture
-def honest(base: Honest) -> Iterator[Honest]:
-    with base.snapshot() as chain:
-        yield chain
+from tests.contracts.lying_chain import COMPOSE, Honest
 
 
 def wired(
