@@ -28,10 +28,9 @@ stores (`_calldata`). Methods outside both lists are refused rather than guessed
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -39,6 +38,7 @@ from typing import Any, Final, cast
 from web3.providers.base import BaseProvider, JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
+from contracts._rpc_answers import HEAD_TAGS, answer_key, names_head, pinned, summary
 from contracts._rpcurl import redact_in, redact_url
 from contracts.errors import InvalidInput, NoQuorum
 
@@ -72,22 +72,6 @@ ONE_ENDPOINT: Final = frozenset(
         "web3_clientVersion",
     }
 )
-#: Block fields fixed by consensus: equal on every honest endpoint, whatever its client.
-_BLOCK_FIELDS: Final = (
-    "number",
-    "hash",
-    "parentHash",
-    "stateRoot",
-    "receiptsRoot",
-    "transactionsRoot",
-    "timestamp",
-    "baseFeePerGas",
-    "gasUsed",
-    "logsBloom",
-)
-_LOG_FIELDS: Final = ("address", "topics", "data", "blockNumber", "blockHash", "logIndex")
-#: Tags resolved to the agreed head before a read is asked.
-_HEAD_TAGS: Final = ("latest", "pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +205,13 @@ class QuorumProvider(JSONBaseProvider):
         if method == "eth_blockNumber":
             head = self._head()
             return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, "result": head["number"]})
-        if method == "eth_getBlockByNumber" and params and params[0] in _HEAD_TAGS:
+        if method == "eth_getBlockByNumber" and params and params[0] in HEAD_TAGS:
             head = self._head(full=bool(params[1]) if len(params) > 1 else False)
             return cast(RPCResponse, {"jsonrpc": "2.0", "id": 0, "result": head})
         block = None
-        if _names_head(params):
+        if names_head(params):
             block = int(self._head()["number"], 16)
-            params = _pinned(params, hex(block))
+            params = pinned(params, hex(block))
         return self._agreed(method, params, block)
 
     # -- reads -------------------------------------------------------------------------
@@ -401,7 +385,7 @@ class QuorumProvider(JSONBaseProvider):
     def _ask(self, endpoint: _Endpoint, method: RPCEndpoint, params: list[Any]) -> _Answer:
         try:
             response = endpoint.provider.make_request(method, params)
-            key = _answer_key(method, response)
+            key = answer_key(method, response)
         except Exception as exc:  # transport errors of any provider, junk: this one is silent
             return _Answer(endpoint, None, "", failure=redact_in(str(exc), endpoint.url))
         return _Answer(endpoint, response, key)
@@ -411,7 +395,7 @@ class QuorumProvider(JSONBaseProvider):
     ) -> NoQuorum:
         at = "" if block is None else f" at block {block}"
         answers = [
-            f"{a.endpoint.name}: {_summary(a.response)}"
+            f"{a.endpoint.name}: {summary(a.response)}"
             for group in tally.groups.values()
             for a in group
         ]
@@ -436,7 +420,7 @@ class QuorumProvider(JSONBaseProvider):
         block: int | None,
         behind: frozenset[str],
     ) -> None:
-        mine, theirs = _summary(answer.response), _summary(agreed.response)
+        mine, theirs = summary(answer.response), summary(agreed.response)
         if method == "eth_getBlockByNumber" and answer.response is not None:
             if answer.response.get("result") is None:
                 if answer.endpoint.name in behind:
@@ -487,70 +471,3 @@ class QuorumProvider(JSONBaseProvider):
                 self._writer = i
             return response
         raise NoQuorum(method, "no endpoint answered: " + "; ".join(failures), disagreement=False)
-
-
-def _names_head(params: list[Any]) -> bool:
-    for value in params:
-        if value in _HEAD_TAGS:
-            return True
-        if isinstance(value, dict) and any(
-            value.get(k) in _HEAD_TAGS for k in ("fromBlock", "toBlock")
-        ):
-            return True
-    return False
-
-
-def _pinned(params: list[Any], block: str) -> list[Any]:
-    """`params` with every head tag replaced by `block` (also in a filter's range)."""
-    pinned: list[Any] = []
-    for value in params:
-        if value in _HEAD_TAGS:
-            value = block
-        elif isinstance(value, dict):
-            value = {
-                k: block if k in ("fromBlock", "toBlock") and v in _HEAD_TAGS else v
-                for k, v in value.items()
-            }
-        pinned.append(value)
-    return pinned
-
-
-def _answer_key(method: str, response: Mapping[str, Any]) -> str:
-    """What two answers must share to count as the same answer (module docstring)."""
-    error = response.get("error")
-    if error is not None:
-        if isinstance(error, Mapping):
-            # Messages differ between clients; the code and a revert's data do not.
-            return _canonical(["error", error.get("code"), error.get("data")])
-        return _canonical(["error", error])
-    result = response.get("result")
-    if method in ("eth_getBlockByNumber", "eth_getBlockByHash") and isinstance(result, Mapping):
-        result = {k: result.get(k) for k in _BLOCK_FIELDS}
-    elif method == "eth_getLogs" and isinstance(result, list):
-        result = [
-            {k: log.get(k) for k in _LOG_FIELDS} if isinstance(log, Mapping) else log
-            for log in result
-        ]
-    return _canonical(["result", result])
-
-
-def _canonical(value: Any) -> str:
-    # Hex is case-insensitive and the keys are ours, so one case compares them all.
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).lower()
-
-
-def _summary(response: Mapping[str, Any] | None) -> str:
-    """A short description of an answer, for reports (never the whole of a large one)."""
-    if response is None:
-        return "nothing"
-    if "error" in response:
-        error = response["error"]
-        message = error.get("message", "") if isinstance(error, Mapping) else error
-        return f"error {str(message)[:80]!r}"
-    result = response.get("result")
-    if isinstance(result, Mapping) and "hash" in result:
-        return f"hash {result.get('hash')} (number {result.get('number')})"
-    if isinstance(result, list):
-        return f"{len(result)} items ({_canonical(result)[:16]}…)"
-    text = str(result)
-    return text if len(text) <= 40 else f"{text[:20]}…{text[-8:]} ({len(text)} chars)"
