@@ -198,13 +198,25 @@ def decode_versioned_attestation(data: bytes) -> VersionedAttestation:
             "this is a V1 (msgpack) attestation; only V0 (SCALE, first byte 0x00) is supported"
         )
     r = ScaleReader(data)
+    found = read_versioned_attestation(r)
+    if r.pos != len(data):
+        raise AttestationFormatError(f"{len(data) - r.pos} trailing bytes", offset=r.pos)
+    return found
+
+
+def read_versioned_attestation(r: ScaleReader) -> VersionedAttestation:
+    """Read one V0 attestation at the reader's position (it may be a field of a larger SCALE
+    value, e.g. dstack's certificate signing request)."""
+    first = r.pos
     if r.take(1, "version")[0] != _V0:
-        raise AttestationFormatError(f"unknown attestation version byte 0x{data[0]:02x}", offset=0)
+        raise AttestationFormatError(
+            f"unknown attestation version byte 0x{r.data[first]:02x}", offset=first
+        )
     kind = r.take(1, "quote kind")[0]
     if kind != _DSTACK_TDX:
         raise AttestationFormatError(
             f"quote kind {kind} is not DstackTdx (0); GCP and Nitro attestations are not supported",
-            offset=1,
+            offset=first + 1,
         )
     quote = r.vec("quote")
     log: list[EventLogEntry] = []
@@ -228,8 +240,6 @@ def decode_versioned_attestation(data: bytes) -> VersionedAttestation:
     )
     report_data = r.take(64, "report_data")
     vm_config = r.text("config")
-    if r.pos != len(data):
-        raise AttestationFormatError(f"{len(data) - r.pos} trailing bytes", offset=r.pos)
     return VersionedAttestation(
         quote=quote,
         event_log=tuple(log),

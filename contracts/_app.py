@@ -62,6 +62,10 @@ class AppAuthClient(ContractClient):
         """The version an env must carry to be accepted now."""
         return int(self._read("envVersion", block=block))
 
+    def get_dstack_kms_release(self, *, block: BlockRef = "latest") -> bool:
+        """Whether one KMS node may assemble the app's keys for a dstack guest."""
+        return bool(self._read("dstackKmsRelease", block=block))
+
     def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("supportsInterface", interface_id, block=block))
 
@@ -94,6 +98,9 @@ class AppAuthClient(ContractClient):
         if not 0 < version < 2**64:
             raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
         return self._send("setEnvVersion", version)
+
+    def send_set_dstack_kms_release(self, allowed: bool) -> Receipt:
+        return self._send("setDstackKmsRelease", allowed)
 
     def send_transfer_ownership(self, new_owner: str) -> Receipt:
         return self._send("transferOwnership", parse_address("new_owner", new_owner))

@@ -284,6 +284,19 @@ def run_env_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_dstack_kms(args: argparse.Namespace) -> int:
+    w3 = connect(args.rpc)
+    app = AppAuthClient(
+        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
+    )
+    receipt = app.send_set_dstack_kms_release(bool(args.enable))
+    allowed = app.get_dstack_kms_release()
+    document = {"app_id": app.address, "dstack_kms_release": allowed, **tx_fields(receipt)}
+    state = "may" if allowed else "may no longer"
+    emit(args, document, f"a KMS node {state} assemble the keys of {app.address} for dstack guests")
+    return EXIT_OK
+
+
 def run_check(args: argparse.Namespace) -> int:
     w3 = connect(args.rpc)
     governance = governance_client(w3, args, None)

@@ -21,6 +21,11 @@ contract AppAuth is Owned2Step, IAppAuth {
     address public envSigner;
     /// @notice The version an env must carry to be accepted; raised to publish a new env.
     uint64 public envVersion;
+    /// @notice Whether a single KMS node may assemble this app's keys for an unmodified dstack
+    ///         guest (the dstack-compatible KMS endpoint, docs/dstack-kms.md). Off by default:
+    ///         then no node ever sees the app's keys. On, every committee node's TEE is trusted
+    ///         with them, as a dstack app trusts its KMS.
+    bool public dstackKmsRelease;
 
     event ComposeHashAdded(bytes32 indexed composeHash);
     event ComposeHashRemoved(bytes32 indexed composeHash);
@@ -30,6 +35,7 @@ contract AppAuth is Owned2Step, IAppAuth {
     event TcbRequirementSet(bool requireUpToDate);
     event EnvSignerSet(address indexed signer);
     event EnvVersionSet(uint64 version);
+    event DstackKmsReleaseSet(bool allowed);
 
     error EnvVersionNotIncreasing(uint64 current, uint64 proposed);
 
@@ -100,6 +106,11 @@ contract AppAuth is Owned2Step, IAppAuth {
         if (version <= envVersion) revert EnvVersionNotIncreasing(envVersion, version);
         envVersion = version;
         emit EnvVersionSet(version);
+    }
+
+    function setDstackKmsRelease(bool allowed) external onlyOwner {
+        dstackKmsRelease = allowed;
+        emit DstackKmsReleaseSet(allowed);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

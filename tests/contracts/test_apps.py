@@ -227,3 +227,21 @@ def test_env_signer_starts_as_the_owner_and_env_versions_only_grow(
     assert app.get_env_signer() == signers[4].address
     with pytest.raises(InvalidInput, match="version: must be 1..2\\*\\*64-1, got 0"):
         app.send_set_env_version(0)
+
+
+def test_dstack_kms_release_is_off_until_the_owner_opts_in(
+    w3: Web3, app: AppAuthClient, app_id: str, signers: list[Transactor]
+) -> None:
+    """Only the app owner lets one KMS node assemble the app's keys (the dstack-compatible
+    endpoint, docs/dstack-kms.md); opting out is the same single call, and both are events."""
+    assert app.get_dstack_kms_release() is False
+    stranger = AppAuthClient(w3, app_id, signers[2])
+    with pytest.raises(TransactionFailed, match="NotOwner"):
+        stranger.send_set_dstack_kms_release(True)
+    assert app.get_dstack_kms_release() is False
+    receipt = app.send_set_dstack_kms_release(True)
+    assert app.event_args(receipt, "DstackKmsReleaseSet") == [{"allowed": True}]
+    assert app.get_dstack_kms_release() is True
+    receipt = app.send_set_dstack_kms_release(False)
+    assert app.event_args(receipt, "DstackKmsReleaseSet") == [{"allowed": False}]
+    assert app.get_dstack_kms_release() is False
