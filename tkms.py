@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("attest", "attest", "verify TEE evidence"),
     ("chain", "contracts", "local chain, deployment and audit"),
     ("app", "contracts", "register and govern apps"),
+    ("keeper", "contracts", "make the governance's due permissionless calls (scheduled refresh)"),
     ("node", "node", "run and manage a KMS node"),
     ("guest", "guest", "the guest agent inside an app's CVM"),
     ("gateway", "gateway", "the attested TLS gateway"),

@@ -1,4 +1,5 @@
-"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (design §4)."""
+"""TEE evidence: TDX quotes, DCAP, event logs, app identity, RA-TLS, providers (design §4);
+AMD SEV-SNP reports (docs/attest-snp.md) and NVIDIA GPU evidence (docs/attest-gpu.md)."""
 
 from attest._binding import (
     BindingError,
@@ -34,6 +35,17 @@ from attest._evidence import (
     make_quote_verifier,
     verify_evidence,
 )
+from attest._gpu_evidence import (
+    GPU_EVENT,
+    GpuEvidence,
+    VerifiedGpuEvidence,
+    gpu_event_payload,
+    parse_gpu_evidence,
+    verify_gpu_evidence,
+    verify_gpu_info,
+)
+from attest._gpu_report import GpuEvidenceError, GpuMeasurement, GpuReport, parse_gpu_report
+from attest._gpu_verify import VerifiedGpuReport, verify_gpu_report
 from attest._identity import (
     AppIdentity,
     IdentityError,
@@ -60,6 +72,22 @@ from attest._replay import (
     runtime_event_digest,
     verify_replay,
 )
+from attest._snp_evidence import (
+    SnpReportVerifier,
+    VerifiedSnpEvidence,
+    make_snp_report_verifier,
+    verify_snp_evidence,
+)
+from attest._snp_identity import (
+    MrConfigV3,
+    compute_snp_identity,
+    make_mr_config,
+    parse_mr_config,
+    snp_host_data,
+    snp_platform_hash,
+)
+from attest._snp_report import SnpProduct, SnpReport, SnpReportError, SnpTcb, parse_snp_report
+from attest._snp_verify import SnpPolicy, VerifiedSnpReport, verify_amd_snp_report
 from attest._tls_pin import (
     NODE_TLS_NAME,
     CertificateFetchError,
@@ -77,6 +105,12 @@ from attest._versioned import (
     encode_versioned_attestation,
     evidence_from_attestation,
     runtime_events_of,
+)
+from attest._versioned_snp import (
+    SnpAttestation,
+    attestation_kind,
+    decode_snp_attestation,
+    encode_snp_attestation,
 )
 from attest.errors import (
     AttestError,
@@ -181,4 +215,39 @@ __all__ = [
     "encode_versioned_attestation",
     "evidence_from_attestation",
     "runtime_events_of",
+    "MrConfigV3",
+    "SnpAttestation",
+    "SnpPolicy",
+    "SnpProduct",
+    "SnpReport",
+    "SnpReportError",
+    "SnpReportVerifier",
+    "SnpTcb",
+    "VerifiedSnpEvidence",
+    "VerifiedSnpReport",
+    "attestation_kind",
+    "compute_snp_identity",
+    "decode_snp_attestation",
+    "encode_snp_attestation",
+    "make_mr_config",
+    "make_snp_report_verifier",
+    "parse_mr_config",
+    "parse_snp_report",
+    "snp_host_data",
+    "snp_platform_hash",
+    "verify_amd_snp_report",
+    "verify_snp_evidence",
+    "GPU_EVENT",
+    "GpuEvidence",
+    "GpuEvidenceError",
+    "GpuMeasurement",
+    "GpuReport",
+    "VerifiedGpuEvidence",
+    "VerifiedGpuReport",
+    "gpu_event_payload",
+    "parse_gpu_evidence",
+    "parse_gpu_report",
+    "verify_gpu_evidence",
+    "verify_gpu_info",
+    "verify_gpu_report",
 ]

@@ -37,8 +37,8 @@ from attest._versioned import (
     AttestationFormatError,
     ScaleReader,
     VersionedAttestation,
-    _bytes,
-    _compact,
+    bytes_field,
+    compact,
     encode_versioned_attestation,
     read_versioned_attestation,
 )
@@ -103,7 +103,7 @@ def _option(value: bytes | None) -> bytes:
 
 
 def _text(value: str) -> bytes:
-    return _bytes(value.encode())
+    return bytes_field(value.encode())
 
 
 def _bool(value: bool) -> bytes:
@@ -124,7 +124,7 @@ def _config_bytes(config: CertConfig, version: int) -> bytes:
     out = [
         _option(None if config.org_name is None else _text(config.org_name)),
         _text(config.subject),
-        _compact(len(config.subject_alt_names)),
+        compact(len(config.subject_alt_names)),
         *(_text(n) for n in config.subject_alt_names),
         _bool(config.usage_server_auth),
         _bool(config.usage_client_auth),
@@ -144,14 +144,19 @@ def encode_csr(
 ) -> bytes:
     """The SCALE bytes a dstack CVM signs and sends (V2 needs `attestation`, with the
     request's quote and log; V1 carries the quote and the log's JSON)."""
-    head = _text(request.confirm) + _bytes(request.pubkey)
+    head = _text(request.confirm) + bytes_field(request.pubkey)
     config = _config_bytes(request.config, request.version)
     if request.version == 2:
         if attestation is None:
             raise ValueError("a V2 request carries a VersionedAttestation")
         return head + config + encode_versioned_attestation(attestation)
     if request.version == 1:
-        return head + config + _bytes(request.quote) + _bytes(request.event_log_json().encode())
+        return (
+            head
+            + config
+            + bytes_field(request.quote)
+            + bytes_field(request.event_log_json().encode())
+        )
     raise ValueError(f"request version {request.version} is not 1 or 2")
 
 

@@ -81,10 +81,20 @@ class VerifiedEvidence:
         """The verified quote."""
         return self.verified_quote.quote
 
+    platform = "tdx"
+
     @property
     def simulated(self) -> bool:
         """True when the quote came from the (insecure) simulator."""
         return self.verified_quote.tcb_source == "simulator"
+
+    @property
+    def tcb_status(self) -> str:
+        return self.verified_quote.tcb_status
+
+    @property
+    def advisory_ids(self) -> tuple[str, ...]:
+        return tuple(self.verified_quote.advisory_ids)
 
 
 def is_simulator_quote(quote: Quote) -> bool:

@@ -86,6 +86,8 @@ class AppIdentity:
     #: Whether the log holds ``system-ready``: the TD finished booting. dstack's boot asks
     #: its KMS for keys before it measures a key provider and before ``system-ready``.
     system_ready: bool = False
+    #: The TEE the identity was measured on: "tdx" or "amd-sev-snp" (attest._snp_identity).
+    platform: str = "tdx"
 
     def to_json_dict(self) -> dict[str, object]:
         """Hex strings, and the key provider as an object (or None)."""
@@ -106,6 +108,7 @@ class AppIdentity:
         kp = self.key_provider
         out["key_provider"] = None if kp is None else {"name": kp.name, "id": kp.id}
         out["claimed_os_image_hash_source"] = self.claimed_os_image_hash_source
+        out["platform"] = self.platform
         return out
 
 

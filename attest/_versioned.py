@@ -85,7 +85,8 @@ def runtime_events_of(entries: Sequence[EventLogEntry]) -> tuple[tuple[str, byte
 # -- encoding ---------------------------------------------------------------------------
 
 
-def _compact(n: int) -> bytes:
+def compact(n: int) -> bytes:
+    """A SCALE compact integer (shortest form)."""
     if n < 1 << 6:
         return bytes([n << 2])
     if n < 1 << 14:
@@ -96,8 +97,9 @@ def _compact(n: int) -> bytes:
     return bytes([(size - 4) << 2 | 3]) + n.to_bytes(size, "little")
 
 
-def _bytes(data: bytes) -> bytes:
-    return _compact(len(data)) + data
+def bytes_field(data: bytes) -> bytes:
+    """A SCALE `Vec<u8>`: compact length, then the bytes."""
+    return compact(len(data)) + data
 
 
 def _u32(n: int) -> bytes:
@@ -106,18 +108,13 @@ def _u32(n: int) -> bytes:
 
 def encode_versioned_attestation(att: VersionedAttestation) -> bytes:
     """The V0 bytes (module docstring). Raises ValueError for what V0 cannot carry."""
-    if len(att.report_data) != 64:
-        raise ValueError(f"report_data must be 64 bytes, got {len(att.report_data)}")
     if any(e.version != 1 for e in att.event_log):
         raise ValueError("V0 attestations carry version-1 events only")
-    out = [bytes([_V0, _DSTACK_TDX]), _bytes(att.quote), _compact(len(att.event_log))]
+    out = [bytes([_V0, _DSTACK_TDX]), bytes_field(att.quote), compact(len(att.event_log))]
     for e in att.event_log:
-        out += [_u32(e.imr), _u32(e.event_type), _bytes(e.digest)]
-        out += [_bytes(e.event.encode()), _bytes(e.event_payload)]
-    out.append(_compact(len(att.runtime_events)))
-    for name, payload in att.runtime_events:
-        out += [_bytes(name.encode()), _bytes(payload)]
-    out += [att.report_data, _bytes(att.vm_config.encode())]
+        out += [_u32(e.imr), _u32(e.event_type), bytes_field(e.digest)]
+        out += [bytes_field(e.event.encode()), bytes_field(e.event_payload)]
+    out.append(encode_attestation_tail(att.runtime_events, att.report_data, att.vm_config))
     return b"".join(out)
 
 
@@ -185,6 +182,36 @@ class ScaleReader:
         return n
 
 
+def read_attestation_tail(
+    r: ScaleReader, *, to_end: bool = True
+) -> tuple[tuple[tuple[str, bytes], ...], bytes, str]:
+    """The fields after the quote, common to every quote kind: runtime events, report_data,
+    config; then nothing may follow unless `to_end` is false (the attestation is a field of a
+    larger SCALE value, e.g. dstack's certificate signing request)."""
+    runtime = tuple(
+        (r.text(f"runtime_events[{i}].event"), r.vec(f"runtime_events[{i}].payload"))
+        for i in range(r.count("runtime_events"))
+    )
+    report_data = r.take(64, "report_data")
+    config = r.text("config")
+    if to_end and r.pos != len(r.data):
+        raise AttestationFormatError(f"{len(r.data) - r.pos} trailing bytes", offset=r.pos)
+    return runtime, report_data, config
+
+
+def encode_attestation_tail(
+    runtime_events: Sequence[tuple[str, bytes]], report_data: bytes, config: str
+) -> bytes:
+    """The encoding `read_attestation_tail` reads."""
+    if len(report_data) != 64:
+        raise ValueError(f"report_data must be 64 bytes, got {len(report_data)}")
+    out = [compact(len(runtime_events))]
+    for name, payload in runtime_events:
+        out += [bytes_field(name.encode()), bytes_field(payload)]
+    out += [report_data, bytes_field(config.encode())]
+    return b"".join(out)
+
+
 def decode_versioned_attestation(data: bytes) -> VersionedAttestation:
     """Parse V0 bytes; `AttestationFormatError` names what is wrong and where."""
     if len(data) > MAX_ATTESTATION_BYTES:
@@ -215,7 +242,8 @@ def read_versioned_attestation(r: ScaleReader) -> VersionedAttestation:
     kind = r.take(1, "quote kind")[0]
     if kind != _DSTACK_TDX:
         raise AttestationFormatError(
-            f"quote kind {kind} is not DstackTdx (0); GCP and Nitro attestations are not supported",
+            f"quote kind {kind} is not DstackTdx (0); SEV-SNP (3) is read by "
+            "decode_snp_attestation, GCP and Nitro attestations are not supported",
             offset=first + 1,
         )
     quote = r.vec("quote")
@@ -234,12 +262,7 @@ def read_versioned_attestation(r: ScaleReader) -> VersionedAttestation:
         except EventLogError as exc:
             raise AttestationFormatError(f"{where}: {exc}", offset=start) from None
         log.append(entry)
-    runtime = tuple(
-        (r.text(f"runtime_events[{i}].event"), r.vec(f"runtime_events[{i}].payload"))
-        for i in range(r.count("runtime_events"))
-    )
-    report_data = r.take(64, "report_data")
-    vm_config = r.text("config")
+    runtime, report_data, vm_config = read_attestation_tail(r, to_end=False)
     return VersionedAttestation(
         quote=quote,
         event_log=tuple(log),

@@ -6,7 +6,7 @@ the measurement fields show what the quote states, also when it is rejected.
 
 `tkms attest os-image-hash --mrtd HEX --rtmr0 HEX --rtmr1 HEX --rtmr2 HEX` prints the OS image
 hash governance allows for a TD with those registers (e.g. `dstack-mr`'s output for an image
-and a VM shape).
+and a VM shape). AMD SEV-SNP: `verify-snp` and `snp-platform-hash` (attest/cli_snp.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from attest._quote_input import EvidenceInputError, load_evidence
 from attest._quote_pck import read_pck_info
 from attest._quote_types import Quote
 from attest._replay import verify_replay
+from attest.cli_snp import register_snp
 from attest.errors import (
     AttestError,
     CollateralError,
@@ -97,6 +98,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     for register_name in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
         image.add_argument(f"--{register_name}", required=True, metavar="HEX", help="48 bytes")
     image.set_defaults(handler=_handle_os_image_hash)
+    register_snp(commands)
 
 
 def _handle_os_image_hash(args: argparse.Namespace) -> int:

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from contracts._epoch_calls import MIN_PHASE_BLOCKS, PHASE_NAMES
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
+    from contracts._preflight import EpochPlan, parse_phases, plan_epoch
     from contracts._register import RegisteredApp, predicted_app_id, register_app
     from contracts._rpcurl import insecure_rpc_warning, redact_in, redact_url
+    from contracts._state import GovernanceState, describe_epoch, read_state
     from contracts._tx import Receipt, Transactor, decode_revert
     from contracts._types import (
         AppBootInfo,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
         NodeInfo,
         NodeStatus,
         Phase,
+        RefreshSchedule,
         node_registration_hash,
     )
     from contracts.errors import (
@@ -58,12 +61,19 @@ if TYPE_CHECKING:
         CompileError,
         ContractsError,
         InvalidInput,
+        Refused,
         Revert,
         TransactionFailed,
         UnexpectedContract,
     )
 
 _MODULES: dict[str, str] = {
+    "EpochPlan": "contracts._preflight",
+    "parse_phases": "contracts._preflight",
+    "plan_epoch": "contracts._preflight",
+    "GovernanceState": "contracts._state",
+    "describe_epoch": "contracts._state",
+    "read_state": "contracts._state",
     "ANVIL_MNEMONIC": "contracts._accounts",
     "ARTIFACT_DIR": "contracts._artifacts",
     "Anvil": "contracts._anvil",
@@ -103,6 +113,8 @@ _MODULES: dict[str, str] = {
     "NodeStatus": "contracts._types",
     "Phase": "contracts._types",
     "Receipt": "contracts._tx",
+    "Refused": "contracts.errors",
+    "RefreshSchedule": "contracts._types",
     "RegisteredApp": "contracts._register",
     "Revert": "contracts.errors",
     "SOURCE_DIR": "contracts._artifacts",
@@ -132,6 +144,12 @@ _MODULES: dict[str, str] = {
 }
 
 __all__ = [
+    "EpochPlan",
+    "parse_phases",
+    "plan_epoch",
+    "GovernanceState",
+    "describe_epoch",
+    "read_state",
     "ANVIL_MNEMONIC",
     "ARTIFACT_DIR",
     "DEFAULT_RETIREMENT_WINDOW",
@@ -172,6 +190,8 @@ __all__ = [
     "NodeStatus",
     "Phase",
     "Receipt",
+    "RefreshSchedule",
+    "Refused",
     "RegisteredApp",
     "Revert",
     "TransactionFailed",

@@ -53,16 +53,16 @@ def find_anvil() -> Path:
     return Path(found)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
         return True
@@ -74,8 +74,9 @@ def anvil_command(
     block_time: float | None = None,
     chain_id: int = DEFAULT_CHAIN_ID,
     state_file: Path | None = None,
+    host: str = "127.0.0.1",
 ) -> list[str]:
-    command = [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(find_anvil()), "--host", host, "--port", str(port)]
     command += ["--chain-id", str(chain_id)]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
@@ -97,7 +98,8 @@ def is_ready(rpc_url: str, timeout: float = 0.5) -> bool:
 
 
 class Anvil:
-    """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction."""
+    """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction;
+    `host` is the address it listens on (tests of separate hosts use a bridge's)."""
 
     def __init__(
         self,
@@ -109,7 +111,9 @@ class Anvil:
         log: IO[bytes] | None = None,
         detach: bool = False,
         state_file: Path | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.requested_port = port
         #: Where the chain's state is kept across restarts (see `anvil_command`), if anywhere.
         self.state_file = state_file
@@ -126,7 +130,7 @@ class Anvil:
     def rpc_url(self) -> str:
         if self.process is None:
             raise AnvilError("anvil is not running")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def web3(self) -> Web3:
         return Web3(HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
@@ -135,7 +139,7 @@ class Anvil:
         attempts = 1 if self.requested_port else 3
         failure = ""
         for _ in range(attempts):
-            port = self.requested_port or free_port()
+            port = self.requested_port or free_port(self.host)
             failure = self._try_start(port)
             if not failure:
                 return self
@@ -143,16 +147,20 @@ class Anvil:
 
     def _try_start(self, port: int) -> str:
         # Another server on the port would answer the readiness probe in our anvil's place.
-        if not port_is_free(port):
-            return f"port {port} on 127.0.0.1 is in use"
+        if not port_is_free(port, self.host):
+            return f"port {port} on {self.host} is in use"
         command = anvil_command(
-            port, block_time=self.block_time, chain_id=self.chain_id, state_file=self.state_file
+            port,
+            block_time=self.block_time,
+            chain_id=self.chain_id,
+            state_file=self.state_file,
+            host=self.host,
         )
         output = self.log if self.log is not None else subprocess.DEVNULL
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=self.detach
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{self.host}:{port}"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:

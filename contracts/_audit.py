@@ -24,6 +24,7 @@ from contracts._codecheck import code_hash, is_deployed
 from contracts._events import DEFAULT_CHUNK, ChainEvent, fetch_events
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address
+from contracts._ownercall import jsonable
 from contracts.errors import ContractsError
 
 
@@ -50,26 +51,18 @@ class AuditEvent:
             "source": self.source,
             "event": self.event,
             "sender": self.sender,
-            "args": {key: _jsonable(value) for key, value in self.args.items()},
+            "args": {key: jsonable(value) for key, value in self.args.items()},
             "notes": list(self.notes),
         }
 
     def to_line(self) -> str:
         when = datetime.fromtimestamp(self.timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        args = " ".join(f"{key}={_short(_jsonable(value))}" for key, value in self.args.items())
+        args = " ".join(f"{key}={_short(jsonable(value))}" for key, value in self.args.items())
         notes = f" [{'; '.join(self.notes)}]" if self.notes else ""
         return (
             f"block {self.block} {when} {self.source} {self.contract} {self.event}"
             f"{' ' + args if args else ''} (by {self.sender}){notes}"
         )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _short(value: Any) -> str:

@@ -25,6 +25,7 @@ from contracts._deploy import deploy
 from contracts._devchain import require_dev_chain
 from contracts._governance import GovernanceClient
 from contracts._hexargs import parse_address, parse_bytes32
+from contracts._ownercall import owner_call, print_call
 from contracts._register import predicted_app_id, register_app, register_controller
 from contracts._tx import Receipt, Transactor
 from contracts._types import AppBootInfo
@@ -118,8 +119,13 @@ def run_deploy(args: argparse.Namespace) -> int:
 def run_os_image(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
-        governance = governance_client(w3, args, signing_transactor(w3, args))
         image = parse_bytes32("--os-image-hash", args.os_image_hash)
+        if args.calldata:
+            reader = governance_client(w3, args, None)
+            function = "addOsImage" if allow else "removeOsImage"
+            call = owner_call(w3, reader.contract, function, image, caller=reader.get_owner())
+            return print_call(args, call)
+        governance = governance_client(w3, args, signing_transactor(w3, args))
         if allow:
             receipt = governance.send_add_os_image(image)
         else:
@@ -127,6 +133,33 @@ def run_os_image(allow: bool) -> Handler:
         verb = "allowed" if allow else "revoked"
         document = {"os_image_hash": "0x" + image.hex(), "allowed": allow, **tx_fields(receipt)}
         emit(args, document, f"{verb} OS image 0x{image.hex()} (tx {receipt.tx_hash})")
+        return EXIT_OK
+
+    return run
+
+
+def run_kms_measurement(allow: bool) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        w3 = connect(args.rpc)
+        measurement = parse_bytes32("--measurement", args.measurement)
+        function = "addKmsMeasurement" if allow else "removeKmsMeasurement"
+        if args.calldata:
+            reader = governance_client(w3, args, None)
+            call = owner_call(w3, reader.contract, function, measurement, caller=reader.get_owner())
+            return print_call(args, call)
+        governance = governance_client(w3, args, signing_transactor(w3, args))
+        if allow:
+            receipt = governance.send_add_kms_measurement(measurement)
+        else:
+            receipt = governance.send_remove_kms_measurement(measurement)
+        now = governance.is_kms_measurement_allowed(measurement, block=receipt.block)
+        document = {
+            "kms_measurement": "0x" + measurement.hex(),
+            "allowed": now,
+            **tx_fields(receipt),
+        }
+        verb = "allowed" if allow else "revoked"
+        emit(args, document, f"{verb} KMS measurement 0x{measurement.hex()} (tx {receipt.tx_hash})")
         return EXIT_OK
 
     return run
@@ -243,8 +276,15 @@ def run_compose(allow: bool) -> Handler:
     def run(args: argparse.Namespace) -> int:
         w3 = connect(args.rpc)
         app_id = existing_contract(w3, "--app-id", args.app_id)
-        app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         compose_hash = parse_bytes32("--compose-hash", args.compose_hash)
+        if args.calldata:
+            reader = AppAuthClient(w3, app_id)
+            function = "addComposeHash" if allow else "removeComposeHash"
+            call = owner_call(
+                w3, reader.contract, function, compose_hash, caller=reader.get_owner()
+            )
+            return print_call(args, call)
+        app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         if allow:
             receipt = app.send_add_compose_hash(compose_hash)
         else:

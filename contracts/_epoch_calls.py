@@ -22,6 +22,7 @@ from contracts._types import (
     GenerationInfo,
     GenerationStatus,
     Phase,
+    RefreshSchedule,
     split_points,
 )
 from contracts.errors import InvalidInput
@@ -53,6 +54,12 @@ def check_phase_blocks(phase_blocks: Sequence[int]) -> None:
             raise InvalidInput(
                 "phase_blocks", f"{name} phase of {blocks} blocks, at least {MIN_PHASE_BLOCKS}"
             )
+
+
+def _uint64(argument: str, value: int) -> int:
+    if isinstance(value, bool) or not 0 <= value < 2**64:
+        raise InvalidInput(argument, f"must be a whole number of blocks 0..2^64-1, got {value}")
+    return value
 
 
 def _points(argument: str, points: Sequence[bytes], size: int) -> bytes:
@@ -199,7 +206,38 @@ class EpochCalls(ContractClient):
         return bytes(key) != bytes(32)
 
     def send_set_retirement_window(self, blocks: int) -> Receipt:
-        return self._send("setRetirementWindow", blocks)
+        return self._send("setRetirementWindow", _uint64("blocks", blocks))
+
+    def get_refresh_schedule(self, *, block: BlockRef = "latest") -> RefreshSchedule:
+        return RefreshSchedule(
+            interval=int(self._read("refreshInterval", block=block)),
+            phase_blocks=tuple(  # type: ignore[arg-type]
+                int(self._read("refreshPhases", p, block=block)) for p in range(len(PHASE_NAMES))
+            ),
+        )
+
+    def send_set_refresh_schedule(
+        self, interval: int, phase_blocks: tuple[int, int, int, int, int]
+    ) -> Receipt:
+        """`interval` blocks from the end of an epoch to the next refresh anyone may propose
+        (0 turns the schedule off); the contract checks `phase_blocks` only when that refresh
+        is proposed, so they are checked here first."""
+        _uint64("interval", interval)
+        if interval:
+            check_phase_blocks(phase_blocks)
+        return self._send(
+            "setRefreshSchedule", interval, [_uint64("phase_blocks", b) for b in phase_blocks]
+        )
+
+    def get_refresh_due_at(self, *, block: BlockRef = "latest") -> int | None:
+        """The first block at which anyone may propose the scheduled refresh, or None without a
+        schedule or while an epoch runs: `refreshInterval` after the last epoch ended."""
+        interval = int(self._read("refreshInterval", block=block))
+        if interval == 0 or self.get_running_epoch(block=block) != 0:
+            return None
+        last = self.get_epoch_count(block=block)
+        finished = self.get_epoch(last, block=block).finished_at if last else 0
+        return finished + interval
 
     def send_propose_epoch(
         self,

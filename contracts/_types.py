@@ -209,5 +209,14 @@ class GenerationInfo:
     pk2: bytes
 
 
+@dataclass(frozen=True, kw_only=True)
+class RefreshSchedule:
+    """`setRefreshSchedule`: anyone may propose a REFRESH `interval` blocks after the last
+    epoch ended, with these phase lengths (interval 0: no schedule)."""
+
+    interval: int
+    phase_blocks: tuple[int, int, int, int, int]
+
+
 def split_points(data: bytes, size: int) -> tuple[bytes, ...]:
     return tuple(data[i : i + size] for i in range(0, len(data), size))

@@ -19,14 +19,18 @@ ZERO32 = "0x" + "00" * 32
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
+    if name == "keeper":
+        _register_keeper(subparsers, help_text)
+        return
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
     if name == "chain":
         _register_chain(sub)
+        _register_owner(sub)
     elif name == "app":
         _register_app(sub)
     else:
-        raise ValueError(f"contracts.cli registers 'chain' and 'app', not {name!r}")
+        raise ValueError(f"contracts.cli registers 'chain', 'app' and 'keeper', not {name!r}")
 
 
 def _rpc(parser: argparse.ArgumentParser) -> None:
@@ -55,18 +59,31 @@ def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _lazy(function: str, *factory_args: bool) -> Handler:
-    """A handler that imports contracts._commands when called and runs `function` there."""
+def _calldata(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calldata",
+        action="store_true",
+        help="send nothing: check, simulate as the owner, and print the call (to, data) for an "
+        "owner that is a multisig or a timelock to make",
+    )
+
+
+def _lazy(function: str, *factory_args: bool, module: str = "contracts._commands") -> Handler:
+    """A handler that imports `module` when called and runs `function` there."""
 
     def handler(args: argparse.Namespace) -> int:
         commands = importlib.import_module("contracts._commands")
-        target = getattr(commands, function)
+        target = getattr(importlib.import_module(module), function)
         if factory_args:
             target = target(*factory_args)
         run: Handler = commands.guarded(target)
         return run(args)
 
     return handler
+
+
+def _owner_lazy(function: str) -> Handler:
+    return _lazy(function, module="contracts._owner_commands")
 
 
 def _leaf(sub: Any, name: str, help_text: str, handler: Handler) -> Any:
@@ -101,7 +118,23 @@ def _register_chain(sub: Any) -> None:
         _governance(image)
         _key(image, "the governance owner")
         image.add_argument("--os-image-hash", required=True, metavar="HEX")
+        _calldata(image)
         _json(image)
+
+    for verb, allow in (("allow", True), ("revoke", False)):
+        measurement = _leaf(
+            sub,
+            f"{verb}-kms-measurement",
+            f"{verb} a KMS node measurement (mr_aggregated; owner only): peers accept a node only "
+            "with an allowed one (`tkms node measurement` computes a release's)",
+            _lazy("run_kms_measurement", allow),
+        )
+        _rpc(measurement)
+        _governance(measurement)
+        _key(measurement, "the governance owner")
+        measurement.add_argument("--measurement", required=True, metavar="HEX")
+        _calldata(measurement)
+        _json(measurement)
 
     audit = _leaf(
         sub,
@@ -156,6 +189,7 @@ def _register_app(sub: Any) -> None:
         _key(compose, "the app owner")
         compose.add_argument("--app-id", required=True, metavar="HEX")
         compose.add_argument("--compose-hash", required=True, metavar="HEX")
+        _calldata(compose)
         _json(compose)
 
     env_signer = _leaf(
@@ -221,3 +255,145 @@ def _register_app(sub: Any) -> None:
     check.add_argument("--tcb-status", default="UpToDate", metavar="S")
     check.add_argument("--os-image-hash", default=ZERO32, metavar="HEX")
     _json(check)
+
+
+def _owner_leaf(sub: Any, name: str, help_text: str, function: str, who: str | None) -> Any:
+    """A `tkms chain` command on the governance: --rpc, --governance, --json, and a signer
+    (`who`; None: read-only)."""
+    parser = _leaf(sub, name, help_text, _owner_lazy(function))
+    _rpc(parser)
+    _governance(parser)
+    if who is not None:
+        _key(parser, who)
+    _json(parser)
+    return parser
+
+
+def _register_owner(sub: Any) -> None:
+    _owner_leaf(
+        sub,
+        "status",
+        "the governance's state: owner, generations, committee, running epoch, schedule, nodes",
+        "run_status",
+        None,
+    )
+
+    propose = _owner_leaf(
+        sub,
+        "propose-epoch",
+        "propose an epoch (owner; anyone for the scheduled refresh once due): checked against "
+        "the chain first, then sent; prints the epoch and its deadlines",
+        "run_propose_epoch",
+        "the governance owner (or anyone, for the scheduled refresh)",
+    )
+    propose.add_argument("--kind", required=True, choices=("dkg", "reshare", "refresh", "rotate"))
+    propose.add_argument(
+        "--members",
+        action="append",
+        metavar="ADDR[,ADDR...]",
+        help="the committee, in order (default: the current committee; for a DKG every "
+        "approved node)",
+    )
+    propose.add_argument(
+        "--add", action="append", metavar="ADDR", help="add an approved node (repeatable)"
+    )
+    propose.add_argument("--remove", action="append", metavar="ADDR", help="drop a member")
+    propose.add_argument(
+        "--threshold",
+        type=int,
+        metavar="T",
+        help="default: the current one (reshare, refresh), else n/2+1",
+    )
+    propose.add_argument(
+        "--phases",
+        metavar="K,D,C,J,F",
+        help="blocks of Keys, Deal, Complain, Justify, Confirm, each >= 3 (default: the refresh "
+        "schedule's for a refresh, else 5,10,10,10,10)",
+    )
+    _calldata(propose)
+
+    cancel = _owner_leaf(
+        sub, "cancel-epoch", "cancel the running epoch (owner)", "run_cancel_epoch", "the owner"
+    )
+    cancel.add_argument("--epoch", type=int, metavar="N", help="must be the running one")
+    _calldata(cancel)
+
+    timeout = _owner_leaf(
+        sub,
+        "timeout-epoch",
+        "fail the running epoch once past its Confirm deadline (anyone)",
+        "run_timeout_epoch",
+        "any funded account",
+    )
+    timeout.add_argument("--epoch", type=int, metavar="N", help="must be the running one")
+
+    retire = _owner_leaf(
+        sub,
+        "retire-generation",
+        "retire a previous key generation: nodes erase its shares (owner at any time, anyone "
+        "after its window)",
+        "run_retire_generation",
+        "the owner (or anyone after the window)",
+    )
+    retire.add_argument("--generation", type=int, required=True, metavar="G")
+    _calldata(retire)
+
+    window = _owner_leaf(
+        sub,
+        "set-retirement-window",
+        "blocks a rotated-out generation stays usable before anyone may retire it (owner)",
+        "run_set_retirement_window",
+        "the owner",
+    )
+    window.add_argument("--blocks", type=int, required=True, metavar="N")
+    _calldata(window)
+
+    schedule = _owner_leaf(
+        sub,
+        "set-refresh-schedule",
+        "let anyone (tkms keeper) propose a refresh INTERVAL blocks after the last epoch (owner)",
+        "run_set_refresh_schedule",
+        "the owner",
+    )
+    schedule.add_argument("--interval", type=int, metavar="BLOCKS")
+    schedule.add_argument("--phases", metavar="K,D,C,J,F", help="each >= 3 blocks")
+    schedule.add_argument("--off", action="store_true", help="no scheduled refreshes")
+    _calldata(schedule)
+
+    transfer = _owner_leaf(
+        sub,
+        "transfer-ownership",
+        "name the next owner, who must accept (owner); --cancel withdraws the offer",
+        "run_transfer_ownership",
+        "the owner",
+    )
+    target = transfer.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="ADDR")
+    target.add_argument("--cancel", action="store_true")
+    _calldata(transfer)
+
+    accept = _owner_leaf(
+        sub,
+        "accept-ownership",
+        "become the owner (the pending owner named by transfer-ownership)",
+        "run_accept_ownership",
+        "the pending owner",
+    )
+    _calldata(accept)
+
+
+def _register_keeper(subparsers: Any, help_text: str) -> None:
+    keeper = subparsers.add_parser(
+        "keeper",
+        help=help_text,
+        description="Makes the governance's permissionless calls when they fall due: the "
+        "scheduled refresh (tkms chain set-refresh-schedule), timeouts of expired epochs, "
+        "retirement of generations past their window. Needs a funded account, not the owner.",
+    )
+    keeper.set_defaults(handler=_owner_lazy("run_keeper"))
+    _rpc(keeper)
+    _governance(keeper)
+    _key(keeper, "the keeper (any funded account)")
+    keeper.add_argument("--poll", type=float, default=5.0, metavar="S", help="seconds (default 5)")
+    keeper.add_argument("--once", action="store_true", help="one pass, then exit")
+    keeper.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -6,6 +6,7 @@ ContractsError                  base; `diagnostics()` says what happened and wha
 ├── CompileError                solc (npm) failed or reported errors
 ├── AnvilError                  the local chain did not start
 ├── UnexpectedContract          code on chain is not the contract tkms ships, or misbehaved
+├── Refused                     the chain's state rules the action out; checked before sending
 └── ChainError                  the chain refused
     ├── CallReverted            a read (eth_call) reverted
     └── TransactionFailed       a write reverted, before sending (gas estimate) or once mined
@@ -49,6 +50,11 @@ class AnvilError(ContractsError):
 class UnexpectedContract(ContractsError):
     """A contract on chain is not the one tkms ships (its runtime code differs), or it did
     something other than what that contract does (an app owned by someone else)."""
+
+
+class Refused(ContractsError):
+    """What the chain holds now rules the action out, or it is not this signer's to take: found
+    before anything was sent. The message says why and what to do instead."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -30,21 +31,24 @@ from cryptography.x509.oid import NameOID
 from attest import (
     AppIdentity,
     EventLogEntry,
+    GpuEvidenceError,
     TdReport,
     compute_app_identity,
     event_log_to_json,
+    gpu_event_payload,
     parse_quote,
+    verify_gpu_evidence,
 )
 from attest.providers import TeeProvider
 from guest import keys
 from guest.config import AgentConfig, random_instance_id
 from guest.env import EnvEnvelope, EnvError, open_env, parse_envelope, write_env
+from guest.evidence_source import QuoteSource
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
     IssuedAppKey,
     SignedStatement,
 )
@@ -119,6 +123,8 @@ class Agent:
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
     vm_config: str = ""
+    #: The GPU evidence document, exactly as read and measured ("" without GPU evidence).
+    gpu_attestation: str = ""
     cloud: tuple[str, str] = ("", "")
     env: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -317,6 +323,29 @@ def vm_description(config: AgentConfig, simulated_image: bytes) -> tuple[bytes, 
     return simulated_image, text
 
 
+def read_gpu_evidence(config: AgentConfig, *, now: int) -> tuple[str, bytes] | None:
+    """(the evidence text, its gpu-attestation payload) from `config.gpu_evidence`, verified
+    (docs/attest-gpu.md), or None without one. Evidence that does not verify stops the agent:
+    an app must not start believing it has a GPU that no one can confirm."""
+    if config.gpu_evidence is None:
+        return None
+    try:
+        text = config.gpu_evidence.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise AgentStartError(
+            f"cannot read gpu_evidence {config.gpu_evidence}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise AgentStartError(
+            f"gpu_evidence {config.gpu_evidence} is not UTF-8 (byte offset {exc.start})"
+        ) from None
+    try:
+        verified = verify_gpu_evidence(text, now=now)
+    except GpuEvidenceError as exc:
+        raise AgentStartError(f"gpu_evidence {config.gpu_evidence}: {exc}") from None
+    return text, gpu_event_payload(verified)
+
+
 def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) -> Agent:
     """Measure the app into `provider`, then get its keys through `client` (see module doc).
 
@@ -335,6 +364,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
     envelope = _read_envelope(config)
     instance_id = config.instance_id or random_instance_id()
     os_image, vm_config = vm_description(config, SIMULATED_OS_IMAGE)
+    gpu = read_gpu_evidence(config, now=int(time.time()))
     kms_id = config.network_fingerprint.hex()
     measure_app_boot(
         provider,
@@ -343,6 +373,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         instance_id=instance_id,
         kms_id=kms_id,
         os_image=os_image,
+        gpu_event=None if gpu is None else gpu[1],
     )
 
     async def go() -> NetworkKeys:
@@ -371,6 +402,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
         ca_key=ca_key,
         ca_cert=app_ca(ca_key, config.app_id),
         vm_config=vm_config,
+        gpu_attestation="" if gpu is None else gpu[0],
         cloud=cloud_names(config.tee),
     )
     if envelope is not None:
@@ -383,7 +415,7 @@ def start_agent(config: AgentConfig, provider: TeeProvider, client: KeyService) 
     return agent
 
 
-def provider_evidence(provider: TeeProvider) -> EvidenceSource:
+def provider_evidence(provider: TeeProvider) -> QuoteSource:
     def evidence(report_data: bytes) -> tuple[bytes, str]:
         return provider.get_quote(report_data), event_log_to_json(provider.event_log())
 

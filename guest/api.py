@@ -127,8 +127,9 @@ def attest(agent: Agent, body: Body) -> Body:
 
 
 def gpu_info(agent: Agent, body: Body) -> Body:
-    """No GPU evidence is collected at boot: dstack's answer for a VM without one."""
-    return {"attestation": ""}
+    """The GPU evidence measured at boot (`gpu-attestation` event), exactly as measured, or
+    "" without one: dstack's shape (docs/attest-gpu.md)."""
+    return {"attestation": agent.gpu_attestation}
 
 
 def info(agent: Agent, body: Body) -> Body:

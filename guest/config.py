@@ -14,6 +14,8 @@ vm_config = "vm-config.json"          # optional: the VM config JSON (or dstack'
 env_file = "env.enc"                  # optional: signed, encrypted env (tkms app encrypt-env)
 env_out = "/run/app/env.json"         # with env_file: where the env is written (mode 0600),
                                       # not in env_file's directory (the host writes there)
+gpu_evidence = "gpu-evidence.json"    # optional: NVIDIA GPU evidence (docs/attest-gpu.md), verified
+                                      # at start, measured (gpu-attestation), served by GpuInfo
 timeout = 10.0                        # seconds per KMS request
 wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
 """
@@ -51,6 +53,7 @@ class AgentConfig:
     timeout: float = 10.0
     wait_for_network: float = 0.0
     os_image_hash: bytes | None = None
+    gpu_evidence: Path | None = None
 
 
 def rpc_url_problem(url: str) -> str | None:
@@ -181,6 +184,7 @@ def load_config(path: Path) -> AgentConfig:
         timeout=timeout,
         wait_for_network=wait_for_network,
         os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),
+        gpu_evidence=_path(base, doc, "gpu_evidence"),
     )
 
 

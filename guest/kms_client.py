@@ -29,6 +29,7 @@ from typing import TypeVar
 import grpc
 
 from attest import BindingLabel, compute_report_data
+from guest.evidence_source import EvidenceSource, evidence_message
 from guest.kms_channel import (
     CHANNEL_OPTIONS,
     FETCH_TIMEOUT,
@@ -76,9 +77,6 @@ _TRANSIENT = frozenset(
 _MAX_TRIES = 3
 #: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
 AVOID_SECONDS = 10.0
-
-#: Given report_data, returns (quote, event log JSON) from the app's TEE.
-EvidenceSource = Callable[[bytes], tuple[bytes, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +221,7 @@ class KmsClient:
             options=channel_options, fetch_timeout=fetch_timeout, grace=timeout
         )
         self._ephemeral: EphemeralKey | None = None
-        self._quote: tuple[bytes, str] | None = None
+        self._quote: common_pb2.Evidence | None = None
         self._pairings = PairingBatch(committee.group_key)
 
     async def rpc(
@@ -250,8 +248,7 @@ class KmsClient:
     def attested(self, binding: bytes) -> common_pb2.Evidence:
         """Evidence whose report_data binds `binding` for a signature request
         (SHA-512("tkms-sign:v1:" ‖ binding))."""
-        quote, event_log = self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding))
-        return common_pb2.Evidence(quote=quote, event_log=event_log)
+        return evidence_message(self._evidence(compute_report_data(BindingLabel.SIGN_V1, binding)))
 
     def members_in_turn(self) -> list[Member]:
         """Every member, starting with the next in rotation (spreads one-node requests)."""
@@ -267,14 +264,14 @@ class KmsClient:
 
         return await issue_app_key(self, app_id, public_key)
 
-    def _session(self) -> tuple[EphemeralKey, tuple[bytes, str]]:
+    def _session(self) -> tuple[EphemeralKey, common_pb2.Evidence]:
         """One ephemeral key and quote per client, so nodes can cache the verified evidence."""
         if self._ephemeral is None or self._quote is None:
             self._ephemeral = EphemeralKey.generate(os.urandom)
             report_data = compute_report_data(
                 BindingLabel.KDF_V1, self._ephemeral.public.to_bytes()
             )
-            self._quote = self._evidence(report_data)
+            self._quote = evidence_message(self._evidence(report_data))
         return self._ephemeral, self._quote
 
     async def _collect(
@@ -407,11 +404,11 @@ class KmsClient:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
         if not keys:
             raise ValueError("derive needs at least one key")
-        eph, (quote, event_log) = self._session()
+        eph, evidence = self._session()
         net = self.committee.network
         requests = [k.to_request() for k in keys]
         message = kms_pb2.DerivePartialRequest(
-            evidence=common_pb2.Evidence(quote=quote, event_log=event_log),
+            evidence=evidence,
             requester_key=eph.public.to_bytes(),
             generation=net.generation,
             keys=[

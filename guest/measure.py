@@ -1,7 +1,11 @@
 """What an app's boot measures into RTMR3, as dstack's boot does (design §4.3, §7).
 
-system-preparing, app-id, compose-hash = SHA-256(app-compose.json bytes), instance-id,
-boot-mr-done, key-provider = {"name": "kms", "id": <network fingerprint, hex>}, system-ready
+system-preparing, app-id, compose-hash = SHA-256(app-compose.json bytes), [gpu-attestation,]
+instance-id, boot-mr-done, key-provider = {"name": "kms", "id": <network fingerprint, hex>},
+system-ready
+
+gpu-attestation (only with GPU evidence) sits where dstack's boot puts it, after compose-hash
+and before instance-id; its payload is `attest.gpu_event_payload` (docs/attest-gpu.md).
 
 The key-provider id is the fingerprint the agent checks its committee against (`mpc.anchor`),
 and the one nodes require before they release keys: a TD measured for another network (a
@@ -28,6 +32,7 @@ def measure_app_boot(
     instance_id: bytes,
     kms_id: str,
     os_image: bytes,
+    gpu_event: bytes | None = None,
 ) -> None:
     if len(app_id) != 20 or len(instance_id) != 20:
         raise ValueError("app_id and instance_id must be 20 bytes")
@@ -36,6 +41,7 @@ def measure_app_boot(
         ("os-image-hash", os_image),
         ("app-id", app_id),
         ("compose-hash", compose_hash(compose)),
+        *([("gpu-attestation", gpu_event)] if gpu_event is not None else []),
         ("instance-id", instance_id),
         ("boot-mr-done", b""),
         ("key-provider", json.dumps({"name": "kms", "id": kms_id}).encode()),

@@ -1,10 +1,16 @@
 """The key-release authorization pipeline (design §6.3), steps numbered as there.
 
-(1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence`. Simulator quotes
-      only when this node's TEE, governance's `simulatorAllowed` and a development chain all
-      allow them (`node.tee.simulator_refusal`). The identity must name this network's
-      fingerprint as its key provider (`key_provider_problem`); its os_image_hash is recomputed
-      from MRTD and RTMR0-2, never taken from the VM config or an RTMR3 event;
+(1-4) evidence -> replay -> identity -> binding, by `attest.verify_evidence` for a TDX quote,
+      or evidence -> identity -> binding by `attest.verify_snp_evidence` for an AMD SEV-SNP
+      attestation (`Evidence.attestation`; SNP has no runtime register to replay, the identity
+      is the MrConfigV3 document HOST_DATA binds). Simulator evidence (of either TEE) only when
+      this node's TEE, governance's `simulatorAllowed` and a development chain all allow it
+      (`node.tee.simulator_refusal`). The identity must name this network's fingerprint as its
+      key provider (`key_provider_problem`); its os_image_hash is the platform hash recomputed
+      from the signed registers (TDX: MRTD and RTMR0-2; SNP: MEASUREMENT and POLICY, tagged as
+      SNP), never taken from the VM config or an RTMR3 event, so governance approves each
+      platform's images separately (`addOsImage`) and an app keeps its keys on whichever
+      platform governance allows: keys depend on the app id, never on the TEE;
 (5) chain: the chain view is fresh, else fail closed (UNAVAILABLE);
 (6) approval: `isAppAllowed(AppBootInfo)` at the view's head, cached by (identity, head);
 (7) ownership: every requested key belongs to the evidence's app_id;
@@ -15,10 +21,10 @@ Each step counts its outcome in `tkms_authz_steps{step, outcome}`. A refusal rai
 caller could learn from the chain, and never anything secret.
 
 Verified evidence is cached for a short time by the digest of everything the verdict depends
-on (quote, event log, VM config, binding, governance and fingerprint, whether simulators are
-accepted), so an app that reuses its ephemeral key and quote for a burst of requests is
-verified once; the cache entry also holds the app's AppBootInfo and its digest, so a cached
-request rebuilds neither. When a new head makes the approval cache miss, concurrent requests
+on (quote, event log, VM config, SNP attestation, binding, governance and fingerprint, whether
+simulators are accepted), so an app that reuses its ephemeral key and quote for a burst of
+requests is verified once; the cache entry also holds the app's AppBootInfo and its digest, so a
+cached request rebuilds neither. When a new head makes the approval cache miss, concurrent requests
 of one app wait for a single `isAppAllowed` call instead of each making its own.
 """
 
@@ -37,11 +43,17 @@ from attest import (
     AttestError,
     BindingLabel,
     Collateral,
+    SnpPolicy,
+    VerifiedSnpEvidence,
+    decode_snp_attestation,
     default_policy,
     is_simulator_quote,
+    make_snp_report_verifier,
     parse_quote,
+    verify_snp_evidence,
 )
 from attest._evidence import EvidenceError, VerifiedEvidence, make_quote_verifier, verify_evidence
+from attest.providers import is_simulator_snp_chain
 from attest.providers._simulator_verify import SimulatorAllowed
 from contracts import AppBootInfo, AuthDecision
 from node.chainview import ChainView
@@ -66,16 +78,24 @@ _STEP_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
+    """What a caller sends: a TDX quote with its event log, or (SEV-SNP) `attestation`,
+    dstack's VersionedAttestation, with `quote` and `event_log` empty."""
+
     quote: bytes
     event_log: str
     vm_config: str = ""
+    attestation: bytes = b""
+
+
+#: Evidence that passed steps 1-4 on either TEE.
+PlatformEvidence = VerifiedEvidence | VerifiedSnpEvidence
 
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
     """Evidence that passed steps 1-4, with what step 6 asks governance about."""
 
-    verified: VerifiedEvidence
+    verified: PlatformEvidence
     info: AppBootInfo
     info_digest: bytes  # what the approval cache is keyed by, with the head
 
@@ -85,15 +105,22 @@ class Authorized:
     """An app that passed every step, and the chain view it was judged against."""
 
     app_id: bytes
-    evidence: VerifiedEvidence
+    evidence: PlatformEvidence
     view: ChainView
 
+    @property
+    def platform(self) -> str:
+        """The TEE the app proved itself on: "tdx" or "amd-sev-snp"."""
+        return self.evidence.platform
 
-def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
+
+def boot_info(evidence: PlatformEvidence) -> AppBootInfo:
+    """What governance is asked about. The platform is in os_image_hash: a TDX and an SNP
+    platform hash never coincide (attest._snp_identity), so approving one approves nothing on
+    the other."""
     identity = evidence.identity
     if identity is None:
         raise PolicyDenied("step 3 (identity): the event log has no dstack app identity")
-    vq = evidence.verified_quote
     return AppBootInfo(
         app_id="0x" + identity.app_id.hex(),
         compose_hash=identity.compose_hash,
@@ -103,8 +130,8 @@ def boot_info(evidence: VerifiedEvidence) -> AppBootInfo:
         mr_system=identity.mr_system or bytes(32),
         # An unknown image is all zeros: governance refuses it unless it allowed that value.
         os_image_hash=identity.os_image_hash or bytes(32),
-        tcb_status=vq.tcb_status,
-        advisory_ids=tuple(vq.advisory_ids),
+        tcb_status=evidence.tcb_status,
+        advisory_ids=tuple(evidence.advisory_ids),
     )
 
 
@@ -169,11 +196,13 @@ def dstack_provider_rule(ca_ids: Collection[str]) -> ProviderRule:
     return ProviderRule(tag, lambda identity: dstack_key_provider_problem(identity, ids))
 
 
-def _is_simulator(quote: bytes) -> bool:
+def _is_simulator(evidence: Evidence) -> bool:
     try:
-        return is_simulator_quote(parse_quote(quote))
+        if evidence.attestation:
+            return is_simulator_snp_chain(decode_snp_attestation(evidence.attestation).cert_chain)
+        return is_simulator_quote(parse_quote(evidence.quote))
     except AttestError:
-        return False  # not a quote at all: verification says why
+        return False  # not evidence at all: verification says why
 
 
 class Authorizer:
@@ -238,6 +267,7 @@ class Authorizer:
             evidence.quote,
             evidence.event_log.encode(),
             evidence.vm_config.encode(),
+            evidence.attestation,
             binding[0].value,
             binding[1],
             view.governance,
@@ -251,21 +281,12 @@ class Authorizer:
         if cached is not None and now - cached[0] < self._ttl:
             self._count("evidence", "cached")
             return cached[1]
-        checks = [*default_policy().checks]
-        if refusal is None:
-            checks.append(SimulatorAllowed())
-        elif _is_simulator(evidence.quote):
-            raise self._deny("evidence", f"simulator quote refused: {refusal}")
-        verifier = make_quote_verifier(
-            now=int(now), policy=AllOf(checks), collateral=self._collateral
-        )
+        if refusal is not None and _is_simulator(evidence):
+            kind = "SEV-SNP report" if evidence.attestation else "quote"
+            raise self._deny("evidence", f"simulator {kind} refused: {refusal}")
         try:
-            verified = verify_evidence(
-                evidence.quote,
-                evidence.event_log,
-                verify_quote=verifier,
-                binding=binding,
-                vm_config=evidence.vm_config or None,
+            verified = self._verify_evidence(
+                evidence, binding, now=int(now), simulator=refusal is None
             )
         except EvidenceError as exc:
             step = _STEP_NAMES.get(exc.step, exc.step)
@@ -274,7 +295,7 @@ class Authorizer:
         except AttestError as exc:
             raise self._deny("evidence", str(exc)) from None
         self._metrics.attestations.labels(
-            "accepted", "simulator" if verified.simulated else "tdx"
+            "accepted", "simulator" if verified.simulated else verified.platform
         ).inc()
         identity = verified.identity
         problem = None
@@ -294,6 +315,36 @@ class Authorizer:
             if len(self._evidence_cache) > self._cache_size:
                 self._evidence_cache.popitem(last=False)
         return checked
+
+    def _verify_evidence(
+        self,
+        evidence: Evidence,
+        binding: tuple[BindingLabel, bytes],
+        *,
+        now: int,
+        simulator: bool,
+    ) -> PlatformEvidence:
+        """Steps 1-4 on whichever TEE the evidence comes from (module docstring)."""
+        vm_config = evidence.vm_config or None
+        if evidence.attestation:
+            policy = SnpPolicy(allow_simulator=simulator)
+            return verify_snp_evidence(
+                evidence.attestation,
+                verify_report=make_snp_report_verifier(now=now, policy=policy),
+                binding=binding,
+                vm_config=vm_config,
+            )
+        checks = [*default_policy().checks]
+        if simulator:
+            checks.append(SimulatorAllowed())
+        verifier = make_quote_verifier(now=now, policy=AllOf(checks), collateral=self._collateral)
+        return verify_evidence(
+            evidence.quote,
+            evidence.event_log,
+            verify_quote=verifier,
+            binding=binding,
+            vm_config=vm_config,
+        )
 
     def _ask(self, info: AppBootInfo, key: tuple[bytes, int], app_id: bytes) -> AuthDecision:
         """isAppAllowed at the head in `key`; one call per (app, head) however many wait."""

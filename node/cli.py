@@ -1,5 +1,10 @@
-"""`tkms node ...`: init, allow-registration, register, approve, run, status.
+"""`tkms node ...`: join, admit, init, allow-registration, register, approve, remove,
+measurement, run, status.
 
+tkms node join --chain URL --governance ADDR (--host HOST | --endpoint kms=H:P,peer=H:P)
+               [--dir DIR] [--chain-id N] [--tee ...] [--sealing ...] [--no-run]
+tkms node admit --rpc URL --governance ADDR --registration FILE KEY [--chain-id N]
+                [--reshare [--threshold T] [--phases K,D,C,J,F]] [--wait S]
 tkms node init --dir DIR [--tee simulator|tdx] [--sealing file|dstack] [--json]
 tkms node allow-registration --rpc URL --governance ADDR --node ADDR KEY [--chain-id N]
 tkms node register --dir DIR --rpc URL --governance ADDR --endpoint kms=H:P,peer=H:P
@@ -14,7 +19,10 @@ environment variable, --private-key HEX (visible to other local users: warned), 
 development chain --anvil-account N. --chain-id is required off development chains (31337,
 1337): nothing is signed for a chain the RPC serves unless it is the one named.
 
-Onboarding: the operator runs `init` and sends the node's address; the governance owner runs
+Onboarding in two commands (node/join.py, node/admit.py): the operator runs `join` on the new
+host and sends the registration.json it writes; the governance owner runs `admit` on it (with
+`--reshare`, also the reshare that puts the node in the committee). The same, step by step:
+the operator runs `init` and sends the node's address; the governance owner runs
 `allow-registration`; the operator runs `register` and sends the updated registration.json;
 the owner runs `approve --registration` on it, which verifies the evidence, its binding to the
 node's keys and the on-chain registration before approving exactly that registration
@@ -37,6 +45,7 @@ from node.errors import NodeError
 from node.identity import IDENTITY_FILE, create_identity, load_identity
 from node.registration import (
     REGISTRATION_FILE,
+    approval_calls,
     approve_reviewed,
     evidence_hash,
     parse_registration,
@@ -177,7 +186,34 @@ def _owner(args: argparse.Namespace) -> Any:
     return _governance(args, account, development_key=choice.development)
 
 
+def _reader(args: argparse.Namespace) -> Any:
+    """A read-only governance client (`--calldata`: the owner signs elsewhere)."""
+    from contracts import GovernanceClient
+    from contracts.cliargs import connect
+
+    return GovernanceClient(connect(args.rpc), args.governance)
+
+
+def _print_calls(args: argparse.Namespace, client: Any, calls: list[tuple[str, Any]]) -> int:
+    """`--calldata`: each call simulated as the owner, printed for its multisig or timelock."""
+    from contracts._ownercall import owner_call, print_call
+
+    owner = client.get_owner()
+    made = [owner_call(client.w3, client.contract, name, *a, caller=owner) for name, a in calls]
+    if args.json:
+        print(json.dumps(made, indent=2))
+    else:
+        for call in made:
+            print_call(args, call)
+    return 0
+
+
 def cmd_allow_registration(args: argparse.Namespace) -> int:
+    if args.calldata:
+        from contracts._hexargs import parse_address
+
+        node = parse_address("--node", args.node)
+        return _print_calls(args, _reader(args), [("allowNodeRegistration", (node,))])
     client = _owner(args)
     receipt = client.send_allow_node_registration(args.node)
     data = {"node": args.node, "registration_allowed": True, "block": receipt.block}
@@ -225,11 +261,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
         document = json.loads(Path(args.registration).read_text())
     except (OSError, ValueError) as exc:
         return _fail(f"cannot read {args.registration}: {exc}")
-    client = _owner(args)
+    client = _reader(args) if args.calldata else _owner(args)
     now = int(time.time())
     reviewed = review_registration(
         client, document, now=now, collateral=_collateral(args, document, now), node=args.node
     )
+    if args.calldata:
+        return _print_calls(args, client, approval_calls(client, reviewed))
     approval = approve_reviewed(client, reviewed)
     data: dict[str, Any] = {
         "node": approval.node,
@@ -245,6 +283,191 @@ def cmd_approve(args: argparse.Namespace) -> int:
         + ("allowed" if approval.measurement_added else "was already allowed")
     )
     _print(args, data, text)
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.daemon import run_node_blocking
+    from node.endpoints import Endpoints
+    from node.join import (
+        JoinSettings,
+        governance_for_node,
+        owner_instructions,
+        prepare,
+        wait_for_approval,
+    )
+
+    if args.endpoint is not None:
+        endpoints = Endpoints.parse(args.endpoint)
+    else:
+        endpoints = Endpoints(
+            kms=f"{args.host}:{args.kms_port}", peer=f"{args.host}:{args.peer_port}"
+        )
+    settings = JoinSettings(
+        data_dir=args.dir,
+        rpc_url=args.rpc,
+        governance=_checked_address("--governance", args.governance),
+        chain_id=args.chain_id,
+        endpoints=endpoints,
+        listen_host=args.listen_host,
+        metrics=args.metrics,
+        tee=args.tee,
+        sealing=args.sealing,
+        operator=None if args.operator is None else _checked_address("--operator", args.operator),
+        fund_from_anvil_account=args.fund_from_anvil_account,
+        poll_seconds=args.poll,
+        timeout_seconds=args.wait,
+        log_format=args.log_format,
+    )
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    prepared = prepare(settings, say)
+    client = governance_for_node(settings)
+    instructions = owner_instructions(prepared, settings, int(client.w3.eth.chain_id))
+    wait_for_approval(client, prepared, settings, say, instructions=instructions)
+    say(
+        f"approved: {prepared.address} is a node of {settings.governance}; it takes part in the "
+        "next epoch whose committee includes it (the owner: tkms node admit --reshare, or tkms "
+        f"chain propose-epoch --kind reshare --add {prepared.address})"
+    )
+    if args.no_run:
+        return 0
+    say(f"starting the node (tkms node run --config {prepared.config_path})")
+    return int(run_node_blocking(load_config(prepared.config_path)))
+
+
+def _checked_address(argument: str, value: str) -> str:
+    from contracts._hexargs import parse_address
+
+    return str(parse_address(argument, value))
+
+
+def cmd_admit(args: argparse.Namespace) -> int:
+    from contracts import describe_epoch, parse_phases
+    from node.admit import admit
+
+    try:
+        document = json.loads(Path(args.registration).read_text())
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.registration}: {exc}")
+    client = _owner(args)
+    if not client.w3.eth.get_code(client.address):
+        return _fail(f"--governance: no contract at {client.address} on this chain")
+    now = int(time.time())
+    lines: list[str] = []
+
+    def say(message: str) -> None:
+        lines.append(message)
+        if not args.json:
+            print(message, flush=True)
+
+    admission = admit(
+        client,
+        document,
+        now=now,
+        collateral=_collateral(args, document, now),
+        wait_seconds=args.wait,
+        say=say,
+        reshare=args.reshare,
+        threshold=args.threshold,
+        phases=parse_phases(args.phases),
+    )
+    approval = admission.approval
+    epoch = admission.reshare
+    if epoch is not None:
+        say(f"proposed {describe_epoch(epoch)}")
+    elif not args.reshare:
+        say(
+            "next: the node takes part in the next epoch that includes it: tkms chain "
+            f"propose-epoch --kind reshare --add {approval.node} (or --kind dkg for the first)"
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "node": approval.node,
+                    "approved": True,
+                    "registration_hash": approval.registration_hash.hex(),
+                    "kms_measurement": approval.measurement.hex(),
+                    "kms_measurement_added": approval.measurement_added,
+                    "registration_allowed_now": admission.allowed_now,
+                    "reshare_epoch": None if epoch is None else epoch.epoch,
+                    "log": lines,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+def cmd_measurement(args: argparse.Namespace) -> int:
+    from node.measurement import describe_release, release_measurement
+
+    try:
+        document = json.loads(Path(args.registration).read_text())
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read {args.registration}: {exc}")
+    measurement = release_measurement(document)
+    data = {
+        "kms_measurement": measurement.hex(),
+        "release": json.loads(describe_release()),
+        "platform_of": document.get("address"),
+    }
+    _print(
+        args,
+        data,
+        f"KMS measurement 0x{measurement.hex()}\n  of release {describe_release()} on the "
+        f"platform of {document.get('address')} (its registered evidence)\nbefore upgrading "
+        "to this release, the owner allows it: tkms chain allow-kms-measurement --measurement "
+        f"0x{measurement.hex()}",
+    )
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """removeNode and disallowNodeRegistration, after checking what it would cost."""
+    from contracts import NodeStatus, Refused, read_state
+    from contracts._hexargs import parse_address
+
+    node = parse_address("--node", args.node)
+    client = _reader(args) if args.calldata else _owner(args)
+    state = read_state(client)
+    if not args.calldata and client.sender.lower() != state.owner.lower():
+        raise Refused(f"{client.sender} is not the governance owner ({state.owner})")
+    status = {n.address.lower(): n.status for n in state.nodes}.get(node.lower(), NodeStatus.NONE)
+    allowed = client.is_node_registration_allowed(node)
+    if status is NodeStatus.NONE and not allowed:
+        raise Refused(f"{node} is neither registered nor allowed to register: nothing to remove")
+    committee = state.committee
+    members = [m.lower() for m in committee.members] if committee is not None else []
+    if committee is not None and node.lower() in members and not args.even_if_member:
+        raise Refused(
+            f"{node} is a member of the committee (epoch {committee.epoch}): reshare without "
+            f"it first (tkms chain propose-epoch --kind reshare --remove {node}); "
+            "--even-if-member removes it at once (a compromised node), leaving the committee "
+            "one member short until the next reshare"
+        )
+    calls: list[tuple[str, Any]] = []
+    if status not in (NodeStatus.NONE, NodeStatus.REMOVED):
+        calls.append(("removeNode", (node,)))
+    if allowed:
+        calls.append(("disallowNodeRegistration", (node,)))
+    if not calls:
+        raise Refused(f"{node} is removed and may not register again already")
+    if args.calldata:
+        return _print_calls(args, client, calls)
+    for name, call_args in calls:
+        client.transactor.send(client.contract.functions[name](*call_args))
+    after = client.get_node(node)
+    data = {
+        "node": node,
+        "status": after.status.name,
+        "registration_allowed": client.is_node_registration_allowed(node),
+    }
+    _print(args, data, f"{node}: {after.status.name}, may not register again")
     return 0
 
 
@@ -304,6 +527,77 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     sub = parser.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
 
+    p = sub.add_parser(
+        "join",
+        help="on a new host: identity, registration, wait for the owner's approval, then run",
+        description="Creates the node's identity and sealed storage in --dir (or reuses them), "
+        "writes registration.json for the governance owner (who runs `tkms node admit`) and "
+        "node.toml, waits for gas, for the owner's permission, registers, waits for the "
+        "approval, then runs the node, which takes part in the next epoch that includes it. "
+        "Run again on the same --dir, it skips what the chain already holds.",
+    )
+    p.add_argument(
+        "--chain",
+        "--rpc",
+        dest="rpc",
+        required=True,
+        metavar="URL",
+        help="the chain's JSON-RPC URL",
+    )
+    p.add_argument("--governance", required=True, metavar="ADDR")
+    add_chain_id_argument(p)
+    p.add_argument(
+        "--dir", type=absolute_path, default=Path("/var/lib/tkms"), help="data directory"
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--host", help="the address others reach this node at (IP or DNS name)")
+    where.add_argument("--endpoint", help="kms=HOST:PORT,peer=HOST:PORT, for other ports")
+    p.add_argument("--kms-port", type=int, default=7001, help="with --host (default 7001)")
+    p.add_argument("--peer-port", type=int, default=7002, help="with --host (default 7002)")
+    p.add_argument("--listen-host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    p.add_argument(
+        "--metrics", default="127.0.0.1:9101", help="/metrics and /health (default 127.0.0.1:9101)"
+    )
+    p.add_argument("--tee", choices=("simulator", "tdx"), default="simulator")
+    p.add_argument("--sealing", choices=("file", "dstack"), default="file")
+    p.add_argument("--operator", metavar="ADDR", help="operator address (default: the node's own)")
+    p.add_argument("--fund-from-anvil-account", type=int, help="dev chains: fund the node first")
+    p.add_argument(
+        "--wait", type=float, metavar="S", help="give up after S seconds (default: never)"
+    )
+    p.add_argument("--poll", type=float, default=2.0, metavar="S", help=argparse.SUPPRESS)
+    p.add_argument("--log-format", choices=("json", "console"), default="json")
+    p.add_argument("--no-run", action="store_true", help="stop once approved (run it yourself)")
+    p.set_defaults(handler=_guard(cmd_join))
+
+    p = sub.add_parser(
+        "admit",
+        help="review a joining node's registration.json, allow, wait, approve (governance owner)",
+        description="Reviews the registration.json a joining node wrote (evidence verified with "
+        "the chain's policy, bound to the node's keys), allows the node to register, waits "
+        "until the chain holds exactly that registration, approves it and allows its KMS "
+        "measurement; with --reshare, once the node serves, proposes the reshare that adds it. "
+        "Nothing is approved if a check fails.",
+    )
+    add_rpc_argument(p)
+    p.add_argument("--governance", required=True)
+    p.add_argument("--registration", required=True, type=absolute_path, metavar="FILE")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--collateral", type=absolute_path, metavar="FILE", help="DCAP collateral (TDX quotes)"
+    )
+    source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
+    p.add_argument(
+        "--wait", type=float, default=600.0, metavar="S", help="for the node (default 600 s)"
+    )
+    p.add_argument(
+        "--reshare", action="store_true", help="then propose the reshare that adds the node"
+    )
+    p.add_argument("--threshold", type=int, help="of the reshare (default: the current one)")
+    p.add_argument("--phases", metavar="K,D,C,J,F", help="of the reshare (blocks, each >= 3)")
+    _owner_arguments(p)
+    p.set_defaults(handler=_guard(cmd_admit))
+
     p = sub.add_parser("init", help="create a node identity and its evidence")
     p.add_argument("--dir", required=True, type=absolute_path, help="data directory (created)")
     p.add_argument("--tee", choices=("simulator", "tdx"), default="simulator")
@@ -315,7 +609,7 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     add_rpc_argument(p)
     p.add_argument("--governance", required=True)
     p.add_argument("--node", required=True, help="the node's address (from its registration.json)")
-    _owner_arguments(p)
+    _owner_arguments(p, calldata=True)
     p.set_defaults(handler=_guard(cmd_allow_registration))
 
     p = sub.add_parser("register", help="register the node on chain (from its own address)")
@@ -351,8 +645,31 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--collateral", type=absolute_path, metavar="FILE", help="DCAP collateral (TDX quotes)"
     )
     source.add_argument("--pccs-url", metavar="URL", help="fetch DCAP collateral from this PCCS")
-    _owner_arguments(p)
+    _owner_arguments(p, calldata=True)
     p.set_defaults(handler=_guard(cmd_approve))
+
+    p = sub.add_parser(
+        "remove",
+        help="remove a node and stop it registering again (governance owner)",
+    )
+    add_rpc_argument(p)
+    p.add_argument("--governance", required=True)
+    p.add_argument("--node", required=True, metavar="ADDR")
+    p.add_argument(
+        "--even-if-member",
+        action="store_true",
+        help="remove a committee member at once (else: reshare without it first)",
+    )
+    _owner_arguments(p, calldata=True)
+    p.set_defaults(handler=_guard(cmd_remove))
+
+    p = sub.add_parser(
+        "measurement",
+        help="the KMS measurement this release has on a registered node's platform (upgrades)",
+    )
+    p.add_argument("--registration", required=True, type=absolute_path, metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_guard(cmd_measurement))
 
     p = sub.add_parser("run", help="run the node daemon")
     p.add_argument("--config", required=True, type=absolute_path, help="TOML config file")
@@ -364,6 +681,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.set_defaults(handler=_guard(cmd_status))
 
 
-def _owner_arguments(p: argparse.ArgumentParser) -> None:
+def _owner_arguments(p: argparse.ArgumentParser, *, calldata: bool = False) -> None:
     add_signer_arguments(p, "the governance owner")
     p.add_argument("--json", action="store_true")
+    if calldata:
+        p.add_argument(
+            "--calldata",
+            action="store_true",
+            help="send nothing: check, simulate as the owner and print the calls for an owner "
+            "that is a multisig or a timelock",
+        )

@@ -36,6 +36,7 @@ from attest import (
     AttestError,
     BindingLabel,
     CsrError,
+    VerifiedEvidence,
     decode_csr,
     event_log_to_json,
     read_ratls_certificate,
@@ -343,10 +344,11 @@ class DstackKmsService:
         )
         checked = await self._authorize(evidence, csr.pubkey, None, None)
         app, ca = checked.app, checked.ca
-        identity = app.evidence.identity
-        assert identity is not None
+        verified, identity = app.evidence, app.evidence.identity
+        # the CSR's attestation is read as DstackTdx only (attest._csr), so this holds
+        assert isinstance(verified, VerifiedEvidence) and identity is not None
         app_ca = self._app_ca(ca, app.app_id)
-        report_data = app.evidence.verified_quote.quote.td_report.report_data
+        report_data = verified.quote.td_report.report_data
         now = dt.datetime.now(dt.UTC)
         try:
             leaf = await asyncio.to_thread(

@@ -126,15 +126,29 @@ def _edge(
 
 
 def _evidence(msg: common_pb2.Evidence) -> Evidence:
-    if not msg.quote:
-        raise InvalidRequest("evidence.quote is empty")
+    if msg.attestation:
+        if msg.quote or msg.event_log:
+            raise InvalidRequest(
+                "evidence: set either quote (TDX, with event_log) or attestation (SEV-SNP)"
+            )
+        if len(msg.attestation) > MAX_QUOTE:
+            raise InvalidRequest(
+                f"evidence.attestation is {len(msg.attestation)} bytes, at most {MAX_QUOTE}"
+            )
+    elif not msg.quote:
+        raise InvalidRequest("evidence.quote is empty (and no SEV-SNP attestation is set)")
     if len(msg.quote) > MAX_QUOTE:
         raise InvalidRequest(f"evidence.quote is {len(msg.quote)} bytes, at most {MAX_QUOTE}")
     if len(msg.event_log) > MAX_EVENT_LOG:
         raise InvalidRequest(f"evidence.event_log is over {MAX_EVENT_LOG} bytes")
     if len(msg.vm_config) > MAX_VM_CONFIG:
         raise InvalidRequest(f"evidence.vm_config is over {MAX_VM_CONFIG} bytes")
-    return Evidence(quote=bytes(msg.quote), event_log=msg.event_log, vm_config=msg.vm_config)
+    return Evidence(
+        quote=bytes(msg.quote),
+        event_log=msg.event_log,
+        vm_config=msg.vm_config,
+        attestation=bytes(msg.attestation),
+    )
 
 
 def _key_request(i: int, msg: kms_pb2.KeyRequest) -> KeyRequest:

@@ -17,6 +17,9 @@ A review refuses with `RegistrationRejected` whose message starts with the step:
 4. ``chain``     getNode(address) is Pending with exactly this operator, endpoint, TLS key hash,
                  deal key and evidence hash (the registration hash of the reviewed file).
 
+`review_document` makes steps 1-3 alone, from the file the node wrote before it registered
+(`tkms node join` records its endpoint and operator first), so `tkms node admit` can review
+while the node waits to be allowed, then make step 4 once it has registered.
 `approve_reviewed` then sends ``approveNode(address, hash of the reviewed file)``: the
 registration hash is pinned, so a node that re-registers after the review is refused by the
 contract (``RegistrationChanged``, step ``pin``), never approved by accident. The KMS
@@ -65,12 +68,14 @@ __all__ = [
     "Registration",
     "RegistrationRejected",
     "ReviewedRegistration",
+    "approval_calls",
     "approve_registration",
     "approve_reviewed",
     "check_on_chain",
     "evidence_hash",
     "parse_registration",
     "registered_document",
+    "review_document",
     "review_registration",
     "verify_registration_evidence",
     "write_registration",
@@ -311,6 +316,34 @@ class ReviewedRegistration:
         return self.evidence.identity.mr_aggregated
 
 
+def review_document(
+    client: GovernanceClient,
+    document: Any,
+    *,
+    now: int,
+    collateral: Collateral | None = None,
+    node: str | None = None,
+    block: int | None = None,
+) -> ReviewedRegistration:
+    """Steps 1-3 (module docstring), before the node has registered: the file, the evidence
+    with the chain's policy at `block` (default: the head), and the binding. `node`, when
+    given, must be the document's address (what the owner typed)."""
+    registration = parse_registration(document)
+    if node is not None and node.lower() != registration.address.lower():
+        raise RegistrationRejected(
+            "file", f"the file is the registration of {registration.address}, not of {node}"
+        )
+    _require_registered(registration)
+    at = int(client.w3.eth.block_number) if block is None else block
+    evidence = verify_registration_evidence(
+        registration,
+        simulator_allowed=client.get_simulator_allowed(block=at),
+        now=now,
+        collateral=collateral,
+    )
+    return ReviewedRegistration(registration=registration, evidence=evidence, block=at)
+
+
 def review_registration(
     client: GovernanceClient,
     document: Any,
@@ -321,21 +354,14 @@ def review_registration(
 ) -> ReviewedRegistration:
     """Steps 1-4 (module docstring); reads the chain once, at one block. `node`, when given,
     must be the document's address (what the owner typed)."""
-    registration = parse_registration(document)
-    if node is not None and node.lower() != registration.address.lower():
-        raise RegistrationRejected(
-            "file", f"the file is the registration of {registration.address}, not of {node}"
-        )
-    _require_registered(registration)
     block = int(client.w3.eth.block_number)
-    evidence = verify_registration_evidence(
-        registration,
-        simulator_allowed=client.get_simulator_allowed(block=block),
-        now=now,
-        collateral=collateral,
+    reviewed = review_document(
+        client, document, now=now, collateral=collateral, node=node, block=block
     )
-    check_on_chain(registration, client.get_node(registration.address, block=block))
-    return ReviewedRegistration(registration=registration, evidence=evidence, block=block)
+    check_on_chain(
+        reviewed.registration, client.get_node(reviewed.registration.address, block=block)
+    )
+    return reviewed
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +402,21 @@ def approve_reviewed(
         measurement=reviewed.measurement,
         measurement_added=added,
     )
+
+
+def approval_calls(
+    client: GovernanceClient, reviewed: ReviewedRegistration
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """What `approve_reviewed` sends, as (function, arguments), for an owner that signs elsewhere
+    (a multisig or timelock): approveNode with the reviewed hash pinned, and addKmsMeasurement
+    if governance does not allow the verified measurement yet."""
+    registration = reviewed.registration
+    calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("approveNode", (registration.address, registration.registration_hash))
+    ]
+    if not client.is_kms_measurement_allowed(reviewed.measurement):
+        calls.append(("addKmsMeasurement", (reviewed.measurement,)))
+    return calls
 
 
 def approve_registration(

@@ -21,8 +21,15 @@ import json
 from importlib import metadata
 from typing import Final
 
-from attest import os_image_hash_of
-from attest.providers import SimulatorConfig, SimulatorProvider, TdxProvider, TeeProvider
+from attest import os_image_hash_of, snp_platform_hash
+from attest.providers import (
+    SIMULATED_SNP_MEASUREMENT,
+    SIMULATED_SNP_POLICY,
+    SimulatorConfig,
+    SimulatorProvider,
+    TdxProvider,
+    TeeProvider,
+)
 from contracts import DEV_CHAIN_IDS
 
 #: The app_id under which KMS nodes appear in their own evidence.
@@ -39,6 +46,12 @@ SIMULATED_OS_IMAGE: Final = os_image_hash_of(
     SIMULATED_PLATFORM.rtmr1,
     SIMULATED_PLATFORM.rtmr2,
 )
+
+
+#: The platform hash of every simulated SEV-SNP guest (`attest.providers.SnpSimulator`'s
+#: default MEASUREMENT and guest policy): what governance approves for them, like
+#: `SIMULATED_OS_IMAGE` for simulated TDX; the two never coincide (attest._snp_identity).
+SIMULATED_SNP_OS_IMAGE: Final = snp_platform_hash(SIMULATED_SNP_MEASUREMENT, SIMULATED_SNP_POLICY)
 
 
 def release_manifest() -> bytes:

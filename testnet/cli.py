@@ -246,10 +246,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         progress("waiting for the demo app to register with the gateway")
         wait_routed(cluster.extra["gateway"], demo["app_id"], demo["https_port"])
         published.result(timeout=60)
-    except Exception as exc:
-        if cluster.deployment is not None:
-            cluster.save()
+    except BaseException as exc:
         logs = ", ".join(str(n.log_path) for n in cluster.nodes) or str(cluster.root / "anvil.log")
+        if cluster.deployment is None:
+            # Nothing to resume or inspect but anvil's log: stop what started, leave no orphan.
+            cluster.down()
+            if not isinstance(exc, Exception):
+                raise
+            return _fail(f"up failed: {exc}\nread: {logs}")
+        cluster.save()  # every process started so far is recorded: `down` stops them
+        if not isinstance(exc, Exception):
+            raise
         return _fail(
             f"up failed: {exc}\nread: {logs}\nthen run `tkms testnet down --dir {args.dir}`"
         )

@@ -28,7 +28,9 @@ from cryptography.x509.oid import NameOID
 __all__ = [
     "SIMULATOR_FMSPC",
     "SIMULATOR_ROOT_SEED",
+    "insecure_ca_certificate",
     "issue_simulator_pck",
+    "simulator_name",
     "simulator_root_ca",
     "simulator_root_public_key_der",
 ]
@@ -63,7 +65,8 @@ def _oid(dotted: str) -> bytes:
     return _der(0x06, bytes(body))
 
 
-def _int(n: int) -> bytes:
+def der_integer(n: int) -> bytes:
+    """A DER INTEGER (non-negative `n`)."""
     body = n.to_bytes(n.bit_length() // 8 + 1, "big")
     return _der(0x02, body)
 
@@ -79,8 +82,8 @@ def _pair(oid: str, value: bytes) -> bytes:
 def _sgx_extension(ppid: bytes, cpu_svn: bytes, pce_svn: int) -> bytes:
     """Intel's SGX extension value (SGX PCK Certificate and CRL Profile, section 3.5)."""
     base = _SGX_EXT
-    tcb = [_pair(f"{base}.2.{i + 1}", _int(cpu_svn[i])) for i in range(16)]
-    tcb.append(_pair(f"{base}.2.17", _int(pce_svn)))
+    tcb = [_pair(f"{base}.2.{i + 1}", der_integer(cpu_svn[i])) for i in range(16)]
+    tcb.append(_pair(f"{base}.2.17", der_integer(pce_svn)))
     tcb.append(_pair(f"{base}.2.18", _der(0x04, cpu_svn)))
     return _seq(
         _pair(f"{base}.1", _der(0x04, ppid)),
@@ -97,7 +100,8 @@ def _root_key() -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(scalar % (_P256_ORDER - 1) + 1, ec.SECP256R1())
 
 
-def _name(cn: str) -> x509.Name:
+def simulator_name(cn: str) -> x509.Name:
+    """The subject of a simulator certificate: the organisation says INSECURE."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "tkms INSECURE simulator"),
@@ -106,12 +110,13 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-@cache
-def simulator_root_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """The (deterministic) simulator root certificate and its publicly derivable key."""
-    key = _root_key()
-    name = _name("tkms simulator root CA (INSECURE)")
-    cert = (
+def insecure_ca_certificate(
+    key: ec.EllipticCurvePrivateKey, cn: str, algorithm: hashes.SHA256 | hashes.SHA384
+) -> x509.Certificate:
+    """A deterministic self-signed CA certificate (fixed names, serial, validity; RFC 6979)
+    for a simulator key everyone can derive."""
+    name = simulator_name(cn)
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -134,9 +139,15 @@ def simulator_root_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+        .sign(key, algorithm, ecdsa_deterministic=True)
     )
-    return cert, key
+
+
+@cache
+def simulator_root_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The (deterministic) simulator root certificate and its publicly derivable key."""
+    key = _root_key()
+    return insecure_ca_certificate(key, "tkms simulator root CA (INSECURE)", hashes.SHA256()), key
 
 
 def simulator_root_public_key_der() -> bytes:
@@ -163,7 +174,7 @@ def issue_simulator_pck(
     root, root_key = simulator_root_ca()
     return (
         x509.CertificateBuilder()
-        .subject_name(_name("tkms simulator PCK certificate"))
+        .subject_name(simulator_name("tkms simulator PCK certificate"))
         .issuer_name(root.subject)
         .public_key(pck_key)
         .serial_number(int.from_bytes(hashlib.sha256(ppid).digest()[:16], "big") >> 1)

@@ -22,6 +22,8 @@ import "./NodeRegistry.sol";
 ///           (digest, public polynomial, PK2); a reshare must keep the generation's key;
 ///         - after the Confirm deadline anyone may time a running epoch out (FAILED); the owner
 ///           may cancel it at any time;
+///         - with a refresh schedule set by the owner, anyone may propose the REFRESH once it
+///           is due (a keeper: proactive security needs no online owner key);
 ///         - a node the owner removed can no longer deal, complain or confirm; an accused dealer
 ///           may still justify (publishing a share only informs);
 ///         - a rotation starts the retirement window of the previous generation; after it anyone
@@ -130,6 +132,9 @@ abstract contract EpochManager is NodeRegistry {
     uint64 public runningEpoch;
     uint64 public latestGeneration;
     uint64 public retirementWindow;
+    /// @notice Blocks from the end of the last epoch to the next scheduled refresh; 0: none.
+    uint64 public refreshInterval;
+    uint64[5] public refreshPhases;
 
     mapping(uint64 => Epoch) private _epochs;
     mapping(uint64 => Generation) private _generations;
@@ -179,6 +184,7 @@ abstract contract EpochManager is NodeRegistry {
     event GenerationRetiring(uint64 indexed generation, uint64 retireAfter);
     event GenerationRetired(uint64 indexed generation);
     event RetirementWindowSet(uint64 blocks);
+    event RefreshScheduleSet(uint64 interval, uint64[5] phaseBlocks);
 
     error EpochInProgress(uint64 epoch);
     error NoSuchEpoch(uint64 epoch);
@@ -203,11 +209,25 @@ abstract contract EpochManager is NodeRegistry {
     error DeadlineNotPassed(uint64 epoch, uint64 deadline);
     error GenerationNotRetiring(uint64 generation, GenerationStatus status);
     error RetirementWindowOpen(uint64 generation, uint64 retireAfter);
+    error RefreshNotDue(uint64 dueAt);
+    error RefreshPhasesDiffer();
 
     function setRetirementWindow(uint64 blocks) external onlyOwner {
         _setRetirementWindow(blocks);
     }
 
+    /// @notice Turns the refresh schedule on (`interval` > 0) or off (0): see `proposeEpoch`.
+    ///         The phase lengths are checked when the refresh is proposed (EIP-170 bytes).
+    function setRefreshSchedule(uint64 interval, uint64[5] calldata phaseBlocks) external onlyOwner {
+        refreshInterval = interval;
+        refreshPhases = phaseBlocks;
+        emit RefreshScheduleSet(interval, phaseBlocks);
+    }
+
+    /// @notice The owner proposes any epoch. Anyone may propose the scheduled refresh: a REFRESH
+    ///         (same committee and threshold, checked below) with the schedule's phase lengths,
+    ///         once `refreshInterval` blocks passed since the last epoch ended, whatever its
+    ///         outcome (a failing refresh is retried no faster than the schedule).
     /// @param phaseBlocks lengths in blocks of Keys, Deal, Complain, Justify and Confirm (each
     ///        >= MIN_PHASE_BLOCKS).
     function proposeEpoch(
@@ -215,8 +235,9 @@ abstract contract EpochManager is NodeRegistry {
         address[] calldata members,
         uint16 threshold,
         uint64[5] calldata phaseBlocks
-    ) external onlyOwner returns (uint64 epochId) {
+    ) external returns (uint64 epochId) {
         if (runningEpoch != 0) revert EpochInProgress(runningEpoch);
+        if (msg.sender != owner) _requireScheduledRefresh(kind, phaseBlocks);
         uint256 n = members.length;
         if (n == 0 || n > MAX_MEMBERS) revert InvalidLength("members", n, 1, MAX_MEMBERS);
         if (threshold == 0 || threshold > n) revert InvalidThreshold(threshold, n);
@@ -420,6 +441,15 @@ abstract contract EpochManager is NodeRegistry {
         returns (uint256)
     {
         return _votes[epochId][keccak256(abi.encode(digest, publicPolynomial, pk2))];
+    }
+
+    function _requireScheduledRefresh(EpochKind kind, uint64[5] calldata phaseBlocks) private view {
+        if (kind != EpochKind.REFRESH || refreshInterval == 0) revert NotOwner(msg.sender);
+        uint64 dueAt = _epochs[epochCount].finishedAt + refreshInterval;
+        if (block.number < dueAt) revert RefreshNotDue(dueAt);
+        for (uint256 p = 0; p < 5; p++) {
+            if (phaseBlocks[p] != refreshPhases[p]) revert RefreshPhasesDiffer();
+        }
     }
 
     function _setRetirementWindow(uint64 blocks) internal {

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import REPO_ROOT
 
 
-def test_bench_prints_the_four_measurements(attestation_data: Path) -> None:
+def test_bench_prints_the_six_measurements(attestation_data: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "attest.bench"],
         capture_output=True,
@@ -27,5 +27,7 @@ def test_bench_prints_the_four_measurements(attestation_data: Path) -> None:
     assert names[1] == "full verification with collateral"
     assert names[2].startswith("event-log replay")
     assert names[3].startswith("RA-TLS certificate verification")
-    for line in lines[:3]:
+    assert names[4].startswith("SEV-SNP report verification")
+    assert names[5].startswith("H100 GPU report verification")
+    for line in [*lines[:3], *lines[4:6]]:
         assert re.fullmatch(r"[^:]+: \d+\.\d+ (µs|ms)", line), line

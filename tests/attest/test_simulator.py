@@ -218,14 +218,19 @@ def test_providers_public_surface() -> None:
     assert set(providers.__all__) == {
         "ConfigfsKernel",
         "ProviderError",
+        "SIMULATED_SNP_MEASUREMENT",
+        "SIMULATED_SNP_POLICY",
         "SimulatorAllowed",
+        "SnpSimulator",
         "SimulatorConfig",
         "SimulatorProvider",
         "TdxProvider",
         "TeeProvider",
+        "is_simulator_snp_chain",
         "policy_allows_simulator",
         "simulator_root_ca",
         "simulator_root_public_key_der",
         "verify_simulator_quote",
+        "verify_simulator_snp_report",
     }
     assert all(getattr(providers, name) is not None for name in providers.__all__)

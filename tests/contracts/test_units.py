@@ -126,7 +126,7 @@ def test_a_missing_anvil_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
 
 def test_register_refuses_unknown_command_names() -> None:
     parser = argparse.ArgumentParser()
-    with pytest.raises(ValueError, match="registers 'chain' and 'app', not 'node'"):
+    with pytest.raises(ValueError, match="registers 'chain', 'app' and 'keeper', not 'node'"):
         register(parser.add_subparsers(), "node", "help")
 
 

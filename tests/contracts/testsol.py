@@ -4,6 +4,8 @@ never part of contracts/artifacts, which only the shipped contracts fill."""
 
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from contracts import SOURCE_DIR, Transactor
 from contracts.compile import run_solc
 
 TEST_SOURCE_DIR = Path(__file__).resolve().parent / "sol"
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+_IMPORT = re.compile(r"""^\s*import\s+(?:[^";]*\s+from\s+)?"([^"]+)"\s*;""", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,22 @@ def deploy_test_contract(transactor: Transactor, compiled: Compiled, *args: obje
     assert receipt.contract_address is not None
     address = Web3.to_checksum_address(receipt.contract_address)
     return w3.eth.contract(address=address, abi=compiled.abi)
+
+
+def compile_npm_contract(unit: str, name: str) -> Compiled:
+    """Contract `name` of `unit` (a path under node_modules, e.g.
+    "@openzeppelin/contracts/governance/TimelockController.sol"), compiled with the project's
+    compiler and settings together with exactly the files it imports."""
+    sources: dict[str, str] = {}
+    todo = [unit]
+    while todo:
+        current = todo.pop()
+        if current in sources:
+            continue
+        sources[current] = (NODE_MODULES / current).read_text()
+        for imported in _IMPORT.findall(sources[current]):
+            if imported.startswith("."):
+                imported = posixpath.normpath(posixpath.join(posixpath.dirname(current), imported))
+            todo.append(imported)
+    contract = run_solc(sources)["contracts"][unit][name]
+    return Compiled(contract["abi"], "0x" + contract["evm"]["bytecode"]["object"])

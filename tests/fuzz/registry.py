@@ -10,9 +10,11 @@ from tests.fuzz import (
     targets_attest,
     targets_config,
     targets_gateway,
+    targets_gpu,
     targets_grpc,
     targets_guest,
     targets_mpc,
+    targets_snp,
 )
 from tests.fuzz.runner import Target
 
@@ -34,6 +36,8 @@ for _module in (
     targets_guest,
     targets_config,
     targets_gateway,
+    targets_snp,
+    targets_gpu,
 ):
     for _target in _module.TARGETS:
         register_target(_target)

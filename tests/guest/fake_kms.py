@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attest import BindingLabel, compute_report_data, parse_quote
+from guest.evidence_source import QuoteSource
 from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
     DerivationResult,
-    EvidenceSource,
     IssuedAppKey,
     SignedStatement,
 )
@@ -44,7 +44,7 @@ class FakeKms:
         self,
         secret: Scalar,
         app_id: bytes,
-        evidence: EvidenceSource,
+        evidence: QuoteSource,
         *,
         refuse: str | None = None,
         env_policy: tuple[bytes, int] = (bytes(20), 0),

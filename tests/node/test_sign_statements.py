@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from attest.providers import SimulatorProvider
-from contracts import AuthDecision
+from contracts import AppBootInfo, AuthDecision
 from guest.agent import provider_evidence
 from guest.kms_channel import open_channel
 from guest.kms_client import Committee, DerivationError, KmsClient, Member
@@ -24,7 +24,7 @@ from mpc import Epoch, Generation, MemberIndex, NetworkContext
 from mpc.anchor import AnchorMismatch, generation_statement, network_fingerprint, verify_key_chain
 from mpc.tsig import app_env_statement, verify_signature
 from node import chainview
-from node.authz import Authorizer
+from node.authz import ApprovalCheck, Authorizer
 from node.chainview import ChainView, NodeRecord
 from node.kms_service import EnvPolicy, KmsServicer
 from node.metrics import NodeMetrics
@@ -53,7 +53,13 @@ def chain_committee(generation: int, keys: DealtKeys) -> chainview.Committee:
     )
 
 
-def servicer(member: int, view: ChainView, env_policy: EnvPolicy | None) -> KmsServicer:
+def always(info: AppBootInfo, block: int) -> AuthDecision:
+    return AuthDecision(True, "")
+
+
+def servicer(
+    member: int, view: ChainView, env_policy: EnvPolicy | None, approve: ApprovalCheck = always
+) -> KmsServicer:
     shares = {1: GEN1.shares[member - 1], 2: GEN2.shares[member - 1]}
 
     def lookup(generation: int) -> tuple[chainview.Committee, Any] | None:
@@ -65,7 +71,7 @@ def servicer(member: int, view: ChainView, env_policy: EnvPolicy | None) -> KmsS
     metrics = NodeMetrics()
     authorizer = Authorizer(
         view=lambda: dataclasses.replace(view, head_timestamp=int(time.time())),
-        approve=lambda info, block: AuthDecision(True, ""),
+        approve=approve,
         max_head_age=60,
         limiter=RateLimiter(1000, 1000),
         metrics=metrics,
@@ -137,11 +143,11 @@ def run(
     views: list[ChainView],
     policies: list[EnvPolicy | None],
     ask: Callable[[list[int]], Any],
+    approve: ApprovalCheck = always,
 ) -> Any:
     async def go() -> Any:
-        servers, ports = await serving(
-            [servicer(k, v, p) for k, (v, p) in enumerate(zip(views, policies, strict=True), 1)]
-        )
+        pairs = enumerate(zip(views, policies, strict=True), 1)
+        servers, ports = await serving([servicer(k, v, p, approve) for k, (v, p) in pairs])
         try:
             return await ask(ports)
         finally:

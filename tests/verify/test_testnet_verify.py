@@ -48,9 +48,10 @@ def tkms(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("verify-net") / "net"
-    tkms("testnet", "up", "--dir", str(root), "--json")
     knot: Knot | None = None
     try:
+        # Inside the try: an `up` that fails half-way leaves processes for `down` to stop.
+        tkms("testnet", "up", "--dir", str(root), "--json")
         status = json.loads(tkms("testnet", "status", "--dir", str(root), "--json").stdout)
         gateway = status["gateway"]
         records = [line.split(" CAA ", 1)[1] for line in gateway["caa_records"]]

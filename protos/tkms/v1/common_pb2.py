@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/tkms/v1/common.proto\x12\x07tkms.v1\"?\n\x08\x45vidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tevent_log\x18\x02 \x01(\t\x12\x11\n\tvm_config\x18\x03 \x01(\t\"Y\n\x06Member\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0cnode_address\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x18\n\x10verification_key\x18\x04 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/tkms/v1/common.proto\x12\x07tkms.v1\"T\n\x08\x45vidence\x12\r\n\x05quote\x18\x01 \x01(\x0c\x12\x11\n\tevent_log\x18\x02 \x01(\t\x12\x11\n\tvm_config\x18\x03 \x01(\t\x12\x13\n\x0b\x61ttestation\x18\x04 \x01(\x0c\"Y\n\x06Member\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0cnode_address\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x18\n\x10verification_key\x18\x04 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.common_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVIDENCE']._serialized_start=40
-  _globals['_EVIDENCE']._serialized_end=103
-  _globals['_MEMBER']._serialized_start=105
-  _globals['_MEMBER']._serialized_end=194
+  _globals['_EVIDENCE']._serialized_end=124
+  _globals['_MEMBER']._serialized_start=126
+  _globals['_MEMBER']._serialized_end=215
 # @@protoc_insertion_point(module_scope)

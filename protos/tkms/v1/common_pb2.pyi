@@ -5,14 +5,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Evidence(_message.Message):
-    __slots__ = ("quote", "event_log", "vm_config")
+    __slots__ = ("quote", "event_log", "vm_config", "attestation")
     QUOTE_FIELD_NUMBER: _ClassVar[int]
     EVENT_LOG_FIELD_NUMBER: _ClassVar[int]
     VM_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     quote: bytes
     event_log: str
     vm_config: str
-    def __init__(self, quote: _Optional[bytes] = ..., event_log: _Optional[str] = ..., vm_config: _Optional[str] = ...) -> None: ...
+    attestation: bytes
+    def __init__(self, quote: _Optional[bytes] = ..., event_log: _Optional[str] = ..., vm_config: _Optional[str] = ..., attestation: _Optional[bytes] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("index", "node_address", "endpoint", "verification_key")
