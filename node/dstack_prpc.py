@@ -10,9 +10,12 @@ the response message; every error is 400 with `{"error": "..."}` (JSON) or a `Pr
 (`Connection: close`), a request head of at most 16 KiB and a body of at most 4 MiB.
 
 TLS: the server certificate is the node's TLS key issued by the network's dstack CA for
-`server_names`, with special usage `kms:rpc` (`node.dstack_ca`); the context is built when the
-generation's KMS root is first available and again when it changes, so a connection that
-arrives before the node can serve is closed (the guest tries its next KMS URL). A client
+`server_names`, with special usage `kms:rpc` (`node.dstack_ca`). A background task builds the
+context once the generation's KMS root is available and again when the CA changes; the
+listener's ServerHello picks the current one (an SNI callback swaps it in, with or without SNI),
+and a handshake that arrives before there is one is refused with an alert (the guest tries its
+next KMS URL). Swapping in the handshake, not after accepting a plain connection, also keeps
+a ClientHello that arrived early from being read as plaintext. A client
 certificate is optional at the TLS layer (GetTempCaCert and GetMeta need none) and, when
 presented, must be signed by the temporary CA the node gives out (dstack's RA-TLS client
 certificate); GetAppKey reads the attestation inside it.
@@ -49,6 +52,8 @@ log = get_logger("tkms.node.dstack_prpc")
 MAX_HEAD: Final = 16 * 1024
 MAX_BODY: Final = 4 * 1024 * 1024
 TIMEOUT: Final = 60.0
+#: Seconds between checks that the served CA is still the current one (and first tries).
+REFRESH_EVERY: Final = 2.0
 _REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 Handler = Callable[[Message, bytes], Awaitable[Message]]
@@ -295,6 +300,7 @@ class DstackKmsServer:
         self._context: tuple[tuple[int, str], ssl.SSLContext] | None = None
         self._context_lock = asyncio.Lock()
         self._server: asyncio.Server | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self.port = 0
 
     async def context(self) -> ssl.SSLContext:
@@ -312,6 +318,43 @@ class DstackKmsServer:
                     names=list(self._names),
                 )
             return self._context[1]
+
+    async def _refresh(self) -> None:
+        """Keep the context current: first as soon as the KMS root can be had, then on a CA
+        change (a new generation served)."""
+        reason = ""
+        while True:
+            try:
+                await self.context()
+                reason = ""
+            except NodeError as exc:
+                if str(exc) != reason:  # log a new reason once, not every round
+                    log.info("dstack_kms_not_ready", reason=str(exc))
+                reason = str(exc)
+            except Exception:
+                log.exception("dstack_kms_context_failed")
+            await asyncio.sleep(REFRESH_EVERY)
+
+    def _pick_context(
+        self, ssl_object: ssl.SSLObject, server_name: str | None, listener: ssl.SSLContext
+    ) -> int | None:
+        """The SNI callback: the current context, or an alert while there is none yet."""
+        current = self._context
+        if current is None:
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        ssl_object.context = current[1]
+        return None
+
+    def _listener_context(self) -> ssl.SSLContext:
+        """The context the listener starts every handshake with; `_pick_context` swaps in the
+        current one. Client-certificate checking is set here: OpenSSL keeps an SSL's verify
+        mode from the context it was created with (the CA store comes from the swapped one)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_RENEGOTIATION
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.sni_callback = self._pick_context
+        return context
 
     def _make_context(self, ca: DstackCa) -> ssl.SSLContext:
         cert = ca.server_certificate(
@@ -331,13 +374,24 @@ class DstackKmsServer:
     async def start(self, listen: str) -> int:
         host, _, port = listen.rpartition(":")
         self._server = await asyncio.start_server(
-            self._accept, host.strip("[]"), int(port), limit=MAX_HEAD
+            self._accept,
+            host.strip("[]"),
+            int(port),
+            limit=MAX_HEAD,
+            ssl=self._listener_context(),
+            ssl_handshake_timeout=self._timeout,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._refresher = asyncio.create_task(self._refresh(), name="dstack-kms-context")
         log.info("dstack_kms_started", listen=listen, port=self.port)
         return self.port
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -348,12 +402,6 @@ class DstackKmsServer:
         client = writer.get_extra_info("peername")
         try:
             async with asyncio.timeout(self._timeout):
-                try:
-                    context = await self.context()
-                except NodeError as exc:
-                    log.warning("dstack_kms_not_ready", client=str(client), reason=str(exc))
-                    return
-                await writer.start_tls(context)
                 await self._serve(reader, writer)
         except (TimeoutError, ssl.SSLError, ConnectionError) as exc:
             log.info("dstack_kms_connection_ended", client=str(client), reason=type(exc).__name__)
