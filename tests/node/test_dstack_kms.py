@@ -31,6 +31,7 @@ from attest import (
     compute_report_data,
     encode_csr,
     event_log_to_json,
+    fetch_certificate,
     make_quote_verifier,
     sign_csr_bytes,
     verify_ratls_certificate,
@@ -42,8 +43,14 @@ from contracts import EpochKind
 from guest.agent import NetworkKeys, fetch_keys
 from guest.kms_client import KmsClient
 from guest.measure import compose_hash, measure_app_boot
+from mpc.derive import EphemeralKey
 from mpc.dstack_keys import app_k256_secret, disk_crypt_key, env_crypt_key
 from mpc.k256 import kms_issued_digest, public_key, recover_signer
+from node.chainview import ChainWatcher
+from node.errors import NodeError
+from node.identity import load_identity
+from node.peer_client import PeerClient
+from node.sealing import open_sealer
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import dstack_kms_rpc_pb2 as dstack
 from testnet.cluster import Cluster, NodeProcess
@@ -418,3 +425,56 @@ def test_root_handover_and_the_unauthenticated_env_key_are_not_served(
     with pytest.raises(PrpcError) as refused:
         guest(cluster.nodes[0], b"\0" * 20).call_json(method, body)
     assert refused.value.status == 400 and expected in refused.value.message
+
+
+def test_a_member_cannot_collect_partials_for_an_app_that_did_not_opt_in(
+    cluster: Cluster, app_id: bytes
+) -> None:
+    """A compromised member (node 1's sealed identity, a node certificate its peers accept)
+    asks node 2 directly for partials: node 2 checks the guest's evidence and the opt-in
+    itself, so the serving node cannot assemble the keys of an app that never opted in."""
+    other = bytes.fromhex(cluster.register_app([compose_hash(COMPOSE)])[2:])
+    node = cluster.nodes[0]
+    identity = load_identity(node.dir, open_sealer("file", node.dir))
+    # the certificate node 1 serves (peers pin exactly it) and the sealed key behind it
+    cert = asyncio.run(fetch_certificate(node.endpoints.peer, timeout=10))
+    key = identity.tls_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+    def guest_certificate(app: bytes) -> bytes:
+        g = guest(node, app)
+        pem, _ = g.client_certificate(g.temp_ca())
+        return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+    async def go() -> None:
+        watcher = ChainWatcher(cluster.governance(), poll_interval=1.0)
+        view = await watcher.poll_once()
+        assert view is not None
+        committee = view.committee()
+        assert committee is not None
+        peer = committee.members[1]
+        client = PeerClient(
+            identity=identity,
+            cert_pem=cert,
+            key_pem=key,
+            view=lambda: watcher.view,
+            kms_allowed=lambda evidence: None,
+            accept_simulator=True,
+            deadline=3.0,
+        )
+        requester = EphemeralKey.generate(os.urandom).public.to_bytes()
+        g, e, vm = committee.generation, committee.epoch, DstackGuest.vm_config
+        try:
+            lent = await client.dstack_app_partial(
+                peer, g, e, requester, guest_certificate(app_id), vm
+            )
+            assert lent.member == 2 and len(lent.proof) > 0  # the opted-in app: lent
+            with pytest.raises(NodeError, match="has not opted in"):
+                await client.dstack_app_partial(peer, g, e, requester, guest_certificate(other), vm)
+            with pytest.raises(NodeError, match="No attestation provided"):
+                await client.dstack_app_partial(peer, g, e, requester, b"", vm)
+        finally:
+            await client.close()
+
+    asyncio.run(go())
