@@ -3,7 +3,8 @@
 What a dstack guest's `RaClient` speaks: HTTPS, `POST /prpc/<Method>` (or
 `/prpc/KMS.<Method>`), the body a protobuf message, or JSON when the query has `json` (what
 dstack's client sends: `?json`), the Content-Type is JSON, or the method is GET. JSON uses the
-proto field names and lowercase hex for bytes; an absent or null field is its default, and
+proto field names and, for bytes, prpc's `bytes_as_hex_str`: written as "0x" and lowercase hex,
+read with or without the "0x"; an absent or null field is its default, and
 unknown fields are ignored (as serde does), so newer guests keep working. Success is 200 with
 the response message; every error is 400 with `{"error": "..."}` (JSON) or a `ProtoError`
 (protobuf), as pRPC answers, naming what was refused and why. One request per connection
@@ -85,7 +86,7 @@ def message_to_json(message: Message) -> dict[str, Any]:
 
 def _value_to_json(kind: int, value: Any) -> Any:
     if kind == FieldDescriptor.TYPE_BYTES:
-        return bytes(value).hex()
+        return "0x" + bytes(value).hex()  # prpc's `bytes_as_hex_str`
     if kind == FieldDescriptor.TYPE_MESSAGE:
         return message_to_json(value)
     return value

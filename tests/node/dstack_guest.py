@@ -180,6 +180,13 @@ class DstackGuest:
         self.provider.extend_rtmr(3, "system-ready", b"")
 
 
+def unhex(text: str) -> bytes:
+    """prpc's `bytes_as_hex_str` read: hex after any leading "0x"."""
+    while text.startswith("0x"):
+        text = text[2:]
+    return bytes.fromhex(text)
+
+
 def server_usage(der: bytes) -> str | None:
     """The special usage (extension .4) of a certificate, as `get_special_usage` reads it."""
     cert = x509.load_der_x509_certificate(der)

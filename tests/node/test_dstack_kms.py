@@ -54,7 +54,13 @@ from node.sealing import open_sealer
 from node.tee import SIMULATED_OS_IMAGE
 from protos.tkms.v1 import dstack_kms_rpc_pb2 as dstack
 from testnet.cluster import Cluster, NodeProcess
-from tests.node.dstack_guest import DstackGuest, PrpcError, key_provider_id, server_usage
+from tests.node.dstack_guest import (
+    DstackGuest,
+    PrpcError,
+    key_provider_id,
+    server_usage,
+    unhex,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -141,7 +147,7 @@ def test_get_meta_names_the_kms_root_the_network_certified(cluster: Cluster, app
     metas = [guest(n, b"\0" * 20).call_json("GetMeta", None) for n in cluster.nodes]
     root = tkms_agent(cluster, app_id).issued.root  # checked against PK2 by the agent
     for meta in metas:
-        assert bytes.fromhex(meta["k256_pubkey"]) == root
+        assert unhex(meta["k256_pubkey"]) == root
         assert meta["kms_contract_address"].lower() == cluster.deployment.governance.lower()  # type: ignore[union-attr]
         assert meta["chain_id"] == cluster.w3().eth.chain_id
         assert meta["is_dev"] is True and meta["allow_any_upgrade"] is True  # simulator TEEs
@@ -175,19 +181,20 @@ def test_an_opted_in_app_gets_the_keys_the_tkms_agent_derives(
 
     agent = tkms_agent(cluster, app_id)
     seed = agent.seed
-    k256 = bytes.fromhex(keys["k256_key"])
+    assert all(keys[f].startswith("0x") for f in ("k256_key", "k256_signature", "os_image_hash"))
+    k256 = unhex(keys["k256_key"])
     assert k256 == app_k256_secret(seed, app_id)
-    assert bytes.fromhex(keys["env_crypt_key"]) == env_crypt_key(seed)
-    assert bytes.fromhex(keys["disk_crypt_key"]) == disk_crypt_key(seed, g.instance_id)
+    assert unhex(keys["env_crypt_key"]) == env_crypt_key(seed)
+    assert unhex(keys["disk_crypt_key"]) == disk_crypt_key(seed, g.instance_id)
     # the KMS root the network certified signed the app key, as dstack's KMS signs it, and
     # it is the signature the agent holds for its own app key
-    signature = bytes.fromhex(keys["k256_signature"])
+    signature = unhex(keys["k256_signature"])
     assert (
         recover_signer(kms_issued_digest(app_id, public_key(k256)), signature) == agent.issued.root
     )
     assert signature == agent.issued.signature
     assert keys["ca_cert"] == temp["ca_cert"]
-    assert bytes.fromhex(keys["os_image_hash"]) == SIMULATED_OS_IMAGE
+    assert unhex(keys["os_image_hash"]) == SIMULATED_OS_IMAGE
     assert keys["gateway_app_id"] == keys["tproxy_app_id"] == ""
 
     # The server certificate chains to the CA (the TLS handshake checked it against ca_cert
@@ -203,7 +210,7 @@ def test_an_opted_in_app_gets_the_keys_the_tkms_agent_derives(
     other = guest(cluster.nodes[2], app_id)
     again = other.get_app_key()
     assert again["k256_key"] == keys["k256_key"] and again["env_crypt_key"] == keys["env_crypt_key"]
-    assert bytes.fromhex(again["disk_crypt_key"]) == disk_crypt_key(seed, other.instance_id)
+    assert unhex(again["disk_crypt_key"]) == disk_crypt_key(seed, other.instance_id)
     assert len(events(cluster, "dstack_app_keys_released", app=f"0x{app_id.hex()}")) == 2
 
 
@@ -245,8 +252,8 @@ def _csr(g: DstackGuest, key: ec.EllipticCurvePrivateKey, version: int = 2) -> d
     data = encode_csr(request, att)
     return {
         "api_version": version,
-        "csr": data.hex(),
-        "signature": sign_csr_bytes(data, key).hex(),
+        "csr": "0x" + data.hex(),  # prpc's bytes_as_hex_str, as dstack's client writes it
+        "signature": "0x" + sign_csr_bytes(data, key).hex(),
         "vm_config": g.vm_config,
     }
 
@@ -256,7 +263,7 @@ def test_sign_cert_issues_a_chain_to_the_ca_the_guest_measured(
 ) -> None:
     g = guest(cluster.nodes[0], app_id)
     keys = g.get_app_key()
-    g.finish_boot(bytes.fromhex(keys["os_image_hash"]), key_provider_id(keys["ca_cert"]))
+    g.finish_boot(unhex(keys["os_image_hash"]), key_provider_id(keys["ca_cert"]))
     key = ec.generate_private_key(ec.SECP256R1())
     chain = g.call_json("SignCert", _csr(g, key))["certificate_chain"]
     leaf, app_ca, root = (x509.load_pem_x509_certificate(c.encode()) for c in chain)
@@ -278,7 +285,7 @@ def test_sign_cert_issues_a_chain_to_the_ca_the_guest_measured(
     # a CSR whose signature is not its key's is refused before anything is checked
     bad = _csr(g, key)
     bad["signature"] = sign_csr_bytes(
-        bytes.fromhex(bad["csr"]), ec.generate_private_key(ec.SECP256R1())
+        unhex(bad["csr"]), ec.generate_private_key(ec.SECP256R1())
     ).hex()
     with pytest.raises(PrpcError) as refused:
         g.call_json("SignCert", bad)
