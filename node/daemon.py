@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from attest._ratls import encode_attestation
 from contracts import GovernanceClient, Transactor
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
@@ -167,7 +168,13 @@ class Node:
             opt_in=chain_opt_in(self.client),
             config=cfg.dstack_kms,
             accept_simulator=accepts_simulator(cfg.tee),
+            attest_keys=self._attest_report_data,
         )
+
+    def _attest_report_data(self, report_data: bytes) -> bytes:
+        """This node's attestation (dstack's SCALE form) of `report_data`."""
+        quote = self.provider.get_quote(report_data)
+        return encode_attestation(quote, self.provider.event_log(), report_data, "")
 
     def status(self) -> NodeStatus:
         view = self.watcher.view

@@ -20,6 +20,11 @@ What the CA issues, in dstack's shapes (`ra-tls` `CertRequest`):
   it, app id (.3), special usage `app:ca`, path length 0;
 * leaf certificates for an app's signing requests: the request's key, names and usages,
   special usage `app:custom`, the app id, and on request the attestation (.8) and app info (.9).
+
+GetMeta's `bootstrap_info` ties the CA to the KMS root as dstack's bootstrap does: the serving
+node's TEE quotes `keccak256("dstack-kms-genereted-keys-v1:" ‖ hex(CA SPKI) ‖ ";" ‖
+hex(root) ‖ ";")` (dstack's spelling, zero-padded to 64 bytes; `bootstrap_report_data`), so a
+verifier sees an approved KMS TD vouch that this CA belongs with the root the network certified.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from eth_hash.auto import keccak
 
 from attest import AppIdentity, CertSigningRequest
 from attest._ratls import (
@@ -63,6 +69,14 @@ CA_NOT_BEFORE: Final = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 CA_NOT_AFTER: Final = dt.datetime(2125, 1, 1, tzinfo=dt.UTC)
 SERVER_CERT_LIFETIME: Final = dt.timedelta(days=365)
 LEAF_LIFETIME: Final = dt.timedelta(days=3650)
+#: dstack's label for the keys a KMS attests at bootstrap (`attest_keys`; the typo is dstack's).
+BOOTSTRAP_LABEL: Final = "dstack-kms-genereted-keys-v1"
+
+
+def bootstrap_report_data(ca_spki: bytes, k256_public: bytes) -> bytes:
+    """The report_data of GetMeta's `bootstrap_info.attestation` (module docstring)."""
+    text = f"{BOOTSTRAP_LABEL}:{ca_spki.hex()};{k256_public.hex()};"
+    return keccak(text.encode()) + bytes(32)
 
 
 def _pem(cert: x509.Certificate) -> str:

@@ -10,7 +10,8 @@ certificate and the opt-in itself before it answers, encrypted to this node's ep
 (`node.gather`). From the seed come the keys, as the guest agent derives them where dstack
 defines them (`mpc.dstack_keys`); the k256 key is signed with the generation's KMS root.
 
-The other RPCs: GetMeta (the KMS root as `k256_pubkey`, the governance, the chain), and
+The other RPCs: GetMeta (the KMS root as `k256_pubkey`, the governance, the chain, and the
+node's attestation of the CA with the root as `bootstrap_info`, `node.dstack_ca`), and
 GetTempCaCert and SignCert with the network's dstack CA (`node.dstack_ca`). GetKmsKey hands a
 dstack KMS's own root keys to another KMS; tkms has no root key to hand over and refuses it,
 as it refuses GetAppEnvEncryptPubKey (the env key, like every app key, exists only where t
@@ -53,7 +54,7 @@ from mpc.types import Epoch
 from node.authz import Authorized, Authorizer, Evidence, dstack_provider_rule
 from node.chainview import Committee, NodeRecord, to_checksum
 from node.config import DstackKmsConfig
-from node.dstack_ca import AppCa, DstackCa, issue_leaf
+from node.dstack_ca import AppCa, DstackCa, bootstrap_report_data, issue_leaf
 from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
 from node.gather import gather_sigma, held_share, lend_partial_request
 from node.kms_root import KmsRoot, encode_partial
@@ -74,6 +75,8 @@ ShareLookup = Callable[[int], tuple[Committee, Share] | None]
 RootSource = Callable[[int], Awaitable[KmsRoot]]
 #: (app_id, block) -> whether the app's AppAuth opted in (`dstackKmsRelease`) at that block.
 OptIn = Callable[[bytes, int], bool]
+#: report_data -> this node's attestation (SCALE VersionedAttestation) binding it.
+AttestKeys = Callable[[bytes], bytes]
 #: (member, generation, epoch, requester key, client certificate DER, vm_config) -> its partial.
 FetchAppPartial = Callable[[NodeRecord, int, int, bytes, bytes, str], Awaitable[kms_pb2.Partial]]
 
@@ -114,13 +117,16 @@ class DstackKmsService:
         opt_in: OptIn,
         config: DstackKmsConfig,
         accept_simulator: bool,
+        attest_keys: AttestKeys | None = None,
         rng: Rng = os.urandom,
         timeout: float = GATHER_TIMEOUT,
     ) -> None:
         self._authz, self._shares, self._roots, self._fetch = authorizer, shares, roots, fetch
         self._opt_in, self._config, self._rng, self._timeout = opt_in, config, rng, timeout
         self._accept_simulator = accept_simulator
+        self._attest_keys = attest_keys
         self._cas: dict[tuple[int, bytes], DstackCa] = {}
+        self._bootstrap: dict[tuple[int, bytes], dstack.BootstrapResponse] = {}
         self._opted: OrderedDict[tuple[bytes, int], bool] = OrderedDict()
         self._app_cas: OrderedDict[tuple[int, bytes], AppCa] = OrderedDict()
 
@@ -142,11 +148,26 @@ class DstackKmsService:
                 governance=view.governance,
                 generation=root.generation,
             )
+            bootstrap = await self._attest(ca, root)
             if len(self._cas) >= 8:
                 self._cas.clear()
+                self._bootstrap.clear()
             self._cas[key] = ca
+            if bootstrap is not None:
+                self._bootstrap[key] = bootstrap
             log.info("dstack_ca_ready", generation=root.generation, key_provider=ca.key_provider_id)
         return ca, root
+
+    async def _attest(self, ca: DstackCa, root: KmsRoot) -> dstack.BootstrapResponse | None:
+        """GetMeta's `bootstrap_info`: this node's TEE quoting the CA with the root."""
+        if self._attest_keys is None:
+            return None
+        spki = bytes.fromhex(ca.key_provider_id)
+        report_data = bootstrap_report_data(spki, root.public)
+        attestation = await asyncio.to_thread(self._attest_keys, report_data)
+        return dstack.BootstrapResponse(
+            ca_pubkey=spki, k256_pubkey=root.public, attestation=attestation
+        )
 
     async def _opted_in(self, app_id: bytes, head: int) -> None:
         key = (app_id, head)
@@ -238,6 +259,9 @@ class DstackKmsService:
         )
         if self._config.gateway_app_id:
             meta.gateway_app_id = self._gateway_app_id()
+        bootstrap = self._bootstrap.get((root.generation, root.public))
+        if bootstrap is not None:
+            meta.bootstrap_info.CopyFrom(bootstrap)
         return meta
 
     async def get_temp_ca_cert(self) -> dstack.GetTempCaCertResponse:

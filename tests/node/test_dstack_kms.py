@@ -47,6 +47,7 @@ from mpc.derive import EphemeralKey
 from mpc.dstack_keys import app_k256_secret, disk_crypt_key, env_crypt_key
 from mpc.k256 import kms_issued_digest, public_key, recover_signer
 from node.chainview import ChainWatcher
+from node.dstack_ca import bootstrap_report_data
 from node.errors import NodeError
 from node.identity import load_identity
 from node.peer_client import PeerClient
@@ -151,9 +152,21 @@ def test_get_meta_names_the_kms_root_the_network_certified(cluster: Cluster, app
         assert meta["kms_contract_address"].lower() == cluster.deployment.governance.lower()  # type: ignore[union-attr]
         assert meta["chain_id"] == cluster.w3().eth.chain_id
         assert meta["is_dev"] is True and meta["allow_any_upgrade"] is True  # simulator TEEs
-        assert meta["bootstrap_info"] is None  # no dstack bootstrap: the root came from a DKG
     # one CA for the network: every node derived it from the same KMS root
     assert len({m["ca_cert"] for m in metas}) == 1
+    # ... and each node's TEE vouches for the pair (CA, root), as dstack's bootstrap does
+    spki = bytes.fromhex(key_provider_id(metas[0]["ca_cert"]))
+    verify = make_quote_verifier(now=int(time.time()), policy=SimulatorAllowed())
+    quotes = set()
+    for meta in metas:
+        info = meta["bootstrap_info"]
+        assert unhex(info["ca_pubkey"]) == spki and unhex(info["k256_pubkey"]) == root
+        att = decode_attestation(unhex(info["attestation"]))
+        expected = bootstrap_report_data(spki, root)
+        assert att.report_data == expected
+        assert verify(att.quote).quote.td_report.report_data == expected
+        quotes.add(att.quote)
+    assert len(quotes) == len(metas)  # one per node, each its own TD
 
 
 def test_every_node_gives_the_same_ca_and_a_public_temp_ca(cluster: Cluster) -> None:

@@ -112,6 +112,7 @@ def test_handshakes_are_refused_until_the_root_is_there_then_served_with_the_ca(
             else:
                 raise AssertionError("the endpoint never became ready")
             assert status == 200 and meta["k256_pubkey"] == "0x" + public_key(ROOT).hex()
+            assert meta["bootstrap_info"] is None  # no attester given: nothing to vouch with
             ca = x509.load_pem_x509_certificate(meta["ca_cert"].encode())
             x509.load_der_x509_certificate(der).verify_directly_issued_by(ca)
             status, temp, _ = await _post_json(port, "GetTempCaCert")
@@ -192,3 +193,13 @@ def test_bad_dstack_kms_keys_name_the_key(tmp_path: Path, old: str, new: str, me
     path.write_text(GOOD.replace(old, new))
     with pytest.raises(ConfigError, match=message):
         load_config(path, environ={})
+
+
+def test_the_bootstrap_report_data_is_dstacks_attest_keys_digest() -> None:
+    from eth_hash.auto import keccak
+
+    from node.dstack_ca import bootstrap_report_data
+
+    spki, root = b"\x30\x59" + b"\x01" * 89, public_key(ROOT)
+    text = b"dstack-kms-genereted-keys-v1:" + spki.hex().encode() + b";" + root.hex().encode()
+    assert bootstrap_report_data(spki, root) == keccak(text + b";") + bytes(32)
