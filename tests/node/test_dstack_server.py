@@ -56,7 +56,7 @@ class _Shares:
         return (_Committee(), object()) if self.ready else None
 
 
-def _service(shares: _Shares, opt_in: Any = None) -> DstackKmsService:
+def _service(shares: _Shares, opt_in: Any = None, attest: Any = None) -> DstackKmsService:
     async def roots(generation: int) -> KmsRoot:
         return KmsRoot(generation=1, public=public_key(ROOT), secret=ROOT)
 
@@ -71,6 +71,7 @@ def _service(shares: _Shares, opt_in: Any = None) -> DstackKmsService:
         opt_in=opt_in or (lambda app, head: False),
         config=DstackKmsConfig(),
         accept_simulator=True,
+        attest_keys=attest,
     )
 
 
@@ -203,3 +204,31 @@ def test_the_bootstrap_report_data_is_dstacks_attest_keys_digest() -> None:
     spki, root = b"\x30\x59" + b"\x01" * 89, public_key(ROOT)
     text = b"dstack-kms-genereted-keys-v1:" + spki.hex().encode() + b";" + root.hex().encode()
     assert bootstrap_report_data(spki, root) == keccak(text + b";") + bytes(32)
+
+
+def test_get_meta_carries_the_bootstrap_attestation_and_serves_without_one_if_quoting_fails() -> (
+    None
+):
+    from node.dstack_ca import bootstrap_report_data
+
+    asked: list[bytes] = []
+
+    def attest(report_data: bytes) -> bytes:
+        asked.append(report_data)
+        return b"attestation of " + report_data
+
+    def broken(report_data: bytes) -> bytes:
+        raise OSError("the TDX quote device is gone")
+
+    async def go() -> None:
+        shares = _Shares()
+        shares.ready = True
+        meta = await _service(shares, attest=attest).get_meta()
+        spki = bytes(meta.bootstrap_info.ca_pubkey)
+        assert asked == [bootstrap_report_data(spki, public_key(ROOT))]
+        assert meta.bootstrap_info.attestation == b"attestation of " + asked[0]
+        assert meta.bootstrap_info.k256_pubkey == public_key(ROOT)
+        plain = await _service(shares, attest=broken).get_meta()
+        assert not plain.HasField("bootstrap_info") and plain.ca_cert == meta.ca_cert
+
+    asyncio.run(go())
