@@ -390,6 +390,34 @@ def test_a_quote_that_binds_another_key_is_refused(cluster: Cluster, app_id: byt
     assert after == before
 
 
+class _TamperedQuotes:
+    """The guest's TEE, but every quote has one byte of its TD report flipped after signing."""
+
+    def __init__(self, inner: SimulatorProvider) -> None:
+        self.inner = inner
+
+    def get_quote(self, report_data: bytes) -> bytes:
+        quote = bytearray(self.inner.get_quote(report_data))
+        quote[48 + 200] ^= 0x01  # inside the signed TD report (a measurement register)
+        return bytes(quote)
+
+    def event_log(self) -> Any:
+        return self.inner.event_log()
+
+
+def test_a_quote_that_does_not_verify_is_refused(cluster: Cluster, app_id: bytes) -> None:
+    g = guest(cluster.nodes[1], app_id)
+    temp = g.temp_ca()
+    client = g.client_certificate(temp, _TamperedQuotes(g.provider))  # type: ignore[arg-type]
+    before = len(events(cluster, "dstack_app_keys_released", app=f"0x{app_id.hex()}"))
+    with pytest.raises(PrpcError) as refused:
+        g.get_app_key(temp, client)
+    assert refused.value.status == 400 and "evidence" in refused.value.message
+    after = len(events(cluster, "dstack_app_keys_released", app=f"0x{app_id.hex()}"))
+    assert after == before
+    g.get_app_key(temp)  # the same TD with its quotes untouched: served
+
+
 def test_get_app_key_without_a_client_certificate_is_refused(cluster: Cluster) -> None:
     with pytest.raises(PrpcError) as refused:
         guest(cluster.nodes[0], b"\0" * 20).call_json("GetAppKey", {"api_version": 1})
