@@ -65,6 +65,7 @@ from tests.node.dstack_guest import (
 
 pytestmark = pytest.mark.timeout(600)
 
+MAX_HEAD_AGE = 10.0
 COMPOSE = b'{"services": {"web": {"image": "nginx@sha256:d5"}}}'
 OTHER_COMPOSE = b'{"services": {"web": {"image": "evil@sha256:66"}}}'
 
@@ -72,7 +73,8 @@ OTHER_COMPOSE = b'{"services": {"web": {"image": "evil@sha256:66"}}}'
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("dstack-kms")
-    with Cluster(root, dstack_kms=True) as c:
+    # a short head-age bound, so the stale-chain test below waits seconds, not minutes
+    with Cluster(root, dstack_kms=True, max_head_age=MAX_HEAD_AGE) as c:
         c.start_chain()
         nodes = c.create_nodes(3, start=True)
         c.wait_healthy(nodes, timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))
@@ -526,3 +528,26 @@ def test_a_member_cannot_collect_partials_for_an_app_that_did_not_opt_in(
             await client.close()
 
     asyncio.run(go())
+
+
+def test_a_stale_chain_view_fails_closed_and_serving_resumes_with_the_chain(
+    cluster: Cluster, app_id: bytes
+) -> None:
+    """Blocks stop (an RPC stuck on an old head looks the same to a node): once the head is
+    older than max_head_age_seconds, GetAppKey is refused, and served again when blocks return.
+    Last in the module: it stops the chain for a while."""
+    w3 = cluster.w3()
+    g = guest(cluster.nodes[2], app_id)
+    temp = g.temp_ca()
+    w3.provider.make_request("evm_setIntervalMining", [0])  # type: ignore[arg-type]
+    try:
+        time.sleep(MAX_HEAD_AGE + 3)
+        with pytest.raises(PrpcError) as refused:
+            g.get_app_key(temp)
+        assert refused.value.status == 400 and "stale" in refused.value.message
+    finally:
+        w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
+    time.sleep(3)
+    assert unhex(g.get_app_key(temp)["k256_key"]) == app_k256_secret(
+        tkms_agent(cluster, app_id).seed, app_id
+    )
