@@ -42,6 +42,10 @@ SCALAR_SIZE: Final = 32
 G1_SIZE: Final = 48
 G2_SIZE: Final = 96
 GT_SIZE: Final = 576
+_FIELD_SIZE: Final = 48
+#: EIP-2537 pads each 48-byte field element to 64 bytes with leading zeros.
+_EIP2537_FIELD: Final = 64
+_EIP2537_PAD: Final = _EIP2537_FIELD - _FIELD_SIZE
 
 Rng = Callable[[int], bytes]
 """A source of random bytes, `os.urandom` in production; tests inject seeded ones."""
@@ -217,8 +221,13 @@ class _Point:
             if not allow_identity:
                 raise EncodingError(what, "the identity is not allowed here")
             return cls.identity()
+        return cls._checked(cls._ark_type.from_compressed_bytes_unchecked, bytes(data), what)
+
+    @classmethod
+    def _checked(cls, decode: Callable[[bytes], Any], raw: bytes, what: str) -> Self:
+        """`decode(raw)` (the backend's unchecked decoder), on the curve and in the subgroup."""
         try:
-            point = cls._ark_type.from_compressed_bytes_unchecked(bytes(data))
+            point = decode(raw)
         except ValueError:
             raise EncodingError(what, "not a point on the curve") from None
         if not point.is_in_subgroup():
@@ -237,6 +246,33 @@ class _Point:
 
     def to_bytes(self) -> bytes:
         return bytes(self._p.to_compressed_bytes())
+
+    def to_eip2537(self) -> bytes:
+        """EIP-2537's uncompressed encoding (what the on-chain verifier takes): each coordinate
+        (G2: x.c0, x.c1, y.c0, y.c1) as a 64-byte big-endian element, 16 zero bytes first; the
+        identity is all zeros."""
+        raw = bytes(self._p.to_xy_bytes_be())
+        return b"".join(
+            bytes(_EIP2537_PAD) + raw[i : i + _FIELD_SIZE] for i in range(0, len(raw), _FIELD_SIZE)
+        )
+
+    @classmethod
+    def from_eip2537(cls, data: bytes, what: str | None = None) -> Self:
+        """Strictly decode EIP-2537's uncompressed encoding: canonical coordinates, on the
+        curve, in the subgroup, not the identity (the checks of `from_bytes`)."""
+        what = what or f"{cls._name} point"
+        size = 2 * cls._size // _FIELD_SIZE * _EIP2537_FIELD
+        if len(data) != size:
+            raise EncodingError(what, f"expected {size} bytes, got {len(data)}")
+        raw = bytearray()
+        for i in range(0, size, _EIP2537_FIELD):
+            element = data[i : i + _EIP2537_FIELD]
+            if any(element[:_EIP2537_PAD]) or int.from_bytes(element, "big") >= P:
+                raise EncodingError(what, "coordinate not canonical (padding or >= p)")
+            raw += element[_EIP2537_PAD:]
+        if not any(raw):
+            raise EncodingError(what, "the identity is not allowed here")
+        return cls._checked(cls._ark_type.from_xy_bytes_unchecked_be, bytes(raw), what)
 
     def is_identity(self) -> bool:
         return bool(self._p == self._ark_type.identity())
