@@ -11,6 +11,14 @@ from attest._binding import (
 )
 from attest._ccel import parse_ccel
 from attest._collateral import Collateral, collateral_from_json, fetch_collateral, load_collateral
+from attest._csr import (
+    CertConfig,
+    CertSigningRequest,
+    CsrError,
+    decode_csr,
+    encode_csr,
+    sign_csr_bytes,
+)
 from attest._dcap import VerifiedQuote, verify_quote
 from attest._eventlog import (
     DSTACK_RUNTIME_EVENT_TYPE,
@@ -87,6 +95,7 @@ from attest._tls_pin import (
     check_key_pin,
     fetch_certificate,
     fetch_context,
+    load_pem_pair,
     spki_hash,
 )
 from attest._versioned import (
@@ -123,12 +132,19 @@ from attest.policy import (
 from attest.providers import SimulatorAllowed
 
 __all__ = [
+    "CertConfig",
+    "CertSigningRequest",
+    "CsrError",
+    "decode_csr",
+    "encode_csr",
+    "sign_csr_bytes",
     "NODE_TLS_NAME",
     "CertificateFetchError",
     "KeyPinError",
     "check_key_pin",
     "fetch_certificate",
     "fetch_context",
+    "load_pem_pair",
     "spki_hash",
     "EvidenceError",
     "QuoteVerifier",

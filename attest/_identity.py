@@ -83,6 +83,9 @@ class AppIdentity:
     #: Where the claim came from: "vm_config" (host-supplied), "event" (written by the guest)
     #: or "none".
     claimed_os_image_hash_source: str = "none"
+    #: Whether the log holds ``system-ready``: the TD finished booting. dstack's boot asks
+    #: its KMS for keys before it measures a key provider and before ``system-ready``.
+    system_ready: bool = False
     #: The TEE the identity was measured on: "tdx" or "amd-sev-snp" (attest._snp_identity).
     platform: str = "tdx"
 
@@ -226,4 +229,5 @@ def compute_app_identity(
         key_provider=_key_provider(info),
         claimed_os_image_hash=claimed,
         claimed_os_image_hash_source=claimed_source,
+        system_ready=any(e.event == "system-ready" for e in events),
     )

@@ -8,6 +8,8 @@ encoded as dstack's `ra-tls` crate does (every value wrapped in a DER OCTET STRI
  .1      TDX quote            raw quote bytes
  .2      event log            dstack's JSON event log (optionally ``ELGZv1`` + gzip, on read)
  .3      app_id               raw app-id bytes
+ .4      special usage        UTF-8 text: what dstack's KMS issued the certificate for
+                              (``kms:rpc``, ``app:ca``, ``app:custom``)
  .8      attestation          SCALE ``VersionedAttestation::V0 { Attestation }`` with the quote,
                               the event log stripped to RTMR3, runtime events, report_data and
                               the VM config (dstack-attest's `to_scale` layout)
@@ -57,10 +59,12 @@ __all__ = [
     "OID_APP_ID",
     "OID_APP_INFO",
     "OID_ATTESTATION",
+    "OID_CERT_USAGE",
     "OID_EVENT_LOG",
     "OID_QUOTE",
     "RaTlsAttestation",
     "RaTlsError",
+    "app_info_fields",
     "create_ratls_certificate",
     "read_ratls_certificate",
     "verify_ratls_certificate",
@@ -70,6 +74,7 @@ _ARC = "1.3.6.1.4.1.62397.1"
 OID_QUOTE = x509.ObjectIdentifier(f"{_ARC}.1")
 OID_EVENT_LOG = x509.ObjectIdentifier(f"{_ARC}.2")
 OID_APP_ID = x509.ObjectIdentifier(f"{_ARC}.3")
+OID_CERT_USAGE = x509.ObjectIdentifier(f"{_ARC}.4")
 OID_ATTESTATION = x509.ObjectIdentifier(f"{_ARC}.8")
 OID_APP_INFO = x509.ObjectIdentifier(f"{_ARC}.9")
 _GZIP_MAGIC = b"ELGZv1"
@@ -101,7 +106,8 @@ def _spki(key: ec.EllipticCurvePublicKey) -> bytes:
     )
 
 
-def _app_info(identity: AppIdentity) -> dict[str, bytes]:
+def app_info_fields(identity: AppIdentity) -> dict[str, bytes]:
+    """dstack's `AppInfo` of an identity, for extension .9 (`encode_app_info`)."""
     names = ("app_id", "compose_hash", "instance_id", "device_id", "mr_system")
     info = {n: getattr(identity, n) for n in names}
     info |= {
@@ -164,7 +170,7 @@ def create_ratls_certificate(
     if app_id is not None:
         exts.append((OID_APP_ID, app_id))
     if app_info is not None:
-        exts.append((OID_APP_INFO, encode_app_info(_app_info(app_info))))
+        exts.append((OID_APP_INFO, encode_app_info(app_info_fields(app_info))))
     for oid, value in exts:
         ext = x509.UnrecognizedExtension(oid, octet_string(value))
         builder = builder.add_extension(ext, critical=False)

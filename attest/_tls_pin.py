@@ -30,6 +30,7 @@ __all__ = [
     "check_key_pin",
     "fetch_certificate",
     "fetch_context",
+    "load_pem_pair",
     "spki_hash",
 ]
 
@@ -74,6 +75,18 @@ def check_key_pin(cert_pem: bytes, key_hash: bytes) -> x509.Certificate:
     return cert
 
 
+def load_pem_pair(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> None:
+    """`context.load_cert_chain` from PEM bytes: Python's ssl reads keys only from files, so
+    the chain and key go through an anonymous memfd (never a file system), closed at once.
+    Raises OSError where there is no memfd (not Linux) and ssl.SSLError for a bad pair."""
+    fd = os.memfd_create("tkms-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, chain_pem + b"\n" + key_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 def fetch_context(cert_pem: bytes | None = None, key_pem: bytes | None = None) -> ssl.SSLContext:
     """The TLS 1.3 client context `fetch_certificate` uses, presenting our certificate if given.
 
@@ -89,12 +102,7 @@ def fetch_context(cert_pem: bytes | None = None, key_pem: bytes | None = None) -
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.set_alpn_protocols(["h2"])
     if cert_pem is not None and key_pem is not None and hasattr(os, "memfd_create"):
-        fd = os.memfd_create("tkms-peer-tls", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, cert_pem + key_pem)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
+        load_pem_pair(context, cert_pem, key_pem)
     return context
 
 

@@ -183,17 +183,18 @@ class ScaleReader:
 
 
 def read_attestation_tail(
-    r: ScaleReader,
+    r: ScaleReader, *, to_end: bool = True
 ) -> tuple[tuple[tuple[str, bytes], ...], bytes, str]:
     """The fields after the quote, common to every quote kind: runtime events, report_data,
-    config; then nothing may follow."""
+    config; then nothing may follow unless `to_end` is false (the attestation is a field of a
+    larger SCALE value, e.g. dstack's certificate signing request)."""
     runtime = tuple(
         (r.text(f"runtime_events[{i}].event"), r.vec(f"runtime_events[{i}].payload"))
         for i in range(r.count("runtime_events"))
     )
     report_data = r.take(64, "report_data")
     config = r.text("config")
-    if r.pos != len(r.data):
+    if to_end and r.pos != len(r.data):
         raise AttestationFormatError(f"{len(r.data) - r.pos} trailing bytes", offset=r.pos)
     return runtime, report_data, config
 
@@ -224,14 +225,26 @@ def decode_versioned_attestation(data: bytes) -> VersionedAttestation:
             "this is a V1 (msgpack) attestation; only V0 (SCALE, first byte 0x00) is supported"
         )
     r = ScaleReader(data)
+    found = read_versioned_attestation(r)
+    if r.pos != len(data):
+        raise AttestationFormatError(f"{len(data) - r.pos} trailing bytes", offset=r.pos)
+    return found
+
+
+def read_versioned_attestation(r: ScaleReader) -> VersionedAttestation:
+    """Read one V0 attestation at the reader's position (it may be a field of a larger SCALE
+    value, e.g. dstack's certificate signing request)."""
+    first = r.pos
     if r.take(1, "version")[0] != _V0:
-        raise AttestationFormatError(f"unknown attestation version byte 0x{data[0]:02x}", offset=0)
+        raise AttestationFormatError(
+            f"unknown attestation version byte 0x{r.data[first]:02x}", offset=first
+        )
     kind = r.take(1, "quote kind")[0]
     if kind != _DSTACK_TDX:
         raise AttestationFormatError(
             f"quote kind {kind} is not DstackTdx (0); SEV-SNP (3) is read by "
             "decode_snp_attestation, GCP and Nitro attestations are not supported",
-            offset=1,
+            offset=first + 1,
         )
     quote = r.vec("quote")
     log: list[EventLogEntry] = []
@@ -249,7 +262,7 @@ def decode_versioned_attestation(data: bytes) -> VersionedAttestation:
         except EventLogError as exc:
             raise AttestationFormatError(f"{where}: {exc}", offset=start) from None
         log.append(entry)
-    runtime, report_data, vm_config = read_attestation_tail(r)
+    runtime, report_data, vm_config = read_attestation_tail(r, to_end=False)
     return VersionedAttestation(
         quote=quote,
         event_log=tuple(log),

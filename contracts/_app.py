@@ -66,6 +66,10 @@ class AppAuthClient(ContractClient):
         """0: off; N: running agents stop serving keys within N blocks of a revocation."""
         return int(self._read("liveRevocationBlocks", block=block))
 
+    def get_dstack_kms_release(self, *, block: BlockRef = "latest") -> bool:
+        """Whether one KMS node may assemble the app's keys for a dstack guest."""
+        return bool(self._read("dstackKmsRelease", block=block))
+
     def supports_interface(self, interface_id: bytes, *, block: BlockRef = "latest") -> bool:
         return bool(self._read("supportsInterface", interface_id, block=block))
 
@@ -103,6 +107,9 @@ class AppAuthClient(ContractClient):
         if not 0 <= blocks < 2**64:
             raise InvalidInput("blocks", f"must be 0 (off) to 2**64-1, got {blocks}")
         return self._send("setLiveRevocationBlocks", blocks)
+
+    def send_set_dstack_kms_release(self, allowed: bool) -> Receipt:
+        return self._send("setDstackKmsRelease", allowed)
 
     def send_transfer_ownership(self, new_owner: str) -> Receipt:
         return self._send("transferOwnership", parse_address("new_owner", new_owner))

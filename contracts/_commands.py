@@ -302,11 +302,16 @@ def run_compose(allow: bool) -> Handler:
     return run
 
 
-def run_env_signer(args: argparse.Namespace) -> int:
+def owned_app(args: argparse.Namespace) -> AppAuthClient:
+    """The AppAuth at `--app-id`, sending as the signer the arguments name (its owner)."""
     w3 = connect(args.rpc)
-    app = AppAuthClient(
+    return AppAuthClient(
         w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
     )
+
+
+def run_env_signer(args: argparse.Namespace) -> int:
+    app = owned_app(args)
     receipt = app.send_set_env_signer(parse_address("--signer", args.signer))
     document = {"app_id": app.address, "env_signer": app.get_env_signer(), **tx_fields(receipt)}
     emit(args, document, f"env signer of {app.address} is now {document['env_signer']}")
@@ -314,10 +319,7 @@ def run_env_signer(args: argparse.Namespace) -> int:
 
 
 def run_env_version(args: argparse.Namespace) -> int:
-    w3 = connect(args.rpc)
-    app = AppAuthClient(
-        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
-    )
+    app = owned_app(args)
     receipt = app.send_set_env_version(args.version)
     document = {"app_id": app.address, "env_version": args.version, **tx_fields(receipt)}
     emit(args, document, f"env version of {app.address} is now {args.version}")
@@ -325,10 +327,7 @@ def run_env_version(args: argparse.Namespace) -> int:
 
 
 def run_live_revocation(args: argparse.Namespace) -> int:
-    w3 = connect(args.rpc)
-    app = AppAuthClient(
-        w3, existing_contract(w3, "--app-id", args.app_id), signing_transactor(w3, args)
-    )
+    app = owned_app(args)
     receipt = app.send_set_live_revocation_blocks(args.blocks)
     document = {"app_id": app.address, "live_revocation_blocks": args.blocks, **tx_fields(receipt)}
     state = (
@@ -337,6 +336,16 @@ def run_live_revocation(args: argparse.Namespace) -> int:
         else "off: running agents keep the keys they fetched at boot"
     )
     emit(args, document, f"live revocation of {app.address} is {state}")
+    return EXIT_OK
+
+
+def run_dstack_kms(args: argparse.Namespace) -> int:
+    app = owned_app(args)
+    receipt = app.send_set_dstack_kms_release(bool(args.enable))
+    allowed = app.get_dstack_kms_release()
+    document = {"app_id": app.address, "dstack_kms_release": allowed, **tx_fields(receipt)}
+    state = "may" if allowed else "may no longer"
+    emit(args, document, f"a KMS node {state} assemble the keys of {app.address} for dstack guests")
     return EXIT_OK
 
 

@@ -260,6 +260,21 @@ def _register_app(sub: Any) -> None:
     env_version.add_argument("--version", required=True, type=int, metavar="N")
     _json(env_version)
 
+    dstack_kms = _leaf(
+        sub,
+        "set-dstack-kms",
+        "let one KMS node assemble the app's keys for an unmodified dstack guest, or stop it "
+        "(app owner only; docs/dstack-kms.md)",
+        _lazy("run_dstack_kms"),
+    )
+    _rpc(dstack_kms)
+    _key(dstack_kms, "the app owner")
+    dstack_kms.add_argument("--app-id", required=True, metavar="HEX")
+    release = dstack_kms.add_mutually_exclusive_group(required=True)
+    release.add_argument("--enable", action="store_true", help="opt the app in")
+    release.add_argument("--disable", action="store_true", help="opt the app out")
+    _json(dstack_kms)
+
     predict = _leaf(
         sub,
         "predict-id",

@@ -8,14 +8,13 @@ OpenSSL reads through `/proc/self/fd/N` and that vanish when closed. The pair is
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import os
 import ssl
-from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from attest import load_pem_pair
 
 
 def _check_pair(chain_pem: bytes, key_pem: bytes) -> dict[str, str]:
@@ -50,17 +49,6 @@ def _check_pair(chain_pem: bytes, key_pem: bytes) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _memory_file(name: str, data: bytes) -> Iterator[str]:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    try:
-        with open(fd, "wb", closefd=False) as file:
-            file.write(data)
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
-
-
 def server_context(chain_pem: bytes, key_pem: bytes) -> tuple[ssl.SSLContext, dict[str, str]]:
     """A TLS 1.2+ server context for the chain and key, and a loggable summary of the chain."""
     summary = _check_pair(chain_pem, key_pem)
@@ -69,12 +57,8 @@ def server_context(chain_pem: bytes, key_pem: bytes) -> tuple[ssl.SSLContext, di
     # A client's FIN without close_notify ends its direction as a clean EOF would: the backend
     # gets EOF either way, and the gateway can still send the backend's reply.
     context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_IGNORE_UNEXPECTED_EOF
-    with (
-        _memory_file("gateway-chain", chain_pem) as chain_path,
-        _memory_file("gateway-key", key_pem) as key_path,
-    ):
-        try:
-            context.load_cert_chain(chain_path, key_path)
-        except ssl.SSLError as exc:
-            raise ValueError(f"OpenSSL refused the certificate and key: {exc.reason}") from None
+    try:
+        load_pem_pair(context, chain_pem, key_pem)
+    except ssl.SSLError as exc:
+        raise ValueError(f"OpenSSL refused the certificate and key: {exc.reason}") from None
     return context, summary

@@ -33,13 +33,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mpc import derive_child_key
+from mpc.dstack_keys import APP_ROOT_PURPOSE, app_k256_secret
 from mpc.k256 import ORDER as _K256_ORDER
-from mpc.k256 import check_secret, purpose_digest, recover_signer, sign_recoverable
-from mpc.keyschedule import hkdf_sha256
+from mpc.k256 import purpose_digest, recover_signer, sign_recoverable
 
 ALGORITHMS = ("secp256k1", "ed25519")
 SIGN_ALGORITHMS = ("secp256k1", "secp256k1_prehashed", "ed25519")
-ROOT_PURPOSE = b"dstack-app-root"
+ROOT_PURPOSE = APP_ROOT_PURPOSE
 #: dstack's Sign signs with GetKey(path="vms", purpose="signing").
 SIGN_PATH = "vms"
 SIGN_PURPOSE = "signing"
@@ -106,9 +106,9 @@ def app_key(seed: bytes, app_id: bytes) -> DerivedKey:
     """The app's secp256k1 key (dstack's `k256_key`): signs element 0 of every chain.
 
     dstack's KMS: HKDF-SHA256(salt "RATLS", ikm root, info app_id ‖ "app-key", 32 bytes),
-    refused outside [1, n-1] (probability 2^-128)."""
-    material = hkdf_sha256(seed, salt=b"RATLS", info=app_id + b"app-key", length=32)
-    private = check_secret(material)
+    refused outside [1, n-1] (probability 2^-128); a node serving dstack's GetAppKey derives
+    the same key (`mpc.dstack_keys`)."""
+    private = app_k256_secret(seed, app_id)
     key = ec.derive_private_key(int.from_bytes(private, "big"), ec.SECP256K1())
     return DerivedKey("secp256k1", private, _k256_public(key))
 

@@ -34,7 +34,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from attest import (
@@ -159,6 +159,43 @@ def key_provider_problem(identity: AppIdentity, fingerprint: bytes | None) -> st
     return None
 
 
+def dstack_key_provider_problem(identity: AppIdentity, ca_ids: Collection[str]) -> str | None:
+    """Why an unmodified dstack guest may not get keys from this network's dstack endpoint.
+
+    dstack's boot asks its KMS for keys before it measures the key provider it then uses,
+    `{"name": "kms", "id": hex(the KMS root CA's SPKI)}`, and before ``system-ready``. So a TD
+    still booting may have measured none yet; one that measured a key provider must have
+    measured this network's dstack CA (`ca_ids`, lowercase hex), and one that finished
+    booting without a key provider is refused (docs/dstack-kms.md).
+    """
+    kp = identity.key_provider
+    if kp is None:
+        if identity.system_ready:
+            return "the TD reached system-ready without measuring a key provider"
+        return None
+    if kp.name != KMS_KEY_PROVIDER:
+        return f"the key provider is {kp.name!r}, not {KMS_KEY_PROVIDER!r}"
+    if kp.id.lower().removeprefix("0x") not in ca_ids:
+        return f"the key provider is KMS {kp.id!r}, not this network's dstack CA"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRule:
+    """A key-provider rule other than this network's fingerprint (step 3), and a tag that
+    tells cached verdicts made under different rules apart."""
+
+    tag: bytes
+    check: Callable[[AppIdentity], str | None]
+
+
+def dstack_provider_rule(ca_ids: Collection[str]) -> ProviderRule:
+    """`dstack_key_provider_problem` for the dstack CA ids of the generation served."""
+    ids = frozenset(i.lower() for i in ca_ids)
+    tag = b"dstack:" + ",".join(sorted(ids)).encode()
+    return ProviderRule(tag, lambda identity: dstack_key_provider_problem(identity, ids))
+
+
 def _is_simulator(evidence: Evidence) -> bool:
     try:
         if evidence.attestation:
@@ -216,7 +253,11 @@ class Authorizer:
         return PolicyDenied(f"{step}: {reason}")
 
     def _verify(
-        self, evidence: Evidence, binding: tuple[BindingLabel, bytes], view: ChainView
+        self,
+        evidence: Evidence,
+        binding: tuple[BindingLabel, bytes],
+        view: ChainView,
+        rule: ProviderRule | None,
     ) -> _Checked:
         refusal = simulator_refusal(
             accept_locally=self._accept_simulator,
@@ -234,6 +275,7 @@ class Authorizer:
             view.governance,
             view.fingerprint or b"",
             b"\x01" if refusal is None else b"\x00",
+            b"" if rule is None else rule.tag,
         )
         digest = hashlib.sha256(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).digest()
         now = self._clock()
@@ -258,7 +300,12 @@ class Authorizer:
             "accepted", "simulator" if verified.simulated else verified.platform
         ).inc()
         identity = verified.identity
-        problem = None if identity is None else key_provider_problem(identity, view.fingerprint)
+        problem = None
+        if identity is not None:
+            if rule is None:
+                problem = key_provider_problem(identity, view.fingerprint)
+            else:
+                problem = rule.check(identity)
         if problem is not None:
             raise self._deny("identity", problem)
         for step in ("evidence", "replay", "identity", "binding"):
@@ -362,10 +409,13 @@ class Authorizer:
         binding: tuple[BindingLabel, bytes],
         app_ids: Sequence[bytes],
         cost: int,
+        rule: ProviderRule | None = None,
     ) -> Authorized:
-        """Run steps 1-8. Thread-safe: a call that must ask the chain runs off the event loop."""
+        """Run steps 1-8. Thread-safe: a call that must ask the chain runs off the event loop.
+
+        `rule` replaces step 3's key-provider rule (default: this network's fingerprint)."""
         result = self._authorize(
-            evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=True
+            evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=True, rule=rule
         )
         assert result is not None  # with may_ask, every path returns or raises
         return result
@@ -377,13 +427,16 @@ class Authorizer:
         binding: tuple[BindingLabel, bytes],
         app_ids: Sequence[bytes],
         cost: int,
+        rule: ProviderRule | None = None,
     ) -> Authorized | None:
         """Steps 1-8 when governance's answer for this app at this head is cached, else None.
 
         The common case (an app's burst within one block) then never leaves the event loop;
         only a cache miss pays for a thread and a chain call.
         """
-        return self._authorize(evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=False)
+        return self._authorize(
+            evidence, binding=binding, app_ids=app_ids, cost=cost, may_ask=False, rule=rule
+        )
 
     def _authorize(
         self,
@@ -393,9 +446,10 @@ class Authorizer:
         app_ids: Sequence[bytes],
         cost: int,
         may_ask: bool,
+        rule: ProviderRule | None = None,
     ) -> Authorized | None:
         view = self.fresh_view()
-        checked = self._verify(evidence, binding, view)  # (1-4)
+        checked = self._verify(evidence, binding, view, rule)  # (1-4)
         verified = checked.verified
         identity = verified.identity
         assert identity is not None  # boot_info refused a missing identity

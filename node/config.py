@@ -56,6 +56,22 @@ class ListenConfig:
     peer: str = "127.0.0.1:0"
     metrics: str = "127.0.0.1:0"
     admin_socket: str = ""  # default: <data_dir>/admin.sock
+    #: dstack's KMS over pRPC/HTTPS for unmodified dstack guests; "" (default): not served.
+    dstack_kms: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DstackKmsConfig:
+    """The dstack-compatible endpoint (docs/dstack-kms.md); used only with `listen.dstack_kms`."""
+
+    #: Names (DNS or IP) guests reach the endpoint by, in its TLS certificate; default: the
+    #: listen host. dstack guests check the name of the URL they were given.
+    server_names: tuple[str, ...] = ()
+    #: The gateway app id GetAppKey and GetMeta name (hex, 20 bytes); "" when none.
+    gateway_app_id: str = ""
+    #: The key generation served; 0 = the latest. A rotation changes a dstack guest's keys
+    #: and its key provider, so pin one while its apps need it.
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +89,7 @@ class NodeConfig:
     chain: ChainConfig
     listen: ListenConfig
     limits: LimitsConfig
+    dstack_kms: DstackKmsConfig = DstackKmsConfig()
     tee: str = "simulator"
     sealing: str = "file"
     log_format: str = "console"
@@ -173,6 +190,41 @@ def _hostport(value: object) -> str:
     return text
 
 
+def _optional_hostport(value: object) -> str:
+    """host:port, or "" for a listener that is off."""
+    if value == "":
+        return ""
+    return _hostport(value)
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A comma-separated list of DNS names or IP addresses (no empty entries)."""
+    names = tuple(n.strip() for n in _text(value).split(","))
+    if any(not n or any(c.isspace() or c in "/@" for c in n) for n in names):
+        raise ValueError("must be comma-separated DNS names or IP addresses")
+    return names
+
+
+def _app_id(value: object) -> str:
+    """A 20-byte hex app id (0x optional), or "" for none; stored without 0x, lowercase."""
+    if value == "":
+        return ""
+    text = _text(value).lower().removeprefix("0x")
+    if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("must be a 20-byte hex app id, or empty")
+    return text
+
+
+def _generation(value: object) -> int:
+    """A key generation: 0 (the latest) or a generation number."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number (0: the latest generation)")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError("must be a whole number (0: the latest generation)")
+    return int(text)
+
+
 def _any_text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -203,6 +255,12 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "peer": (_hostport, False),
         "metrics": (_hostport, False),
         "admin_socket": (_any_text, False),
+        "dstack_kms": (_optional_hostport, False),
+    },
+    "dstack_kms": {
+        "server_names": (_names, False),
+        "gateway_app_id": (_app_id, False),
+        "generation": (_generation, False),
     },
     "limits": {
         "requests_per_second_per_app": (_number, False),
@@ -317,5 +375,6 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         chain=ChainConfig(**parsed["chain"]),
         listen=ListenConfig(**parsed["listen"]),
         limits=LimitsConfig(**parsed["limits"]),
+        dstack_kms=DstackKmsConfig(**parsed["dstack_kms"]),
         **top,
     )

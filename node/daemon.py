@@ -2,7 +2,8 @@
 
 Start-up order: config -> logging -> sealing -> identity -> TEE provider (boot measurement)
 -> chain client and watcher -> journal and share store -> RA-TLS certificate -> epoch manager
--> servers (public Kms, peer, admin unix socket, status HTTP). Every task has an owner; one
+-> servers (public Kms, peer, admin unix socket, status HTTP, and dstack's KMS over pRPC when
+`listen.dstack_kms` is set). Every task has an owner; one
 failing task stops the node (trio's rule: no task fails silently). SIGTERM and SIGINT drain:
 health turns NOT_SERVING, servers stop accepting, in-flight calls get a grace period.
 A StorageError while running (a full disk, an unwritable data directory) stops the node with
@@ -23,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from attest._ratls import encode_attestation
 from contracts import Divergence, GovernanceClient, QuorumProvider, Transactor
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
@@ -30,6 +32,8 @@ from node.chain_rpc import chain_web3, quorum_web3
 from node.chainview import ChainWatcher, NodeRecord
 from node.cli import evidence_hash
 from node.config import NodeConfig
+from node.dstack_prpc import DstackKmsServer
+from node.dstack_service import DstackKmsService, chain_opt_in
 from node.epochs import EpochManager
 from node.errors import ConfigError, NodeError, StorageError
 from node.health import (
@@ -75,6 +79,20 @@ def _split(hostport: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _server_names(cfg: NodeConfig) -> tuple[str, ...]:
+    """The names in the dstack endpoint's certificate: configured, else the listen host."""
+    if cfg.dstack_kms.server_names:
+        return cfg.dstack_kms.server_names
+    host = _split(cfg.listen.dstack_kms)[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        raise ConfigError(
+            "dstack_kms.server_names",
+            f"required when listen.dstack_kms listens on every address ({cfg.listen.dstack_kms}): "
+            "the names guests reach the endpoint by",
+        )
+    return (host,)
+
+
 @dataclass
 class RunningNode:
     """What a started node listens on (ports resolved when 0 was configured)."""
@@ -83,6 +101,7 @@ class RunningNode:
     peer_port: int
     status_port: int
     address: str
+    dstack_kms_port: int = 0  # 0: not served
 
 
 class Node:
@@ -143,7 +162,7 @@ class Node:
             view=lambda: self.watcher.view,
             fetch=self.peer_client.kms_root_partial,
         )
-        self.authorizer = Authorizer(
+        self.authorizer = authorizer = Authorizer(
             view=lambda: self.watcher.view,
             approve=lambda info, block: self.client.is_app_allowed(info, block=block),
             max_head_age=cfg.chain.max_head_age_seconds,
@@ -152,6 +171,23 @@ class Node:
             accept_simulator=accepts_simulator(cfg.tee),
             chain_problem=self._chain_problem,
         )
+        # Every node lends partials to a member serving a dstack guest of an opted-in app;
+        # only nodes with `listen.dstack_kms` serve guests themselves (docs/dstack-kms.md).
+        self.dstack = DstackKmsService(
+            authorizer=authorizer,
+            shares=self.epochs.share_for,
+            roots=self.roots.get,
+            fetch=self.peer_client.dstack_app_partial,
+            opt_in=chain_opt_in(self.client),
+            config=cfg.dstack_kms,
+            accept_simulator=accepts_simulator(cfg.tee),
+            attest_keys=self._attest_report_data,
+        )
+
+    def _attest_report_data(self, report_data: bytes) -> bytes:
+        """This node's attestation (dstack's SCALE form) of `report_data`."""
+        quote = self.provider.get_quote(report_data)
+        return encode_attestation(quote, self.provider.event_log(), report_data, "")
 
     def _chain_problem(self) -> str | None:
         """Set while the RPC endpoints disagree (details in the log, not for clients)."""
@@ -324,6 +360,7 @@ class Node:
             epoch_status=self._epoch_status,
             roster=chain_roster(self.client),
             root_partial=self.roots.partial_for,
+            app_partial=self.dstack.app_partial,
             kms_allowed=self._kms_allowed,
             accept_simulator=accepts_simulator(self.config.tee),
         )
@@ -338,6 +375,20 @@ class Node:
             socket_path.unlink()
         admin.add_insecure_port(f"unix:{socket_path}")
 
+        dstack_server: DstackKmsServer | None = None
+        dstack_port = 0
+        if cfg.listen.dstack_kms:
+            dstack_server = DstackKmsServer(
+                self.dstack,
+                identity=self.identity,
+                node_cert_pem=self.cert_pem,
+                server_names=_server_names(cfg),
+            )
+            try:
+                dstack_port = await dstack_server.start(cfg.listen.dstack_kms)
+            except OSError as exc:
+                raise ConfigError("listen.dstack_kms", f"cannot bind: {exc.strerror}") from None
+
         mhost, mport = _split(cfg.listen.metrics)
         http = StatusHttpServer(mhost, mport, self.report, self.metrics.render)
 
@@ -350,8 +401,15 @@ class Node:
             peer_port=peer_port,
             status_port=http.port,
             address=self.identity.eth_account.address,
+            dstack_kms_port=dstack_port,
         )
-        log.info("node_started", kms_port=kms_port, peer_port=peer_port, status_port=http.port)
+        log.info(
+            "node_started",
+            kms_port=kms_port,
+            peer_port=peer_port,
+            status_port=http.port,
+            dstack_kms_port=dstack_port,
+        )
         if started is not None:
             started.set_result(running)
         try:
@@ -366,6 +424,8 @@ class Node:
             pass
         finally:
             http.stop()
+            if dstack_server is not None:
+                await dstack_server.stop()
             await self.peer_client.close()
             self.journal.close()
             if self.quorum is not None:

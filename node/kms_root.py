@@ -24,29 +24,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from mpc import (
-    EncodingError,
-    EncryptedPartial,
-    EphemeralKey,
-    InvalidPartial,
-    MpcError,
-    NetworkContext,
-)
-from mpc.derive import (
-    VerifiedPartial,
-    combine_partials,
-    derive_partial,
-    is_consistent_with_group_key,
-    open_partial,
-)
-from mpc.dleq import DleqProof
-from mpc.group import G1, Rng
+from mpc import EncryptedPartial, NetworkContext
+from mpc.derive import derive_partial
+from mpc.group import Rng
 from mpc.k256 import kms_issued_digest, kms_message_digest, public_key, sign_recoverable
 from mpc.kmsroot import derive_kms_root, kms_root_request
 from mpc.sharing import Share
-from mpc.types import Epoch, Generation, MemberIndex
+from mpc.types import Epoch, Generation
 from node.chainview import ChainView, Committee, NodeRecord
-from node.errors import InvalidRequest, NodeError, NotReady
+from node.errors import NotReady
+from node.gather import gather_sigma, held_share, lend_partial_request
 from node.logs import get_logger
 from protos.tkms.v1 import kms_pb2
 
@@ -90,17 +77,6 @@ def encode_partial(p: EncryptedPartial) -> kms_pb2.Partial:
     )
 
 
-def _decode(partial: kms_pb2.Partial) -> EncryptedPartial:
-    return EncryptedPartial(
-        generation=Generation(partial.generation),
-        epoch=Epoch(partial.epoch),
-        member=MemberIndex(partial.member),
-        y=G1.from_bytes(partial.y, "partial Y"),
-        z=G1.from_bytes(partial.z, "partial Z"),
-        proof=DleqProof.from_bytes(partial.proof),
-    )
-
-
 class KmsRoots:
     """The KMS roots of the generations this node holds shares of (module docstring)."""
 
@@ -130,26 +106,9 @@ class KmsRoots:
         )
         return network, view
 
-    def _held(self, generation: int) -> tuple[Committee, Share]:
-        found = self._shares(generation)
-        if found is None:
-            which = "the latest generation" if generation == 0 else f"generation {generation}"
-            raise NotReady(f"this node holds no active key share for {which}")
-        return found
-
     def partial_for(self, generation: int, epoch: int, requester: bytes) -> kms_pb2.Partial:
         """A peer's request: our partial of the root, encrypted to `requester` (E)."""
-        if generation < 1:
-            raise InvalidRequest(f"generation must be >= 1, got {generation}")
-        committee, share = self._held(generation)
-        if committee.epoch != epoch:
-            raise NotReady(
-                f"generation {generation}'s active epoch here is {committee.epoch}, not {epoch}"
-            )
-        try:
-            key = G1.from_bytes(requester, "requester_key")
-        except EncodingError as exc:
-            raise InvalidRequest(str(exc)) from None
+        committee, share, key = lend_partial_request(self._shares, generation, epoch, requester)
         network, view = self._network(committee)
         request = kms_root_request(view.chain_id, view.governance, committee.generation)
         partial = derive_partial(
@@ -164,7 +123,7 @@ class KmsRoots:
 
     async def get(self, generation: int = 0) -> KmsRoot:
         """The root of `generation` (0 = latest), gathered on first use (module docstring)."""
-        committee, share = self._held(generation)
+        committee, share = held_share(self._shares, generation)
         key = (committee.generation, committee.pk2.to_bytes())
         root = self._roots.get(key)
         if root is not None:
@@ -180,63 +139,21 @@ class KmsRoots:
         network, view = self._network(committee)
         g = committee.generation
         request = kms_root_request(view.chain_id, view.governance, g)
-        ephemeral = EphemeralKey.generate(self._rng)
-        good: dict[int, VerifiedPartial] = {
-            share.member: VerifiedPartial(share.member, request.point() * share.value)
-        }
-        failures: dict[str, str] = {}
 
-        async def ask(index: int, peer: NodeRecord) -> VerifiedPartial:
-            answer = await self._fetch(peer, g, committee.epoch, ephemeral.public.to_bytes())
-            partial = _decode(answer)
-            if partial.member != index:
-                raise InvalidPartial(index, f"answered as member {partial.member}")
-            return open_partial(
-                partial,
-                request,
-                ephemeral=ephemeral,
-                verification_key=committee.verification_key(index),
-                network=network,
-            )
+        async def fetch(index: int, peer: NodeRecord, requester: bytes) -> kms_pb2.Partial:
+            return await self._fetch(peer, g, committee.epoch, requester)
 
-        tasks = {
-            asyncio.ensure_future(ask(k, peer)): (k, peer)
-            for k, peer in enumerate(committee.members, start=1)
-            if k != share.member
-        }
-        pending = set(tasks)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        try:
-            while pending and len(good) < committee.threshold:
-                done, pending = await asyncio.wait(
-                    pending,
-                    timeout=max(0.0, deadline - loop.time()),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done:
-                    break
-                for task in done:
-                    index, peer = tasks[task]
-                    try:
-                        good[index] = task.result()
-                    except (NodeError, MpcError) as exc:
-                        failures[f"member {index} (0x{peer.address.hex()})"] = str(exc)
-        finally:
-            for task in pending:
-                task.cancel()
-        if len(good) < committee.threshold:
-            detail = "; ".join(f"{who}: {why}" for who, why in sorted(failures.items()))
-            raise NotReady(
-                f"cannot gather generation {g}'s KMS root: {len(good)} of "
-                f"{committee.threshold} partials ({detail or 'no answer in time'})"
-            )
-        sigma = combine_partials(list(good.values()), committee.threshold)
-        if not is_consistent_with_group_key(sigma, request, committee.pk2):
-            raise NotReady(f"generation {g}'s KMS root partials disagree with its PK2")
+        sigma = await gather_sigma(
+            committee=committee,
+            share=share,
+            request=request,
+            network=network,
+            fetch=fetch,
+            rng=self._rng,
+            timeout=self._timeout,
+            what=f"generation {g}'s KMS root",
+        )
         secret = derive_kms_root(sigma, view.chain_id, view.governance, g)
         root = KmsRoot(generation=g, public=public_key(secret), secret=secret)
-        log.info(
-            "kms_root_ready", generation=g, public_key=root.public.hex(), partials=sorted(good)
-        )
+        log.info("kms_root_ready", generation=g, public_key=root.public.hex())
         return root

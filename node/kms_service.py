@@ -47,6 +47,7 @@ from mpc.types import Epoch
 from node.authz import Authorized, Authorizer, Evidence
 from node.chainview import Committee
 from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
+from node.gather import held_share
 from node.kms_root import KmsRoot, encode_partial
 from node.logs import get_logger
 from node.metrics import NodeMetrics
@@ -252,11 +253,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         )
 
     def _share(self, generation: int) -> tuple[Committee, Share]:
-        found = self._shares(generation)
-        if found is None:
-            which = "the latest generation" if generation == 0 else f"generation {generation}"
-            raise NotReady(f"this node holds no active key share for {which}")
-        return found
+        return held_share(self._shares, generation)
 
     @_edge
     async def GetMeta(

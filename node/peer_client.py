@@ -266,3 +266,33 @@ class PeerClient:
         return await self._call(
             peer, f"KMS root partial (generation {generation})", partial, self.root_deadline
         )
+
+    async def dstack_app_partial(
+        self,
+        peer: PeerRecord,
+        generation: int,
+        epoch: int,
+        requester: bytes,
+        client_certificate: bytes,
+        vm_config: str,
+    ) -> kms_pb2.Partial:
+        """`peer`'s partial of the app seed of the dstack guest whose RA-TLS certificate this
+        is, encrypted to `requester` (E); the peer authorizes the guest itself. Retried for
+        `root_deadline` seconds: the caller asks every member at once."""
+        request = peer_pb2.DstackAppPartialRequest(
+            generation=generation,
+            epoch=epoch,
+            requester_key=requester,
+            client_certificate=client_certificate,
+            vm_config=vm_config,
+        )
+
+        async def partial(stub: peer_pb2_grpc.PeerStub, timeout: float) -> kms_pb2.Partial:
+            reply: peer_pb2.DstackAppPartialResponse = await stub.DstackAppPartial(
+                request, timeout=timeout
+            )
+            return reply.partial
+
+        return await self._call(
+            peer, f"dstack app partial (generation {generation})", partial, self.root_deadline
+        )

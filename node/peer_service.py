@@ -10,8 +10,10 @@ grpcio has no custom certificate verifier, so authentication has two layers:
 * Call: `PeerAuthInterceptor` wraps every handler; it re-verifies the certificate the caller
   presented (`auth_context()["x509_pem_cert"]`) against the current chain view, then checks
   the request: an `EpochStatus` must come from a dealer or member of the epoch it asks about,
-  a `KmsRootPartial` from a member of the epoch it names (the servicer then checks that the
-  epoch is the generation's active one here: only the committee gathers the KMS root).
+  a `KmsRootPartial` or `DstackAppPartial` from a member of the epoch it names (the servicer
+  then checks that the epoch is the generation's active one here: only the committee gathers
+  the KMS root, or an opted-in app's keys for a dstack guest, and for the latter it also
+  authorizes the guest's own evidence, `node.dstack_service`).
 
 Shares never travel here: dealers put their sealed shares on chain with their deals.
 
@@ -58,6 +60,7 @@ __all__ = [
     "PeerGate",
     "PeerServer",
     "PeerServicer",
+    "AppPartialFn",
     "RootPartialFn",
     "chain_roster",
 ]
@@ -66,7 +69,9 @@ log = get_logger("tkms.node.peer")
 
 STATUS_METHOD = "/tkms.v1.Peer/EpochStatus"
 ROOT_METHOD = "/tkms.v1.Peer/KmsRootPartial"
-MAX_MESSAGE = 64 * 1024
+DSTACK_METHOD = "/tkms.v1.Peer/DstackAppPartial"
+#: A DstackAppPartial request carries a guest's certificate and VM config (64 KiB each at most).
+MAX_MESSAGE = 160 * 1024
 
 #: The authenticated peer of the call being handled (set by `PeerAuthInterceptor`).
 CURRENT_PEER: contextvars.ContextVar[PeerRecord] = contextvars.ContextVar("tkms_peer")
@@ -95,6 +100,9 @@ StatusFn = Callable[[int], EpochStatusReply]
 RosterFn = Callable[[int], EpochRoster | None]
 #: (generation, epoch, requester key) -> our encrypted partial of the KMS root (node.kms_root).
 RootPartialFn = Callable[[int, int, bytes], kms_pb2.Partial]
+#: (generation, epoch, requester key, guest certificate DER, vm_config) -> our encrypted
+#: partial of the guest's app seed (node.dstack_service, after it authorized the guest).
+AppPartialFn = Callable[[int, int, bytes, bytes, str], Awaitable[kms_pb2.Partial]]
 
 
 def _hex(address: bytes) -> str:
@@ -132,18 +140,19 @@ class PeerGate:
         return record
 
     async def _authorize(self, method: str, request: Any, record: PeerRecord) -> None:
-        if method not in (STATUS_METHOD, ROOT_METHOD):
+        if method not in (STATUS_METHOD, ROOT_METHOD, DSTACK_METHOD):
             raise Unauthenticated(f"authorization: no rule for method {method}")
         epoch = int(request.epoch)
         roster = await asyncio.to_thread(self._roster, epoch)
         if roster is None:
             raise NotReady(f"epoch {epoch} is not known to this node (yet)")
         me = record.address
-        if method == ROOT_METHOD:
+        if method in (ROOT_METHOD, DSTACK_METHOD):
             if me not in roster.members:
+                what = "the KMS root" if method == ROOT_METHOD else "an app's keys"
                 raise Unauthenticated(
                     f"authorization: {_hex(me)} is not a member of epoch {epoch}: only the "
-                    "committee gathers the KMS root"
+                    f"committee gathers {what}"
                 )
         elif me not in roster.dealers and me not in roster.members:
             raise Unauthenticated(
@@ -205,9 +214,14 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     """Decodes, calls the epoch manager, encodes; node errors become their gRPC codes."""
 
     def __init__(
-        self, *, epoch_status: StatusFn, root_partial: RootPartialFn | None = None
+        self,
+        *,
+        epoch_status: StatusFn,
+        root_partial: RootPartialFn | None = None,
+        app_partial: AppPartialFn | None = None,
     ) -> None:
         self._status, self._root_partial = epoch_status, root_partial
+        self._app_partial = app_partial
 
     async def EpochStatus(
         self, request: peer_pb2.EpochStatusRequest, context: aio.ServicerContext[Any, Any]
@@ -248,6 +262,35 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         log.info("kms_root_partial_sent", peer=peer, generation=g, epoch=request.epoch)
         return peer_pb2.KmsRootPartialResponse(partial=partial)
 
+    async def DstackAppPartial(
+        self, request: peer_pb2.DstackAppPartialRequest, context: aio.ServicerContext[Any, Any]
+    ) -> peer_pb2.DstackAppPartialResponse:
+        peer = _hex(CURRENT_PEER.get().address)
+        g = request.generation
+        try:
+            if self._app_partial is None:
+                raise NotReady("this node does not serve dstack app partials")
+            partial = await self._app_partial(
+                g,
+                request.epoch,
+                bytes(request.requester_key),
+                bytes(request.client_certificate),
+                request.vm_config,
+            )
+        except NodeError as exc:
+            log.warning("dstack_app_partial_refused", peer=peer, generation=g, reason=str(exc))
+            await _abort(context, exc, f"dstack app partial for {peer}: {exc}")
+        except Exception as exc:
+            log.error(
+                "peer_handler_failed",
+                peer=peer,
+                method="DstackAppPartial",
+                error=type(exc).__name__,
+            )
+            await _abort(context, NodeError(), f"dstack app partial for {peer}: internal error")
+        log.info("dstack_app_partial_sent", peer=peer, generation=g, epoch=request.epoch)
+        return peer_pb2.DstackAppPartialResponse(partial=partial)
+
 
 class PeerServer:
     """The peer port: a grpc.aio server with the dynamic mTLS bundle and the gate.
@@ -268,6 +311,7 @@ class PeerServer:
         kms_allowed: KmsAllowed,
         accept_simulator: bool,
         root_partial: RootPartialFn | None = None,
+        app_partial: AppPartialFn | None = None,
         policy: Policy | None = None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
@@ -289,7 +333,9 @@ class PeerServer:
         self.bundle = TrustBundle((cert_pem, key_pem))
         self._fetch_context = fetch_context(cert_pem, key_pem)
         self._gate = PeerGate(view=view, verifier=self._verifier, roster=roster)
-        self._servicer = PeerServicer(epoch_status=epoch_status, root_partial=root_partial)
+        self._servicer = PeerServicer(
+            epoch_status=epoch_status, root_partial=root_partial, app_partial=app_partial
+        )
         self.poll_interval, self.refresh_interval = poll_interval, refresh_interval
         self.reverify_interval = reverify_interval
         self.retry_interval, self.fetch_timeout = retry_interval, fetch_timeout

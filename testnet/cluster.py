@@ -78,6 +78,8 @@ class NodeProcess:
     detached_pid: int | None = None
     #: The start time (clock ticks) of the recorded pid, to tell a reused pid apart.
     start: int | None = None
+    #: host:port of the node's dstack-compatible KMS endpoint, "" when it serves none.
+    dstack_kms: str = ""
 
     @property
     def pid(self) -> int | None:
@@ -105,6 +107,7 @@ class NodeProcess:
             "log": str(self.log_path),
             "pid": self.pid,
             "start": self.start if self.pid else None,
+            "dstack_kms": self.dstack_kms,
         }
 
     @classmethod
@@ -119,6 +122,7 @@ class NodeProcess:
             log_path=Path(data["log"]),
             detached_pid=data.get("pid"),
             start=data.get("start"),
+            dstack_kms=str(data.get("dstack_kms", "")),
         )
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -147,6 +151,8 @@ class Cluster:
     max_head_age: float = 30.0
     #: Per-app key requests per second each node allows (the node default is 100).
     app_rate_limit: float = 100.0
+    #: Nodes created from now on also serve dstack's KMS (`listen.dstack_kms`).
+    dstack_kms: bool = False
     #: Anything else a command wants persisted with the network (demo app, gateway, ...).
     extra: dict[str, Any] = field(default_factory=dict)
     _owner: Transactor | None = field(default=None, repr=False)
@@ -317,6 +323,7 @@ class Cluster:
         registration = json.loads((node_dir / REGISTRATION_FILE).read_text())
         endpoints = Endpoints(kms=f"127.0.0.1:{free_port()}", peer=f"127.0.0.1:{free_port()}")
         status_port = free_port()
+        dstack_kms = f"127.0.0.1:{free_port()}" if self.dstack_kms else ""
         self._fund(registration["address"])
         self.governance().send_allow_node_registration(registration["address"])
         registration = self._register(node_dir, registration, endpoints)
@@ -328,7 +335,8 @@ class Cluster:
             f'[chain]\nrpc_url = "{self.rpc_url}"\ngovernance = "{self.deployment.governance}"\n'
             f"max_head_age_seconds = {self.max_head_age}\npoll_interval_seconds = 0.5\n\n"
             f'[listen]\npublic = "{endpoints.kms}"\npeer = "{endpoints.peer}"\n'
-            f'metrics = "127.0.0.1:{status_port}"\n\n'
+            f'metrics = "127.0.0.1:{status_port}"\n'
+            f'dstack_kms = "{dstack_kms}"\n\n'
             f"[limits]\nrequests_per_second_per_app = {self.app_rate_limit}\n"
             f"burst_per_app = {max(1, int(self.app_rate_limit * 2))}\n"
         )
@@ -340,6 +348,7 @@ class Cluster:
             status_port=status_port,
             config_path=config,
             log_path=node_dir / "node.log",
+            dstack_kms=dstack_kms,
         )
         self.nodes.append(record)
         self.progress(f"node {index} registered as {record.address}")

@@ -28,6 +28,11 @@ contract AppAuth is Owned2Step, IAppAuth {
     /// @notice 0: off. N: running agents confirm every N/2 blocks that the network still
     ///         derives their keys, and stop serving keys after N blocks without that.
     uint64 public liveRevocationBlocks;
+    /// @notice Whether a single KMS node may assemble this app's keys for an unmodified dstack
+    ///         guest (the dstack-compatible KMS endpoint, docs/dstack-kms.md). Off by default:
+    ///         then no node ever sees the app's keys. On, every committee node's TEE is trusted
+    ///         with them, as a dstack app trusts its KMS.
+    bool public dstackKmsRelease;
 
     event ComposeHashAdded(bytes32 indexed composeHash);
     event ComposeHashRemoved(bytes32 indexed composeHash);
@@ -38,6 +43,7 @@ contract AppAuth is Owned2Step, IAppAuth {
     event EnvSignerSet(address indexed signer);
     event EnvVersionSet(uint64 version);
     event LiveRevocationSet(uint64 blocks);
+    event DstackKmsReleaseSet(bool allowed);
 
     error EnvVersionNotIncreasing(uint64 current, uint64 proposed);
 
@@ -114,6 +120,11 @@ contract AppAuth is Owned2Step, IAppAuth {
     function setLiveRevocationBlocks(uint64 blocks) external onlyOwner {
         liveRevocationBlocks = blocks;
         emit LiveRevocationSet(blocks);
+    }
+
+    function setDstackKmsRelease(bool allowed) external onlyOwner {
+        dstackKmsRelease = allowed;
+        emit DstackKmsReleaseSet(allowed);
     }
 
     function isAppAllowed(AppBootInfo calldata bootInfo)

@@ -242,3 +242,21 @@ def test_live_revocation_is_off_until_the_owner_opts_in(app: AppAuthClient) -> N
     for bad in (-1, 2**64):
         with pytest.raises(InvalidInput, match="blocks: must be 0 \\(off\\) to 2\\*\\*64-1"):
             app.send_set_live_revocation_blocks(bad)
+
+
+def test_dstack_kms_release_is_off_until_the_owner_opts_in(
+    w3: Web3, app: AppAuthClient, app_id: str, signers: list[Transactor]
+) -> None:
+    """Only the app owner lets one KMS node assemble the app's keys (the dstack-compatible
+    endpoint, docs/dstack-kms.md); opting out is the same single call, and both are events."""
+    assert app.get_dstack_kms_release() is False
+    stranger = AppAuthClient(w3, app_id, signers[2])
+    with pytest.raises(TransactionFailed, match="NotOwner"):
+        stranger.send_set_dstack_kms_release(True)
+    assert app.get_dstack_kms_release() is False
+    receipt = app.send_set_dstack_kms_release(True)
+    assert app.event_args(receipt, "DstackKmsReleaseSet") == [{"allowed": True}]
+    assert app.get_dstack_kms_release() is True
+    receipt = app.send_set_dstack_kms_release(False)
+    assert app.event_args(receipt, "DstackKmsReleaseSet") == [{"allowed": False}]
+    assert app.get_dstack_kms_release() is False

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos.tkms.v1 import kms_pb2 as protos_dot_tkms_dot_v1_dot_kms__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\x1a\x18protos/tkms/v1/kms.proto\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r\"Q\n\x15KmsRootPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\";\n\x16KmsRootPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial2\xa3\x01\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponse\x12Q\n\x0eKmsRootPartial\x12\x1e.tkms.v1.KmsRootPartialRequest\x1a\x1f.tkms.v1.KmsRootPartialResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19protos/tkms/v1/peer.proto\x12\x07tkms.v1\x1a\x18protos/tkms/v1/kms.proto\"#\n\x12\x45pochStatusRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"P\n\x13\x45pochStatusResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x61ls_received_from\x18\x03 \x03(\r\"Q\n\x15KmsRootPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\";\n\x16KmsRootPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial\"\x82\x01\n\x17\x44stackAppPartialRequest\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x15\n\rrequester_key\x18\x03 \x01(\x0c\x12\x1a\n\x12\x63lient_certificate\x18\x04 \x01(\x0c\x12\x11\n\tvm_config\x18\x05 \x01(\t\"=\n\x18\x44stackAppPartialResponse\x12!\n\x07partial\x18\x01 \x01(\x0b\x32\x10.tkms.v1.Partial2\xfc\x01\n\x04Peer\x12H\n\x0b\x45pochStatus\x12\x1b.tkms.v1.EpochStatusRequest\x1a\x1c.tkms.v1.EpochStatusResponse\x12Q\n\x0eKmsRootPartial\x12\x1e.tkms.v1.KmsRootPartialRequest\x1a\x1f.tkms.v1.KmsRootPartialResponse\x12W\n\x10\x44stackAppPartial\x12 .tkms.v1.DstackAppPartialRequest\x1a!.tkms.v1.DstackAppPartialResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KMSROOTPARTIALREQUEST']._serialized_end=264
   _globals['_KMSROOTPARTIALRESPONSE']._serialized_start=266
   _globals['_KMSROOTPARTIALRESPONSE']._serialized_end=325
-  _globals['_PEER']._serialized_start=328
-  _globals['_PEER']._serialized_end=491
+  _globals['_DSTACKAPPPARTIALREQUEST']._serialized_start=328
+  _globals['_DSTACKAPPPARTIALREQUEST']._serialized_end=458
+  _globals['_DSTACKAPPPARTIALRESPONSE']._serialized_start=460
+  _globals['_DSTACKAPPPARTIALRESPONSE']._serialized_end=521
+  _globals['_PEER']._serialized_start=524
+  _globals['_PEER']._serialized_end=776
 # @@protoc_insertion_point(module_scope)

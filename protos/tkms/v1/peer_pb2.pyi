@@ -38,3 +38,23 @@ class KmsRootPartialResponse(_message.Message):
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     partial: _kms_pb2.Partial
     def __init__(self, partial: _Optional[_Union[_kms_pb2.Partial, _Mapping]] = ...) -> None: ...
+
+class DstackAppPartialRequest(_message.Message):
+    __slots__ = ("generation", "epoch", "requester_key", "client_certificate", "vm_config")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_KEY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    VM_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    epoch: int
+    requester_key: bytes
+    client_certificate: bytes
+    vm_config: str
+    def __init__(self, generation: _Optional[int] = ..., epoch: _Optional[int] = ..., requester_key: _Optional[bytes] = ..., client_certificate: _Optional[bytes] = ..., vm_config: _Optional[str] = ...) -> None: ...
+
+class DstackAppPartialResponse(_message.Message):
+    __slots__ = ("partial",)
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    partial: _kms_pb2.Partial
+    def __init__(self, partial: _Optional[_Union[_kms_pb2.Partial, _Mapping]] = ...) -> None: ...

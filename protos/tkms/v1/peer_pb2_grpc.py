@@ -46,6 +46,11 @@ class PeerStub:
                 request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.SerializeToString,
                 response_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.FromString,
                 _registered_method=True)
+        self.DstackAppPartial = channel.unary_unary(
+                '/tkms.v1.Peer/DstackAppPartial',
+                request_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialRequest.SerializeToString,
+                response_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -68,6 +73,16 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DstackAppPartial(self, request, context):
+        """This node's partial of an app's root seed, for a member serving a dstack guest through
+        the dstack-compatible endpoint (docs/dstack-kms.md): only to members of the generation's
+        active epoch, only for an app whose AppAuth opted in, and only after this node
+        authorized the guest's own evidence (its RA-TLS client certificate) itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +95,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.KmsRootPartial,
                     request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.FromString,
                     response_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.SerializeToString,
+            ),
+            'DstackAppPartial': grpc.unary_unary_rpc_method_handler(
+                    servicer.DstackAppPartial,
+                    request_deserializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialRequest.FromString,
+                    response_serializer=protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +158,33 @@ class Peer:
             '/tkms.v1.Peer/KmsRootPartial',
             protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialRequest.SerializeToString,
             protos_dot_tkms_dot_v1_dot_peer__pb2.KmsRootPartialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DstackAppPartial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tkms.v1.Peer/DstackAppPartial',
+            protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialRequest.SerializeToString,
+            protos_dot_tkms_dot_v1_dot_peer__pb2.DstackAppPartialResponse.FromString,
             options,
             channel_credentials,
             insecure,
