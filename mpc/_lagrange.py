@@ -50,8 +50,12 @@ def _integer_lagrange(indices: tuple[int, ...]) -> tuple[tuple[int, ...], int] |
 
 def small_combination(points: Sequence[G1], coefficients: Sequence[int]) -> G1:
     """Σ c_i·P_i for small signed integers c_i (each product costs about its bit length)."""
-    acc = G1.identity()
+    # Start from the first term, not the identity, so that the sum stays in the points'
+    # backend (mpc.group: mixing backends costs a conversion).
+    acc: G1 | None = None
     for point, c in zip(points, coefficients, strict=True):
         term = point * Scalar(abs(c))
-        acc = acc + term if c > 0 else acc - term
-    return acc
+        if c < 0:
+            term = -term
+        acc = term if acc is None else acc + term
+    return G1.identity() if acc is None else acc

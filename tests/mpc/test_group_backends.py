@@ -209,3 +209,16 @@ def test_g2_decoding_accepts_and_rejects_the_same_bytes(data: bytes) -> None:
 
     fast, slow = both(decode)
     assert fast == slow
+
+
+def test_small_multiples_of_a_blst_point_by_additions_agree() -> None:
+    """Every scalar 0..300 (the addition chain covers 1..255) on a point that is only in blst."""
+    encoded = hash_to_g1_point(b"small", b"T").to_bytes()
+    with backend(False):
+        expected = [(G1.from_bytes(encoded) * k).to_bytes() for k in range(301)]
+    with backend(True):
+        point = G1.from_bytes(encoded)
+        assert point._b is not None and point._a is None  # wire G1 points are decoded by blst
+        got = [point * k for k in range(301)]
+        assert [p.to_bytes() for p in got] == expected
+        assert [k for k in range(1, 256) if got[k]._a is not None] == []  # stayed in blst
