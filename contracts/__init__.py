@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from contracts._app import IAPP_AUTH_INTERFACE_ID, AppAuthClient, AppFactoryClient
     from contracts._artifacts import ARTIFACT_DIR, SOURCE_DIR, Artifact, load_artifact
     from contracts._audit import AuditEvent, AuditReader, read_history
+    from contracts._bls import BlsVerifierClient, deploy_bls_verifier
     from contracts._codecheck import is_deployed, predict_app_id, runtime_matches
     from contracts._deploy import DEFAULT_RETIREMENT_WINDOW, Deployment, deploy
     from contracts._devchain import DEV_CHAIN_IDS, pin_chain_id, require_dev_chain
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from contracts._events import ChainEvent, fetch_events
     from contracts._governance import GovernanceClient
     from contracts._preflight import EpochPlan, parse_phases, plan_epoch
+    from contracts._quorum import Divergence, QuorumProvider
     from contracts._register import RegisteredApp, predicted_app_id, register_app
     from contracts._rpcurl import insecure_rpc_warning, redact_in, redact_url
     from contracts._state import GovernanceState, describe_epoch, read_state
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         CompileError,
         ContractsError,
         InvalidInput,
+        NoQuorum,
         Refused,
         Revert,
         TransactionFailed,
@@ -88,6 +91,7 @@ _MODULES: dict[str, str] = {
     "AuditReader": "contracts._audit",
     "AuthDecision": "contracts._types",
     "BlockRef": "contracts._types",
+    "BlsVerifierClient": "contracts._bls",
     "CallReverted": "contracts.errors",
     "ChainEvent": "contracts._events",
     "ChainError": "contracts.errors",
@@ -97,6 +101,7 @@ _MODULES: dict[str, str] = {
     "DEFAULT_RETIREMENT_WINDOW": "contracts._deploy",
     "DEV_CHAIN_IDS": "contracts._devchain",
     "DealInfo": "contracts._types",
+    "Divergence": "contracts._quorum",
     "Deployment": "contracts._deploy",
     "EpochInfo": "contracts._types",
     "MIN_PHASE_BLOCKS": "contracts._epoch_calls",
@@ -109,9 +114,11 @@ _MODULES: dict[str, str] = {
     "GovernanceClient": "contracts._governance",
     "IAPP_AUTH_INTERFACE_ID": "contracts._app",
     "InvalidInput": "contracts.errors",
+    "NoQuorum": "contracts.errors",
     "NodeInfo": "contracts._types",
     "NodeStatus": "contracts._types",
     "Phase": "contracts._types",
+    "QuorumProvider": "contracts._quorum",
     "Receipt": "contracts._tx",
     "Refused": "contracts.errors",
     "RefreshSchedule": "contracts._types",
@@ -125,6 +132,7 @@ _MODULES: dict[str, str] = {
     "anvil_account": "contracts._accounts",
     "decode_revert": "contracts._tx",
     "deploy": "contracts._deploy",
+    "deploy_bls_verifier": "contracts._bls",
     "fetch_events": "contracts._events",
     "find_anvil": "contracts._anvil",
     "free_port": "contracts._anvil",
@@ -170,6 +178,7 @@ __all__ = [
     "AuditReader",
     "AuthDecision",
     "BlockRef",
+    "BlsVerifierClient",
     "CallReverted",
     "ChainEvent",
     "ChainError",
@@ -178,6 +187,7 @@ __all__ = [
     "ContractsError",
     "DealInfo",
     "Deployment",
+    "Divergence",
     "EpochInfo",
     "EpochKind",
     "EpochStatus",
@@ -186,9 +196,11 @@ __all__ = [
     "GenerationStatus",
     "GovernanceClient",
     "InvalidInput",
+    "NoQuorum",
     "NodeInfo",
     "NodeStatus",
     "Phase",
+    "QuorumProvider",
     "Receipt",
     "RefreshSchedule",
     "Refused",
@@ -201,6 +213,7 @@ __all__ = [
     "anvil_account",
     "decode_revert",
     "deploy",
+    "deploy_bls_verifier",
     "fetch_events",
     "find_anvil",
     "free_port",

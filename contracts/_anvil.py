@@ -74,10 +74,18 @@ def anvil_command(
     block_time: float | None = None,
     chain_id: int = DEFAULT_CHAIN_ID,
     state_file: Path | None = None,
+    hardfork: str | None = None,
+    fork_url: str | None = None,
     host: str = "127.0.0.1",
 ) -> list[str]:
     command = [str(find_anvil()), "--host", host, "--port", str(port)]
     command += ["--chain-id", str(chain_id)]
+    if hardfork is not None:
+        command += ["--hardfork", hardfork]
+    if fork_url is not None:
+        # State and blocks up to the fork's head come from `fork_url`; every later block is
+        # this chain's own (a chain that diverges from the one it copies: tests of RPC quorums).
+        command += ["--fork-url", fork_url]
     if block_time is not None:
         command += ["--block-time", str(block_time)]
     if state_file is not None:
@@ -99,7 +107,9 @@ def is_ready(rpc_url: str, timeout: float = 0.5) -> bool:
 
 class Anvil:
     """One anvil process. `port=None` picks a free port; `block_time=None` mines per transaction;
-    `host` is the address it listens on (tests of separate hosts use a bridge's)."""
+    `hardfork=None` is anvil's default (its latest); `fork_url` starts from another chain's
+    state (anvil `--fork-url`); `host` is the address it listens on (tests of separate hosts
+    use a bridge's)."""
 
     def __init__(
         self,
@@ -111,10 +121,14 @@ class Anvil:
         log: IO[bytes] | None = None,
         detach: bool = False,
         state_file: Path | None = None,
+        hardfork: str | None = None,
+        fork_url: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.host = host
         self.requested_port = port
+        self.hardfork = hardfork
+        self.fork_url = fork_url
         #: Where the chain's state is kept across restarts (see `anvil_command`), if anywhere.
         self.state_file = state_file
         self.block_time = block_time
@@ -154,6 +168,8 @@ class Anvil:
             block_time=self.block_time,
             chain_id=self.chain_id,
             state_file=self.state_file,
+            hardfork=self.hardfork,
+            fork_url=self.fork_url,
             host=self.host,
         )
         output = self.log if self.log is not None else subprocess.DEVNULL

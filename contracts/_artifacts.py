@@ -20,6 +20,7 @@ ARTIFACT_CONTRACTS: tuple[tuple[str, str], ...] = (
     ("AppAuth.sol", "AppAuth"),
     ("AppAuthFactory.sol", "AppAuthFactory"),
     ("IAppAuth.sol", "IAppAuth"),
+    ("BlsVerifier.sol", "BlsVerifier"),
 )
 
 

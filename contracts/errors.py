@@ -9,7 +9,8 @@ ContractsError                  base; `diagnostics()` says what happened and wha
 ├── Refused                     the chain's state rules the action out; checked before sending
 └── ChainError                  the chain refused
     ├── CallReverted            a read (eth_call) reverted
-    └── TransactionFailed       a write reverted, before sending (gas estimate) or once mined
+    ├── TransactionFailed       a write reverted, before sending (gas estimate) or once mined
+    └── NoQuorum                fewer than k of m RPC endpoints agreed on a read (`_quorum`)
 """
 
 from __future__ import annotations
@@ -118,3 +119,14 @@ class TransactionFailed(ChainError):
             else "the transaction was not sent; nothing changed"
         )
         return f"{self}\n({hint})"
+
+
+class NoQuorum(ChainError):
+    """Fewer than k of the m RPC endpoints gave the same answer (`contracts._quorum`): the read
+    has no result. `disagreement` is True when endpoints answered differently (one of them
+    lies or is on another chain), False when too few answered at all (unreachable)."""
+
+    def __init__(self, method: str, detail: str, *, disagreement: bool = True) -> None:
+        super().__init__(f"{method}: no quorum: {detail}")
+        self.method = method
+        self.disagreement = disagreement

@@ -60,6 +60,10 @@ SCALAR_SIZE: Final = 32
 G1_SIZE: Final = 48
 G2_SIZE: Final = 96
 GT_SIZE: Final = 576
+_FIELD_SIZE: Final = 48
+#: EIP-2537 pads each 48-byte field element to 64 bytes with leading zeros.
+_EIP2537_FIELD: Final = 64
+_EIP2537_PAD: Final = _EIP2537_FIELD - _FIELD_SIZE
 
 Rng = Callable[[int], bytes]
 """A source of random bytes, `os.urandom` in production; tests inject seeded ones."""
@@ -300,13 +304,20 @@ class _Point:
                     raise EncodingError(what, "not in the prime-order subgroup") from None
                 raise EncodingError(what, "not a point on the curve") from None
             return cls(blst=decoded, encoded=data)
+        return cls._checked(cls._ark_type.from_compressed_bytes_unchecked, data, what, data)
+
+    @classmethod
+    def _checked(
+        cls, decode: Callable[[bytes], Any], raw: bytes, what: str, encoded: bytes | None = None
+    ) -> Self:
+        """`decode(raw)` (arkworks' unchecked decoder), on the curve and in the subgroup."""
         try:
-            point = cls._ark_type.from_compressed_bytes_unchecked(data)
+            point = decode(raw)
         except ValueError:
             raise EncodingError(what, "not a point on the curve") from None
         if not point.is_in_subgroup():
             raise EncodingError(what, "not in the prime-order subgroup")
-        return cls(point, encoded=data)
+        return cls(point, encoded=encoded)
 
     @classmethod
     def msm(cls, points: Sequence[Self], scalars: Sequence[Scalar | int]) -> Self:
@@ -325,6 +336,33 @@ class _Point:
             else:
                 self._enc = bytes(self._a.to_compressed_bytes())
         return self._enc
+
+    def to_eip2537(self) -> bytes:
+        """EIP-2537's uncompressed encoding (what the on-chain verifier takes): each coordinate
+        (G2: x.c0, x.c1, y.c0, y.c1) as a 64-byte big-endian element, 16 zero bytes first; the
+        identity is all zeros."""
+        raw = bytes(self._ark().to_xy_bytes_be())
+        return b"".join(
+            bytes(_EIP2537_PAD) + raw[i : i + _FIELD_SIZE] for i in range(0, len(raw), _FIELD_SIZE)
+        )
+
+    @classmethod
+    def from_eip2537(cls, data: bytes, what: str | None = None) -> Self:
+        """Strictly decode EIP-2537's uncompressed encoding: canonical coordinates, on the
+        curve, in the subgroup, not the identity (the checks of `from_bytes`)."""
+        what = what or f"{cls._name} point"
+        size = 2 * cls._size // _FIELD_SIZE * _EIP2537_FIELD
+        if len(data) != size:
+            raise EncodingError(what, f"expected {size} bytes, got {len(data)}")
+        raw = bytearray()
+        for i in range(0, size, _EIP2537_FIELD):
+            element = data[i : i + _EIP2537_FIELD]
+            if any(element[:_EIP2537_PAD]) or int.from_bytes(element, "big") >= P:
+                raise EncodingError(what, "coordinate not canonical (padding or >= p)")
+            raw += element[_EIP2537_PAD:]
+        if not any(raw):
+            raise EncodingError(what, "the identity is not allowed here")
+        return cls._checked(cls._ark_type.from_xy_bytes_unchecked_be, bytes(raw), what)
 
     def is_identity(self) -> bool:
         return bool(self.to_bytes()[0] & 0x40)

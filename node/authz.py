@@ -55,7 +55,7 @@ from attest import (
 from attest._evidence import EvidenceError, VerifiedEvidence, make_quote_verifier, verify_evidence
 from attest.providers import is_simulator_snp_chain
 from attest.providers._simulator_verify import SimulatorAllowed
-from contracts import AppBootInfo, AuthDecision
+from contracts import AppBootInfo, AuthDecision, NoQuorum
 from node.chainview import ChainView
 from node.errors import NotReady, PolicyDenied
 from node.logs import get_logger
@@ -181,6 +181,7 @@ class Authorizer:
         limiter: RateLimiter,
         metrics: NodeMetrics,
         accept_simulator: bool,
+        chain_problem: Callable[[], str | None] = lambda: None,
         collateral: Collateral | None = None,
         clock: Callable[[], float] = time.time,
         evidence_ttl: float = 60.0,
@@ -192,6 +193,7 @@ class Authorizer:
         self._limiter = limiter
         self._metrics = metrics
         self._accept_simulator = accept_simulator
+        self._chain_problem = chain_problem
         self._collateral = collateral
         self._clock = clock
         self._ttl = evidence_ttl
@@ -310,6 +312,13 @@ class Authorizer:
                     return decision
                 try:
                     decision = self._approve(info, key[1])
+                except NoQuorum as exc:  # endpoints named in the node's log, not to clients
+                    self._count("approval", "no_quorum")
+                    why = "disagree" if exc.disagreement else "do not answer"
+                    raise NotReady(
+                        f"cannot ask governance about app 0x{app_id.hex()}: the node's RPC "
+                        f"endpoints {why} (no quorum); refusing to release keys"
+                    ) from None
                 except Exception as exc:  # a chain call that fails must not release keys
                     self._count("approval", "error")
                     raise NotReady(
@@ -326,7 +335,12 @@ class Authorizer:
                     del self._asking[key]
 
     def fresh_view(self) -> ChainView:
-        """(5) The current chain view, or NotReady when it is missing or stale (fail closed)."""
+        """(5) The current chain view, or NotReady when it is missing or stale, or the RPC
+        endpoints disagree about the chain (`chain_problem`): fail closed."""
+        problem = self._chain_problem()
+        if problem is not None:
+            self._count("chain", "no_quorum")
+            raise NotReady(f"{problem}; refusing to release keys")
         view = self._view()
         if view is None:
             self._count("chain", "stale")

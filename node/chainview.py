@@ -15,6 +15,10 @@ Rules of this module:
 * The board of one epoch (keys, deals, complaints, answers) is read by `node.board`.
 * web3 calls block, so the watcher runs them in a thread (`asyncio.to_thread`). On an RPC
   error it keeps the old view, which ages (`head_age`); the error is logged once per outage.
+  With several RPC endpoints (`contracts.QuorumProvider`), endpoints that answer differently
+  (`NoQuorum` with `disagreement`) also set `disagreement` until a read agrees again: the node
+  then releases no keys at once (`node.authz`) and says so in its health, rather than waiting
+  for the old view to go stale.
 * The registry is read whole only for the first view, and after a reorg (the block the last
   view was read at is no longer on the chain). After that, a view re-reads only the nodes
   named by NodeRegistered / NodeApproved / NodeRemoved events since the last view, so the
@@ -41,6 +45,7 @@ from contracts import (
     GovernanceClient,
     NodeInfo,
     NodeStatus,
+    NoQuorum,
 )
 from mpc.anchor import network_fingerprint
 from mpc.errors import EncodingError
@@ -364,6 +369,8 @@ class ChainWatcher:
         self, client: GovernanceClient, *, poll_interval: float, stall_after: float = 2.0
     ) -> None:
         self.view: ChainView | None = None
+        #: Why the last read failed because the RPC endpoints disagree; None when they agree.
+        self.disagreement: str | None = None
         self._reader = _Reader(client)
         self._poll_interval = poll_interval
         self._stall_after = stall_after
@@ -383,12 +390,23 @@ class ChainWatcher:
         except asyncio.CancelledError:
             read.cancel()
             raise
+        except NoQuorum as exc:
+            if not exc.disagreement:
+                self._unreachable(str(exc))
+            elif self.disagreement is None:
+                _log.error("chain_no_quorum", error=str(exc), kept_head=self._head())
+            if exc.disagreement:
+                self.disagreement = str(exc)
+            return self.view
         except RPC_ERRORS as exc:
             self._unreachable(str(exc))
             return self.view
         if self._failing:
             _log.info("chain_reachable", head=view.head)
             self._failing = False
+        if self.disagreement is not None:
+            _log.info("chain_quorum_restored", head=view.head)
+            self.disagreement = None
         if self.view is None or view.head > self.view.head:
             self.view = view
             async with self._changed:

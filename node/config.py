@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from contracts import redact_url
 from node.errors import ConfigError
 
 TEE_PROVIDERS: Final = ("simulator", "tdx")
@@ -25,12 +26,28 @@ LOG_FORMATS: Final = ("console", "json")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainConfig:
-    rpc_url: str
     governance: str
+    #: One endpoint (trusted alone), or several with a quorum (`contracts._quorum`): exactly
+    #: one of the two forms is set.
+    rpc_url: str = ""
+    rpc_urls: tuple[str, ...] = ()
+    #: How many of `rpc_urls` must agree on the head and on every read (default: a majority).
+    rpc_quorum: int = 0
+    #: Blocks an endpoint may be behind the quorum's head before it counts as stale.
+    rpc_max_lag_blocks: int = 2
     max_head_age_seconds: float = 60.0
     poll_interval_seconds: float = 0.5
     #: Blocks below the head at which the epoch board counts as settled (docs/node-epochs.md).
     confirmations: int = 2
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return self.rpc_urls or (self.rpc_url,)
+
+    @property
+    def quorum(self) -> int:
+        """k: 1 for a single endpoint."""
+        return self.rpc_quorum or len(self.endpoints) // 2 + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +146,17 @@ def _url(value: object) -> str:
     return text
 
 
+def _urls(value: object) -> tuple[str, ...]:
+    """A list of URLs (TOML array), or one string of comma-separated URLs (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError("must be a non-empty list of http(s) or ws(s) URLs")
+    urls = tuple(_url(item.strip() if isinstance(item, str) else item) for item in items)
+    if len(set(urls)) != len(urls):
+        raise ValueError("lists an endpoint twice (it would vote twice)")
+    return urls
+
+
 def _address(value: object) -> str:
     text = _text(value)
     body = text[2:] if text.startswith("0x") else ""
@@ -160,7 +188,11 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "log_level": (_choice(("debug", "info", "warning", "error")), False),
     },
     "chain": {
-        "rpc_url": (_url, True),
+        # Required unless rpc_urls is given (checked in `load_config`).
+        "rpc_url": (_url, False),
+        "rpc_urls": (_urls, False),
+        "rpc_quorum": (_count, False),
+        "rpc_max_lag_blocks": (_depth, False),
         "governance": (_address, True),
         "max_head_age_seconds": (_number, False),
         "poll_interval_seconds": (_number, False),
@@ -178,6 +210,37 @@ SCHEMA: Final[Mapping[str, Mapping[str, tuple[Callable[[object], Any], bool]]]] 
         "max_keys_per_request": (_count, False),
     },
 }
+
+
+def _check_endpoints(chain: dict[str, Any]) -> None:
+    """rpc_url or rpc_urls (rpc_url may stay beside rpc_urls only as one of them: `tkms node
+    join` writes rpc_url, `TKMS_CHAIN_RPC_URLS` then adds the others); a quorum only with
+    rpc_urls, and a majority."""
+    urls = chain.get("rpc_urls")
+    if urls is not None and chain.get("rpc_url", urls[0]) not in urls:
+        raise ConfigError(
+            "chain.rpc_url",
+            f"{redact_url(chain['rpc_url'])} is not one of chain.rpc_urls: give rpc_urls alone "
+            "(every endpoint, a quorum of which must agree), or list it there too",
+        )
+    if urls is None:
+        if "rpc_url" not in chain:
+            raise ConfigError(
+                "chain.rpc_url",
+                "required (set it in the file or TKMS_CHAIN_RPC_URL), or chain.rpc_urls with "
+                "chain.rpc_quorum for several endpoints",
+            )
+        for key in ("rpc_quorum", "rpc_max_lag_blocks"):
+            if key in chain:
+                raise ConfigError(f"chain.{key}", "needs chain.rpc_urls (several endpoints)")
+        return
+    quorum = chain.get("rpc_quorum", len(urls) // 2 + 1)
+    if not len(urls) // 2 < quorum <= len(urls):
+        raise ConfigError(
+            "chain.rpc_quorum",
+            f"must be more than half of the {len(urls)} rpc_urls and at most all of them, "
+            f"got {quorum} (two groups of {quorum} could otherwise both agree)",
+        )
 
 
 def _env_name(section: str, key: str) -> str:
@@ -244,6 +307,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         base = os.path.dirname(os.path.abspath(path)) if from_file and path else os.getcwd()
         return Path(os.path.abspath(os.path.join(base, os.path.expanduser(value))))
 
+    _check_endpoints(parsed["chain"])
     top = parsed[""]
     listen = parsed["listen"]
     if listen.get("admin_socket"):

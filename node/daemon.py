@@ -23,10 +23,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from contracts import GovernanceClient, Transactor
+from contracts import Divergence, GovernanceClient, QuorumProvider, Transactor
 from node.admin_service import AdminServicer, NodeStatus
 from node.authz import Authorizer
-from node.chain_rpc import chain_web3
+from node.chain_rpc import chain_web3, quorum_web3
 from node.chainview import ChainWatcher, NodeRecord
 from node.cli import evidence_hash
 from node.config import NodeConfig
@@ -66,6 +66,8 @@ EXIT_STORAGE = 74
 EXIT_SOFTWARE = 70
 #: Exit status after a clear error (bad configuration, unusable data): as `tkms node` gives.
 EXIT_FAILED = 2
+#: Seconds an RPC endpoint that answered against the quorum keeps the node DEGRADED.
+DIVERGED_WINDOW = 60.0
 
 
 def _split(hostport: str) -> tuple[str, int]:
@@ -100,7 +102,17 @@ class Node:
         self.provider = make_provider(cfg.tee)
         measure_node_boot(self.provider, sealing=cfg.sealing)
         # Short timeouts, at most one retry: a hung RPC is noticed within seconds, not minutes.
-        w3 = chain_web3(cfg.chain.rpc_url)
+        # Several endpoints: k of them must agree on the head and on every read.
+        self.quorum: QuorumProvider | None = None
+        if len(cfg.chain.endpoints) > 1:
+            w3, self.quorum = quorum_web3(
+                cfg.chain.endpoints,
+                cfg.chain.quorum,
+                on_divergence=self._rpc_divergence,
+                max_lag_blocks=cfg.chain.rpc_max_lag_blocks,
+            )
+        else:
+            w3 = chain_web3(cfg.chain.endpoints[0])
         self.client = GovernanceClient(
             w3, cfg.chain.governance, Transactor(w3, self.identity.eth_account)
         )
@@ -138,7 +150,32 @@ class Node:
             limiter=RateLimiter(cfg.limits.requests_per_second_per_app, cfg.limits.burst_per_app),
             metrics=self.metrics,
             accept_simulator=accepts_simulator(cfg.tee),
+            chain_problem=self._chain_problem,
         )
+
+    def _chain_problem(self) -> str | None:
+        """Set while the RPC endpoints disagree (details in the log, not for clients)."""
+        if self.watcher.disagreement is None:
+            return None
+        return "the node's RPC endpoints disagree about the chain (no quorum)"
+
+    def _rpc_divergence(self, report: Divergence) -> None:
+        """An RPC endpoint answered against the quorum or is stale (`contracts._quorum`);
+        the endpoint's URL is redacted there."""
+        log.warning(
+            "rpc_diverged",
+            endpoint=report.endpoint,
+            method=report.method,
+            block=report.block,
+            detail=report.detail,
+            suppressed=report.suppressed,
+        )
+        self.metrics.rpc_diverged.labels(report.endpoint).inc(1 + report.suppressed)
+
+    def _rpc_diverged(self) -> tuple[str, ...]:
+        if self.quorum is None:
+            return ()
+        return tuple(self.quorum.diverged_since(time.monotonic() - DIVERGED_WINDOW))
 
     def status(self) -> NodeStatus:
         view = self.watcher.view
@@ -167,6 +204,8 @@ class Node:
             threshold=committee.threshold if committee else 1,
             peers_reachable=self._peers_reachable(),
             draining=self._draining.is_set(),
+            chain_disagreement=self.watcher.disagreement is not None,
+            rpc_diverged=self._rpc_diverged(),
         )
 
     def _committee_members(self) -> tuple[NodeRecord, ...]:
@@ -329,6 +368,8 @@ class Node:
             http.stop()
             await self.peer_client.close()
             self.journal.close()
+            if self.quorum is not None:
+                self.quorum.close()
             with contextlib.suppress(FileNotFoundError):
                 socket_path.unlink()
             log.info("node_stopped")

@@ -2,8 +2,10 @@
 
 Health is what the node can do now. Normal: an active share, a fresh chain view, and every
 committee member answering. Degraded: still serving, but fewer than n (and at least t)
-members answer, or the chain view is older than half the stale bound. Down: no active share,
-a stale chain view, fewer than t members answering (counting itself), or draining. Members
+members answer, the chain view is older than half the stale bound, or an RPC endpoint
+answered against the quorum in the last minute. Down: no active share, a stale chain view,
+RPC endpoints that disagree (no quorum), fewer than t members answering (counting itself),
+or draining. Members
 "answer" when their probe (`node.liveness`) succeeded within the last few seconds, so killed
 or silent members take the node DOWN within seconds. The same value drives gRPC health
 checking (SERVING iff not Down) and `tkms_health`; `own_problem` alone (the node's own
@@ -44,12 +46,19 @@ class HealthInputs:
     threshold: int
     peers_reachable: int  # other members answering now, not counting this node
     draining: bool = False
+    #: The RPC endpoints disagree about the chain (no quorum): no key is released.
+    chain_disagreement: bool = False
+    #: RPC endpoints (URLs redacted) that answered against the quorum recently.
+    rpc_diverged: tuple[str, ...] = ()
 
 
 def own_problem(h: HealthInputs) -> str | None:
     """Why this node cannot give partials on its own, or None if it can."""
     if h.draining:
         return "draining"
+    if h.chain_disagreement:
+        named = f": diverged {', '.join(h.rpc_diverged)}" if h.rpc_diverged else ""
+        return f"chain RPC endpoints disagree (no quorum){named}"
     if not h.has_share:
         return "no active key share"
     if h.chain_head_age > h.max_head_age:
@@ -69,6 +78,11 @@ def compute_health(h: HealthInputs) -> tuple[Health, str]:
         return Health.DEGRADED, f"{up} of {h.members} members answer"
     if h.chain_head_age > h.max_head_age / 2:
         return Health.DEGRADED, f"chain view lagging (older than {h.max_head_age / 2:g}s)"
+    if h.rpc_diverged:
+        return (
+            Health.DEGRADED,
+            f"RPC endpoint diverged from the quorum: {', '.join(h.rpc_diverged)}",
+        )
     return Health.NORMAL, "ok"
 
 

@@ -71,6 +71,12 @@ class NodeMetrics:
             "tkms_chain_head_age_seconds", "Age of the latest block seen.", registry=r
         )
         self.health = Gauge("tkms_health", "0 = Down, 1 = Degraded, 2 = Normal.", registry=r)
+        self.rpc_diverged = Counter(
+            "tkms_rpc_diverged",
+            "Reads where an RPC endpoint (URL redacted) answered against the quorum or was stale.",
+            ["endpoint"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -187,6 +187,41 @@ def test_malformed_g2_encodings_rejected() -> None:
         G2.from_bytes(good[:95] + bytes([good[95] ^ 1]))
 
 
+@given(scalars)
+def test_eip2537_encoding_agrees_with_py_ecc_and_round_trips(k: int) -> None:
+    """EIP-2537: 64-byte big-endian coordinates, G2 as x.c0, x.c1, y.c0, y.c1."""
+    x, y = ref.normalize(ref.multiply(ref.G1, k))
+    g1 = G1.base_mul(k)
+    assert g1.to_eip2537() == int(x).to_bytes(64, "big") + int(y).to_bytes(64, "big")
+    assert G1.from_eip2537(g1.to_eip2537()) == g1
+    x2, y2 = ref.normalize(ref.multiply(ref.G2, k))
+    coords = (x2.coeffs[0], x2.coeffs[1], y2.coeffs[0], y2.coeffs[1])
+    g2 = G2.base_mul(k)
+    assert g2.to_eip2537() == b"".join(int(c).to_bytes(64, "big") for c in coords)
+    assert G2.from_eip2537(g2.to_eip2537()) == g2
+
+
+def test_eip2537_decoding_is_strict() -> None:
+    good = G1.base_mul(7).to_eip2537()
+    cases = {
+        "expected 128 bytes": good[:127],
+        "padding or >= p": bytes([1]) + good[1:],
+        "padding or >= p ": P.to_bytes(64, "big") + good[64:],
+        "identity": bytes(128),
+        "not a point on the curve": (1).to_bytes(64, "big") * 2,
+    }
+    for message, data in cases.items():
+        with pytest.raises(EncodingError, match=message.strip()):
+            G1.from_eip2537(data)
+    raw = _point_outside_subgroup()  # compressed: recover y to encode it uncompressed
+    x = int.from_bytes(bytes([raw[0] & 0x1F]) + raw[1:], "big")
+    y = pow(x**3 + 4, (P + 1) // 4, P)
+    with pytest.raises(EncodingError, match="not in the prime-order subgroup"):
+        G1.from_eip2537(x.to_bytes(64, "big") + y.to_bytes(64, "big"))
+    with pytest.raises(EncodingError, match="expected 256 bytes"):
+        G2.from_eip2537(G2.base_mul(3).to_eip2537()[:255])
+
+
 def test_scalar_decoding_is_strict() -> None:
     assert int(Scalar.from_bytes((R - 1).to_bytes(32, "big"))) == R - 1
     with pytest.raises(EncodingError, match="not canonical"):

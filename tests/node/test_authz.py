@@ -14,7 +14,7 @@ import pytest
 
 from attest import BindingLabel, compute_report_data, event_log_to_json
 from attest.providers import SimulatorProvider
-from contracts import AppBootInfo, AuthDecision
+from contracts import AppBootInfo, AuthDecision, NoQuorum
 from guest.measure import measure_app_boot
 from mpc import G1
 from node import daemon
@@ -145,6 +145,42 @@ def test_a_stale_chain_view_fails_closed() -> None:
     authz, _ = authorizer(None, approvals)
     with pytest.raises(NotReady, match="no chain view yet"):
         authz.authorize(app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1)
+
+
+def test_rpc_endpoints_that_disagree_release_nothing_and_clients_learn_no_endpoint() -> None:
+    """The view is fresh, but the node's RPC endpoints disagree (`ChainWatcher.disagreement`),
+    or disagree on this app's approval read: refused either way (node/daemon.py wiring)."""
+    approvals = Approvals()
+    problem: list[str] = ["the node's RPC endpoints disagree about the chain (no quorum)"]
+
+    def approve(info: AppBootInfo, block: int) -> AuthDecision:
+        if not problem:  # the watcher saw agreement, this read did not
+            raise NoQuorum("eth_call", "the endpoints disagree: https://rpc.example/***: 0x01")
+        return approvals(info, block)
+
+    authz = Authorizer(
+        view=lambda: view(),
+        approve=approve,
+        max_head_age=30,
+        limiter=RateLimiter(100, 100, clock=lambda: NOW),
+        metrics=NodeMetrics(),
+        accept_simulator=True,
+        chain_problem=lambda: problem[0] if problem else None,
+        clock=lambda: NOW,
+    )
+
+    def ask() -> object:
+        return authz.authorize(
+            app_evidence(E), binding=(BindingLabel.KDF_V1, E), app_ids=[APP], cost=1
+        )
+
+    with pytest.raises(NotReady, match="RPC endpoints disagree .*; refusing to release keys"):
+        ask()
+    assert approvals.calls == []
+    problem.clear()
+    with pytest.raises(NotReady, match="RPC endpoints disagree \\(no quorum\\)") as caught:
+        ask()
+    assert "rpc.example" not in str(caught.value)
 
 
 def test_governance_refusal_is_permission_denied_with_its_reason() -> None:

@@ -151,3 +151,81 @@ def test_the_confirmation_depth_is_a_small_whole_number(tmp_path: Path) -> None:
     for bad in ("-1", "65", "2.5", "two"):
         with pytest.raises(ConfigError, match=r"chain.confirmations: must be a whole number"):
             load_config(path, environ={"TKMS_CHAIN_CONFIRMATIONS": bad})
+
+
+SEVERAL = GOOD.replace(
+    'rpc_url = "http://127.0.0.1:8545"',
+    'rpc_urls = ["http://127.0.0.1:8545", "https://eth.example/v3/KEY", "http://10.0.0.3:8545"]',
+)
+SEVERAL_ENV = "http://127.0.0.1:8545,http://10.0.0.2:8545,http://10.0.0.3:8545"
+
+
+def test_one_rpc_url_is_one_endpoint_trusted_alone(tmp_path: Path) -> None:
+    chain = load_config(write(tmp_path, GOOD), environ={}).chain
+    assert chain.endpoints == ("http://127.0.0.1:8545",) and chain.quorum == 1
+
+
+def test_several_rpc_urls_need_a_majority_or_the_quorum_given(tmp_path: Path) -> None:
+    chain = load_config(write(tmp_path, SEVERAL), environ={}).chain
+    assert len(chain.endpoints) == 3 and chain.quorum == 2
+    all_three = SEVERAL.replace(
+        "max_head_age_seconds = 30", "max_head_age_seconds = 30\nrpc_quorum = 3"
+    )
+    assert load_config(write(tmp_path, all_three), environ={}).chain.quorum == 3
+    assert load_config(write(tmp_path, SEVERAL), environ={}).chain.rpc_max_lag_blocks == 2
+    lag = {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "10"}
+    assert load_config(write(tmp_path, SEVERAL), environ=lag).chain.rpc_max_lag_blocks == 10
+    env = {"TKMS_CHAIN_RPC_URLS": "http://a.example:1, http://b.example:2"}
+    from_env = load_config(write(tmp_path, SEVERAL), environ=env).chain
+    assert from_env.endpoints == ("http://a.example:1", "http://b.example:2")
+    assert from_env.quorum == 2  # 2 of 2: a majority of two is both
+    # The rpc_url `tkms node join` wrote may stay, as one of the list.
+    joined = load_config(write(tmp_path, GOOD), environ={"TKMS_CHAIN_RPC_URLS": SEVERAL_ENV})
+    assert joined.chain.endpoints == tuple(SEVERAL_ENV.split(",")) and joined.chain.quorum == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (
+            SEVERAL.replace("max_head_age", 'rpc_url = "https://x.example/KEY"\nmax_head_age'),
+            {},
+            r"chain.rpc_url: https://x.example/\*\*\* is not one of chain.rpc_urls: give "
+            "rpc_urls alone",
+        ),
+        (
+            SEVERAL.replace("max_head_age", "rpc_quorum = 1\nmax_head_age"),
+            {},
+            "chain.rpc_quorum: must be more than half of the 3 rpc_urls and at most all of "
+            "them, got 1",
+        ),
+        (
+            SEVERAL.replace("max_head_age", "rpc_quorum = 4\nmax_head_age"),
+            {},
+            "chain.rpc_quorum: must be more than half of the 3 rpc_urls",
+        ),
+        (
+            GOOD.replace("max_head_age", "rpc_quorum = 1\nmax_head_age"),
+            {},
+            "chain.rpc_quorum: needs chain.rpc_urls",
+        ),
+        (GOOD, {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "3"}, "chain.rpc_max_lag_blocks: needs chain"),
+        (SEVERAL, {"TKMS_CHAIN_RPC_MAX_LAG_BLOCKS": "-1"}, "chain.rpc_max_lag_blocks: must be"),
+        (
+            SEVERAL,
+            {"TKMS_CHAIN_RPC_URLS": "http://a.example:1,http://a.example:1"},
+            "chain.rpc_urls: lists an endpoint twice",
+        ),
+        (
+            SEVERAL.replace('"http://10.0.0.3:8545"', '"ftp://10.0.0.3"'),
+            {},
+            "chain.rpc_urls: ",
+        ),
+        (SEVERAL.replace("rpc_urls = [", "rpc_urls = [] #"), {}, "chain.rpc_urls: must be a "),
+    ],
+)
+def test_bad_rpc_endpoints_are_refused_by_name(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ=env)

@@ -101,6 +101,16 @@ BASE = HealthInputs(
         ({"chain_head_age": 31}, Health.DOWN, "chain view stale"),
         ({"has_share": False}, Health.DOWN, "no active key share"),
         ({"draining": True}, Health.DOWN, "draining"),
+        (
+            {"rpc_diverged": ("http://b:8545",)},
+            Health.DEGRADED,
+            "RPC endpoint diverged from the quorum: http://b:8545",
+        ),
+        (
+            {"chain_disagreement": True, "rpc_diverged": ("http://a:8545", "http://b:8545")},
+            Health.DOWN,
+            "chain RPC endpoints disagree (no quorum): diverged http://a:8545, http://b:8545",
+        ),
     ],
 )
 def test_health(changes: dict[str, object], health: Health, reason: str) -> None:
