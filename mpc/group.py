@@ -21,8 +21,8 @@ Two backends. blst (`pyblst`) hashes to G1 about 3.5x faster than arkworks, mult
 point by a full-size scalar about 2x faster (G2: 3x), checks a two-pairing product 1.8x
 faster and decodes wire points (G2 in ~80 µs against ~140 µs), but exposes nothing more;
 arkworks (`py_arkworks_bls12381`) does multi-scalar multiplication, single pairings, GT, the
-fixed-base tables and the EIP-2537 encodings. A point holds whichever representations it has needed so far, plus its encoding,
-and crosses between the libraries as its compressed bytes:
+fixed-base tables and the EIP-2537 encodings. A point holds whichever representations it has
+needed so far, plus its encoding, and crosses between the libraries as its compressed bytes:
 
 * blst -> arkworks: `from_compressed_bytes_unchecked`, without the subgroup check (~20 µs).
   That is sound only because every point object is either decoded from the wire through
@@ -33,8 +33,9 @@ and crosses between the libraries as its compressed bytes:
 
 A point in blst multiplied by a scalar of at most 8 bits (Lagrange numerators of small
 committees) stays there through additions; other scalars of at most 128 bits go to arkworks,
-whose cost follows the scalar's length (blst's binding always runs the full 255-bit ladder). `use_blst(False)` turns
-the blst path off, for the benchmark's side-by-side and the cross-check tests.
+whose cost follows the scalar's length (blst's binding always runs the full 255-bit ladder).
+`use_blst(False)` turns the blst path off, for the benchmark's side-by-side and the
+cross-check tests.
 """
 
 from __future__ import annotations
