@@ -25,9 +25,10 @@ fixed-base tables and the EIP-2537 encodings. A point holds whichever representa
 needed so far, plus its encoding, and crosses between the libraries as its compressed bytes:
 
 * blst -> arkworks: `from_compressed_bytes_unchecked`, without the subgroup check (~20 µs).
-  That is sound only because every point object is either decoded from the wire through
-  blst's checked `uncompress` (on-curve and subgroup, plus our own flag/range checks) or
-  computed here from such points: an object never holds an unvalidated point.
+  That is sound only because every point object is either decoded from the wire through a
+  checked path (our flag/range checks, then blst's `uncompress`, or arkworks' decoder and its
+  subgroup check) or computed here from such points: an object never holds an unvalidated
+  point.
 * arkworks -> blst: blst's `uncompress` always checks the subgroup (~60 µs), so a point that
   lives in arkworks stays there; only points that are already in blst multiply in blst.
 
