@@ -5,7 +5,7 @@
     tkms testnet restart [--node N]       tkms testnet destroy
     tkms testnet join [--json]            tkms testnet leave --node N
     tkms testnet refresh                  tkms testnet rotate
-    tkms testnet bench [--duration S] [--concurrency C] [--json]
+    tkms testnet bench [--duration S] [--concurrency C ...] [--json]
 
 The network's processes (anvil, the nodes, the DNS server, Pebble, the gateway and the demo app
 with their guest agents) run in their own sessions and outlive the command; `<dir>/state.json`
@@ -448,7 +448,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     progress = _Progress(args.json)
     cluster = _require(args, progress)
-    progress(f"load: {args.duration:g} s at concurrency {args.concurrency}, then on the baseline")
+    levels = ", ".join(map(str, args.concurrency))
+    progress(f"load: {args.duration:g} s at concurrency {levels}, then the same on the baseline")
     result = bench(cluster, duration=args.duration, concurrency=args.concurrency)
     result["up_seconds"] = cluster.extra.get("up_seconds")
     if args.json:
@@ -509,5 +510,5 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     command("rotate", cmd_rotate, "start a new key generation (fresh DKG)")
     p = command("bench", cmd_bench, "derivation load vs a centralized baseline")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per target")
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32], help="one or more levels")
     p.add_argument("--json", action="store_true")
