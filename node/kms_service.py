@@ -49,6 +49,7 @@ from node.chainview import Committee
 from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
 from node.kms_root import KmsRoot, encode_partial
 from node.logs import get_logger
+from node.manifest import epoch_manifest
 from node.metrics import NodeMetrics
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 
@@ -326,6 +327,8 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
             return self._generation_link(request)
         if request.kind == _SIGN.KIND_KMS_ROOT:
             return await self._kms_root(request)
+        if request.kind == _SIGN.KIND_EPOCH_MANIFEST:
+            return self._epoch_manifest(request)
         if request.kind == _SIGN.KIND_APP_ENV:
             committee, share, statement = await self._app_env(request)
             kind = "SIG_ENV"
@@ -410,6 +413,24 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
             vk = self._verification_key(committee, share)
             partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
             self._count_partial("SIG_GENERATION")
+            if len(self._links) >= 16:
+                self._links.clear()
+            cached = self._links[key] = _sign_response(committee, statement, partial)
+        return cached
+
+    def _epoch_manifest(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over the active epoch's manifest as our chain view shows it."""
+        if request.HasField("evidence") or request.public_key or request.env_signer:
+            raise InvalidRequest("KIND_EPOCH_MANIFEST takes only a generation")
+        view = self._authz.fresh_view()
+        committee, share = self._share(request.generation)
+        statement = epoch_manifest(view, committee).encode()
+        key = (committee.generation, committee.epoch, b"manifest:" + statement)
+        cached = self._links.get(key)
+        if cached is None:
+            vk = self._verification_key(committee, share)
+            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
+            self._count_partial("SIG_MANIFEST")
             if len(self._links) >= 16:
                 self._links.clear()
             cached = self._links[key] = _sign_response(committee, statement, partial)

@@ -94,10 +94,12 @@ class SignPartialRequest(_message.Message):
         KIND_APP_ENV: _ClassVar[SignPartialRequest.Kind]
         KIND_GENERATION: _ClassVar[SignPartialRequest.Kind]
         KIND_KMS_ROOT: _ClassVar[SignPartialRequest.Kind]
+        KIND_EPOCH_MANIFEST: _ClassVar[SignPartialRequest.Kind]
     KIND_APP_PUBKEY: SignPartialRequest.Kind
     KIND_APP_ENV: SignPartialRequest.Kind
     KIND_GENERATION: SignPartialRequest.Kind
     KIND_KMS_ROOT: SignPartialRequest.Kind
+    KIND_EPOCH_MANIFEST: SignPartialRequest.Kind
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,38 @@
+"""The epoch manifest this node signs (SignPartial KIND_EPOCH_MANIFEST, `mpc.manifest`).
+
+A node states only what its own chain view shows: the active epoch of the generation it holds
+a share of, that epoch's members in order with the KMS endpoints and TLS key hashes registered
+now, the threshold and PK2. A relay gathers t such partials into the network's signature
+(docs/relay.md); a member whose view differs (it has not seen the epoch yet, or a member has
+since moved its endpoint) signs other bytes, and the relay asks again.
+"""
+
+from __future__ import annotations
+
+from mpc.manifest import EpochManifest, ManifestMember
+from node.chainview import ChainView, Committee
+from node.errors import NotReady
+
+
+def epoch_manifest(view: ChainView, held: Committee) -> EpochManifest:
+    """The manifest of `held` (the committee of our share) as `view` shows it now."""
+    active = view.committee(held.generation)
+    if active is None or active.epoch != held.epoch:
+        shown = "none" if active is None else str(active.epoch)
+        raise NotReady(
+            f"generation {held.generation}'s active epoch in this node's chain view is {shown}, "
+            f"not epoch {held.epoch} of its share"
+        )
+    members = []
+    for record in active.members:
+        current = view.nodes.get(record.address, record)
+        members.append(ManifestMember(current.address, current.kms_endpoint, current.tls_key_hash))
+    return EpochManifest(
+        chain_id=view.chain_id,
+        governance=view.governance,
+        generation=active.generation,
+        epoch=active.epoch,
+        threshold=active.threshold,
+        group_key=active.pk2,
+        members=tuple(members),
+    )
