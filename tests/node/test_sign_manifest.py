@@ -1,0 +1,125 @@
+"""SignPartial KIND_EPOCH_MANIFEST (node/manifest.py): each member signs the active epoch's
+manifest only as its own chain view shows it, so t honest views make the network's signature
+and a committee that a lying RPC shows gathers none. Real nodes over real pinned TLS."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import grpc
+import pytest
+
+from guest.kms_client import DerivationError, KmsClient
+from mpc.manifest import EpochManifest, SignedManifest, verify_envelope
+from node import chainview
+from node.chainview import ChainView, NodeRecord
+from node.manifest import epoch_manifest
+from protos.tkms.v1 import kms_pb2
+from tests.node.test_sign_statements import (
+    FINGERPRINT,
+    GEN1,
+    GEN2,
+    TLS,
+    app_evidence,
+    client_committee,
+    run,
+    view_of,
+)
+
+_SIGN = kms_pb2.SignPartialRequest
+
+
+def _records(endpoint_of_3: str = "10.0.0.3:7003") -> tuple[NodeRecord, ...]:
+    endpoints = ["10.0.0.1:7001", "10.0.0.2:7002", endpoint_of_3]
+    return tuple(
+        NodeRecord(bytes([k]) * 20, endpoints[k - 1], "", TLS[k - 1].key_hash, b"")
+        for k in (1, 2, 3)
+    )
+
+
+def _view(records: tuple[NodeRecord, ...]) -> ChainView:
+    base = view_of()
+    committees = {g: dataclasses.replace(c, members=records) for g, c in base.committees.items()}
+    return dataclasses.replace(base, committees=committees)
+
+
+def test_t_members_sign_the_manifest_their_views_agree_on() -> None:
+    honest, moved = _view(_records()), _view(_records("6.6.6.6:443"))
+    expected = epoch_manifest(honest, honest.committees[2]).encode()
+    lying = epoch_manifest(moved, moved.committees[2]).encode()
+
+    async def ask(ports: list[int]) -> Any:
+        client = KmsClient(client_committee(2, GEN2, ports), app_evidence(), timeout=5)
+        try:
+            link = await client_link(ports)
+            signed = await client.sign_expected(_SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST), expected)
+            try:
+                await client.sign_expected(_SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST), lying)
+                refused = ""
+            except DerivationError as exc:
+                refused = str(exc)
+            return link, signed, refused
+        finally:
+            await client.close()
+
+    async def client_link(ports: list[int]) -> bytes:
+        c1 = KmsClient(client_committee(1, GEN1, ports), app_evidence(), timeout=5)
+        try:
+            return (await c1.sign_generation(2, GEN2.group_key_g2)).signature
+        finally:
+            await c1.close()
+
+    # Node 3 is lied to (it sees member 3 elsewhere): nodes 1 and 2 make the signature.
+    link, signed, refused = run([honest, honest, moved], [None] * 3, ask)
+    assert set(signed.signers) == {1, 2}
+    envelope = SignedManifest(
+        expected, signed.signature, (GEN1.group_key_g2, GEN2.group_key_g2), (link,)
+    ).encode()
+    manifest = verify_envelope(envelope, FINGERPRINT)
+    assert manifest.members[2].endpoint == "10.0.0.3:7003" and manifest.threshold == 2
+    # What a lying RPC shows is signed by one node at most (node 3): never by t.
+    assert "only 1 of 2" in refused and "signed another statement" in refused
+
+
+def test_a_node_whose_view_lacks_the_epoch_refuses_and_bad_requests_are_named() -> None:
+    view = _view(_records())
+    behind = dataclasses.replace(view, committees={1: view.committees[1]}, latest_generation=1)
+
+    async def ask(ports: list[int]) -> Any:
+        from guest.kms_channel import open_channel
+        from protos.tkms.v1 import kms_pb2_grpc
+
+        errors = []
+        for port, request in (
+            (ports[2], _SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST, generation=2)),
+            (ports[0], _SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST, public_key=b"k")),
+        ):
+            index = ports.index(port)
+            channel = await open_channel(f"127.0.0.1:{port}", TLS[index].key_hash)
+            stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                await stub.SignPartial(request)
+            except grpc.aio.AioRpcError as exc:
+                errors.append((exc.code(), exc.details()))
+            await channel.close()
+        return errors
+
+    errors = run([view, view, behind], [None] * 3, ask)
+    assert errors[0][0] == grpc.StatusCode.UNAVAILABLE and "generation 2" in errors[0][1]
+    assert errors[1] == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "KIND_EPOCH_MANIFEST takes only a generation",
+    )
+
+
+def test_the_manifest_follows_a_members_current_registration() -> None:
+    """A member that moved its endpoint since the epoch began is stated where it is now."""
+    view = _view(_records())
+    moved = dataclasses.replace(view.committees[2].members[0], kms_endpoint="10.9.9.9:1")
+    current = dataclasses.replace(view, nodes={moved.address: moved})
+    manifest: EpochManifest = epoch_manifest(current, current.committees[2])
+    assert manifest.members[0].endpoint == "10.9.9.9:1"
+    with pytest.raises(Exception, match="active epoch in this node's chain view is none"):
+        epoch_manifest(dataclasses.replace(view, committees={}), view.committees[2])
+    assert isinstance(view.committees[2], chainview.Committee)
