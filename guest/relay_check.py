@@ -93,6 +93,16 @@ def check_committee(committee: Committee, envelope: bytes, fingerprint: bytes) -
     return signed
 
 
+def cross_check(
+    committee: Committee, url: str, fingerprint: bytes, *, wait: float
+) -> EpochManifest:
+    """Ask the relay at `url` for the manifest of `committee`'s epoch (or newer), waiting up to
+    `wait` seconds for it to arrive, and check the committee against it (`check_committee`).
+    Fails closed: RelayUnavailable if no verified manifest came."""
+    envelope = fetch_envelope(url, after=committee.network.epoch - 1, wait=wait)
+    return check_committee(committee, envelope, fingerprint)
+
+
 def _difference(shown: EpochManifest, signed: EpochManifest) -> str:
     if shown.threshold != signed.threshold:
         return f"threshold {shown.threshold}, signed {signed.threshold}"

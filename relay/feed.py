@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from contracts import GovernanceClient
@@ -22,10 +23,15 @@ from guest.committee import CommitteeError, UntrustedNetwork, committee_from_cha
 from guest.kms_client import DerivationError, KmsClient
 from guest.relay_check import manifest_of
 from mpc.errors import MpcError
+from mpc.group import G2
 from mpc.manifest import SignedManifest, verify_envelope
 from protos.tkms.v1 import kms_pb2
 
 INTERVAL: Final = 0.2
+#: Seconds before asking members again whose views lag the chain (nodes poll every 0.5 s).
+RETRY: Final = 0.05
+#: Seconds of refusals after which the committee is read from the chain again.
+REREAD: Final = 3.0
 REPUBLISH: Final = 30.0
 _SIGN = kms_pb2.SignPartialRequest
 
@@ -43,25 +49,44 @@ def active_epoch(governance: GovernanceClient) -> tuple[int, int]:
     return generation, governance.get_generation(generation, block=block).active_epoch
 
 
-async def signed_envelope(
-    governance: GovernanceClient, fingerprint: bytes, *, timeout: float = 5.0
-) -> bytes:
-    """The envelope of the latest generation's active epoch, threshold-signed by its members."""
+@dataclass
+class Pending:
+    """An epoch being signed: its committee's client and the bytes the members must sign."""
+
+    epoch: int
+    client: KmsClient
+    statement: bytes
+    keys: tuple[G2, ...]
+    links: tuple[bytes, ...]
+    prepared: float = field(default_factory=time.monotonic)
+
+
+async def prepare(governance: GovernanceClient, fingerprint: bytes, timeout: float) -> Pending:
+    """Read the latest committee (checked against the fingerprint) and its key chain."""
     committee = await asyncio.to_thread(committee_from_chain, governance, fingerprint=fingerprint)
     generation = committee.network.generation
     block = await asyncio.to_thread(lambda: governance.w3.eth.block_number)
     info = await asyncio.to_thread(governance.get_generation, generation, block=block)
     keys, links = await asyncio.to_thread(key_chain, governance, generation, block, info.pk2)
-    statement = manifest_of(committee).encode()
-    client = KmsClient(committee, _no_evidence, timeout=timeout)
-    try:
-        request = _SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST, generation=generation)
-        signed = await client.sign_expected(request, statement)
-    finally:
-        await client.close()
-    envelope = SignedManifest(statement, signed.signature, tuple(keys), tuple(links)).encode()
-    verify_envelope(envelope, fingerprint)
-    return envelope
+    return Pending(
+        epoch=committee.network.epoch,
+        client=KmsClient(committee, _no_evidence, timeout=timeout),
+        statement=manifest_of(committee).encode(),
+        keys=tuple(keys),
+        links=tuple(links),
+    )
+
+
+async def sign(pending: Pending, fingerprint: bytes) -> bytes:
+    """The envelope, once t members sign exactly the expected manifest (DerivationError if
+    fewer do: typically their chain views have not reached the epoch yet)."""
+    generation = pending.client.committee.network.generation
+    request = _SIGN(kind=_SIGN.KIND_EPOCH_MANIFEST, generation=generation)
+    signed = await pending.client.sign_expected(request, pending.statement)
+    envelope = SignedManifest(pending.statement, signed.signature, pending.keys, pending.links)
+    data = envelope.encode()
+    verify_envelope(data, fingerprint)
+    return data
 
 
 async def follow(
@@ -72,28 +97,42 @@ async def follow(
     *,
     interval: float = INTERVAL,
     republish: float = REPUBLISH,
+    timeout: float = 5.0,
 ) -> None:
     """Publish every new epoch's envelope until cancelled (module docstring)."""
     signed_epoch, newest, last = 0, b"", 0.0
-    while True:
-        try:
-            _, epoch = await asyncio.to_thread(active_epoch, governance)
-            if epoch and epoch != signed_epoch:
-                newest = await signed_envelope(governance, fingerprint)
-                signed_epoch, last = epoch, 0.0
-                report(f"signed the manifest of epoch {epoch}")
-            if newest and time.monotonic() - last >= republish:
-                publish(newest)
-                last = time.monotonic()
-        except (
-            CommitteeError,
-            UntrustedNetwork,
-            DerivationError,
-            MpcError,
-            OSError,
-            ValueError,
-        ) as exc:
-            # Members not yet at this epoch, a node down, an RPC hiccup: ask again shortly.
-            report(f"cannot sign the current manifest yet: {exc}")
-            await asyncio.sleep(1.0)
-        await asyncio.sleep(interval)
+    pending: Pending | None = None
+    try:
+        while True:
+            try:
+                _, epoch = await asyncio.to_thread(active_epoch, governance)
+                if epoch and epoch != signed_epoch:
+                    if pending is None or pending.epoch != epoch:
+                        if pending is not None:
+                            await pending.client.close()
+                            pending = None
+                        pending = await prepare(governance, fingerprint, timeout)
+                    newest = await sign(pending, fingerprint)
+                    signed_epoch, last = pending.epoch, 0.0
+                    report(f"signed the manifest of epoch {signed_epoch}")
+                if newest and time.monotonic() - last >= republish:
+                    publish(newest)
+                    last = time.monotonic()
+            except DerivationError as exc:
+                # Members whose chain views have not reached the epoch sign the one before:
+                # they catch up within their poll interval, so ask again soon.
+                report(f"members do not sign epoch {epoch} yet: {exc}")
+                if pending is not None and time.monotonic() - pending.prepared > REREAD:
+                    # Still refused: the chain may have changed since (a member moved its
+                    # endpoint), so read the committee again.
+                    await pending.client.close()
+                    pending = None
+                await asyncio.sleep(RETRY)
+                continue
+            except (CommitteeError, UntrustedNetwork, MpcError, OSError, ValueError) as exc:
+                report(f"cannot sign the current manifest: {exc}")
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(interval)
+    finally:
+        if pending is not None:
+            await pending.client.close()
