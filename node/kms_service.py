@@ -178,9 +178,11 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         max_keys: int,
         env_policy: EnvPolicy | None = None,
         roots: RootSource | None = None,
+        health_note: Callable[[], bytes] | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         self._authz = authorizer
+        self._health_note = health_note
         self._env_policy = env_policy
         self._roots = roots
         self._links: dict[tuple[int, int, bytes], kms_pb2.SignPartialResponse] = {}
@@ -470,6 +472,14 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 self._links.clear()
             cached = self._links[key] = _sign_response(committee, statement, partial)
         return cached
+
+    @_edge
+    async def GetHealthNote(
+        self, request: kms_pb2.GetHealthNoteRequest, context: Ctx
+    ) -> kms_pb2.GetHealthNoteResponse:
+        if self._health_note is None:
+            raise NotReady("this node does not sign health notes")
+        return kms_pb2.GetHealthNoteResponse(envelope=self._health_note())
 
     @_edge
     async def SignAppKey(

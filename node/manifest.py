@@ -1,4 +1,6 @@
-"""The epoch manifest this node signs (SignPartial KIND_EPOCH_MANIFEST, `mpc.manifest`).
+"""What this node states for relays (docs/relay.md): its partial over the epoch manifest
+(SignPartial KIND_EPOCH_MANIFEST, `mpc.manifest`) and its own health note (GetHealthNote,
+`mpc.nodehealth`, signed with its TLS identity key).
 
 A node states only what its own chain view shows: the active epoch of the generation it holds
 a share of, that epoch's members in order with the KMS endpoints and TLS key hashes registered
@@ -9,9 +11,15 @@ since moved its endpoint) signs other bytes, and the relay asks again.
 
 from __future__ import annotations
 
+import time
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from mpc.manifest import EpochManifest, ManifestMember
+from mpc.nodehealth import HEALTH_NAMES, HealthNote, sign_note
 from node.chainview import ChainView, Committee
 from node.errors import NotReady
+from node.health import HealthReport
 
 
 def epoch_manifest(view: ChainView, held: Committee) -> EpochManifest:
@@ -36,3 +44,23 @@ def epoch_manifest(view: ChainView, held: Committee) -> EpochManifest:
         group_key=active.pk2,
         members=tuple(members),
     )
+
+
+def signed_health(
+    view: ChainView | None, address: bytes, report: HealthReport, key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """This node's health now, as a note signed with its TLS key (`mpc.nodehealth`)."""
+    if view is None:
+        raise NotReady("no chain view yet")
+    note = HealthNote(
+        chain_id=view.chain_id,
+        governance=view.governance,
+        address=address,
+        generation=report.generation,
+        epoch=report.epoch,
+        health=HEALTH_NAMES.index(report.health),
+        reason=report.reason.encode("ascii", "replace").decode()[:200],
+        head=view.head,
+        issued_ms=int(time.time() * 1000),
+    )
+    return sign_note(note, key)

@@ -103,12 +103,16 @@ def run(args: argparse.Namespace) -> int:
         stdin.write(b"publish " + envelope.hex().encode() + b"\n")
         stdin.flush()
 
+    def publish_health(envelope: bytes) -> None:
+        stdin.write(b"publish-health " + envelope.hex().encode() + b"\n")
+        stdin.flush()
+
     def report(note: str) -> None:
         print(f"tkms relay: {note}", file=sys.stderr, flush=True)
 
     try:
         if args.rpc:
-            asyncio.run(_follow(args, fingerprint, publish, report, child))
+            asyncio.run(_follow(args, fingerprint, (publish, publish_health), report, child))
         return child.wait()
     except KeyboardInterrupt:
         return 130
@@ -134,7 +138,10 @@ async def _follow(
     from relay.feed import follow
 
     governance = GovernanceClient(connect(args.rpc), args.governance)
-    task = asyncio.ensure_future(follow(governance, fingerprint, publish, report))
+    manifests, health = publish
+    task = asyncio.ensure_future(
+        follow(governance, fingerprint, manifests, report, publish_health=health)
+    )
     while child.poll() is None and not task.done():
         await asyncio.sleep(0.5)
     task.cancel()

@@ -7,7 +7,8 @@ fingerprint), builds the manifest it expects and asks the members for their part
 member signs only what its own chain view shows, so a relay behind a lying RPC gathers no
 signature. The envelope (manifest, signature, key chain) is checked like any received one and
 handed to the gossip process; the newest is handed again every `republish` seconds so relays
-that joined late learn it too.
+that joined late learn it too. Every few seconds it also asks each member of the signed epoch
+for its health note (GetHealthNote, signed with the member's TLS key) and hands those on.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+import grpc
+
 from contracts import GovernanceClient
 from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain, key_chain
+from guest.kms_channel import ChannelRefused
 from guest.kms_client import DerivationError, KmsClient
 from guest.relay_check import manifest_of
 from mpc.errors import MpcError
@@ -33,7 +37,11 @@ RETRY: Final = 0.05
 #: Seconds of refusals after which the committee is read from the chain again.
 REREAD: Final = 3.0
 REPUBLISH: Final = 30.0
+#: Seconds between rounds of members' health notes.
+HEALTH_INTERVAL: Final = 5.0
 _SIGN = kms_pb2.SignPartialRequest
+#: What a member that is down, restarting or being replaced raises to a health request.
+_UNANSWERED = (grpc.aio.AioRpcError, grpc.aio.UsageError, ChannelRefused, OSError, RuntimeError)
 
 
 def _no_evidence(report_data: bytes) -> tuple[bytes, str]:
@@ -89,31 +97,64 @@ async def sign(pending: Pending, fingerprint: bytes) -> bytes:
     return data
 
 
+async def relay_health(
+    current: Callable[[], Pending | None],
+    publish_health: Callable[[bytes], None],
+    report: Callable[[str], None],
+    interval: float = HEALTH_INTERVAL,
+) -> None:
+    """Every `interval` seconds, each member's signed health note of the signed epoch, handed
+    on as it is: the gossip validators check it against the manifest's TLS pins."""
+    request = kms_pb2.GetHealthNoteRequest()
+    while True:
+        await asyncio.sleep(interval)
+        pending = current()
+        if pending is None:
+            continue
+        for member in pending.client.committee.members:
+            try:
+                reply: kms_pb2.GetHealthNoteResponse = await pending.client.rpc(
+                    member, lambda stub: stub.GetHealthNote(request, timeout=2.0)
+                )
+            except _UNANSWERED as exc:
+                # A member that does not answer is what the others' notes will show.
+                report(f"no health note from member {member.index}: {exc}")
+                continue
+            publish_health(bytes(reply.envelope))
+
+
 async def follow(
     governance: GovernanceClient,
     fingerprint: bytes,
     publish: Callable[[bytes], None],
     report: Callable[[str], None],
     *,
+    publish_health: Callable[[bytes], None] | None = None,
     interval: float = INTERVAL,
     republish: float = REPUBLISH,
     timeout: float = 5.0,
 ) -> None:
-    """Publish every new epoch's envelope until cancelled (module docstring)."""
+    """Publish every new epoch's envelope (and, with `publish_health`, its members' health
+    notes) until cancelled (module docstring)."""
     signed_epoch, newest, last = 0, b"", 0.0
     pending: Pending | None = None
+    signed: list[Pending | None] = [None]  # the committee of the epoch last signed
+    health = None
+    if publish_health is not None:
+        health = asyncio.ensure_future(relay_health(lambda: signed[0], publish_health, report))
     try:
         while True:
             try:
                 _, epoch = await asyncio.to_thread(active_epoch, governance)
                 if epoch and epoch != signed_epoch:
                     if pending is None or pending.epoch != epoch:
-                        if pending is not None:
-                            await pending.client.close()
-                            pending = None
+                        await _close(pending, keep=signed[0])
+                        pending = None
                         pending = await prepare(governance, fingerprint, timeout)
                     newest = await sign(pending, fingerprint)
                     signed_epoch, last = pending.epoch, 0.0
+                    previous, signed[0] = signed[0], pending
+                    await _close(previous, keep=pending)
                     report(f"signed the manifest of epoch {signed_epoch}")
                 if newest and time.monotonic() - last >= republish:
                     publish(newest)
@@ -125,7 +166,7 @@ async def follow(
                 if pending is not None and time.monotonic() - pending.prepared > REREAD:
                     # Still refused: the chain may have changed since (a member moved its
                     # endpoint), so read the committee again.
-                    await pending.client.close()
+                    await _close(pending, keep=signed[0])
                     pending = None
                 await asyncio.sleep(RETRY)
                 continue
@@ -134,5 +175,12 @@ async def follow(
                 await asyncio.sleep(1.0)
             await asyncio.sleep(interval)
     finally:
-        if pending is not None:
-            await pending.client.close()
+        if health is not None:
+            health.cancel()
+        await _close(pending, keep=signed[0])
+        await _close(signed[0], keep=None)
+
+
+async def _close(pending: Pending | None, *, keep: Pending | None) -> None:
+    if pending is not None and pending is not keep:
+        await pending.client.close()

@@ -1,15 +1,16 @@
-"""The relay's libp2p side (runs in .venv-relay): a host, gossipsub, the validating topic.
+"""The relay's libp2p side (runs in .venv-relay): a host, gossipsub, the validating topics.
 
-Every message on the manifest topic goes through `ManifestStore.offer` before libp2p forwards
-it, our own publications included: a forged, malformed or stale envelope stops at the first
-relay. Messages are signed by their publishing peer (libp2p's strict signing) and identified by
-(peer, sequence number), so a replayed old manifest is validated again, and refused as stale,
-however long after it was first seen.
+Every message on the manifest topic goes through `ManifestStore.offer` (on the health topic,
+`offer_health`) before libp2p forwards it, our own publications included: a forged, malformed
+or stale envelope stops at the first relay. Messages are signed by their publishing peer
+(libp2p's strict signing) and identified by (peer, sequence number), so a replayed old
+manifest is validated again, and refused as stale, however long after it was first seen.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,6 +34,10 @@ log = logging.getLogger("tkms.relay")
 def manifest_topic(fingerprint: bytes) -> str:
     """One topic per KMS network: relays of other networks never see each other's traffic."""
     return f"/tkms/{fingerprint.hex()}/manifest/1"
+
+
+def health_topic(fingerprint: bytes) -> str:
+    return f"/tkms/{fingerprint.hex()}/health/1"
 
 
 @dataclass
@@ -65,8 +70,17 @@ class Relay:
             self.changed = trio.Event()
         return True
 
+    def validate_health(self, forwarder: Any, message: Any) -> bool:
+        verdict = self.store.offer_health(bytes(message.data), int(time.time() * 1000))
+        if not verdict.accepted:
+            self.emit({"event": "dropped", "from": str(forwarder), "reason": verdict.reason})
+        return verdict.accepted
+
     async def publish(self, data: bytes) -> None:
         await self.pubsub.publish(self.topic, data)
+
+    async def publish_health(self, data: bytes) -> None:
+        await self.pubsub.publish(health_topic(self.store.fingerprint), data)
 
     async def wait_newer(self, epoch: int, timeout: float) -> bytes:
         """The newest envelope once its epoch exceeds `epoch` (b"" after `timeout`)."""
@@ -116,6 +130,8 @@ async def run_relay(
     pubsub = Pubsub(host, router, strict_signing=True)
     relay = Relay(store=store, topic=manifest_topic(store.fingerprint), emit=emit, pubsub=pubsub)
     pubsub.set_topic_validator(relay.topic, relay.validate, False)
+    health = health_topic(store.fingerprint)
+    pubsub.set_topic_validator(health, relay.validate_health, False)
     addrs = [multiaddr.Multiaddr(a) for a in listen]
     async with (
         host.run(listen_addrs=addrs),
@@ -125,11 +141,13 @@ async def run_relay(
     ):
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(relay.topic)
+        health_subscription = await pubsub.subscribe(health)
         relay.peer_id = host.get_id().to_string()
         relay.addrs = [str(a) for a in host.get_addrs()]
         for peer in peers:
             nursery.start_soon(_connect, host, peer, emit)
         nursery.start_soon(_drain, subscription)
+        nursery.start_soon(_drain, health_subscription)
         emit({"event": "listening", "peer_id": relay.peer_id, "addrs": relay.addrs})
         await serve(relay)  # the relay runs as long as this does
         nursery.cancel_scope.cancel()

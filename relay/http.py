@@ -3,6 +3,9 @@
     GET /v1/manifest?after=N&wait=S   the newest verified envelope (application/octet-stream,
                                       header X-Tkms-Epoch) once its epoch exceeds N, waiting
                                       up to S seconds (at most 30); 204 if none came
+    GET /v1/health                    JSON: the newest epoch and, for each member that sent
+                                      one, its newest verified health note (and the envelope,
+                                      hex, to check against the manifest's TLS pins)
     GET /v1/status                    JSON: peer id, listen addresses, newest epoch, counts
 
 Clients never trust this endpoint: they verify the envelope against their own fingerprint
@@ -62,6 +65,20 @@ async def answer(relay: Relay, request_line: str) -> bytes:
             "dropped": store.dropped,
         }
         return _response("200 OK", json.dumps(status).encode(), "application/json")
+    if url.path == "/v1/health":
+        notes = [
+            {
+                "address": "0x" + note.address.hex(),
+                "health": note.health_name,
+                "reason": note.reason,
+                "head": note.head,
+                "issued_ms": note.issued_ms,
+                "envelope": envelope.hex(),
+            }
+            for note, envelope in relay.store.health.values()
+        ]
+        body = json.dumps({"epoch": relay.store.newest_epoch, "nodes": notes}).encode()
+        return _response("200 OK", body, "application/json")
     if url.path != "/v1/manifest":
         return _text("404 Not Found", f"no such path {url.path!r}")
     try:

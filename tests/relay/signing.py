@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from mpc.anchor import generation_statement, network_fingerprint
 from mpc.group import G2, Scalar
 from mpc.manifest import EpochManifest, ManifestMember, SignedManifest
@@ -17,6 +20,18 @@ GOVERNANCE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 
 def _secret(label: str) -> Scalar:
     return Scalar(int.from_bytes(hashlib.sha512(label.encode()).digest(), "big") % (1 << 250))
+
+
+def tls_key(member: int) -> ec.EllipticCurvePrivateKey:
+    """Member `member`'s TLS identity key (P-256), fixed so vectors reproduce."""
+    return ec.derive_private_key(0x7E57_0000 + member, ec.SECP256R1())
+
+
+def tls_key_hash(key: ec.EllipticCurvePrivateKey) -> bytes:
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).digest()
 
 
 def sign(secret: Scalar, message: bytes) -> bytes:
@@ -56,7 +71,7 @@ class KeyedNetwork:
                 ManifestMember(
                     address=bytes([k]) * 20,
                     endpoint=f"10.0.0.{k}:{7000 + k}",
-                    tls_key_hash=hashlib.sha256(f"tls-{k}".encode()).digest(),
+                    tls_key_hash=tls_key_hash(tls_key(k)),
                 )
                 for k in range(1, members + 1)
             ),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mpc.encoding import unframe
+from mpc.nodehealth import HealthNote, decode_note, sign_note
 from relay.store import ManifestStore
-from tests.relay.signing import FORGER, NETWORK
+from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, tls_key
 
 
 def test_newer_epochs_replace_and_older_ones_are_dropped_as_stale() -> None:
@@ -33,3 +35,56 @@ def test_another_networks_manifest_is_dropped() -> None:
     store = ManifestStore(bytes(32))
     verdict = store.offer(NETWORK.envelope(NETWORK.manifest(5)))
     assert not verdict.accepted and "not the expected" in verdict.reason
+
+
+def _health_store() -> ManifestStore:
+    store = ManifestStore(NETWORK.fingerprint)
+    store.offer(NETWORK.envelope(NETWORK.manifest(7)))
+    return store
+
+
+def _note_envelope(member: int, issued_ms: int, epoch: int = 7) -> bytes:
+    note = HealthNote(
+        chain_id=CHAIN_ID,
+        governance=GOVERNANCE,
+        address=bytes([member]) * 20,
+        generation=2,
+        epoch=epoch,
+        health=2,
+        reason="",
+        head=10,
+        issued_ms=issued_ms,
+    )
+    return sign_note(note, tls_key(member))
+
+
+def test_health_notes_are_kept_per_member_and_replays_are_stale() -> None:
+    store, now = _health_store(), 1_800_000_000_000
+    first = _note_envelope(1, now - 1000)
+    assert store.offer_health(first, now).accepted
+    assert store.offer_health(_note_envelope(2, now - 500), now).accepted
+    replay = store.offer_health(first, now + 10)
+    assert not replay.accepted and "not newer" in replay.reason
+    assert store.offer_health(_note_envelope(1, now), now).accepted
+    assert sorted(note.address[0] for note, _ in store.health.values()) == [1, 2]
+    assert store.health[bytes([1]) * 20][0].issued_ms == now
+
+
+def test_old_future_forged_and_other_epoch_notes_are_dropped() -> None:
+    store, now = _health_store(), 1_800_000_000_000
+    assert "ms old" in store.offer_health(_note_envelope(1, now - 61_000), now).reason
+    assert "ahead" in store.offer_health(_note_envelope(1, now + 11_000), now).reason
+    assert "stale" in store.offer_health(_note_envelope(1, now, epoch=6), now).reason
+    forged = sign_note(decode_note(unframe(_note_envelope(1, now), "x")[1]), tls_key(2))
+    assert "key other than its pin" in store.offer_health(forged, now).reason
+    assert store.health == {}
+    assert store.dropped == {"stale": 2, "invalid": 2}
+
+
+def test_health_notes_wait_for_a_manifest_and_a_new_epoch_clears_them() -> None:
+    store, now = ManifestStore(NETWORK.fingerprint), 1_800_000_000_000
+    assert "no manifest yet" in store.offer_health(_note_envelope(1, now), now).reason
+    store.offer(NETWORK.envelope(NETWORK.manifest(7)))
+    assert store.offer_health(_note_envelope(1, now), now).accepted
+    store.offer(NETWORK.envelope(NETWORK.manifest(8)))
+    assert store.health == {}
