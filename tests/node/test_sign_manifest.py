@@ -4,17 +4,25 @@ and a committee that a lying RPC shows gathers none. Real nodes over real pinned
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from guest.kms_client import DerivationError, KmsClient
+from mpc.errors import InvalidSignature
 from mpc.manifest import EpochManifest, SignedManifest, verify_envelope
+from mpc.nodehealth import verify_note
 from node import chainview
 from node.chainview import ChainView, NodeRecord
-from node.manifest import epoch_manifest
+from node.errors import NotReady
+from node.health import HealthReport
+from node.manifest import epoch_manifest, signed_health
 from protos.tkms.v1 import kms_pb2
 from tests.node.test_sign_statements import (
     FINGERPRINT,
@@ -24,6 +32,8 @@ from tests.node.test_sign_statements import (
     app_evidence,
     client_committee,
     run,
+    servicer,
+    serving,
     view_of,
 )
 
@@ -123,3 +133,66 @@ def test_the_manifest_follows_a_members_current_registration() -> None:
     with pytest.raises(Exception, match="active epoch in this node's chain view is none"):
         epoch_manifest(dataclasses.replace(view, committees={}), view.committees[2])
     assert isinstance(view.committees[2], chainview.Committee)
+
+
+def _tls_key(member: int) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(TLS[member - 1].key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def test_a_node_serves_its_health_signed_with_its_pinned_tls_key() -> None:
+    """GetHealthNote over the pinned channel: the note verifies against the manifest the
+    network signs (member 2's pin), and says what the node's health says."""
+    view = _view(_records())
+    manifest = epoch_manifest(view, view.committees[2])
+    report = HealthReport(health="DEGRADED", reason="1 of 3 members not answering", epoch=2,
+                          generation=2)  # fmt: skip
+
+    def note() -> bytes:
+        return signed_health(view, bytes([2]) * 20, report, _tls_key(2))
+
+    async def ask(ports: list[int]) -> Any:
+        from guest.kms_channel import open_channel
+        from protos.tkms.v1 import kms_pb2_grpc
+
+        answers = []
+        for k in (2, 1):
+            channel = await open_channel(f"127.0.0.1:{ports[k - 1]}", TLS[k - 1].key_hash)
+            stub = kms_pb2_grpc.KmsStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                reply = await stub.GetHealthNote(kms_pb2.GetHealthNoteRequest())
+                answers.append(bytes(reply.envelope))
+            except grpc.aio.AioRpcError as exc:
+                answers.append(f"{exc.code().name}: {exc.details()}".encode())
+            await channel.close()
+        return answers
+
+    served, unserved = run_with_health([view] * 3, {2: note}, ask)
+    signed = verify_note(served, manifest)
+    assert signed.health_name == "DEGRADED" and signed.reason == report.reason
+    assert signed.address == bytes([2]) * 20 and signed.head == view.head
+    assert unserved == b"UNAVAILABLE: this node does not sign health notes"
+    with pytest.raises(InvalidSignature, match="key other than its pin"):
+        verify_note(signed_health(view, bytes([2]) * 20, report, _tls_key(1)), manifest)
+    with pytest.raises(NotReady, match="no chain view"):
+        signed_health(None, bytes([2]) * 20, report, _tls_key(2))
+
+
+def run_with_health(
+    views: list[ChainView], notes: dict[int, Callable[[], bytes]], ask: Callable[[list[int]], Any]
+) -> Any:
+    async def go() -> Any:
+        servicers = []
+        for k, view in enumerate(views, start=1):
+            s = servicer(k, view, None)
+            s._health_note = notes.get(k)
+            servicers.append(s)
+        servers, ports = await serving(servicers)
+        try:
+            return await ask(ports)
+        finally:
+            for server in servers:
+                await server.stop(None)
+
+    return asyncio.run(go())

@@ -4,6 +4,7 @@ a client in a third (tests/testnet/netns.py).
 
 * the client learns the DKG epoch's committee, then a refresh epoch's within a second of its
   activation on chain, each verified against the group key from the fingerprint;
+* each member's health note, signed with its own TLS key, reaches the client's relay;
 * a client behind a lying RPC (a member's endpoint rewritten, or the chain head pinned before
   the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee.
 """
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +202,25 @@ def test_a_client_in_another_namespace_learns_each_epoch_within_a_second(setup: 
 
 
 SHARED: dict[str, int] = {}
+
+
+def test_every_members_signed_health_reaches_the_far_relay(setup: Setup) -> None:
+    from guest.relay_check import fetch_envelope, verified_manifest
+    from mpc.nodehealth import verify_note
+
+    manifest = verified_manifest(fetch_envelope(setup.relay_url), setup.fingerprint)
+    members = {m.address for m in manifest.members}
+    deadline = time.monotonic() + 20  # the follower asks every 5 s
+    while True:
+        with urllib.request.urlopen(f"{setup.relay_url}/v1/health", timeout=5) as reply:
+            doc = json.loads(reply.read())
+        if doc["epoch"] == manifest.epoch and len(doc["nodes"]) == len(members):
+            break
+        assert time.monotonic() < deadline, f"health notes at the far relay: {doc}"
+        time.sleep(0.2)
+    notes = [verify_note(bytes.fromhex(n["envelope"]), manifest) for n in doc["nodes"]]
+    assert {n.address for n in notes} == members
+    assert all(n.health_name == "NORMAL" and n.epoch == manifest.epoch for n in notes)
 
 
 def test_a_client_behind_a_lying_rpc_refuses_the_committee(setup: Setup) -> None:

@@ -6,7 +6,9 @@ gossiping real threshold-signed envelopes (tests/relay/signing.py):
 
 * a new epoch reaches C's client, two hops away, within a second;
 * a forged manifest and a stale one are dropped at the first hop: no other relay sees them;
-* with B dead, the next epoch still reaches C, through D.
+* with B dead, the next epoch still reaches C, through D;
+* a member's health note reaches C; one signed with another key than the member's pin stops
+  at A.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import IO, Any
 import pytest
 
 from mpc.manifest import verify_envelope
-from tests.relay.signing import FORGER, NETWORK
+from mpc.nodehealth import HealthNote, sign_note
+from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, tls_key
 from tests.testnet.netns import Hosts
 
 ROOT = Path(__file__).parents[2]
@@ -74,9 +77,9 @@ class RelayProcess:
             time.sleep(0.05)
         raise AssertionError(f"relay {self.name}: no {kind} event:\n{self.log_path.read_text()}")
 
-    def publish(self, envelope: bytes) -> None:
+    def publish(self, envelope: bytes, verb: bytes = b"publish") -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(b"publish " + envelope.hex().encode() + b"\n")
+        self.process.stdin.write(verb + b" " + envelope.hex().encode() + b"\n")
         self.process.stdin.flush()
 
     def status(self) -> dict[str, Any]:
@@ -174,3 +177,45 @@ def test_delivery_survives_a_dead_relay(relays: dict[str, RelayProcess]) -> None
     elapsed = _deliver(relays, newest + 1, newest)
     print(f"with B dead: A -> D -> C in {elapsed * 1000:.1f} ms")
     assert elapsed < 1.0
+
+
+def _health(relay: RelayProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{relay.http}/v1/health", timeout=5) as reply:
+        result: dict[str, Any] = json.loads(reply.read())
+        return result
+
+
+def test_health_notes_travel_and_forged_ones_stop_at_the_first_hop(
+    relays: dict[str, RelayProcess],
+) -> None:
+    epoch = relays["C"].status()["epoch"]
+    dropped_before = dict(relays["A"].status()["dropped"])
+
+    def note(member: int, key: int) -> bytes:
+        fields = HealthNote(
+            chain_id=CHAIN_ID,
+            governance=GOVERNANCE,
+            address=bytes([member]) * 20,
+            generation=2,
+            epoch=epoch,
+            health=2,
+            reason="",
+            head=99,
+            issued_ms=int(time.time() * 1000),
+        )
+        return sign_note(fields, tls_key(key))
+
+    relays["A"].publish(note(3, 2), b"publish-health")  # member 3's note, member 2's key
+    start = time.monotonic()
+    relays["A"].publish(note(1, 1), b"publish-health")
+    while not _health(relays["C"])["nodes"]:
+        assert time.monotonic() - start < 5, "member 1's health note never reached C"
+        time.sleep(0.02)
+    print(f"health note: A -> D -> C in {(time.monotonic() - start) * 1000:.0f} ms (polled)")
+    nodes = _health(relays["C"])["nodes"]
+    assert [n["address"] for n in nodes] == ["0x" + "01" * 20]
+    assert nodes[0]["health"] == "NORMAL" and nodes[0]["head"] == 99
+    dropped = relays["A"].status()["dropped"]
+    assert dropped.get("invalid", 0) == dropped_before.get("invalid", 0) + 1
+    for name in "CD":
+        assert relays[name].status()["dropped"] == {}, name
