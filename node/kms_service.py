@@ -408,13 +408,20 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         if linked is None:
             raise NotReady(f"generation {generation} has no active key in this node's chain view")
         committee, share = self._share(generation - 1)
-        key = (generation, committee.epoch, linked.pk2.to_bytes())
+        statement = generation_statement(view.chain_id, view.governance, generation, linked.pk2)
+        return self._signed_once(committee, share, statement, "SIG_GENERATION")
+
+    def _signed_once(
+        self, committee: Committee, share: Share, statement: bytes, kind: str
+    ) -> kms_pb2.SignPartialResponse:
+        """Our partial over a public statement, made once per (epoch, statement): these are
+        asked for by anyone, and the same answer serves them all."""
+        key = (committee.generation, committee.epoch, statement)
         cached = self._links.get(key)
         if cached is None:
-            statement = generation_statement(view.chain_id, view.governance, generation, linked.pk2)
             vk = self._verification_key(committee, share)
             partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-            self._count_partial("SIG_GENERATION")
+            self._count_partial(kind)
             if len(self._links) >= 16:
                 self._links.clear()
             cached = self._links[key] = _sign_response(committee, statement, partial)
@@ -427,16 +434,7 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         view = self._authz.fresh_view()
         committee, share = self._share(request.generation)
         statement = epoch_manifest(view, committee).encode()
-        key = (committee.generation, committee.epoch, b"manifest:" + statement)
-        cached = self._links.get(key)
-        if cached is None:
-            vk = self._verification_key(committee, share)
-            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-            self._count_partial("SIG_MANIFEST")
-            if len(self._links) >= 16:
-                self._links.clear()
-            cached = self._links[key] = _sign_response(committee, statement, partial)
-        return cached
+        return self._signed_once(committee, share, statement, "SIG_MANIFEST")
 
     def _root_source(self) -> RootSource:
         if self._roots is None:
@@ -459,19 +457,10 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 f"generation {committee.generation}'s KMS root here is {root.public.hex()}, "
                 f"not {expected.hex()}"
             )
-        key = (committee.generation, committee.epoch, b"root:" + root.public)
-        cached = self._links.get(key)
-        if cached is None:
-            statement = kms_root_statement(
-                view.chain_id, view.governance, committee.generation, root.public
-            )
-            vk = self._verification_key(committee, share)
-            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-            self._count_partial("SIG_KMS_ROOT")
-            if len(self._links) >= 16:
-                self._links.clear()
-            cached = self._links[key] = _sign_response(committee, statement, partial)
-        return cached
+        statement = kms_root_statement(
+            view.chain_id, view.governance, committee.generation, root.public
+        )
+        return self._signed_once(committee, share, statement, "SIG_KMS_ROOT")
 
     @_edge
     async def GetHealthNote(
