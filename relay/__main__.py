@@ -79,10 +79,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    fingerprint = bytes.fromhex(args.fingerprint.removeprefix("0x"))
+    try:
+        fingerprint = bytes.fromhex(args.fingerprint.removeprefix("0x"))
+    except ValueError:
+        fingerprint = b""
     if len(fingerprint) != 32:
-        raise SystemExit(f"--fingerprint must be 32 bytes hex, got {len(fingerprint)} bytes")
+        raise SystemExit("--fingerprint must be 32 bytes of hex")
     http_host, _, http_port = args.http.rpartition(":")
+    if not http_host or not http_port.isdigit():
+        raise SystemExit(f"--http must be HOST:PORT, got {args.http!r}")
     store = ManifestStore(fingerprint)
 
     async def serve(relay: Relay) -> None:

@@ -84,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.rpc) != bool(args.governance):
         print("tkms relay: --rpc and --governance go together", file=sys.stderr)
         return 2
-    fingerprint = bytes.fromhex(args.fingerprint.removeprefix("0x"))
+    try:
+        fingerprint = bytes.fromhex(args.fingerprint.removeprefix("0x"))
+    except ValueError:
+        fingerprint = b""
     if len(fingerprint) != 32:
         print("tkms relay: --fingerprint must be 32 bytes of hex", file=sys.stderr)
         return 2

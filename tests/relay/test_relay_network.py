@@ -166,8 +166,10 @@ def test_forged_and_stale_manifests_stop_at_the_first_hop(
         status = relays[name].status()
         assert status["dropped"] == {}, f"relay {name} saw a bad message: {status}"
         assert status["epoch"] == newest + 1
-    with pytest.raises(urllib.error.HTTPError):
+    with pytest.raises(urllib.error.HTTPError, match="404"):
         urllib.request.urlopen(f"{relays['C'].http}/v1/nothing", timeout=5)
+    with pytest.raises(urllib.error.HTTPError, match="400"):
+        urllib.request.urlopen(f"{relays['C'].http}/v1/manifest?after=x", timeout=5)
 
 
 def test_delivery_survives_a_dead_relay(relays: dict[str, RelayProcess]) -> None:
