@@ -49,7 +49,7 @@ from node.chainview import Committee
 from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
 from node.kms_root import KmsRoot, encode_partial
 from node.logs import get_logger
-from node.manifest import epoch_manifest
+from node.manifest import epoch_manifest, revocation_notice
 from node.metrics import NodeMetrics
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 
@@ -331,6 +331,8 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
             return await self._kms_root(request)
         if request.kind == _SIGN.KIND_EPOCH_MANIFEST:
             return self._epoch_manifest(request)
+        if request.kind == _SIGN.KIND_REVOCATION:
+            return self._revocation(request)
         if request.kind == _SIGN.KIND_APP_ENV:
             committee, share, statement = await self._app_env(request)
             kind = "SIG_ENV"
@@ -429,12 +431,22 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
 
     def _epoch_manifest(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
         """Our partial over the active epoch's manifest as our chain view shows it."""
-        if request.HasField("evidence") or request.public_key or request.env_signer:
+        extra = request.public_key or request.env_signer or request.subject
+        if request.HasField("evidence") or extra:
             raise InvalidRequest("KIND_EPOCH_MANIFEST takes only a generation")
         view = self._authz.fresh_view()
         committee, share = self._share(request.generation)
         statement = epoch_manifest(view, committee).encode()
         return self._signed_once(committee, share, statement, "SIG_MANIFEST")
+
+    def _revocation(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over a node-removed notice, if our view no longer approves the node."""
+        if request.HasField("evidence") or request.public_key or request.env_signer:
+            raise InvalidRequest("KIND_REVOCATION takes only a generation and a subject")
+        view = self._authz.fresh_view()
+        committee, share = self._share(request.generation)
+        statement = revocation_notice(view, committee, bytes(request.subject)).encode()
+        return self._signed_once(committee, share, statement, "SIG_REVOCATION")
 
     def _root_source(self) -> RootSource:
         if self._roots is None:

@@ -1,5 +1,6 @@
 """What this node states for relays (docs/relay.md): its partial over the epoch manifest
-(SignPartial KIND_EPOCH_MANIFEST, `mpc.manifest`) and its own health note (GetHealthNote,
+(SignPartial KIND_EPOCH_MANIFEST, `mpc.manifest`) and over revocation notices
+(KIND_REVOCATION, `mpc.revocation`), and its own health note (GetHealthNote,
 `mpc.nodehealth`, signed with its TLS identity key).
 
 A node states only what its own chain view shows: the active epoch of the generation it holds
@@ -17,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mpc.manifest import EpochManifest, ManifestMember
 from mpc.nodehealth import HEALTH_NAMES, HealthNote, sign_note
+from mpc.revocation import NODE_REMOVED, RevocationNotice
 from node.chainview import ChainView, Committee
-from node.errors import NotReady
+from node.errors import InvalidRequest, NotReady, PolicyDenied
 from node.health import HealthReport
 
 
@@ -64,3 +66,22 @@ def signed_health(
         issued_ms=int(time.time() * 1000),
     )
     return sign_note(note, key)
+
+
+def revocation_notice(view: ChainView, held: Committee, subject: bytes) -> RevocationNotice:
+    """The notice that `subject` is no longer an approved node, if our view shows exactly that
+    (PolicyDenied while it is approved): for the epoch of our share."""
+    if len(subject) != 20:
+        raise InvalidRequest(f"subject must be a 20-byte node address, got {len(subject)} bytes")
+    if subject in view.nodes:
+        raise PolicyDenied(
+            f"node 0x{subject.hex()} is approved at block {view.head}: not revoked here"
+        )
+    return RevocationNotice(
+        chain_id=view.chain_id,
+        governance=view.governance,
+        generation=held.generation,
+        epoch=held.epoch,
+        kind=NODE_REMOVED,
+        subject=subject,
+    )

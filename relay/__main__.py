@@ -1,9 +1,9 @@
 """`python -m relay` (in .venv-relay): the gossip process `tkms relay` starts.
 
-Reads envelopes to publish from stdin, one per line: `publish <hex>` (a manifest) or
-`publish-health <hex>` (a health note); the core side's follower writes both. Writes one JSON
-object per line to stdout for every event (listening, connected, accepted, dropped). Exits
-when stdin closes.
+Reads envelopes to publish from stdin, one per line: `publish <hex>` (a manifest),
+`publish-health <hex>` (a health note) or `publish-revocation <hex>`; the core side's follower
+writes them. Writes one JSON object per line to stdout for every event (listening, connected,
+accepted, dropped). Exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def _feed(relay: Relay) -> None:
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
             verb, _, payload = line.decode("ascii", "replace").strip().partition(" ")
-            if verb not in ("publish", "publish-health"):
+            if verb not in ("publish", "publish-health", "publish-revocation"):
                 emit({"event": "bad_input", "line": line[:80].decode("ascii", "replace")})
                 continue
             try:
@@ -63,8 +63,10 @@ async def _feed(relay: Relay) -> None:
                 continue
             if verb == "publish":
                 await relay.publish(data)
-            else:
+            elif verb == "publish-health":
                 await relay.publish_health(data)
+            else:
+                await relay.publish_revocation(data)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -1,10 +1,11 @@
 """The relay's libp2p side (runs in .venv-relay): a host, gossipsub, the validating topics.
 
-Every message on the manifest topic goes through `ManifestStore.offer` (on the health topic,
-`offer_health`) before libp2p forwards it, our own publications included: a forged, malformed
-or stale envelope stops at the first relay. Messages are signed by their publishing peer
-(libp2p's strict signing) and identified by (peer, sequence number), so a replayed old
-manifest is validated again, and refused as stale, however long after it was first seen.
+Every message on the manifest topic goes through `ManifestStore.offer` (on the health and
+revocation topics, `offer_health` and `offer_revocation`) before libp2p forwards it, our own
+publications included: a forged, malformed or stale envelope stops at the first relay.
+Messages are signed by their publishing peer (libp2p's strict signing) and identified by
+(peer, sequence number), so a replayed old manifest is validated again, and refused as stale,
+however long after it was first seen.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def manifest_topic(fingerprint: bytes) -> str:
 
 def health_topic(fingerprint: bytes) -> str:
     return f"/tkms/{fingerprint.hex()}/health/1"
+
+
+def revocation_topic(fingerprint: bytes) -> str:
+    return f"/tkms/{fingerprint.hex()}/revocation/1"
 
 
 @dataclass
@@ -76,11 +81,22 @@ class Relay:
             self.emit({"event": "dropped", "from": str(forwarder), "reason": verdict.reason})
         return verdict.accepted
 
+    def validate_revocation(self, forwarder: Any, message: Any) -> bool:
+        verdict = self.store.offer_revocation(bytes(message.data))
+        if not verdict.accepted:
+            self.emit({"event": "dropped", "from": str(forwarder), "reason": verdict.reason})
+        elif verdict.reason == "revocation":
+            self.emit({"event": "revocation", "from": str(forwarder)})
+        return verdict.accepted
+
     async def publish(self, data: bytes) -> None:
         await self.pubsub.publish(self.topic, data)
 
     async def publish_health(self, data: bytes) -> None:
         await self.pubsub.publish(health_topic(self.store.fingerprint), data)
+
+    async def publish_revocation(self, data: bytes) -> None:
+        await self.pubsub.publish(revocation_topic(self.store.fingerprint), data)
 
     async def wait_newer(self, epoch: int, timeout: float) -> bytes:
         """The newest envelope once its epoch exceeds `epoch` (b"" after `timeout`)."""
@@ -132,6 +148,8 @@ async def run_relay(
     pubsub.set_topic_validator(relay.topic, relay.validate, False)
     health = health_topic(store.fingerprint)
     pubsub.set_topic_validator(health, relay.validate_health, False)
+    revocation = revocation_topic(store.fingerprint)
+    pubsub.set_topic_validator(revocation, relay.validate_revocation, False)
     addrs = [multiaddr.Multiaddr(a) for a in listen]
     async with (
         host.run(listen_addrs=addrs),
@@ -141,13 +159,14 @@ async def run_relay(
     ):
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(relay.topic)
-        health_subscription = await pubsub.subscribe(health)
+        subscriptions = [await pubsub.subscribe(t) for t in (health, revocation)]
         relay.peer_id = host.get_id().to_string()
         relay.addrs = [str(a) for a in host.get_addrs()]
         for peer in peers:
             nursery.start_soon(_connect, host, peer, emit)
         nursery.start_soon(_drain, subscription)
-        nursery.start_soon(_drain, health_subscription)
+        for extra in subscriptions:
+            nursery.start_soon(_drain, extra)
         emit({"event": "listening", "peer_id": relay.peer_id, "addrs": relay.addrs})
         await serve(relay)  # the relay runs as long as this does
         nursery.cancel_scope.cancel()

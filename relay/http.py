@@ -6,6 +6,8 @@
     GET /v1/health                    JSON: the newest epoch and, for each member that sent
                                       one, its newest verified health note (and the envelope,
                                       hex, to check against the manifest's TLS pins)
+    GET /v1/revocations               JSON: the newest epoch's verified revocation notices
+                                      (subject, envelope hex: verify against the manifest)
     GET /v1/status                    JSON: peer id, listen addresses, newest epoch, counts
 
 Clients never trust this endpoint: they verify the envelope against their own fingerprint
@@ -78,6 +80,13 @@ async def answer(relay: Relay, request_line: str) -> bytes:
             for note, envelope in relay.store.health.values()
         ]
         body = json.dumps({"epoch": relay.store.newest_epoch, "nodes": notes}).encode()
+        return _response("200 OK", body, "application/json")
+    if url.path == "/v1/revocations":
+        notices = [
+            {"kind": n.kind, "subject": "0x" + n.subject.hex(), "envelope": envelope.hex()}
+            for n, envelope in relay.store.revocations.values()
+        ]
+        body = json.dumps({"epoch": relay.store.newest_epoch, "notices": notices}).encode()
         return _response("200 OK", body, "application/json")
     if url.path != "/v1/manifest":
         return _text("404 Not Found", f"no such path {url.path!r}")

@@ -14,6 +14,7 @@ from typing import Final
 from mpc.errors import MpcError
 from mpc.manifest import EpochManifest, verify_envelope
 from mpc.nodehealth import HealthNote, verify_note
+from mpc.revocation import RevocationNotice, verify_notice
 
 #: A health note older than this (by the note's own clock) is stale; one further ahead than
 #: SKEW_MS is refused as from the future.
@@ -40,6 +41,8 @@ class ManifestStore:
     dropped: dict[str, int] = field(default_factory=dict)
     #: The newest accepted health note of each member of the newest epoch: (note, envelope).
     health: dict[bytes, tuple[HealthNote, bytes]] = field(default_factory=dict)
+    #: The newest epoch's revocation notices by subject: (notice, envelope).
+    revocations: dict[bytes, tuple[RevocationNotice, bytes]] = field(default_factory=dict)
 
     def check(self, data: bytes) -> Verdict:
         """Whether `data` may be forwarded; changes nothing."""
@@ -67,6 +70,7 @@ class ManifestStore:
             self.newest, self.newest_epoch = data, verdict.manifest.epoch
             self.manifest = verdict.manifest
             self.health.clear()  # notes are about an epoch: the new members speak anew
+            self.revocations.clear()  # so are notices: re-signed for the new epoch if needed
         return verdict
 
     def _drop(self, reason: str) -> Verdict:
@@ -95,3 +99,19 @@ class ManifestStore:
         self.health[note.address] = (note, data)
         self.accepted += 1
         return Verdict(True, "health")
+
+    def offer_revocation(self, data: bytes) -> Verdict:
+        """Keep a revocation notice the network signed for the newest epoch."""
+        if self.manifest is None:
+            return self._drop("unknown: no manifest yet to check revocations against")
+        try:
+            notice = verify_notice(data, self.manifest)
+        except (MpcError, ValueError) as exc:
+            if "not the current epoch" in str(exc):
+                return self._drop(f"stale: {exc}")
+            return self._drop(f"invalid: {exc}")
+        if notice.subject in self.revocations:
+            return Verdict(True, "current")
+        self.revocations[notice.subject] = (notice, data)
+        self.accepted += 1
+        return Verdict(True, "revocation")
