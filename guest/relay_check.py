@@ -6,10 +6,14 @@ fingerprint, but the members, endpoints and TLS pins do not. A relay delivers th
 manifest the network threshold-signed; `check_committee` verifies it against the client's own
 fingerprint (the relay is never trusted) and refuses a committee that differs from it, or that
 is older than it: a lying RPC is caught before any request is sent to its committee.
+`without_revoked` then drops the members the network has revoked (`mpc.revocation`) for that
+epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import urllib.error
 import urllib.request
 from typing import Final
@@ -17,6 +21,7 @@ from typing import Final
 from guest.kms_client import Committee
 from mpc.errors import MpcError
 from mpc.manifest import EpochManifest, ManifestMember, verify_envelope
+from mpc.revocation import verify_notice
 
 #: Seconds a client waits for its relay's answer beyond any long-poll wait.
 HTTP_SLACK: Final = 5.0
@@ -101,6 +106,38 @@ def cross_check(
     Fails closed: RelayUnavailable if no verified manifest came."""
     envelope = fetch_envelope(url, after=committee.network.epoch - 1, wait=wait)
     return check_committee(committee, envelope, fingerprint)
+
+
+def fetch_revocations(url: str) -> list[bytes]:
+    """The revocation envelopes the relay at `url` holds (unverified: see `without_revoked`)."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/v1/revocations", timeout=HTTP_SLACK) as r:
+            doc = json.loads(r.read())
+        return [bytes.fromhex(n["envelope"]) for n in doc["notices"]]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise RelayUnavailable(f"relay {url}: no revocation list ({exc})") from None
+
+
+def without_revoked(
+    committee: Committee, envelopes: list[bytes], signed: EpochManifest
+) -> tuple[Committee, list[int]]:
+    """`committee` without the members the network revoked for `signed`'s epoch, and their
+    indices. A notice that does not verify is not believed (a relay may make anything up);
+    fewer than t members left is UnsignedCommittee."""
+    revoked: set[bytes] = set()
+    for envelope in envelopes:
+        try:
+            revoked.add(verify_notice(envelope, signed).subject)
+        except (MpcError, ValueError):
+            continue
+    dropped = [m.index for m in committee.members if m.address in revoked]
+    kept = tuple(m for m in committee.members if m.address not in revoked)
+    if len(kept) < committee.threshold:
+        raise UnsignedCommittee(
+            f"the network revoked members {dropped} of epoch {signed.epoch}: {len(kept)} left, "
+            f"fewer than the threshold {committee.threshold}"
+        )
+    return dataclasses.replace(committee, members=kept), dropped
 
 
 def _difference(shown: EpochManifest, signed: EpochManifest) -> str:

@@ -110,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
         stdin.write(b"publish-health " + envelope.hex().encode() + b"\n")
         stdin.flush()
 
+    def publish_revocation(envelope: bytes) -> None:
+        stdin.write(b"publish-revocation " + envelope.hex().encode() + b"\n")
+        stdin.flush()
+
     def report(note: str) -> None:
         print(f"tkms relay: {note}", file=sys.stderr, flush=True)
 
     try:
         if args.rpc:
-            asyncio.run(_follow(args, fingerprint, (publish, publish_health), report, child))
+            publishers = (publish, publish_health, publish_revocation)
+            asyncio.run(_follow(args, fingerprint, publishers, report, child))
         return child.wait()
     except KeyboardInterrupt:
         return 130
@@ -141,9 +146,16 @@ async def _follow(
     from relay.feed import follow
 
     governance = GovernanceClient(connect(args.rpc), args.governance)
-    manifests, health = publish
+    manifests, health, revocations = publish
     task = asyncio.ensure_future(
-        follow(governance, fingerprint, manifests, report, publish_health=health)
+        follow(
+            governance,
+            fingerprint,
+            manifests,
+            report,
+            publish_health=health,
+            publish_revocation=revocations,
+        )
     )
     while child.poll() is None and not task.done():
         await asyncio.sleep(0.5)

@@ -8,7 +8,9 @@ member signs only what its own chain view shows, so a relay behind a lying RPC g
 signature. The envelope (manifest, signature, key chain) is checked like any received one and
 handed to the gossip process; the newest is handed again every `republish` seconds so relays
 that joined late learn it too. Every few seconds it also asks each member of the signed epoch
-for its health note (GetHealthNote, signed with the member's TLS key) and hands those on.
+for its health note (GetHealthNote, signed with the member's TLS key) and hands those on, and
+every second it checks whether a member was removed from the registry, in which case it has
+the committee sign a revocation notice (SignPartial KIND_REVOCATION) and hands that on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Final
 
 import grpc
 
-from contracts import GovernanceClient
+from contracts import GovernanceClient, NodeStatus
 from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain, key_chain
 from guest.kms_channel import ChannelRefused
 from guest.kms_client import DerivationError, KmsClient
@@ -29,6 +31,7 @@ from guest.relay_check import manifest_of
 from mpc.errors import MpcError
 from mpc.group import G2
 from mpc.manifest import SignedManifest, verify_envelope
+from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from protos.tkms.v1 import kms_pb2
 
 INTERVAL: Final = 0.2
@@ -39,6 +42,8 @@ REREAD: Final = 3.0
 REPUBLISH: Final = 30.0
 #: Seconds between rounds of members' health notes.
 HEALTH_INTERVAL: Final = 5.0
+#: Seconds between checks of the signed committee's members for removal.
+REVOKE_INTERVAL: Final = 1.0
 _SIGN = kms_pb2.SignPartialRequest
 #: What a member that is down, restarting or being replaced raises to a health request.
 _UNANSWERED = (grpc.aio.AioRpcError, grpc.aio.UsageError, ChannelRefused, OSError, RuntimeError)
@@ -123,6 +128,58 @@ async def relay_health(
             publish_health(bytes(reply.envelope))
 
 
+async def relay_revocations(
+    governance: GovernanceClient,
+    current: Callable[[], Pending | None],
+    publish_revocation: Callable[[bytes], None],
+    report: Callable[[str], None],
+    interval: float = REVOKE_INTERVAL,
+    republish: float = REPUBLISH,
+) -> None:
+    """Every `interval` seconds, check whether a member of the signed epoch has been removed
+    from the registry; if so, have the committee sign a revocation notice for it (t members
+    that no longer approve it) and hand it on; notices are handed again every `republish` s."""
+    signed: dict[tuple[int, bytes], bytes] = {}
+    last = 0.0
+    while True:
+        await asyncio.sleep(interval)
+        pending = current()
+        if pending is None:
+            continue
+        net = pending.client.committee.network
+        for member in pending.client.committee.members:
+            key = (net.epoch, member.address)
+            if key in signed:
+                continue
+            node = await asyncio.to_thread(governance.get_node, "0x" + member.address.hex())
+            if node.status is not NodeStatus.REMOVED:
+                continue
+            notice = RevocationNotice(
+                chain_id=net.chain_id,
+                governance=net.contract,
+                generation=net.generation,
+                epoch=net.epoch,
+                kind=NODE_REMOVED,
+                subject=member.address,
+            )
+            request = _SIGN(
+                kind=_SIGN.KIND_REVOCATION, generation=net.generation, subject=member.address
+            )
+            try:
+                done = await pending.client.sign_expected(request, notice.encode())
+            except DerivationError as exc:
+                report(f"members do not revoke 0x{member.address.hex()} yet: {exc}")
+                continue
+            signed[key] = notice_envelope(notice, done.signature)
+            report(f"signed the revocation of member {member.index} (0x{member.address.hex()})")
+            publish_revocation(signed[key])
+        if time.monotonic() - last >= republish:
+            for (epoch, _), envelope in signed.items():
+                if epoch == net.epoch:
+                    publish_revocation(envelope)
+            last = time.monotonic()
+
+
 async def follow(
     governance: GovernanceClient,
     fingerprint: bytes,
@@ -130,6 +187,7 @@ async def follow(
     report: Callable[[str], None],
     *,
     publish_health: Callable[[bytes], None] | None = None,
+    publish_revocation: Callable[[bytes], None] | None = None,
     interval: float = INTERVAL,
     republish: float = REPUBLISH,
     timeout: float = 5.0,
@@ -139,9 +197,14 @@ async def follow(
     signed_epoch, newest, last = 0, b"", 0.0
     pending: Pending | None = None
     signed: list[Pending | None] = [None]  # the committee of the epoch last signed
-    health = None
+    helpers: list[asyncio.Future[None]] = []
     if publish_health is not None:
-        health = asyncio.ensure_future(relay_health(lambda: signed[0], publish_health, report))
+        helpers.append(
+            asyncio.ensure_future(relay_health(lambda: signed[0], publish_health, report))
+        )
+    if publish_revocation is not None:
+        revoke = relay_revocations(governance, lambda: signed[0], publish_revocation, report)
+        helpers.append(asyncio.ensure_future(revoke))
     try:
         while True:
             try:
@@ -175,8 +238,8 @@ async def follow(
                 await asyncio.sleep(1.0)
             await asyncio.sleep(interval)
     finally:
-        if health is not None:
-            health.cancel()
+        for helper in helpers:
+            helper.cancel()
         await _close(pending, keep=signed[0])
         await _close(signed[0], keep=None)
 

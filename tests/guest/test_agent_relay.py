@@ -6,6 +6,7 @@ serves must verify); the relay network itself: tests/relay/."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,8 +17,10 @@ import pytest
 
 import tkms
 from guest.config import ConfigError, load_config
+from mpc.group import Scalar
+from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from tests.guest.test_agent_config_env import GOOD
-from tests.relay.signing import NETWORK
+from tests.relay.signing import FORGER, NETWORK, sign
 from tests.relay.test_check import _committee
 
 MANIFEST = NETWORK.manifest(6)
@@ -26,16 +29,25 @@ CONFIG = GOOD.replace("generation = 2", "generation = 0").replace(
 )
 
 
+#: What the fake relay serves for /v1/revocations (envelopes), per test.
+NOTICES: list[bytes] = []
+
+
 @pytest.fixture
 def relay() -> Iterator[tuple[str, list[bytes]]]:
     served = [NETWORK.envelope(MANIFEST)]
+    NOTICES.clear()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            body = served[0]
+            if self.path.startswith("/v1/revocations"):
+                notices = [{"envelope": n.hex()} for n in NOTICES]
+                body = json.dumps({"epoch": MANIFEST.epoch, "notices": notices}).encode()
             self.send_response(200)
-            self.send_header("Content-Length", str(len(served[0])))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(served[0])
+            self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -98,8 +110,6 @@ def test_a_relay_that_forges_or_is_down_stops_the_agent(
     capsys: pytest.CaptureFixture[str],
     relay: tuple[str, list[bytes]],
 ) -> None:
-    from tests.relay.signing import FORGER
-
     url, served = relay
     served[0] = NETWORK.envelope(MANIFEST, signer=FORGER)
     assert _run(tmp_path, monkeypatch, _committee(MANIFEST), url) == 1
@@ -128,3 +138,32 @@ def test_a_relay_setting_is_read(tmp_path: Path) -> None:
     (tmp_path / "agent.toml").write_text(CONFIG + 'relay = "http://10.0.0.9:8080"\n')
     config = load_config(tmp_path / "agent.toml")
     assert config.relay == "http://10.0.0.9:8080" and config.relay_wait == 2.0
+
+
+def _revoke(member: int, signer: Scalar | None = None) -> bytes:
+    notice = RevocationNotice(
+        chain_id=MANIFEST.chain_id,
+        governance=MANIFEST.governance,
+        generation=MANIFEST.generation,
+        epoch=MANIFEST.epoch,
+        kind=NODE_REMOVED,
+        subject=MANIFEST.members[member - 1].address,
+    )
+    secret = NETWORK.secrets[1] if signer is None else signer
+    return notice_envelope(notice, sign(secret, notice.encode()))
+
+
+def test_revoked_members_are_not_used_and_forged_revocations_are_not_believed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    relay: tuple[str, list[bytes]],
+) -> None:
+    NOTICES.extend([_revoke(3), _revoke(1, FORGER)])
+    assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0]) == 1
+    out = capsys.readouterr()
+    assert "not using revoked members [3]" in out.out
+    NOTICES.append(_revoke(2))  # t = 2 of 3: one member left is not enough
+    assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0]) == 1
+    err = capsys.readouterr().err
+    assert "revoked members [2, 3] of epoch 6: 1 left, fewer than the threshold 2" in err

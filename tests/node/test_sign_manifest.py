@@ -18,16 +18,24 @@ from guest.kms_client import DerivationError, KmsClient
 from mpc.errors import InvalidSignature
 from mpc.manifest import EpochManifest, SignedManifest, verify_envelope
 from mpc.nodehealth import verify_note
+from mpc.revocation import (
+    NODE_REMOVED,
+    RevocationNotice,
+    decode_notice,
+    notice_envelope,
+    verify_notice,
+)
 from node import chainview
 from node.chainview import ChainView, NodeRecord
-from node.errors import NotReady
+from node.errors import NotReady, PolicyDenied
 from node.health import HealthReport
-from node.manifest import epoch_manifest, signed_health
+from node.manifest import epoch_manifest, revocation_notice, signed_health
 from protos.tkms.v1 import kms_pb2
 from tests.node.test_sign_statements import (
     FINGERPRINT,
     GEN1,
     GEN2,
+    GOV,
     TLS,
     app_evidence,
     client_committee,
@@ -196,3 +204,42 @@ def run_with_health(
                 await server.stop(None)
 
     return asyncio.run(go())
+
+
+def test_t_members_revoke_a_node_their_views_no_longer_approve() -> None:
+    records = _records()
+    approved = {r.address: r for r in records[:2]}  # node 3 removed from the registry
+    removed = dataclasses.replace(_view(records), nodes=approved)
+    lagging = dataclasses.replace(_view(records), nodes={r.address: r for r in records})
+    manifest = epoch_manifest(removed, removed.committees[2])
+
+    def notice(subject: bytes) -> bytes:
+        return RevocationNotice(31337, GOV, 2, 2, NODE_REMOVED, subject).encode()
+
+    async def ask(ports: list[int]) -> Any:
+        client = KmsClient(client_committee(2, GEN2, ports), app_evidence(), timeout=5)
+        try:
+            kind = _SIGN.KIND_REVOCATION
+            signed = await client.sign_expected(
+                _SIGN(kind=kind, subject=records[2].address), notice(records[2].address)
+            )
+            try:
+                await client.sign_expected(
+                    _SIGN(kind=kind, subject=records[0].address), notice(records[0].address)
+                )
+                refused = ""
+            except DerivationError as exc:
+                refused = str(exc)
+            return signed, refused
+        finally:
+            await client.close()
+
+    # Node 3's view still approves node 3: nodes 1 and 2 make the network's word.
+    signed, refused = run([removed, removed, lagging], [None] * 3, ask)
+    assert set(signed.signers) == {1, 2}
+    envelope = notice_envelope(decode_notice(signed.statement), signed.signature)
+    assert verify_notice(envelope, manifest).subject == records[2].address
+    # Node 1 is approved everywhere: nobody revokes it.
+    assert "only 0 of 2" in refused and "is approved at block 50" in refused
+    with pytest.raises(PolicyDenied, match="approved at block 50: not revoked here"):
+        revocation_notice(removed, removed.committees[2], records[0].address)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from mpc.encoding import unframe
+from mpc.group import Scalar
 from mpc.nodehealth import HealthNote, decode_note, sign_note
+from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from relay.store import ManifestStore
-from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, tls_key
+from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, sign, tls_key
 
 
 def test_newer_epochs_replace_and_older_ones_are_dropped_as_stale() -> None:
@@ -88,3 +90,29 @@ def test_health_notes_wait_for_a_manifest_and_a_new_epoch_clears_them() -> None:
     assert store.offer_health(_note_envelope(1, now), now).accepted
     store.offer(NETWORK.envelope(NETWORK.manifest(8)))
     assert store.health == {}
+
+
+def _notice(subject: int, epoch: int = 7, signer: Scalar | None = None) -> bytes:
+    notice = RevocationNotice(
+        chain_id=CHAIN_ID,
+        governance=GOVERNANCE,
+        generation=2,
+        epoch=epoch,
+        kind=NODE_REMOVED,
+        subject=bytes([subject]) * 20,
+    )
+    secret = NETWORK.secrets[1] if signer is None else signer
+    return notice_envelope(notice, sign(secret, notice.encode()))
+
+
+def test_revocations_are_kept_for_the_newest_epoch_only_and_forged_ones_dropped() -> None:
+    store = ManifestStore(NETWORK.fingerprint)
+    assert "no manifest yet" in store.offer_revocation(_notice(3)).reason
+    store.offer(NETWORK.envelope(NETWORK.manifest(7)))
+    assert store.offer_revocation(_notice(3)).reason == "revocation"
+    assert store.offer_revocation(_notice(3)).reason == "current"
+    assert "stale" in store.offer_revocation(_notice(2, epoch=6)).reason
+    assert "not signed by epoch 7" in store.offer_revocation(_notice(2, signer=FORGER)).reason
+    assert list(store.revocations) == [bytes([3]) * 20]
+    store.offer(NETWORK.envelope(NETWORK.manifest(8)))
+    assert store.revocations == {}
