@@ -5,6 +5,7 @@ a client in a third (tests/testnet/netns.py).
 * the client learns the DKG epoch's committee, then a refresh epoch's within a second of its
   activation on chain, each verified against the group key from the fingerprint;
 * each member's health note, signed with its own TLS key, reaches the client's relay;
+* a member removed by the owner is revoked by the network, and clients stop using it;
 * a client behind a lying RPC (a member's endpoint rewritten, or the chain head pinned before
   the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee.
 """
@@ -251,6 +252,32 @@ def test_a_client_behind_a_lying_rpc_refuses_the_committee(setup: Setup) -> None
             cross_check(stale, setup.relay_url, setup.fingerprint, wait=2.0)
     finally:
         lying.close()
+
+
+def test_a_removed_member_is_revoked_through_the_relays(setup: Setup) -> None:
+    """The owner removes node 3 (still a member of the epoch): within seconds the far relay
+    holds the network's revocation notice, and a client drops member 3."""
+    from guest.relay_check import fetch_revocations, without_revoked
+    from mpc.revocation import verify_notice
+
+    c = setup.cluster
+    committee = committee_from_chain(c.governance(), fingerprint=setup.fingerprint)
+    signed = cross_check(committee, setup.relay_url, setup.fingerprint, wait=2.0)
+    victim = setup.nodes[2]
+    start = time.monotonic()
+    c.governance().send_remove_node(victim.address)
+    while True:
+        notices = fetch_revocations(setup.relay_url)
+        if notices:
+            break
+        assert time.monotonic() - start < 30, "no revocation reached the far relay"
+        time.sleep(0.1)
+    print(f"revocation at the far relay {time.monotonic() - start:.1f} s after the removal tx")
+    subject = verify_notice(notices[0], signed).subject
+    assert "0x" + subject.hex() == victim.address.lower()
+    kept, dropped = without_revoked(committee, notices, signed)
+    assert [m.address for m in committee.members if m.index in dropped] == [subject]
+    assert len(kept.members) == 2 and kept.threshold == 2
 
 
 def test_nothing_forged_reached_the_relays(setup: Setup) -> None:
