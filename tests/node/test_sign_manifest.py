@@ -4,9 +4,7 @@ and a committee that a lying RPC shows gathers none. Real nodes over real pinned
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -29,6 +27,7 @@ from node import chainview
 from node.chainview import ChainView, NodeRecord
 from node.errors import NotReady, PolicyDenied
 from node.health import HealthReport
+from node.kms_service import KmsServicer
 from node.manifest import epoch_manifest, revocation_notice, signed_health
 from protos.tkms.v1 import kms_pb2
 from tests.node.test_sign_statements import (
@@ -40,8 +39,6 @@ from tests.node.test_sign_statements import (
     app_evidence,
     client_committee,
     run,
-    servicer,
-    serving,
     view_of,
 )
 
@@ -176,7 +173,10 @@ def test_a_node_serves_its_health_signed_with_its_pinned_tls_key() -> None:
             await channel.close()
         return answers
 
-    served, unserved = run_with_health([view] * 3, {2: note}, ask)
+    def prepare(k: int, servicer: KmsServicer) -> None:
+        servicer._health_note = note if k == 2 else None
+
+    served, unserved = run([view] * 3, [None] * 3, ask, prepare=prepare)
     signed = verify_note(served, manifest)
     assert signed.health_name == "DEGRADED" and signed.reason == report.reason
     assert signed.address == bytes([2]) * 20 and signed.head == view.head
@@ -185,25 +185,6 @@ def test_a_node_serves_its_health_signed_with_its_pinned_tls_key() -> None:
         verify_note(signed_health(view, bytes([2]) * 20, report, _tls_key(1)), manifest)
     with pytest.raises(NotReady, match="no chain view"):
         signed_health(None, bytes([2]) * 20, report, _tls_key(2))
-
-
-def run_with_health(
-    views: list[ChainView], notes: dict[int, Callable[[], bytes]], ask: Callable[[list[int]], Any]
-) -> Any:
-    async def go() -> Any:
-        servicers = []
-        for k, view in enumerate(views, start=1):
-            s = servicer(k, view, None)
-            s._health_note = notes.get(k)
-            servicers.append(s)
-        servers, ports = await serving(servicers)
-        try:
-            return await ask(ports)
-        finally:
-            for server in servers:
-                await server.stop(None)
-
-    return asyncio.run(go())
 
 
 def test_t_members_revoke_a_node_their_views_no_longer_approve() -> None:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mpc.anchor import generation_statement, network_fingerprint
 from mpc.group import G2, Scalar
 from mpc.manifest import EpochManifest, ManifestMember, SignedManifest
+from mpc.nodehealth import HealthNote, sign_note
 from mpc.tsig import message_point
 
 CHAIN_ID = 31337
@@ -89,3 +90,20 @@ class KeyedNetwork:
 
 NETWORK = KeyedNetwork((_secret("tkms relay test generation 1"), _secret("generation 2")))
 FORGER = _secret("not the network")
+
+
+def health_envelope(member: int, epoch: int, issued_ms: int, *, key: int = 0) -> bytes:
+    """Member `member`'s NORMAL health note about `epoch`, signed with member `key`'s TLS key
+    (its own unless `key` names another, to forge)."""
+    note = HealthNote(
+        chain_id=CHAIN_ID,
+        governance=GOVERNANCE,
+        address=bytes([member]) * 20,
+        generation=2,
+        epoch=epoch,
+        health=2,
+        reason="",
+        head=99,
+        issued_ms=issued_ms,
+    )
+    return sign_note(note, tls_key(key or member))

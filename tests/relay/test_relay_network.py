@@ -25,8 +25,7 @@ from typing import IO, Any
 import pytest
 
 from mpc.manifest import verify_envelope
-from mpc.nodehealth import HealthNote, sign_note
-from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, tls_key
+from tests.relay.signing import FORGER, NETWORK, health_envelope
 from tests.testnet.netns import Hosts
 
 ROOT = Path(__file__).parents[2]
@@ -194,18 +193,7 @@ def test_health_notes_travel_and_forged_ones_stop_at_the_first_hop(
     dropped_before = dict(relays["A"].status()["dropped"])
 
     def note(member: int, key: int) -> bytes:
-        fields = HealthNote(
-            chain_id=CHAIN_ID,
-            governance=GOVERNANCE,
-            address=bytes([member]) * 20,
-            generation=2,
-            epoch=epoch,
-            health=2,
-            reason="",
-            head=99,
-            issued_ms=int(time.time() * 1000),
-        )
-        return sign_note(fields, tls_key(key))
+        return health_envelope(member, epoch, int(time.time() * 1000), key=key)
 
     relays["A"].publish(note(3, 2), b"publish-health")  # member 3's note, member 2's key
     start = time.monotonic()

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from mpc.encoding import unframe
 from mpc.group import Scalar
-from mpc.nodehealth import HealthNote, decode_note, sign_note
+from mpc.nodehealth import decode_note, sign_note
 from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from relay.store import ManifestStore
-from tests.relay.signing import CHAIN_ID, FORGER, GOVERNANCE, NETWORK, sign, tls_key
+from tests.relay.signing import (
+    CHAIN_ID,
+    FORGER,
+    GOVERNANCE,
+    NETWORK,
+    health_envelope,
+    sign,
+    tls_key,
+)
 
 
 def test_newer_epochs_replace_and_older_ones_are_dropped_as_stale() -> None:
@@ -46,18 +54,7 @@ def _health_store() -> ManifestStore:
 
 
 def _note_envelope(member: int, issued_ms: int, epoch: int = 7) -> bytes:
-    note = HealthNote(
-        chain_id=CHAIN_ID,
-        governance=GOVERNANCE,
-        address=bytes([member]) * 20,
-        generation=2,
-        epoch=epoch,
-        health=2,
-        reason="",
-        head=10,
-        issued_ms=issued_ms,
-    )
-    return sign_note(note, tls_key(member))
+    return health_envelope(member, epoch, issued_ms)
 
 
 def test_health_notes_are_kept_per_member_and_replays_are_stale() -> None:
