@@ -8,7 +8,9 @@ gossiping real threshold-signed envelopes (tests/relay/signing.py):
 * a forged manifest and a stale one are dropped at the first hop: no other relay sees them;
 * with B dead, the next epoch still reaches C, through D;
 * a member's health note reaches C; one signed with another key than the member's pin stops
-  at A.
+  at A;
+* a rogue peer that validates nothing publishes forged and stale messages: its first honest
+  neighbour drops them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ pytestmark = [
     pytest.mark.skipif(not RELAY_PYTHON.exists(), reason="no .venv-relay (run `make install`)"),
 ]
 NAMES = {"A": 1, "B": 2, "D": 3, "C": 4}
+ROGUE_HOST = 5
 
 
 class RelayProcess:
@@ -106,7 +109,7 @@ class RelayProcess:
 @pytest.fixture(scope="module")
 def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RelayProcess]]:
     log_dir = tmp_path_factory.mktemp("relays")
-    with Hosts(len(NAMES)) as hosts:
+    with Hosts(len(NAMES) + 1) as hosts:
         started: dict[str, RelayProcess] = {}
         try:
             started["A"] = RelayProcess(hosts, "A", [], log_dir)
@@ -118,10 +121,14 @@ def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Relay
                 if relay.name != "A":
                     relay._wait_event("connected")
             time.sleep(2.5)  # two gossipsub heartbeats: the mesh is grafted
+            HOSTS.append(hosts)
             yield started
         finally:
             for relay in started.values():
                 relay.stop()
+
+
+HOSTS: list[Hosts] = []
 
 
 def _deliver(relays: dict[str, RelayProcess], epoch: int, after: int) -> float:
@@ -209,3 +216,37 @@ def test_health_notes_travel_and_forged_ones_stop_at_the_first_hop(
     assert dropped.get("invalid", 0) == dropped_before.get("invalid", 0) + 1
     for name in "CD":
         assert relays[name].status()["dropped"] == {}, name
+
+
+def test_a_rogue_relays_messages_stop_at_its_first_honest_neighbour(
+    relays: dict[str, RelayProcess], tmp_path: Path
+) -> None:
+    """A peer that validates nothing (tests/relay/rogue.py, in its own namespace) joins at D
+    and publishes a forged manifest, a stale one and a health note signed with another
+    member's key: D drops all three, and no other relay ever sees them."""
+    newest = relays["C"].status()["epoch"]
+    before = {name: relays[name].status()["dropped"] for name in "ACD"}
+    hosts = HOSTS[0]
+    address = hosts.address(ROGUE_HOST)
+    forged = NETWORK.envelope(NETWORK.manifest(newest + 10), signer=FORGER)
+    stale = NETWORK.envelope(NETWORK.manifest(newest - 1))
+    health = health_envelope(2, newest, int(time.time() * 1000), key=3)
+    log = tmp_path / "rogue.log"
+    with log.open("wb") as out:
+        rogue = subprocess.Popen(
+            ["ip", "netns", "exec", hosts.namespace(ROGUE_HOST), str(RELAY_PYTHON), "-m",
+             "tests.relay.rogue", NETWORK.fingerprint.hex(), f"/ip4/{address}/tcp/4001",
+             relays["D"].addr, f"manifest:{forged.hex()}", f"manifest:{stale.hex()}",
+             f"health:{health.hex()}"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert rogue.wait(timeout=60) == 0, log.read_text()
+    assert log.read_text().count('"published"') == 3, log.read_text()
+    dropped = relays["D"].status()["dropped"]
+    assert dropped.get("invalid", 0) - before["D"].get("invalid", 0) == 2
+    assert dropped.get("stale", 0) - before["D"].get("stale", 0) == 1
+    for name in "AC":  # B is dead by now
+        status = relays[name].status()
+        assert status["dropped"] == before[name] and status["epoch"] == newest, (name, status)
+    assert "0x" + "02" * 20 not in [n["address"] for n in _health(relays["C"])["nodes"]]
