@@ -18,6 +18,10 @@ gpu_evidence = "gpu-evidence.json"    # optional: NVIDIA GPU evidence (docs/atte
                                       # at start, measured (gpu-attestation), served by GpuInfo
 timeout = 10.0                        # seconds per KMS request
 wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
+relay = "http://HOST:PORT"            # optional: a `tkms relay`; the committee from the RPC must
+                                      # be the one the network signed (docs/relay.md); needs
+                                      # generation = 0
+relay_wait = 2.0                      # seconds to wait for the relay to deliver the RPC's epoch
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class AgentConfig:
     wait_for_network: float = 0.0
     os_image_hash: bytes | None = None
     gpu_evidence: Path | None = None
+    relay: str | None = None
+    relay_wait: float = 2.0
 
 
 def rpc_url_problem(url: str) -> str | None:
@@ -113,6 +119,27 @@ def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
     return base / _str(doc, name)
 
 
+def _relay_url(doc: dict[str, object], generation: int) -> str | None:
+    """The relay to cross-check the committee with. Plain http is fine to any host: nothing
+    it says is believed unless it verifies against the fingerprint."""
+    if "relay" not in doc:
+        return None
+    url = _str(doc, "relay")
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+        raise ConfigError(f"config key 'relay' must be http://HOST:PORT, got {url!r}")
+    if generation != 0:
+        raise ConfigError(
+            "config key 'relay' needs generation = 0: relays carry the latest generation's "
+            "manifest only"
+        )
+    return url
+
+
 def load_config(path: Path) -> AgentConfig:
     """Parse and check `path`; relative names are relative to its directory, stored absolute."""
     try:
@@ -158,6 +185,7 @@ def load_config(path: Path) -> AgentConfig:
             "config key 'network_fingerprint' is required: the network the agent may take "
             "keys from (print it with `tkms guest fingerprint`, compare it with the operator's)"
         )
+    relay = _relay_url(doc, generation)
     env_file, env_out = _path(base, doc, "env_file"), _path(base, doc, "env_out")
     if env_file is not None:
         if env_out is None:
@@ -185,6 +213,8 @@ def load_config(path: Path) -> AgentConfig:
         wait_for_network=wait_for_network,
         os_image_hash=None if image is None else parse_hex("os_image_hash", image, 32),
         gpu_evidence=_path(base, doc, "gpu_evidence"),
+        relay=relay,
+        relay_wait=_seconds(doc, "relay_wait", 2.0),
     )
 
 

@@ -171,6 +171,10 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     dns = doc.get("dns")
     if dns:
         print(f"dns         {dns['address']}  zone {dns['zone']}  (CAA at {dns['caa_name']})")
+    relays = doc.get("relays")
+    if relays:
+        urls = "  ".join(r["http"] for r in relays)
+        print(f"relays      {urls}  (signed epoch manifests: GET /v1/manifest)")
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -200,6 +204,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"{args.dir} exists but holds no testnet state to resume; "
             f"`tkms testnet up --fresh` deletes it ({contents(args.dir, None)}) and starts anew"
         )
+    if args.relays < 0:
+        return _fail(f"--relays must be >= 0, got {args.relays}")
     if not 1 <= args.threshold <= args.nodes:
         return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
     # Half-second blocks: registration and the DKG's phase deadlines pass twice as fast.
@@ -224,13 +230,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
+        relay = _start_relays(cluster, args.relays, progress)
         # Agents pin the network by its fingerprint, which names generation 1's key.
         progress(f"network fingerprint {cluster.network_fingerprint().hex()}: starting agents")
         gateway_agent = spawn_agent(
-            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30
-        )
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30,
+            relay=relay,
+        )  # fmt: skip
         demo_agent = spawn_agent(
-            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30, relay=relay
         )
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
@@ -271,6 +279,23 @@ def cmd_up(args: argparse.Namespace) -> int:
             + (f"  (with --dir {args.dir})" if elsewhere else "")
         )
     return 0
+
+
+def _start_relays(cluster: Cluster, count: int, progress: _Progress) -> str | None:
+    """Start `count` relays (docs/relay.md); the URL agents cross-check with, or None."""
+    from testnet.relays import relays_unavailable, start_relays
+
+    if count == 0:
+        return None
+    reason = relays_unavailable()
+    if reason is not None:
+        progress(f"no relays: {reason}")
+        return None
+    relays = start_relays(cluster, count)
+    cluster.save()
+    progress(f"{count} relays gossip the signed epoch manifests: {relays[0]['http']}, ...")
+    url: str = relays[0]["http"]
+    return url
 
 
 def _resume(cluster: Cluster, args: argparse.Namespace, progress: _Progress) -> int:
@@ -487,6 +512,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p = command("up", cmd_up, "start a network, or resume the one in --dir")
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--threshold", type=int, default=3)
+    p.add_argument(
+        "--relays",
+        type=int,
+        default=2,
+        metavar="N",
+        help="relays gossiping the signed epoch manifests beside the nodes (0: none)",
+    )
     p.add_argument(
         "--fresh",
         action="store_true",
