@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
+# The relay's own environment (docs/relay.md): py-libp2p pins protobuf < 7, the core uses 7.
+RELAY_VENV := .venv-relay
+STAMP_RELAY := $(RELAY_VENV)/.installed
 # The official dstack Python SDK's test suite (tests/sdk/), run against a live agent by the tests.
 SDK_SUITE := build/sdk-suite
 STAMP_SDK := $(SDK_SUITE)/.installed
@@ -22,7 +25,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install sdk-suite test lint typecheck unit testnet bench clean
 
-install: $(STAMP_PY) $(STAMP_NPM) $(PEBBLE) $(KNOTD)
+install: $(STAMP_PY) $(STAMP_NPM) $(STAMP_RELAY) $(PEBBLE) $(KNOTD)
 
 sdk-suite: $(STAMP_SDK)
 
@@ -30,6 +33,15 @@ $(STAMP_PY): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# fastecdsa (a py-libp2p dependency) builds from source against GMP: libgmp-dev from Debian.
+$(STAMP_RELAY): relay/requirements.txt
+	dpkg -s libgmp-dev >/dev/null 2>&1 || apt-get install -y --no-install-recommends libgmp-dev \
+		|| (apt-get update && apt-get install -y --no-install-recommends libgmp-dev)
+	test -x $(RELAY_VENV)/bin/python || $(PYTHON) -m venv $(RELAY_VENV)
+	$(RELAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RELAY_VENV)/bin/python -m pip install --quiet -r relay/requirements.txt
 	touch $@
 
 $(STAMP_NPM): package.json package-lock.json
@@ -76,4 +88,4 @@ bench: install
 	$(PY) -m mpc.bench
 
 clean:
-	rm -rf $(VENV) node_modules $(SDK_SUITE) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(RELAY_VENV) node_modules $(SDK_SUITE) .mypy_cache .ruff_cache .pytest_cache .hypothesis

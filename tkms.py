@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("gateway", "gateway", "the attested TLS gateway"),
     ("verify", "verify", "check an app, its domain, gateway and KMS network from outside"),
     ("testnet", "testnet", "a complete local network in one command"),
+    ("relay", "relay", "gossip the network's signed epoch manifests (libp2p)"),
 )
 
 # Commands another package adds under a command it does not own: (command, package, function).

@@ -77,6 +77,30 @@ def run_agent(args: argparse.Namespace) -> int:
 
             problem = f"cannot read the committee from {config.rpc}: {exc}"
             return _fail("agent", redact_in(problem, config.rpc))
+    if config.relay is not None:
+        from guest.relay_check import (
+            RelayUnavailable,
+            UnsignedCommittee,
+            cross_check,
+            fetch_revocations,
+            without_revoked,
+        )
+
+        try:
+            signed = cross_check(
+                committee, config.relay, config.network_fingerprint, wait=config.relay_wait
+            )
+            committee, revoked = without_revoked(committee, fetch_revocations(config.relay), signed)
+        except UnsignedCommittee as exc:
+            return _fail("agent", f"refusing the committee from {config.rpc}: {exc}")
+        except RelayUnavailable as exc:
+            return _fail("agent", f"cannot cross-check the committee with the relay: {exc}")
+        also = f"; not using revoked members {revoked}" if revoked else ""
+        print(
+            f"tkms guest agent: committee of epoch {signed.epoch} matches the network-signed "
+            f"manifest from {config.relay}{also}",
+            flush=True,
+        )
     provider = make_provider(config.tee)
     policy = Policy(
         pinned=config.generation, stale_seconds=config.chain_stale_seconds, now=time.monotonic()

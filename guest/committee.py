@@ -53,6 +53,25 @@ def chain_fingerprint(client: GovernanceClient) -> bytes:
     return network_fingerprint(int(client.w3.eth.chain_id), governance, key)
 
 
+def key_chain(
+    client: GovernanceClient, generation: int, block: int, latest: bytes
+) -> tuple[list[G2], list[bytes]]:
+    """(PK2 of generations 1..g, the links of generations 2..g) at `block`, unchecked;
+    `latest` is generation g's PK2 as the caller read it at that block."""
+    keys = [
+        _key(client.get_generation(g, block=block).pk2, f"PK2 of generation {g}")
+        for g in range(1, generation)
+    ] + [_key(latest, f"PK2 of generation {generation}")]
+    links = [client.get_generation_link(g, block=block) for g in range(2, generation + 1)]
+    for g, link in enumerate(links, start=2):
+        if not link:
+            raise CommitteeError(
+                f"generation {g} has no link to generation {g - 1} on chain yet (the governance "
+                f"owner publishes it: tkms chain link-generation --generation {g})"
+            )
+    return keys, links
+
+
 def committee_from_chain(
     client: GovernanceClient, generation: int = 0, *, fingerprint: bytes
 ) -> Committee:
@@ -68,17 +87,7 @@ def committee_from_chain(
     epoch = client.get_epoch(info.active_epoch, block=block)
     chain_id = int(client.w3.eth.chain_id)
     governance = bytes.fromhex(client.address[2:])
-    keys = [
-        _key(client.get_generation(g, block=block).pk2, f"PK2 of generation {g}")
-        for g in range(1, gen)
-    ] + [_key(info.pk2, f"PK2 of generation {gen}")]
-    links = [client.get_generation_link(g, block=block) for g in range(2, gen + 1)]
-    for g, link in enumerate(links, start=2):
-        if not link:
-            raise CommitteeError(
-                f"generation {g} has no link to generation {g - 1} on chain yet (the governance "
-                f"owner publishes it: tkms chain link-generation --generation {g})"
-            )
+    keys, links = key_chain(client, gen, block, info.pk2)
     try:
         verify_key_chain(
             fingerprint, chain_id=chain_id, governance=governance, keys=keys, links=links
@@ -107,8 +116,9 @@ def committee_from_chain(
             endpoint=kms_endpoint(node.endpoint),
             verification_key=public.verification_key(k),  # type: ignore[arg-type]
             tls_key_hash=node.tls_key_hash,
+            address=bytes.fromhex(address[2:]),
         )
-        for k, node in enumerate(nodes, start=1)
+        for k, (address, node) in enumerate(zip(epoch.members, nodes, strict=True), start=1)
     )
     network = NetworkContext(
         chain_id=chain_id,

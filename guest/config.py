@@ -20,6 +20,10 @@ timeout = 10.0                        # seconds per KMS request
 wait_for_network = 0.0                # seconds to wait for a committee on chain (0: fail at once)
 chain_poll_seconds = 1.0              # how often the chain watch reads the chain
 chain_stale_seconds = 60.0            # no new block for this long: the view is stale
+relay = "http://HOST:PORT"            # optional: a `tkms relay`; the committee from the RPC must
+                                      # be the one the network signed (docs/relay.md); needs
+                                      # generation = 0
+relay_wait = 2.0                      # seconds to wait for the relay to deliver the RPC's epoch
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class AgentConfig:
     gpu_evidence: Path | None = None
     chain_poll_seconds: float = 1.0
     chain_stale_seconds: float = 60.0
+    relay: str | None = None
+    relay_wait: float = 2.0
 
 
 def rpc_url_problem(url: str) -> str | None:
@@ -117,6 +123,27 @@ def _path(base: Path, doc: dict[str, object], name: str) -> Path | None:
     return base / _str(doc, name)
 
 
+def _relay_url(doc: dict[str, object], generation: int) -> str | None:
+    """The relay to cross-check the committee with. Plain http is fine to any host: nothing
+    it says is believed unless it verifies against the fingerprint."""
+    if "relay" not in doc:
+        return None
+    url = _str(doc, "relay")
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+        raise ConfigError(f"config key 'relay' must be http://HOST:PORT, got {url!r}")
+    if generation != 0:
+        raise ConfigError(
+            "config key 'relay' needs generation = 0: relays carry the latest generation's "
+            "manifest only"
+        )
+    return url
+
+
 def load_config(path: Path) -> AgentConfig:
     """Parse and check `path`; relative names are relative to its directory, stored absolute."""
     try:
@@ -171,6 +198,7 @@ def load_config(path: Path) -> AgentConfig:
             "config key 'network_fingerprint' is required: the network the agent may take "
             "keys from (print it with `tkms guest fingerprint`, compare it with the operator's)"
         )
+    relay = _relay_url(doc, generation)
     env_file, env_out = _path(base, doc, "env_file"), _path(base, doc, "env_out")
     if env_file is not None:
         if env_out is None:
@@ -200,6 +228,8 @@ def load_config(path: Path) -> AgentConfig:
         gpu_evidence=_path(base, doc, "gpu_evidence"),
         chain_poll_seconds=poll,
         chain_stale_seconds=stale,
+        relay=relay,
+        relay_wait=_seconds(doc, "relay_wait", 2.0),
     )
 
 

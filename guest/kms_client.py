@@ -86,6 +86,8 @@ class Member:
     verification_key: G1
     #: SHA-256 of the member's TLS SubjectPublicKeyInfo as registered on chain: the pin.
     tls_key_hash: bytes
+    #: The node's Ethereum address (20 bytes; empty where the source does not say).
+    address: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,14 +44,16 @@ class PreparedPoint:
             if self.table_after is None or self._uses < self.table_after:
                 return self.point * k
             rows = self._rows = _build_rows(self.point)
-        acc = G1.identity()
+        # Start from the first term, not the identity, so that the sum stays in the backend
+        # the rows are in (mpc.group: mixing backends costs a conversion).
+        acc: G1 | None = None
         digits = int(k)
         for row in rows:
             d = digits & _MASK
             if d:
-                acc = acc + row[d]
+                acc = row[d] if acc is None else acc + row[d]
             digits >>= _WINDOW
-        return acc
+        return G1.identity() if acc is None else acc
 
 
 def _build_rows(base: G1) -> list[list[G1]]:

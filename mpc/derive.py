@@ -305,7 +305,7 @@ def combine_unchecked(
     if small is not None:
         # λ_i = μ_i / d with small integers: sigma = d⁻¹·Σ μ_i·Z_i - (a·d⁻¹)·Σ μ_i·Y_i.
         mus, d = small
-        inverse = Scalar(d).inverse()
+        inverse = Scalar(1) if d == 1 else Scalar(d).inverse()
         for k in range(len(requests)):
             zs = small_combination([answers[m][k].z for m in members], mus)
             ys = small_combination([answers[m][k].y for m in members], mus)

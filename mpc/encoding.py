@@ -31,6 +31,21 @@ def frame(*parts: bytes) -> bytes:
     return bytes(out)
 
 
+def unframe(data: bytes, what: str) -> list[bytes]:
+    """Invert `frame`; reject truncation and trailing bytes."""
+    parts, pos = [], 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise EncodingError(what, f"truncated length prefix at offset {pos}")
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+        if pos + size > len(data):
+            raise EncodingError(what, f"part at offset {pos - 4} runs past the end")
+        parts.append(bytes(data[pos : pos + size]))
+        pos += size
+    return parts
+
+
 def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
     """RFC 9380 §5.3.1 expand_message_xmd with SHA-256."""
     ell = -(-len_in_bytes // _B_IN_BYTES)

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
-from mpc.encoding import frame
+from mpc.encoding import frame, unframe
 from mpc.errors import EncodingError, ProtocolMisuse
 from mpc.group import G1, G2, G2_SIZE, pairing_product_is_one
 from mpc.sharing import PublicPolynomial
@@ -137,7 +137,7 @@ class SessionContext:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionContext:
-        parts = _unframe(data, "session context")
+        parts = unframe(data, "session context")
         if len(parts) not in (7, 11):
             raise EncodingError("session context", f"expected 7 or 11 parts, got {len(parts)}")
         sizes = (8, ADDRESS_SIZE, 8, 1, 8, 2)
@@ -193,18 +193,3 @@ def _addresses(blob: bytes, what: str) -> tuple[bytes, ...]:
     if not blob or len(blob) % ADDRESS_SIZE:
         raise EncodingError(what, f"length {len(blob)} is not a positive multiple of 20")
     return tuple(blob[k : k + ADDRESS_SIZE] for k in range(0, len(blob), ADDRESS_SIZE))
-
-
-def _unframe(data: bytes, what: str) -> list[bytes]:
-    """Invert `frame`; reject truncation and trailing bytes."""
-    parts, pos = [], 0
-    while pos < len(data):
-        if pos + 4 > len(data):
-            raise EncodingError(what, f"truncated length prefix at offset {pos}")
-        size = int.from_bytes(data[pos : pos + 4], "big")
-        pos += 4
-        if pos + size > len(data):
-            raise EncodingError(what, f"part at offset {pos - 4} runs past the end")
-        parts.append(bytes(data[pos : pos + size]))
-        pos += size
-    return parts

@@ -50,6 +50,7 @@ from node.kms_root import KmsRoots
 from node.kms_service import KmsServicer, chain_env_policy
 from node.liveness import SELF_SERVICE, Liveness
 from node.logs import NativeStderr, capture_native_stderr, configure_logging, get_logger
+from node.manifest import signed_health
 from node.metrics import NodeMetrics
 from node.peer_client import PeerClient
 from node.peer_service import EpochStatusReply, PeerServer, chain_roster
@@ -266,6 +267,12 @@ class Node:
             generation=found[0].generation if found else 0,
         )
 
+    def _health_note(self) -> bytes:
+        """GetHealthNote: this node's health, signed with its TLS key (docs/relay.md)."""
+        return signed_health(
+            self.watcher.view, self.identity.eth_address, self.report(), self.identity.tls_key
+        )
+
     async def _health_loop(self, servicer: health.aio.HealthServicer) -> None:
         serving_self: bool | None = None
         while True:
@@ -332,6 +339,7 @@ class Node:
                 max_keys=cfg.limits.max_keys_per_request,
                 env_policy=chain_env_policy(self.client),
                 roots=self.roots.get,
+                health_note=self._health_note,
             ),
             public,
         )

@@ -50,6 +50,7 @@ from node.errors import InvalidRequest, NodeError, NotReady, PolicyDenied
 from node.gather import held_share
 from node.kms_root import KmsRoot, encode_partial
 from node.logs import get_logger
+from node.manifest import epoch_manifest, revocation_notice
 from node.metrics import NodeMetrics
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
 
@@ -178,9 +179,11 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         max_keys: int,
         env_policy: EnvPolicy | None = None,
         roots: RootSource | None = None,
+        health_note: Callable[[], bytes] | None = None,
         rng: Rng = os.urandom,
     ) -> None:
         self._authz = authorizer
+        self._health_note = health_note
         self._env_policy = env_policy
         self._roots = roots
         self._links: dict[tuple[int, int, bytes], kms_pb2.SignPartialResponse] = {}
@@ -323,6 +326,10 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
             return self._generation_link(request)
         if request.kind == _SIGN.KIND_KMS_ROOT:
             return await self._kms_root(request)
+        if request.kind == _SIGN.KIND_EPOCH_MANIFEST:
+            return self._epoch_manifest(request)
+        if request.kind == _SIGN.KIND_REVOCATION:
+            return self._revocation(request)
         if request.kind == _SIGN.KIND_APP_ENV:
             committee, share, statement = await self._app_env(request)
             kind = "SIG_ENV"
@@ -400,17 +407,43 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
         if linked is None:
             raise NotReady(f"generation {generation} has no active key in this node's chain view")
         committee, share = self._share(generation - 1)
-        key = (generation, committee.epoch, linked.pk2.to_bytes())
+        statement = generation_statement(view.chain_id, view.governance, generation, linked.pk2)
+        return self._signed_once(committee, share, statement, "SIG_GENERATION")
+
+    def _signed_once(
+        self, committee: Committee, share: Share, statement: bytes, kind: str
+    ) -> kms_pb2.SignPartialResponse:
+        """Our partial over a public statement, made once per (epoch, statement): these are
+        asked for by anyone, and the same answer serves them all."""
+        key = (committee.generation, committee.epoch, statement)
         cached = self._links.get(key)
         if cached is None:
-            statement = generation_statement(view.chain_id, view.governance, generation, linked.pk2)
             vk = self._verification_key(committee, share)
             partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-            self._count_partial("SIG_GENERATION")
+            self._count_partial(kind)
             if len(self._links) >= 16:
                 self._links.clear()
             cached = self._links[key] = _sign_response(committee, statement, partial)
         return cached
+
+    def _epoch_manifest(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over the active epoch's manifest as our chain view shows it."""
+        extra = request.public_key or request.env_signer or request.subject
+        if request.HasField("evidence") or extra:
+            raise InvalidRequest("KIND_EPOCH_MANIFEST takes only a generation")
+        view = self._authz.fresh_view()
+        committee, share = self._share(request.generation)
+        statement = epoch_manifest(view, committee).encode()
+        return self._signed_once(committee, share, statement, "SIG_MANIFEST")
+
+    def _revocation(self, request: kms_pb2.SignPartialRequest) -> kms_pb2.SignPartialResponse:
+        """Our partial over a node-removed notice, if our view no longer approves the node."""
+        if request.HasField("evidence") or request.public_key or request.env_signer:
+            raise InvalidRequest("KIND_REVOCATION takes only a generation and a subject")
+        view = self._authz.fresh_view()
+        committee, share = self._share(request.generation)
+        statement = revocation_notice(view, committee, bytes(request.subject)).encode()
+        return self._signed_once(committee, share, statement, "SIG_REVOCATION")
 
     def _root_source(self) -> RootSource:
         if self._roots is None:
@@ -433,19 +466,18 @@ class KmsServicer(kms_pb2_grpc.KmsServicer):
                 f"generation {committee.generation}'s KMS root here is {root.public.hex()}, "
                 f"not {expected.hex()}"
             )
-        key = (committee.generation, committee.epoch, b"root:" + root.public)
-        cached = self._links.get(key)
-        if cached is None:
-            statement = kms_root_statement(
-                view.chain_id, view.governance, committee.generation, root.public
-            )
-            vk = self._verification_key(committee, share)
-            partial = sign_partial(share, statement, rng=self._rng, verification_key=vk)
-            self._count_partial("SIG_KMS_ROOT")
-            if len(self._links) >= 16:
-                self._links.clear()
-            cached = self._links[key] = _sign_response(committee, statement, partial)
-        return cached
+        statement = kms_root_statement(
+            view.chain_id, view.governance, committee.generation, root.public
+        )
+        return self._signed_once(committee, share, statement, "SIG_KMS_ROOT")
+
+    @_edge
+    async def GetHealthNote(
+        self, request: kms_pb2.GetHealthNoteRequest, context: Ctx
+    ) -> kms_pb2.GetHealthNoteResponse:
+        if self._health_note is None:
+            raise NotReady("this node does not sign health notes")
+        return kms_pb2.GetHealthNoteResponse(envelope=self._health_note())
 
     @_edge
     async def SignAppKey(

@@ -48,12 +48,14 @@ def spawn_agent(
     *,
     app_id: str | None = None,
     wait_for_network: float = 0.0,
+    relay: str | None = None,
 ) -> AgentHandle:
     """Start the guest agent of the app with `compose` (registered now unless `app_id` is given).
 
     Returns at once: `wait()` on the handle, so that several agents fetch keys in parallel.
     The agent pins the network's fingerprint, so the first DKG must have completed. With
     `wait_for_network`, it waits that long for a usable committee (e.g. a generation link).
+    With `relay`, it cross-checks the committee with that relay's signed manifest.
     """
     assert cluster.deployment is not None
     app_id = app_id or cluster.register_app([compose_hash(compose)])
@@ -68,6 +70,7 @@ def spawn_agent(
         f'network_fingerprint = "{cluster.network_fingerprint().hex()}"\n'
         f'app_id = "{app_id}"\ncompose = "app-compose.json"\ntee = "simulator"\n'
         f'socket = "{socket_path}"\nwait_for_network = {wait_for_network}\n'
+        + ("" if relay is None else f'relay = "{relay}"\nrelay_wait = 30\n')
     )
     args = ["--config", str(app_dir / "agent.toml"), "--tappd-socket", str(tappd_path)]
     agent = cluster.spawn(

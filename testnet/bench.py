@@ -8,10 +8,12 @@ verify its evidence once and serve from their cache, as they would for an agent.
 each app's key rate (100/s per node on the testnet), so the load is spread over one app per 16
 concurrent workers, as several apps would load a real network.
 
-Besides latency and throughput it reports what the run cost: CPU-ms per derivation (the
-nodes' CPU from /proc, net of what they spend idle, plus this process's own CPU, which is the
-client's) and each node's resident memory at the start and the end of the run, so a long run
-shows whether memory stays flat.
+Each concurrency level (default 1 and 32) runs against the network, then against the
+baseline, in one run. Besides latency and throughput it reports what each load cost: CPU per
+derivation (the servers' CPU from /proc, net of what they spend idle, plus this process's own
+CPU, which is the client's), in ms and in units of one arkworks G1 scalar multiplication
+measured in the same run (docs/perf.md), and each node's resident memory at the start and the
+end of the threshold loads, so a long run shows whether memory stays flat.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,91 +199,153 @@ def _start_baseline(cluster: Cluster) -> tuple[subprocess.Popen[str], Committee]
     return proc, committee
 
 
-def bench(cluster: Cluster, *, duration: float, concurrency: int) -> dict[str, Any]:
-    apps = [_bench_app(cluster) for _ in range(-(-concurrency // WORKERS_PER_APP))]
+def _idle_rate(pids: list[int], seconds: float = 2.0) -> float:
+    """CPU seconds per second that `pids` spend without load (chain watching), to subtract."""
+    start, began = sum(map(_cpu_seconds, pids)), time.monotonic()
+    time.sleep(seconds)
+    return (sum(map(_cpu_seconds, pids)) - start) / (time.monotonic() - began)
 
-    async def measure(committee: Committee) -> LoadResult:
-        clients = []
-        for app_id, provider in apps:
 
-            def evidence(report_data: bytes, p: SimulatorProvider = provider) -> tuple[bytes, str]:
-                return p.get_quote(report_data), event_log_to_json(p.event_log())
+def _measured(load: LoadResult, server_cpu: float, idle_rate: float, unit: float) -> dict[str, Any]:
+    """A load's summary with its CPU per derivation in ms and in units."""
+    done = max(1, len(load.latencies))
+    servers = max(0.0, server_cpu - idle_rate * load.duration) / done
+    client = load.client_cpu / done
+    return {
+        **load.summary(),
+        "cpu_ms_per_derivation": {
+            "nodes": round(servers * 1e3, 2),
+            "client": round(client * 1e3, 2),
+            "nodes_idle_ms_per_s": round(idle_rate * 1e3, 1),
+        },
+        "cpu_units_per_derivation": round((servers + client) / unit, 1),
+    }
 
-            # Hedged: t members first, the rest after 250 ms or on a failure, so the shared
-            # 2-core machine computes t partials per derivation rather than n.
-            client = KmsClient(committee, evidence, timeout=10, hedge_delay=0.25)
-            clients.append((client, app_id))
-        try:
-            return await run_load(clients, duration=duration, concurrency=concurrency)
-        finally:
-            for client, _ in clients:
-                await client.close()
 
+def bench(
+    cluster: Cluster, *, duration: float, concurrency: Sequence[int] = (1, 32)
+) -> dict[str, Any]:
+    """Each concurrency against the network, then against the centralized baseline.
+
+    The unit (one arkworks G1 scalar multiplication's CPU time, `mpc.bench.measure_unit`) is
+    measured in this process before and after the loads; the mean is reported.
+    """
+    from mpc.bench import measure_unit
+
+    levels = list(concurrency)
+    apps = [_bench_app(cluster) for _ in range(-(-max(levels) // WORKERS_PER_APP))]
+
+    def measure(committee: Committee, workers: int) -> LoadResult:
+        async def run() -> LoadResult:
+            clients = []
+            for app_id, provider in apps:
+
+                def evidence(
+                    report_data: bytes, p: SimulatorProvider = provider
+                ) -> tuple[bytes, str]:
+                    return p.get_quote(report_data), event_log_to_json(p.event_log())
+
+                # Hedged: t members first, the rest after 250 ms or on a failure, so the shared
+                # 2-core machine computes t partials per derivation rather than n.
+                client = KmsClient(committee, evidence, timeout=10, hedge_delay=0.25)
+                clients.append((client, app_id))
+            try:
+                return await run_load(clients, duration=duration, concurrency=workers)
+            finally:
+                for client, _ in clients:
+                    await client.close()
+
+        return asyncio.run(run())
+
+    unit_before = measure_unit()
     committee = cluster.committee()
     pids = _node_pids(cluster)
     rss_start = {i: _rss_mb(pid) for i, pid in pids.items()}
-    idle_start, idle_began = sum(map(_cpu_seconds, pids.values())), time.monotonic()
-    time.sleep(2.0)  # what the nodes spend without load (chain watching), to subtract
-    idle_rate = (sum(map(_cpu_seconds, pids.values())) - idle_start) / (
-        time.monotonic() - idle_began
-    )
-    cpu_start = sum(map(_cpu_seconds, pids.values()))
-    load = asyncio.run(measure(committee))
-    node_cpu = sum(map(_cpu_seconds, pids.values())) - cpu_start - idle_rate * load.duration
+    idle = _idle_rate(list(pids.values()))
+    threshold_runs = []
+    for workers in levels:
+        cpu_start = sum(map(_cpu_seconds, pids.values()))
+        load = measure(committee, workers)
+        cpu = sum(map(_cpu_seconds, pids.values())) - cpu_start
+        threshold_runs.append((load, cpu))
     rss_end = {i: _rss_mb(pid) for i, pid in pids.items()}
-    threshold = load.summary()
-    done = max(1, len(load.latencies))
     proc, central = _start_baseline(cluster)
     try:
-        baseline = asyncio.run(measure(central)).summary()
+        base_idle = _idle_rate([proc.pid])
+        central_runs = []
+        for workers in levels:
+            cpu_start = _cpu_seconds(proc.pid)
+            load = measure(central, workers)
+            central_runs.append((load, _cpu_seconds(proc.pid) - cpu_start))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    unit = (unit_before + measure_unit()) / 2
+    runs = []
+    for workers, (t_load, t_cpu), (c_load, c_cpu) in zip(
+        levels, threshold_runs, central_runs, strict=True
+    ):
+        threshold = _measured(t_load, t_cpu, idle, unit)
+        baseline = _measured(c_load, c_cpu, base_idle, unit)
+        runs.append(
+            {
+                "concurrency": workers,
+                "threshold": threshold,
+                "baseline": baseline,
+                "ratio_p50": round(float(threshold["p50_ms"]) / float(baseline["p50_ms"]), 2),
+            }
+        )
     return {
-        **threshold,
-        "concurrency": concurrency,
+        "unit_ms": round(unit * 1e3, 4),
         "duration_s": duration,
         "apps": len(apps),
         "nodes": len(committee.members),
         "threshold": committee.threshold,
-        "cpu_ms_per_derivation": {
-            "nodes": round(max(0.0, node_cpu) * 1e3 / done, 2),
-            "client": round(load.client_cpu * 1e3 / done, 2),
-            "nodes_idle_ms_per_s": round(idle_rate * 1e3, 1),
-        },
+        "runs": runs,
         "rss_mb": [
             {"index": i, "start": rss_start[i], "end": rss_end.get(i)} for i in sorted(pids)
         ],
-        "baseline": baseline,
-        "ratio_p50": round(float(threshold["p50_ms"]) / float(baseline["p50_ms"]), 2),
     }
+
+
+def _cpu_cell(run: dict[str, Any]) -> str:
+    cpu = run["cpu_ms_per_derivation"]
+    return f"{cpu['nodes']}+{cpu['client']} ms"
 
 
 def bench_table(result: dict[str, Any]) -> list[str]:
     """The bench result as the lines of a table (what `tkms testnet bench` prints)."""
-    base = result["baseline"]
     lines = [
-        f"{'':<30}{'threshold':>12}{'centralized':>14}",
-        f"{'nodes / threshold':<30}{result['nodes']:>9} / {result['threshold']}{'1 / 1':>14}",
+        f"{'unit: one arkworks G1 mult (CPU)':<34}{result['unit_ms']} ms",
+        f"{'':<34}{'threshold':>18}{'centralized':>18}",
+        f"{'nodes / threshold':<34}{result['nodes']:>14} / {result['threshold']}{'1 / 1':>18}",
     ]
-    for key, label in (
-        ("p50_ms", "p50 latency (ms)"),
-        ("p99_ms", "p99 latency (ms)"),
-        ("throughput_per_s", "throughput (derivations/s)"),
-        ("requests", "requests"),
-        ("errors", "errors"),
-    ):
-        lines.append(f"{label:<30}{result[key]:>12}{base[key]:>14}")
-    tenths = result.get("throughput_by_tenth_per_s")
-    if tenths:
-        lines.append(f"{'derivations/s by tenth of run':<30}" + " ".join(f"{x:g}" for x in tenths))
-    lines.append(f"{'ratio p50 (threshold/central)':<30}{result['ratio_p50']:>12}")
+    for run in result["runs"]:
+        t, b = run["threshold"], run["baseline"]
+        lines.append(f"-- concurrency {run['concurrency']}")
+        for key, label in (
+            ("p50_ms", "p50 latency (ms)"),
+            ("p99_ms", "p99 latency (ms)"),
+            ("throughput_per_s", "throughput (derivations/s)"),
+            ("requests", "requests"),
+            ("errors", "errors"),
+        ):
+            lines.append(f"{label:<34}{t[key]:>18}{b[key]:>18}")
+        lines.append(f"{'CPU/derivation servers+client':<34}{_cpu_cell(t):>18}{_cpu_cell(b):>18}")
+        lines.append(
+            f"{'CPU/derivation (units)':<34}"
+            f"{t['cpu_units_per_derivation']:>18}{b['cpu_units_per_derivation']:>18}"
+        )
+        tenths = t.get("throughput_by_tenth_per_s")
+        if tenths:
+            lines.append(
+                f"{'derivations/s by tenth of run':<34}" + " ".join(f"{x:g}" for x in tenths)
+            )
+        lines.append(f"{'ratio p50 (threshold/central)':<34}{run['ratio_p50']:>18}")
     if result.get("up_seconds") is not None:
-        lines.append(f"{'`up` ready after (s)':<30}{result['up_seconds']:>12}")
-    cpu = result["cpu_ms_per_derivation"]
-    lines.append(f"{'CPU ms/derivation nodes+client':<30}{cpu['nodes']:>6} + {cpu['client']}")
-    lines.append(f"{'apps x workers':<30}{result['apps']:>6} x {result['concurrency']}")
+        lines.append(f"{'`up` ready after (s)':<34}{result['up_seconds']:>18}")
+    lines.append(f"{'apps':<34}{result['apps']:>18}")
     for row in result["rss_mb"]:
         label = f"node-{row['index']} RSS MB start -> end"
-        lines.append(f"{label:<30}{row['start']:>6} -> {row['end']}")
+        lines.append(f"{label:<34}{row['start']:>10} -> {row['end']}")
     return lines

@@ -5,7 +5,7 @@
     tkms testnet restart [--node N]       tkms testnet destroy
     tkms testnet join [--json]            tkms testnet leave --node N
     tkms testnet refresh                  tkms testnet rotate
-    tkms testnet bench [--duration S] [--concurrency C] [--json]
+    tkms testnet bench [--duration S] [--concurrency C ...] [--json]
 
 The network's processes (anvil, the nodes, the DNS server, Pebble, the gateway and the demo app
 with their guest agents) run in their own sessions and outlive the command; `<dir>/state.json`
@@ -171,6 +171,10 @@ def _print_status(doc: dict[str, Any], as_json: bool) -> None:
     dns = doc.get("dns")
     if dns:
         print(f"dns         {dns['address']}  zone {dns['zone']}  (CAA at {dns['caa_name']})")
+    relays = doc.get("relays")
+    if relays:
+        urls = "  ".join(r["http"] for r in relays)
+        print(f"relays      {urls}  (signed epoch manifests: GET /v1/manifest)")
     print(f"\n{'node':>4}  {'endpoint':<22} {'pid':>7}  {'health':<10} member  address")
     for n in doc["nodes"]:
         pid = str(n["pid"] or "-")
@@ -200,6 +204,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"{args.dir} exists but holds no testnet state to resume; "
             f"`tkms testnet up --fresh` deletes it ({contents(args.dir, None)}) and starts anew"
         )
+    if args.relays < 0:
+        return _fail(f"--relays must be >= 0, got {args.relays}")
     if not 1 <= args.threshold <= args.nodes:
         return _fail(f"--threshold must be 1..{args.nodes}, got {args.threshold}")
     # Half-second blocks: registration and the DKG's phase deadlines pass twice as fast.
@@ -224,13 +230,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         cluster.wait_epoch(epoch, timeout=180)
         cluster.wait_healthy(nodes, timeout=60, epoch=epoch)
         cluster.save()
+        relay = _start_relays(cluster, args.relays, progress)
         # Agents pin the network by its fingerprint, which names generation 1's key.
         progress(f"network fingerprint {cluster.network_fingerprint().hex()}: starting agents")
         gateway_agent = spawn_agent(
-            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30
-        )
+            cluster, "gateway", GATEWAY_COMPOSE, app_id=gateway_app, wait_for_network=30,
+            relay=relay,
+        )  # fmt: skip
         demo_agent = spawn_agent(
-            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30
+            cluster, "demo-app", DEMO_COMPOSE, app_id=demo_app, wait_for_network=30, relay=relay
         )
         wait_gateway = launch_gateway(cluster, pebble, gateway_agent)
         cluster.save()
@@ -271,6 +279,23 @@ def cmd_up(args: argparse.Namespace) -> int:
             + (f"  (with --dir {args.dir})" if elsewhere else "")
         )
     return 0
+
+
+def _start_relays(cluster: Cluster, count: int, progress: _Progress) -> str | None:
+    """Start `count` relays (docs/relay.md); the URL agents cross-check with, or None."""
+    from testnet.relays import relays_unavailable, start_relays
+
+    if count == 0:
+        return None
+    reason = relays_unavailable()
+    if reason is not None:
+        progress(f"no relays: {reason}")
+        return None
+    relays = start_relays(cluster, count)
+    cluster.save()
+    progress(f"{count} relays gossip the signed epoch manifests: {relays[0]['http']}, ...")
+    url: str = relays[0]["http"]
+    return url
 
 
 def _resume(cluster: Cluster, args: argparse.Namespace, progress: _Progress) -> int:
@@ -455,7 +480,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     progress = _Progress(args.json)
     cluster = _require(args, progress)
-    progress(f"load: {args.duration:g} s at concurrency {args.concurrency}, then on the baseline")
+    levels = ", ".join(map(str, args.concurrency))
+    progress(f"load: {args.duration:g} s at concurrency {levels}, then the same on the baseline")
     result = bench(cluster, duration=args.duration, concurrency=args.concurrency)
     result["up_seconds"] = cluster.extra.get("up_seconds")
     if args.json:
@@ -494,6 +520,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     p.add_argument("--nodes", type=int, default=5)
     p.add_argument("--threshold", type=int, default=3)
     p.add_argument(
+        "--relays",
+        type=int,
+        default=2,
+        metavar="N",
+        help="relays gossiping the signed epoch manifests beside the nodes (0: none)",
+    )
+    p.add_argument(
         "--fresh",
         action="store_true",
         help="delete the network in --dir (its shares, chain and keys) and start a new one",
@@ -516,5 +549,5 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     command("rotate", cmd_rotate, "start a new key generation (fresh DKG)")
     p = command("bench", cmd_bench, "derivation load vs a centralized baseline")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per target")
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32], help="one or more levels")
     p.add_argument("--json", action="store_true")

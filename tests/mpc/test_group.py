@@ -1,8 +1,12 @@
-"""The group backend: RFC 9380 vectors, strict decoding, and cross-checks against py_ecc."""
+"""The group backend: RFC 9380 vectors, strict decoding, and cross-checks against py_ecc.
+
+Every test here runs twice: with the blst path on (production) and with arkworks alone.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import py_ecc.optimized_bls12_381 as ref
 import pytest
@@ -22,8 +26,18 @@ from mpc.group import (
     hash_to_g1_point,
     pairing,
     pairing_product_is_one,
+    use_blst,
 )
 from tests.mpc.vectors import load_vectors
+
+
+# Module scope: hypothesis refuses function-scoped fixtures around @given tests.
+@pytest.fixture(autouse=True, scope="module", params=["blst", "arkworks"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    previous = use_blst(request.param == "blst")
+    yield str(request.param)
+    use_blst(previous)
+
 
 scalars = st.integers(min_value=1, max_value=R - 1)
 

@@ -144,10 +144,17 @@ def run(
     policies: list[EnvPolicy | None],
     ask: Callable[[list[int]], Any],
     approve: ApprovalCheck = always,
+    prepare: Callable[[int, KmsServicer], None] | None = None,
 ) -> Any:
+    """Serve one servicer per view (`prepare(k, servicer)` may adjust each), then `ask`."""
+
     async def go() -> Any:
         pairs = enumerate(zip(views, policies, strict=True), 1)
-        servers, ports = await serving([servicer(k, v, p, approve) for k, (v, p) in pairs])
+        servicers = [servicer(k, v, p, approve) for k, (v, p) in pairs]
+        if prepare is not None:
+            for k, s in enumerate(servicers, start=1):
+                prepare(k, s)
+        servers, ports = await serving(servicers)
         try:
             return await ask(ports)
         finally:

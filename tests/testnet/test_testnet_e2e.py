@@ -113,6 +113,14 @@ def keys_from_a_fresh_agent(root: Path, name: str) -> tuple[str, str]:
         agent.stop()
 
 
+def relay_epoch(doc: dict[str, Any], fingerprint: bytes) -> int:
+    """The epoch of the manifest the last relay serves, verified against the fingerprint."""
+    from guest.relay_check import fetch_envelope, verified_manifest
+
+    envelope = fetch_envelope(doc["relays"][-1]["http"], after=0, wait=5.0)
+    return verified_manifest(envelope, fingerprint).epoch
+
+
 def processes_of(root: Path) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
     return [line for line in out.stdout.splitlines() if str(root) in line]
@@ -156,6 +164,12 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     assert doc["demo_app"]["app_id"] and doc["generation"] == 1
     group_key = doc["group_public_key"]
     print(f"up took {up_seconds:.1f} s")
+    # Relays beside the nodes serve the network-signed manifest of the active epoch, and the
+    # agents cross-checked their committee with it (docs/relay.md).
+    assert len(doc["relays"]) == 2
+    fingerprint = bytes.fromhex(doc["network_fingerprint"])
+    assert relay_epoch(doc, fingerprint) == doc["epoch"]
+    assert "matches the network-signed manifest" in (root / "demo-app" / "agent.log").read_text()
 
     # The demo app answers with its app_id over HTTP and over HTTPS with its RA-TLS cert.
     import urllib.request
@@ -274,6 +288,10 @@ def test_the_testnet_life_cycle(root: Path, tmp_path: Path) -> None:
     tkms(root, "refresh")
     after_refresh = status(root)
     assert after_refresh["epoch"] > after_leave["epoch"]
+    deadline = time.monotonic() + 10
+    while relay_epoch(after_refresh, fingerprint) != after_refresh["epoch"]:
+        assert time.monotonic() < deadline, "the relays never carried the refresh epoch"
+        time.sleep(0.2)
     assert after_refresh["group_public_key"] == group_key
     assert keys_from_a_fresh_agent(root, "fresh-4") == before
 

@@ -25,37 +25,41 @@ _sym_db = _symbol_database.Default()
 from protos.tkms.v1 import common_pb2 as protos_dot_tkms_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/tkms/v1/kms.proto\x12\x07tkms.v1\x1a\x1bprotos/tkms/v1/common.proto\"\x10\n\x0eGetMetaRequest\"\xdb\x01\n\x0fGetMetaResponse\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\ngovernance\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12 \n\x07members\x18\x06 \x03(\x0b\x32\x0f.tkms.v1.Member\x12\x1b\n\x13group_public_key_g1\x18\x07 \x01(\x0c\x12\x1b\n\x13group_public_key_g2\x18\x08 \x01(\x0c\x12\x10\n\x08my_index\x18\t \x01(\r\"\x8f\x01\n\nKeyRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tkms.v1.KeyRequest.Kind\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\x0c\x12\x0f\n\x07purpose\x18\x03 \x01(\x0c\"8\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_KDF\x10\x01\x12\x0c\n\x08KIND_IBE\x10\x02\"\x89\x01\n\x14\x44\x65rivePartialRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x15\n\rrequester_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12!\n\x04keys\x18\x04 \x03(\x0b\x32\x13.tkms.v1.KeyRequest\"a\n\x07Partial\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06member\x18\x03 \x01(\r\x12\t\n\x01y\x18\x04 \x01(\x0c\x12\t\n\x01z\x18\x05 \x01(\x0c\x12\r\n\x05proof\x18\x06 \x01(\x0c\";\n\x15\x44\x65rivePartialResponse\x12\"\n\x08partials\x18\x01 \x03(\x0b\x32\x10.tkms.v1.Partial\"\xa0\x02\n\x12SignPartialRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12.\n\x04kind\x18\x04 \x01(\x0e\x32 .tkms.v1.SignPartialRequest.Kind\x12\x12\n\nenv_signer\x18\x05 \x01(\x0c\x12\x13\n\x0b\x65nv_version\x18\x06 \x01(\x04\x12\r\n\x05nonce\x18\x07 \x01(\x0c\"U\n\x04Kind\x12\x13\n\x0fKIND_APP_PUBKEY\x10\x00\x12\x10\n\x0cKIND_APP_ENV\x10\x01\x12\x13\n\x0fKIND_GENERATION\x10\x02\x12\x11\n\rKIND_KMS_ROOT\x10\x03\"y\n\x13SignPartialResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06member\x18\x03 \x01(\r\x12\x11\n\tstatement\x18\x04 \x01(\x0c\x12\r\n\x05sigma\x18\x05 \x01(\x0c\x12\r\n\x05proof\x18\x06 \x01(\x0c\"`\n\x11SignAppKeyRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"T\n\x12SignAppKeyResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\x17\n\x0froot_public_key\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x32\xa4\x02\n\x03Kms\x12<\n\x07GetMeta\x12\x17.tkms.v1.GetMetaRequest\x1a\x18.tkms.v1.GetMetaResponse\x12N\n\rDerivePartial\x12\x1d.tkms.v1.DerivePartialRequest\x1a\x1e.tkms.v1.DerivePartialResponse\x12H\n\x0bSignPartial\x12\x1b.tkms.v1.SignPartialRequest\x1a\x1c.tkms.v1.SignPartialResponse\x12\x45\n\nSignAppKey\x12\x1a.tkms.v1.SignAppKeyRequest\x1a\x1b.tkms.v1.SignAppKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18protos/tkms/v1/kms.proto\x12\x07tkms.v1\x1a\x1bprotos/tkms/v1/common.proto\"\x16\n\x14GetHealthNoteRequest\")\n\x15GetHealthNoteResponse\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\"\x10\n\x0eGetMetaRequest\"\xdb\x01\n\x0fGetMetaResponse\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x12\n\ngovernance\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12 \n\x07members\x18\x06 \x03(\x0b\x32\x0f.tkms.v1.Member\x12\x1b\n\x13group_public_key_g1\x18\x07 \x01(\x0c\x12\x1b\n\x13group_public_key_g2\x18\x08 \x01(\x0c\x12\x10\n\x08my_index\x18\t \x01(\r\"\x8f\x01\n\nKeyRequest\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tkms.v1.KeyRequest.Kind\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\x0c\x12\x0f\n\x07purpose\x18\x03 \x01(\x0c\"8\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_KDF\x10\x01\x12\x0c\n\x08KIND_IBE\x10\x02\"\x89\x01\n\x14\x44\x65rivePartialRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x15\n\rrequester_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12!\n\x04keys\x18\x04 \x03(\x0b\x32\x13.tkms.v1.KeyRequest\"a\n\x07Partial\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06member\x18\x03 \x01(\r\x12\t\n\x01y\x18\x04 \x01(\x0c\x12\t\n\x01z\x18\x05 \x01(\x0c\x12\r\n\x05proof\x18\x06 \x01(\x0c\";\n\x15\x44\x65rivePartialResponse\x12\"\n\x08partials\x18\x01 \x03(\x0b\x32\x10.tkms.v1.Partial\"\xe0\x02\n\x12SignPartialRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12.\n\x04kind\x18\x04 \x01(\x0e\x32 .tkms.v1.SignPartialRequest.Kind\x12\x12\n\nenv_signer\x18\x05 \x01(\x0c\x12\x13\n\x0b\x65nv_version\x18\x06 \x01(\x04\x12\r\n\x05nonce\x18\x07 \x01(\x0c\x12\x0f\n\x07subject\x18\x08 \x01(\x0c\"\x83\x01\n\x04Kind\x12\x13\n\x0fKIND_APP_PUBKEY\x10\x00\x12\x10\n\x0cKIND_APP_ENV\x10\x01\x12\x13\n\x0fKIND_GENERATION\x10\x02\x12\x11\n\rKIND_KMS_ROOT\x10\x03\x12\x17\n\x13KIND_EPOCH_MANIFEST\x10\x04\x12\x13\n\x0fKIND_REVOCATION\x10\x05\"y\n\x13SignPartialResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06member\x18\x03 \x01(\r\x12\x11\n\tstatement\x18\x04 \x01(\x0c\x12\r\n\x05sigma\x18\x05 \x01(\x0c\x12\r\n\x05proof\x18\x06 \x01(\x0c\"`\n\x11SignAppKeyRequest\x12#\n\x08\x65vidence\x18\x01 \x01(\x0b\x32\x11.tkms.v1.Evidence\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"T\n\x12SignAppKeyResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x04\x12\x17\n\x0froot_public_key\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x32\xf4\x02\n\x03Kms\x12<\n\x07GetMeta\x12\x17.tkms.v1.GetMetaRequest\x1a\x18.tkms.v1.GetMetaResponse\x12N\n\rDerivePartial\x12\x1d.tkms.v1.DerivePartialRequest\x1a\x1e.tkms.v1.DerivePartialResponse\x12H\n\x0bSignPartial\x12\x1b.tkms.v1.SignPartialRequest\x1a\x1c.tkms.v1.SignPartialResponse\x12\x45\n\nSignAppKey\x12\x1a.tkms.v1.SignAppKeyRequest\x1a\x1b.tkms.v1.SignAppKeyResponse\x12N\n\rGetHealthNote\x12\x1d.tkms.v1.GetHealthNoteRequest\x1a\x1e.tkms.v1.GetHealthNoteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.tkms.v1.kms_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETMETAREQUEST']._serialized_start=66
-  _globals['_GETMETAREQUEST']._serialized_end=82
-  _globals['_GETMETARESPONSE']._serialized_start=85
-  _globals['_GETMETARESPONSE']._serialized_end=304
-  _globals['_KEYREQUEST']._serialized_start=307
-  _globals['_KEYREQUEST']._serialized_end=450
-  _globals['_KEYREQUEST_KIND']._serialized_start=394
-  _globals['_KEYREQUEST_KIND']._serialized_end=450
-  _globals['_DERIVEPARTIALREQUEST']._serialized_start=453
-  _globals['_DERIVEPARTIALREQUEST']._serialized_end=590
-  _globals['_PARTIAL']._serialized_start=592
-  _globals['_PARTIAL']._serialized_end=689
-  _globals['_DERIVEPARTIALRESPONSE']._serialized_start=691
-  _globals['_DERIVEPARTIALRESPONSE']._serialized_end=750
-  _globals['_SIGNPARTIALREQUEST']._serialized_start=753
-  _globals['_SIGNPARTIALREQUEST']._serialized_end=1041
-  _globals['_SIGNPARTIALREQUEST_KIND']._serialized_start=956
-  _globals['_SIGNPARTIALREQUEST_KIND']._serialized_end=1041
-  _globals['_SIGNPARTIALRESPONSE']._serialized_start=1043
-  _globals['_SIGNPARTIALRESPONSE']._serialized_end=1164
-  _globals['_SIGNAPPKEYREQUEST']._serialized_start=1166
-  _globals['_SIGNAPPKEYREQUEST']._serialized_end=1262
-  _globals['_SIGNAPPKEYRESPONSE']._serialized_start=1264
-  _globals['_SIGNAPPKEYRESPONSE']._serialized_end=1348
-  _globals['_KMS']._serialized_start=1351
-  _globals['_KMS']._serialized_end=1643
+  _globals['_GETHEALTHNOTEREQUEST']._serialized_start=66
+  _globals['_GETHEALTHNOTEREQUEST']._serialized_end=88
+  _globals['_GETHEALTHNOTERESPONSE']._serialized_start=90
+  _globals['_GETHEALTHNOTERESPONSE']._serialized_end=131
+  _globals['_GETMETAREQUEST']._serialized_start=133
+  _globals['_GETMETAREQUEST']._serialized_end=149
+  _globals['_GETMETARESPONSE']._serialized_start=152
+  _globals['_GETMETARESPONSE']._serialized_end=371
+  _globals['_KEYREQUEST']._serialized_start=374
+  _globals['_KEYREQUEST']._serialized_end=517
+  _globals['_KEYREQUEST_KIND']._serialized_start=461
+  _globals['_KEYREQUEST_KIND']._serialized_end=517
+  _globals['_DERIVEPARTIALREQUEST']._serialized_start=520
+  _globals['_DERIVEPARTIALREQUEST']._serialized_end=657
+  _globals['_PARTIAL']._serialized_start=659
+  _globals['_PARTIAL']._serialized_end=756
+  _globals['_DERIVEPARTIALRESPONSE']._serialized_start=758
+  _globals['_DERIVEPARTIALRESPONSE']._serialized_end=817
+  _globals['_SIGNPARTIALREQUEST']._serialized_start=820
+  _globals['_SIGNPARTIALREQUEST']._serialized_end=1172
+  _globals['_SIGNPARTIALREQUEST_KIND']._serialized_start=1041
+  _globals['_SIGNPARTIALREQUEST_KIND']._serialized_end=1172
+  _globals['_SIGNPARTIALRESPONSE']._serialized_start=1174
+  _globals['_SIGNPARTIALRESPONSE']._serialized_end=1295
+  _globals['_SIGNAPPKEYREQUEST']._serialized_start=1297
+  _globals['_SIGNAPPKEYREQUEST']._serialized_end=1393
+  _globals['_SIGNAPPKEYRESPONSE']._serialized_start=1395
+  _globals['_SIGNAPPKEYRESPONSE']._serialized_end=1479
+  _globals['_KMS']._serialized_start=1482
+  _globals['_KMS']._serialized_end=1854
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetHealthNoteRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetHealthNoteResponse(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: bytes
+    def __init__(self, envelope: _Optional[bytes] = ...) -> None: ...
+
 class GetMetaRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -87,17 +97,21 @@ class DerivePartialResponse(_message.Message):
     def __init__(self, partials: _Optional[_Iterable[_Union[Partial, _Mapping]]] = ...) -> None: ...
 
 class SignPartialRequest(_message.Message):
-    __slots__ = ("evidence", "public_key", "generation", "kind", "env_signer", "env_version", "nonce")
+    __slots__ = ("evidence", "public_key", "generation", "kind", "env_signer", "env_version", "nonce", "subject")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_APP_PUBKEY: _ClassVar[SignPartialRequest.Kind]
         KIND_APP_ENV: _ClassVar[SignPartialRequest.Kind]
         KIND_GENERATION: _ClassVar[SignPartialRequest.Kind]
         KIND_KMS_ROOT: _ClassVar[SignPartialRequest.Kind]
+        KIND_EPOCH_MANIFEST: _ClassVar[SignPartialRequest.Kind]
+        KIND_REVOCATION: _ClassVar[SignPartialRequest.Kind]
     KIND_APP_PUBKEY: SignPartialRequest.Kind
     KIND_APP_ENV: SignPartialRequest.Kind
     KIND_GENERATION: SignPartialRequest.Kind
     KIND_KMS_ROOT: SignPartialRequest.Kind
+    KIND_EPOCH_MANIFEST: SignPartialRequest.Kind
+    KIND_REVOCATION: SignPartialRequest.Kind
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +119,7 @@ class SignPartialRequest(_message.Message):
     ENV_SIGNER_FIELD_NUMBER: _ClassVar[int]
     ENV_VERSION_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     evidence: _common_pb2.Evidence
     public_key: bytes
     generation: int
@@ -112,7 +127,8 @@ class SignPartialRequest(_message.Message):
     env_signer: bytes
     env_version: int
     nonce: bytes
-    def __init__(self, evidence: _Optional[_Union[_common_pb2.Evidence, _Mapping]] = ..., public_key: _Optional[bytes] = ..., generation: _Optional[int] = ..., kind: _Optional[_Union[SignPartialRequest.Kind, str]] = ..., env_signer: _Optional[bytes] = ..., env_version: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+    subject: bytes
+    def __init__(self, evidence: _Optional[_Union[_common_pb2.Evidence, _Mapping]] = ..., public_key: _Optional[bytes] = ..., generation: _Optional[int] = ..., kind: _Optional[_Union[SignPartialRequest.Kind, str]] = ..., env_signer: _Optional[bytes] = ..., env_version: _Optional[int] = ..., nonce: _Optional[bytes] = ..., subject: _Optional[bytes] = ...) -> None: ...
 
 class SignPartialResponse(_message.Message):
     __slots__ = ("generation", "epoch", "member", "statement", "sigma", "proof")

@@ -54,6 +54,11 @@ class KmsStub:
                 request_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.SerializeToString,
                 response_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.FromString,
                 _registered_method=True)
+        self.GetHealthNote = channel.unary_unary(
+                '/tkms.v1.Kms/GetHealthNote',
+                request_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteRequest.SerializeToString,
+                response_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteResponse.FromString,
+                _registered_method=True)
 
 
 class KmsServicer:
@@ -90,6 +95,14 @@ class KmsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHealthNote(self, request, context):
+        """The node's health, signed by its own TLS identity key (mpc.nodehealth, docs/relay.md):
+        relays gossip it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KmsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +125,11 @@ def add_KmsServicer_to_server(servicer, server):
                     servicer.SignAppKey,
                     request_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.FromString,
                     response_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.SerializeToString,
+            ),
+            'GetHealthNote': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHealthNote,
+                    request_deserializer=protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteRequest.FromString,
+                    response_serializer=protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class Kms:
             '/tkms.v1.Kms/SignAppKey',
             protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyRequest.SerializeToString,
             protos_dot_tkms_dot_v1_dot_kms__pb2.SignAppKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHealthNote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tkms.v1.Kms/GetHealthNote',
+            protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteRequest.SerializeToString,
+            protos_dot_tkms_dot_v1_dot_kms__pb2.GetHealthNoteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,289 @@
+"""The relay network against a real KMS network: anvil, three `tkms node` processes, a
+following `tkms relay` beside them, a forwarding `tkms relay` in its own network namespace and
+a client in a third (tests/testnet/netns.py).
+
+* the client learns the DKG epoch's committee, then a refresh epoch's within a second of its
+  activation on chain, each verified against the group key from the fingerprint;
+* each member's health note, signed with its own TLS key, reaches the client's relay;
+* a member removed by the owner is revoked by the network, and clients stop using it;
+* a client behind a lying RPC (a member's endpoint rewritten, or the chain head pinned before
+  the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import HTTPProvider, Web3
+
+from contracts import EpochKind, EpochStatus, GovernanceClient
+from guest.committee import committee_from_chain
+from guest.relay_check import UnsignedCommittee, cross_check
+from testnet.cluster import Cluster, NodeProcess
+from tests.relay.lying_rpc import LyingRpc
+from tests.testnet.netns import Hosts
+
+ROOT = Path(__file__).parents[2]
+TKMS = str(Path(sys.executable).parent / "tkms")
+pytestmark = [
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        not (ROOT / ".venv-relay" / "bin" / "python").exists(),
+        reason="no .venv-relay (run `make install`)",
+    ),
+]
+
+
+@dataclass
+class Setup:
+    cluster: Cluster
+    nodes: list[NodeProcess]
+    fingerprint: bytes
+    relay_url: str  # the forwarding relay, in host 1
+    probe_log: Path
+    processes: list[subprocess.Popen[bytes]]
+
+    def learned(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for line in self.probe_log.read_text().splitlines():
+            event = json.loads(line)
+            if "epoch" in event:
+                out[event["epoch"]] = event
+        return out
+
+    def wait_learned(self, epoch: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.learned().get(epoch)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(
+            f"the client never learned epoch {epoch}: {self.probe_log.read_text()}"
+        )
+
+
+def _events(log: Path, kind: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == kind:
+                event: dict[str, Any] = json.loads(line)
+                return event
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} event in {log}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("relay-e2e")
+    processes: list[subprocess.Popen[bytes]] = []
+    with Cluster(root) as c, Hosts(2) as hosts:
+        try:
+            c.start_chain()
+            nodes = c.create_nodes(3, start=True)
+            c.wait_healthy(nodes, timeout=90, accept=("DOWN", "DEGRADED", "NORMAL"))
+            epoch = c.propose(EpochKind.DKG, nodes, 2)
+            c.wait_epoch(epoch, timeout=240)
+            c.wait_healthy(nodes, timeout=60, epoch=epoch)
+            fingerprint = c.network_fingerprint()
+            assert c.deployment is not None
+            follower_log = root / "relay-follow.log"
+            processes.append(
+                subprocess.Popen(
+                    [
+                        TKMS,
+                        "relay",
+                        "--fingerprint",
+                        fingerprint.hex(),
+                        "--rpc",
+                        c.rpc_url,
+                        "--governance",
+                        c.deployment.governance,
+                        "--listen",
+                        f"/ip4/{hosts.bridge_address}/tcp/0",
+                    ],
+                    stdout=follower_log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            follower = _events(follower_log, "listening")["addrs"][0]
+            address = hosts.address(1)
+            forward_log = root / "relay-forward.log"
+            processes.append(
+                hosts.popen(
+                    1,
+                    [
+                        TKMS,
+                        "relay",
+                        "--fingerprint",
+                        fingerprint.hex(),
+                        "--peer",
+                        follower,
+                        "--listen",
+                        f"/ip4/{address}/tcp/4001",
+                        "--http",
+                        f"{address}:8080",
+                    ],
+                    log=forward_log.open("wb"),
+                )
+            )
+            _events(forward_log, "connected")
+            probe_log = root / "probe.log"
+            processes.append(
+                subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        hosts.namespace(2),
+                        sys.executable,
+                        "-m",
+                        "tests.relay.client_probe",
+                        f"http://{address}:8080",
+                        fingerprint.hex(),
+                    ],
+                    stdout=probe_log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    start_new_session=True,
+                )
+            )
+            yield Setup(c, nodes, fingerprint, f"http://{address}:8080", probe_log, processes)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _activation(governance: GovernanceClient, epoch: int, timeout: float = 240.0) -> float:
+    """Wall-clock time at which `epoch` is first seen active on chain (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = governance.get_epoch(epoch).status
+        if status is EpochStatus.ACTIVE:
+            return time.time()
+        assert status is not EpochStatus.FAILED, f"epoch {epoch} failed"
+        time.sleep(0.02)
+    raise AssertionError(f"epoch {epoch} not active after {timeout} s")
+
+
+def test_a_client_in_another_namespace_learns_each_epoch_within_a_second(setup: Setup) -> None:
+    c = setup.cluster
+    first = c.committee().network.epoch
+    learned = setup.wait_learned(first, timeout=30)
+    endpoints = [m.endpoint for m in c.committee().members]
+    assert learned["members"] == endpoints
+    governance = c.governance()
+    block_before = int(governance.w3.eth.block_number)
+    epoch = c.propose(EpochKind.REFRESH, setup.nodes, 2)
+    active_at = _activation(governance, epoch)
+    learned = setup.wait_learned(epoch, timeout=10)
+    delay = learned["at"] - active_at
+    print(f"epoch {epoch}: learned {delay * 1000:.0f} ms after it was seen active on chain")
+    assert delay < 1.0
+    SHARED["stale_block"] = block_before
+    SHARED["refresh"] = epoch
+
+
+SHARED: dict[str, int] = {}
+
+
+def test_every_members_signed_health_reaches_the_far_relay(setup: Setup) -> None:
+    from guest.relay_check import fetch_envelope, verified_manifest
+    from mpc.nodehealth import verify_note
+
+    manifest = verified_manifest(fetch_envelope(setup.relay_url), setup.fingerprint)
+    members = {m.address for m in manifest.members}
+    deadline = time.monotonic() + 20  # the follower asks every 5 s
+    while True:
+        with urllib.request.urlopen(f"{setup.relay_url}/v1/health", timeout=5) as reply:
+            doc = json.loads(reply.read())
+        if doc["epoch"] == manifest.epoch and len(doc["nodes"]) == len(members):
+            break
+        assert time.monotonic() < deadline, f"health notes at the far relay: {doc}"
+        time.sleep(0.2)
+    notes = [verify_note(bytes.fromhex(n["envelope"]), manifest) for n in doc["nodes"]]
+    assert {n.address for n in notes} == members
+    assert all(n.health_name == "NORMAL" and n.epoch == manifest.epoch for n in notes)
+
+
+def test_a_client_behind_a_lying_rpc_refuses_the_committee(setup: Setup) -> None:
+    assert "refresh" in SHARED, "needs the refresh epoch of the test before"
+    c = setup.cluster
+    assert c.deployment is not None
+    honest = committee_from_chain(c.governance(), fingerprint=setup.fingerprint)
+    signed = cross_check(honest, setup.relay_url, setup.fingerprint, wait=2.0)
+    assert signed.epoch == SHARED["refresh"]
+
+    lying = LyingRpc(c.rpc_url)
+    try:
+        governance = GovernanceClient(Web3(HTTPProvider(lying.url)), c.deployment.governance)
+        real = setup.nodes[0].endpoints.kms
+        host, _, port = real.rpartition(":")
+        fake = f"{host}:{int(port) + 1 if port[-1] != '9' else int(port) - 1}"
+        lying.replace = {real.encode(): fake.encode()}
+        redirected = committee_from_chain(governance, fingerprint=setup.fingerprint)
+        assert redirected.members[0].endpoint == fake  # PK2 still chains: only this check sees it
+        with pytest.raises(UnsignedCommittee, match=f"member 1: .* at {fake}.*RPC is lying"):
+            cross_check(redirected, setup.relay_url, setup.fingerprint, wait=2.0)
+
+        lying.replace = {}
+        lying.pin_block = SHARED["stale_block"]
+        stale = committee_from_chain(governance, fingerprint=setup.fingerprint)
+        assert stale.network.epoch < SHARED["refresh"]
+        with pytest.raises(UnsignedCommittee, match="network signed epoch .* stale or lying"):
+            cross_check(stale, setup.relay_url, setup.fingerprint, wait=2.0)
+    finally:
+        lying.close()
+
+
+def test_a_removed_member_is_revoked_through_the_relays(setup: Setup) -> None:
+    """The owner removes node 3 (still a member of the epoch): within seconds the far relay
+    holds the network's revocation notice, and a client drops member 3."""
+    from guest.relay_check import fetch_revocations, without_revoked
+    from mpc.revocation import verify_notice
+
+    c = setup.cluster
+    committee = committee_from_chain(c.governance(), fingerprint=setup.fingerprint)
+    signed = cross_check(committee, setup.relay_url, setup.fingerprint, wait=2.0)
+    victim = setup.nodes[2]
+    start = time.monotonic()
+    c.governance().send_remove_node(victim.address)
+    while True:
+        notices = fetch_revocations(setup.relay_url)
+        if notices:
+            break
+        assert time.monotonic() - start < 30, "no revocation reached the far relay"
+        time.sleep(0.1)
+    print(f"revocation at the far relay {time.monotonic() - start:.1f} s after the removal tx")
+    subject = verify_notice(notices[0], signed).subject
+    assert "0x" + subject.hex() == victim.address.lower()
+    kept, dropped = without_revoked(committee, notices, signed)
+    assert [m.address for m in committee.members if m.index in dropped] == [subject]
+    assert len(kept.members) == 2 and kept.threshold == 2
+
+
+def test_nothing_forged_reached_the_relays(setup: Setup) -> None:
+    """Every message either relay saw verified: the honest network publishes no bad bytes."""
+    logs = [setup.cluster.root / name for name in ("relay-follow.log", "relay-forward.log")]
+    for log in logs:
+        dropped = [line for line in log.read_text().splitlines() if '"dropped"' in line]
+        assert not dropped, f"{log.name}: {dropped}"
+    assert threading.active_count() >= 1
