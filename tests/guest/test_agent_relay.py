@@ -17,6 +17,7 @@ import pytest
 
 import tkms
 from guest.config import ConfigError, load_config
+from guest.serving import ChainReading
 from mpc.group import Scalar
 from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from tests.guest.test_agent_config_env import GOOD
@@ -63,13 +64,25 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committee: Any, url: s
     import guest.agent
     import guest.cli
     import guest.committee
+    import guest.watch
 
-    def stop(*args: object) -> object:
+    def stop(*args: object, **kwargs: object) -> object:
         raise guest.agent.AgentStartError("stopped after the committee check")
 
     monkeypatch.setattr(guest.committee, "committee_from_chain", lambda *a, **k: committee)
     monkeypatch.setattr(guest.cli, "governance_client", lambda rpc, address: object())
     monkeypatch.setattr(guest.agent, "start_agent", stop)
+    # The chain watch's first reading: one generation, no rotation, no live revocation.
+    reading = ChainReading(head=1, latest=committee.network.generation, live_revocation_blocks=0)
+
+    class FirstReading:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def read(self, watched: object) -> ChainReading:
+            return reading
+
+    monkeypatch.setattr(guest.watch, "RpcChain", FirstReading)
     (tmp_path / "agent.toml").write_text(
         CONFIG + f'socket = "{tmp_path / "s.sock"}"\nrelay = "{url}"\nrelay_wait = 0.5\n'
     )
