@@ -28,7 +28,7 @@ from typing import Final
 
 from mpc._fixedbase import PreparedPoint
 from mpc._lagrange import integer_lagrange_at_zero, small_combination
-from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
+from mpc.dleq import PROOF_SIZE, DleqProof, DleqStatement, is_valid_dleq, prove_dleq
 from mpc.dst import DST_IBE, DST_KDF, DST_KMS_ROOT
 from mpc.encoding import frame
 from mpc.errors import (
@@ -240,6 +240,10 @@ def _check_network(partial: EncryptedPartial, network: NetworkContext) -> None:
         )
 
 
+#: Why a partial whose DLEQ proof fails is refused.
+BAD_PARTIAL_PROOF: Final = "DLEQ proof does not verify against its key"
+
+
 def open_partial(
     partial: EncryptedPartial,
     request: KeyRequest,
@@ -249,14 +253,36 @@ def open_partial(
     network: NetworkContext,
 ) -> VerifiedPartial:
     """App side: decrypt a partial and verify its proof; InvalidPartial names the member."""
+    opened, statement = decrypt_partial(
+        partial, request, ephemeral=ephemeral, verification_key=verification_key, network=network
+    )
+    if not is_valid_dleq(
+        statement.proof,
+        statement.h,
+        vk=statement.vk,
+        sigma=statement.sigma,
+        context=statement.context,
+    ):
+        raise InvalidPartial(partial.member, BAD_PARTIAL_PROOF)
+    return opened
+
+
+def decrypt_partial(
+    partial: EncryptedPartial,
+    request: KeyRequest,
+    *,
+    ephemeral: EphemeralKey,
+    verification_key: G1,
+    network: NetworkContext,
+) -> tuple[VerifiedPartial, DleqStatement]:
+    """Decrypt a partial WITHOUT checking its proof: the returned partial counts as verified
+    only once its statement does (`open_partial` one at a time, `mpc.dleq.invalid_dleqs` for
+    several at once). InvalidPartial names the member for a wrong generation or epoch."""
     _check_network(partial, network)
     sigma = partial.z - partial.y * ephemeral.secret
     context = _proof_context(network, partial.member, ephemeral.public.to_bytes(), request)
-    if not is_valid_dleq(
-        partial.proof, request.point(), vk=verification_key, sigma=sigma, context=context
-    ):
-        raise InvalidPartial(partial.member, "DLEQ proof does not verify against its key")
-    return VerifiedPartial(member=partial.member, sigma=sigma)
+    statement = DleqStatement(partial.proof, request.point(), verification_key, sigma, context)
+    return VerifiedPartial(member=partial.member, sigma=sigma), statement
 
 
 def combine_partials(partials: Sequence[VerifiedPartial], threshold: int) -> G1:
