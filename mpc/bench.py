@@ -189,7 +189,10 @@ def bench_derivation(report: Report, repeat: int, threshold: int = 3) -> None:
         def one() -> object:
             # What the client does per derivation: hash, decode t answers, combine, check.
             req = KeyRequest.app_key(APP, b"disk")
-            answers = {m: [EncryptedPartial.from_bytes(b) for b in bs] for m, bs in encoded.items()}
+            answers = {
+                m: [EncryptedPartial.from_bytes(b, defer_proof=True) for b in bs]
+                for m, bs in encoded.items()
+            }
             combiner = Combiner(
                 [req],
                 ephemeral=eph,

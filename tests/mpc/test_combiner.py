@@ -154,6 +154,36 @@ def test_honest_replacements_are_verified_in_one_batch(
     assert c.sigmas == expected(keys)
 
 
+def test_deferred_proofs_are_decoded_only_when_needed_and_a_bad_point_names_its_member(
+    keys: DealtKeys, eph: EphemeralKey
+) -> None:
+    from tests.mpc.test_group import _point_outside_subgroup
+
+    def wire(partials: list[EncryptedPartial], bad_a2: bool) -> list[EncryptedPartial]:
+        out = []
+        for p in partials:
+            data = bytearray(p.to_bytes())
+            if bad_a2:  # the proof's A2: after generation, epoch, member, Y, Z, version, A1
+                start = 20 + 2 * 48 + 1 + 48
+                data[start : start + 48] = _point_outside_subgroup()
+            out.append(EncryptedPartial.from_bytes(bytes(data), defer_proof=True))
+        return out
+
+    # Correct partials with undecodable proofs: the key checks out, no proof is decoded.
+    honest = {m: wire(answer(keys, m, eph), bad_a2=(m == 2)) for m in (1, 2, 3)}
+    c = combiner(keys, eph)
+    assert c.check(honest) == {}
+    assert c.sigmas == expected(keys)
+    # A wrong partial with such a proof: named, and the error says which field.
+    lying = {m: wire(answer(keys, m, eph), bad_a2=(m == 2)) for m in (1, 2, 3)}
+    lying[2] = shifted(lying[2], 0, G1.generator())
+    wrong = combiner(keys, eph).check(lying)
+    assert list(wrong) == [2]
+    assert "malformed proof" in str(wrong[2]) and "A2: not in the prime-order subgroup" in str(
+        wrong[2]
+    )
+
+
 def test_a_partial_for_another_epoch_is_named_without_a_pairing(
     keys: DealtKeys, eph: EphemeralKey
 ) -> None:

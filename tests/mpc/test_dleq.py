@@ -8,6 +8,7 @@ from mpc.dleq import (
     PROOF_SIZE,
     CompactDleqProof,
     DleqProof,
+    EncodedDleqProof,
     is_valid_compact_dleq,
     is_valid_dleq,
     prove_compact_dleq,
@@ -107,6 +108,24 @@ def test_malformed_proofs_are_refused_naming_the_field(
     data[start : start + len(replacement)] = replacement
     with pytest.raises(EncodingError, match=error):
         DleqProof.from_bytes(bytes(data))
+    # Deferred decoding refuses the same bytes with the same error, at the latest in decode().
+    with pytest.raises(EncodingError, match=error):
+        EncodedDleqProof.from_bytes(bytes(data)).decode()
+
+
+def test_deferred_decoding_checks_framing_at_once_and_points_on_decode() -> None:
+    proof = make()[0]
+    data = bytearray(proof.to_bytes())
+    encoded = EncodedDleqProof.from_bytes(bytes(data))
+    assert encoded.to_bytes() == bytes(data) and encoded.decode() == proof
+    data[1:49] = _outside_subgroup()
+    deferred = EncodedDleqProof.from_bytes(bytes(data), "partial proof")  # points not looked at
+    with pytest.raises(EncodingError, match="partial proof A1: not in the prime-order subgroup"):
+        deferred.decode()
+    with pytest.raises(EncodingError, match="DLEQ proof version"):
+        EncodedDleqProof.from_bytes(b"\x01" + bytes(data[1:]))
+    with pytest.raises(EncodingError, match="DLEQ proof z: not canonical"):
+        EncodedDleqProof.from_bytes(bytes(data[:97]) + R.to_bytes(32, "big"))
 
 
 @pytest.mark.parametrize("size", [0, 64, 128, 130])
