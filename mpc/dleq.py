@@ -139,7 +139,9 @@ def is_valid_dleq(proof: DleqProof, h: G1, *, vk: G1, sigma: G1, context: bytes)
 def _holds(s: DleqStatement) -> bool:
     neg_c = -s.challenge()
     p = s.proof
-    return G1.base_mul(p.z) + s.vk * neg_c == p.a1 and G1.msm([s.h, s.sigma], [p.z, neg_c]) == p.a2
+    # Two products each rather than a 2-point MSM: with blst on, two blst multiplications
+    # are cheaper than arkworks' MSM (and the points are usually in blst already).
+    return G1.base_mul(p.z) + s.vk * neg_c == p.a1 and s.h * p.z + s.sigma * neg_c == p.a2
 
 
 def verify_dleq(proof: DleqProof, h: G1, *, vk: G1, sigma: G1, context: bytes) -> None:
