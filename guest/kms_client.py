@@ -52,7 +52,7 @@ from mpc import (
 )
 from mpc._combiner import Combiner
 from mpc.anchor import generation_statement
-from mpc.dleq import DleqProof
+from mpc.dleq import DleqProof, EncodedDleqProof
 from mpc.tsig import (
     SignaturePartial,
     app_env_binding,
@@ -573,7 +573,8 @@ class KmsClient:
                     member=MemberIndex(p.member),
                     y=G1.from_bytes(p.y, "partial Y"),
                     z=G1.from_bytes(p.z, "partial Z"),
-                    proof=DleqProof.from_bytes(p.proof),
+                    # Its points are decoded only if the combined key fails its check.
+                    proof=EncodedDleqProof.from_bytes(p.proof),
                 )
             )
         return out

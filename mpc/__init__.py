@@ -21,7 +21,15 @@ from mpc.derive import (
     open_partial,
 )
 from mpc.dkg import DkgFailure, DkgMember, DkgResult, compute_digest
-from mpc.dleq import DleqProof, prove_dleq, verify_dleq
+from mpc.dleq import (
+    CompactDleqProof,
+    DleqProof,
+    DleqStatement,
+    invalid_dleqs,
+    prove_dleq,
+    verify_dleq,
+    verify_dleq_batch,
+)
 from mpc.dst import DST_CHALLENGE, DST_IBE, DST_KDF, DST_KMS_ROOT, DST_SIG
 from mpc.epochkey import EpochKeyPair, EpochKeys, EpochPublicKey
 from mpc.errors import (
@@ -81,7 +89,9 @@ __all__ = [
     "G2",
     "GT",
     "DecryptionError",
+    "CompactDleqProof",
     "DleqProof",
+    "DleqStatement",
     "EncodingError",
     "EncryptedPartial",
     "EphemeralKey",
@@ -113,7 +123,9 @@ __all__ = [
     "kdf_message",
     "open_partial",
     "pairing",
+    "invalid_dleqs",
     "prove_dleq",
     "recover_secret",
     "verify_dleq",
+    "verify_dleq_batch",
 ]

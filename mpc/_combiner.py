@@ -6,10 +6,13 @@
    multi-scalar multiplication, and all keys are checked at once against PK2 with one
    pairing equation. Honest answers pass, and that is the whole cost. (`propose` and
    `settle` split this step so a client can check several derivations in one equation.)
-2. Only when that fails: each answer not yet verified is opened with its DLEQ proof
-   (`open_partial`) against its member's V_i. Those that fail are returned, so the caller
-   drops them, records whom, and asks another member; those that pass are kept as verified.
-   Once a derivation has seen a wrong answer, later answers are checked by proof directly.
+2. Only when that fails: the answers not yet verified are decrypted and their DLEQ proofs
+   checked against the members' V_i, each member's proofs (one per key) in one batch
+   (`mpc.dleq.verify_dleq_batch`, a random linear combination: a wrong proof passes with
+   probability below 2^-127). Those that fail are returned, so the caller drops them,
+   records whom, and asks another member; those that pass are kept as verified.
+   Once a derivation has seen a wrong answer, later answers are checked by proof directly:
+   all of them in one batch first, then member by member only if that fails.
 3. Keys combined from individually verified partials are checked against PK2 once more:
    verified partials that PK2 does not confirm mean the committee data (V_i, PK2) disagree,
    which no member can be blamed for; that raises InvalidProof.
@@ -31,6 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from mpc.derive import (
+    BAD_PARTIAL_PROOF,
     EncryptedPartial,
     EphemeralKey,
     KeyRequest,
@@ -39,8 +43,9 @@ from mpc.derive import (
     are_consistent_with_group_key,
     combine_partials,
     combine_unchecked,
-    open_partial,
+    decrypt_partial,
 )
+from mpc.dleq import DleqStatement, verify_dleq_batch
 from mpc.errors import InvalidPartial, InvalidProof, ProtocolMisuse
 from mpc.group import G1, G2, Rng
 
@@ -122,14 +127,20 @@ class Combiner:
             self._sigmas = proposal
             return {}
         self._suspicious = True
-        wrong = {}
+        wrong: dict[int, InvalidPartial] = {}
+        pending: dict[int, list[tuple[VerifiedPartial, DleqStatement]]] = {}
         for member, partials in answers.items():
             if member in self._verified:
                 continue
             try:
-                self._verified[member] = self._open(member, partials)
+                pending[member] = self._decrypt(member, partials)
             except InvalidPartial as exc:
                 wrong[member] = exc
+        for member in self._failing(pending, known_wrong=proposal is not None):
+            wrong[member] = InvalidPartial(member, BAD_PARTIAL_PROOF)
+        for member, opened in pending.items():
+            if member not in wrong:
+                self._verified[member] = [p for p, _ in opened]
         if wrong:
             return wrong
         sigmas = [
@@ -150,7 +161,34 @@ class Combiner:
         if len(answers) != self._threshold:
             raise ProtocolMisuse(f"check takes {self._threshold} answers, got {len(answers)}")
 
-    def _open(self, member: int, partials: Sequence[EncryptedPartial]) -> list[VerifiedPartial]:
+    def _failing(
+        self,
+        pending: Mapping[int, Sequence[tuple[VerifiedPartial, DleqStatement]]],
+        *,
+        known_wrong: bool,
+    ) -> list[int]:
+        """The members among `pending` with a proof that does not verify.
+
+        Each member's proofs are checked in one batch (naming the member is all that is
+        needed). Unless this derivation's pairing check just failed (`known_wrong`: some
+        partial is wrong, so a batch over everyone would fail too), all members' proofs are
+        first checked in one batch, which the replacements of a liar normally pass.
+        """
+        if not pending:
+            return []
+        if not known_wrong and verify_dleq_batch(
+            [s for opened in pending.values() for _, s in opened], self._rng
+        ):
+            return []
+        return [
+            member
+            for member, opened in pending.items()
+            if not verify_dleq_batch([s for _, s in opened], self._rng)
+        ]
+
+    def _decrypt(
+        self, member: int, partials: Sequence[EncryptedPartial]
+    ) -> list[tuple[VerifiedPartial, DleqStatement]]:
         if len(partials) != len(self._requests):
             raise InvalidPartial(member, f"{len(partials)} partials for {len(self._requests)} keys")
         key = self._keys.get(member)
@@ -161,7 +199,7 @@ class Combiner:
             if partial.member != member:
                 raise InvalidPartial(member, f"answered as member {partial.member}")
             out.append(
-                open_partial(
+                decrypt_partial(
                     partial,
                     request,
                     ephemeral=self._ephemeral,

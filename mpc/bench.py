@@ -26,6 +26,7 @@ from mpc.derive import (
     derive_partial,
     open_partial,
 )
+from mpc.dleq import DleqProof, DleqStatement, is_valid_dleq, prove_dleq, verify_dleq_batch
 from mpc.group import G1, G2, R, Scalar, hash_to_g1_point, use_blst
 from mpc.sharing import Polynomial
 from mpc.types import Epoch, Generation, MemberIndex
@@ -188,7 +189,10 @@ def bench_derivation(report: Report, repeat: int, threshold: int = 3) -> None:
         def one() -> object:
             # What the client does per derivation: hash, decode t answers, combine, check.
             req = KeyRequest.app_key(APP, b"disk")
-            answers = {m: [EncryptedPartial.from_bytes(b) for b in bs] for m, bs in encoded.items()}
+            answers = {
+                m: [EncryptedPartial.from_bytes(b, defer_proof=True) for b in bs]
+                for m, bs in encoded.items()
+            }
             combiner = Combiner(
                 [req],
                 ephemeral=eph,
@@ -221,12 +225,45 @@ def bench_derivation(report: Report, repeat: int, threshold: int = 3) -> None:
     report.emit(f"derivation_t{threshold}_nodes_plus_client", (total[0], total[1]))
 
 
+def bench_dleq(report: Report, repeat: int, threshold: int) -> None:
+    """t partials' DLEQ proofs (one key): checked one by one, and in one batch."""
+    f = Polynomial.random(threshold - 1, os.urandom)
+    public = f.commitments()
+    request = KeyRequest.app_key(APP, b"disk")
+    h = request.point()
+    items = []
+    for m in range(1, threshold + 1):
+        share = f.share(MemberIndex(m))
+        vk, sigma = public.verification_key(MemberIndex(m)), h * share.value
+        proof = prove_dleq(share.value, h, vk=vk, sigma=sigma, context=b"c", rng=os.urandom)
+        items.append((proof.to_bytes(), vk.to_bytes(), sigma.to_bytes()))
+
+    def statements() -> list[DleqStatement]:
+        # Decoded under the backend being measured, as a client receives them.
+        return [
+            DleqStatement(DleqProof.from_bytes(p), h, G1.from_bytes(v), G1.from_bytes(s), b"c")
+            for p, v, s in items
+        ]
+
+    def one_by_one() -> Bench:
+        decoded = statements()
+        return lambda: all(
+            is_valid_dleq(s.proof, s.h, vk=s.vk, sigma=s.sigma, context=s.context) for s in decoded
+        )
+
+    def batch() -> Bench:
+        decoded = statements()
+        return lambda: verify_dleq_batch(decoded, os.urandom)
+
+    report.emit(f"dleq_verify_t{threshold}_one_by_one", side_by_side(one_by_one, repeat))
+    report.emit(f"dleq_verify_t{threshold}_batch", side_by_side(batch, repeat))
+
+
 def bench_steps(unit: float, repeat: int) -> None:
     """Where one derivation's cryptography goes, step by step, with the blst path on (units)."""
     from mpc._fixedbase import PreparedPoint
     from mpc._lagrange import integer_lagrange_at_zero, small_combination
     from mpc.derive import _proof_context
-    from mpc.dleq import _challenge
     from mpc.group import pairing_product_is_one
 
     f = Polynomial.random(2, os.urandom)
@@ -257,8 +294,8 @@ def bench_steps(unit: float, repeat: int) -> None:
         ("node: y*E (E's table, blst additions)", lambda: prepared.mul(k)),
         ("node: Z = sigma + y*E (blst)", lambda: sigma + y_e),
         (
-            "node: proof challenge (5 encodings, hash)",
-            lambda: _challenge(context, vk, h, sigma, y_point, y_point),
+            "node: proof challenge (6 encodings, hash)",
+            DleqStatement(DleqProof(y_point, y_point, k), h, vk, sigma, context).challenge,
         ),
         ("node: proof context", lambda: _proof_context(NET, 1, eph.public.to_bytes(), request)),
         ("client: hash to G1", lambda: hash_to_g1_point(os.urandom(16), DST)),
@@ -320,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(unit)
     bench_primitives(report, args.repeat)
     bench_derivation(report, args.repeat)
+    for threshold in (3, 5):
+        bench_dleq(report, args.repeat, threshold)
     bench_ibe(report, args.repeat)
     bench_steps(unit, args.repeat)
     if not args.no_protocols:

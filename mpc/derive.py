@@ -28,7 +28,14 @@ from typing import Final
 
 from mpc._fixedbase import PreparedPoint
 from mpc._lagrange import integer_lagrange_at_zero, small_combination
-from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
+from mpc.dleq import (
+    PROOF_SIZE,
+    DleqProof,
+    DleqStatement,
+    EncodedDleqProof,
+    is_valid_dleq,
+    prove_dleq,
+)
 from mpc.dst import DST_IBE, DST_KDF, DST_KMS_ROOT
 from mpc.encoding import frame
 from mpc.errors import (
@@ -148,14 +155,17 @@ _PARTIAL_SIZE = 8 + 8 + 4 + 2 * G1_SIZE + PROOF_SIZE
 
 @dataclass(frozen=True, slots=True)
 class EncryptedPartial:
-    """A node's answer for one key request: (generation, epoch, member, Y, Z, proof)."""
+    """A node's answer for one key request: (generation, epoch, member, Y, Z, proof).
+
+    The proof may still be encoded (`EncodedDleqProof`, see `from_bytes`): its points are
+    then decoded, strictly, by `decrypt_partial` before it is verified."""
 
     generation: Generation
     epoch: Epoch
     member: MemberIndex
     y: G1
     z: G1
-    proof: DleqProof
+    proof: DleqProof | EncodedDleqProof
 
     def to_bytes(self) -> bytes:
         return (
@@ -168,7 +178,10 @@ class EncryptedPartial:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str = "partial") -> EncryptedPartial:
+    def from_bytes(
+        cls, data: bytes, what: str = "partial", *, defer_proof: bool = False
+    ) -> EncryptedPartial:
+        """Strict; with `defer_proof` the proof's points are checked only when it is used."""
         if len(data) != _PARTIAL_SIZE:
             raise EncodingError(what, f"expected {_PARTIAL_SIZE} bytes, got {len(data)}")
         member = int.from_bytes(data[16:20], "big")
@@ -182,7 +195,11 @@ class EncryptedPartial:
             member=MemberIndex(member),
             y=G1.from_bytes(data[20:y_end], f"{what} Y"),
             z=G1.from_bytes(data[y_end:z_end], f"{what} Z"),
-            proof=DleqProof.from_bytes(data[z_end:], f"{what} proof"),
+            proof=(
+                EncodedDleqProof.from_bytes(data[z_end:], f"{what} proof")
+                if defer_proof
+                else DleqProof.from_bytes(data[z_end:], f"{what} proof")
+            ),
         )
 
 
@@ -240,6 +257,10 @@ def _check_network(partial: EncryptedPartial, network: NetworkContext) -> None:
         )
 
 
+#: Why a partial whose DLEQ proof fails is refused.
+BAD_PARTIAL_PROOF: Final = "DLEQ proof does not verify against its key"
+
+
 def open_partial(
     partial: EncryptedPartial,
     request: KeyRequest,
@@ -249,14 +270,42 @@ def open_partial(
     network: NetworkContext,
 ) -> VerifiedPartial:
     """App side: decrypt a partial and verify its proof; InvalidPartial names the member."""
+    opened, statement = decrypt_partial(
+        partial, request, ephemeral=ephemeral, verification_key=verification_key, network=network
+    )
+    if not is_valid_dleq(
+        statement.proof,
+        statement.h,
+        vk=statement.vk,
+        sigma=statement.sigma,
+        context=statement.context,
+    ):
+        raise InvalidPartial(partial.member, BAD_PARTIAL_PROOF)
+    return opened
+
+
+def decrypt_partial(
+    partial: EncryptedPartial,
+    request: KeyRequest,
+    *,
+    ephemeral: EphemeralKey,
+    verification_key: G1,
+    network: NetworkContext,
+) -> tuple[VerifiedPartial, DleqStatement]:
+    """Decrypt a partial WITHOUT checking its proof: the returned partial counts as verified
+    only once its statement does (`open_partial` one at a time, `mpc.dleq.invalid_dleqs` for
+    several at once). InvalidPartial names the member for a wrong generation or epoch."""
     _check_network(partial, network)
+    proof = partial.proof
+    if isinstance(proof, EncodedDleqProof):
+        try:
+            proof = proof.decode()
+        except EncodingError as exc:
+            raise InvalidPartial(partial.member, f"malformed proof: {exc}") from None
     sigma = partial.z - partial.y * ephemeral.secret
     context = _proof_context(network, partial.member, ephemeral.public.to_bytes(), request)
-    if not is_valid_dleq(
-        partial.proof, request.point(), vk=verification_key, sigma=sigma, context=context
-    ):
-        raise InvalidPartial(partial.member, "DLEQ proof does not verify against its key")
-    return VerifiedPartial(member=partial.member, sigma=sigma)
+    statement = DleqStatement(proof, request.point(), verification_key, sigma, context)
+    return VerifiedPartial(member=partial.member, sigma=sigma), statement
 
 
 def combine_partials(partials: Sequence[VerifiedPartial], threshold: int) -> G1:

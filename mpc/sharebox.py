@@ -40,7 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import mlkem
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mpc.dleq import PROOF_SIZE, DleqProof, is_valid_dleq, prove_dleq
+from mpc.dleq import (
+    COMPACT_PROOF_SIZE,
+    CompactDleqProof,
+    is_valid_compact_dleq,
+    prove_compact_dleq,
+)
 from mpc.encoding import frame
 from mpc.epochkey import EpochKeyPair, EpochPublicKey
 from mpc.errors import DecryptionError, EncodingError, ProtocolMisuse
@@ -53,7 +58,7 @@ KEM_CIPHERTEXT_SIZE: Final = 1088
 KEM_SECRET_SIZE: Final = 32
 BOX_SIZE: Final = SCALAR_SIZE + 16
 SEALED_SHARE_SIZE: Final = KEM_CIPHERTEXT_SIZE + BOX_SIZE
-REVEAL_SIZE: Final = G1_SIZE + PROOF_SIZE
+REVEAL_SIZE: Final = G1_SIZE + COMPACT_PROOF_SIZE
 
 #: (recipient index, its ML-KEM key) -> (shared secret, ciphertext).
 Encapsulate = Callable[[int, mlkem.MLKEM768PublicKey], tuple[bytes, bytes]]
@@ -104,7 +109,7 @@ class DhReveal:
     """An accuser's ss_dh for one pair and its DLEQ proof (112 bytes); public in a complaint."""
 
     shared: G1
-    proof: DleqProof
+    proof: CompactDleqProof
 
     def to_bytes(self) -> bytes:
         return self.shared.to_bytes() + self.proof.to_bytes()
@@ -114,7 +119,7 @@ class DhReveal:
         if len(data) != REVEAL_SIZE:
             raise EncodingError(what, f"expected {REVEAL_SIZE} bytes, got {len(data)}")
         shared = G1.from_bytes(bytes(data[:G1_SIZE]), f"{what}: shared secret")
-        return cls(shared, DleqProof.from_bytes(bytes(data[G1_SIZE:]), f"{what}: proof"))
+        return cls(shared, CompactDleqProof.from_bytes(bytes(data[G1_SIZE:]), f"{what}: proof"))
 
 
 def _key_and_nonce(
@@ -198,7 +203,7 @@ def reveal_dh(me: EpochKeyPair, dealer: EpochPublicKey, *, pair: bytes, rng: Rng
     def hedged(n: int) -> bytes:
         return hashlib.shake_256(seed).digest(n)
 
-    proof = prove_dleq(
+    proof = prove_compact_dleq(
         me.secret, dealer.dh, vk=me.public_key.dh, sigma=shared, context=context, rng=hedged
     )
     return DhReveal(shared, proof)
@@ -208,7 +213,7 @@ def is_valid_reveal(
     reveal: DhReveal, *, dealer: EpochPublicKey, accuser: EpochPublicKey, pair: bytes
 ) -> bool:
     """Whether `reveal` is the accuser's x_j·X_i for this pair."""
-    return is_valid_dleq(
+    return is_valid_compact_dleq(
         reveal.proof,
         dealer.dh,
         vk=accuser.dh,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from mpc import (
     G1,
     G2,
+    CompactDleqProof,
     Complaint,
     Confirmation,
     DealPublic,
@@ -124,14 +125,17 @@ def _scalar() -> Prepared:
 
 def _proofs() -> Prepared:
     proof = (Scalar(5).to_bytes() + Scalar(R - 1).to_bytes(), bytes(64))
-    decoders: list[Callable[[bytes], _Codec]] = [DleqProof.from_bytes, SchnorrProof.from_bytes]
+    decoders: list[Callable[[bytes], _Codec]] = [
+        CompactDleqProof.from_bytes,
+        SchnorrProof.from_bytes,
+    ]
     bad = [R.to_bytes(32, "big") * 2, b"\xff" * 64]
     strategy = st.tuples(st.sampled_from([0, 1]), _byte_cases(list(proof), 2 * SCALAR_SIZE, bad))
     return Prepared(
         strategy=strategy,
         check=lambda case: _round_trip(decoders[case[0]])(case[1]),
         allowed=(EncodingError,),
-        describe=lambda case: f"{['DleqProof', 'SchnorrProof'][case[0]]} {case[1].hex()}",
+        describe=lambda case: f"{['CompactDleqProof', 'SchnorrProof'][case[0]]} {case[1].hex()}",
     )
 
 
@@ -152,7 +156,7 @@ def _message_seeds() -> list[tuple[str, bytes]]:
         member=MemberIndex(3),
         y=g1,
         z=G1.base_mul(99),
-        proof=DleqProof(c=Scalar(1), z=Scalar(2)),
+        proof=DleqProof(a1=G1.base_mul(7), a2=G1.base_mul(8), z=Scalar(2)),
     )
     return [
         ("DealPublic", deal.to_bytes()),
@@ -170,7 +174,7 @@ def _message_seeds() -> list[tuple[str, bytes]]:
                 session_id=session,
                 accuser=MemberIndex(1),
                 dealer=MemberIndex(2),
-                reveal=DhReveal(g1, DleqProof(c=Scalar(5), z=Scalar(6))),
+                reveal=DhReveal(g1, CompactDleqProof(c=Scalar(5), z=Scalar(6))),
             ).to_bytes(),
         ),
         (
@@ -188,6 +192,7 @@ def _message_seeds() -> list[tuple[str, bytes]]:
             Confirmation(session_id=session, member=MemberIndex(1), digest=bytes(32)).to_bytes(),
         ),
         ("EncryptedPartial", partial.to_bytes()),
+        ("DleqProof", partial.proof.to_bytes()),
     ]
 
 
@@ -207,6 +212,7 @@ DECODERS: dict[str, Callable[[bytes], _Codec]] = {
     "Justification": Justification.from_bytes,
     "Confirmation": Confirmation.from_bytes,
     "EncryptedPartial": EncryptedPartial.from_bytes,
+    "DleqProof": DleqProof.from_bytes,
 }
 
 
@@ -280,7 +286,7 @@ TARGETS = (
     Target("g1", "mpc.G1.from_bytes: strict compressed G1 decoding", _point_target(G1, G1_SIZE)),
     Target("g2", "mpc.G2.from_bytes: strict compressed G2 decoding", _point_target(G2, G2_SIZE)),
     Target("scalar", "mpc.Scalar.from_bytes: canonical 32-byte scalars", _scalar),
-    Target("proofs", "mpc DleqProof/SchnorrProof.from_bytes", _proofs),
-    Target("mpc-messages", "mpc DKG messages, epoch keys, EncryptedPartial", _messages),
+    Target("proofs", "mpc CompactDleqProof/SchnorrProof.from_bytes", _proofs),
+    Target("mpc-messages", "mpc DKG messages, epoch keys, EncryptedPartial, DleqProof", _messages),
     Target("mpc-ciphertexts", "mpc IBE decrypt and BLS verify_signature on bytes", _ciphertexts),
 )

@@ -228,13 +228,15 @@ def test_small_multiples_of_a_blst_point_by_additions_agree() -> None:
 def test_a_partial_with_a_point_outside_the_subgroup_is_refused_by_blst(field: str) -> None:
     """The wire path that now decodes G1 in blst still refuses points outside G1, by name."""
     from mpc.derive import EncryptedPartial
+    from mpc.dleq import DleqProof
     from tests.mpc.test_group import _point_outside_subgroup
 
     data = bytearray(bytes(20) + G1.base_mul(3).to_bytes() + G1.base_mul(5).to_bytes())
     data[16:20] = (1).to_bytes(4, "big")
     offset = 20 if field == "Y" else 68
     data[offset : offset + 48] = _point_outside_subgroup()
-    data += bytes(31) + b"\x01" + bytes(31) + b"\x02"  # a well-formed (c, z)
+    proof = DleqProof(a1=G1.base_mul(7), a2=G1.base_mul(8), z=Scalar(2))
+    data += proof.to_bytes()  # well-formed, so the decoder reaches the point
     with backend(True), pytest.raises(EncodingError, match="not in the prime-order subgroup"):
         EncryptedPartial.from_bytes(bytes(data), "partial")
     with backend(True), pytest.raises(EncodingError, match=f"partial {field}"):
