@@ -237,9 +237,12 @@ def test_up_to_t_minus_1_bad_dealers_are_all_excluded(data: st.DataObject) -> No
     bad = data.draw(st.sets(st.integers(1, n), max_size=min(t - 1, n - t)), label="bad")
     ctx = make_context(n, t)
     hooks: dict[str, list[Any]] = {}
-    for dealer in sorted(bad):
-        kind = data.draw(st.sampled_from(KINDS), label=f"dealer {dealer}")
-        others = [h for h in range(1, n + 1) if h != dealer]
+    kinds = {d: data.draw(st.sampled_from(KINDS), label=f"dealer {d}") for d in sorted(bad)}
+    # A share (or its absence) aimed at a holder is misbehaviour only if the holder posted a
+    # key: to a member without one, an empty slot is what an honest dealer leaves.
+    keyless = {d for d, kind in kinds.items() if kind == "no key"}
+    for dealer, kind in kinds.items():
+        others = [h for h in range(1, n + 1) if h != dealer and h not in keyless]
         holder = data.draw(st.sampled_from(others), label="holder")
         for name, hook in misbehave(kind, dealer, holder, ctx).items():
             hooks.setdefault(name, []).append(hook)
