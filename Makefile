@@ -77,7 +77,7 @@ typecheck: $(STAMP_PY)
 	$(VENV)/bin/mypy
 
 unit: install $(STAMP_SDK) $(CHROMIUM) $(CERTUTIL)
-	$(VENV)/bin/pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadscope --durations=30 $(PYTEST_ARGS)
 
 test: install lint typecheck unit
 
