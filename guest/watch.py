@@ -248,6 +248,11 @@ class ChainWatch:
         held = self.agent.keyring.get(generation)
         try:
             client = await asyncio.to_thread(self._client, generation)
+        except (UnsignedCommittee, RelayUnavailable) as exc:  # ours: whole, not cut
+            why = f"{type(exc).__name__}: {exc}"
+            self.policy.unconfirmed(head, why)
+            self._failed("confirm", f"cannot confirm the app's keys (will retry): {why}")
+            return
         except Exception as exc:  # the committee cannot be read: retried at the next block
             why = f"{type(exc).__name__}: {exc}"[:300]
             self.policy.unconfirmed(head, why)
