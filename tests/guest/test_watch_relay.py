@@ -37,17 +37,20 @@ NETWORK = KeyedNetwork((SECRETS[1], SECRETS[2]))
 
 
 class FakeRelay:
-    """Serves the newest envelope `deliver`ed (long-polled like `tkms relay`), no notices."""
+    """Serves the newest envelope `deliver`ed (long-polled like `tkms relay`) and `notices`."""
 
     def __init__(self) -> None:
         self.envelopes: list[tuple[int, bytes]] = []
+        #: Revocation envelopes served as they are (the agent verifies them).
+        self.notices: list[bytes] = []
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/v1/revocations":
-                    body = json.dumps({"notices": []}).encode()
+                    notices = [{"envelope": n.hex()} for n in relay.notices]
+                    body = json.dumps({"notices": notices}).encode()
                 else:
                     query = parse_qs(url.query)
                     after, wait = int(query["after"][0]), float(query["wait"][0])
@@ -243,3 +246,31 @@ def test_no_answer_from_the_relay_fails_closed_with_a_clear_error(
         for line in harness.lines
     )
     assert 2 not in harness.agent.keyring
+
+
+def test_revocations_apply_to_committees_adopted_later(relay: FakeRelay) -> None:
+    from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
+    from tests.relay import signing
+    from tests.relay.test_check import _committee
+
+    net = signing.NETWORK  # three members, t = 2
+    check = RelayCheck(relay.url, net.fingerprint, wait=0.5, log=lambda line: None)
+    first = net.manifest(6)
+    relay.envelopes.append((6, net.envelope(first)))
+    kept, _, revoked = check.adopt(_committee(first))
+    assert revoked == [] and len(kept.members) == 3
+    # Epoch 7; the network then revokes member 2 for it (signed under generation 2's key).
+    second = net.manifest(7)
+    relay.envelopes.append((7, net.envelope(second)))
+    notice = RevocationNotice(
+        chain_id=second.chain_id,
+        governance=second.governance,
+        generation=second.generation,
+        epoch=7,
+        kind=NODE_REMOVED,
+        subject=second.members[1].address,
+    )
+    relay.notices.append(notice_envelope(notice, signing.sign(net.secrets[1], notice.encode())))
+    kept, signed, revoked = check.adopt(_committee(second))
+    assert signed.epoch == 7 and revoked == [2]
+    assert [m.address for m in kept.members] == [m.address for m in second.members[::2]]
