@@ -23,6 +23,10 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
+def _say(line: str) -> None:
+    print(f"tkms guest agent: {line}", flush=True)
+
+
 def governance_client(rpc: str, address: str, *, command_line: bool = False) -> GovernanceClient:
     """`command_line`: the URL came from --rpc, so check it answers and warn about plain http."""
     from web3 import HTTPProvider, Web3
@@ -42,8 +46,10 @@ def run_agent(args: argparse.Namespace) -> int:
     from guest.config import ConfigError, load_config
     from guest.env import EnvError
     from guest.kms_client import DerivationError, KmsClient
+    from guest.relay_check import RelayUnavailable, UnsignedCommittee
+    from guest.relay_source import RelayCheck, RelayCheckedChain
     from guest.serving import Policy
-    from guest.watch import ChainWatch, RpcChain, kms_clients
+    from guest.watch import ChainSource, ChainWatch, RpcChain, kms_clients
     from node.tee import make_provider
 
     try:
@@ -77,30 +83,19 @@ def run_agent(args: argparse.Namespace) -> int:
 
             problem = f"cannot read the committee from {config.rpc}: {exc}"
             return _fail("agent", redact_in(problem, config.rpc))
+    check: RelayCheck | None = None
     if config.relay is not None:
-        from guest.relay_check import (
-            RelayUnavailable,
-            UnsignedCommittee,
-            cross_check,
-            fetch_revocations,
-            without_revoked,
+        check = RelayCheck(
+            config.relay, config.network_fingerprint, wait=config.relay_wait, log=_say
         )
-
         try:
-            signed = cross_check(
-                committee, config.relay, config.network_fingerprint, wait=config.relay_wait
-            )
-            committee, revoked = without_revoked(committee, fetch_revocations(config.relay), signed)
+            committee, signed, revoked = check.adopt(committee)
         except UnsignedCommittee as exc:
             return _fail("agent", f"refusing the committee from {config.rpc}: {exc}")
         except RelayUnavailable as exc:
             return _fail("agent", f"cannot cross-check the committee with the relay: {exc}")
-        also = f"; not using revoked members {revoked}" if revoked else ""
-        print(
-            f"tkms guest agent: committee of epoch {signed.epoch} matches the network-signed "
-            f"manifest from {config.relay}{also}",
-            flush=True,
-        )
+        if revoked:
+            _say(f"committee of epoch {signed.epoch}: not using revoked members {revoked}")
     provider = make_provider(config.tee)
     policy = Policy(
         pinned=config.generation, stale_seconds=config.chain_stale_seconds, now=time.monotonic()
@@ -116,8 +111,14 @@ def run_agent(args: argparse.Namespace) -> int:
             committee_from_chain(governance, g, fingerprint=config.network_fingerprint)
             for g in sorted(policy.wanted() - {gen}, reverse=True)
         ]
+        if check is not None:
+            more = [check.adopt(c)[0] for c in more]
     except (CommitteeError, UntrustedNetwork) as exc:
         return _fail("agent", f"cannot use the retiring generation's committee: {exc}")
+    except UnsignedCommittee as exc:
+        return _fail("agent", f"refusing the retiring generation's committee: {exc}")
+    except RelayUnavailable as exc:
+        return _fail("agent", f"cannot cross-check the committee with the relay: {exc}")
     except Exception as exc:  # web3 raises many types for an unreachable or wrong chain
         from contracts import redact_in
 
@@ -135,10 +136,15 @@ def run_agent(args: argparse.Namespace) -> int:
     for generation in agent.keyring:
         policy.fetched(generation, reading.head)
     agent.serving = policy.serving(time.monotonic())
+    source: ChainSource = RpcChain.connect(
+        config.rpc, config.governance, config.app_id, config.network_fingerprint
+    )
+    if check is not None:
+        source = RelayCheckedChain(source, check)
     watch = ChainWatch(
         agent,
         policy,
-        RpcChain.connect(config.rpc, config.governance, config.app_id, config.network_fingerprint),
+        source,
         kms_clients(agent, config.timeout),
         poll=config.chain_poll_seconds,
     )

@@ -76,6 +76,13 @@ def check_committee(committee: Committee, envelope: bytes, fingerprint: bytes) -
     """The network-signed manifest `envelope` if `committee` is exactly it; else
     UnsignedCommittee naming the difference (RelayUnavailable if the envelope is bad)."""
     signed = verified_manifest(envelope, fingerprint)
+    check_against(committee, signed)
+    return signed
+
+
+def check_against(committee: Committee, signed: EpochManifest) -> None:
+    """UnsignedCommittee naming the difference unless `committee` is exactly the verified
+    manifest `signed` (of the same generation)."""
     net = committee.network
     if signed.epoch > net.epoch:
         raise UnsignedCommittee(
@@ -95,7 +102,6 @@ def check_committee(committee: Committee, envelope: bytes, fingerprint: bytes) -
             f"signed ({_difference(shown, signed)}): the RPC is lying; refusing to send "
             "requests to its committee"
         )
-    return signed
 
 
 def cross_check(

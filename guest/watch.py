@@ -32,6 +32,7 @@ from contracts import AppAuthClient, CallReverted, GovernanceClient
 from guest.agent import Agent, AgentStartError, KeyService, derive_seed, fetch_keys
 from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain
 from guest.kms_client import Committee, DerivationError, KmsClient
+from guest.relay_check import RelayUnavailable, UnsignedCommittee
 from guest.serving import ChainReading, Confirm, Fetch, GenerationState, Policy
 
 #: Seconds per RPC request of the watch: a hung RPC must not hold the loop.
@@ -219,7 +220,14 @@ class ChainWatch:
         try:
             client = await asyncio.to_thread(self._client, generation)
             keys = await fetch_keys(client, self.agent.app_id)
-        except (CommitteeError, UntrustedNetwork, DerivationError, AgentStartError) as exc:
+        except (
+            CommitteeError,
+            UntrustedNetwork,
+            UnsignedCommittee,
+            RelayUnavailable,
+            DerivationError,
+            AgentStartError,
+        ) as exc:
             await self._drop_client(generation)
             self.policy.fetch_failed(generation, str(exc))
             self._failed(f"fetch {generation}", f"cannot fetch generation {generation}: {exc}")
@@ -240,6 +248,11 @@ class ChainWatch:
         held = self.agent.keyring.get(generation)
         try:
             client = await asyncio.to_thread(self._client, generation)
+        except (UnsignedCommittee, RelayUnavailable) as exc:  # ours: whole, not cut
+            why = f"{type(exc).__name__}: {exc}"
+            self.policy.unconfirmed(head, why)
+            self._failed("confirm", f"cannot confirm the app's keys (will retry): {why}")
+            return
         except Exception as exc:  # the committee cannot be read: retried at the next block
             why = f"{type(exc).__name__}: {exc}"[:300]
             self.policy.unconfirmed(head, why)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from attest.providers import SimulatorProvider
 from guest.agent import Agent, provider_evidence, start_agent
 from guest.agent_server import DSTACK_ROUTES, AgentServer, Routes
@@ -57,3 +59,12 @@ def serving(agent: Agent, socket: Path, routes: Routes = DSTACK_ROUTES) -> Itera
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def api_client(agent: Agent, socket: Path) -> Iterator[httpx.Client]:
+    """`agent` served on `socket`, and an HTTP client of its dstack API."""
+    with serving(agent, socket):
+        transport = httpx.HTTPTransport(uds=str(socket))
+        with httpx.Client(transport=transport, base_url="http://agent") as client:
+            yield client

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 import tkms
+from contracts import GenerationStatus
 from guest.config import ConfigError, load_config
-from guest.serving import ChainReading
+from guest.serving import ChainReading, GenerationState
 from mpc.group import Scalar
 from mpc.revocation import NODE_REMOVED, RevocationNotice, notice_envelope
 from tests.guest.test_agent_config_env import GOOD
@@ -60,7 +61,16 @@ def relay() -> Iterator[tuple[str, list[bytes]]]:
     server.server_close()
 
 
-def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committee: Any, url: str) -> int:
+def _run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    committee: Any,
+    url: str,
+    *,
+    retiring: Any = None,
+) -> int:
+    """Start the agent against an RPC showing `committee` (and `retiring`, the committee of the
+    previous generation, inside its rotation window)."""
     import guest.agent
     import guest.cli
     import guest.committee
@@ -69,11 +79,16 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committee: Any, url: s
     def stop(*args: object, **kwargs: object) -> object:
         raise guest.agent.AgentStartError("stopped after the committee check")
 
-    monkeypatch.setattr(guest.committee, "committee_from_chain", lambda *a, **k: committee)
+    def shown(governance: object, generation: int = 0, **kwargs: object) -> Any:
+        return retiring if retiring is not None and generation == 1 else committee
+
+    monkeypatch.setattr(guest.committee, "committee_from_chain", shown)
     monkeypatch.setattr(guest.cli, "governance_client", lambda rpc, address: object())
     monkeypatch.setattr(guest.agent, "start_agent", stop)
     # The chain watch's first reading: one generation, no rotation, no live revocation.
-    reading = ChainReading(head=1, latest=committee.network.generation, live_revocation_blocks=0)
+    # With `retiring`: generation 1 is retiring, its window open.
+    window = {1: GenerationState(GenerationStatus.RETIRING, 100)} if retiring is not None else {}
+    reading = ChainReading(1, committee.network.generation, 0, window)
 
     class FirstReading:
         def __init__(self, *args: object) -> None:
@@ -180,3 +195,19 @@ def test_revoked_members_are_not_used_and_forged_revocations_are_not_believed(
     assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0]) == 1
     err = capsys.readouterr().err
     assert "revoked members [2, 3] of epoch 6: 1 left, fewer than the threshold 2" in err
+
+
+def test_the_retiring_generation_is_checked_too(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    relay: tuple[str, list[bytes]],
+) -> None:
+    # Relays carry the latest generation only: an agent starting in a rotation window has no
+    # signed manifest of generation 1 and must not use the RPC's word for its committee.
+    retiring = _committee(NETWORK.manifest(4, generation=1))
+    assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0], retiring=retiring) == 1
+    err = capsys.readouterr().err
+    assert "refusing the retiring generation's committee: generation 1's committee" in err
+    assert "the relay network signs the latest generation only (generation 2, epoch 6)" in err
+    assert "stopped after the committee check" not in err

@@ -20,7 +20,7 @@ from guest.kms_client import Committee
 from guest.serving import ChainReading, GenerationState, Policy
 from guest.watch import ChainWatch
 from mpc import Scalar
-from tests.guest.agent_harness import boot, make_config, serving
+from tests.guest.agent_harness import api_client, boot, make_config
 from tests.guest.fake_kms import FakeKms
 
 SECRETS = {
@@ -98,10 +98,8 @@ def harness(tmp_path: Path) -> Harness:
 
 @pytest.fixture
 def http(harness: Harness, tmp_path: Path) -> Iterator[httpx.Client]:
-    with serving(harness.agent, tmp_path / "dstack.sock"):
-        transport = httpx.HTTPTransport(uds=str(tmp_path / "dstack.sock"))
-        with httpx.Client(transport=transport, base_url="http://agent") as client:
-            yield client
+    with api_client(harness.agent, tmp_path / "dstack.sock") as client:
+        yield client
 
 
 def get_key(http: httpx.Client, **fields: object) -> httpx.Response:

@@ -7,7 +7,9 @@ a client in a third (tests/testnet/netns.py).
 * each member's health note, signed with its own TLS key, reaches the client's relay;
 * a member removed by the owner is revoked by the network, and clients stop using it;
 * a client behind a lying RPC (a member's endpoint rewritten, or the chain head pinned before
-  the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee.
+  the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee;
+* a running `tkms guest agent` whose RPC starts lying at the next epoch refuses the new
+  committee it shows and withholds keys (live revocation) until the RPC is honest again.
 """
 
 from __future__ import annotations
@@ -252,6 +254,70 @@ def test_a_client_behind_a_lying_rpc_refuses_the_committee(setup: Setup) -> None
             cross_check(stale, setup.relay_url, setup.fingerprint, wait=2.0)
     finally:
         lying.close()
+
+
+def test_a_running_agent_refuses_the_committee_a_lying_rpc_shows_after_a_refresh(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Issue 26 item 3. An agent with `relay` and live revocation runs behind an RPC that tells
+    the truth at start and lies from the next epoch on (member 1's endpoint moved): after the
+    refresh its confirmations need the new committee, and it refuses the lying one and
+    withholds keys rather than send its evidence there; once the RPC is honest again the
+    signed committee is adopted and the same keys are served."""
+    from guest.measure import compose_hash
+    from testnet.cluster import OWNER_ACCOUNT
+    from tests.guest.test_agent_network import COMPOSE, AgentProcess, post, wait_for
+
+    c = setup.cluster
+    assert c.deployment is not None
+    app_id = c.register_app([compose_hash(COMPOSE)])
+    opt_in = [TKMS, "app", "set-live-revocation", "--rpc", c.rpc_url, "--app-id", app_id]
+    opt_in += ["--blocks", "4", "--anvil-account", str(OWNER_ACCOUNT)]
+    done = subprocess.run(opt_in, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lying = LyingRpc(c.rpc_url)
+    (tmp_path / "compose.json").write_bytes(COMPOSE)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'rpc = "{lying.url}"\ngovernance = "{c.deployment.governance}"\n'
+        f'network_fingerprint = "{setup.fingerprint.hex()}"\napp_id = "{app_id}"\n'
+        f'compose = "compose.json"\nrelay = "{setup.relay_url}"\nrelay_wait = 2.0\n'
+        "chain_poll_seconds = 0.25\nchain_stale_seconds = 10\n"
+    )
+    try:
+        with AgentProcess(config) as agent:
+            key = post(agent, "GetKey", path="db").json()["key"]
+            real = setup.nodes[0].endpoints.kms
+            host, _, port = real.rpartition(":")
+            fake = f"{host}:{int(port) + 1 if port[-1] != '9' else int(port) - 1}"
+            # The RPC lies from now on; the agent has no reason to read its committee again
+            # until the refresh makes its requests to the old epoch fail.
+            lying.replace = {real.encode(): fake.encode()}
+            epoch = c.propose(EpochKind.REFRESH, setup.nodes, 2)
+            _activation(c.governance(), epoch)
+            refused = wait_for(
+                "the agent withholds keys",
+                lambda: post(agent, "GetKey", path="db").status_code != 200,
+            )
+            print(f"lying RPC after the refresh: keys withheld {refused:.1f} s after activation")
+            reply = post(agent, "GetKey", path="db")
+            assert reply.status_code == 503
+            error = reply.json()["error"]
+            assert "keys withheld (live revocation" in error
+            assert "RPC is lying" in error and fake in error
+            lying.replace = {}
+            wait_for(
+                "the agent serves again",
+                lambda: post(agent, "GetKey", path="db").status_code == 200,
+                timeout=60,
+            )
+            assert post(agent, "GetKey", path="db").json()["key"] == key
+            output = agent.stop()
+    finally:
+        lying.close()
+    assert f"refusing generation 1's committee from the RPC: epoch {epoch}'s committee" in output
+    assert f"at {fake}" in output
+    assert f"generation 1's committee of epoch {epoch} matches the network-signed" in output
 
 
 def test_a_removed_member_is_revoked_through_the_relays(setup: Setup) -> None:

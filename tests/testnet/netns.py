@@ -8,12 +8,17 @@
 Each host has its own loopback, its own interface `eth0` with one address in a private /24
 chosen free on this machine, and no route anywhere else: it reaches the bridge's address (where
 the test runs anvil) and the other hosts, nothing outside. Names carry this process's id, so
-concurrent runs do not collide; namespaces and bridges left by a run that died (its id no
-longer running) are removed first. Everything made is removed on exit.
+concurrent runs do not collide, and a count of the `Hosts` this process made, so a second set
+made at once or right after the first (pytest-xdist re-runs a module fixture on a worker that
+already had it) does not meet the first's names; namespaces and bridges left by a run that died
+(its id no longer running) are removed first. Everything made is removed on exit, the outside
+ends of the veth pairs explicitly: deleting a namespace frees its pairs only later, in the
+kernel's own time.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -27,6 +32,8 @@ import pytest
 
 PREFIX = "tkms"
 SUBNET = "10.231"
+#: Which `Hosts` of this process an instance is (in its names after the first).
+_INSTANCES = itertools.count(1)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -59,7 +66,7 @@ def remove_stale() -> None:
         if match and not _alive(int(match.group(1))):
             _ip("netns", "del", name, check=False)
     for line in _ip("-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
-        match = re.search(r"\d+: (tkb([0-9a-f]+)):", line)
+        match = re.search(r"\d+: (tkb([0-9a-f]+)(?:x\d+)?):", line)
         if match and not _alive(int(match.group(2), 16)):
             _ip("link", "del", match.group(1), check=False)
 
@@ -80,7 +87,10 @@ class Hosts:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.tag = f"{os.getpid():x}"
+        instance = next(_INSTANCES)
+        #: In every name: this process's id (hex), and which of its `Hosts` this is.
+        self.tag = f"{os.getpid():x}" + ("" if instance == 1 else f"x{instance}")
+        self._ns_tag = f"{os.getpid()}-" + ("" if instance == 1 else f"x{instance}")
         self.bridge = f"tkb{self.tag}"
         self.subnet = ""
         self.made: list[str] = []
@@ -93,7 +103,7 @@ class Hosts:
         return f"{self.subnet}.{10 + host}"
 
     def namespace(self, host: int) -> str:
-        return f"{PREFIX}-{os.getpid()}-h{host}"
+        return f"{PREFIX}-{self._ns_tag}h{host}"
 
     def __enter__(self) -> Hosts:
         reason = namespaces_unavailable()
@@ -115,10 +125,11 @@ class Hosts:
 
     def _add_host(self, host: int) -> None:
         ns = self.namespace(host)
-        outside, inside = f"tkv{self.tag}{host}", f"tkp{self.tag}{host}"
+        outside, inside = f"tkv{self.tag}h{host}", f"tkp{self.tag}h{host}"
         _ip("netns", "add", ns)
         self.made.append(f"netns:{ns}")
         _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        self.made.append(f"link:{outside}")  # deleted before its namespace: at once, both ends
         _ip("link", "set", inside, "netns", ns)
         _ip("-n", ns, "link", "set", inside, "name", "eth0")
         _ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
