@@ -4,7 +4,9 @@ may import only the standard library, trio, libp2p, multiaddr, `mpc` and `relay`
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 RELAY = Path(__file__).parents[2] / "relay"
@@ -42,3 +44,26 @@ def test_the_relay_requirements_pin_libp2p_and_not_the_core() -> None:
     wanted = [line for line in lines if line and not line.startswith("#")]
     assert "libp2p==0.8.1" in wanted
     assert not any(line.startswith(("protobuf", "grpcio", "web3")) for line in wanted)
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    """Distribution name -> its whole requirement, for `name==x` / `name>=a,<b` lines."""
+    pins: dict[str, str] = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name = re.split(r"[=<>!~ \[;]", line, maxsplit=1)[0]
+            pins[name.lower().replace("_", "-")] = line
+    return pins
+
+
+def test_what_the_relay_shares_with_the_core_is_pinned_alike() -> None:
+    """`mpc` runs in both environments: a package both install (arkworks, blst, cryptography)
+    must be the same release range in each, or the relay checks signatures with other code."""
+    project = tomllib.loads((RELAY.parent / "pyproject.toml").read_text())["project"]
+    core = _pins(project["dependencies"])
+    relay = _pins((RELAY / "requirements.txt").read_text().splitlines())
+    shared = core.keys() & relay.keys()
+    assert {"py-arkworks-bls12381", "pyblst", "cryptography"} <= shared
+    for name in sorted(shared):
+        assert relay[name] == core[name], f"relay: {relay[name]!r}, pyproject: {core[name]!r}"
