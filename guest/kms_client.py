@@ -29,6 +29,7 @@ from typing import TypeVar
 import grpc
 
 from attest import BindingLabel, compute_report_data
+from guest.derive_batch import MAX_KEYS, DeriveBatcher
 from guest.evidence_source import EvidenceSource, evidence_message
 from guest.kms_channel import (
     CHANNEL_OPTIONS,
@@ -75,6 +76,10 @@ _TRANSIENT = frozenset(
     }
 )
 _MAX_TRIES = 3
+#: Statuses that say the member or the way to it failed, whatever was asked.
+_MEMBER_FAULTS = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
 #: Seconds a member that did not answer within the hedge delay, or failed, is asked last.
 AVOID_SECONDS = 10.0
 
@@ -162,6 +167,13 @@ class SignedStatement:
     failures: dict[int, str] = field(default_factory=dict)
 
 
+def _member_fault(exc: Exception) -> bool:
+    """Whether a DerivePartial failed because of the member, not the keys it carried."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in _MEMBER_FAULTS
+    return isinstance(exc, ChannelRefused | OSError)
+
+
 class HedgeDelay:
     """How long to wait for the members asked so far before asking one more.
 
@@ -217,6 +229,7 @@ class KmsClient:
         self._hedge = HedgeDelay() if hedge_delay is None else None
         self._fixed_hedge = hedge_delay or 0.0
         self._rotation = 0
+        self._derivations = 0
         #: member index -> loop time until which it is asked last (silent or failing lately)
         self._avoid: dict[int, float] = {}
         self._channels = KmsChannels(
@@ -225,6 +238,8 @@ class KmsClient:
         self._ephemeral: EphemeralKey | None = None
         self._quote: common_pb2.Evidence | None = None
         self._pairings = PairingBatch(committee.group_key)
+        self._members = {m.index: m for m in committee.members}
+        self.batches = DeriveBatcher(self._send_keys, _member_fault)
 
     async def rpc(
         self, member: Member, method: Callable[[kms_pb2_grpc.KmsStub], Awaitable[Reply]]
@@ -259,6 +274,19 @@ class KmsClient:
         self._rotation += 1
         return members[shift:] + members[:shift]
 
+    def _derivation_order(self) -> list[Member]:
+        """Every member, the same order for `MAX_KEYS` derivations in a row, then the next.
+
+        Derivations that overlap ask the same t members, so `DeriveBatcher` can put their keys
+        in the same requests; the load still moves round the committee every few dozen
+        derivations.
+        """
+        members = list(self.committee.members)
+        turn = self._derivations // MAX_KEYS
+        self._derivations += 1
+        shift = turn % len(members) if members else 0
+        return members[shift:] + members[:shift]
+
     async def issue_app_key(self, app_id: bytes, public_key: bytes) -> IssuedAppKey:
         """dstack's KMS signature over the app's secp256k1 key, and the network's certificate
         of the root that made it (`guest.kms_root.issue_app_key`)."""
@@ -281,6 +309,7 @@ class KmsClient:
         call: Callable[[Member], Awaitable[Reply]],
         accept: Callable[[Member, Reply], Accepted],
         confirm: Callable[[dict[int, Accepted]], Awaitable[dict[int, str]]] | None = None,
+        order: list[Member] | None = None,
     ) -> tuple[dict[int, Accepted], dict[int, str]]:
         """Ask t members, more as needed; return the first t accepted (and confirmed) answers.
 
@@ -308,7 +337,10 @@ class KmsClient:
         # or failed lately come last, so one stopped member costs the delay once, not on
         # every request it would have been among the first t.
         now = loop.time()
-        members = sorted(self.members_in_turn(), key=lambda m: self._avoid.get(m.index, 0.0) > now)
+        members = sorted(
+            self.members_in_turn() if order is None else order,
+            key=lambda m: self._avoid.get(m.index, 0.0) > now,
+        )
         hedging = self._hedge is not None or self._fixed_hedge > 0
         first = need if hedging else len(members)
         reserve = members[first:]
@@ -406,30 +438,23 @@ class KmsClient:
         """sigma = x·H for each key, from the first t members whose partials all verify."""
         if not keys:
             raise ValueError("derive needs at least one key")
-        eph, evidence = self._session()
         net = self.committee.network
         requests = [k.to_request() for k in keys]
-        message = kms_pb2.DerivePartialRequest(
-            evidence=evidence,
-            requester_key=eph.public.to_bytes(),
-            generation=net.generation,
-            keys=[
-                kms_pb2.KeyRequest(
-                    kind=kms_pb2.KeyRequest.KIND_IBE
-                    if r.kind is KeyKind.IBE
-                    else kms_pb2.KeyRequest.KIND_KDF,
-                    app_id=k.app_id,
-                    purpose=k.purpose,
-                )
-                for k, r in zip(keys, requests, strict=True)
-            ],
-        )
+        wire = [
+            kms_pb2.KeyRequest(
+                kind=kms_pb2.KeyRequest.KIND_IBE
+                if r.kind is KeyKind.IBE
+                else kms_pb2.KeyRequest.KIND_KDF,
+                app_id=k.app_id,
+                purpose=k.purpose,
+            )
+            for k, r in zip(keys, requests, strict=True)
+        ]
+        eph, _ = self._session()
         need = self.committee.threshold
 
-        async def call(member: Member) -> kms_pb2.DerivePartialResponse:
-            return await self.rpc(
-                member, lambda stub: stub.DerivePartial(message, timeout=self._timeout)
-            )
+        async def call(member: Member) -> list[kms_pb2.Partial]:
+            return await self.batches.partials(member.index, wire)
 
         combiner = Combiner(
             requests,
@@ -440,7 +465,7 @@ class KmsClient:
             verification_keys={m.index: m.verification_key for m in self.committee.members},
         )
 
-        def accept(member: Member, reply: kms_pb2.DerivePartialResponse) -> list[EncryptedPartial]:
+        def accept(member: Member, reply: list[kms_pb2.Partial]) -> list[EncryptedPartial]:
             partials = self._decode(member, reply, len(requests))
             for request in requests:
                 request.point()  # hash to G1 while the other members are still working
@@ -461,7 +486,9 @@ class KmsClient:
 
         self._pairings.running += 1
         try:
-            answers, failures = await self._collect(call, accept, confirm)
+            answers, failures = await self._collect(
+                call, accept, confirm, order=self._derivation_order()
+            )
         finally:
             self._pairings.running -= 1
         return DerivationResult(sigmas=combiner.sigmas, answered=list(answers), failures=failures)
@@ -556,14 +583,29 @@ class KmsClient:
             statement=expected, signature=signature, signers=tuple(answers), failures=failures
         )
 
+    async def _send_keys(
+        self, index: int, keys: list[kms_pb2.KeyRequest]
+    ) -> kms_pb2.DerivePartialResponse:
+        """One DerivePartial to member `index` for `keys` (of one or more derivations)."""
+        eph, evidence = self._session()
+        message = kms_pb2.DerivePartialRequest(
+            evidence=evidence,
+            requester_key=eph.public.to_bytes(),
+            generation=self.committee.network.generation,
+            keys=keys,
+        )
+        return await self.rpc(
+            self._members[index], lambda stub: stub.DerivePartial(message, timeout=self._timeout)
+        )
+
     def _decode(
-        self, member: Member, response: kms_pb2.DerivePartialResponse, keys: int
+        self, member: Member, partials: Sequence[kms_pb2.Partial], keys: int
     ) -> list[EncryptedPartial]:
         """Strictly decode one member's answer; its proofs are checked only if needed."""
-        if len(response.partials) != keys:
-            raise InvalidPartial(member.index, f"{len(response.partials)} partials for {keys} keys")
+        if len(partials) != keys:
+            raise InvalidPartial(member.index, f"{len(partials)} partials for {keys} keys")
         out = []
-        for p in response.partials:
+        for p in partials:
             if p.member != member.index:
                 raise InvalidPartial(member.index, f"answered as member {p.member}")
             out.append(

@@ -40,7 +40,7 @@ from testnet.cluster import Cluster
 
 BENCH_COMPOSE = b'{"services": {"bench": {"image": "tkms-bench@sha256:00"}}}'
 #: Concurrent workers per app, so that no app reaches its rate limit (100 keys/s per node).
-WORKERS_PER_APP = 16
+WORKERS_PER_APP = 8
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -53,6 +53,14 @@ class LoadResult:
     client_cpu: float  # seconds of this process's CPU during the run
     #: When each successful derivation finished, in seconds from the start of the run.
     finished: list[float] = field(default_factory=list)
+    #: DerivePartial requests the clients sent during the run, and the keys they carried.
+    rpcs: int = 0
+    rpc_keys: int = 0
+    #: At concurrency 1, per derivation (s): its fastest and slowest member's answer, from
+    #: request to reply, and the client's time after the last answer (combine and check).
+    fastest: list[float] = field(default_factory=list)
+    slowest: list[float] = field(default_factory=list)
+    after_last: list[float] = field(default_factory=list)
 
     def windows(self, count: int = 10) -> list[float]:
         """Derivations/s in each of `count` equal slices of the run: whether it held up."""
@@ -71,6 +79,18 @@ class LoadResult:
             "throughput_by_tenth_per_s": self.windows(),
             "requests": self.requests,
             "errors": self.errors,
+            "keys_per_rpc": round(self.rpc_keys / self.rpcs, 2) if self.rpcs else None,
+            **self._path(),
+        }
+
+    def _path(self) -> dict[str, Any]:
+        """Where a lone derivation's time goes (measured at concurrency 1 only)."""
+        if not self.slowest:
+            return {}
+        return {
+            "answer_fastest_p50_ms": round(statistics.median(self.fastest) * 1e3, 3),
+            "answer_slowest_p50_ms": round(statistics.median(self.slowest) * 1e3, 3),
+            "after_last_answer_p50_ms": round(statistics.median(self.after_last) * 1e3, 3),
         }
 
 
@@ -82,6 +102,10 @@ async def run_load(
         await client.derive([AppKeyRequest(app_id, b"warm-up")])
     latencies: list[float] = []
     finished: list[float] = []
+    lone = concurrency == 1
+    path: tuple[list[float], list[float], list[float]] = ([], [], [])
+    for client, _ in clients:
+        client.batches.timings = [] if lone else None
     errors = 0
     requests = 0
     began = time.monotonic()
@@ -94,16 +118,28 @@ async def run_load(
         while time.monotonic() < stop:
             i += 1
             requests += 1
+            marks = client.batches.timings
+            if marks is not None:
+                marks.clear()  # an answer of the last derivation's hedge may come late
             start = time.perf_counter()
             try:
                 await client.derive([AppKeyRequest(app_id, f"bench/{w}/{i % 8}".encode())])
-                latencies.append(time.perf_counter() - start)
+                end = time.perf_counter()
+                latencies.append(end - start)
                 finished.append(time.monotonic() - began)
             except Exception:
                 errors += 1
+                continue
+            if marks:
+                path[0].append(min(b - a for a, b in marks))
+                path[1].append(max(b - a for a, b in marks))
+                path[2].append(end - max(b for _, b in marks))
 
+    sent = [(c.batches.requests, c.batches.keys) for c, _ in clients]
     cpu = time.process_time()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    for client, _ in clients:
+        client.batches.timings = None
     return LoadResult(
         requests,
         errors,
@@ -111,6 +147,11 @@ async def run_load(
         time.monotonic() - began,
         time.process_time() - cpu,
         finished,
+        rpcs=sum(c.batches.requests - r for (c, _), (r, _) in zip(clients, sent, strict=True)),
+        rpc_keys=sum(c.batches.keys - k for (c, _), (_, k) in zip(clients, sent, strict=True)),
+        fastest=path[0],
+        slowest=path[1],
+        after_last=path[2],
     )
 
 
@@ -329,8 +370,13 @@ def bench_table(result: dict[str, Any]) -> list[str]:
             ("throughput_per_s", "throughput (derivations/s)"),
             ("requests", "requests"),
             ("errors", "errors"),
+            ("keys_per_rpc", "keys per DerivePartial (batched)"),
+            ("answer_fastest_p50_ms", "fastest member's answer p50 (ms)"),
+            ("answer_slowest_p50_ms", "slowest member's answer p50 (ms)"),
+            ("after_last_answer_p50_ms", "client after last answer p50 (ms)"),
         ):
-            lines.append(f"{label:<34}{t[key]:>18}{b[key]:>18}")
+            if key in t:
+                lines.append(f"{label:<34}{t[key]:>18}{b.get(key, ''):>18}")
         lines.append(f"{'CPU/derivation servers+client':<34}{_cpu_cell(t):>18}{_cpu_cell(b):>18}")
         lines.append(
             f"{'CPU/derivation (units)':<34}"

@@ -26,6 +26,7 @@ from guest.kms_client import (
     AppKeyRequest,
     Committee,
     DerivationError,
+    DerivationResult,
     HedgeDelay,
     KmsClient,
     Member,
@@ -52,8 +53,11 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
         sign_lie: str | None = None,
         delay: float = 0.0,
         silent: bool = False,
+        refuse_on: bytes | None = None,
     ) -> None:
         self.share = keys.shares[index - 1]
+        self.refuse_on = refuse_on  # PERMISSION_DENIED for a request with a key of this purpose
+        self.requests: list[list[bytes]] = []  # the purposes each DerivePartial carried
         self.fail_first = fail_first
         self.lie = lie
         self.lie_on = lie_on  # lie only for keys of this purpose
@@ -91,6 +95,9 @@ class FakeNode(kms_pb2_grpc.KmsServicer):
             await asyncio.Event().wait()
         if self.calls <= self.fail_first:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        self.requests.append([k.purpose for k in request.keys])
+        if self.refuse_on is not None and self.refuse_on in self.requests[-1]:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not this app's key")
         requester = G1.from_bytes(request.requester_key)
         out = []
         for k in request.keys:
@@ -316,7 +323,7 @@ def test_concurrent_derivations_share_a_pairing_check_and_a_liar_spoils_only_its
             client = KmsClient(
                 committee(keys, nodes, ports), no_evidence, timeout=5, hedge_delay=5.0
             )
-            # The first derivation asks members 1-3 (the client rotates its first wave).
+            # Derivations that overlap ask the same members first: 1-3.
             purposes = [b"bad", b"a", b"b", b"c", b"d", b"e"]
             try:
                 results = await asyncio.gather(
@@ -332,6 +339,54 @@ def test_concurrent_derivations_share_a_pairing_check_and_a_liar_spoils_only_its
             assert list(results[0].failures) == [2]
             assert results[0].failures[2].startswith("proof invalid: partial from member 2")
             assert all(r.failures == {} for r in results[1:])
+            # Members 1-3 got the six derivations' keys in one request each; member 4 only
+            # the key member 2 lied about.
+            assert [n.requests for n in nodes[:3]] == [[purposes]] * 3
+            assert nodes[3].requests == [[b"bad"]]
+        finally:
+            for s in servers:
+                await s.stop(None)
+
+    asyncio.run(go())
+
+
+def test_concurrent_derivations_share_requests_and_a_refused_one_fails_alone(
+    keys: DealtKeys,
+) -> None:
+    """Twelve derivations at once: each member gets their keys in one request, not twelve;
+    the one key all members refuse fails its own derivation, with every member named, and
+    no other."""
+
+    async def go() -> None:
+        nodes = [FakeNode(keys, i, refuse_on=b"refused") for i in range(1, 5)]
+        servers, ports = await start(nodes)
+        try:
+            client = KmsClient(
+                committee(keys, nodes, ports), no_evidence, timeout=5, hedge_delay=5.0
+            )
+            purposes = [f"k{i}".encode() for i in range(11)] + [b"refused"]
+            try:
+                results = await asyncio.gather(
+                    *(client.derive([AppKeyRequest(APP, p)]) for p in purposes),
+                    return_exceptions=True,
+                )
+            finally:
+                await client.close()
+            secret = keys.secret_poly.secret
+            for purpose, result in zip(purposes[:-1], results, strict=False):
+                assert isinstance(result, DerivationResult)
+                assert result.sigmas == [KeyRequest.app_key(APP, purpose).point() * secret]
+                assert result.failures == {}
+            refused = results[-1]
+            assert isinstance(refused, DerivationError)
+            assert set(refused.failures) == {1, 2, 3, 4}
+            assert all("permission_denied" in why for why in refused.failures.values())
+            # Members 1-3 got all twelve keys in one request; it was refused, so each
+            # derivation was asked again alone.
+            for node in nodes[:3]:
+                assert node.requests[0] == purposes
+                assert sorted(node.requests[1:]) == sorted([p] for p in purposes)
+            assert nodes[3].requests == [[b"refused"]]  # the hedge, for the refused one only
         finally:
             for s in servers:
                 await s.stop(None)

@@ -13,7 +13,9 @@ from testnet.bench import LoadResult, _cpu_seconds, _measured, _rss_mb, bench_ta
 TENTHS = [200.0, 215.5, 212.0, 210.0, 214.0, 209.0, 211.0, 213.0, 208.0, 212.5]
 
 
-def _load(p50: float, rate: float, nodes: float, client: float, units: float) -> dict[str, Any]:
+def _load(
+    p50: float, rate: float, nodes: float, client: float, units: float, batched: float = 1.0
+) -> dict[str, Any]:
     return {
         "p50_ms": p50,
         "p99_ms": p50 * 3,
@@ -21,6 +23,7 @@ def _load(p50: float, rate: float, nodes: float, client: float, units: float) ->
         "throughput_by_tenth_per_s": TENTHS,
         "requests": int(rate * 10),
         "errors": 0,
+        "keys_per_rpc": batched,
         "cpu_ms_per_derivation": {"nodes": nodes, "client": client, "nodes_idle_ms_per_s": 80.0},
         "cpu_units_per_derivation": units,
     }
@@ -41,8 +44,8 @@ RESULT = {
         },
         {
             "concurrency": 32,
-            "threshold": _load(150.0, 210.5, 2.4, 1.3, 28.5),
-            "baseline": _load(70.0, 450.0, 0.9, 0.8, 13.1),
+            "threshold": _load(150.0, 210.5, 2.4, 1.3, 28.5, 6.69),
+            "baseline": _load(70.0, 450.0, 0.9, 0.8, 13.1, 8.0),
             "ratio_p50": 2.14,
         },
     ],
@@ -80,6 +83,7 @@ def test_the_table_shows_every_figure_and_each_nodes_memory() -> None:
     assert rows["p50 latency (ms)"] == ["150.0", "70.0"]
     assert rows["CPU/derivation servers+client"] == ["2.4+1.3", "ms", "0.9+0.8", "ms"]
     assert rows["CPU/derivation (units)"] == ["28.5", "13.1"]
+    assert rows["keys per DerivePartial (batched)"] == ["6.69", "8.0"]
     assert rows["ratio p50 (threshold/central)"] == ["2.14"]
     assert rows["derivations/s by tenth of run"][:3] == ["200", "215.5", "212"]
     assert lines[-2:] == [
@@ -100,6 +104,12 @@ def test_throughput_by_tenth_counts_each_derivation_in_its_slice() -> None:
     assert result.windows() == [3.0, 1.0, 0, 0, 0, 0, 0, 0, 0, 2.0]
     assert result.windows(2) == [0.8, 0.4]
     assert result.summary()["throughput_by_tenth_per_s"] == result.windows()
+
+
+def test_keys_per_request_is_what_the_clients_sent_and_none_without_requests() -> None:
+    sent = LoadResult(10, 0, [0.01] * 10, 1.0, 0.1, rpcs=8, rpc_keys=30)
+    assert sent.summary()["keys_per_rpc"] == 3.75
+    assert LoadResult(0, 0, [], 1.0, 0.0).summary()["keys_per_rpc"] is None
 
 
 def test_cpu_per_derivation_nets_out_idle_time_and_is_given_in_units() -> None:
