@@ -13,7 +13,7 @@ predecessor's signature (`generationLink`). Points are decoded strictly.
 from __future__ import annotations
 
 from contracts import GovernanceClient
-from guest.kms_client import Committee, Member
+from guest.kms_types import Committee, Member
 from mpc import G2, Epoch, Generation, NetworkContext, PublicPolynomial
 from mpc.anchor import AnchorMismatch, network_fingerprint, verify_key_chain
 from mpc.group import G1

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from guest import keys
-from guest.kms_client import IssuedAppKey
+from guest.kms_types import IssuedAppKey
 from mpc import G1, NetworkContext
 
 #: Signatures remembered per generation before the cache starts over.

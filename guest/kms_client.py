@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -31,12 +28,22 @@ import grpc
 from attest import BindingLabel, compute_report_data
 from guest.derive_batch import MAX_KEYS, DeriveBatcher
 from guest.evidence_source import EvidenceSource, evidence_message
+from guest.hedge import HedgeDelay
 from guest.kms_channel import (
     CHANNEL_OPTIONS,
     FETCH_TIMEOUT,
     ChannelOption,
     ChannelRefused,
     KmsChannels,
+)
+from guest.kms_types import (
+    AppKeyRequest,
+    Committee,
+    DerivationError,
+    DerivationResult,
+    IssuedAppKey,
+    Member,
+    SignedStatement,
 )
 from guest.pairing import PairingBatch
 from mpc import (
@@ -47,9 +54,7 @@ from mpc import (
     InvalidPartial,
     InvalidProof,
     KeyKind,
-    KeyRequest,
     MpcError,
-    NetworkContext,
 )
 from mpc._combiner import Combiner
 from mpc.anchor import generation_statement
@@ -64,6 +69,18 @@ from mpc.tsig import (
 )
 from mpc.types import Epoch, Generation, MemberIndex
 from protos.tkms.v1 import common_pb2, kms_pb2, kms_pb2_grpc
+
+__all__ = [
+    "AppKeyRequest",
+    "Committee",
+    "DerivationError",
+    "DerivationResult",
+    "HedgeDelay",
+    "IssuedAppKey",
+    "KmsClient",
+    "Member",
+    "SignedStatement",
+]
 
 Reply = TypeVar("Reply")
 Accepted = TypeVar("Accepted")
@@ -84,126 +101,11 @@ _MEMBER_FAULTS = frozenset(
 AVOID_SECONDS = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    index: int
-    endpoint: str
-    verification_key: G1
-    #: SHA-256 of the member's TLS SubjectPublicKeyInfo as registered on chain: the pin.
-    tls_key_hash: bytes
-    #: The node's Ethereum address (20 bytes; empty where the source does not say).
-    address: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class Committee:
-    network: NetworkContext
-    threshold: int
-    members: tuple[Member, ...]
-    group_key: G2
-
-
-@dataclass(frozen=True, slots=True)
-class AppKeyRequest:
-    """What the app asks for: an app key (`purpose`) or its IBE identity key (`ibe=True`)."""
-
-    app_id: bytes
-    purpose: bytes = b""
-    ibe: bool = False
-
-    def to_request(self) -> KeyRequest:
-        return (
-            KeyRequest.ibe_key(self.app_id)
-            if self.ibe
-            else KeyRequest.app_key(self.app_id, self.purpose)
-        )
-
-
-class DerivationError(Exception):
-    """Fewer than t members answered with valid partials; `failures` names each node's fault."""
-
-    def __init__(
-        self, have: int, need: int, failures: dict[int, str], endpoints: dict[int, str]
-    ) -> None:
-        detail = ", ".join(
-            f"node-{i} ({endpoints.get(i, '?')}) {why}" for i, why in sorted(failures.items())
-        )
-        super().__init__(f"only {have} of {need} needed partials: {detail or 'no answers'}")
-        self.have = have
-        self.need = need
-        self.failures = failures
-
-
-@dataclass(slots=True)
-class DerivationResult:
-    sigmas: list[G1]
-    answered: list[int]
-    #: Members whose answers failed on the way (wrong partials, errors), and why.
-    failures: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedAppKey:
-    """dstack's KMS signature over an app key, by a KMS root the network certified."""
-
-    #: The generation's KMS root, 33 bytes SEC1-compressed.
-    root: bytes
-    #: 65 bytes r‖s‖v over keccak("dstack-kms-issued:" ‖ app_id ‖ app key): chain element 1.
-    signature: bytes
-    #: The network's BLS signature (48 bytes, under PK2) over the root's `tkms-k256-root:v1`.
-    certificate: bytes
-    #: The member whose root signed.
-    member: int
-
-
-@dataclass(frozen=True, slots=True)
-class SignedStatement:
-    """The network's threshold BLS signature (48 bytes, min-sig) over `statement`."""
-
-    statement: bytes
-    signature: bytes
-    signers: tuple[int, ...]
-    #: Members whose answers failed on the way (wrong statement or proof, errors), and why.
-    failures: dict[int, str] = field(default_factory=dict)
-
-
 def _member_fault(exc: Exception) -> bool:
     """Whether a DerivePartial failed because of the member, not the keys it carried."""
     if isinstance(exc, grpc.aio.AioRpcError):
         return exc.code() in _MEMBER_FAULTS
     return isinstance(exc, ChannelRefused | OSError)
-
-
-class HedgeDelay:
-    """How long to wait for the members asked so far before asking one more.
-
-    Twice the median of the last `samples` answer times, kept within [`floor`, `ceiling`]:
-    on a quiet network answers take ~10 ms and a silent member costs ~50 ms; under load the
-    delay grows with the answers so healthy-but-busy members are not doubled up on. Before
-    any answer (a fresh client: the guest agent's start-up derivation) it is `initial`.
-    """
-
-    def __init__(
-        self,
-        *,
-        initial: float = 0.1,
-        floor: float = 0.05,
-        ceiling: float = 0.3,
-        samples: int = 64,
-    ) -> None:
-        if not 0 < floor <= initial <= ceiling:
-            raise ValueError("hedge delays must satisfy 0 < floor <= initial <= ceiling")
-        self.initial, self.floor, self.ceiling = initial, floor, ceiling
-        self._answers: deque[float] = deque(maxlen=samples)
-
-    def observe(self, seconds: float) -> None:
-        """One member's answer time (a good answer: failures hedge at once anyway)."""
-        self._answers.append(seconds)
-
-    def current(self) -> float:
-        if not self._answers:
-            return self.initial
-        return min(self.ceiling, max(self.floor, 2 * statistics.median(self._answers)))
 
 
 class KmsClient:

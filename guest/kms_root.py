@@ -31,7 +31,7 @@ from guest.committee import (
     committee_from_chain,
 )
 from guest.kms_channel import ChannelRefused
-from guest.kms_client import DerivationError, IssuedAppKey, SignedStatement
+from guest.kms_types import DerivationError, IssuedAppKey, SignedStatement
 from guest.links import add_owner_arguments, owner_command
 from guest.verify import kms_root_from_chain
 from mpc.errors import MpcError
@@ -40,7 +40,8 @@ from mpc.kmsroot import kms_root_statement
 from protos.tkms.v1 import kms_pb2
 
 if TYPE_CHECKING:
-    from guest.kms_client import KmsClient, Member
+    from guest.kms_client import KmsClient
+    from guest.kms_types import Member
 
 _SIGN = kms_pb2.SignPartialRequest
 

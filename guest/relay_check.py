@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from typing import Final
 
-from guest.kms_client import Committee
+from guest.kms_types import Committee
 from mpc.errors import MpcError
 from mpc.manifest import EpochManifest, ManifestMember, verify_envelope
 from mpc.revocation import verify_notice

@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 
-from guest.kms_client import Committee
+from guest.kms_types import Committee
 from guest.relay_check import (
     RelayUnavailable,
     UnsignedCommittee,

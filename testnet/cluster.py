@@ -51,7 +51,7 @@ from testnet.probes import STATE_FILE, node_health
 from testnet.processes import argv_of, running, start_ticks, stop_groups
 
 if TYPE_CHECKING:
-    from guest.kms_client import Committee
+    from guest.kms_types import Committee
 
 OWNER_ACCOUNT = 0
 FUNDER_ACCOUNT = 1

@@ -22,7 +22,7 @@ from attest import (
     read_ratls_certificate,
 )
 from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain
-from guest.kms_client import Committee
+from guest.kms_types import Committee
 from verify.chain import ChainView, allowed_check, kms_measurement_check, node_check
 from verify.quotes import TrustPolicy, check_evidence
 from verify.report import Check, Compared, failed, judged, merged
