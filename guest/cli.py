@@ -89,7 +89,7 @@ def run_agent(args: argparse.Namespace) -> int:
             config.relay, config.network_fingerprint, wait=config.relay_wait, log=_say
         )
         try:
-            committee, signed, revoked = check.adopt(committee)
+            committee, signed, revoked = check.adopt(committee, latest=True)
         except UnsignedCommittee as exc:
             return _fail("agent", f"refusing the committee from {config.rpc}: {exc}")
         except RelayUnavailable as exc:

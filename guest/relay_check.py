@@ -3,9 +3,11 @@ signed (docs/relay.md).
 
 A client reads its committee from one JSON-RPC (`guest.committee`); PK2 there chains to the
 fingerprint, but the members, endpoints and TLS pins do not. A relay delivers the newest epoch
-manifest the network threshold-signed; `check_committee` verifies it against the client's own
+manifest the network threshold-signed of each unretired generation (the latest and, in a
+rotation window, the retiring one); `check_committee` verifies it against the client's own
 fingerprint (the relay is never trusted) and refuses a committee that differs from it, or that
-is older than it: a lying RPC is caught before any request is sent to its committee.
+is older than it, within the committee's own generation: a lying RPC is caught before any
+request is sent to its committee.
 `without_revoked` then drops the members the network has revoked (`mpc.revocation`) for that
 epoch.
 """
@@ -51,9 +53,12 @@ def manifest_of(committee: Committee) -> EpochManifest:
     )
 
 
-def fetch_envelope(url: str, *, after: int = 0, wait: float = 0.0) -> bytes:
-    """The newest envelope from the relay at `url` (http://HOST:PORT) newer than `after`."""
+def fetch_envelope(url: str, *, after: int = 0, wait: float = 0.0, generation: int = 0) -> bytes:
+    """The newest envelope of `generation` (0: the newest generation) from the relay at `url`
+    (http://HOST:PORT), once its epoch is newer than `after`."""
     target = f"{url.rstrip('/')}/v1/manifest?after={after}&wait={wait}"
+    if generation:
+        target += f"&generation={generation}"
     try:
         with urllib.request.urlopen(target, timeout=wait + HTTP_SLACK) as reply:
             body: bytes = reply.read()
@@ -61,7 +66,8 @@ def fetch_envelope(url: str, *, after: int = 0, wait: float = 0.0) -> bytes:
     except (urllib.error.URLError, OSError) as exc:
         raise RelayUnavailable(f"relay {url}: {exc}") from None
     if status == 204 or not body:
-        raise RelayUnavailable(f"relay {url} has no manifest newer than epoch {after}")
+        of = f" of generation {generation}" if generation else ""
+        raise RelayUnavailable(f"relay {url} has no manifest{of} newer than epoch {after}")
     return body
 
 
@@ -82,8 +88,13 @@ def check_committee(committee: Committee, envelope: bytes, fingerprint: bytes) -
 
 def check_against(committee: Committee, signed: EpochManifest) -> None:
     """UnsignedCommittee naming the difference unless `committee` is exactly the verified
-    manifest `signed` (of the same generation)."""
+    manifest `signed` of the committee's own generation."""
     net = committee.network
+    if signed.generation != net.generation:
+        raise UnsignedCommittee(
+            f"generation {net.generation}'s committee from the RPC cannot be checked against "
+            f"generation {signed.generation}'s manifest; refusing to send requests to it"
+        )
     if signed.epoch > net.epoch:
         raise UnsignedCommittee(
             f"the RPC shows epoch {net.epoch} of generation {net.generation}, but the network "
@@ -107,17 +118,53 @@ def check_against(committee: Committee, signed: EpochManifest) -> None:
 def cross_check(
     committee: Committee, url: str, fingerprint: bytes, *, wait: float
 ) -> EpochManifest:
-    """Ask the relay at `url` for the manifest of `committee`'s epoch (or newer), waiting up to
-    `wait` seconds for it to arrive, and check the committee against it (`check_committee`).
-    Fails closed: RelayUnavailable if no verified manifest came."""
-    envelope = fetch_envelope(url, after=committee.network.epoch - 1, wait=wait)
-    return check_committee(committee, envelope, fingerprint)
+    """Ask the relay at `url` for the manifest of `committee`'s generation and epoch (or a newer
+    epoch of that generation), waiting up to `wait` seconds for it to arrive, and check the
+    committee against it (`check_against`). Fails closed: RelayUnavailable if no verified
+    manifest of that generation came."""
+    net = committee.network
+    signed = fetch_signed(
+        url, fingerprint, generation=net.generation, after=net.epoch - 1, wait=wait
+    )
+    check_against(committee, signed)
+    return signed
 
 
-def fetch_revocations(url: str) -> list[bytes]:
-    """The revocation envelopes the relay at `url` holds (unverified: see `without_revoked`)."""
+def fetch_signed(
+    url: str, fingerprint: bytes, *, generation: int, after: int, wait: float
+) -> EpochManifest:
+    """Generation `generation`'s newest manifest with an epoch newer than `after` from the
+    relay at `url` (waiting up to `wait` s), verified against `fingerprint`; RelayUnavailable
+    if none came, it does not verify, or it is of another generation."""
+    envelope = fetch_envelope(url, after=after, wait=wait, generation=generation)
+    signed = verified_manifest(envelope, fingerprint)
+    if signed.generation != generation:
+        raise RelayUnavailable(
+            f"relay {url} answered with generation {signed.generation}'s manifest when asked "
+            f"for generation {generation}'s (a relay that keeps the newest generation only?)"
+        )
+    return signed
+
+
+def newest_signed(url: str, fingerprint: bytes) -> EpochManifest | None:
+    """The newest generation's newest manifest the relay holds, verified (None if none)."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/v1/revocations", timeout=HTTP_SLACK) as r:
+        envelope = fetch_envelope(url)
+    except RelayUnavailable as exc:
+        if "has no manifest" in str(exc):
+            return None
+        raise
+    return verified_manifest(envelope, fingerprint)
+
+
+def fetch_revocations(url: str, generation: int = 0) -> list[bytes]:
+    """The revocation envelopes the relay at `url` holds for `generation`'s newest epoch (0:
+    the newest generation's; unverified: see `without_revoked`)."""
+    target = f"{url.rstrip('/')}/v1/revocations"
+    if generation:
+        target += f"?generation={generation}"
+    try:
+        with urllib.request.urlopen(target, timeout=HTTP_SLACK) as r:
             doc = json.loads(r.read())
         return [bytes.fromhex(n["envelope"]) for n in doc["notices"]]
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:

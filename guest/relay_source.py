@@ -8,10 +8,12 @@ signed for that generation and epoch, verified here against the agent's own fing
 (`guest.relay_check`), waiting up to `relay_wait` for the relay to deliver that epoch. Members
 the network revoked for the signed epoch are then left out.
 
-Relays carry the latest generation's newest epoch only, so the agent remembers the newest
-manifest it verified of each generation: a retiring generation's committee is checked against
-the last manifest of that generation the agent saw while it was the latest (an agent that
-starts during a rotation window has none, and refuses that committee).
+Relays keep the newest manifest of each unretired generation (relay/store.py), so the agent
+asks for the committee's own generation: inside a rotation window the retiring generation's
+committee is checked against that generation's newest signed manifest, the new one's against
+its own, whenever the agent started. The committee the agent starts with is the one its RPC
+calls the latest: it is refused too if the relay network already signed a newer generation
+(an RPC that hides a rotation is stale or lying).
 
 When a committee is refused, the last one adopted for its generation stays in use if the
 network has signed nothing newer for that generation since (the RPC shows an epoch the relay
@@ -30,9 +32,9 @@ from guest.relay_check import (
     RelayUnavailable,
     UnsignedCommittee,
     check_against,
-    fetch_envelope,
     fetch_revocations,
-    verified_manifest,
+    fetch_signed,
+    newest_signed,
     without_revoked,
 )
 from guest.serving import ChainReading
@@ -63,27 +65,33 @@ class RelayCheck:
             if known is None or manifest.epoch > known.epoch:
                 self.verified[manifest.generation] = manifest
 
-    def _newest(self, after: int, wait: float) -> EpochManifest:
-        manifest = verified_manifest(
-            fetch_envelope(self.url, after=after, wait=wait), self.fingerprint
+    def _newest(self, generation: int, after: int, wait: float) -> EpochManifest:
+        """`generation`'s newest signed manifest once its epoch exceeds `after` (waiting up to
+        `wait`), verified and remembered."""
+        manifest = fetch_signed(
+            self.url, self.fingerprint, generation=generation, after=after, wait=wait
         )
         self._record(manifest)
         return manifest
 
     def _signed(self, committee: Committee) -> EpochManifest:
         """The newest verified manifest of `committee`'s generation, once the relay delivered
-        its epoch or a newer one (waiting up to `wait`)."""
+        its epoch or a newer one of that generation (waiting up to `wait`)."""
         generation, epoch = int(committee.network.generation), int(committee.network.epoch)
-        newest = self._newest(epoch - 1, self.wait)
-        signed = self.verified.get(generation)
-        if signed is None:
+        return self._newest(generation, epoch - 1, self.wait)
+
+    def _no_newer_generation(self, committee: Committee) -> None:
+        """UnsignedCommittee if the network signed a generation newer than `committee`'s, which
+        the RPC calls the latest."""
+        newest = newest_signed(self.url, self.fingerprint)
+        generation = int(committee.network.generation)
+        if newest is not None and newest.generation > generation:
             raise UnsignedCommittee(
-                f"generation {generation}'s committee from the RPC (epoch {epoch}) cannot be "
-                f"cross-checked: the relay network signs the latest generation only (generation "
-                f"{newest.generation}, epoch {newest.epoch}), and this agent never received a "
-                f"manifest of generation {generation}; refusing to send requests to it"
+                f"the RPC shows generation {generation} (epoch {committee.network.epoch}) as the "
+                f"latest, but the network signed generation {newest.generation} (epoch "
+                f"{newest.epoch}): the RPC is stale or lying; refusing to send requests to its "
+                "committee"
             )
-        return signed
 
     def _still_valid(self, generation: int) -> Committee | None:
         """The last committee adopted for `generation` if the network signed nothing newer of
@@ -92,7 +100,7 @@ class RelayCheck:
         if last is None:
             return None
         try:
-            self._newest(0, 0.0)
+            self._newest(generation, 0, 0.0)
         except RelayUnavailable:
             return None
         signed = self.verified.get(generation)
@@ -100,9 +108,12 @@ class RelayCheck:
             return None
         return last
 
-    def adopt(self, committee: Committee) -> tuple[Committee, EpochManifest, list[int]]:
+    def adopt(
+        self, committee: Committee, *, latest: bool = False
+    ) -> tuple[Committee, EpochManifest, list[int]]:
         """(the committee to use, the manifest it matches, the revoked members left out), or
-        UnsignedCommittee / RelayUnavailable (module doc)."""
+        UnsignedCommittee / RelayUnavailable (module doc). `latest`: the RPC calls the
+        committee's generation the latest one."""
         generation, epoch = int(committee.network.generation), int(committee.network.epoch)
         try:
             signed = self._signed(committee)
@@ -120,6 +131,8 @@ class RelayCheck:
             )
             committee, signed = last, self.verified[generation]
         else:
+            if latest:  # no fallback: the last committee adopted is as old as this one
+                self._no_newer_generation(committee)
             previous = self.adopted.get(generation)
             self.adopted[generation] = committee
             if previous is None or previous.network.epoch != committee.network.epoch:
@@ -127,7 +140,8 @@ class RelayCheck:
                     f"generation {generation}'s committee of epoch {epoch} matches the "
                     f"network-signed manifest from {self.url}"
                 )
-        kept, revoked = without_revoked(committee, fetch_revocations(self.url), signed)
+        notices = fetch_revocations(self.url, generation)
+        kept, revoked = without_revoked(committee, notices, signed)
         return kept, signed, revoked
 
 

@@ -1,16 +1,18 @@
 """The follower of `tkms relay` (core environment): each new epoch's manifest, signed.
 
-It watches the chain (the latest generation and its active epoch, every `interval` seconds);
-when the epoch changes it reads the committee (`guest.committee`, checked against the
-fingerprint), builds the manifest it expects and asks the members for their partials over it
-(SignPartial KIND_EPOCH_MANIFEST, over the attested channels `guest.kms_client` pins). Each
-member signs only what its own chain view shows, so a relay behind a lying RPC gathers no
-signature. The envelope (manifest, signature, key chain) is checked like any received one and
-handed to the gossip process; the newest is handed again every `republish` seconds so relays
-that joined late learn it too. Every few seconds it also asks each member of the signed epoch
-for its health note (GetHealthNote, signed with the member's TLS key) and hands those on, and
-every second it checks whether a member was removed from the registry, in which case it has
-the committee sign a revocation notice (SignPartial KIND_REVOCATION) and hands that on.
+It watches the chain (the latest generation's active epoch and, inside a rotation window, the
+retiring generation's, every `interval` seconds); when a generation's epoch changes it reads
+its committee (`guest.committee`, checked against the fingerprint), builds the manifest it
+expects and asks the members for their partials over it (SignPartial KIND_EPOCH_MANIFEST,
+over the attested channels `guest.kms_client` pins). Each member signs only what its own
+chain view shows, so a relay behind a lying RPC gathers no signature. The envelope (manifest,
+signature, key chain) is checked like any received one and handed to the gossip process; each
+generation's newest is handed again every `republish` seconds so relays that joined late
+(inside a rotation window too) learn it. Every few seconds it also asks each member of the
+latest generation's signed epoch for its health note (GetHealthNote, signed with the member's
+TLS key) and hands those on, and every second it checks whether a member of that epoch was
+removed from the registry, in which case it has the committee sign a revocation notice
+(SignPartial KIND_REVOCATION) and hands that on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Final
 
 import grpc
 
-from contracts import GovernanceClient, NodeStatus
+from contracts import GenerationStatus, GovernanceClient, NodeStatus
 from guest.committee import CommitteeError, UntrustedNetwork, committee_from_chain, key_chain
 from guest.kms_channel import ChannelRefused
 from guest.kms_client import DerivationError, KmsClient
@@ -53,13 +55,19 @@ def _no_evidence(report_data: bytes) -> tuple[bytes, str]:
     raise RuntimeError("an epoch manifest is public: no evidence is ever asked for")
 
 
-def active_epoch(governance: GovernanceClient) -> tuple[int, int]:
-    """(latest generation, its active epoch) now; (0, 0) before the first DKG."""
+def active_epochs(governance: GovernanceClient) -> dict[int, int]:
+    """generation -> its active epoch, for the generations clients are served now: the latest
+    and, while it is retiring (a rotation window), the one before it; {} before the first DKG."""
     block = governance.w3.eth.block_number
-    generation = governance.get_latest_generation(block=block)
-    if generation == 0:
-        return 0, 0
-    return generation, governance.get_generation(generation, block=block).active_epoch
+    latest = governance.get_latest_generation(block=block)
+    if latest == 0:
+        return {}
+    active = {latest: governance.get_generation(latest, block=block).active_epoch}
+    if latest > 1:
+        previous = governance.get_generation(latest - 1, block=block)
+        if previous.status is GenerationStatus.RETIRING:
+            active[latest - 1] = previous.active_epoch
+    return active
 
 
 @dataclass
@@ -74,9 +82,14 @@ class Pending:
     prepared: float = field(default_factory=time.monotonic)
 
 
-async def prepare(governance: GovernanceClient, fingerprint: bytes, timeout: float) -> Pending:
-    """Read the latest committee (checked against the fingerprint) and its key chain."""
-    committee = await asyncio.to_thread(committee_from_chain, governance, fingerprint=fingerprint)
+async def prepare(
+    governance: GovernanceClient, fingerprint: bytes, timeout: float, generation: int = 0
+) -> Pending:
+    """Read `generation`'s committee (0: the latest's; checked against the fingerprint) and
+    its key chain."""
+    committee = await asyncio.to_thread(
+        committee_from_chain, governance, generation, fingerprint=fingerprint
+    )
     generation = committee.network.generation
     block = await asyncio.to_thread(lambda: governance.w3.eth.block_number)
     info = await asyncio.to_thread(governance.get_generation, generation, block=block)
@@ -180,6 +193,66 @@ async def relay_revocations(
             last = time.monotonic()
 
 
+@dataclass
+class Track:
+    """The follower's state for one generation: the epoch signed last, its envelope and when it
+    was handed on, the committee of that epoch and the one being signed."""
+
+    signed_epoch: int = 0
+    newest: bytes = b""
+    last: float = 0.0
+    pending: Pending | None = None
+    signed: Pending | None = None
+
+    async def close(self) -> None:
+        await _close(self.pending, keep=self.signed)
+        await _close(self.signed, keep=None)
+
+
+async def _step(
+    track: Track,
+    generation: int,
+    epoch: int,
+    governance: GovernanceClient,
+    fingerprint: bytes,
+    publish: Callable[[bytes], None],
+    report: Callable[[str], None],
+    *,
+    republish: float,
+    timeout: float,
+) -> bool:
+    """Sign `generation`'s `epoch` if it is new, hand its envelope on when due; True if the
+    members should be asked again soon (their chain views lag)."""
+    try:
+        if epoch and epoch != track.signed_epoch:
+            if track.pending is None or track.pending.epoch != epoch:
+                await _close(track.pending, keep=track.signed)
+                track.pending = None
+                track.pending = await prepare(governance, fingerprint, timeout, generation)
+            track.newest = await sign(track.pending, fingerprint)
+            track.signed_epoch, track.last = track.pending.epoch, 0.0
+            previous, track.signed = track.signed, track.pending
+            await _close(previous, keep=track.pending)
+            report(f"signed the manifest of generation {generation}'s epoch {track.signed_epoch}")
+        if track.newest and time.monotonic() - track.last >= republish:
+            publish(track.newest)
+            track.last = time.monotonic()
+    except DerivationError as exc:
+        # Members whose chain views have not reached the epoch sign the one before: they catch
+        # up within their poll interval, so ask again soon.
+        report(f"members do not sign generation {generation}'s epoch {epoch} yet: {exc}")
+        if track.pending is not None and time.monotonic() - track.pending.prepared > REREAD:
+            # Still refused: the chain may have changed since (a member moved its endpoint),
+            # so read the committee again.
+            await _close(track.pending, keep=track.signed)
+            track.pending = None
+        return True
+    except (CommitteeError, UntrustedNetwork, MpcError, OSError, ValueError) as exc:
+        report(f"cannot sign generation {generation}'s current manifest: {exc}")
+        await asyncio.sleep(1.0)
+    return False
+
+
 async def follow(
     governance: GovernanceClient,
     fingerprint: bytes,
@@ -192,56 +265,53 @@ async def follow(
     republish: float = REPUBLISH,
     timeout: float = 5.0,
 ) -> None:
-    """Publish every new epoch's envelope (and, with `publish_health`, its members' health
+    """Publish every new epoch's envelope of the latest generation and, inside a rotation
+    window, of the retiring one (and, with `publish_health`, the latest's members' health
     notes) until cancelled (module docstring)."""
-    signed_epoch, newest, last = 0, b"", 0.0
-    pending: Pending | None = None
-    signed: list[Pending | None] = [None]  # the committee of the epoch last signed
+    tracks: dict[int, Track] = {}
+    latest = [0]
+
+    def current() -> Pending | None:
+        track = tracks.get(latest[0])
+        return None if track is None else track.signed
+
     helpers: list[asyncio.Future[None]] = []
     if publish_health is not None:
-        helpers.append(
-            asyncio.ensure_future(relay_health(lambda: signed[0], publish_health, report))
-        )
+        helpers.append(asyncio.ensure_future(relay_health(current, publish_health, report)))
     if publish_revocation is not None:
-        revoke = relay_revocations(governance, lambda: signed[0], publish_revocation, report)
+        revoke = relay_revocations(governance, current, publish_revocation, report)
         helpers.append(asyncio.ensure_future(revoke))
     try:
         while True:
             try:
-                _, epoch = await asyncio.to_thread(active_epoch, governance)
-                if epoch and epoch != signed_epoch:
-                    if pending is None or pending.epoch != epoch:
-                        await _close(pending, keep=signed[0])
-                        pending = None
-                        pending = await prepare(governance, fingerprint, timeout)
-                    newest = await sign(pending, fingerprint)
-                    signed_epoch, last = pending.epoch, 0.0
-                    previous, signed[0] = signed[0], pending
-                    await _close(previous, keep=pending)
-                    report(f"signed the manifest of epoch {signed_epoch}")
-                if newest and time.monotonic() - last >= republish:
-                    publish(newest)
-                    last = time.monotonic()
-            except DerivationError as exc:
-                # Members whose chain views have not reached the epoch sign the one before:
-                # they catch up within their poll interval, so ask again soon.
-                report(f"members do not sign epoch {epoch} yet: {exc}")
-                if pending is not None and time.monotonic() - pending.prepared > REREAD:
-                    # Still refused: the chain may have changed since (a member moved its
-                    # endpoint), so read the committee again.
-                    await _close(pending, keep=signed[0])
-                    pending = None
-                await asyncio.sleep(RETRY)
-                continue
-            except (CommitteeError, UntrustedNetwork, MpcError, OSError, ValueError) as exc:
-                report(f"cannot sign the current manifest: {exc}")
+                active = await asyncio.to_thread(active_epochs, governance)
+            except (OSError, ValueError) as exc:
+                report(f"cannot read the active epochs: {exc}")
                 await asyncio.sleep(1.0)
-            await asyncio.sleep(interval)
+                continue
+            latest[0] = max(active, default=0)
+            for gone in [g for g in tracks if g not in active]:
+                await tracks.pop(gone).close()  # retired: its members erase their shares
+            again = False
+            for generation, epoch in sorted(active.items(), reverse=True):
+                track = tracks.setdefault(generation, Track())
+                again |= await _step(
+                    track,
+                    generation,
+                    epoch,
+                    governance,
+                    fingerprint,
+                    publish,
+                    report,
+                    republish=republish,
+                    timeout=timeout,
+                )
+            await asyncio.sleep(RETRY if again else interval)
     finally:
         for helper in helpers:
             helper.cancel()
-        await _close(pending, keep=signed[0])
-        await _close(signed[0], keep=None)
+        for track in tracks.values():
+            await track.close()
 
 
 async def _close(pending: Pending | None, *, keep: Pending | None) -> None:

@@ -26,7 +26,7 @@ from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
-from relay.store import ManifestStore
+from relay.store import Held, ManifestStore
 
 GOSSIPSUB: Final = TProtocol("/meshsub/1.1.0")
 log = logging.getLogger("tkms.relay")
@@ -98,12 +98,18 @@ class Relay:
     async def publish_revocation(self, data: bytes) -> None:
         await self.pubsub.publish(revocation_topic(self.store.fingerprint), data)
 
-    async def wait_newer(self, epoch: int, timeout: float) -> bytes:
-        """The newest envelope once its epoch exceeds `epoch` (b"" after `timeout`)."""
+    def newer(self, epoch: int, generation: int = 0) -> Held | None:
+        """The newest envelope of `generation` (0: the newest generation) if its epoch exceeds
+        `epoch`."""
+        held = self.store.of(generation)
+        return held if held is not None and held.epoch > epoch else None
+
+    async def wait_newer(self, epoch: int, timeout: float, generation: int = 0) -> Held | None:
+        """`newer(epoch, generation)` once there is one (None after `timeout`)."""
         with trio.move_on_after(timeout):
-            while self.store.newest_epoch <= epoch:
+            while self.newer(epoch, generation) is None:
                 await self.changed.wait()
-        return self.store.newest if self.store.newest_epoch > epoch else b""
+        return self.newer(epoch, generation)
 
 
 async def _connect(host: Any, peer: str, emit: Callable[[dict[str, Any]], None]) -> None:

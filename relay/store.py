@@ -1,9 +1,21 @@
-"""The newest verified manifest a relay holds, and the rule that drops stale ones.
+"""The newest verified manifest of each unretired generation a relay holds, and the rules that
+drop stale ones.
 
 Pure and synchronous: the gossip validator calls `offer` for every message before libp2p
 forwards it, so a forged, malformed or stale envelope is dropped at the first relay that sees
-it and reaches neither the mesh nor a client. Epoch numbers grow across generations (the
-governance numbers every epoch once), so "newer" is simply a larger epoch.
+it and reaches neither the mesh nor a client.
+
+During a rotation window two generations are served (the retiring one, by default until its
+window ends, and the new one: `guest.serving.Policy.wanted` asks for the latest and the one
+before it, never more), so a relay keeps the newest manifest of each of the newest
+`GENERATIONS` = 2 generations it heard of: generations `G - 1` and `G` once it accepted one of
+generation `G`. "Newer" is judged within a generation (an envelope older than the newest epoch
+*of its own generation* is stale); an envelope of a generation below `G - 1` is stale too (no
+client asks for it, and keeping it would let anyone fill the store with old signed bytes).
+
+Health notes are about the newest generation's newest epoch (the follower asks its members);
+revocation notices are kept per held generation, each for that generation's newest epoch (a
+removed node may sit in the retiring generation's committee as well).
 """
 
 from __future__ import annotations
@@ -11,15 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from mpc.encoding import unframe
 from mpc.errors import MpcError
 from mpc.manifest import EpochManifest, verify_envelope
 from mpc.nodehealth import HealthNote, verify_note
-from mpc.revocation import RevocationNotice, verify_notice
+from mpc.revocation import RevocationNotice, decode_notice, verify_notice
 
 #: A health note older than this (by the note's own clock) is stale; one further ahead than
 #: SKEW_MS is refused as from the future.
 MAX_NOTE_AGE_MS: Final = 60_000
 SKEW_MS: Final = 10_000
+#: Generations kept: the latest and the retiring one of a rotation window (module docstring).
+GENERATIONS: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +44,56 @@ class Verdict:
     manifest: EpochManifest | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The newest accepted envelope of one generation, and its verified manifest."""
+
+    envelope: bytes
+    manifest: EpochManifest
+
+    @property
+    def epoch(self) -> int:
+        return self.manifest.epoch
+
+
 @dataclass
 class ManifestStore:
-    """Validation and the newest accepted envelope (module docstring)."""
+    """Validation and the newest accepted envelope of each kept generation (module docstring)."""
 
     fingerprint: bytes
-    newest: bytes = b""
-    newest_epoch: int = 0
-    manifest: EpochManifest | None = None
+    #: generation -> its newest accepted envelope; at most GENERATIONS, the newest ones.
+    held: dict[int, Held] = field(default_factory=dict)
     accepted: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     #: The newest accepted health note of each member of the newest epoch: (note, envelope).
     health: dict[bytes, tuple[HealthNote, bytes]] = field(default_factory=dict)
-    #: The newest epoch's revocation notices by subject: (notice, envelope).
-    revocations: dict[bytes, tuple[RevocationNotice, bytes]] = field(default_factory=dict)
+    #: generation -> that generation's newest epoch's revocation notices by subject.
+    revocations: dict[int, dict[bytes, tuple[RevocationNotice, bytes]]] = field(
+        default_factory=dict
+    )
+
+    @property
+    def newest_generation(self) -> int:
+        return max(self.held, default=0)
+
+    def of(self, generation: int = 0) -> Held | None:
+        """The newest envelope of `generation` (0: of the newest generation), if held."""
+        return self.held.get(generation or self.newest_generation)
+
+    @property
+    def newest(self) -> bytes:
+        held = self.of()
+        return b"" if held is None else held.envelope
+
+    @property
+    def newest_epoch(self) -> int:
+        held = self.of()
+        return 0 if held is None else held.epoch
+
+    @property
+    def manifest(self) -> EpochManifest | None:
+        held = self.of()
+        return None if held is None else held.manifest
 
     def check(self, data: bytes) -> Verdict:
         """Whether `data` may be forwarded; changes nothing."""
@@ -50,16 +101,29 @@ class ManifestStore:
             manifest = verify_envelope(data, self.fingerprint)
         except (MpcError, ValueError) as exc:
             return Verdict(False, f"invalid: {exc}")
-        if manifest.epoch < self.newest_epoch:
+        generation, newest = manifest.generation, self.newest_generation
+        if generation <= newest - GENERATIONS:
             return Verdict(
-                False, f"stale: epoch {manifest.epoch} is older than {self.newest_epoch}", manifest
+                False,
+                f"stale: generation {generation} is older than the {GENERATIONS} newest "
+                f"(generation {newest} is the newest)",
+                manifest,
             )
-        if manifest.epoch == self.newest_epoch:
+        known = self.held.get(generation)
+        if known is not None and manifest.epoch < known.epoch:
+            return Verdict(
+                False,
+                f"stale: epoch {manifest.epoch} is older than generation {generation}'s newest, "
+                f"{known.epoch}",
+                manifest,
+            )
+        if known is not None and manifest.epoch == known.epoch:
             return Verdict(True, "current", manifest)
         return Verdict(True, "new", manifest)
 
     def offer(self, data: bytes) -> Verdict:
-        """Check `data` and keep it if it is the newest; counts every outcome."""
+        """Check `data` and keep it if it is the newest of its generation; counts every
+        outcome."""
         verdict = self.check(data)
         if not verdict.accepted:
             kind = verdict.reason.split(":", 1)[0]
@@ -67,10 +131,15 @@ class ManifestStore:
             return verdict
         self.accepted += 1
         if verdict.manifest is not None and verdict.reason == "new":
-            self.newest, self.newest_epoch = data, verdict.manifest.epoch
-            self.manifest = verdict.manifest
-            self.health.clear()  # notes are about an epoch: the new members speak anew
-            self.revocations.clear()  # so are notices: re-signed for the new epoch if needed
+            generation = verdict.manifest.generation
+            was_newest = self.newest_epoch
+            self.held[generation] = Held(data, verdict.manifest)
+            self.revocations.pop(generation, None)  # notices are about an epoch: re-signed
+            for old in [g for g in self.held if g <= self.newest_generation - GENERATIONS]:
+                del self.held[old]
+                self.revocations.pop(old, None)
+            if self.newest_epoch != was_newest:
+                self.health.clear()  # notes are about the newest epoch: its members anew
         return verdict
 
     def _drop(self, reason: str) -> Verdict:
@@ -101,17 +170,25 @@ class ManifestStore:
         return Verdict(True, "health")
 
     def offer_revocation(self, data: bytes) -> Verdict:
-        """Keep a revocation notice the network signed for the newest epoch."""
-        if self.manifest is None:
+        """Keep a revocation notice the network signed for the newest epoch of a held
+        generation (checked against that generation's manifest)."""
+        if not self.held:
             return self._drop("unknown: no manifest yet to check revocations against")
         try:
-            notice = verify_notice(data, self.manifest)
+            parts = unframe(data, "revocation envelope")
+            generation = decode_notice(parts[1]).generation if len(parts) == 3 else 0
+        except (MpcError, ValueError) as exc:
+            return self._drop(f"invalid: {exc}")
+        held = self.held.get(generation) or self.held[self.newest_generation]
+        try:
+            notice = verify_notice(data, held.manifest)
         except (MpcError, ValueError) as exc:
             if "not the current epoch" in str(exc):
                 return self._drop(f"stale: {exc}")
             return self._drop(f"invalid: {exc}")
-        if notice.subject in self.revocations:
+        kept = self.revocations.setdefault(notice.generation, {})
+        if notice.subject in kept:
             return Verdict(True, "current")
-        self.revocations[notice.subject] = (notice, data)
+        kept[notice.subject] = (notice, data)
         self.accepted += 1
         return Verdict(True, "revocation")

@@ -33,6 +33,8 @@ CONFIG = GOOD.replace("generation = 2", "generation = 0").replace(
 
 #: What the fake relay serves for /v1/revocations (envelopes), per test.
 NOTICES: list[bytes] = []
+#: The retiring generation 1's manifest the fake relay serves for `generation=1`, per test.
+RETIRING = NETWORK.manifest(4, generation=1)
 
 
 @pytest.fixture
@@ -43,6 +45,8 @@ def relay() -> Iterator[tuple[str, list[bytes]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = served[0]
+            if "generation=1" in self.path:
+                body = NETWORK.envelope(RETIRING)
             if self.path.startswith("/v1/revocations"):
                 notices = [{"envelope": n.hex()} for n in NOTICES]
                 body = json.dumps({"epoch": MANIFEST.epoch, "notices": notices}).encode()
@@ -203,11 +207,19 @@ def test_the_retiring_generation_is_checked_too(
     capsys: pytest.CaptureFixture[str],
     relay: tuple[str, list[bytes]],
 ) -> None:
-    # Relays carry the latest generation only: an agent starting in a rotation window has no
-    # signed manifest of generation 1 and must not use the RPC's word for its committee.
-    retiring = _committee(NETWORK.manifest(4, generation=1))
+    # Relays keep each unretired generation's newest manifest: an agent starting in a rotation
+    # window checks generation 1's committee against generation 1's manifest and starts ...
+    retiring = _committee(RETIRING)
     assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0], retiring=retiring) == 1
+    out = capsys.readouterr()
+    assert "generation 1's committee of epoch 4 matches the network-signed manifest" in out.out
+    assert "generation 2's committee of epoch 6 matches the network-signed manifest" in out.out
+    assert "stopped after the committee check" in out.err
+    # ... but not when the RPC lies about the retiring generation's committee.
+    evil = dataclasses.replace(retiring.members[1], endpoint="6.6.6.6:443")
+    lying = dataclasses.replace(retiring, members=(retiring.members[0], evil, retiring.members[2]))
+    assert _run(tmp_path, monkeypatch, _committee(MANIFEST), relay[0], retiring=lying) == 1
     err = capsys.readouterr().err
-    assert "refusing the retiring generation's committee: generation 1's committee" in err
-    assert "the relay network signs the latest generation only (generation 2, epoch 6)" in err
+    assert "refusing the retiring generation's committee: epoch 4's committee from the RPC" in err
+    assert "member 2: " in err and "6.6.6.6:443" in err and "RPC is lying" in err
     assert "stopped after the committee check" not in err

@@ -37,10 +37,12 @@ NETWORK = KeyedNetwork((SECRETS[1], SECRETS[2]))
 
 
 class FakeRelay:
-    """Serves the newest envelope `deliver`ed (long-polled like `tkms relay`) and `notices`."""
+    """Serves the newest envelope `deliver`ed of each generation (long-polled like `tkms
+    relay`, `generation=` as there) and `notices`."""
 
     def __init__(self) -> None:
-        self.envelopes: list[tuple[int, bytes]] = []
+        #: (generation, epoch, envelope) in the order delivered
+        self.envelopes: list[tuple[int, int, bytes]] = []
         #: Revocation envelopes served as they are (the agent verifies them).
         self.notices: list[bytes] = []
         relay = self
@@ -54,7 +56,7 @@ class FakeRelay:
                 else:
                     query = parse_qs(url.query)
                     after, wait = int(query["after"][0]), float(query["wait"][0])
-                    body = relay.newer(after, wait)
+                    body = relay.newer(after, wait, int(query.get("generation", ["0"])[0]))
                 self.send_response(200 if body else 204)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -66,19 +68,22 @@ class FakeRelay:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def newer(self, after: int, wait: float) -> bytes:
+    def newer(self, after: int, wait: float, generation: int = 0) -> bytes:
         deadline = time.monotonic() + wait
         while True:
-            if self.envelopes and self.envelopes[-1][0] > after:
-                return self.envelopes[-1][1]
+            wanted = generation or max((g for g, _, _ in self.envelopes), default=0)
+            mine = [(e, data) for g, e, data in self.envelopes if g == wanted]
+            if mine and mine[-1][0] > after:
+                return mine[-1][1]
             if time.monotonic() >= deadline:
                 return b""
             time.sleep(0.02)
 
     def deliver(self, committee: Committee) -> None:
         """The network signed `committee` (as an honest RPC shows it)."""
-        epoch = int(committee.network.epoch)
-        self.envelopes.append((epoch, NETWORK.envelope(manifest_of(committee))))
+        net = committee.network
+        envelope = NETWORK.envelope(manifest_of(committee))
+        self.envelopes.append((int(net.generation), int(net.epoch), envelope))
 
 
 @pytest.fixture
@@ -213,16 +218,24 @@ def test_a_rotation_is_checked_and_a_lying_new_generation_is_not_fetched(
     reply = get_key(http, generation=2)
     assert reply.status_code == 404 and "holds 1" in reply.json()["error"]
     assert get_key(http).json()["tkms"]["generation"] == 1
-    # The honest generation 2 is fetched; the retiring generation 1 still checks against the
-    # manifest of it the agent verified before, though the relay now carries generation 2's.
+    # The honest generation 2 is fetched; the retiring generation 1 still checks against its
+    # own generation's manifest, which the relay keeps beside generation 2's.
     harness.chain.committees[2] = gen2
     harness.tick()
     assert get_key(http, generation=2).status_code == 200
     assert check.adopt(gen1)[0] == gen1
-    # An agent that starts now never saw generation 1's manifest: it cannot check it.
+    # An agent that starts now, inside the window, checks both generations' committees ...
     fresh = RelayCheck(relay.url, NETWORK.fingerprint, wait=0.2, log=lambda line: None)
-    with pytest.raises(UnsignedCommittee, match="signs the latest generation only"):
-        fresh.adopt(gen1)
+    assert fresh.adopt(gen2, latest=True)[1].generation == 2
+    assert fresh.adopt(gen1)[1] == manifest_of(gen1)
+    # ... and one behind a lying RPC refuses the retiring committee, naming the difference.
+    lied_to = RelayCheck(relay.url, NETWORK.fingerprint, wait=0.2, log=lambda line: None)
+    assert lied_to.adopt(gen2, latest=True)[0] == gen2
+    with pytest.raises(UnsignedCommittee, match=r"member 1: .* at 6\.6\.6\.6:443.*RPC is lying"):
+        lied_to.adopt(at_epoch(gen1, 1, endpoint="6.6.6.6:443"))
+    # An RPC that calls generation 1 the latest hides the rotation the network signed.
+    with pytest.raises(UnsignedCommittee, match="signed generation 2 .*stale or lying"):
+        fresh.adopt(gen1, latest=True)
 
 
 def test_no_answer_from_the_relay_fails_closed_with_a_clear_error(
@@ -256,12 +269,12 @@ def test_revocations_apply_to_committees_adopted_later(relay: FakeRelay) -> None
     net = signing.NETWORK  # three members, t = 2
     check = RelayCheck(relay.url, net.fingerprint, wait=0.5, log=lambda line: None)
     first = net.manifest(6)
-    relay.envelopes.append((6, net.envelope(first)))
+    relay.envelopes.append((2, 6, net.envelope(first)))
     kept, _, revoked = check.adopt(_committee(first))
     assert revoked == [] and len(kept.members) == 3
     # Epoch 7; the network then revokes member 2 for it (signed under generation 2's key).
     second = net.manifest(7)
-    relay.envelopes.append((7, net.envelope(second)))
+    relay.envelopes.append((2, 7, net.envelope(second)))
     notice = RevocationNotice(
         chain_id=second.chain_id,
         governance=second.governance,

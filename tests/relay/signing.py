@@ -19,7 +19,7 @@ CHAIN_ID = 31337
 GOVERNANCE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 
 
-def _secret(label: str) -> Scalar:
+def secret(label: str) -> Scalar:
     return Scalar(int.from_bytes(hashlib.sha512(label.encode()).digest(), "big") % (1 << 250))
 
 
@@ -88,8 +88,8 @@ class KeyedNetwork:
         ).encode()
 
 
-NETWORK = KeyedNetwork((_secret("tkms relay test generation 1"), _secret("generation 2")))
-FORGER = _secret("not the network")
+NETWORK = KeyedNetwork((secret("tkms relay test generation 1"), secret("generation 2")))
+FORGER = secret("not the network")
 
 
 def health_envelope(member: int, epoch: int, issued_ms: int, *, key: int = 0) -> bytes:

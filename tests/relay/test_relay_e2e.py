@@ -9,7 +9,10 @@ a client in a third (tests/testnet/netns.py).
 * a client behind a lying RPC (a member's endpoint rewritten, or the chain head pinned before
   the refresh) is caught by `guest.relay_check.cross_check`: it refuses the committee;
 * a running `tkms guest agent` whose RPC starts lying at the next epoch refuses the new
-  committee it shows and withholds keys (live revocation) until the RPC is honest again.
+  committee it shows and withholds keys (live revocation) until the RPC is honest again;
+* after a rotation, inside its window, an agent that starts with `relay` set checks both
+  generations' committees against their own signed manifests and serves both; one whose RPC
+  lies about the retiring generation's committee refuses to start, naming the difference.
 """
 
 from __future__ import annotations
@@ -344,6 +347,72 @@ def test_a_removed_member_is_revoked_through_the_relays(setup: Setup) -> None:
     kept, dropped = without_revoked(committee, notices, signed)
     assert [m.address for m in committee.members if m.index in dropped] == [subject]
     assert len(kept.members) == 2 and kept.threshold == 2
+
+
+def test_an_agent_started_inside_a_rotation_window_checks_both_generations(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Issue 26, the relay's known limit: a rotation to generation 2 (members 1 and 2; the
+    retirement window, 7200 blocks, stays open). An agent that starts now, `relay` set, checks
+    generation 2's committee and the retiring generation 1's (members 1, 2, 3) each against
+    its own generation's newest signed manifest, and serves both generations. Behind an RPC
+    that moves member 3 of generation 1 only (it is not in generation 2) it refuses to start."""
+    from guest.measure import compose_hash
+    from guest.relay_check import fetch_signed
+    from testnet.cli import rotate
+    from tests.guest.test_agent_network import COMPOSE, AgentProcess, get_key_reply
+
+    c = setup.cluster
+    assert c.deployment is not None
+    retiring = committee_from_chain(c.governance(), fingerprint=setup.fingerprint)
+    assert retiring.network.generation == 1 and len(retiring.members) == 3
+    started = time.monotonic()
+    epoch, generation, _ = rotate(c, setup.nodes[:2], 2)
+    print(
+        f"rotation to generation {generation} (epoch {epoch}): {time.monotonic() - started:.1f} s"
+    )
+    assert generation == 2
+    # The far relay serves both generations' newest manifests.
+    new = fetch_signed(setup.relay_url, setup.fingerprint, generation=2, after=epoch - 1, wait=30)
+    old = fetch_signed(setup.relay_url, setup.fingerprint, generation=1, after=0, wait=0)
+    assert (new.epoch, old.epoch) == (epoch, retiring.network.epoch)
+    app_id = c.register_app([compose_hash(COMPOSE)])
+    (tmp_path / "compose.json").write_bytes(COMPOSE)
+    governance = c.deployment.governance
+
+    def config(rpc: str) -> Path:
+        path = tmp_path / "agent.toml"
+        path.write_text(
+            f'rpc = "{rpc}"\ngovernance = "{governance}"\n'
+            f'network_fingerprint = "{setup.fingerprint.hex()}"\napp_id = "{app_id}"\n'
+            f'compose = "compose.json"\nrelay = "{setup.relay_url}"\nrelay_wait = 2.0\n'
+        )
+        return path
+
+    with AgentProcess(config(c.rpc_url)) as agent:
+        default = get_key_reply(agent, "db", "p")
+        newer = get_key_reply(agent, "db", "p", generation=2)
+        output = agent.stop()
+    assert default["tkms"]["generation"] == 1  # the window is open: the retiring one
+    assert newer["tkms"]["generation"] == 2 and newer["key"] != default["key"]
+    for g, e in ((2, epoch), (1, retiring.network.epoch)):
+        assert f"generation {g}'s committee of epoch {e} matches the network-signed" in output
+
+    lying = LyingRpc(c.rpc_url)
+    try:
+        real = setup.nodes[2].endpoints.kms
+        host, _, port = real.rpartition(":")
+        fake = f"{host}:{int(port) + 1 if port[-1] != '9' else int(port) - 1}"
+        lying.replace = {real.encode(): fake.encode()}
+        with pytest.raises(RuntimeError) as refused:
+            AgentProcess(config(lying.url))
+    finally:
+        lying.close()
+    error = str(refused.value)
+    assert (
+        f"refusing the retiring generation's committee: epoch {retiring.network.epoch}'s" in error
+    )
+    assert "member 3: " in error and f"at {fake}" in error and "RPC is lying" in error
 
 
 def test_nothing_forged_reached_the_relays(setup: Setup) -> None:

@@ -10,7 +10,9 @@ gossiping real threshold-signed envelopes (tests/relay/signing.py):
 * a member's health note reaches C; one signed with another key than the member's pin stops
   at A;
 * a rogue peer that validates nothing publishes forged and stale messages: its first honest
-  neighbour drops them.
+  neighbour drops them;
+* a rotation window: the retiring generation's manifest (an older epoch number) travels and is
+  served beside the newest generation's, asked for with `generation=`.
 """
 
 from __future__ import annotations
@@ -89,10 +91,16 @@ class RelayProcess:
             result: dict[str, Any] = json.loads(reply.read())
             return result
 
-    def wait_manifest(self, after: int, wait: float) -> bytes:
+    def wait_manifest(self, after: int, wait: float, generation: int = 0) -> bytes:
         url = f"{self.http}/v1/manifest?after={after}&wait={wait}"
+        if generation:
+            url += f"&generation={generation}"
         with urllib.request.urlopen(url, timeout=wait + 5) as reply:
             body: bytes = reply.read()
+            if body:
+                manifest = verify_envelope(body, NETWORK.fingerprint)
+                assert reply.headers["X-Tkms-Generation"] == str(manifest.generation)
+                assert reply.headers["X-Tkms-Epoch"] == str(manifest.epoch)
             return body
 
     def stop(self) -> None:
@@ -250,3 +258,40 @@ def test_a_rogue_relays_messages_stop_at_its_first_honest_neighbour(
         status = relays[name].status()
         assert status["dropped"] == before[name] and status["epoch"] == newest, (name, status)
     assert "0x" + "02" * 20 not in [n["address"] for n in _health(relays["C"])["nodes"]]
+
+
+def test_the_retiring_generation_is_served_beside_the_newest(
+    relays: dict[str, RelayProcess],
+) -> None:
+    """Generation 1's newest manifest, published after generation 2's (its epoch number is
+    older), is not stale: it reaches C and is served for `generation=1`; the default is still
+    the newest generation's, so clients that do not ask are unchanged."""
+    newest = relays["C"].status()["epoch"]
+    before = {name: relays[name].status()["dropped"] for name in "ACD"}
+    retiring = NETWORK.envelope(NETWORK.manifest(newest - 1, generation=1))
+    start = time.monotonic()
+    relays["A"].publish(retiring)
+    assert relays["C"].wait_manifest(0, 10.0, generation=1) == retiring
+    print(f"retiring generation: A -> D -> C in {(time.monotonic() - start) * 1000:.0f} ms")
+    default = relays["C"].wait_manifest(0, 0)
+    assert verify_envelope(default, NETWORK.fingerprint).generation == 2
+    assert relays["C"].wait_manifest(newest - 1, 0, generation=2) == default
+    # The long poll is per generation: nothing newer of generation 1 comes, so 204.
+    start = time.monotonic()
+    assert relays["C"].wait_manifest(newest - 1, 0.3, generation=1) == b""
+    assert time.monotonic() - start >= 0.3
+    assert relays["C"].wait_manifest(0, 0, generation=3) == b""
+    assert relays["C"].status()["generations"] == {"1": newest - 1, "2": newest}
+    for name in "ACD":  # dropped as stale nowhere (B is dead by now)
+        assert relays[name].status()["dropped"] == before[name], name
+    for query, named in (
+        ("generation=x", "generation must be an integer"),
+        ("generation=-1", "generation must not be negative"),
+        ("after=1&after=2", "after is given 2 times"),
+        ("wait=nan", "wait must not be negative"),
+        ("wait=soon", "wait must be a number of seconds"),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{relays['C'].http}/v1/manifest?{query}", timeout=5)
+        assert refused.value.code == 400
+        assert named in refused.value.read().decode(), query
