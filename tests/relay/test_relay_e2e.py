@@ -18,6 +18,7 @@ a client in a third (tests/testnet/netns.py).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -349,6 +350,11 @@ def test_a_removed_member_is_revoked_through_the_relays(setup: Setup) -> None:
     assert len(kept.members) == 2 and kept.threshold == 2
 
 
+# Slow (runs in CI, TKMS_SLOW=1): a rotation DKG of ~25 s; the default suite checks the same
+# rules with real relays (tests/relay/test_relay_network.py) and the agent's side against a
+# relay in process (tests/guest/test_watch_relay.py).
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TKMS_SLOW") != "1", reason="slow: set TKMS_SLOW=1")
 def test_an_agent_started_inside_a_rotation_window_checks_both_generations(
     setup: Setup, tmp_path: Path
 ) -> None:
