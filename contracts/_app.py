@@ -99,9 +99,7 @@ class AppAuthClient(ContractClient):
         return self._send("setEnvSigner", parse_address("signer", signer))
 
     def send_set_env_version(self, version: int) -> Receipt:
-        if not 0 < version < 2**64:
-            raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
-        return self._send("setEnvVersion", version)
+        return self._send("setEnvVersion", checked_env_version(version))
 
     def send_set_live_revocation_blocks(self, blocks: int) -> Receipt:
         if not 0 <= blocks < 2**64:
@@ -156,3 +154,10 @@ class AppFactoryClient(ContractClient):
         (log,) = logs_of(receipt, self.address, decoder.topic)
         app_id = str(decoder.process_log(log)["args"]["appId"])
         return receipt, app_id
+
+
+def checked_env_version(version: int) -> int:
+    """`version` if it fits AppAuth's uint64 env version (which starts above 0)."""
+    if not 0 < version < 2**64:
+        raise InvalidInput("version", f"must be 1..2**64-1, got {version}")
+    return version

@@ -19,7 +19,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from contracts._anvil import anvil_command
-from contracts._app import AppAuthClient
+from contracts._app import AppAuthClient, checked_env_version
 from contracts._audit import CUSTOM_CONTROLLER, AuditReader
 from contracts._deploy import deploy
 from contracts._devchain import require_dev_chain
@@ -278,12 +278,8 @@ def run_compose(allow: bool) -> Handler:
         app_id = existing_contract(w3, "--app-id", args.app_id)
         compose_hash = parse_bytes32("--compose-hash", args.compose_hash)
         if args.calldata:
-            reader = AppAuthClient(w3, app_id)
             function = "addComposeHash" if allow else "removeComposeHash"
-            call = owner_call(
-                w3, reader.contract, function, compose_hash, caller=reader.get_owner()
-            )
-            return print_call(args, call)
+            return app_owner_call(args, function, compose_hash)
         app = AppAuthClient(w3, app_id, signing_transactor(w3, args))
         if allow:
             receipt = app.send_add_compose_hash(compose_hash)
@@ -302,6 +298,15 @@ def run_compose(allow: bool) -> Handler:
     return run
 
 
+def app_owner_call(args: argparse.Namespace, function: str, *call_args: Any) -> int:
+    """`--calldata`: print the call the owner of the AppAuth at `--app-id` (a multisig or a
+    timelock) should make, after simulating it as that owner at the head; sends nothing."""
+    w3 = connect(args.rpc)
+    reader = AppAuthClient(w3, existing_contract(w3, "--app-id", args.app_id))
+    call = owner_call(w3, reader.contract, function, *call_args, caller=reader.get_owner())
+    return print_call(args, call)
+
+
 def owned_app(args: argparse.Namespace) -> AppAuthClient:
     """The AppAuth at `--app-id`, sending as the signer the arguments name (its owner)."""
     w3 = connect(args.rpc)
@@ -311,6 +316,8 @@ def owned_app(args: argparse.Namespace) -> AppAuthClient:
 
 
 def run_env_signer(args: argparse.Namespace) -> int:
+    if args.calldata:
+        return app_owner_call(args, "setEnvSigner", parse_address("--signer", args.signer))
     app = owned_app(args)
     receipt = app.send_set_env_signer(parse_address("--signer", args.signer))
     document = {"app_id": app.address, "env_signer": app.get_env_signer(), **tx_fields(receipt)}
@@ -319,6 +326,8 @@ def run_env_signer(args: argparse.Namespace) -> int:
 
 
 def run_env_version(args: argparse.Namespace) -> int:
+    if args.calldata:
+        return app_owner_call(args, "setEnvVersion", checked_env_version(args.version))
     app = owned_app(args)
     receipt = app.send_set_env_version(args.version)
     document = {"app_id": app.address, "env_version": args.version, **tx_fields(receipt)}
@@ -327,6 +336,8 @@ def run_env_version(args: argparse.Namespace) -> int:
 
 
 def run_live_revocation(args: argparse.Namespace) -> int:
+    if args.calldata:
+        return app_owner_call(args, "setLiveRevocationBlocks", args.blocks)
     app = owned_app(args)
     receipt = app.send_set_live_revocation_blocks(args.blocks)
     document = {"app_id": app.address, "live_revocation_blocks": args.blocks, **tx_fields(receipt)}
@@ -340,6 +351,8 @@ def run_live_revocation(args: argparse.Namespace) -> int:
 
 
 def run_dstack_kms(args: argparse.Namespace) -> int:
+    if args.calldata:
+        return app_owner_call(args, "setDstackKmsRelease", bool(args.enable))
     app = owned_app(args)
     receipt = app.send_set_dstack_kms_release(bool(args.enable))
     allowed = app.get_dstack_kms_release()

@@ -234,6 +234,7 @@ def _register_app(sub: Any) -> None:
     live.add_argument(
         "--blocks", required=True, type=_blocks, metavar="N", help="0 (off) or a number of blocks"
     )
+    _calldata(live)
     _json(live)
 
     env_signer = _leaf(
@@ -246,6 +247,7 @@ def _register_app(sub: Any) -> None:
     _key(env_signer, "the app owner")
     env_signer.add_argument("--app-id", required=True, metavar="HEX")
     env_signer.add_argument("--signer", required=True, metavar="ADDR", help="zero: no env")
+    _calldata(env_signer)
     _json(env_signer)
 
     env_version = _leaf(
@@ -258,6 +260,7 @@ def _register_app(sub: Any) -> None:
     _key(env_version, "the app owner")
     env_version.add_argument("--app-id", required=True, metavar="HEX")
     env_version.add_argument("--version", required=True, type=int, metavar="N")
+    _calldata(env_version)
     _json(env_version)
 
     dstack_kms = _leaf(
@@ -273,6 +276,7 @@ def _register_app(sub: Any) -> None:
     release = dstack_kms.add_mutually_exclusive_group(required=True)
     release.add_argument("--enable", action="store_true", help="opt the app in")
     release.add_argument("--disable", action="store_true", help="opt the app out")
+    _calldata(dstack_kms)
     _json(dstack_kms)
 
     predict = _leaf(

@@ -196,3 +196,32 @@ def test_an_epoch_and_an_app_approval_through_a_timelock_owner(
     timelock.run(image)
     decision = governance.is_app_allowed(boot)
     assert (decision.allowed, decision.reason) == (True, "")
+
+    # Every app owner setting goes through the timelock too; the CLI checks each call as the
+    # timelock before printing it, and refuses one that would revert, naming why.
+    app_args = ["--rpc", anvil.rpc_url, "--app-id", app_id]
+    env_signer = "0x" + "5e" * 20
+    for argv in (
+        ["set-env-signer", "--signer", env_signer],
+        ["set-env-version", "--version", "3"],
+        ["set-live-revocation", "--blocks", "40"],
+        ["set-dstack-kms", "--enable"],
+    ):
+        call = calldata(capsys, "app", argv[0], *app_args, *argv[1:])
+        assert (call["to"], call["from"]) == (app_id, timelock.address)
+        timelock.run(call)
+    assert (app.get_env_signer(), app.get_env_version()) == (
+        Web3.to_checksum_address(env_signer),
+        3,
+    )
+    assert app.get_live_revocation_blocks() == 40
+    assert app.get_dstack_kms_release() is True
+    code, err = cli(
+        capsys, "app", "set-env-version", *app_args, "--version", "3", "--calldata", "--json"
+    )
+    assert code == 1 and "would revert" in err and "EnvVersionNotIncreasing" in err, err
+    code, err = cli(
+        capsys, "app", "set-env-version", *app_args, "--version", str(2**64), "--calldata"
+    )
+    assert code != 0 and "version: must be 1..2**64-1" in err
+    assert app.get_env_version() == 3
