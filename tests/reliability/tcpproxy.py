@@ -79,9 +79,10 @@ class TcpProxy:
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         peer = {a: b, b: a}
         with selectors.DefaultSelector() as sel:
-            sel.register(a, selectors.EVENT_READ)
-            sel.register(b, selectors.EVENT_READ)
             try:
+                # Inside the try: a cut may close both sockets before this thread runs.
+                sel.register(a, selectors.EVENT_READ)
+                sel.register(b, selectors.EVENT_READ)
                 while not self._cut.is_set():
                     for key, _ in sel.select(timeout=0.2):
                         src: socket.socket = key.fileobj  # type: ignore[assignment]
