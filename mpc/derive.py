@@ -33,7 +33,6 @@ from mpc.dleq import (
     DleqProof,
     DleqStatement,
     EncodedDleqProof,
-    is_valid_dleq,
     prove_dleq,
 )
 from mpc.dst import DST_IBE, DST_KDF, DST_KMS_ROOT
@@ -273,13 +272,7 @@ def open_partial(
     opened, statement = decrypt_partial(
         partial, request, ephemeral=ephemeral, verification_key=verification_key, network=network
     )
-    if not is_valid_dleq(
-        statement.proof,
-        statement.h,
-        vk=statement.vk,
-        sigma=statement.sigma,
-        context=statement.context,
-    ):
+    if not statement.holds():
         raise InvalidPartial(partial.member, BAD_PARTIAL_PROOF)
     return opened
 

@@ -122,6 +122,16 @@ class DleqStatement:
             p.a2.to_bytes(),
         )
 
+    def holds(self) -> bool:
+        """True iff the proof shows log_G1(vk) == log_h(sigma) for this context."""
+        neg_c = -self.challenge()
+        p = self.proof
+        # Two products each rather than a 2-point MSM: with blst on, two blst multiplications
+        # are cheaper than arkworks' MSM (and the points are usually in blst already).
+        return (
+            G1.base_mul(p.z) + self.vk * neg_c == p.a1 and self.h * p.z + self.sigma * neg_c == p.a2
+        )
+
 
 def prove_dleq(x: Scalar, h: G1, *, vk: G1, sigma: G1, context: bytes, rng: Rng) -> DleqProof:
     """Prove log_G1(vk) == log_h(sigma) == x."""
@@ -133,15 +143,7 @@ def prove_dleq(x: Scalar, h: G1, *, vk: G1, sigma: G1, context: bytes, rng: Rng)
 
 def is_valid_dleq(proof: DleqProof, h: G1, *, vk: G1, sigma: G1, context: bytes) -> bool:
     """True iff `proof` shows log_G1(vk) == log_h(sigma) for this `context`."""
-    return _holds(DleqStatement(proof, h, vk, sigma, context))
-
-
-def _holds(s: DleqStatement) -> bool:
-    neg_c = -s.challenge()
-    p = s.proof
-    # Two products each rather than a 2-point MSM: with blst on, two blst multiplications
-    # are cheaper than arkworks' MSM (and the points are usually in blst already).
-    return G1.base_mul(p.z) + s.vk * neg_c == p.a1 and s.h * p.z + s.sigma * neg_c == p.a2
+    return DleqStatement(proof, h, vk, sigma, context).holds()
 
 
 def verify_dleq(proof: DleqProof, h: G1, *, vk: G1, sigma: G1, context: bytes) -> None:
@@ -165,7 +167,7 @@ def verify_dleq_batch(items: Sequence[DleqStatement], rng: Rng = os.urandom) -> 
     if not items:
         return True
     if len(items) == 1:
-        return _holds(items[0])
+        return items[0].holds()
     points: list[G1] = [G1.generator()]
     scalars: list[Scalar] = [Scalar(0)]
     # One term per distinct base object: a derivation's t statements share H (and a
@@ -200,7 +202,7 @@ def invalid_dleqs(items: Sequence[DleqStatement], rng: Rng = os.urandom) -> list
     """
     if verify_dleq_batch(items, rng):
         return []
-    return [i for i, s in enumerate(items) if not _holds(s)]
+    return [i for i, s in enumerate(items) if not s.holds()]
 
 
 @dataclass(frozen=True, slots=True)
