@@ -171,10 +171,8 @@ class KmsClient:
 
     def members_in_turn(self) -> list[Member]:
         """Every member, starting with the next in rotation (spreads one-node requests)."""
-        members = list(self.committee.members)
-        shift = self._rotation % len(members) if members else 0
         self._rotation += 1
-        return members[shift:] + members[:shift]
+        return self._rotated(self._rotation - 1)
 
     def _derivation_order(self) -> list[Member]:
         """Every member, the same order for `MAX_KEYS` derivations in a row, then the next.
@@ -183,9 +181,12 @@ class KmsClient:
         in the same requests; the load still moves round the committee every few dozen
         derivations.
         """
-        members = list(self.committee.members)
-        turn = self._derivations // MAX_KEYS
         self._derivations += 1
+        return self._rotated((self._derivations - 1) // MAX_KEYS)
+
+    def _rotated(self, turn: int) -> list[Member]:
+        """Every member, starting with member number `turn` (mod n)."""
+        members = list(self.committee.members)
         shift = turn % len(members) if members else 0
         return members[shift:] + members[:shift]
 
