@@ -33,6 +33,10 @@ class RelayUnavailable(Exception):
     """The relay could not be asked, or had no verified manifest to give."""
 
 
+class NoManifest(RelayUnavailable):
+    """The relay answered, but holds no manifest newer than the epoch asked about."""
+
+
 class UnsignedCommittee(Exception):
     """The committee from the RPC is not the one the network signed: do not use it."""
 
@@ -67,7 +71,7 @@ def fetch_envelope(url: str, *, after: int = 0, wait: float = 0.0, generation: i
         raise RelayUnavailable(f"relay {url}: {exc}") from None
     if status == 204 or not body:
         of = f" of generation {generation}" if generation else ""
-        raise RelayUnavailable(f"relay {url} has no manifest{of} newer than epoch {after}")
+        raise NoManifest(f"relay {url} has no manifest{of} newer than epoch {after}")
     return body
 
 
@@ -150,10 +154,8 @@ def newest_signed(url: str, fingerprint: bytes) -> EpochManifest | None:
     """The newest generation's newest manifest the relay holds, verified (None if none)."""
     try:
         envelope = fetch_envelope(url)
-    except RelayUnavailable as exc:
-        if "has no manifest" in str(exc):
-            return None
-        raise
+    except NoManifest:
+        return None
     return verified_manifest(envelope, fingerprint)
 
 
